@@ -1,0 +1,92 @@
+"""The model spec (`regctl.toml`): typed dataclasses and the parser with its error messages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+SPEC_FILENAME = "regctl.toml"
+SCALAR_DTYPES = ("int", "float", "bool")
+METHODS = ("auto", "trace", "script")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One positional input of forward(): a tensor (with a shape) or a Python scalar (no shape)."""
+
+    name: str
+    dtype: str  # a torch dtype name for tensors ("float32", "int64", ...); "int" | "float" | "bool" for scalars
+    shape: tuple[int | str, ...] | None = None  # ints are fixed sizes, strings name a dynamic dim
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def is_scalar(self) -> bool:
+        """True for a Python scalar argument (int, float or bool), which has no shape."""
+        return self.shape is None
+
+
+@dataclass(frozen=True)
+class DimSpec:
+    """A named dynamic dimension and the sizes the validator sweeps."""
+
+    name: str
+    min: int
+    max: int
+    opt: int
+    batch: bool = False  # the dim is the batch dimension (Triton folds it into max_batch_size)
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """Tolerances and sampling for the validation battery."""
+
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    samples: int = 4
+    inputs: str | None = None  # a .safetensors file of recorded real inputs, relative to the model dir
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed and checked `regctl.toml`."""
+
+    entrypoint: str = "model.py:build"
+    weights: str | None = None
+    method: Literal["auto", "trace", "script"] = "auto"
+    device: Literal["cpu", "cuda"] = "cpu"
+    optimize: bool = True
+    inputs: tuple[InputSpec, ...] = ()
+    dims: dict[str, DimSpec] = field(default_factory=dict)
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
+
+    def data_files(self) -> list[str]:
+        """The non-code files the spec names, relative to the model directory."""
+        return [f for f in (self.weights, self.validation.inputs) if f]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict that `ModelSpec.from_dict` turns back into an equal spec."""
+        data = asdict(self)
+        data["inputs"] = [
+            {**i, "shape": list(i["shape"]) if i["shape"] is not None else None} for i in data["inputs"]
+        ]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """Rebuild a spec stored with `to_dict` (trusted input: no checks)."""
+        inputs = tuple(
+            InputSpec(**{**i, "shape": tuple(i["shape"]) if i.get("shape") is not None else None})
+            for i in data.get("inputs", [])
+        )
+        dims = {name: DimSpec(**d) for name, d in data.get("dims", {}).items()}
+        validation = ValidationSpec(**data.get("validation", {}))
+        rest = {k: v for k, v in data.items() if k not in {"inputs", "dims", "validation"}}
+        return cls(**rest, inputs=inputs, dims=dims, validation=validation)
+
+
+def load_spec(directory: Path) -> ModelSpec:
+    """Read and check `DIR/regctl.toml`; raise InvalidSpec naming the file, key, value and expectation."""
+    raise NotImplementedError
