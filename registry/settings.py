@@ -65,4 +65,6 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     except ValueError:
         from registry.errors import InvalidInput
 
-        raise InvalidInput(f"{key}={raw!r} is not a number; set it to a number of seconds or a count") from None
+        raise InvalidInput(
+            f"{key}={raw!r} is not a number; set it to a number of seconds or a count"
+        ) from None

@@ -1,1 +1,310 @@
-"""Content-addressed artifact store (placeholder: being written)."""
+"""Content-addressed artifact store behind fsspec.
+
+Blobs live at `<root>/sha256/ab/cdef…` (first two hex digits as a directory, the other 62 as the
+name), so equal content is stored once and a key names its own checksum. Every write goes to a
+temporary key first and is moved into place only when complete, and every read is verified, so a
+torn or rotten blob is never handed out.
+
+A local root (a plain path or `file://`) uses os-level fsync and an atomic `os.replace`. Any other
+fsspec URL (`s3://bucket/prefix` through s3fs, `memory://` in tests) uploads to `<root>/tmp/<uuid>`
+and then moves it with `fs.mv`; on S3 that is a server-side copy, and an object only becomes
+visible to readers once its PUT or copy completes, so readers never see a partial blob there either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from registry.errors import CorruptedArtifact, InvalidInput, NotFound, ServiceUnavailable
+
+CHUNK_SIZE = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A stored blob: its checksum, its size in bytes and the full URI it lives at."""
+
+    sha256: str
+    size: int
+    uri: str
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of the file at `path`, reading it in small buffers."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def open_store(url: str) -> ArtifactStore:
+    """Open the artifact store at `url` (a local path, `file://…`, `s3://bucket/prefix`, `memory://…`)."""
+    return ArtifactStore(url)
+
+
+def _check_sha(sha256: str) -> str:
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise InvalidInput(f"{sha256!r} is not a sha256 digest; expected 64 lowercase hex characters")
+    return sha256
+
+
+def _read_chunks(f: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    while chunk := f.read(chunk_size):
+        yield chunk
+
+
+def _fsync_dir(path: str) -> None:
+    # Without this the rename itself may be lost on power failure even though the data was synced.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class ArtifactStore:
+    """Immutable blobs addressed by sha256 under one fsspec root."""
+
+    def __init__(self, root: str) -> None:
+        """Bind the store to `root`; nothing is created until the first write."""
+        try:
+            fs, base = fsspec.core.url_to_fs(os.path.expanduser(root))
+        except ImportError as exc:
+            raise ServiceUnavailable(
+                f"artifact store {root} needs a filesystem package that is not installed ({exc}); "
+                "install it (for s3:// that is `pip install s3fs`)"
+            ) from None
+        except ValueError as exc:
+            raise InvalidInput(f"artifact store URL {root!r} is not understood: {exc}") from None
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.local = isinstance(fs, LocalFileSystem)
+        self._base = base.rstrip("/") or base
+        self.root: str = self._base if self.local else root.rstrip("/")
+
+    def _key(self, sha256: str) -> str:
+        return f"{self._base}/sha256/{sha256[:2]}/{sha256[2:]}"
+
+    def uri_for(self, sha256: str) -> str:
+        """Return the full URI at which the blob `sha256` is (or would be) stored."""
+        sha256 = _check_sha(sha256)
+        return f"{self.root}/sha256/{sha256[:2]}/{sha256[2:]}"
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Turn a remote filesystem's transport failures into ServiceUnavailable naming the store."""
+        try:
+            yield
+        except (FileNotFoundError, IsADirectoryError, FileExistsError):
+            raise
+        except OSError as exc:  # ConnectionError and TimeoutError included
+            if self.local:
+                raise
+            raise ServiceUnavailable(
+                f"artifact store {self.root} is unreachable ({exc}); "
+                "check the URL, the network and the credentials"
+            ) from exc
+
+    def _not_found(self, sha256: str) -> NotFound:
+        return NotFound(
+            f"artifact blob sha256:{sha256} not found in store {self.root}; check that "
+            "REGCTL_ARTIFACT_STORE names the store this registry was written with, or re-register the model"
+        )
+
+    def exists(self, sha256: str) -> bool:
+        """Return True when the blob `sha256` is in the store (its content is not checked)."""
+        key = self._key(_check_sha(sha256))
+        with self._reachable():
+            return bool(self.fs.isfile(key))
+
+    def size(self, sha256: str) -> int:
+        """Return the stored size in bytes of blob `sha256`; raise NotFound when it is absent."""
+        key = self._key(_check_sha(sha256))
+        try:
+            with self._reachable():
+                return int(self.fs.size(key))
+        except FileNotFoundError:
+            raise self._not_found(sha256) from None
+
+    def put_bytes(self, data: bytes) -> BlobRef:
+        """Store `data` (a small blob held in memory) and return its reference."""
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.exists(sha):
+            self._commit(self._spool([data])[0], sha)
+        return BlobRef(sha, len(data), self.uri_for(sha))
+
+    def put_file(self, path: Path) -> BlobRef:
+        """Store the file at `path`, streaming it: one pass to hash (and dedup), one to copy."""
+        sha, size = sha256_file(path), os.path.getsize(path)
+        if self.exists(sha):
+            return BlobRef(sha, size, self.uri_for(sha))
+        with open(path, "rb") as f:
+            tmp, copied_sha, size = self._spool(_read_chunks(f))
+        if copied_sha != sha:
+            self._discard(tmp)
+            raise InvalidInput(
+                f"{path} changed while it was being stored; try again once nothing writes to it"
+            )
+        self._commit(tmp, sha)
+        return BlobRef(sha, size, self.uri_for(sha))
+
+    def put_stream(self, stream: BinaryIO) -> BlobRef:
+        """Store everything read from `stream`, hashing while spooling it to a temporary key."""
+        tmp, sha, size = self._spool(_read_chunks(stream))
+        self._commit(tmp, sha)
+        return BlobRef(sha, size, self.uri_for(sha))
+
+    def _spool(self, chunks: Iterable[bytes]) -> tuple[str, str, int]:
+        """Write `chunks` to a fresh temporary key; return (key, sha256, size). No temp survives a failure."""
+        tmp = self._new_temp()
+        try:
+            with self._reachable():
+                f = self._open_temp(tmp)
+            try:
+                sha, size = self._write_chunks(f, chunks)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the original error is the one worth reporting
+                    f.close()
+                raise
+        except BaseException:
+            self._discard(tmp)
+            raise
+        return tmp, sha, size
+
+    def _write_chunks(self, f: BinaryIO, chunks: Iterable[bytes]) -> tuple[str, int]:
+        digest, size = hashlib.sha256(), 0
+        # Only the store's own I/O is guarded: a failing source stream must surface as itself,
+        # not as an unreachable store.
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            with self._reachable():
+                f.write(chunk)
+        with self._reachable():
+            if self.local:
+                f.flush()
+                os.fsync(f.fileno())
+            f.close()  # on a remote store this is where the upload completes
+        return digest.hexdigest(), size
+
+    def _new_temp(self) -> str:
+        if not self.local:
+            return f"{self._base}/tmp/{uuid.uuid4().hex}"
+        # Under the root, so the final os.replace never crosses a filesystem boundary.
+        tmp_dir = os.path.join(self._base, "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="put-", suffix=".part")
+        os.close(fd)
+        return tmp
+
+    def _open_temp(self, tmp: str) -> BinaryIO:
+        return open(tmp, "wb") if self.local else self.fs.open(tmp, "wb")
+
+    def _discard(self, tmp: str) -> None:
+        if self.local:
+            _remove_quietly(tmp)
+            return
+        with contextlib.suppress(Exception):  # best effort: the original error matters more
+            self.fs.rm(tmp)
+
+    def _commit(self, tmp: str, sha256: str) -> None:
+        """Move a complete temporary blob to its final key, or drop it when that key already exists."""
+        try:
+            if self.exists(sha256):
+                self._discard(tmp)
+            elif self.local:
+                self._commit_local(tmp, self._key(sha256))
+            else:
+                with self._reachable():
+                    self.fs.mv(tmp, self._key(sha256))
+        except BaseException:
+            self._discard(tmp)
+            raise
+
+    @staticmethod
+    def _commit_local(tmp: str, key: str) -> None:
+        key_dir = os.path.dirname(key)
+        if not os.path.isdir(key_dir):
+            os.makedirs(key_dir, exist_ok=True)
+            _fsync_dir(os.path.dirname(key_dir))
+        os.chmod(tmp, 0o444)  # blobs are immutable; make an accidental in-place edit fail loudly
+        os.replace(tmp, key)
+        _fsync_dir(key_dir)
+
+    def open_chunks(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Yield blob `sha256` in chunks, raising CorruptedArtifact after the last one on mismatch.
+
+        The checksum is only known once every chunk was read, so a caller streaming to a
+        destination must not publish it before this generator finishes; `copy_to` does that safely.
+        NotFound and InvalidInput are raised at call time, before any chunk.
+        """
+        sha256 = _check_sha(sha256)
+        if not self.exists(sha256):
+            raise self._not_found(sha256)
+        return self._verified_chunks(sha256, chunk_size)
+
+    def _verified_chunks(self, sha256: str, chunk_size: int) -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        try:
+            with self._reachable(), self.fs.open(self._key(sha256), "rb") as f:
+                for chunk in _read_chunks(f, chunk_size):
+                    digest.update(chunk)
+                    yield chunk
+        except FileNotFoundError:  # removed between the existence check and the open
+            raise self._not_found(sha256) from None
+        if digest.hexdigest() != sha256:
+            raise CorruptedArtifact(
+                f"artifact blob sha256:{sha256} at {self.uri_for(sha256)} does not match its checksum "
+                f"(read sha256:{digest.hexdigest()[:12]}…); re-register the model or re-run the convert job"
+            )
+
+    def read_bytes(self, sha256: str) -> bytes:
+        """Return the whole of blob `sha256`, verified; meant for small blobs such as reports."""
+        return b"".join(self.open_chunks(sha256))
+
+    def verify(self, sha256: str) -> None:
+        """Read blob `sha256` through; raise CorruptedArtifact on mismatch and NotFound when absent."""
+        for _ in self.open_chunks(sha256):
+            pass
+
+    def copy_to(self, sha256: str, dest: Path, progress: Callable[[int], None] | None = None) -> BlobRef:
+        """Copy blob `sha256` to `dest`, which appears only once its content has been verified.
+
+        `progress`, when given, is called after each chunk with the total bytes copied so far.
+        """
+        chunks = self.open_chunks(sha256)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        copied = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+                    copied += len(chunk)
+                    if progress is not None:
+                        progress(copied)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a fetched artifact is an ordinary file
+            os.replace(tmp, dest)
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
+        _fsync_dir(str(dest.parent))
+        return BlobRef(sha256, copied, self.uri_for(sha256))

@@ -1,0 +1,169 @@
+"""`regctl models …`, `regctl versions show`, `regctl alias …`: reading and naming versions."""
+
+from __future__ import annotations
+
+import click
+
+from cli.app import cli, settings_of
+from cli.render import emit_json, fields, human_size, table
+from registry.refs import parse_ref
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+@cli.group()
+def models() -> None:
+    """List and inspect registered models."""
+
+
+@models.command("list")
+@json_option
+@click.pass_context
+def models_list(ctx: click.Context, as_json: bool) -> None:
+    """List every model with its version count and newest (ready) version."""
+    from registry.models import list_models
+
+    found = list_models(settings_of(ctx))
+    if as_json:
+        emit_json([m.to_json() for m in found])
+        return
+    rows = [
+        (m.name, m.versions, m.latest_version, m.latest_ready, m.created_at, m.description) for m in found
+    ]
+    table(None, ("model", "versions", "latest", "latest ready", "created", "description"), rows)
+
+
+@models.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a model: its newest versions and its aliases."""
+    from registry.models import show_model
+
+    detail = show_model(settings_of(ctx), name)
+    if as_json:
+        emit_json(detail.to_json())
+        return
+    aliases = ", ".join(f"{a} -> {v}" for a, v in detail.aliases.items()) or None
+    fields(
+        detail.name,
+        [
+            ("description", detail.description or None),
+            ("created", detail.created_at),
+            ("versions", detail.version_count),
+            ("aliases", aliases),
+        ],
+    )
+    rows = [(v.version, v.status, v.method, v.created_at) for v in detail.versions]
+    shown = f"newest {len(rows)} of {detail.version_count}" if detail.version_count > len(rows) else None
+    table(shown, ("version", "status", "method", "created"), rows)
+
+
+@cli.group()
+def versions() -> None:
+    """Inspect model versions."""
+
+
+@versions.command("show")
+@click.argument("ref", metavar="NAME:VERSION")
+@json_option
+@click.pass_context
+def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show a version: status, spec, artifacts, jobs and its validation report summary.
+
+    REF may also be NAME@ALIAS or NAME (newest ready version).
+    """
+    from registry.versions import get_version
+
+    info = get_version(settings_of(ctx), parse_ref(ref))
+    if as_json:
+        emit_json(info.to_json())
+        return
+    summary = info.summary or {}
+    fields(
+        info.ref,
+        [
+            ("status", info.status),
+            ("method", info.method),
+            ("aliases", ", ".join(info.aliases) or None),
+            ("created", f"{info.created_at:%Y-%m-%d %H:%M:%S} by {info.created_by}"),
+            ("source sha256", info.source_sha256),
+            ("weights sha256", info.weights_sha256),
+            *[(key, value) for key, value in summary.items() if not isinstance(value, dict | list)],
+        ],
+    )
+    table(
+        "artifacts",
+        ("kind", "size", "sha256", "torch", "method"),
+        [(a.kind, human_size(a.size), a.sha256[:16], a.torch_version, a.method) for a in info.artifacts],
+    )
+    if info.jobs:
+        table(
+            "jobs",
+            ("id", "kind", "state", "attempts", "error"),
+            [(j.id, j.kind, j.state, f"{j.attempts}/{j.max_attempts}", j.error) for j in info.jobs],
+        )
+
+
+@cli.group()
+def alias() -> None:
+    """Point movable names (NAME@prod) at versions."""
+
+
+@alias.command("set")
+@click.argument("target", metavar="NAME@ALIAS")
+@click.argument("version", type=click.IntRange(min=1))
+@json_option
+@click.pass_context
+def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> None:
+    """Point NAME@ALIAS at VERSION (creating or moving it); the change is recorded."""
+    from registry.aliases import set_alias
+
+    ref = _alias_ref(target)
+    info = set_alias(settings_of(ctx), ref.name, ref.alias or "", version)
+    if as_json:
+        emit_json(info.to_json())
+        return
+    moved = f" (was {info.previous})" if info.previous else ""
+    click.echo(f"{info.model}@{info.name} -> {info.version}{moved}")
+
+
+@alias.command("rm")
+@click.argument("target", metavar="NAME@ALIAS")
+@click.pass_context
+def alias_rm(ctx: click.Context, target: str) -> None:
+    """Remove NAME@ALIAS; the removal is recorded."""
+    from registry.aliases import remove_alias
+
+    ref = _alias_ref(target)
+    info = remove_alias(settings_of(ctx), ref.name, ref.alias or "")
+    click.echo(f"removed {info.model}@{info.name} (was {info.previous})")
+
+
+@alias.command("history")
+@click.argument("name")
+@json_option
+@click.pass_context
+def alias_history_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show every change to NAME's aliases: who moved what, when."""
+    from registry.aliases import alias_history
+
+    events = alias_history(settings_of(ctx), parse_ref(name).name)
+    if as_json:
+        emit_json([e.to_json() for e in events])
+        return
+    table(
+        None,
+        ("alias", "from", "to", "by", "at"),
+        [(e.name, e.previous, e.version, e.updated_by, e.updated_at) for e in events],
+    )
+
+
+def _alias_ref(text: str):  # type: ignore[no-untyped-def]
+    from registry.errors import InvalidInput
+
+    ref = parse_ref(text)
+    if ref.alias is None:
+        raise InvalidInput(f"{text!r} names no alias; expected NAME@ALIAS, e.g. {ref.name}@prod")
+    return ref

@@ -1,0 +1,136 @@
+"""`regctl register`, `regctl fetch` and `regctl db upgrade`: putting models in and artifacts out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cli.app import cli, settings_of
+from cli.render import emit_json, human_size
+from registry.refs import parse_ref
+
+FORMATS = {"torchscript": "torchscript", "exported": "exported"}
+
+
+@cli.group()
+def db() -> None:
+    """Manage the registry database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Create or upgrade the registry schema (run once per release on PostgreSQL; SQLite upgrades itself)."""
+    from registry.db import current_revision, redact
+    from registry.migrate import upgrade
+
+    settings = settings_of(ctx)
+    upgrade(settings.database_url, revision)
+    click.echo(f"{redact(settings.database_url)} is at {current_revision(settings.database_url)}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("directory", type=click.Path(path_type=Path), metavar="DIR")
+@click.option("--method", type=click.Choice(["auto", "trace", "script"]), help="Override the spec's method.")
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), help="Override the spec's device (picks the queue)."
+)
+@click.option("--description", help="Describe the model (kept on the model, shown by 'models show').")
+@click.option("--no-convert", is_flag=True, help="Only record the version; start no conversion.")
+@click.option(
+    "--wait", is_flag=True, help="Follow the conversion and exit with its outcome (0 ready, 1 failed)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@click.pass_context
+def register(
+    ctx: click.Context,
+    name: str,
+    directory: Path,
+    method: str | None,
+    device: str | None,
+    description: str | None,
+    no_convert: bool,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Register the model in DIR (code, weights, regctl.toml) as the next version of NAME.
+
+    Conversion to TorchScript and validation start by themselves unless --no-convert is given.
+    """
+    from registry.versions import register_version
+
+    settings = settings_of(ctx)
+    jobs = () if no_convert else ("convert",)
+    info = register_version(
+        settings, name, directory, method=method, device=device, description=description, jobs=jobs
+    )
+    if not as_json:
+        click.echo(f"registered {info.ref} ({info.status})", err=wait)
+    if info.jobs:
+        from cli.follow import start_and_follow
+
+        code = start_and_follow(settings, list(info.jobs), wait=wait, quiet=as_json)
+        if as_json:
+            from registry.versions import get_version
+
+            emit_json(get_version(settings, parse_ref(info.ref)).to_json())
+        ctx.exit(code)
+    if as_json:
+        emit_json(info.to_json())
+
+
+@cli.command()
+@click.argument("ref", metavar="REF")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Where to write the artifact; '-' writes to stdout.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default="torchscript",
+    show_default=True,
+    help="torchscript (.pt for torch.jit.load / LibTorch) or exported (torch.export .pt2).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["source", "torchscript", "exported", "report"]),
+    help="Fetch any stored artifact kind (overrides --format).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was fetched as JSON.")
+@click.pass_context
+def fetch(ctx: click.Context, ref: str, output: Path, fmt: str, kind: str | None, as_json: bool) -> None:
+    """Fetch the artifact of REF to a file; the checksum is verified before the file appears."""
+    from registry.artifacts import fetch_artifact, find_artifact
+    from registry.store import open_store
+
+    settings = settings_of(ctx)
+    kind = kind or FORMATS[fmt]
+    if str(output) == "-":
+        version_ref, artifact = find_artifact(settings, parse_ref(ref), kind)
+        _stream_to_stdout(open_store(settings.artifact_store), artifact.sha256)
+        return
+    version_ref, artifact = fetch_artifact(settings, parse_ref(ref), output, kind)
+    if as_json:
+        emit_json({"ref": version_ref, "path": str(output), **artifact.to_json()})
+    else:
+        click.echo(
+            f"{version_ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…)"
+        )
+
+
+def _stream_to_stdout(store, sha256: str) -> None:  # type: ignore[no-untyped-def]
+    # Chunks go out as they are read; a checksum mismatch at the end raises (exit 1) so a pipe
+    # consumer sees a failed command rather than a silently wrong file.
+    out = sys.stdout.buffer
+    for chunk in store.open_chunks(sha256):
+        out.write(chunk)
+    out.flush()

@@ -1,0 +1,15 @@
+"""Entry point of the `regctl` console script."""
+
+from __future__ import annotations
+
+from cli import catalog, lifecycle  # noqa: F401  (registers the commands)
+from cli.app import cli
+
+
+def main() -> None:
+    """Run the regctl command line."""
+    cli(prog_name="regctl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Aliases (`NAME@ALIAS`): set, move and remove, each recorded in the alias history."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from registry.db import session_scope
+from registry.entities import AliasInfo
+from registry.errors import NotFound
+from registry.lookup import current_user, find_model, find_version
+from registry.refs import Ref, check_alias_name, check_model_name
+from registry.schema import Alias, AliasEvent, ModelVersion, utcnow
+from registry.settings import Settings
+
+
+def set_alias(settings: Settings, name: str, alias: str, version: int) -> AliasInfo:
+    """Point `name@alias` at `version` (creating or moving it) and record who did it and when."""
+    check_model_name(name)
+    check_alias_name(alias)
+    actor = current_user()
+    with session_scope(settings.database_url) as session:
+        model, target = find_version(session, Ref(name, version=version))
+        row = session.scalars(
+            select(Alias).where(Alias.model_id == model.id, Alias.name == alias).with_for_update()
+        ).one_or_none()
+        previous = session.get_one(ModelVersion, row.version_id).version if row else None
+        if row is None:
+            row = Alias(model_id=model.id, name=alias, version_id=target.id)
+            session.add(row)
+        row.version_id, row.updated_by, row.updated_at = target.id, actor, utcnow()
+        session.add(
+            AliasEvent(
+                model_id=model.id,
+                name=alias,
+                action="set",
+                from_version=previous,
+                to_version=version,
+                actor=actor,
+            )
+        )
+        return AliasInfo(name, alias, version, previous, actor, row.updated_at)
+
+
+def remove_alias(settings: Settings, name: str, alias: str) -> AliasInfo:
+    """Remove `name@alias`, recording the removal; NotFound if it is not set."""
+    check_model_name(name)
+    check_alias_name(alias)
+    actor = current_user()
+    with session_scope(settings.database_url) as session:
+        model = find_model(session, name)
+        row = session.scalars(
+            select(Alias).where(Alias.model_id == model.id, Alias.name == alias).with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"alias {name}@{alias} is not set; 'regctl models show {name}' lists its aliases")
+        previous = session.get_one(ModelVersion, row.version_id).version
+        session.delete(row)
+        event = AliasEvent(model_id=model.id, name=alias, action="remove", from_version=previous, actor=actor)
+        session.add(event)
+        return AliasInfo(name, alias, None, previous, actor, utcnow())
+
+
+def alias_history(settings: Settings, name: str, alias: str | None = None) -> list[AliasInfo]:
+    """Every change to the model's aliases (or to one alias), oldest first."""
+    with session_scope(settings.database_url) as session:
+        model = find_model(session, name)
+        query = select(AliasEvent).where(AliasEvent.model_id == model.id)
+        if alias:
+            query = query.where(AliasEvent.name == alias)
+        return [
+            AliasInfo(name, e.name, e.to_version, e.from_version, e.actor, e.at)
+            for e in session.scalars(query.order_by(AliasEvent.id))
+        ]

@@ -1,0 +1,51 @@
+"""Artifacts of a version: recording new ones and fetching stored ones to a path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from registry.db import session_scope
+from registry.entities import ArtifactInfo
+from registry.errors import InvalidInput, NotFound
+from registry.lookup import find_version
+from registry.records import artifact_info
+from registry.refs import Ref
+from registry.schema import ARTIFACT_KINDS, Artifact
+from registry.settings import Settings
+from registry.store import open_store
+
+
+def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tuple[str, ArtifactInfo]:
+    """The newest artifact of `kind` of the version `ref` points at, with that version's `name:version`."""
+    if kind not in ARTIFACT_KINDS:
+        raise InvalidInput(f"artifact kind {kind!r} is not one of {', '.join(ARTIFACT_KINDS)}")
+    with session_scope(settings.database_url) as session:
+        model, version = find_version(session, ref)
+        row = session.scalars(
+            select(Artifact)
+            .where(Artifact.version_id == version.id, Artifact.kind == kind)
+            .order_by(Artifact.id.desc())
+            .limit(1)
+        ).one_or_none()
+        if row is None:
+            hint = "its conversion has not produced one yet ('regctl versions show')"
+            if kind == "exported":
+                hint = "torch.export did not succeed for it (see the report in 'regctl versions show')"
+            raise NotFound(f"{model.name}:{version.version} has no {kind} artifact; {hint}")
+        return f"{model.name}:{version.version}", artifact_info(row)
+
+
+def fetch_artifact(
+    settings: Settings,
+    ref: Ref,
+    dest: Path,
+    kind: str = "torchscript",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[str, ArtifactInfo]:
+    """Copy the artifact to `dest` atomically; the checksum is verified before `dest` appears."""
+    version_ref, artifact = find_artifact(settings, ref, kind)
+    open_store(settings.artifact_store).copy_to(artifact.sha256, dest, progress=progress)
+    return version_ref, artifact

@@ -1,0 +1,160 @@
+"""Engines, the one transaction seam (`session_scope`) and the schema check that runs on first use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.errors import AlreadyExists, RegctlError, ServiceUnavailable
+from registry.schema import HEAD_REVISION
+
+CONNECT_TIMEOUT_S = 3
+_engines: dict[str, Engine] = {}
+_checked: set[str] = set()
+_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Pick a driver for plain URLs as users write them (`postgresql://…` uses psycopg 3)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL per process; SQLite files get WAL, foreign keys and immediate transactions."""
+    url = normalize_url(url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create_engine(url)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines(close: bool = True) -> None:
+    """Drop pooled connections; after fork pass `close=False`, since they belong to the parent."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose(close=close)
+        _engines.clear()
+        _checked.clear()
+        _session_factories.clear()
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _sqlite_pragmas(engine)
+        return engine
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    # pysqlite's own BEGIN handling defers locks, which deadlocks concurrent writers; take the
+    # write lock at BEGIN instead (SQLAlchemy's documented recipe for SQLite transactions).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def ensure_schema(url: str) -> None:
+    """Make sure the database is at the head revision: SQLite is upgraded in place, others must be."""
+    url = normalize_url(url)
+    if url in _checked:
+        return
+    current = current_revision(url)
+    if current != HEAD_REVISION:
+        if make_url(url).get_backend_name() == "sqlite":
+            from registry.migrate import upgrade
+
+            upgrade(url)
+        else:
+            found = current or "an empty schema"
+            raise RegctlError(
+                f"database {redact(url)} is at {found}, this regctl needs {HEAD_REVISION}; "
+                "run 'regctl db upgrade'"
+            )
+    _checked.add(url)
+
+
+def current_revision(url: str) -> str | None:
+    """The Alembic revision stamped in the database, or None for an empty one."""
+    engine = get_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not engine.dialect.has_table(conn, "alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except (OperationalError, DBAPIError) as exc:
+        raise _unavailable(url, exc) from exc
+
+
+_session_factories: dict[str, sessionmaker[Session]] = {}
+
+
+@contextmanager
+def session_scope(url: str) -> Iterator[Session]:
+    """The single transaction seam: commit on success, roll back on error, always close.
+
+    Integrity errors become domain errors here and nowhere else; a database that cannot be
+    reached becomes ServiceUnavailable naming the URL without its password.
+    """
+    ensure_schema(url)
+    url = normalize_url(url)
+    factory = _session_factories.get(url)
+    if factory is None:
+        factory = _session_factories[url] = sessionmaker(get_engine(url), expire_on_commit=False)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise AlreadyExists(f"that change conflicts with existing data: {exc.orig}") from exc
+    except OperationalError as exc:
+        session.rollback()
+        raise _unavailable(url, exc) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _unavailable(url: str, exc: Exception) -> ServiceUnavailable:
+    lines = str(getattr(exc, "orig", exc)).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    return ServiceUnavailable(
+        f"cannot reach the database at {redact(url)} ({reason}); "
+        "check REGCTL_DATABASE_URL and that the server is running"
+    )

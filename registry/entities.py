@@ -1,0 +1,139 @@
+"""Small frozen records the registry hands out; ORM rows never leave a session."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+class Record:
+    """Mixin: a JSON-safe dict for `--json` output."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-safe dict (datetimes in ISO 8601)."""
+        return _json(asdict(self))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class ArtifactInfo(Record):
+    """A stored, immutable artifact of a version."""
+
+    kind: str
+    sha256: str
+    size: int
+    uri: str
+    torch_version: str | None
+    method: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class JobInfo(Record):
+    """A job and where it stands."""
+
+    id: int
+    model: str
+    version: int
+    kind: str
+    state: str
+    queue: str
+    method: str | None
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    progress: str
+    error: str | None
+    result: dict[str, Any] | None
+    cancel_requested: bool
+    heartbeat_at: datetime | None
+    created_at: datetime
+    published_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        """True once the job can no longer change state by itself."""
+        return self.state in ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class VersionInfo(Record):
+    """One version of a model with its artifacts and the aliases that point at it."""
+
+    model: str
+    version: int
+    status: str
+    spec: dict[str, Any]
+    source_sha256: str
+    weights_sha256: str | None
+    method: str | None
+    summary: dict[str, Any] | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    artifacts: tuple[ArtifactInfo, ...] = ()
+    aliases: tuple[str, ...] = ()
+    jobs: tuple[JobInfo, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        """`name:version`."""
+        return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True)
+class VersionRow(Record):
+    """A version as listed in `models show` (without spec, artifacts or jobs)."""
+
+    version: int
+    status: str
+    method: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelSummary(Record):
+    """A model as listed in `models list`."""
+
+    name: str
+    description: str
+    versions: int
+    latest_version: int | None
+    latest_ready: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelDetail(Record):
+    """A model with its newest versions and its aliases."""
+
+    name: str
+    description: str
+    created_at: datetime
+    version_count: int
+    versions: tuple[VersionRow, ...]
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AliasInfo(Record):
+    """An alias and the version it points at."""
+
+    model: str
+    name: str
+    version: int | None
+    previous: int | None
+    updated_by: str
+    updated_at: datetime

@@ -1,0 +1,307 @@
+"""Jobs: creation, atomic claiming, progress and heartbeats, outcomes, cancel and retry.
+
+The database is the source of truth for job state; a broker message only says "look at job N".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.db import session_scope
+from registry.entities import JobInfo
+from registry.errors import InvalidInput, InvalidTransition, NotFound
+from registry.lookup import find_model, find_version
+from registry.records import job_info
+from registry.refs import Ref
+from registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersion, utcnow
+from registry.settings import Settings
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker got when it tried to claim a job.
+
+    `outcome` is `claimed` (run it), `finished` (already done: a duplicate delivery), `busy` (another
+    live worker runs it), `cancelled` (skipped) or `exhausted` (attempt cap reached: marked failed).
+    """
+
+    outcome: str
+    job: JobInfo
+
+    @property
+    def should_run(self) -> bool:
+        """True only when this worker now owns the job."""
+        return self.outcome == "claimed"
+
+
+def _load(session: Session, job_id: int, lock: bool = False) -> tuple[Job, str, int]:
+    query = (
+        select(Job, Model.name, ModelVersion.version).join(ModelVersion).join(Model).where(Job.id == job_id)
+    )
+    if lock:
+        query = query.with_for_update(of=Job)
+    row = session.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"job {job_id} not found; 'regctl jobs list' shows the jobs")
+    return row[0], row[1], row[2]
+
+
+def queue_for(device: str) -> str:
+    """The queue a job for `device` goes to."""
+    return "gpu" if device == "cuda" else "cpu"
+
+
+def create_job(
+    settings: Settings, ref: Ref, kind: str, *, method: str | None = None, device: str | None = None
+) -> JobInfo:
+    """Queue a `convert` or `validate` job for an existing version (committed before any message is sent)."""
+    if kind not in JOB_KINDS:
+        raise InvalidInput(f"job kind {kind!r} is not one of {', '.join(JOB_KINDS)}")
+    with session_scope(settings.database_url) as session:
+        model, version = find_version(session, ref)
+        if kind == "validate" and not _has_torchscript(session, version.id):
+            raise InvalidTransition(
+                f"{ref} has no TorchScript artifact to validate; submit a convert job first"
+            )
+        job = Job(
+            version_id=version.id,
+            kind=kind,
+            state="queued",
+            queue=queue_for(device or version.spec.get("device", "cpu")),
+            method=method or version.spec.get("method", "auto"),
+            attempts=0,
+            max_attempts=settings.max_attempts,
+        )
+        session.add(job)
+        session.flush()
+        return job_info(job, model.name, version.version)
+
+
+def _has_torchscript(session: Session, version_id: int) -> bool:
+    from registry.schema import Artifact
+
+    query = select(Artifact.id).where(Artifact.version_id == version_id, Artifact.kind == "torchscript")
+    return session.scalar(query.limit(1)) is not None
+
+
+def get_job(settings: Settings, job_id: int) -> JobInfo:
+    """One job by id."""
+    with session_scope(settings.database_url) as session:
+        job, name, version = _load(session, job_id)
+        return job_info(job, name, version)
+
+
+def list_jobs(
+    settings: Settings, *, state: str | None = None, model: str | None = None, limit: int = 100
+) -> list[JobInfo]:
+    """The newest jobs first, optionally only those in `state` or of `model`."""
+    if state is not None and state not in JOB_STATES:
+        raise InvalidInput(f"job state {state!r} is not one of {', '.join(JOB_STATES)}")
+    query = select(Job, Model.name, ModelVersion.version).join(ModelVersion).join(Model)
+    with session_scope(settings.database_url) as session:
+        if model is not None:
+            query = query.where(Model.id == find_model(session, model).id)
+        if state is not None:
+            query = query.where(Job.state == state)
+        rows = session.execute(query.order_by(Job.id.desc()).limit(limit)).all()
+        return [job_info(job, name, version) for job, name, version in rows]
+
+
+def claim_job(
+    settings: Settings,
+    job_id: int,
+    worker: str,
+    *,
+    owner_is_dead: Callable[[str], bool] = lambda worker: False,
+) -> Claim:
+    """Atomically take a job for `worker`, counting the attempt.
+
+    A queued job is taken; a running job is taken over only if its heartbeat expired or
+    `owner_is_dead(job.worker)` says its process is gone. Past the attempt cap the job is failed.
+    """
+    with session_scope(settings.database_url) as session:
+        job, name, version = _load(session, job_id, lock=True)
+        now = utcnow()
+        if job.state in FINISHED:
+            return Claim("finished", job_info(job, name, version))
+        if job.cancel_requested:
+            _finish(job, "cancelled", now, error="cancelled before it started")
+            return Claim("cancelled", job_info(job, name, version))
+        if job.state == "running" and not _owner_gone(job, now, settings, owner_is_dead):
+            return Claim("busy", job_info(job, name, version))
+        if job.attempts >= job.max_attempts:
+            last = job.error or "the worker running it stopped"
+            _finish(job, "failed", now, error=f"gave up after {job.attempts} attempts: {last}")
+            return Claim("exhausted", job_info(job, name, version))
+        job.state, job.worker, job.attempts = "running", worker, job.attempts + 1
+        job.started_at = job.heartbeat_at = now
+        job.progress = f"attempt {job.attempts} started"
+        return Claim("claimed", job_info(job, name, version))
+
+
+def _owner_gone(job: Job, now: datetime, settings: Settings, owner_is_dead: Callable[[str], bool]) -> bool:
+    beat = _aware(job.heartbeat_at)
+    expired = beat is None or now - beat > timedelta(seconds=settings.heartbeat_timeout)
+    return expired or (job.worker is not None and owner_is_dead(job.worker))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored in UTC.
+    if moment is not None and moment.tzinfo is None:
+        from datetime import UTC
+
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def record_progress(settings: Settings, job_id: int, worker: str, progress: str | None = None) -> bool:
+    """Write a heartbeat (and progress text) for a running job; return True if cancel was requested.
+
+    Nothing is written when the job is no longer this worker's (taken over or finished).
+    """
+    with session_scope(settings.database_url) as session:
+        job, _, _ = _load(session, job_id)
+        if job.state != "running" or job.worker != worker:
+            return True
+        job.heartbeat_at = utcnow()
+        if progress is not None:
+            job.progress = progress[:2000]
+        return job.cancel_requested
+
+
+def note_attempt_error(settings: Settings, job_id: int, error: str) -> None:
+    """Remember why an attempt ended (a worker loss) without finishing the job, for the final message."""
+    with session_scope(settings.database_url) as session:
+        job, _, _ = _load(session, job_id, lock=True)
+        if job.state not in FINISHED:
+            job.error = error[:4000]
+
+
+def finish_job(
+    settings: Settings,
+    job_id: int,
+    state: str,
+    *,
+    worker: str | None = None,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    session: Session | None = None,
+) -> JobInfo:
+    """Record a job's outcome; with `worker`, only if that worker still owns it (else InvalidTransition)."""
+    if state not in FINISHED:
+        raise InvalidInput(f"{state!r} is not a final job state; use one of {', '.join(FINISHED)}")
+    if session is not None:
+        return _finish_in(session, job_id, state, worker, error, result)
+    with session_scope(settings.database_url) as own:
+        return _finish_in(own, job_id, state, worker, error, result)
+
+
+def _finish_in(
+    session: Session, job_id: int, state: str, worker: str | None, error: str | None, result: dict | None
+) -> JobInfo:
+    job, name, version = _load(session, job_id, lock=True)
+    if job.state in FINISHED or (worker is not None and job.worker != worker):
+        raise InvalidTransition(
+            f"job {job_id} is {job.state} and no longer owned by {worker}; outcome dropped"
+        )
+    _finish(job, state, utcnow(), error=error, result=result)
+    return job_info(job, name, version)
+
+
+def _finish(
+    job: Job, state: str, now: datetime, *, error: str | None = None, result: dict | None = None
+) -> None:
+    job.state, job.finished_at = state, now
+    job.error = error[:4000] if error else None
+    if result is not None:
+        job.result = result
+    job.progress = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[state]
+
+
+def request_cancel(settings: Settings, job_id: int) -> JobInfo:
+    """Cancel a job: a queued one at once; a running one is flagged and stops at its next stage."""
+    with session_scope(settings.database_url) as session:
+        job, name, version = _load(session, job_id, lock=True)
+        if job.state in FINISHED:
+            raise InvalidTransition(f"job {job_id} is already {job.state}; nothing to cancel")
+        job.cancel_requested = True
+        if job.state == "queued":
+            _finish(job, "cancelled", utcnow(), error="cancelled by the user")
+        else:
+            job.progress = "cancel requested"
+        return job_info(job, name, version)
+
+
+def retry_job(settings: Settings, job_id: int) -> JobInfo:
+    """Re-queue a failed or cancelled job as a new attempt (its attempt count starts again)."""
+    with session_scope(settings.database_url) as session:
+        job, name, version = _load(session, job_id, lock=True)
+        if job.state not in ("failed", "cancelled"):
+            raise InvalidTransition(
+                f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried"
+            )
+        job.state, job.attempts, job.cancel_requested = "queued", 0, False
+        job.error = job.worker = job.started_at = job.finished_at = job.heartbeat_at = None
+        job.published_at = None
+        job.progress = "queued again"
+        return job_info(job, name, version)
+
+
+def mark_published(settings: Settings, job_ids: list[int]) -> None:
+    """Record that messages for these jobs were handed to the broker."""
+    if not job_ids:
+        return
+    with session_scope(settings.database_url) as session:
+        for job in session.scalars(select(Job).where(Job.id.in_(job_ids))):
+            job.published_at = utcnow()
+
+
+def jobs_to_republish(settings: Settings, older_than: float) -> list[JobInfo]:
+    """Queued jobs whose message was never sent or was sent more than `older_than` seconds ago."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    query = (
+        select(Job, Model.name, ModelVersion.version)
+        .join(ModelVersion)
+        .join(Model)
+        .where(Job.state == "queued")
+        .where((Job.published_at.is_(None)) | (Job.published_at < cutoff))
+        .order_by(Job.id)
+    )
+    with session_scope(settings.database_url) as session:
+        return [job_info(job, name, version) for job, name, version in session.execute(query)]
+
+
+def stale_running_jobs(settings: Settings) -> list[JobInfo]:
+    """Running jobs whose heartbeat is older than the heartbeat timeout (their worker stopped)."""
+    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout)
+    query = (
+        select(Job, Model.name, ModelVersion.version)
+        .join(ModelVersion)
+        .join(Model)
+        .where(Job.state == "running", Job.heartbeat_at < cutoff)
+        .order_by(Job.id)
+    )
+    with session_scope(settings.database_url) as session:
+        return [job_info(job, name, version) for job, name, version in session.execute(query)]
+
+
+def requeue_stale(settings: Settings, job_id: int, reason: str) -> JobInfo:
+    """Put a running job whose worker stopped back to queued (or fail it past the attempt cap)."""
+    with session_scope(settings.database_url) as session:
+        job, name, version = _load(session, job_id, lock=True)
+        if job.state != "running":
+            return job_info(job, name, version)
+        if job.attempts >= job.max_attempts:
+            _finish(job, "failed", utcnow(), error=f"gave up after {job.attempts} attempts: {reason}")
+        else:
+            job.state, job.error, job.published_at = "queued", reason, None
+            job.progress = f"re-queued: {reason}"
+        return job_info(job, name, version)

@@ -1,0 +1,64 @@
+"""Finding models and versions by name and reference inside a session (no store, no bundle code)."""
+
+from __future__ import annotations
+
+import getpass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from registry.errors import NotFound
+from registry.refs import Ref
+from registry.schema import Alias, Model, ModelVersion
+
+
+def current_user() -> str:
+    """Who is acting, for `created_by` and the alias history."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def find_model(session: Session, name: str) -> Model:
+    """The model row named `name`, or NotFound with a hint."""
+    model = session.scalars(select(Model).where(Model.name == name)).one_or_none()
+    if model is None:
+        raise NotFound(f"model {name!r} not found; 'regctl models list' shows the registered models")
+    return model
+
+
+def find_version(session: Session, ref: Ref) -> tuple[Model, ModelVersion]:
+    """The model and version rows a reference points at, or NotFound saying which part is missing."""
+    model = find_model(session, ref.name)
+    query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    if ref.version is not None:
+        row = session.scalars(query.where(ModelVersion.version == ref.version)).one_or_none()
+        if row is None:
+            raise NotFound(
+                f"version {ref} not found; {ref.name} has versions 1 to {model.last_version}"
+                if model.last_version
+                else f"version {ref} not found; {ref.name} has no versions"
+            )
+        return model, row
+    if ref.alias is not None:
+        alias = session.scalars(
+            select(Alias).where(Alias.model_id == model.id, Alias.name == ref.alias)
+        ).one_or_none()
+        if alias is None:
+            raise NotFound(f"alias {ref} not found; set it with 'regctl alias set {ref} VERSION'")
+        return model, session.get_one(ModelVersion, alias.version_id)
+    row = session.scalars(
+        query.where(ModelVersion.status == "ready").order_by(ModelVersion.version.desc()).limit(1)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(
+            f"model {ref.name!r} has no ready version yet; name one with {ref.name}:VERSION "
+            "or wait for its conversion ('regctl jobs list')"
+        )
+    return model, row
+
+
+def count_versions(session: Session, model_id: int) -> int:
+    """How many versions a model has."""
+    return session.scalar(select(func.count()).where(ModelVersion.model_id == model_id)) or 0

@@ -1,0 +1,70 @@
+"""Turn ORM rows into the frozen records of `registry.entities` (inside the session that loaded them)."""
+
+from __future__ import annotations
+
+from registry.entities import ArtifactInfo, JobInfo, VersionInfo
+from registry.schema import Artifact, Job, ModelVersion
+
+
+def artifact_info(row: Artifact) -> ArtifactInfo:
+    """The record of an artifact row."""
+    return ArtifactInfo(
+        kind=row.kind,
+        sha256=row.sha256,
+        size=row.size,
+        uri=row.uri,
+        torch_version=row.torch_version,
+        method=row.method,
+        created_at=row.created_at,
+    )
+
+
+def job_info(row: Job, model: str, version: int) -> JobInfo:
+    """The record of a job row; `model` and `version` name the version it works on."""
+    return JobInfo(
+        id=row.id,
+        model=model,
+        version=version,
+        kind=row.kind,
+        state=row.state,
+        queue=row.queue,
+        method=row.method,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        worker=row.worker,
+        progress=row.progress,
+        error=row.error,
+        result=row.result,
+        cancel_requested=row.cancel_requested,
+        heartbeat_at=row.heartbeat_at,
+        created_at=row.created_at,
+        published_at=row.published_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def version_info(
+    row: ModelVersion,
+    model: str,
+    artifacts: list[Artifact] | None = None,
+    aliases: list[str] | None = None,
+    jobs: list[Job] | None = None,
+) -> VersionInfo:
+    """The record of a version row with whatever related rows the caller loaded."""
+    return VersionInfo(
+        model=model,
+        version=row.version,
+        status=row.status,
+        spec=row.spec,
+        source_sha256=row.source_sha256,
+        weights_sha256=row.weights_sha256,
+        method=row.method,
+        summary=row.summary,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        artifacts=tuple(artifact_info(a) for a in artifacts or ()),
+        aliases=tuple(sorted(aliases or ())),
+        jobs=tuple(job_info(j, model, row.version) for j in jobs or ()),
+    )

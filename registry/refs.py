@@ -1,0 +1,74 @@
+"""Names and references: `NAME`, `NAME:VERSION`, `NAME@ALIAS`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from registry.errors import InvalidInput
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: exactly one of `version` and `alias` is set, or neither (newest ready)."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}:{self.version}"
+        if self.alias is not None:
+            return f"{self.name}@{self.alias}"
+        return self.name
+
+
+def check_model_name(name: str) -> str:
+    """Return `name` if it is a valid model name, else raise InvalidInput saying what is allowed."""
+    if not _NAME.match(name or ""):
+        raise InvalidInput(
+            f"model name {name!r} is not valid; use letters, digits, '.', '_' and '-' "
+            "(no spaces or slashes), starting with a letter or digit, at most 128 characters"
+        )
+    return name
+
+
+def check_alias_name(alias: str) -> str:
+    """Return `alias` if valid, else raise InvalidInput; an alias starts with a letter, never a number."""
+    if not _ALIAS.match(alias or ""):
+        raise InvalidInput(
+            f"alias {alias!r} is not valid; use a letter followed by letters, digits, '_' or '-' "
+            "(at most 64 characters), e.g. prod or staging"
+        )
+    return alias
+
+
+def parse_ref(text: str) -> Ref:
+    """Parse `NAME`, `NAME:VERSION` or `NAME@ALIAS`; raise InvalidInput with the accepted forms."""
+    usage = "expected NAME, NAME:VERSION (e.g. resnet:3) or NAME@ALIAS (e.g. resnet@prod)"
+    if not text or text.count(":") + text.count("@") > 1:
+        raise InvalidInput(f"reference {text!r} does not parse; {usage}")
+    if ":" in text:
+        name, _, number = text.partition(":")
+        if not number.isdigit() or int(number) < 1:
+            raise InvalidInput(f"reference {text!r} has version {number!r}, not a positive integer; {usage}")
+        return Ref(check_model_name(name), version=int(number))
+    if "@" in text:
+        name, _, alias = text.partition("@")
+        return Ref(check_model_name(name), alias=check_alias_name(alias))
+    try:
+        return Ref(check_model_name(text))
+    except InvalidInput:
+        raise InvalidInput(f"reference {text!r} does not parse; {usage}") from None
+
+
+def parse_version_ref(text: str) -> Ref:
+    """Parse a reference that must name an exact version (`NAME:VERSION`)."""
+    ref = parse_ref(text)
+    if ref.version is None:
+        raise InvalidInput(f"{text!r} names no version; expected NAME:VERSION, e.g. {ref.name}:1")
+    return ref

@@ -1,0 +1,170 @@
+"""SQLAlchemy 2.0 ORM tables. Rows never leave the registry: functions return `registry.entities`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed")
+JOB_KINDS = ("convert", "validate")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+ARTIFACT_KINDS = ("source", "torchscript", "exported", "report")
+
+# Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
+HEAD_REVISION = "0001_initial"
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def _enum(values: tuple[str, ...], name: str) -> Enum:
+    # A CHECK constraint rather than a native type, so SQLite and PostgreSQL both refuse bad values.
+    return Enum(*values, name=name, native_enum=False, create_constraint=True, length=16)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints predictably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Model(Base):
+    """A named model; versions hang off it."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # The highest version number ever handed out; bumped under a row lock so numbers are never reused.
+    last_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """One registered version of a model."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        Index("ix_model_versions_model_status_version", "model_id", "status", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(_enum(VERSION_STATUSES, "version_status"), default="registered")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Artifact(Base):
+    """An immutable, content-addressed file belonging to a version."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (Index("ix_artifacts_version_kind", "version_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(_enum(ARTIFACT_KINDS, "artifact_kind"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    uri: Mapped[str] = mapped_column(Text)
+    torch_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A unit of work on a version; the database, not the broker, holds its state."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_version_id", "version_id"),
+        Index("ix_jobs_state_queue", "state", "queue"),
+        CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_within_cap"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(_enum(JOB_KINDS, "job_kind"))
+    state: Mapped[str] = mapped_column(_enum(JOB_STATES, "job_state"), default="queued")
+    queue: Mapped[str] = mapped_column(String(32), default="cpu")
+    method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    progress: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Alias(Base):
+    """A movable name (`prod`, `staging`) pointing at one version of a model."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_aliases_model_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    updated_by: Mapped[str] = mapped_column(String(128), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasEvent(Base):
+    """The history of an alias: every set and removal, who did it and when."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (Index("ix_alias_history_model_name", "model_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(_enum(("set", "remove"), "alias_action"))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128), default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)

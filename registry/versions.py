@@ -1,0 +1,129 @@
+"""Registering versions and resolving references to them."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from registry.bundle import build_bundle
+from registry.db import session_scope
+from registry.entities import VersionInfo
+from registry.errors import InvalidInput
+from registry.lookup import current_user, find_version
+from registry.records import version_info
+from registry.refs import Ref, check_model_name
+from registry.schema import Alias, Artifact, Job, Model, ModelVersion
+from registry.settings import Settings
+from registry.spec import DEVICES, METHODS, ModelSpec, load_spec
+from registry.store import open_store
+
+
+def prepare_spec(directory: Path, method: str | None = None, device: str | None = None) -> ModelSpec:
+    """Load the spec from `directory` and apply command-line overrides of method and device."""
+    spec = load_spec(directory)
+    if method is not None:
+        if method not in METHODS:
+            raise InvalidInput(f"--method {method!r} is not one of {', '.join(METHODS)}")
+        spec = dataclasses.replace(spec, method=method)  # type: ignore[arg-type]
+    if device is not None:
+        if device not in DEVICES:
+            raise InvalidInput(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+        spec = dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
+    return spec
+
+
+def register_version(
+    settings: Settings,
+    name: str,
+    directory: Path,
+    *,
+    method: str | None = None,
+    device: str | None = None,
+    description: str | None = None,
+    jobs: tuple[str, ...] = (),
+) -> VersionInfo:
+    """Register the model directory as the next version of `name`; create the model on first use.
+
+    Everything that can be wrong with the input is checked before anything is written. The source
+    bundle is stored first (content-addressed, so a retry never duplicates it), then the rows are
+    written in one transaction. `jobs` names job kinds to queue in that same transaction.
+    """
+    check_model_name(name)
+    directory = Path(directory)
+    spec = prepare_spec(directory, method, device)
+    store = open_store(settings.artifact_store)
+    with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
+        bundle = build_bundle(directory, spec, Path(tmp) / "source.tar.gz", settings.max_bundle_bytes)
+        blob = store.put_file(bundle.path)
+    with session_scope(settings.database_url) as session:
+        model = _lock_model(session, name, description)
+        model.last_version += 1
+        row = ModelVersion(
+            model_id=model.id,
+            version=model.last_version,
+            status="registered",
+            spec=spec.to_dict(),
+            source_sha256=bundle.sha256,
+            weights_sha256=bundle.weights_sha256,
+            created_by=current_user(),
+        )
+        session.add(row)
+        session.flush()
+        source = Artifact(version_id=row.id, kind="source", sha256=blob.sha256, size=blob.size, uri=blob.uri)
+        session.add(source)
+        queued = [_new_job(row, kind, spec, settings) for kind in jobs]
+        session.add_all(queued)
+        session.flush()
+        return version_info(row, name, artifacts=[source], jobs=queued)
+
+
+def _new_job(row: ModelVersion, kind: str, spec: ModelSpec, settings: Settings) -> Job:
+    return Job(
+        version_id=row.id,
+        kind=kind,
+        state="queued",
+        queue="gpu" if spec.device == "cuda" else "cpu",
+        method=spec.method,
+        attempts=0,
+        max_attempts=settings.max_attempts,
+    )
+
+
+def _lock_model(session: Session, name: str, description: str | None) -> Model:
+    """Create the model row if missing, then lock it so version numbers are handed out one at a time."""
+    dialect = session.get_bind().dialect.name
+    values = {"name": name, "description": description or "", "last_version": 0}
+    if dialect in ("postgresql", "sqlite"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(insert(Model).values(**values).on_conflict_do_nothing(index_elements=["name"]))
+    elif session.scalar(select(Model.id).where(Model.name == name)) is None:
+        session.add(Model(**values))
+        session.flush()
+    model = session.scalars(select(Model).where(Model.name == name).with_for_update()).one()
+    if description and model.description != description:
+        model.description = description
+    return model
+
+
+def resolve(settings: Settings, ref: Ref) -> VersionInfo:
+    """The version a reference points at, without artifacts or jobs (the fast path for lookups)."""
+    with session_scope(settings.database_url) as session:
+        model, row = find_version(session, ref)
+        return version_info(row, model.name)
+
+
+def get_version(settings: Settings, ref: Ref) -> VersionInfo:
+    """The version a reference points at, with its artifacts, aliases and jobs."""
+    with session_scope(settings.database_url) as session:
+        model, row = find_version(session, ref)
+        artifacts = session.scalars(
+            select(Artifact).where(Artifact.version_id == row.id).order_by(Artifact.id)
+        ).all()
+        aliases = session.scalars(select(Alias.name).where(Alias.version_id == row.id)).all()
+        jobs = session.scalars(select(Job).where(Job.version_id == row.id).order_by(Job.id)).all()
+        return version_info(row, model.name, list(artifacts), list(aliases), list(jobs))

@@ -1,0 +1,148 @@
+"""Shared fixtures: real SQLite and PostgreSQL registries, model directories built from code."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from registry.db import dispose_engines, normalize_url
+from registry.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get("REGCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(what: str, why: Exception | str) -> None:
+    """Skip locally when a service is not running; fail under CI=true, where it must be."""
+    message = f"{what} is not reachable ({why})"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must provide it")
+    pytest.skip(message)
+
+
+def _admin_engine():  # type: ignore[no-untyped-def]
+    return create_engine(
+        normalize_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+
+
+def create_postgres_database() -> str:
+    """Create an empty PostgreSQL database of this test run's own and return its URL."""
+    name = f"regctl_test_{uuid.uuid4().hex[:12]}"
+    try:
+        engine = _admin_engine()
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+    except Exception as exc:  # the server is down or refuses us
+        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop a database made by `create_postgres_database` (closing our pooled connections first)."""
+    dispose_engines()
+    name = url.rsplit("/", 1)[1]
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database upgraded to head, shared by the session; tests clean their rows."""
+    url = create_postgres_database()
+    from registry.migrate import upgrade
+
+    upgrade(url)
+    yield url
+    drop_postgres_database(url)
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "TRUNCATE models, model_versions, artifacts, jobs, aliases, alias_history "
+                "RESTART IDENTITY CASCADE"
+            )
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Registry settings on a fresh SQLite file or a clean PostgreSQL database, with a local store."""
+    home = tmp_path / "home"
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'registry.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _truncate(url)
+    yield Settings.from_env({}, home=home, database_url=url, artifact_store=str(home / "artifacts"))
+    dispose_engines()
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """Embedded settings: SQLite and a local store under a temporary REGCTL_HOME."""
+    home = tmp_path / "home"
+    return Settings.from_env({}, home=home)
+
+
+MODEL_PY = """
+import torch
+
+
+class Doubler(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
+def build():
+    return Doubler()
+"""
+
+SPEC_TOML = """
+entrypoint = "model.py:build"
+
+[[inputs]]
+name = "x"
+dtype = "float32"
+shape = [1, "n"]
+
+[dims]
+n = { min = 1, max = 8 }
+"""
+
+
+def write_model_dir(
+    root: Path, *, spec: str = SPEC_TOML, files: dict[str, str | bytes] | None = None
+) -> Path:
+    """Write a model directory (regctl.toml, model.py and any extra files) and return it."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "regctl.toml").write_text(textwrap.dedent(spec))
+    (root / "model.py").write_text(textwrap.dedent(MODEL_PY))
+    for name, content in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return root
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A small valid model directory (no weights)."""
+    return write_model_dir(tmp_path / "doubler")

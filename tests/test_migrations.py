@@ -1,0 +1,53 @@
+"""Migrations: empty database -> head -> no drift from the ORM -> base, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from registry.db import current_revision, get_engine
+from registry.migrate import alembic_config, downgrade, upgrade
+from registry.schema import HEAD_REVISION, Base
+from tests.conftest import create_postgres_database, drop_postgres_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a database with no tables at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    url = create_postgres_database()
+    yield url
+    drop_postgres_database(url)
+
+
+def test_head_revision_constant_matches_the_migration_scripts() -> None:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert script.get_heads() == [HEAD_REVISION]
+
+
+def test_upgrade_to_head_matches_the_models_and_downgrade_removes_everything(empty_database: str) -> None:
+    assert current_revision(empty_database) is None
+    upgrade(empty_database)
+    assert current_revision(empty_database) == HEAD_REVISION
+    engine = get_engine(empty_database)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+    assert set(inspect(engine).get_table_names()) >= {
+        "models",
+        "model_versions",
+        "artifacts",
+        "jobs",
+        "aliases",
+    }
+    downgrade(empty_database)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    assert current_revision(empty_database) is None

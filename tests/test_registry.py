@@ -1,0 +1,155 @@
+"""Registration, lookups and aliases against real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from registry.aliases import alias_history, remove_alias, set_alias
+from registry.db import session_scope
+from registry.errors import InvalidInput, InvalidSpec, NotFound
+from registry.models import list_models, show_model
+from registry.refs import Ref, parse_ref
+from registry.schema import Artifact, Model, ModelVersion
+from registry.settings import Settings
+from registry.store import open_store
+from registry.versions import get_version, register_version, resolve
+from tests.conftest import write_model_dir
+
+
+def _mark_ready(settings: Settings, name: str, version: int) -> None:
+    with session_scope(settings.database_url) as session:
+        row = session.scalars(
+            select(ModelVersion).join(Model).where(Model.name == name, ModelVersion.version == version)
+        ).one()
+        row.status = "ready"
+
+
+def _counts(settings: Settings) -> tuple[int, int, int]:
+    with session_scope(settings.database_url) as session:
+        return (
+            session.scalar(select(func.count()).select_from(Model)) or 0,
+            session.scalar(select(func.count()).select_from(ModelVersion)) or 0,
+            session.scalar(select(func.count()).select_from(Artifact)) or 0,
+        )
+
+
+def test_first_registration_creates_the_model_and_version_one(settings: Settings, model_dir: Path) -> None:
+    info = register_version(settings, "doubler", model_dir, description="doubles")
+    assert (info.model, info.version, info.status) == ("doubler", 1, "registered")
+    assert len(info.source_sha256) == 64
+    assert info.spec["inputs"][0]["name"] == "x"
+    source = [a for a in info.artifacts if a.kind == "source"]
+    assert len(source) == 1 and open_store(settings.artifact_store).exists(source[0].sha256)
+    assert show_model(settings, "doubler").description == "doubles"
+
+
+def test_versions_count_up_from_one_per_model(settings: Settings, model_dir: Path) -> None:
+    numbers = [register_version(settings, "a", model_dir).version for _ in range(3)]
+    numbers += [register_version(settings, "b", model_dir).version]
+    assert numbers == [1, 2, 3, 1]
+    detail = show_model(settings, "a")
+    assert detail.version_count == 3 and [v.version for v in detail.versions] == [3, 2, 1]
+
+
+def test_same_directory_registered_twice_stores_one_source_blob(settings: Settings, model_dir: Path) -> None:
+    one = register_version(settings, "m", model_dir)
+    two = register_version(settings, "m", model_dir)
+    assert one.source_sha256 == two.source_sha256
+    blobs = list((Path(settings.artifact_store) / "sha256").rglob("*"))
+    assert len([b for b in blobs if b.is_file()]) == 1
+
+
+def test_weights_sha256_is_recorded(settings: Settings, tmp_path: Path) -> None:
+    spec = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n'
+    directory = write_model_dir(tmp_path / "w", spec=spec, files={"w.safetensors": b"not really weights"})
+    info = register_version(settings, "w", directory)
+    import hashlib
+
+    assert info.weights_sha256 == hashlib.sha256(b"not really weights").hexdigest()
+
+
+def test_name_resolves_to_the_newest_ready_version(settings: Settings, model_dir: Path) -> None:
+    for _ in range(3):
+        register_version(settings, "m", model_dir)
+    with pytest.raises(NotFound, match="no ready version"):
+        resolve(settings, Ref("m"))
+    _mark_ready(settings, "m", 1)
+    _mark_ready(settings, "m", 2)
+    assert resolve(settings, Ref("m")).version == 2
+    assert resolve(settings, Ref("m", version=3)).status == "registered"
+
+
+def test_missing_model_version_and_alias_are_not_found(settings: Settings, model_dir: Path) -> None:
+    register_version(settings, "m", model_dir)
+    with pytest.raises(NotFound, match="model 'nope' not found"):
+        resolve(settings, parse_ref("nope:1"))
+    with pytest.raises(NotFound, match="m:7 not found; m has versions 1 to 1"):
+        resolve(settings, parse_ref("m:7"))
+    with pytest.raises(NotFound, match="alias m@prod not found"):
+        resolve(settings, parse_ref("m@prod"))
+
+
+def test_alias_set_move_remove_is_recorded_in_history(settings: Settings, model_dir: Path) -> None:
+    register_version(settings, "m", model_dir)
+    register_version(settings, "m", model_dir)
+    assert set_alias(settings, "m", "prod", 1).previous is None
+    assert resolve(settings, parse_ref("m@prod")).version == 1
+    assert set_alias(settings, "m", "prod", 2).previous == 1
+    assert resolve(settings, parse_ref("m@prod")).version == 2
+    assert get_version(settings, parse_ref("m:2")).aliases == ("prod",)
+    assert show_model(settings, "m").aliases == {"prod": 2}
+    remove_alias(settings, "m", "prod")
+    with pytest.raises(NotFound):
+        resolve(settings, parse_ref("m@prod"))
+    history = [(e.previous, e.version) for e in alias_history(settings, "m")]
+    assert history == [(None, 1), (1, 2), (2, None)]
+    assert all(e.updated_by for e in alias_history(settings, "m"))
+
+
+def test_alias_on_a_missing_version_writes_nothing(settings: Settings, model_dir: Path) -> None:
+    register_version(settings, "m", model_dir)
+    with pytest.raises(NotFound):
+        set_alias(settings, "m", "prod", 5)
+    assert show_model(settings, "m").aliases == {}
+    assert alias_history(settings, "m") == []
+
+
+def test_list_models_reports_counts_and_latest(settings: Settings, model_dir: Path) -> None:
+    register_version(settings, "b", model_dir)
+    register_version(settings, "a", model_dir)
+    register_version(settings, "a", model_dir)
+    _mark_ready(settings, "a", 1)
+    listed = {m.name: (m.versions, m.latest_version, m.latest_ready) for m in list_models(settings)}
+    assert listed == {"a": (2, 2, 1), "b": (1, 1, None)}
+
+
+@pytest.mark.parametrize("name", ["has space", "a/b", "", "-lead", "x" * 129])
+def test_bad_model_names_are_refused_before_anything_is_written(
+    settings: Settings, model_dir: Path, name: str
+) -> None:
+    with pytest.raises(InvalidInput, match="is not valid"):
+        register_version(settings, name, model_dir)
+    assert _counts(settings) == (0, 0, 0)
+
+
+def test_bad_spec_leaves_no_row_and_no_blob(settings: Settings, tmp_path: Path) -> None:
+    directory = write_model_dir(
+        tmp_path / "bad", spec='[[inputs]]\nname = "x"\ndtype = "flaot32"\nshape = [1]\n'
+    )
+    with pytest.raises(InvalidSpec, match="flaot32"):
+        register_version(settings, "m", directory)
+    assert _counts(settings) == (0, 0, 0)
+    store_root = Path(settings.artifact_store) / "sha256"
+    assert not store_root.exists() or not any(p.is_file() for p in store_root.rglob("*"))
+
+
+def test_database_refuses_an_unknown_status(settings: Settings, model_dir: Path) -> None:
+    register_version(settings, "m", model_dir)
+    from registry.errors import RegctlError
+
+    with pytest.raises(RegctlError), session_scope(settings.database_url) as session:
+        session.execute(ModelVersion.__table__.update().values(status="bogus"))
+    assert resolve(settings, parse_ref("m:1")).status == "registered"

@@ -1,0 +1,275 @@
+"""The content-addressed artifact store: layout, dedup, atomic writes, verified reads, bounded memory."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tracemalloc
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.errors import CorruptedArtifact, InvalidInput, NotFound, ServiceUnavailable
+from registry.store import ArtifactStore, open_store, sha256_file
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(str(tmp_path / "artifacts"))
+
+
+@pytest.fixture
+def memory_store() -> Iterator[ArtifactStore]:
+    # A fresh prefix per test: fsspec's memory filesystem is one process-wide dict.
+    url = f"memory://regctl-test-{uuid.uuid4().hex}"
+    yield ArtifactStore(url)
+    fs = ArtifactStore(url).fs
+    if fs.exists(url):
+        fs.rm(url, recursive=True)
+
+
+def _flip_last_byte(path: Path) -> None:
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+class _ExplodingStream(io.RawIOBase):
+    """A stream that hands out `good_chunks` chunks and then fails, like a dropped upload."""
+
+    def __init__(self, good_chunks: int) -> None:
+        self.left = good_chunks
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left == 0:
+            raise ConnectionResetError("client went away")
+        self.left -= 1
+        return b"x" * 1000
+
+
+def test_put_bytes_then_read_bytes_returns_the_same_content(store: ArtifactStore) -> None:
+    ref = store.put_bytes(b"hello weights")
+    assert ref.sha256 == hashlib.sha256(b"hello weights").hexdigest()
+    assert ref.size == 13
+    assert store.read_bytes(ref.sha256) == b"hello weights"
+    assert store.exists(ref.sha256)
+    assert store.size(ref.sha256) == 13
+
+
+def test_blob_key_is_sha256_then_two_hex_directory_then_the_other_62(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    ref = store.put_bytes(b"layout")
+    expected = tmp_path / "artifacts" / "sha256" / ref.sha256[:2] / ref.sha256[2:]
+    assert expected.is_file()
+    assert ref.uri == str(expected) == store.uri_for(ref.sha256)
+    assert len(expected.name) == 62
+
+
+def test_file_url_and_plain_path_name_the_same_store(tmp_path: Path) -> None:
+    ref = ArtifactStore(f"file://{tmp_path}/a").put_bytes(b"same")
+    assert open_store(str(tmp_path / "a")).read_bytes(ref.sha256) == b"same"
+    assert ref.uri.startswith(str(tmp_path / "a") + "/sha256/")
+
+
+def test_put_file_and_put_stream_store_what_put_bytes_would(store: ArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "model.pt"
+    src.write_bytes(b"abc" * 1_000_000)
+    from_file = store.put_file(src)
+    from_stream = store.put_stream(io.BytesIO(b"abc" * 1_000_000))
+    assert from_file == from_stream
+    assert from_file.sha256 == sha256_file(src) == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert from_file.size == 3_000_000
+
+
+def test_same_content_put_twice_is_written_once(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renames: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def counting_replace(src: str, dst: str) -> None:
+        renames.append((src, dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", counting_replace)
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"dedup me")
+    first = store.put_bytes(b"dedup me")
+    inode = os.stat(first.uri).st_ino
+    assert store.put_bytes(b"dedup me") == first
+    assert store.put_file(src) == first
+    assert store.put_stream(io.BytesIO(b"dedup me")) == first
+    assert len(renames) == 1
+    assert os.stat(first.uri).st_ino == inode
+    assert os.listdir(tmp_path / "artifacts" / "tmp") == []
+
+
+def test_stream_failing_mid_write_leaves_no_blob_and_no_temp_file(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    with pytest.raises(ConnectionResetError):
+        store.put_stream(_ExplodingStream(good_chunks=3))
+    partial = hashlib.sha256(b"x" * 3000).hexdigest()
+    assert not store.exists(partial)
+    assert not (tmp_path / "artifacts" / "sha256").exists()
+    assert os.listdir(tmp_path / "artifacts" / "tmp") == []
+
+
+def test_crash_at_rename_leaves_no_blob_at_the_final_key(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError("simulated crash during rename")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"never lands")
+    with pytest.raises(OSError, match="simulated crash"):
+        store.put_file(src)
+    assert not store.exists(sha256_file(src))
+    assert not Path(store.uri_for(sha256_file(src))).exists()
+    assert os.listdir(tmp_path / "artifacts" / "tmp") == []
+
+
+def test_corrupted_blob_is_never_copied_to_its_destination(store: ArtifactStore, tmp_path: Path) -> None:
+    ref = store.put_bytes(os.urandom(3 * MiB + 5))
+    _flip_last_byte(Path(ref.uri))
+    dest = tmp_path / "out" / "model.pt"
+    with pytest.raises(CorruptedArtifact, match=ref.sha256) as info:
+        store.copy_to(ref.sha256, dest)
+    assert ref.uri in str(info.value)
+    assert "re-register" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not dest.exists()
+    assert os.listdir(dest.parent) == []
+
+
+def test_corrupted_blob_fails_read_bytes_verify_and_open_chunks_at_the_end(store: ArtifactStore) -> None:
+    ref = store.put_bytes(b"a" * (2 * MiB))
+    _flip_last_byte(Path(ref.uri))
+    with pytest.raises(CorruptedArtifact):
+        store.read_bytes(ref.sha256)
+    with pytest.raises(CorruptedArtifact):
+        store.verify(ref.sha256)
+    chunks = store.open_chunks(ref.sha256)
+    assert next(chunks) == b"a" * MiB
+    with pytest.raises(CorruptedArtifact):
+        list(chunks)
+
+
+def test_copy_to_writes_the_blob_and_reports_progress(store: ArtifactStore, tmp_path: Path) -> None:
+    data = os.urandom(2 * MiB + 17)
+    ref = store.put_bytes(data)
+    seen: list[int] = []
+    dest = tmp_path / "fetched" / "model.pt"
+    assert store.copy_to(ref.sha256, dest, progress=seen.append) == ref
+    assert dest.read_bytes() == data
+    assert seen == [MiB, 2 * MiB, 2 * MiB + 17]
+    store.verify(ref.sha256)
+
+
+def test_missing_blob_raises_not_found_naming_sha_and_store(store: ArtifactStore, tmp_path: Path) -> None:
+    sha = "ab" * 32
+    assert not store.exists(sha)
+    for call in (store.read_bytes, store.verify, store.size, store.open_chunks):
+        with pytest.raises(NotFound, match=f"sha256:{sha} not found in store {store.root}"):
+            call(sha)
+    with pytest.raises(NotFound):
+        store.copy_to(sha, tmp_path / "dest.pt")
+    assert not (tmp_path / "dest.pt").exists()
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "AB" * 32, "g" * 64, "a" * 65, "../" + "a" * 61])
+def test_malformed_sha256_is_rejected_as_invalid_input(store: ArtifactStore, bad: str) -> None:
+    for call in (store.exists, store.uri_for, store.read_bytes, store.verify, store.size):
+        with pytest.raises(InvalidInput, match="64 lowercase hex"):
+            call(bad)
+
+
+def test_unknown_protocol_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="nosuchproto://x"):
+        ArtifactStore("nosuchproto://x")
+
+
+@pytest.mark.slow
+def test_a_210_mb_file_round_trips_with_bounded_python_memory(store: ArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    block = os.urandom(MiB)
+    expected = hashlib.sha256()
+    with open(src, "wb") as f:
+        for i in range(210):
+            chunk = i.to_bytes(4, "big") + block[4:]
+            expected.update(chunk)
+            f.write(chunk)
+    dest = tmp_path / "copy.bin"
+    tracemalloc.start()
+    try:
+        ref = store.put_file(src)
+        store.copy_to(ref.sha256, dest)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * MiB
+    assert ref.sha256 == expected.hexdigest() == sha256_file(dest)
+    assert ref.size == dest.stat().st_size == 210 * MiB
+
+
+def test_memory_filesystem_round_trips_with_a_full_uri(memory_store: ArtifactStore) -> None:
+    ref = memory_store.put_bytes(b"in memory")
+    assert ref.uri == f"{memory_store.root}/sha256/{ref.sha256[:2]}/{ref.sha256[2:]}"
+    assert ref.uri.startswith("memory://")
+    assert memory_store.read_bytes(ref.sha256) == b"in memory"
+    assert open_store(memory_store.root).read_bytes(ref.sha256) == b"in memory"
+    assert memory_store.put_stream(io.BytesIO(b"in memory")) == ref
+
+
+def test_memory_filesystem_writes_same_content_once(
+    memory_store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moves: list[str] = []
+    real_mv = memory_store.fs.mv
+    monkeypatch.setattr(memory_store.fs, "mv", lambda a, b, **kw: (moves.append(b), real_mv(a, b, **kw)))
+    first = memory_store.put_bytes(b"once")
+    assert memory_store.put_bytes(b"once") == first
+    assert memory_store.put_stream(io.BytesIO(b"once")) == first
+    assert len(moves) == 1
+    assert memory_store.fs.find(f"{memory_store.root}/tmp") == []
+
+
+def test_memory_filesystem_detects_corruption_and_leaves_no_temp_on_failed_upload(
+    memory_store: ArtifactStore, tmp_path: Path
+) -> None:
+    ref = memory_store.put_bytes(b"pristine")
+    memory_store.fs.pipe(ref.uri, b"tampered")
+    with pytest.raises(CorruptedArtifact, match=ref.sha256):
+        memory_store.copy_to(ref.sha256, tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+    with pytest.raises(ConnectionResetError):
+        memory_store.put_stream(_ExplodingStream(good_chunks=2))
+    assert memory_store.fs.find(f"{memory_store.root}/tmp") == []
+
+
+def test_unreachable_remote_store_raises_service_unavailable_naming_the_url(
+    memory_store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: object, **kwargs: object) -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(memory_store.fs, "isfile", down)
+    with pytest.raises(ServiceUnavailable, match=memory_store.root):
+        memory_store.exists("cd" * 32)
+
+
+def test_store_module_imports_neither_torch_nor_celery() -> None:
+    probe = "import sys, registry.store; print(sorted({'torch', 'celery'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
