@@ -1,0 +1,15 @@
+# One image for the CLI, the migrate job, the workers and beat.
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY registry registry
+COPY worker worker
+COPY cli cli
+COPY migrations migrations
+# A CPU wheel by default; build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 for GPU workers.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "torch==2.13.0" . && useradd -m regctl
+USER regctl
+ENV REGCTL_HOME=/home/regctl/.regctl
+ENTRYPOINT ["regctl"]

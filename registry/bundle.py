@@ -1,0 +1,186 @@
+"""The source bundle: a model directory's code and data in one deterministic tar, for any worker to rebuild.
+
+A bundle holds every `*.py` file under the directory (recursively, skipping `__pycache__`, hidden files and
+directories, and virtualenv-like directories), `regctl.toml`, and the data files the spec names (weights,
+recorded inputs). Nothing else is included: READMEs, notebooks, datasets and other files stay behind.
+
+The tar is uncompressed POSIX (pax) with sorted members, mtime 0, uid/gid 0, no owner names and mode 0644,
+so the same directory contents always give the same bytes and the same sha256, whatever the file times,
+owners or the machine's zlib. Weights are mostly incompressible, so compression would buy little.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from registry.errors import CorruptedArtifact, InvalidSpec
+from registry.spec import SPEC_FILENAME, ModelSpec
+
+BUNDLE_SUFFIX = ".tar"
+_SKIPPED_DIRS = {"__pycache__", "site-packages", "node_modules", "__pypackages__", "venv", "virtualenv"}
+_VENV_MARKERS = ("pyvenv.cfg", "conda-meta")
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """A written bundle: where it is, its digest and size, its members, and the digest of the weights file."""
+
+    path: Path
+    sha256: str
+    size: int
+    files: tuple[str, ...]
+    weights_sha256: str | None
+
+
+def build_bundle(directory: Path, spec: ModelSpec, dest: Path, max_bytes: int) -> BundleInfo:
+    """Write the bundle of `directory` to `dest` (see the module docstring for what it holds).
+
+    Raises InvalidSpec for a symlink or path that leads outside the directory, or when the included files
+    total more than `max_bytes`. `dest` only appears once it is complete; on any error it is not left behind.
+    """
+    root = directory.resolve()
+    files = collect_files(directory, spec)
+    _check_size(directory, files, max_bytes)
+    weights = Path(spec.weights).as_posix() if spec.weights else None
+    weights_digest: list[str] = []
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    partial = Path(partial_name)
+    partial.chmod(0o644)
+    try:
+        with os.fdopen(handle, "wb") as raw:
+            out = _HashingWriter(raw)
+            with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+                for name, path in files.items():
+                    _add_file(tar, name, path, root, weights_digest if name == weights else None)
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return BundleInfo(
+        path=dest,
+        sha256=out.sha256.hexdigest(),
+        size=out.size,
+        files=tuple(files),
+        weights_sha256=weights_digest[0] if weights_digest else None,
+    )
+
+
+def extract_bundle(bundle_path: Path, dest_dir: Path) -> Path:
+    """Unpack a bundle into `dest_dir` (created if needed), refusing unsafe members; return `dest_dir`."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(bundle_path, mode="r:*") as tar:
+            tar.extractall(dest_dir, filter="data")
+    except tarfile.TarError as exc:
+        raise CorruptedArtifact(f"source bundle {bundle_path} cannot be unpacked safely: {exc}") from None
+    return dest_dir
+
+
+def collect_files(directory: Path, spec: ModelSpec) -> dict[str, Path]:
+    """The files a bundle of `directory` holds: member name -> path, sorted by name."""
+    root = directory.resolve()
+    files = dict(_walk_code(directory, root, "", {root}))
+    for name in [SPEC_FILENAME, *spec.data_files()]:
+        path = directory / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise InvalidSpec(
+                f"{path}: the path escapes the model directory {directory}; keep files inside it"
+            )
+        _check_inside(path, root)
+        if not path.is_file():
+            raise InvalidSpec(f"{path}: the file is missing; the spec names it, so it must be in {directory}")
+        files[Path(name).as_posix()] = path
+    return dict(sorted(files.items()))
+
+
+def _walk_code(current: Path, root: Path, prefix: str, seen: set[Path]) -> Iterator[tuple[str, Path]]:
+    """(member name, path) of every .py file below `current`; symlinked directories are followed once."""
+    for entry in sorted(os.scandir(current), key=lambda e: e.name):
+        path, name = Path(entry.path), f"{prefix}{entry.name}"
+        if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
+            continue
+        if entry.is_dir(follow_symlinks=True):
+            real = _check_inside(path, root) if entry.is_symlink() else path.resolve()
+            if real in seen or any((path / marker).exists() for marker in _VENV_MARKERS):
+                continue
+            yield from _walk_code(path, root, f"{name}/", seen | {real})
+        elif entry.name.endswith(".py"):
+            if entry.is_symlink() and not _check_inside(path, root).is_file():
+                raise InvalidSpec(f"{path} is a broken symlink; remove it or point it at a file in {root}")
+            yield name, path
+
+
+def _check_inside(path: Path, root: Path) -> Path:
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise InvalidSpec(
+            f"{path} is a symlink to {real}, outside the model directory {root}; "
+            "copy the file into the directory instead of linking to it"
+        )
+    return real
+
+
+def _check_size(directory: Path, files: dict[str, Path], max_bytes: int) -> None:
+    sizes = {name: path.stat().st_size for name, path in files.items()}
+    total = sum(sizes.values())
+    if total > max_bytes:
+        largest = max(sizes, key=lambda name: sizes[name])
+        raise InvalidSpec(
+            f"model directory {directory} holds {_mb(total)} of code and data, more than the cap of "
+            f"{_mb(max_bytes)} (REGCTL_MAX_BUNDLE_BYTES); the largest file is {largest} "
+            f"({_mb(sizes[largest])}): remove what the model does not need or raise REGCTL_MAX_BUNDLE_BYTES"
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+def _add_file(tar: tarfile.TarFile, name: str, path: Path, root: Path, digest: list[str] | None) -> None:
+    """Stream one file into the tar with fixed metadata; append its sha256 to `digest` if given."""
+    _check_inside(path, root)
+    with path.open("rb") as source:
+        info = tarfile.TarInfo(name)
+        info.size = os.fstat(source.fileno()).st_size
+        info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, 0o644, 0, 0, "", ""
+        reader = _HashingReader(source)
+        tar.addfile(info, reader)
+        if digest is not None:
+            digest.append(reader.sha256.hexdigest())
+
+
+class _HashingReader:
+    """A read-only file wrapper that hashes what passes through it."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.sha256.update(data)
+        return data
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self.target = target
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.target.write(data)
+
+    def tell(self) -> int:
+        return self.size
