@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from registry.db import session_scope
@@ -42,9 +42,18 @@ class Claim:
         return self.outcome == "claimed"
 
 
+def _with_version() -> Select:
+    """Jobs joined to their version number and model name."""
+    return (
+        select(Job, Model.name, ModelVersion.version)
+        .join(ModelVersion, Job.version_id == ModelVersion.id)
+        .join(Model, ModelVersion.model_id == Model.id)
+    )
+
+
 def _load(session: Session, job_id: int, lock: bool = False) -> tuple[Job, str, int]:
     query = (
-        select(Job, Model.name, ModelVersion.version).join(ModelVersion).join(Model).where(Job.id == job_id)
+        _with_version().where(Job.id == job_id)
     )
     if lock:
         query = query.with_for_update(of=Job)
@@ -105,7 +114,7 @@ def list_jobs(
     """The newest jobs first, optionally only those in `state` or of `model`."""
     if state is not None and state not in JOB_STATES:
         raise InvalidInput(f"job state {state!r} is not one of {', '.join(JOB_STATES)}")
-    query = select(Job, Model.name, ModelVersion.version).join(ModelVersion).join(Model)
+    query = _with_version()
     with session_scope(settings.database_url) as session:
         if model is not None:
             query = query.where(Model.id == find_model(session, model).id)
@@ -268,9 +277,7 @@ def jobs_to_republish(settings: Settings, older_than: float) -> list[JobInfo]:
     """Queued jobs whose message was never sent or was sent more than `older_than` seconds ago."""
     cutoff = utcnow() - timedelta(seconds=older_than)
     query = (
-        select(Job, Model.name, ModelVersion.version)
-        .join(ModelVersion)
-        .join(Model)
+        _with_version()
         .where(Job.state == "queued")
         .where((Job.published_at.is_(None)) | (Job.published_at < cutoff))
         .order_by(Job.id)
@@ -283,9 +290,7 @@ def stale_running_jobs(settings: Settings) -> list[JobInfo]:
     """Running jobs whose heartbeat is older than the heartbeat timeout (their worker stopped)."""
     cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout)
     query = (
-        select(Job, Model.name, ModelVersion.version)
-        .join(ModelVersion)
-        .join(Model)
+        _with_version()
         .where(Job.state == "running", Job.heartbeat_at < cutoff)
         .order_by(Job.id)
     )
@@ -305,3 +310,13 @@ def requeue_stale(settings: Settings, job_id: int, reason: str) -> JobInfo:
             job.state, job.error, job.published_at = "queued", reason, None
             job.progress = f"re-queued: {reason}"
         return job_info(job, name, version)
+
+
+def following_job(settings: Settings, job_id: int) -> JobInfo | None:
+    """The first job on the same version created after `job_id` (a convert's validate job), if any."""
+    with session_scope(settings.database_url) as session:
+        job, name, version = _load(session, job_id)
+        later = session.scalars(
+            select(Job).where(Job.version_id == job.version_id, Job.id > job.id).order_by(Job.id).limit(1)
+        ).one_or_none()
+        return job_info(later, name, version) if later is not None else None

@@ -1,0 +1,147 @@
+"""`regctl submit` and `regctl jobs …`: queueing, listing, watching, cancelling and retrying jobs."""
+
+from __future__ import annotations
+
+import click
+
+from cli.app import cli, settings_of
+from cli.catalog import json_option
+from cli.follow import start_and_follow, watch
+from cli.render import emit_json, fields, table
+from registry.refs import parse_version_ref
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME:VERSION")
+@click.option(
+    "--job",
+    "kind",
+    type=click.Choice(["convert", "validate"]),
+    required=True,
+    help="convert: make the TorchScript artifact; validate: re-run the battery on the existing one.",
+)
+@click.option("--method", type=click.Choice(["auto", "trace", "script"]), help="Override the spec's method.")
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), help="Override the spec's device (picks the queue)."
+)
+@click.option("--wait", is_flag=True, help="Follow the job and exit with its outcome (0 ok, 1 failed).")
+@json_option
+@click.pass_context
+def submit(
+    ctx: click.Context, ref: str, kind: str, method: str | None, device: str | None, wait: bool, as_json: bool
+) -> None:
+    """Queue a convert or validate job for an existing version."""
+    from registry.jobs import create_job, get_job
+
+    settings = settings_of(ctx)
+    job = create_job(settings, parse_version_ref(ref), kind, method=method, device=device)
+    code = start_and_follow(settings, [job], wait=wait, quiet=as_json)
+    if as_json:
+        emit_json(get_job(settings, job.id).to_json())
+    ctx.exit(code)
+
+
+@cli.group()
+def jobs() -> None:
+    """List, inspect, follow, cancel and retry jobs."""
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--model", help="Only jobs of this model.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@click.pass_context
+def jobs_list(ctx: click.Context, state: str | None, model: str | None, limit: int, as_json: bool) -> None:
+    """List the newest jobs first."""
+    from registry.jobs import list_jobs
+
+    found = list_jobs(settings_of(ctx), state=state, model=model, limit=limit)
+    if as_json:
+        emit_json([j.to_json() for j in found])
+        return
+    table(
+        None,
+        ("id", "version", "kind", "state", "queue", "attempts", "progress", "error"),
+        [
+            (
+                j.id,
+                f"{j.model}:{j.version}",
+                j.kind,
+                j.state,
+                j.queue,
+                f"{j.attempts}/{j.max_attempts}",
+                j.progress,
+                (j.error or "")[:80] or None,
+            )
+            for j in found
+        ],
+    )
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int, metavar="ID")
+@json_option
+@click.pass_context
+def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
+    """Show a job: state, attempts, worker, timings and error."""
+    from registry.jobs import get_job
+
+    job = get_job(settings_of(ctx), job_id)
+    if as_json:
+        emit_json(job.to_json())
+        return
+    fields(
+        f"job {job.id}",
+        [
+            ("version", f"{job.model}:{job.version}"),
+            ("kind", job.kind),
+            ("state", job.state),
+            ("queue", job.queue),
+            ("method", job.method),
+            ("attempts", f"{job.attempts}/{job.max_attempts}"),
+            ("worker", job.worker),
+            ("progress", job.progress),
+            ("created", job.created_at),
+            ("started", job.started_at),
+            ("finished", job.finished_at),
+            ("heartbeat", job.heartbeat_at),
+            ("error", job.error),
+        ],
+    )
+
+
+@jobs.command("watch")
+@click.argument("job_id", type=int, metavar="ID")
+@click.pass_context
+def jobs_watch(ctx: click.Context, job_id: int) -> None:
+    """Follow a job (and the validate job a convert leads to); exit 0 when it succeeds, 1 when it fails."""
+    from registry.jobs import get_job
+
+    settings = settings_of(ctx)
+    job = get_job(settings, job_id)
+    ctx.exit(watch(settings, job, run_here=settings.embedded))
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int, metavar="ID")
+@click.pass_context
+def jobs_cancel(ctx: click.Context, job_id: int) -> None:
+    """Cancel a job: a queued one is skipped; a running one stops at its next stage boundary."""
+    from registry.jobs import request_cancel
+
+    job = request_cancel(settings_of(ctx), job_id)
+    click.echo(f"job {job.id} {'cancelled' if job.state == 'cancelled' else 'will stop at its next stage'}")
+
+
+@jobs.command("retry")
+@click.argument("job_id", type=int, metavar="ID")
+@click.option("--wait", is_flag=True, help="Follow the job and exit with its outcome.")
+@click.pass_context
+def jobs_retry(ctx: click.Context, job_id: int, wait: bool) -> None:
+    """Queue a failed or cancelled job again as a new attempt."""
+    from registry.jobs import retry_job
+
+    settings = settings_of(ctx)
+    job = retry_job(settings, job_id)
+    ctx.exit(start_and_follow(settings, [job], wait=wait))

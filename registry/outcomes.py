@@ -1,0 +1,168 @@
+"""Recording what a job produced: version status, artifacts, the follow-up validate job.
+
+Each function runs in one transaction and first checks that the calling worker still owns the job,
+so a duplicate or taken-over delivery can never record a second set of artifacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.db import session_scope
+from registry.entities import JobInfo, VersionInfo
+from registry.errors import InvalidTransition
+from registry.jobs import finish_job
+from registry.records import artifact_info, job_info, version_info
+from registry.schema import Artifact, Job, Model, ModelVersion
+from registry.settings import Settings
+from registry.store import BlobRef
+
+
+@dataclass(frozen=True)
+class NewArtifact:
+    """A blob already in the store, to be recorded as an artifact of the job's version."""
+
+    kind: str
+    blob: BlobRef
+    torch_version: str | None = None
+    method: str | None = None
+
+
+def _owned(session: Session, job_id: int, worker: str) -> tuple[Job, ModelVersion, str]:
+    row = session.execute(
+        select(Job, ModelVersion, Model.name)
+        .join(ModelVersion, Job.version_id == ModelVersion.id)
+        .join(Model, ModelVersion.model_id == Model.id)
+        .where(Job.id == job_id)
+        .with_for_update(of=Job)
+    ).one()
+    job, version, name = row
+    if job.state != "running" or job.worker != worker:
+        raise InvalidTransition(f"job {job_id} is {job.state} and owned by {job.worker}, not {worker}")
+    return job, version, name
+
+
+def start_stage(settings: Settings, job_id: int, worker: str) -> VersionInfo:
+    """Mark the version converting or validating for the job that now runs; return it with artifacts."""
+    with session_scope(settings.database_url) as session:
+        job, version, name = _owned(session, job_id, worker)
+        version.status = "converting" if job.kind == "convert" else "validating"
+        artifacts = session.scalars(select(Artifact).where(Artifact.version_id == version.id)).all()
+        return version_info(version, name, list(artifacts))
+
+
+def record_success(
+    settings: Settings,
+    job_id: int,
+    worker: str,
+    artifacts: list[NewArtifact],
+    summary: dict[str, Any],
+    result: dict[str, Any],
+    method: str | None = None,
+) -> list[JobInfo]:
+    """Record a finished job: its artifacts, the version summary and status, and any follow-up job.
+
+    A convert job queues its validate job in the same transaction (so the two can never part); a
+    validate job makes the version `ready`. Returns the jobs to publish.
+    """
+    with session_scope(settings.database_url) as session:
+        job, version, name = _owned(session, job_id, worker)
+        for new in artifacts:
+            session.add(
+                Artifact(
+                    version_id=version.id,
+                    kind=new.kind,
+                    sha256=new.blob.sha256,
+                    size=new.blob.size,
+                    uri=new.blob.uri,
+                    torch_version=new.torch_version,
+                    method=new.method,
+                    job_id=job.id,
+                )
+            )
+        version.summary = {**(version.summary or {}), **summary}
+        if method:
+            version.method = method
+        follow_ups = []
+        if job.kind == "convert":
+            version.status = "validating"
+            follow_ups.append(
+                Job(
+                    version_id=version.id,
+                    kind="validate",
+                    state="queued",
+                    queue=job.queue,
+                    method=version.method,
+                    attempts=0,
+                    max_attempts=job.max_attempts,
+                )
+            )
+            session.add_all(follow_ups)
+        else:
+            version.status = "ready"
+        finish_job(settings, job_id, "succeeded", worker=worker, result=result, session=session)
+        session.flush()
+        return [job_info(j, name, version.version) for j in follow_ups]
+
+
+def record_failure(
+    settings: Settings,
+    job_id: int,
+    worker: str | None,
+    error: str,
+    *,
+    artifacts: list[NewArtifact] | None = None,
+    summary: dict[str, Any] | None = None,
+    state: str = "failed",
+) -> JobInfo:
+    """Fail (or cancel) a job and its version, keeping any report it produced; `worker=None` forces it."""
+    with session_scope(settings.database_url) as session:
+        if worker is None:
+            job = session.get_one(Job, job_id)
+            version = session.get_one(ModelVersion, job.version_id)
+        else:
+            job, version, _ = _owned(session, job_id, worker)
+        for new in artifacts or ():
+            session.add(
+                Artifact(
+                    version_id=version.id,
+                    kind=new.kind,
+                    sha256=new.blob.sha256,
+                    size=new.blob.size,
+                    uri=new.blob.uri,
+                    torch_version=new.torch_version,
+                    method=new.method,
+                    job_id=job.id,
+                )
+            )
+        if summary is not None:
+            version.summary = {**(version.summary or {}), **summary}
+        version.status = "failed" if state == "failed" else _status_after_cancel(session, version)
+        return finish_job(settings, job_id, state, error=error, session=session)
+
+
+def _status_after_cancel(session: Session, version: ModelVersion) -> str:
+    # A cancelled job leaves the version as it stood before: ready if a validation ever passed.
+    validated = session.scalar(
+        select(Job.id)
+        .where(Job.version_id == version.id, Job.kind == "validate", Job.state == "succeeded")
+        .limit(1)
+    )
+    return "ready" if validated else "registered"
+
+
+def version_artifacts(settings: Settings, model: str, version: int) -> list:
+    """Artifacts of `model:version`, oldest first."""
+    with session_scope(settings.database_url) as session:
+        rows = session.scalars(
+            select(Artifact)
+            .join(ModelVersion, Artifact.version_id == ModelVersion.id)
+            .join(Model, ModelVersion.model_id == Model.id)
+            .where(Model.name == model, ModelVersion.version == version)
+            .order_by(Artifact.id)
+        ).all()
+        return [artifact_info(a) for a in rows]

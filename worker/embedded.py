@@ -1,0 +1,77 @@
+"""Embedded mode: with no broker, jobs run on this machine in a child process.
+
+The child process is what makes this safe: a model that calls `os.abort()` or segfaults kills the
+child, not the CLI, and a model that hangs is killed at the job's hard time limit. Either way the
+job is recorded as failed with the reason.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from multiprocessing.process import BaseProcess
+
+from registry.jobs import get_job
+from registry.outcomes import record_failure
+from registry.settings import Settings
+
+
+def _child(settings: Settings, job_id: int) -> None:
+    from registry.db import dispose_engines
+    from worker.pipeline import run_job
+
+    dispose_engines(close=False)
+    run_job(settings, job_id)
+
+
+def describe_exit(exitcode: int) -> str:
+    """Plain words for how a worker process ended (`signal 6 (SIGABRT)`, `exit code 3`)."""
+    if exitcode < 0:
+        try:
+            return f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class EmbeddedJob:
+    """One job running in a child process, with the hard time limit enforced from here."""
+
+    def __init__(self, settings: Settings, job_id: int) -> None:
+        self.settings, self.job_id = settings, job_id
+        # spawn, not fork: the parent may hold database connections and rich's refresh thread.
+        self.process: BaseProcess = multiprocessing.get_context("spawn").Process(
+            target=_child, args=(settings, job_id), name=f"regctl-job-{job_id}", daemon=True
+        )
+        self.started = time.monotonic()
+        self.process.start()
+
+    def poll(self) -> bool:
+        """Return True once the child is gone; record a crash or a time-limit kill on the job."""
+        if self.process.is_alive():
+            if time.monotonic() - self.started <= self.settings.job_time_limit:
+                return False
+            self._kill()
+            self._fail(
+                f"stopped at the time limit of {self.settings.job_time_limit:g}s "
+                "(REGCTL_JOB_TIME_LIMIT); the model took too long or hung"
+            )
+            return True
+        self.process.join()
+        if self.process.exitcode:
+            self._fail(
+                f"the model crashed the worker process: it died with {describe_exit(self.process.exitcode)}"
+            )
+        return True
+
+    def _kill(self) -> None:
+        self.process.terminate()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def _fail(self, reason: str) -> None:
+        if not get_job(self.settings, self.job_id).finished:
+            record_failure(self.settings, self.job_id, None, reason)

@@ -1,0 +1,56 @@
+"""Following a job and the jobs it leads to (convert -> validate) from the database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from registry.entities import JobInfo
+from registry.jobs import following_job, get_job
+from registry.settings import Settings
+
+POLL_S = 0.2
+
+
+def follow(
+    settings: Settings, job: JobInfo, *, run_here: bool = False, timeout: float | None = None
+) -> Iterator[JobInfo]:
+    """Yield the job each time its state or progress changes, then its follow-up jobs, until the chain ends.
+
+    With `run_here` (embedded mode) each job is run in a child process of this one first.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    current: JobInfo | None = job
+    while current is not None:
+        last = yield from _follow_one(settings, current, run_here, deadline)
+        current = following_job(settings, last.id) if last.state == "succeeded" else None
+
+
+def _follow_one(
+    settings: Settings, job: JobInfo, run_here: bool, deadline: float | None
+) -> Iterator[JobInfo]:
+    running = None
+    if run_here and job.state == "queued":
+        from worker.embedded import EmbeddedJob
+
+        running = EmbeddedJob(settings, job.id)
+    seen = None
+    while True:
+        gone = running.poll() if running is not None else False
+        current = get_job(settings, job.id)
+        if (current.state, current.progress, current.attempts) != seen:
+            seen = (current.state, current.progress, current.attempts)
+            yield current
+        if current.finished:
+            return current
+        if gone and running is not None:
+            # The child exited without finishing the job (a duplicate or a lost claim): stop following.
+            return current
+        if deadline is not None and time.monotonic() > deadline:
+            from registry.errors import RegctlError
+
+            raise RegctlError(
+                f"job {job.id} is still {current.state} after the wait timeout; "
+                f"follow it with 'regctl jobs watch {job.id}'"
+            )
+        time.sleep(POLL_S)

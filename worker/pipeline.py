@@ -1,0 +1,191 @@
+"""Running one job end to end: claim it, fetch its inputs, call the engine, record the outcome.
+
+Used by the Celery tasks and by the embedded runner alike; it holds no Celery code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+from registry.bundle import extract_bundle
+from registry.entities import JobInfo, VersionInfo
+from registry.jobs import claim_job
+from registry.outcomes import NewArtifact, record_failure, record_success, start_stage
+from registry.settings import Settings
+from registry.spec import ModelSpec
+from registry.store import ArtifactStore, open_store
+from worker.progress import JobCancelled, JobReporter
+
+
+def worker_identity() -> str:
+    """`host:pid` of this process, recorded on the jobs it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead_here(worker: str) -> bool:
+    """True when `worker` names a process on this host that no longer exists."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple[JobInfo, list[JobInfo]]:
+    """Claim and run job `job_id`; return the job as claimed and the follow-up jobs to publish.
+
+    A delivery of a job that is finished or alive elsewhere does nothing. Model failures are
+    recorded on the job; only infrastructure errors (database, store) propagate.
+    """
+    worker = worker_identity()
+    claim = claim_job(settings, job_id, worker, owner_is_dead=owner_is_dead_here)
+    if not claim.should_run:
+        return claim.job, []
+    job = claim.job
+    with (
+        JobReporter(settings, job_id, worker) as reporter,
+        tempfile.TemporaryDirectory(prefix="regctl-job-") as tmp,
+    ):
+        try:
+            version = start_stage(settings, job_id, worker)
+            stage = _convert if job.kind == "convert" else _validate
+            return job, stage(settings, job, version, Path(tmp), reporter, device)
+        except JobCancelled as exc:
+            record_failure(settings, job_id, worker, str(exc), state="cancelled")
+            return job, []
+
+
+def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Path, ModelSpec]:
+    source = next(a for a in version.artifacts if a.kind == "source")
+    store.copy_to(source.sha256, tmp / "source.tar")
+    model_dir = extract_bundle(tmp / "source.tar", tmp / "model")
+    return model_dir, ModelSpec.from_dict(version.spec)
+
+
+def _store_report(store: ArtifactStore, report: dict, tmp: Path) -> NewArtifact:
+    path = tmp / "report.json"
+    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    return NewArtifact("report", store.put_file(path), torch_version=report.get("versions", {}).get("torch"))
+
+
+def _convert(
+    settings: Settings,
+    job: JobInfo,
+    version: VersionInfo,
+    tmp: Path,
+    reporter: JobReporter,
+    device: str | None,
+) -> list[JobInfo]:
+    from worker.engine import convert_model
+
+    store = open_store(settings.artifact_store)
+    reporter.checkpoint("fetching source")
+    model_dir, spec = _prepare(store, version, tmp)
+    reporter.checkpoint("converting")
+    result = convert_model(
+        model_dir, _on_device(spec, device), tmp / "out", method=job.method, progress=reporter
+    )
+    reporter.checkpoint("storing artifacts")
+    report = _store_report(store, result.report, tmp)
+    torch_version = result.report.get("versions", {}).get("torch")
+    if not result.ok or result.torchscript_path is None:
+        record_failure(
+            settings,
+            job.id,
+            _me(),
+            result.error or "conversion failed",
+            artifacts=[report],
+            summary=summarize(result.report),
+        )
+        return []
+    artifacts = [
+        NewArtifact("torchscript", store.put_file(result.torchscript_path), torch_version, result.method)
+    ]
+    if result.exported_path is not None:
+        artifacts.append(
+            NewArtifact("exported", store.put_file(result.exported_path), torch_version, "export")
+        )
+    artifacts.append(report)
+    reporter.checkpoint("recording")
+    return record_success(
+        settings,
+        job.id,
+        _me(),
+        artifacts,
+        summarize(result.report),
+        {"method": result.method, "report_sha256": report.blob.sha256},
+        method=result.method,
+    )
+
+
+def _validate(
+    settings: Settings,
+    job: JobInfo,
+    version: VersionInfo,
+    tmp: Path,
+    reporter: JobReporter,
+    device: str | None,
+) -> list[JobInfo]:
+    from worker.engine import validate_artifact
+
+    store = open_store(settings.artifact_store)
+    reporter.checkpoint("fetching source")
+    model_dir, spec = _prepare(store, version, tmp)
+    scripted = [a for a in version.artifacts if a.kind == "torchscript"]
+    if not scripted:
+        record_failure(
+            settings, job.id, _me(), f"{version.ref} has no TorchScript artifact; submit a convert job"
+        )
+        return []
+    store.copy_to(scripted[-1].sha256, tmp / "model.pt")
+    reporter.checkpoint("validating")
+    result = validate_artifact(model_dir, _on_device(spec, device), tmp / "model.pt", progress=reporter)
+    report = _store_report(store, result.report, tmp)
+    summary = {"validated": result.ok, "validation": summarize(result.report)}
+    if not result.ok:
+        record_failure(
+            settings, job.id, _me(), result.error or "validation failed", artifacts=[report], summary=summary
+        )
+        return []
+    reporter.checkpoint("recording")
+    return record_success(settings, job.id, _me(), [report], summary, {"report_sha256": report.blob.sha256})
+
+
+def _me() -> str:
+    return worker_identity()
+
+
+def _on_device(spec: ModelSpec, device: str | None) -> ModelSpec:
+    # The gpu queue mapped onto the CPU (tests, CPU-only development) runs cuda specs on the CPU.
+    if device and device != spec.device:
+        import dataclasses
+
+        return dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
+    return spec
+
+
+def summarize(report: dict) -> dict:
+    """The few report fields kept on the version row and shown by `regctl versions show`."""
+    latency = report.get("latency") or {}
+    shapes = report.get("shapes") or []
+    return {
+        "method": report.get("method"),
+        "why": report.get("why"),
+        "battery_size": report.get("battery_size"),
+        "max_abs_error": max((s.get("max_abs_error") or 0.0 for s in shapes), default=None),
+        "max_rel_error": max((s.get("max_rel_error") or 0.0 for s in shapes), default=None),
+        "latency_ratio": latency.get("ratio"),
+        "optimized": (report.get("optimize") or {}).get("applied"),
+        "exported": (report.get("export") or {}).get("ok"),
+        "torch": (report.get("versions") or {}).get("torch"),
+        "report": report,
+    }

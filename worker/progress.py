@@ -1,0 +1,63 @@
+"""Progress and heartbeats of a running job, written to the database; cancel checks at stage boundaries."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from registry.jobs import record_progress
+from registry.settings import Settings
+
+
+class JobCancelled(Exception):
+    """Raised at a stage boundary when the user cancelled the running job (or it was taken over)."""
+
+
+class JobReporter:
+    """Writes progress text (throttled) and a heartbeat from a background thread while a job runs.
+
+    The heartbeat thread keeps beating through a long stage (a slow forward pass), so the reconciler
+    only takes over jobs whose process is really gone.
+    """
+
+    def __init__(self, settings: Settings, job_id: int, worker: str, min_interval: float = 0.25) -> None:
+        self.settings, self.job_id, self.worker = settings, job_id, worker
+        self.min_interval = min_interval
+        self.cancelled = False
+        self._text: str | None = None
+        self._last_write = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"regctl-heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> JobReporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __call__(self, text: str) -> None:
+        """Record progress; throttled, except that every new stage is written at once."""
+        stage_changed = self._text is None or text.split(":")[0] != self._text.split(":")[0]
+        self._text = text
+        if stage_changed or time.monotonic() - self._last_write >= self.min_interval:
+            self._write(text)
+
+    def checkpoint(self, stage: str) -> None:
+        """Announce a new stage and stop here if cancel was requested."""
+        self(stage)
+        if self.cancelled:
+            raise JobCancelled(f"cancelled by the user before {stage}")
+
+    def _write(self, text: str | None) -> None:
+        self._last_write = time.monotonic()
+        if record_progress(self.settings, self.job_id, self.worker, text):
+            self.cancelled = True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval):
+            try:
+                self._write(None)
+            except Exception:  # a database hiccup must not kill the job; the next beat retries
+                continue
