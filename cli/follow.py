@@ -10,6 +10,14 @@ from registry.entities import JobInfo
 from registry.settings import Settings
 
 
+def preflight(settings: Settings) -> None:
+    """Before writing anything for a job: make sure the broker (if any) answers, so we fail fast."""
+    if not settings.embedded:
+        from worker.dispatch import check_broker
+
+        check_broker(settings)
+
+
 def start_and_follow(settings: Settings, jobs: list[JobInfo], *, wait: bool, quiet: bool = False) -> int:
     """Hand the jobs to the worker layer; follow them when waiting (always in embedded mode).
 

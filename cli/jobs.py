@@ -6,7 +6,7 @@ import click
 
 from cli.app import cli, settings_of
 from cli.catalog import json_option
-from cli.follow import start_and_follow, watch
+from cli.follow import preflight, start_and_follow, watch
 from cli.render import emit_json, fields, table
 from registry.refs import parse_version_ref
 
@@ -34,6 +34,7 @@ def submit(
     from registry.jobs import create_job, get_job
 
     settings = settings_of(ctx)
+    preflight(settings)
     job = create_job(settings, parse_version_ref(ref), kind, method=method, device=device)
     code = start_and_follow(settings, [job], wait=wait, quiet=as_json)
     if as_json:

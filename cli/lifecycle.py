@@ -61,10 +61,13 @@ def register(
 
     Conversion to TorchScript and validation start by themselves unless --no-convert is given.
     """
+    from cli.follow import preflight
     from registry.versions import register_version
 
     settings = settings_of(ctx)
     jobs = () if no_convert else ("convert",)
+    if jobs:
+        preflight(settings)
     info = register_version(
         settings, name, directory, method=method, device=device, description=description, jobs=jobs
     )

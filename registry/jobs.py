@@ -148,7 +148,7 @@ def claim_job(
             return Claim("busy", job_info(job, name, version))
         if job.attempts >= job.max_attempts:
             last = job.error or "the worker running it stopped"
-            _finish(job, "failed", now, error=f"gave up after {job.attempts} attempts: {last}")
+            _give_up(session, job, now, f"gave up after {job.attempts} attempts: {last}")
             return Claim("exhausted", job_info(job, name, version))
         job.state, job.worker, job.attempts = "running", worker, job.attempts + 1
         job.started_at = job.heartbeat_at = now
@@ -235,6 +235,11 @@ def _finish(
     job.progress = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[state]
 
 
+def _give_up(session: Session, job: Job, now: datetime, error: str) -> None:
+    _finish(job, "failed", now, error=error)
+    session.get_one(ModelVersion, job.version_id).status = "failed"
+
+
 def request_cancel(settings: Settings, job_id: int) -> JobInfo:
     """Cancel a job: a queued one at once; a running one is flagged and stops at its next stage."""
     with session_scope(settings.database_url) as session:
@@ -305,7 +310,7 @@ def requeue_stale(settings: Settings, job_id: int, reason: str) -> JobInfo:
         if job.state != "running":
             return job_info(job, name, version)
         if job.attempts >= job.max_attempts:
-            _finish(job, "failed", utcnow(), error=f"gave up after {job.attempts} attempts: {reason}")
+            _give_up(session, job, utcnow(), f"gave up after {job.attempts} attempts: {reason}")
         else:
             job.state, job.error, job.published_at = "queued", reason, None
             job.progress = f"re-queued: {reason}"

@@ -24,6 +24,22 @@ class Settings:
     heartbeat_timeout: float = 60.0
     queued_timeout: float = 120.0
     gpu_on_cpu: bool = False
+    cancel_grace: float = 30.0
+    reconcile_interval: float = 30.0
+    worker_max_memory_kb: int = 4 * 1024 * 1024
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that rebuild these settings in another process (a worker)."""
+        env = {
+            "REGCTL_HOME": str(self.home),
+            "REGCTL_DATABASE_URL": self.database_url,
+            "REGCTL_ARTIFACT_STORE": self.artifact_store,
+            "REGCTL_BROKER_URL": self.broker_url or "",
+            "REGCTL_GPU_ON_CPU": "1" if self.gpu_on_cpu else "",
+        }
+        for key, field in _NUMERIC.items():
+            env[key] = repr(getattr(self, field))
+        return env
 
     @property
     def embedded(self) -> bool:
@@ -38,22 +54,34 @@ class Settings:
         if overrides.get("home"):
             home = Path(str(overrides.pop("home"))).expanduser()
         overrides.pop("home", None)
+        numbers = {
+            field: type(getattr(cls, field))(_float(env, key, getattr(cls, field)))
+            for key, field in _NUMERIC.items()
+        }
         settings = cls(
             home=home,
             database_url=env.get("REGCTL_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}",
             artifact_store=env.get("REGCTL_ARTIFACT_STORE") or str(home / "artifacts"),
             broker_url=env.get("REGCTL_BROKER_URL") or None,
-            job_soft_time_limit=_float(env, "REGCTL_JOB_SOFT_TIME_LIMIT", cls.job_soft_time_limit),
-            job_time_limit=_float(env, "REGCTL_JOB_TIME_LIMIT", cls.job_time_limit),
-            max_attempts=int(_float(env, "REGCTL_MAX_ATTEMPTS", cls.max_attempts)),
-            max_bundle_bytes=int(_float(env, "REGCTL_MAX_BUNDLE_BYTES", cls.max_bundle_bytes)),
-            heartbeat_interval=_float(env, "REGCTL_HEARTBEAT_INTERVAL", cls.heartbeat_interval),
-            heartbeat_timeout=_float(env, "REGCTL_HEARTBEAT_TIMEOUT", cls.heartbeat_timeout),
-            queued_timeout=_float(env, "REGCTL_QUEUED_TIMEOUT", cls.queued_timeout),
             gpu_on_cpu=env.get("REGCTL_GPU_ON_CPU", "").lower() in {"1", "true", "yes"},
+            **numbers,  # type: ignore[arg-type]
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given) if given else settings
+
+
+_NUMERIC = {
+    "REGCTL_JOB_SOFT_TIME_LIMIT": "job_soft_time_limit",
+    "REGCTL_JOB_TIME_LIMIT": "job_time_limit",
+    "REGCTL_MAX_ATTEMPTS": "max_attempts",
+    "REGCTL_MAX_BUNDLE_BYTES": "max_bundle_bytes",
+    "REGCTL_HEARTBEAT_INTERVAL": "heartbeat_interval",
+    "REGCTL_HEARTBEAT_TIMEOUT": "heartbeat_timeout",
+    "REGCTL_QUEUED_TIMEOUT": "queued_timeout",
+    "REGCTL_CANCEL_GRACE": "cancel_grace",
+    "REGCTL_RECONCILE_INTERVAL": "reconcile_interval",
+    "REGCTL_WORKER_MAX_MEMORY_KB": "worker_max_memory_kb",
+}
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:

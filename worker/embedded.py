@@ -12,8 +12,6 @@ import signal
 import time
 from multiprocessing.process import BaseProcess
 
-from registry.jobs import get_job
-from registry.outcomes import record_failure
 from registry.settings import Settings
 
 
@@ -73,5 +71,6 @@ class EmbeddedJob:
             self.process.join()
 
     def _fail(self, reason: str) -> None:
-        if not get_job(self.settings, self.job_id).finished:
-            record_failure(self.settings, self.job_id, None, reason)
+        from worker.pipeline import fail_unless_finished
+
+        fail_unless_finished(self.settings, self.job_id, reason)

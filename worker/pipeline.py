@@ -189,3 +189,11 @@ def summarize(report: dict) -> dict:
         "torch": (report.get("versions") or {}).get("torch"),
         "report": report,
     }
+
+
+def fail_unless_finished(settings: Settings, job_id: int, reason: str) -> None:
+    """Fail a job (and its version) from outside its process, unless it already finished."""
+    from registry.jobs import get_job
+
+    if not get_job(settings, job_id).finished:
+        record_failure(settings, job_id, None, reason)

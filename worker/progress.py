@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -24,6 +25,7 @@ class JobReporter:
         self.settings, self.job_id, self.worker = settings, job_id, worker
         self.min_interval = min_interval
         self.cancelled = False
+        self._cancel_seen: float | None = None
         self._text: str | None = None
         self._last_write = 0.0
         self._stop = threading.Event()
@@ -56,8 +58,31 @@ class JobReporter:
             self.cancelled = True
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval):
+        while not self._stop.wait(min(self.settings.heartbeat_interval, 1.0 if self.cancelled else 1e9)):
             try:
                 self._write(None)
             except Exception:  # a database hiccup must not kill the job; the next beat retries
                 continue
+            if self.cancelled:
+                self._enforce_cancel()
+
+    def _enforce_cancel(self) -> None:
+        # A stage that never reaches a checkpoint (a forward pass that hangs) is ended after the
+        # grace period: record the cancellation, then end this process; the pool replaces it.
+        now = time.monotonic()
+        self._cancel_seen = self._cancel_seen or now
+        if now - self._cancel_seen < self.settings.cancel_grace:
+            return
+        from registry.outcomes import record_failure
+
+        try:
+            record_failure(
+                self.settings,
+                self.job_id,
+                self.worker,
+                "cancelled by the user; the running stage "
+                f"did not stop within {self.settings.cancel_grace:g}s and was terminated",
+                state="cancelled",
+            )
+        finally:
+            os._exit(75)

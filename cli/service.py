@@ -1,0 +1,129 @@
+"""`regctl worker`, `regctl beat` and `regctl reconcile`: running the distributed service."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from cli.app import cli, settings_of
+from cli.catalog import json_option
+from cli.render import emit_json
+from registry.errors import InvalidInput
+from registry.settings import Settings
+
+
+def _distributed(ctx: click.Context) -> Settings:
+    settings = settings_of(ctx)
+    if settings.embedded:
+        raise InvalidInput(
+            "no broker is configured; set REGCTL_BROKER_URL (e.g. redis://localhost:6379/0) "
+            "or pass --broker-url"
+        )
+    return settings
+
+
+@cli.command()
+@click.option(
+    "--queues", default="cpu", show_default=True, help="Comma-separated queues to consume: cpu, gpu."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Pool processes [default: CPU cores; on gpu, one per visible GPU].",
+)
+@click.option(
+    "--loglevel",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option("--hostname", help="Celery node name [default: regctl-QUEUES@HOST].")
+@click.pass_context
+def worker(
+    ctx: click.Context, queues: str, concurrency: int | None, loglevel: str, hostname: str | None
+) -> None:
+    """Start a worker (prefork pool) that converts and validates jobs from the given queues.
+
+    A gpu worker refuses to start without CUDA unless REGCTL_GPU_ON_CPU=1 maps the gpu queue onto
+    the CPU (for tests and CPU-only development).
+    """
+    from registry.db import ensure_schema
+    from worker.dispatch import app_for, check_broker
+    from worker.queues import parse_queues
+    from worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
+
+    settings = _distributed(ctx)
+    names = parse_queues(queues)
+    processes, gpus = plan_gpu_worker(names, concurrency, settings.gpu_on_cpu)
+    ensure_schema(settings.database_url)
+    check_broker(settings)
+    # Children rebuild their settings from the environment; make it say exactly what ours say.
+    os.environ.update(settings.to_env())
+    os.environ.update(
+        {QUEUES_ENV: ",".join(names), CONCURRENCY_ENV: str(processes), GPUS_ENV: ",".join(gpus)}
+    )
+    app_for(settings).worker_main(
+        [
+            "worker",
+            "--queues",
+            ",".join(names),
+            "--concurrency",
+            str(processes),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            loglevel.upper(),
+            "--hostname",
+            hostname or f"regctl-{'-'.join(names)}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--task-events",
+        ]
+    )
+
+
+@cli.command()
+@click.option(
+    "--loglevel",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_context
+def beat(ctx: click.Context, loglevel: str) -> None:
+    """Run Celery beat, which schedules the reconciler every REGCTL_RECONCILE_INTERVAL seconds."""
+    from worker.dispatch import app_for, check_broker
+
+    settings = _distributed(ctx)
+    check_broker(settings)
+    os.environ.update(settings.to_env())
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app_for(settings).start(
+        ["beat", "--loglevel", loglevel.upper(), "--schedule", str(settings.home / "celerybeat-schedule")]
+    )
+
+
+@cli.command()
+@click.option(
+    "--queued-older-than",
+    type=float,
+    help="Re-send queued jobs published longer ago than this many seconds [default: REGCTL_QUEUED_TIMEOUT].",
+)
+@json_option
+@click.pass_context
+def reconcile(ctx: click.Context, queued_older_than: float | None, as_json: bool) -> None:
+    """Run one reconciler pass now: re-queue jobs whose worker stopped, re-send jobs the broker lost."""
+    from worker.dispatch import check_broker
+    from worker.reconciler import reconcile as run_reconcile
+
+    settings = _distributed(ctx)
+    check_broker(settings)
+    report = run_reconcile(settings, queued_older_than)
+    if as_json:
+        emit_json(report.to_json())
+        return
+    click.echo(
+        f"re-queued {len(report.requeued)} stale, failed {len(report.failed)} past the attempt cap, "
+        f"re-sent {len(report.republished)} queued job(s)"
+    )

@@ -1,0 +1,60 @@
+"""Publishing jobs to the broker: the row is committed first, then the message is sent."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from registry.db import redact
+from registry.entities import JobInfo
+from registry.errors import ServiceUnavailable
+from registry.jobs import mark_published
+from registry.settings import Settings
+from worker.queues import RUN_JOB_TASK
+
+
+@lru_cache(maxsize=4)
+def app_for(settings: Settings) -> Celery:
+    """The Celery app for these settings, made once per process."""
+    from worker.app import make_app
+
+    return make_app(settings)
+
+
+def broker_unavailable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
+    """The error for a broker that cannot be reached, naming its URL without the password."""
+    return ServiceUnavailable(
+        f"cannot reach the broker at {redact(settings.broker_url or '')} ({type(exc).__name__}: {exc}); "
+        "check REGCTL_BROKER_URL and that Redis is running"
+    )
+
+
+def check_broker(settings: Settings) -> None:
+    """Fail fast (within a few seconds) if the broker is unreachable, before anything is written."""
+    try:
+        with app_for(settings).connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        raise broker_unavailable(settings, exc) from exc
+
+
+def publish(settings: Settings, jobs: list[JobInfo]) -> None:
+    """Send one message per job to its queue and record it; the reconciler re-sends any that get lost."""
+    if not jobs:
+        return
+    app = app_for(settings)
+    try:
+        with app.producer_or_acquire() as producer:
+            for job in jobs:
+                app.send_task(
+                    RUN_JOB_TASK,
+                    args=[job.id],
+                    queue=job.queue,
+                    routing_key=job.queue,
+                    producer=producer,
+                    retry=False,
+                )
+    except Exception as exc:
+        raise broker_unavailable(settings, exc) from exc
+    mark_published(settings, [job.id for job in jobs])

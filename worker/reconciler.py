@@ -1,0 +1,41 @@
+"""The reconciler: puts back jobs the broker lost or whose worker stopped heart-beating."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.jobs import jobs_to_republish, requeue_stale, stale_running_jobs
+from registry.settings import Settings
+from worker.dispatch import publish
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one reconciler pass did."""
+
+    requeued: tuple[int, ...]
+    failed: tuple[int, ...]
+    republished: tuple[int, ...]
+
+    def to_json(self) -> dict[str, list[int]]:
+        """The report as a JSON-safe dict."""
+        return {
+            "requeued": list(self.requeued),
+            "failed": list(self.failed),
+            "republished": list(self.republished),
+        }
+
+
+def reconcile(settings: Settings, queued_older_than: float | None = None) -> ReconcileReport:
+    """One pass: stale running jobs go back to queued (or fail past the cap), lost queued jobs are re-sent.
+
+    Re-sending a job that still has a message is harmless: the claim lets only one delivery run it.
+    """
+    requeued, failed = [], []
+    for job in stale_running_jobs(settings):
+        after = requeue_stale(settings, job.id, f"the worker {job.worker} stopped heart-beating")
+        (requeued if after.state == "queued" else failed).append(job.id)
+    threshold = settings.queued_timeout if queued_older_than is None else queued_older_than
+    lost = jobs_to_republish(settings, threshold)
+    publish(settings, lost)
+    return ReconcileReport(tuple(requeued), tuple(failed), tuple(j.id for j in lost))

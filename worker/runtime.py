@@ -1,0 +1,59 @@
+"""Process set-up for workers: CUDA discovery without touching CUDA, per-child threads and GPUs.
+
+The parent of a prefork pool must never initialise CUDA (a forked child could not use it), so the
+parent asks a throw-away subprocess how many GPUs there are, and each child picks its own GPU
+through CUDA_VISIBLE_DEVICES before torch first touches CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from registry.errors import InvalidInput
+
+QUEUES_ENV = "REGCTL_WORKER_QUEUES"
+CONCURRENCY_ENV = "REGCTL_WORKER_CONCURRENCY"
+GPUS_ENV = "REGCTL_WORKER_GPUS"
+
+
+def count_gpus_in_subprocess(timeout: float = 120.0) -> int:
+    """How many CUDA devices torch sees, asked in a separate process so this one stays CUDA-free."""
+    code = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+        return int(out.stdout.strip() or 0)
+    except (subprocess.SubprocessError, ValueError):
+        return 0
+
+
+def plan_gpu_worker(
+    queues: tuple[str, ...], concurrency: int | None, gpu_on_cpu: bool
+) -> tuple[int, list[str]]:
+    """Concurrency and visible GPU ids for a worker; refuse a gpu worker on a machine without CUDA."""
+    if "gpu" not in queues or gpu_on_cpu:
+        return concurrency or os.cpu_count() or 1, []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = count_gpus_in_subprocess()
+    if count == 0:
+        raise InvalidInput(
+            "this machine has no CUDA device, so it cannot serve the gpu queue; run the worker on a GPU "
+            "machine, or set REGCTL_GPU_ON_CPU=1 to run gpu jobs on the CPU (tests, CPU-only development)"
+        )
+    ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(count)]
+    ids = ids[:count]
+    return concurrency or len(ids), ids
+
+
+def init_child(index: int) -> None:
+    """Set up one pool child: its GPU (one per child, round robin), its torch threads, a warm engine."""
+    gpus = [g for g in os.environ.get(GPUS_ENV, "").split(",") if g]
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    concurrency = int(os.environ.get(CONCURRENCY_ENV) or 1)
+    import torch
+
+    # N children on N cores must not each start N threads.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, concurrency)))
+    import worker.engine  # noqa: F401  (pay the import once per child, not per job)

@@ -1,0 +1,90 @@
+"""Celery tasks: thin adapters that take a job id and hand it to `worker.pipeline`.
+
+No SQL and no torch here. What only the pool's parent process can see (a child killed by a signal,
+the hard time limit) is recorded on the job by `JobRequest`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from billiard.exceptions import WorkerLostError
+from celery import Task, shared_task
+from celery.signals import worker_process_init
+from celery.worker.request import Request
+
+from registry.settings import Settings
+from worker.queues import RECONCILE_TASK, RUN_JOB_TASK
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """This worker's settings, from the environment `regctl worker` prepared."""
+    return Settings.from_env()
+
+
+class JobRequest(Request):
+    """Records, from the pool's parent, why a child stopped: lost to a signal or past the time limit."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        """The hard limit fails the job (the child is killed and the message acknowledged)."""
+        super().on_timeout(soft, timeout)
+        if not soft:
+            from worker.pipeline import fail_unless_finished
+
+            fail_unless_finished(
+                settings(),
+                self.args[0],
+                f"stopped at the hard time limit of {timeout:g}s "
+                "(REGCTL_JOB_TIME_LIMIT); the model took too long or hung",
+            )
+
+    def on_failure(self, exc_info, send_failed_event: bool = True, return_ok: bool = False) -> None:  # type: ignore[no-untyped-def]
+        """A lost child is noted on the job before the message goes back to the queue for another attempt."""
+        exc = exc_info.exception
+        if isinstance(exc, WorkerLostError) and self.args:
+            from registry.jobs import note_attempt_error
+
+            found = re.search(r"(signal \d+ \(\w+\)|exitcode \d+)", str(exc))
+            how = found.group(1) if found else str(exc)
+            note_attempt_error(settings(), self.args[0], f"the worker process died with {how}")
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+class JobTask(Task):
+    """Base class of regctl tasks: our request class, late acknowledgement."""
+
+    Request = JobRequest
+    acks_late = True
+    reject_on_worker_lost = True
+
+
+@shared_task(name=RUN_JOB_TASK, base=JobTask, ignore_result=True)
+def run_job_task(job_id: int) -> None:
+    """Run job `job_id`, then publish its follow-ups; a repeated delivery of a done or live job is a no-op."""
+    from worker.dispatch import publish
+    from worker.pipeline import run_job
+
+    config = settings()
+    _, follow_ups = run_job(config, job_id, device="cpu" if config.gpu_on_cpu else None)
+    publish(config, follow_ups)
+
+
+@shared_task(name=RECONCILE_TASK, ignore_result=True)
+def reconcile_task() -> dict[str, list[int]]:
+    """One reconciler pass (scheduled by `regctl beat`)."""
+    from worker.reconciler import reconcile
+
+    return reconcile(settings()).to_json()
+
+
+@worker_process_init.connect
+def _init_child(**_: object) -> None:
+    from billiard.process import current_process
+
+    from registry.db import dispose_engines
+    from worker.runtime import init_child
+
+    dispose_engines(close=False)  # connections inherited from the parent belong to it
+    init_child(getattr(current_process(), "index", 0) or 0)
