@@ -1,0 +1,196 @@
+"""Jobs on the embedded default: registration converts and validates in a child process of the CLI.
+
+Real torch, real conversions, real SQLite; the CLI is driven through click's CliRunner.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.app import cli
+from cli.main import main as _main  # noqa: F401  (registers every command)
+from registry.settings import Settings
+from tests.conftest import write_model_dir
+
+LINEAR = """
+import torch
+
+
+def build():
+    torch.manual_seed(0)
+    return torch.nn.Linear(10, 2)
+"""
+
+LINEAR_SPEC = """
+[[inputs]]
+name = "x"
+dtype = "float32"
+shape = ["batch", 10]
+
+[dims]
+batch = { min = 1, max = 4 }
+
+[validation]
+samples = 1
+"""
+
+
+def _model(root: Path, forward_body: str, spec: str = LINEAR_SPEC) -> Path:
+    code = f"""
+import os
+import time
+
+import torch
+
+
+class M(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        {forward_body}
+        return x * 2
+
+
+def build():
+    return M()
+"""
+    return write_model_dir(root, spec=spec, files={"model.py": code})
+
+
+@pytest.fixture
+def embedded(sqlite_settings: Settings):  # type: ignore[no-untyped-def]
+    """Invoke regctl on a fresh embedded registry; returns (invoke, settings)."""
+    runner = CliRunner()
+
+    def invoke(*args: str, **env: str):  # type: ignore[no-untyped-def]
+        base = {
+            "REGCTL_HOME": str(sqlite_settings.home),
+            "REGCTL_DATABASE_URL": "",
+            "REGCTL_BROKER_URL": "",
+            "REGCTL_ARTIFACT_STORE": "",
+        }
+        return runner.invoke(cli, list(args), env={**base, **env}, catch_exceptions=False)
+
+    return invoke
+
+
+def test_register_wait_converts_validates_and_fetch_runs_without_the_model_code(
+    embedded,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    directory = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    result = embedded("register", "linear", str(directory), "--wait")
+    assert result.exit_code == 0, result.output
+    assert "linear:1 is ready" in result.stderr
+    version = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
+    assert version["status"] == "ready" and version["method"] in ("script", "trace")
+    kinds = sorted(a["kind"] for a in version["artifacts"])
+    assert kinds.count("torchscript") == 1 and kinds.count("report") == 2
+    assert [(j["kind"], j["state"], j["attempts"]) for j in version["jobs"]] == [
+        ("convert", "succeeded", 1),
+        ("validate", "succeeded", 1),
+    ]
+    assert version["summary"]["report"]["versions"]["torch"].startswith("2.")
+
+    out = tmp_path / "deploy" / "linear.pt"
+    assert embedded("fetch", "linear", "-o", str(out)).exit_code == 0
+    # A fresh interpreter in another directory, with no access to model.py, runs the artifact.
+    check = (
+        "import sys, torch\n"
+        "assert 'model' not in sys.modules\n"
+        "m = torch.jit.load(sys.argv[1])\n"
+        "torch.manual_seed(0)\n"
+        "eager = torch.nn.Linear(10, 2)\n"
+        "x = torch.randn(3, 10)\n"
+        "assert torch.allclose(m(x), eager(x), atol=1e-5), 'artifact disagrees with eager'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, str(out)], cwd=out.parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_model_that_raises_in_forward_fails_its_job_with_the_message(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    directory = _model(tmp_path / "raises", 'raise ValueError("weights are upside down")')
+    result = embedded("register", "raises", str(directory), "--wait")
+    assert result.exit_code == 1
+    assert "weights are upside down" in result.stderr
+    version = json.loads(embedded("versions", "show", "raises:1", "--json").stdout)
+    assert version["status"] == "failed"
+    assert "weights are upside down" in version["jobs"][0]["error"]
+    assert [a["kind"] for a in version["artifacts"]].count("torchscript") == 0
+
+
+def test_wrong_weights_fail_with_the_key_list(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from safetensors.torch import save_file
+
+    directory = write_model_dir(
+        tmp_path / "weights", spec='weights = "w.safetensors"\n' + LINEAR_SPEC, files={"model.py": LINEAR}
+    )
+    save_file({"weight": torch.zeros(2, 10), "bias_typo": torch.zeros(2)}, str(directory / "w.safetensors"))
+    result = embedded("register", "weights", str(directory), "--wait")
+    assert result.exit_code == 1
+    assert "bias_typo" in result.stderr and "bias" in result.stderr
+
+
+def test_a_model_that_hangs_is_stopped_at_the_job_time_limit(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    directory = _model(tmp_path / "hangs", "time.sleep(600)")
+    started = time.monotonic()
+    result = embedded("register", "hangs", str(directory), "--wait", REGCTL_JOB_TIME_LIMIT="6")
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 60
+    assert "time limit of 6s" in result.stderr
+    version = json.loads(embedded("versions", "show", "hangs:1", "--json").stdout)
+    assert version["status"] == "failed" and version["jobs"][0]["state"] == "failed"
+
+
+def test_embedded_mode_survives_a_model_that_aborts_the_interpreter(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    directory = _model(tmp_path / "aborts", "os.abort()")
+    result = embedded("register", "aborts", str(directory), "--wait")
+    assert result.exit_code == 1
+    assert "signal 6 (SIGABRT)" in result.stderr
+    job = json.loads(embedded("jobs", "list", "--json").stdout)[0]
+    assert job["state"] == "failed" and "SIGABRT" in job["error"]
+    # The CLI process is still alive and the registry still works.
+    good = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    assert embedded("register", "linear", str(good), "--wait").exit_code == 0
+
+
+def test_submit_validate_records_a_new_report_without_changing_the_artifact(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    directory = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    assert embedded("register", "linear", str(directory), "--wait").exit_code == 0
+    before = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
+    result = embedded("submit", "linear:1", "--job", "validate", "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "succeeded"
+    after = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
+    scripted = lambda v: [a["sha256"] for a in v["artifacts"] if a["kind"] == "torchscript"]  # noqa: E731
+    assert scripted(after) == scripted(before)
+    reports = lambda v: [a for a in v["artifacts"] if a["kind"] == "report"]  # noqa: E731
+    assert len(reports(after)) == len(reports(before)) + 1
+    assert after["status"] == "ready"
+
+
+def test_submit_validate_without_an_artifact_is_refused(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    directory = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    embedded("register", "linear", str(directory), "--no-convert")
+    result = embedded("submit", "linear:1", "--job", "validate")
+    assert result.exit_code == 2
+    assert "no TorchScript artifact" in result.stderr
+
+
+def test_jobs_retry_runs_a_failed_job_again(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    directory = _model(tmp_path / "raises", 'raise ValueError("boom")')
+    embedded("register", "raises", str(directory), "--wait")
+    job = json.loads(embedded("jobs", "list", "--json").stdout)[0]
+    result = embedded("jobs", "retry", str(job["id"]))
+    assert result.exit_code == 1
+    again = json.loads(embedded("jobs", "show", str(job["id"]), "--json").stdout)
+    assert again["state"] == "failed" and again["attempts"] == 1 and "boom" in again["error"]
