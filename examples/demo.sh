@@ -4,7 +4,7 @@
 # artifacts and run them with torch.jit.load in a process that never sees the model code.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-export REGCTL_HOME="${REGCTL_HOME:-$here/../demo-home}"
+export REGCTL_HOME="${REGCTL_HOME:-$(dirname "$here")/demo-home}"
 unset REGCTL_DATABASE_URL REGCTL_BROKER_URL REGCTL_ARTIFACT_STORE
 rm -rf "$REGCTL_HOME"
 out="$(mktemp -d)"
@@ -24,7 +24,7 @@ regctl fetch linear@prod -o "$out/linear.pt"
 import torch
 
 cond = torch.jit.load("conditional.pt")
-x = torch.tensor([[1.0, -2.0, 3.0]])
+x = torch.tensor([[1.0, -2.0, 3.0, 0.5, -0.5, 2.0, 1.0, -1.0]])
 assert torch.equal(cond(x), torch.relu(x)), "positive sum should take the relu branch"
 assert torch.equal(cond(-x), x), "negative sum should take the negation branch"
 lin = torch.jit.load("linear.pt")

@@ -178,7 +178,6 @@ def summarize(report: dict) -> dict:
     latency = report.get("latency") or {}
     shapes = report.get("shapes") or []
     return {
-        "method": report.get("method"),
         "why": report.get("why"),
         "battery_size": report.get("battery_size"),
         "max_abs_error": max((s.get("max_abs_error") or 0.0 for s in shapes), default=None),
