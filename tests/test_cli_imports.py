@@ -1,0 +1,50 @@
+"""Registry commands never import torch or Celery: `regctl models list` must stay fast."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import sys
+from cli.main import main
+sys.argv = ["regctl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("torch", "celery", "kombu", "numpy") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "list"],
+        ["models", "show", "nothing"],
+        ["versions", "show", "nothing:1"],
+        ["jobs", "list"],
+        ["alias", "set", "nothing@prod", "1"],
+        ["fetch", "nothing:1", "-o", "out.pt"],
+        ["register", "m", "DIR", "--no-convert"],
+    ],
+)
+def test_registry_commands_import_neither_torch_nor_celery(
+    tmp_path: Path, model_dir: Path, args: list[str]
+) -> None:
+    args = [str(model_dir) if a == "DIR" else a for a in args]
+    env = {"REGCTL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+    )
+    assert "HEAVY=" in result.stderr, result.stderr
+    assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
