@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -121,13 +123,31 @@ def fetch(ctx: click.Context, ref: str, output: Path, fmt: str, kind: str | None
         version_ref, artifact = find_artifact(settings, parse_ref(ref), kind)
         _stream_to_stdout(open_store(settings.artifact_store), artifact.sha256)
         return
-    version_ref, artifact = fetch_artifact(settings, parse_ref(ref), output, kind)
+    with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
+        version_ref, artifact = fetch_artifact(settings, parse_ref(ref), output, kind, progress=progress)
     if as_json:
         emit_json({"ref": version_ref, "path": str(output), **artifact.to_json()})
     else:
         click.echo(
             f"{version_ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…)"
         )
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on a terminal; nothing when piped or printing JSON."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from cli.render import console
+
+    with Progress(
+        BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task("fetch", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _stream_to_stdout(store, sha256: str) -> None:  # type: ignore[no-untyped-def]

@@ -43,9 +43,13 @@ def fetch_artifact(
     ref: Ref,
     dest: Path,
     kind: str = "torchscript",
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, ArtifactInfo]:
-    """Copy the artifact to `dest` atomically; the checksum is verified before `dest` appears."""
+    """Copy the artifact to `dest` atomically; the checksum is verified before `dest` appears.
+
+    `progress(done, total)` is called with byte counts as the copy goes.
+    """
     version_ref, artifact = find_artifact(settings, ref, kind)
-    open_store(settings.artifact_store).copy_to(artifact.sha256, dest, progress=progress)
+    report = None if progress is None else (lambda done: progress(done, artifact.size))
+    open_store(settings.artifact_store).copy_to(artifact.sha256, dest, progress=report)
     return version_ref, artifact
