@@ -9,7 +9,7 @@ COPY cli cli
 COPY migrations migrations
 # A CPU wheel by default; build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 for GPU workers.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "torch==2.13.0" . && useradd -m regctl
+RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "torch==2.13.0" ".[s3]" && useradd -m regctl
 USER regctl
 ENV REGCTL_HOME=/home/regctl/.regctl
 ENTRYPOINT ["regctl"]

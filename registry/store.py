@@ -27,7 +27,7 @@ from typing import BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from registry.errors import CorruptedArtifact, InvalidInput, NotFound, ServiceUnavailable
+from registry.errors import CorruptedArtifact, InvalidInput, NotFound, RegctlError, ServiceUnavailable
 
 CHUNK_SIZE = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -51,6 +51,26 @@ def sha256_file(path: Path) -> str:
 def open_store(url: str) -> ArtifactStore:
     """Open the artifact store at `url` (a local path, `file://…`, `s3://bucket/prefix`, `memory://…`)."""
     return ArtifactStore(url)
+
+
+def _storage_options(root: str) -> dict:
+    """Options for remote filesystems: S3 fails fast when unreachable and honours a custom endpoint.
+
+    Credentials and region come from the usual AWS variables; `AWS_ENDPOINT_URL_S3` (or
+    `AWS_ENDPOINT_URL`) points at MinIO or another S3-compatible store.
+    """
+    if not root.startswith(("s3://", "s3a://")):
+        return {}
+    options: dict = {
+        "config_kwargs": {"connect_timeout": 3, "read_timeout": 60, "retries": {"max_attempts": 2}},
+        "skip_instance_cache": True,
+        # s3fs buffers 50 MB per open file by default; 8 MB parts keep memory flat and uploads multipart.
+        "default_block_size": 8 << 20,
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    return options
 
 
 def _check_sha(sha256: str) -> str:
@@ -84,7 +104,7 @@ class ArtifactStore:
     def __init__(self, root: str) -> None:
         """Bind the store to `root`; nothing is created until the first write."""
         try:
-            fs, base = fsspec.core.url_to_fs(os.path.expanduser(root))
+            fs, base = fsspec.core.url_to_fs(os.path.expanduser(root), **_storage_options(root))
         except ImportError as exc:
             raise ServiceUnavailable(
                 f"artifact store {root} needs a filesystem package that is not installed ({exc}); "
@@ -112,8 +132,8 @@ class ArtifactStore:
             yield
         except (FileNotFoundError, IsADirectoryError, FileExistsError):
             raise
-        except OSError as exc:  # ConnectionError and TimeoutError included
-            if self.local:
+        except Exception as exc:  # ConnectionError, TimeoutError and botocore's own errors
+            if self.local or isinstance(exc, RegctlError):
                 raise
             raise ServiceUnavailable(
                 f"artifact store {self.root} is unreachable ({exc}); "
@@ -129,8 +149,15 @@ class ArtifactStore:
     def exists(self, sha256: str) -> bool:
         """Return True when the blob `sha256` is in the store (its content is not checked)."""
         key = self._key(_check_sha(sha256))
-        with self._reachable():
-            return bool(self.fs.isfile(key))
+        if self.local:
+            return os.path.isfile(key)
+        # Not fs.isfile: s3fs answers False when the endpoint is down, which would read as "missing".
+        try:
+            with self._reachable():
+                self.fs.info(key)
+        except FileNotFoundError:
+            return False
+        return True
 
     def size(self, sha256: str) -> int:
         """Return the stored size in bytes of blob `sha256`; raise NotFound when it is absent."""

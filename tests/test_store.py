@@ -264,7 +264,7 @@ def test_unreachable_remote_store_raises_service_unavailable_naming_the_url(
     def down(*args: object, **kwargs: object) -> None:
         raise ConnectionRefusedError("connection refused")
 
-    monkeypatch.setattr(memory_store.fs, "isfile", down)
+    monkeypatch.setattr(memory_store.fs, "info", down)
     with pytest.raises(ServiceUnavailable, match=memory_store.root):
         memory_store.exists("cd" * 32)
 

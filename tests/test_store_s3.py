@@ -1,0 +1,128 @@
+"""The artifact store on a real S3-compatible server (moto's server mode) through s3fs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from registry.errors import CorruptedArtifact, NotFound, ServiceUnavailable
+from registry.store import ArtifactStore, open_store
+from tests.s3_server import new_bucket, s3_server
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    """The environment of a running S3 server shared by this module's tests."""
+    with s3_server() as env:
+        yield env
+
+
+@pytest.fixture
+def bucket(s3_env: dict[str, str]) -> str:
+    """A fresh bucket."""
+    return new_bucket(s3_env)
+
+
+@pytest.fixture
+def store(bucket: str) -> ArtifactStore:
+    """A store under a prefix of a fresh bucket."""
+    return open_store(f"s3://{bucket}/artifacts")
+
+
+def _client(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
+
+
+def _keys(env: dict[str, str], bucket: str) -> list[str]:
+    listed = _client(env).list_objects_v2(Bucket=bucket)
+    return sorted(obj["Key"] for obj in listed.get("Contents", []))
+
+
+def test_blobs_round_trip_under_the_content_address(store: ArtifactStore, s3_env: dict, bucket: str) -> None:
+    data = b"torchscript bytes" * 1000
+    ref = store.put_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    assert ref.uri == f"s3://{bucket}/artifacts/sha256/{sha[:2]}/{sha[2:]}"
+    assert _keys(s3_env, bucket) == [f"artifacts/sha256/{sha[:2]}/{sha[2:]}"]
+    assert store.read_bytes(sha) == data
+
+
+def test_a_blob_already_stored_is_not_uploaded_again(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.bin"
+    path.write_bytes(os.urandom(4096))
+    store.put_file(path)
+    moves: list[object] = []
+    monkeypatch.setattr(store.fs, "mv", lambda *a, **k: moves.append(a))
+    again = store.put_file(path)
+    assert moves == [] and again.size == 4096
+
+
+def test_a_failed_upload_leaves_no_object_behind(store: ArtifactStore, s3_env: dict, bucket: str) -> None:
+    class Breaks(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+            if self.sent > 3 << 20:
+                raise ConnectionResetError("client went away")
+            buffer[: len(buffer)] = b"x" * len(buffer)
+            self.sent += len(buffer)
+            return len(buffer)
+
+    with pytest.raises(ConnectionResetError):
+        store.put_stream(io.BufferedReader(Breaks()))
+    assert _keys(s3_env, bucket) == []
+
+
+def test_a_corrupted_object_is_reported_and_never_written_out(
+    store: ArtifactStore, s3_env: dict, bucket: str, tmp_path: Path
+) -> None:
+    ref = store.put_bytes(b"good bytes" * 100)
+    key = ref.uri.removeprefix(f"s3://{bucket}/")
+    _client(s3_env).put_object(Bucket=bucket, Key=key, Body=b"evil bytes" * 100)
+    with pytest.raises(CorruptedArtifact, match=ref.sha256):
+        store.copy_to(ref.sha256, tmp_path / "model.pt")
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_a_missing_object_is_not_found(store: ArtifactStore) -> None:
+    with pytest.raises(NotFound, match="not found in store s3://"):
+        store.read_bytes("ab" * 32)
+
+
+def test_an_unreachable_endpoint_is_service_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    store = open_store("s3://nowhere/artifacts")
+    with pytest.raises(ServiceUnavailable, match="s3://nowhere/artifacts is unreachable"):
+        store.exists("cd" * 32)
+
+
+@pytest.mark.slow
+def test_large_blobs_stream_with_bounded_memory(store: ArtifactStore, tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    tracemalloc.start()
+    try:
+        ref = store.put_file(path)
+        store.copy_to(ref.sha256, tmp_path / "back.bin")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "back.bin").read_bytes() == path.read_bytes()
+    assert peak < 48 << 20, f"peak Python allocation {peak / 2**20:.1f} MB for a 64 MB blob"
