@@ -11,5 +11,7 @@ COPY migrations migrations
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "torch==2.13.0" ".[s3]" && useradd -m regctl
 USER regctl
+# Build the LibTorch runner once, so no worker compiles it on its first job.
+RUN python -m worker.engine.libtorch
 ENV REGCTL_HOME=/home/regctl/.regctl
 ENTRYPOINT ["regctl"]

@@ -56,6 +56,19 @@ def drop_postgres_database(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def libtorch_runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One LibTorch runner build per test session, shared by every test and worker process it starts."""
+    cache = tmp_path_factory.mktemp("libtorch-runner")
+    previous = os.environ.get("REGCTL_LIBTORCH_CACHE")
+    os.environ["REGCTL_LIBTORCH_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("REGCTL_LIBTORCH_CACHE", None)
+    else:
+        os.environ["REGCTL_LIBTORCH_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database upgraded to head, shared by the session; tests clean their rows."""

@@ -1,0 +1,253 @@
+"""How much does regctl's engine cost over a bare conversion script doing the same work?
+
+For each example model and a 6-layer nn.TransformerEncoder (d_model 256, 4 heads, batch_first,
+dynamic batch and seq; built from code with a fixed seed in a temporary model dir), time:
+
+  regctl  `worker.engine.convert_model` (load, battery, script + trace, save/reload, comparison
+          on the battery, freeze + optimize_for_inference and its comparison, latency, export).
+  bare    the same work written plainly: import the model file, compute eager outputs on the
+          same battery (same inputs, same count), torch.jit.script and torch.jit.trace (trace
+          skipped where the spec has scalar inputs, as regctl does), each saved to bytes,
+          loaded back and compared with torch.allclose input by input (stopping at the first
+          mismatch, as regctl does), freeze + optimize_for_inference of the first passing
+          candidate with save/reload/comparison, and torch.export with the same dynamic shapes,
+          save/load and comparison. Both sides silence torch.export's stderr the same way.
+
+What regctl does on top, and is counted as its overhead: the private import namespace, the
+warning capture, per-element error metrics, the report, and the latency measurements that
+decide whether the optimized artifact is kept (the bare script keeps it unconditionally).
+
+Each model is timed `--repeats` times alternating bare and regctl, after one warm-up conversion
+that pays torch's one-off import costs (torch.export pulls in dynamo). `ratio` compares the best
+of the repeats on each side (the least disturbed by other processes on a shared machine, and
+the figure the 1.2x target applies to); `ratio_median` compares the medians.
+Every repeat imports the model afresh on both sides, so TorchScript's per-class compilation
+cache helps neither. Prints one JSON document.
+
+    .venv/bin/python benchmarks/engine_overhead.py [--repeats 3] [--models linear,transformer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import logging
+import platform
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
+from worker.engine import convert_model  # noqa: E402
+from worker.engine.battery import build_battery  # noqa: E402
+from worker.engine.export import dynamic_shapes, export_example  # noqa: E402
+
+EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")
+TARGET_RATIO = 1.2
+CPU = torch.device("cpu")
+
+TRANSFORMER_SOURCE = """
+import torch
+from torch import nn
+
+
+def build() -> nn.Module:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(d_model=256, nhead=4, dim_feedforward=1024, batch_first=True)
+    return nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
+"""
+
+TRANSFORMER_SPEC = ModelSpec(
+    inputs=(InputSpec("x", "float32", ("batch", "seq", 256)),),
+    dims={"batch": DimSpec("batch", 1, 4, 2, batch=True), "seq": DimSpec("seq", 1, 128, 32)},
+    # the eager fast path (fused attention kernels) and TorchScript's graph round differently
+    validation=ValidationSpec(rtol=1e-4, atol=1e-4, samples=2),
+)
+
+
+def bare_convert(model_dir: Path, spec: ModelSpec) -> dict[str, Any]:
+    """The honest plain-torch equivalent of convert_model (see the module docstring)."""
+    module = _import_fresh(model_dir / spec.entrypoint.split(":")[0])
+    model = getattr(module, spec.entrypoint.split(":")[1])()
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    battery = build_battery(spec, model_dir)
+    with torch.no_grad():
+        expected = [model(*case.clone_args(CPU)) for case in battery]
+    bare = _Bare(battery, expected, spec.validation.rtol, spec.validation.atol)
+    passed = []
+    for method in ("script", "trace"):
+        if method == "trace" and any(i.is_scalar for i in spec.inputs):
+            continue
+        try:
+            with torch.no_grad():
+                artifact = (
+                    torch.jit.script(model)
+                    if method == "script"
+                    else torch.jit.trace(model, battery[0].clone_args(CPU), check_trace=False)
+                )
+        except Exception:
+            continue
+        loaded = _reload(artifact)
+        if bare.matches(loaded):
+            passed.append(loaded)
+    optimized_ok = bare.matches(_reload(torch.jit.optimize_for_inference(torch.jit.freeze(passed[0].eval()))))
+    return {
+        "candidates_passed": len(passed),
+        "optimized_ok": optimized_ok,
+        "exported": bare.export(model, spec),
+    }
+
+
+class _Bare:
+    """The comparisons and the export of the bare script."""
+
+    def __init__(self, battery: list[Any], expected: list[torch.Tensor], rtol: float, atol: float) -> None:
+        self.battery, self.expected, self.rtol, self.atol = battery, expected, rtol, atol
+
+    def matches(self, fn: Any) -> bool:
+        with torch.no_grad():
+            for case, want in zip(self.battery, self.expected, strict=True):
+                try:
+                    got = fn(*case.clone_args(CPU))
+                except Exception:
+                    return False
+                same_shape = got.shape == want.shape
+                if not (same_shape and torch.allclose(got, want, self.rtol, self.atol, equal_nan=True)):
+                    return False
+        return True
+
+    def export(self, model: Any, spec: ModelSpec) -> bool:
+        target = model if isinstance(model, torch.nn.Module) else _Wrap(model)
+        example = export_example(spec, self.battery).clone_args(CPU)
+        try:
+            with _quiet_torch():  # as regctl does: torch.export logs and prints partial graphs on failure
+                shapes = dynamic_shapes(spec, target is not model)
+                program = torch.export.export(target, example, dynamic_shapes=shapes)
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer)
+            return self.matches(torch.export.load(io.BytesIO(buffer.getvalue())).module())
+        except Exception:
+            return False
+
+
+def _reload(artifact: Any) -> Any:
+    buffer = io.BytesIO()
+    torch.jit.save(artifact, buffer)
+    return torch.jit.load(io.BytesIO(buffer.getvalue()))
+
+
+@contextmanager
+def _quiet_torch() -> Iterator[None]:
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+def _import_fresh(path: Path) -> Any:
+    name = f"_bare_model_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # TorchScript resolves classes through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def measure(name: str, model_dir: Path, spec: ModelSpec, repeats: int, out_root: Path) -> dict[str, Any]:
+    bare_times, regctl_times = [], []
+    result = None
+    for i in range(repeats):
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bare_convert(model_dir, spec)
+        bare_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result = convert_model(model_dir, spec, out_root / f"{name}-{i}")
+        regctl_times.append(time.perf_counter() - start)
+    assert result is not None
+    report = result.report
+    bare, regctl = min(bare_times), min(regctl_times)
+    return {
+        "ok": result.ok,
+        "method": result.method,
+        "battery_size": report["battery_size"],
+        "regctl_s": round(regctl, 4),
+        "bare_s": round(bare, 4),
+        "ratio": round(regctl / bare, 3),
+        "ratio_median": round(statistics.median(regctl_times) / statistics.median(bare_times), 3),
+        "regctl_runs_s": [round(t, 3) for t in regctl_times],
+        "bare_runs_s": [round(t, 3) for t in bare_times],
+        "artifact_vs_eager_latency": report["latency"] and round(report["latency"]["ratio"], 3),
+        "eager_ms": report["latency"] and round(report["latency"]["eager_ms"], 4),
+        "artifact_ms": report["latency"] and round(report["latency"]["artifact_ms"], 4),
+        "optimized_kept": report["optimize"]["applied"],
+        "optimize_note": report["optimize"]["note"],
+        "exported": result.exported_path is not None,
+        "regctl_timings": report["timings"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default=",".join((*EXAMPLES, "transformer")))
+    args = parser.parse_args()
+    wanted = args.models.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        transformer_dir = root / "transformer"
+        transformer_dir.mkdir()
+        (transformer_dir / "model.py").write_text(textwrap.dedent(TRANSFORMER_SOURCE))
+        models = {n: (ROOT / "examples" / n, load_spec(ROOT / "examples" / n)) for n in EXAMPLES}
+        models["transformer"] = (transformer_dir, TRANSFORMER_SPEC)
+        convert_model(*models["linear"], root / "warm-up")  # torch's one-off import costs, for both sides
+        results = {n: measure(n, d, s, args.repeats, root) for n, (d, s) in models.items() if n in wanted}
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "threads": torch.get_num_threads(),
+                "repeats": args.repeats,
+                "target_ratio": TARGET_RATIO,
+                "within_target": all(r["ratio"] <= TARGET_RATIO for r in results.values()),
+                "models": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

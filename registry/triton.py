@@ -1,0 +1,374 @@
+"""Triton Inference Server model repositories: a version's config.pbtxt and its repository entry.
+
+`export_triton` writes `<repo>/<name>/<version>/model.pt` (the stored TorchScript artifact,
+checksum-verified while it streams) and then `<repo>/<name>/config.pbtxt`. Other versions already
+in the entry are left alone; the config is rewritten from the version exported, and only when its
+inputs and outputs are the ones already declared (else the other versions would break). The repo is
+a local directory or any fsspec URL (s3://bucket/models); every file is written to a temporary
+name beside it and renamed into place, so Triton's repository polling never sees a partial file.
+
+The config (`triton_config`), for Triton's PyTorch backend:
+- platform "pytorch_libtorch"; instance_group [{ kind: KIND_CPU | KIND_GPU, count: 1 }].
+- Inputs are named INPUT__0, INPUT__1 ... in forward()'s order, outputs OUTPUT__0 ... (the backend's
+  `<name>__<index>` convention, which every Triton release understands; the spec's names are listed
+  in a comment at the top of the file).
+- Data types come from the spec (inputs) and from the output signature the conversion report
+  records over the whole battery (outputs); dims are -1 where a size is dynamic.
+- The batch dimension is folded into max_batch_size only when the spec marks a dim `batch = true`,
+  it is the first dim of every input and of every output; max_batch_size is then the dim's max
+  (or --max-batch-size, at most that max: larger batches were never validated). Otherwise it is 0.
+- Refused, with one line saying why (exit 2): Python scalar inputs (the backend passes tensors
+  only), dict, list or nested outputs and non-tensor outputs (the backend returns a tensor or a
+  tuple of tensors; dicts are refused rather than flattened, whose key order a client would have
+  to guess), and dtypes Triton has no type for (complex, float8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from registry.entities import ArtifactInfo, Record, VersionInfo
+from registry.errors import InvalidInput, NotFound, ServiceUnavailable
+from registry.refs import Ref
+from registry.settings import Settings
+from registry.spec import DimSpec, InputSpec, ModelSpec
+from registry.store import open_store
+
+PLATFORM = "pytorch_libtorch"
+CONFIG_NAME = "config.pbtxt"
+MODEL_NAME = "model.pt"
+INSTANCE_KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+TRITON_DTYPES = {
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8",
+    "uint16": "TYPE_UINT16",
+    "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+}
+_MAX_BATCH_SIZE = re.compile(r"^max_batch_size:\s*(\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """One input or output of a Triton config; a 0-dim tensor is dims [1] reshaped to []."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+    reshape: tuple[int, ...] | None = None
+
+    def to_pbtxt(self) -> str:
+        """The entry as protobuf text."""
+        lines = [
+            f'    name: "{self.name}"',
+            f"    data_type: {self.data_type}",
+            f"    dims: {_list(self.dims)}",
+        ]
+        if self.reshape is not None:
+            lines.append(f"    reshape: {{ shape: {_list(self.reshape)} }}")
+        return "  {\n" + "\n".join(lines) + "\n  }"
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    """The config.pbtxt of one model entry."""
+
+    name: str
+    max_batch_size: int
+    inputs: tuple[TensorConfig, ...]
+    outputs: tuple[TensorConfig, ...]
+    instance_kind: str  # KIND_CPU | KIND_GPU
+    comments: tuple[str, ...] = ()
+    note: str | None = None  # why the batch dim was not folded, when the spec has one
+
+    def io_block(self) -> str:
+        """The input and output sections: what every version in the entry must agree on."""
+        block = ""
+        for key, entries in (("input", self.inputs), ("output", self.outputs)):
+            block += f"{key} [\n" + ",\n".join(e.to_pbtxt() for e in entries) + "\n]\n"
+        return block
+
+    def to_pbtxt(self) -> str:
+        """The whole file as protobuf text (ModelConfig)."""
+        header = "".join(f"# {line}\n" for line in self.comments)
+        instances = f"instance_group [\n  {{\n    kind: {self.instance_kind}\n    count: 1\n  }}\n]\n"
+        batching = f"max_batch_size: {self.max_batch_size}\n"
+        return f'{header}name: "{self.name}"\nplatform: "{PLATFORM}"\n{batching}{self.io_block()}{instances}'
+
+
+@dataclass(frozen=True)
+class TritonExport(Record):
+    """What `export_triton` wrote."""
+
+    ref: str
+    entry: str
+    config: str
+    model: str
+    sha256: str
+    size: int
+    max_batch_size: int
+    note: str | None
+
+
+def triton_config(
+    name: str,
+    spec: ModelSpec,
+    outputs: list[dict[str, Any]],
+    *,
+    ref: str,
+    max_batch_size: int | None = None,
+    instance_kind: str = "cpu",
+) -> TritonConfig:
+    """The Triton config of a version from its spec and its report's output signature (module doc)."""
+    if instance_kind not in INSTANCE_KINDS:
+        raise InvalidInput(f"--instance-kind {instance_kind!r} is not one of {', '.join(INSTANCE_KINDS)}")
+    check_servable(spec, ref)
+    _check_outputs(outputs, ref)
+    batch = next((d for d in spec.dims.values() if d.batch), None)
+    folded, note = _batching(spec, outputs, batch, max_batch_size, ref)
+    size = 0 if not folded or batch is None else (max_batch_size or batch.max)
+    inputs = tuple(
+        _tensor(f"INPUT__{i}", inp.dtype, _dims(inp.shape or (), folded), f"input {inp.name!r} of {ref}")
+        for i, inp in enumerate(spec.inputs)
+    )
+    results = tuple(
+        _tensor(f"OUTPUT__{i}", out["dtype"], _dims(out["shape"], folded), f"{out['path']} of {ref}")
+        for i, out in enumerate(outputs)
+    )
+    comments = (
+        f"Written by regctl export-triton for {ref}; the next export rewrites this file.",
+        "Inputs follow forward()'s order: "
+        + ", ".join(f"INPUT__{i} = {inp.name}" for i, inp in enumerate(spec.inputs)),
+        "Outputs: " + ", ".join(f"OUTPUT__{i} = {out['path']}" for i, out in enumerate(outputs)),
+    )
+    return TritonConfig(name, size, inputs, results, INSTANCE_KINDS[instance_kind], comments, note)
+
+
+def check_servable(spec: ModelSpec, ref: str) -> None:
+    """Refuse a spec with a Python scalar input: Triton's PyTorch backend passes tensors only."""
+    for inp in spec.inputs:
+        if inp.is_scalar:
+            raise InvalidInput(
+                f"{ref} cannot be served by Triton: input {inp.name!r} is a Python {inp.dtype} and "
+                "Triton's PyTorch backend passes only tensors to forward(); make it a tensor input "
+                "(a shape such as [1]) in regctl.toml and register a new version"
+            )
+
+
+def _check_outputs(outputs: list[dict[str, Any]], ref: str) -> None:
+    if not outputs:
+        raise InvalidInput(
+            f"the conversion report of {ref} does not describe its outputs (it predates output "
+            f"signatures); convert it again with 'regctl submit {ref} --job convert' and export again"
+        )
+    served = "Triton's PyTorch backend serves a tensor or a tuple of tensors"
+    for out in outputs:
+        where = f"{ref} cannot be served by Triton: {out['path']}"
+        if out["varies"]:
+            raise InvalidInput(f"{where} changes kind, dtype or rank between inputs; {served} of fixed rank")
+        containers = out["within"]
+        if "dict" in containers or "list" in containers:
+            kind = "dict" if "dict" in containers else "list"
+            raise InvalidInput(f"{where} is inside a {kind}; {served}: return a tuple instead")
+        if len(containers) > 1:
+            raise InvalidInput(f"{where} is inside nested tuples; {served}: return a flat tuple")
+        if out["kind"] != "tensor":
+            raise InvalidInput(f"{where} is {_article(out['kind'])}; {served}: return a tensor instead")
+
+
+def _batching(
+    spec: ModelSpec, outputs: list[dict[str, Any]], batch: DimSpec | None, wanted: int | None, ref: str
+) -> tuple[bool, str | None]:
+    """Whether the batch dim folds into max_batch_size, and why not when the spec has one."""
+    if wanted == 0:
+        return False, None
+    if batch is None:
+        if wanted is not None:
+            raise InvalidInput(
+                f"--max-batch-size {wanted}: the spec of {ref} marks no dim as the batch dim; "
+                "add batch = true to that dim in [dims], or leave --max-batch-size out"
+            )
+        return False, None
+    reason = _not_batched(spec.inputs, outputs, batch.name)
+    if reason is not None:
+        if wanted is not None:
+            raise InvalidInput(f"--max-batch-size {wanted}: {reason}, so {ref} cannot be batched by Triton")
+        return False, f"not batched by Triton: {reason}"
+    if wanted is not None and wanted > batch.max:
+        raise InvalidInput(
+            f"--max-batch-size {wanted} is above the largest batch {ref} was validated on "
+            f"({batch.name} max = {batch.max}); raise that max in regctl.toml and register again"
+        )
+    return True, None
+
+
+def _not_batched(inputs: tuple[InputSpec, ...], outputs: list[dict[str, Any]], name: str) -> str | None:
+    for inp in inputs:
+        if not inp.shape or inp.shape[0] != name:
+            return f"input {inp.name!r} does not start with the batch dim {name!r}"
+    for out in outputs:
+        if not out["shape"] or out["shape"][0] != name:
+            return f"{out['path']} does not start with the batch dim {name!r}"
+    return None
+
+
+def _dims(shape: Iterable[int | str], folded: bool) -> tuple[int, ...]:
+    dims = tuple(-1 if isinstance(size, str) else int(size) for size in shape)
+    return dims[1:] if folded else dims
+
+
+def _tensor(name: str, dtype: str, dims: tuple[int, ...], what: str) -> TensorConfig:
+    if dtype not in TRITON_DTYPES:
+        raise InvalidInput(f"{what} has dtype {dtype}, for which Triton has no data type")
+    if not dims:
+        return TensorConfig(name, TRITON_DTYPES[dtype], (1,), ())
+    return TensorConfig(name, TRITON_DTYPES[dtype], dims)
+
+
+def _list(values: tuple[int, ...]) -> str:
+    return "[ " + ", ".join(str(v) for v in values) + " ]" if values else "[ ]"
+
+
+def _article(kind: str) -> str:
+    return "None" if kind == "none" else (f"an {kind}" if kind[0] in "aeiou" else f"a {kind}")
+
+
+# -- the repository ----------------------------------------------------------------------------------
+
+
+def export_triton(
+    settings: Settings,
+    ref: Ref,
+    repo: str,
+    *,
+    max_batch_size: int | None = None,
+    instance_kind: str = "cpu",
+) -> TritonExport:
+    """Add the version `ref` points at to the Triton model repository `repo` (module docstring)."""
+    from registry.versions import get_version
+
+    info = get_version(settings, ref)
+    check_servable(ModelSpec.from_dict(info.spec), info.ref)
+    if info.status != "ready":
+        raise InvalidInput(
+            f"{info.ref} is {info.status}, not ready; only a validated version can be deployed "
+            "('regctl versions show' says why; 'regctl jobs list' shows running jobs)"
+        )
+    artifact = _torchscript(info)
+    outputs = ((info.summary or {}).get("report") or {}).get("outputs") or []
+    config = triton_config(
+        info.model,
+        ModelSpec.from_dict(info.spec),
+        outputs,
+        ref=info.ref,
+        max_batch_size=max_batch_size,
+        instance_kind=instance_kind,
+    )
+    fs, root = _filesystem(repo)
+    entry = f"{root.rstrip('/')}/{info.model}"
+    config_path, model_path = f"{entry}/{CONFIG_NAME}", f"{entry}/{info.version}/{MODEL_NAME}"
+    with _writable(fs, repo):
+        _check_entry(fs, entry, config, info)
+        _put(fs, model_path, open_store(settings.artifact_store).open_chunks(artifact.sha256))
+        _put(fs, config_path, [config.to_pbtxt().encode()])
+    return TritonExport(
+        ref=info.ref,
+        entry=_uri(fs, entry),
+        config=_uri(fs, config_path),
+        model=_uri(fs, model_path),
+        sha256=artifact.sha256,
+        size=artifact.size,
+        max_batch_size=config.max_batch_size,
+        note=config.note,
+    )
+
+
+def _torchscript(info: VersionInfo) -> ArtifactInfo:
+    scripted = [a for a in info.artifacts if a.kind == "torchscript"]
+    if not scripted:
+        raise NotFound(f"{info.ref} has no torchscript artifact; its conversion has not produced one")
+    return scripted[-1]
+
+
+def _filesystem(repo: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    try:
+        return fsspec.core.url_to_fs(repo)
+    except ImportError as exc:
+        raise ServiceUnavailable(
+            f"--repo {repo} needs a filesystem package that is not installed ({exc}); "
+            "install it (for s3:// that is `pip install s3fs`)"
+        ) from None
+    except ValueError as exc:
+        raise InvalidInput(f"--repo {repo!r} is not understood: {exc}") from None
+
+
+@contextlib.contextmanager
+def _writable(fs: fsspec.AbstractFileSystem, repo: str) -> Iterator[None]:
+    """Turn I/O failures into errors naming the repository."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(fs, LocalFileSystem):
+            raise InvalidInput(f"cannot write to the Triton repository {repo}: {exc}") from None
+        raise ServiceUnavailable(
+            f"the Triton repository {repo} is unreachable or refuses writes ({exc}); "
+            "check the URL, the network and the credentials"
+        ) from exc
+
+
+def _check_entry(fs: fsspec.AbstractFileSystem, entry: str, config: TritonConfig, info: VersionInfo) -> None:
+    """Refuse to rewrite a config whose inputs or outputs differ while other versions rely on it."""
+    path = f"{entry}/{CONFIG_NAME}"
+    if not fs.isfile(path) or not _other_versions(fs, entry, info.version):
+        return
+    with fs.open(path, "rb") as f:
+        existing = f.read().decode("utf-8", errors="replace")
+    found = _MAX_BATCH_SIZE.search(existing)
+    batched = found is not None and int(found.group(1)) > 0
+    if config.io_block() not in existing or batched != (config.max_batch_size > 0):
+        raise InvalidInput(
+            f"{path} declares other inputs, outputs or batching than {info.ref} needs; the versions "
+            "already there would break: export to another --repo, or remove that entry first"
+        )
+
+
+def _other_versions(fs: fsspec.AbstractFileSystem, entry: str, version: int) -> list[str]:
+    """The version directories of the entry other than `version`."""
+    found = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(entry, detail=False)]
+    return [name for name in found if name.isdigit() and int(name) != version]
+
+
+def _put(fs: fsspec.AbstractFileSystem, path: str, chunks: Iterable[bytes]) -> None:
+    """Write `chunks` to a temporary name beside `path`, then move it into place."""
+    parent, name = path.rsplit("/", 1)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.part"
+    try:
+        with fs.open(tmp, "wb") as f:
+            for chunk in chunks:  # a checksum mismatch raises after the last chunk, before the move
+                f.write(chunk)
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error is the one worth reporting
+            fs.rm(tmp)
+        raise
+
+
+def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)

@@ -1,0 +1,223 @@
+"""The LibTorch stage: artifacts run in a C++ process with no Python, and what only runs in Python fails.
+
+The runner is compiled once per test session into a temporary cache shared by every test here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from registry.spec import load_spec
+from tests.conftest import service_missing
+from tests.engine.conftest import write_model
+from worker.engine import ConversionResult, convert_model, libtorch, validate_artifact
+from worker.engine.battery import BatteryCase
+from worker.engine.libtorch import CACHE_ENV, SWITCH_ENV, Runner, build_runner, run_libtorch_stage
+
+Converted = Callable[[str], ConversionResult]
+
+PYTHON_OP_MODEL = """
+    import torch
+    from torch import Tensor, nn
+
+    try:  # the engine may import this file more than once in a process
+        torch.ops.regctl_test.twice
+    except (AttributeError, RuntimeError):
+
+        @torch.library.custom_op("regctl_test::twice", mutates_args=())
+        def twice(x: Tensor) -> Tensor:
+            return x * 2
+
+
+    class UsesPythonOp(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.ops.regctl_test.twice(x) + 1
+
+
+    def build() -> nn.Module:
+        return UsesPythonOp()
+"""
+
+PYTHON_OP_SPEC = """
+    entrypoint = "model.py:build"
+    method = "script"
+
+    [[inputs]]
+    name = "x"
+    dtype = "float32"
+    shape = ["batch", 3]
+
+    [dims]
+    batch = { min = 1, max = 4, opt = 2, batch = true }
+
+    [validation]
+    samples = 2
+"""
+
+
+@pytest.fixture(scope="session")
+def runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runner cache of this test session."""
+    return tmp_path_factory.mktemp("libtorch-runner")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_cache(runner_cache: Path) -> Iterator[Path]:
+    """Every conversion in this module uses the session's runner cache, with the stage enabled."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(runner_cache))
+        mp.delenv(SWITCH_ENV, raising=False)
+        yield runner_cache
+
+
+@pytest.fixture(scope="module")
+def runner(shared_cache: Path) -> Runner:
+    """The runner, compiled once (about 15-30 s) unless this session's cache already holds it."""
+    if libtorch.find_compiler() is None:
+        service_missing("a C++ compiler (g++ or c++)", "not on PATH")
+    return build_runner(shared_cache)
+
+
+def _case(label: str, *args: object) -> BatteryCase:
+    return BatteryCase(label, "static", {}, tuple(args))
+
+
+@pytest.mark.parametrize("name", ["linear", "conditional", "dynamic-loop", "varlen-sequence"])
+def test_example_runs_in_libtorch_exactly_as_in_python(
+    name: str, runner: Runner, converted: Converted
+) -> None:
+    result = converted(name)
+    section = result.report["libtorch"]
+    assert result.ok, result.error
+    assert section["ran"] and section["ok"] and section["skipped"] is None, section
+    assert section["cases"] == result.report["battery_size"] and section["failures"] == 0
+    assert section["max_abs_error"] is not None
+
+
+def test_a_custom_op_registered_from_python_passes_python_but_is_caught_by_libtorch(
+    tmp_path: Path, runner: Runner
+) -> None:
+    model_dir = write_model(tmp_path / "python-op", PYTHON_OP_MODEL)
+    write_model(model_dir, PYTHON_OP_SPEC, "regctl.toml")
+    spec = load_spec(model_dir)
+
+    result = convert_model(model_dir, spec, tmp_path / "out")
+
+    assert result.report["candidates"]["script"]["ok"]  # the Python stage is satisfied
+    section = result.report["libtorch"]
+    assert section["ran"] and not section["ok"]
+    assert "Unknown builtin op: regctl_test::twice" in section["error"]
+    assert not result.ok and result.torchscript_path is None
+    assert result.error == (
+        "the artifact runs in Python but not in LibTorch: "
+        "torch::jit::load failed: Unknown builtin op: regctl_test::twice."
+    )
+
+    # the same artifact, re-validated later, is refused for the same reason
+    validation = validate_artifact(model_dir, spec, tmp_path / "out" / "model.pt")
+    assert not validation.ok
+    assert validation.error == result.error
+    assert validation.report["libtorch"]["ran"]
+
+
+def test_each_failing_case_is_reported_and_the_first_one_named(tmp_path: Path, runner: Runner) -> None:
+    class RaisesOnPositive(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            if bool(x.sum() > 0):
+                raise ValueError("no positive inputs")
+            return x * 2
+
+    path = tmp_path / "model.pt"
+    torch.jit.script(RaisesOnPositive()).save(str(path))
+    negative = -torch.ones(2, 3)
+    battery = [_case("negative", negative), _case("wrong reference", negative), _case("positive", -negative)]
+    reference = [negative * 2, negative * 3, -negative * 2]
+
+    section = run_libtorch_stage(path, battery, reference, 1e-4, 1e-5, lambda s: None)
+
+    assert section["ran"] and not section["ok"] and section["failures"] == 2
+    assert section["failed_input"] == "wrong reference"
+    assert section["error"].startswith("differs from eager on input 'wrong reference': output values differ")
+    assert libtorch.failure(section) == f"the artifact runs in Python but not in LibTorch: {section['error']}"
+
+    only_positive = run_libtorch_stage(path, battery[2:], reference[2:], 1e-4, 1e-5, lambda s: None)
+    assert "no positive inputs" in only_positive["error"] and "on input 'positive'" in only_positive["error"]
+
+
+class Pair(NamedTuple):
+    total: Tensor
+    count: int
+
+
+class Structured(nn.Module):
+    def forward(
+        self, x: Tensor, n: int, scale: float, flag: bool
+    ) -> tuple[Tensor, dict[str, Tensor], list[Tensor], Pair, float, bool, str, Tensor | None]:
+        parts = {"scaled": x * scale, "mask": x > 0}
+        return x.sum(), parts, [x, x.to(torch.int64)], Pair(x * n, n), scale * 2, flag, "ok", None
+
+
+def test_tuples_dicts_lists_named_tuples_and_scalars_round_trip(tmp_path: Path, runner: Runner) -> None:
+    path = tmp_path / "model.pt"
+    torch.jit.script(Structured()).save(str(path))
+    model = Structured()
+    battery = [_case("a", torch.randn(2, 3), 3, 0.5, True), _case("b", torch.randn(0, 4), 1, -2.0, False)]
+    reference = [model(*case.args) for case in battery]
+
+    section = run_libtorch_stage(path, battery, reference, 1e-4, 1e-5, lambda s: None)
+
+    assert section["ok"], section["error"]
+    assert section["cases"] == 2 and section["max_abs_error"] == 0.0
+
+
+def test_the_stage_is_skipped_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    battery, reference = [_case("a", torch.ones(1))], [torch.ones(1)]
+
+    def stage() -> dict:
+        return run_libtorch_stage(
+            tmp_path / "model.pt", battery, reference, 1e-4, 1e-5, lambda s: None, cache_dir=tmp_path / "c"
+        )
+
+    monkeypatch.setenv(SWITCH_ENV, "0")
+    disabled = stage()
+    assert not disabled["ran"] and disabled["skipped"] == "disabled (REGCTL_LIBTORCH=0)"
+    assert libtorch.failure(disabled) is None
+
+    monkeypatch.delenv(SWITCH_ENV)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    no_compiler = stage()
+    assert not no_compiler["ran"] and no_compiler["skipped"].startswith("no C++ compiler found")
+    assert libtorch.failure(no_compiler) is None
+
+
+def test_a_failed_build_is_skipped_with_the_compilers_first_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if libtorch.find_compiler() is None:
+        service_missing("a C++ compiler (g++ or c++)", "not on PATH")
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("int main() { return no_such_symbol; }\n")
+    monkeypatch.setattr(libtorch, "SOURCE", broken)
+
+    section = run_libtorch_stage(
+        tmp_path / "model.pt", [], [], 1e-4, 1e-5, lambda s: None, cache_dir=tmp_path / "cache"
+    )
+
+    assert not section["ran"] and libtorch.failure(section) is None
+    assert section["skipped"].startswith("building the LibTorch runner with ")
+    assert "no_such_symbol" in section["skipped"] and "error" in section["skipped"]
+    assert not any(p.name == "runner" for p in (tmp_path / "cache").rglob("*"))  # nothing half-built
+
+
+def test_the_runner_runs_without_python(runner: Runner) -> None:
+    linked = subprocess.run(["ldd", str(runner.path)], capture_output=True, text=True, check=True).stdout
+    assert "libtorch_cpu" in linked and "libpython" not in linked and "libtorch_python" not in linked

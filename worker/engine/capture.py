@@ -1,0 +1,159 @@
+"""Capture warnings and exceptions and attribute them to lines of the model's own code.
+
+Everything the engine runs happens inside `WarningLog.capture()`: warnings (torch's TorchScript
+deprecation notices, `TracerWarning`s, the model's own warnings) are recorded instead of printed
+or turned into errors, each with the innermost frame of the model's code that led to it, so a
+report can say "model.py:12" even when the warning was raised deep inside torch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import torch
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_NAMED_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+
+
+@dataclass(frozen=True)
+class WarningRecord:
+    """One warning as it was raised, with the model-code location that led to it (if any)."""
+
+    category: str
+    message: str
+    file: str | None  # relative to the model directory
+    line: int | None
+    from_torch: bool  # raised by torch itself (its filename lies inside the torch package)
+
+
+class ModelFrames:
+    """Answers "is this source file part of the model?" and turns paths into model-relative ones.
+
+    The loader imports the model's files by their resolved paths, so their code objects carry
+    filenames under the resolved model directory: a prefix test suffices (no per-frame realpath,
+    which would cost milliseconds on torch.export's deep tracebacks).
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        self.root = os.path.realpath(model_dir) + os.sep
+
+    def relative(self, filename: str) -> str | None:
+        """The path of `filename` relative to the model directory, or None if it lies outside."""
+        return filename[len(self.root) :] if filename.startswith(self.root) else None
+
+    @staticmethod
+    def in_torch(filename: str) -> bool:
+        """True for a source file of the torch package itself."""
+        return filename.startswith(_TORCH_DIR)
+
+    def innermost_frame(self, frame: FrameType | None) -> tuple[str, int] | None:
+        """Walk outwards from `frame` to the first frame that runs model code."""
+        while frame is not None:
+            rel = self.relative(frame.f_code.co_filename)
+            if rel is not None:
+                return rel, frame.f_lineno
+            frame = frame.f_back
+        return None
+
+    def innermost_traceback(self, tb: TracebackType | None) -> tuple[str, int] | None:
+        """The deepest frame of a traceback that runs model code."""
+        found = None
+        for frame, lineno in traceback.walk_tb(tb):  # no source lines read, unlike extract_tb
+            rel = self.relative(frame.f_code.co_filename)
+            if rel is not None:
+                found = (rel, lineno)
+        return found
+
+
+class WarningLog:
+    """Records every warning raised while `capture()` is active."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.frames = ModelFrames(model_dir)
+        self.records: list[WarningRecord] = []
+
+    @contextmanager
+    def capture(self) -> Iterator[WarningLog]:
+        """Record (never print, never raise) every warning raised inside the block."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = self._hook
+            yield self
+
+    def since(self, start: int) -> list[WarningRecord]:
+        """The records added after `start = len(log.records)`."""
+        return self.records[start:]
+
+    def _hook(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        where = self.frames.innermost_frame(sys._getframe(1))
+        rel = self.frames.relative(filename)
+        if where is None and rel is not None:
+            where = (rel, lineno)
+        self.records.append(
+            WarningRecord(
+                category=category.__name__,
+                message=str(message).strip(),
+                file=where[0] if where else None,
+                line=where[1] if where else None,
+                from_torch=self.frames.in_torch(filename),
+            )
+        )
+
+
+def summarize(records: list[WarningRecord]) -> list[dict[str, Any]]:
+    """JSON-safe, de-duplicated warnings in first-seen order, each with how often it was raised."""
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in records:
+        key = (r.category, r.message, r.file, r.line)
+        if key in seen:
+            seen[key]["count"] += 1
+        else:
+            seen[key] = {
+                "category": r.category,
+                "message": r.message,
+                "file": r.file,
+                "line": r.line,
+                "count": 1,
+            }
+    return list(seen.values())
+
+
+def one_line(text: str) -> str:
+    """A message made fit for a single line: TorchScript interpreter errors keep their last line
+    (the actual error), anything else its first non-empty line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return lines[-1]
+    return lines[0].rstrip(":")
+
+
+def describe_exception(exc: BaseException, frames: ModelFrames | None = None) -> str:
+    """'ValueError: boom (model.py:12)': type, first useful line, and the model line that raised."""
+    text = one_line(str(exc))
+    if _NAMED_ERROR.match(text):  # a TorchScript interpreter error already names its type
+        head = text
+    else:
+        head = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    where = frames.innermost_traceback(exc.__traceback__) if frames else None
+    return f"{head} ({where[0]}:{where[1]})" if where else head

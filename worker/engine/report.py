@@ -1,0 +1,149 @@
+"""The JSON-safe report of a conversion or a validation.
+
+Shape of a conversion report (keys are always present; values may be None):
+
+    method          "script" | "trace" | None
+    why             one sentence: the choice and the reason, or the failure
+    error           the one-line failure, None when ok
+    model           {"entrypoint", "kind" ("function" or the module class), "device"}
+    requested       the method asked for: "auto" | "script" | "trace"
+    battery_size    number of input sets
+    candidates      {"script": {...}, "trace": {...}} for the methods tried, each with
+                    ok, error, detail, hint, failed_input, max_abs_error, max_rel_error,
+                    compile_s, battery_s; trace adds warnings [{message, file, line, count}],
+                    strict and note
+    shapes          per battery shape of the accepted artifact:
+                    [{label, shape, cases, max_abs_error, max_rel_error}]
+    outputs         the output signature over the battery, one entry per leaf (outputs.py):
+                    [{path, within, kind, dtype, shape, varies}]
+    libtorch        the LibTorch stage (libtorch.py): {ran, ok, skipped, error, detail, cases,
+                    failures, failed_input, max_abs_error, max_rel_error, build_s, run_s}
+    latency         {"input", "eager_ms", "artifact_ms", "ratio", "runs"} (artifact / eager)
+    optimize        {"applied", "note", "unoptimized_ms", "optimized_ms"}
+    export          {"ok", "error", "failed_input", "notes", "max_abs_error", "max_rel_error", "seconds"}
+    torch_warnings  warnings raised by torch itself (TorchScript deprecations ...), de-duplicated
+    model_warnings  other warnings (the model's own, third-party), de-duplicated
+    versions        {"torch", "python"}
+    timings         {"load_s", "battery_s", "script_s", "trace_s", "optimize_s", "libtorch_s",
+                     "latency_s", "export_s", "total_s"}
+
+Non-finite floats become the strings "inf", "-inf" and "nan" so the report is strict JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from registry.spec import ModelSpec
+from worker.engine.capture import WarningRecord, summarize
+from worker.engine.evaluate import CandidateCheck
+from worker.engine.libtorch import empty_section
+
+TIMING_KEYS = (
+    "load_s",
+    "battery_s",
+    "script_s",
+    "trace_s",
+    "optimize_s",
+    "libtorch_s",
+    "latency_s",
+    "export_s",
+    "total_s",
+)
+
+
+def new_report(spec: ModelSpec, requested: str) -> dict[str, Any]:
+    """An empty conversion report with every key present."""
+    return {
+        "method": None,
+        "why": None,
+        "error": None,
+        "model": {"entrypoint": spec.entrypoint, "kind": None, "device": spec.device},
+        "requested": requested,
+        "battery_size": 0,
+        "candidates": {},
+        "shapes": [],
+        "outputs": [],
+        "libtorch": empty_section(),
+        "latency": None,
+        "optimize": {"applied": False, "note": None, "unoptimized_ms": None, "optimized_ms": None},
+        "export": {"ok": False, "error": "not attempted", "failed_input": None, "notes": []},
+        "torch_warnings": [],
+        "model_warnings": [],
+        "versions": versions(),
+        "timings": dict.fromkeys(TIMING_KEYS, 0.0),
+    }
+
+
+def candidate_entry(
+    *,
+    error: str | None = None,
+    detail: str | None = None,
+    hint: str | None = None,
+    check: CandidateCheck | None = None,
+    compile_s: float = 0.0,
+    battery_s: float = 0.0,
+) -> dict[str, Any]:
+    """One candidate's verdict: ok only when it compiled and matched eager on the whole battery."""
+    ok = error is None and check is not None and check.ok
+    return {
+        "ok": ok,
+        "error": error if error is not None else (check.error if check else None),
+        "detail": detail,
+        "hint": None if ok else hint,
+        "failed_input": check.failed_input if check else None,
+        "max_abs_error": check.max_abs_error if check else None,
+        "max_rel_error": check.max_rel_error if check else None,
+        "compile_s": round(compile_s, 4),
+        "battery_s": round(battery_s, 4),
+    }
+
+
+def warning_entries(records: list[WarningRecord]) -> list[dict[str, Any]]:
+    """TracerWarnings for a candidate entry: message, model file and line, count."""
+    return [{k: w[k] for k in ("message", "file", "line", "count")} for w in summarize(records)]
+
+
+def add_warnings(report: dict[str, Any], records: list[WarningRecord]) -> None:
+    """Split the warnings a run raised (TracerWarnings excluded: they belong to the trace candidate)."""
+    rest = [r for r in records if r.category != "TracerWarning"]
+    report["torch_warnings"] = summarize([r for r in rest if r.from_torch])
+    report["model_warnings"] = summarize([r for r in rest if not r.from_torch])
+
+
+def latency_entry(label: str, eager_ms: float, artifact_ms: float, runs: dict[str, int]) -> dict[str, Any]:
+    """Eager vs artifact median latency on the opt-shape input; ratio > 1 means the artifact is slower."""
+    return {
+        "input": label,
+        "eager_ms": eager_ms,
+        "artifact_ms": artifact_ms,
+        "ratio": artifact_ms / eager_ms if eager_ms > 0 else None,
+        "runs": runs,
+    }
+
+
+def versions() -> dict[str, str]:
+    """The versions a report was produced with."""
+    return {"torch": torch.__version__, "python": platform.python_version()}
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of `value` that json.dumps(allow_nan=False) accepts."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return str(value)
