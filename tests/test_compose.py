@@ -22,7 +22,17 @@ def _config(*profiles: str) -> str:
 
 def test_compose_file_validates_with_every_profile() -> None:
     rendered = _config("gpu", "monitoring")
-    for service in ("redis", "postgres", "migrate", "worker-cpu", "worker-gpu", "beat", "flower"):
+    for service in (
+        "redis",
+        "postgres",
+        "minio",
+        "minio-init",
+        "migrate",
+        "worker-cpu",
+        "worker-gpu",
+        "beat",
+        "flower",
+    ):
         assert f"  {service}:" in rendered
 
 
@@ -34,5 +44,6 @@ def test_gpu_worker_and_flower_are_behind_profiles() -> None:
 def test_workers_share_the_artifact_volume_and_the_database() -> None:
     rendered = _config("gpu")
     assert rendered.count("REGCTL_DATABASE_URL: postgresql://regctl:regctl@postgres:5432/regctl") >= 4
-    assert rendered.count("artifacts:/artifacts") >= 3
+    assert rendered.count("REGCTL_ARTIFACT_STORE: s3://regctl/artifacts") >= 3
+    assert rendered.count("AWS_ENDPOINT_URL_S3: http://minio:9000") >= 3
     assert "driver: nvidia" in rendered and "- gpu" in rendered
