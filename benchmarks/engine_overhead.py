@@ -17,7 +17,12 @@ What regctl does on top, and is counted as its overhead: the private import name
 warning capture, per-element error metrics, the report, and the latency measurements that
 decide whether the optimized artifact is kept (the bare script keeps it unconditionally).
 
-Each model is timed `--repeats` times alternating bare and regctl, after one warm-up conversion
+The LibTorch stage (the artifact re-run on the battery by a C++ runner with no Python) has no
+counterpart in a bare script, so the timed comparison runs with REGCTL_LIBTORCH=0; one more
+conversion per model with the stage on reports what it adds (`libtorch_s`, `libtorch_ok`).
+
+Each model is timed `--repeats` times, bare and regctl taking turns at going first and each run
+starting from a collected heap, after one warm-up conversion
 that pays torch's one-off import costs (torch.export pulls in dynamo). `ratio` compares the best
 of the repeats on each side (the least disturbed by other processes on a shared machine, and
 the figure the 1.2x target applies to); `ratio_median` compares the medians.
@@ -30,10 +35,12 @@ cache helps neither. Prints one JSON document.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import io
 import json
 import logging
+import os
 import platform
 import statistics
 import sys
@@ -56,6 +63,7 @@ from registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_sp
 from worker.engine import convert_model  # noqa: E402
 from worker.engine.battery import build_battery  # noqa: E402
 from worker.engine.export import dynamic_shapes, export_example  # noqa: E402
+from worker.engine.libtorch import SWITCH_ENV  # noqa: E402
 
 EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")
 TARGET_RATIO = 1.2
@@ -183,20 +191,46 @@ def _import_fresh(path: Path) -> Any:
     return module
 
 
+@contextmanager
+def _libtorch_stage(value: str) -> Iterator[None]:
+    previous = os.environ.get(SWITCH_ENV)
+    os.environ[SWITCH_ENV] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[SWITCH_ENV]
+        else:
+            os.environ[SWITCH_ENV] = previous
+
+
 def measure(name: str, model_dir: Path, spec: ModelSpec, repeats: int, out_root: Path) -> dict[str, Any]:
-    bare_times, regctl_times = [], []
-    result = None
-    for i in range(repeats):
-        start = time.perf_counter()
+    bare_times: list[float] = []
+    regctl_times: list[float] = []
+    results = []
+
+    def run_bare() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bare_convert(model_dir, spec)
-        bare_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        result = convert_model(model_dir, spec, out_root / f"{name}-{i}")
-        regctl_times.append(time.perf_counter() - start)
-    assert result is not None
+
+    def run_regctl() -> None:
+        with _libtorch_stage("0"):
+            results.append(convert_model(model_dir, spec, out_root / f"{name}-{len(results)}"))
+
+    for i in range(repeats):
+        # alternate who goes first, and start each from a collected heap, so that neither side
+        # pays for the garbage the other left behind
+        turns = [(run_bare, bare_times), (run_regctl, regctl_times)]
+        for side, times in turns if i % 2 == 0 else turns[::-1]:
+            gc.collect()
+            start = time.perf_counter()
+            side()
+            times.append(time.perf_counter() - start)
+    result = results[-1]
     report = result.report
+    with _libtorch_stage("1"):
+        with_libtorch = convert_model(model_dir, spec, out_root / f"{name}-libtorch").report
     bare, regctl = min(bare_times), min(regctl_times)
     return {
         "ok": result.ok,
@@ -215,6 +249,8 @@ def measure(name: str, model_dir: Path, spec: ModelSpec, repeats: int, out_root:
         "optimize_note": report["optimize"]["note"],
         "exported": result.exported_path is not None,
         "regctl_timings": report["timings"],
+        "libtorch_s": with_libtorch["timings"].get("libtorch_s"),
+        "libtorch_ok": with_libtorch.get("libtorch", {}).get("ok"),
     }
 
 
@@ -231,7 +267,8 @@ def main() -> None:
         (transformer_dir / "model.py").write_text(textwrap.dedent(TRANSFORMER_SOURCE))
         models = {n: (ROOT / "examples" / n, load_spec(ROOT / "examples" / n)) for n in EXAMPLES}
         models["transformer"] = (transformer_dir, TRANSFORMER_SPEC)
-        convert_model(*models["linear"], root / "warm-up")  # torch's one-off import costs, for both sides
+        with _libtorch_stage("1"):  # torch's one-off import costs for both sides, and the C++ runner build
+            convert_model(*models["linear"], root / "warm-up")
         results = {n: measure(n, d, s, args.repeats, root) for n, (d, s) in models.items() if n in wanted}
     print(
         json.dumps(
