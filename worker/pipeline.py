@@ -18,7 +18,7 @@ from registry.outcomes import NewArtifact, record_failure, record_success, start
 from registry.settings import Settings
 from registry.spec import ModelSpec
 from registry.store import ArtifactStore, open_store
-from worker.progress import JobCancelled, JobReporter
+from worker.progress import JobCancelled, JobReporter, JobTimedOut
 
 
 def worker_identity() -> str:
@@ -61,6 +61,9 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
             return job, stage(settings, job, version, Path(tmp), reporter, device)
         except JobCancelled as exc:
             record_failure(settings, job_id, worker, str(exc), state="cancelled")
+            return job, []
+        except JobTimedOut as exc:
+            record_failure(settings, job_id, worker, str(exc))
             return job, []
 
 

@@ -14,6 +14,10 @@ class JobCancelled(Exception):
     """Raised at a stage boundary when the user cancelled the running job (or it was taken over)."""
 
 
+class JobTimedOut(Exception):
+    """Raised at the next progress report once a job has run past its soft time limit."""
+
+
 class JobReporter:
     """Writes progress text (throttled) and a heartbeat from a background thread while a job runs.
 
@@ -25,6 +29,9 @@ class JobReporter:
         self.settings, self.job_id, self.worker = settings, job_id, worker
         self.min_interval = min_interval
         self.cancelled = False
+        # Checked here as well as by Celery: the engine treats an exception inside a model's forward
+        # (Celery's SoftTimeLimitExceeded included) as that candidate failing, and carries on.
+        self.soft_deadline = time.monotonic() + settings.job_soft_time_limit
         self._cancel_seen: float | None = None
         self._text: str | None = None
         self._last_write = 0.0
@@ -41,6 +48,11 @@ class JobReporter:
 
     def __call__(self, text: str) -> None:
         """Record progress; throttled, except that every new stage is written at once."""
+        if time.monotonic() > self.soft_deadline:
+            raise JobTimedOut(
+                f"stopped at the soft time limit of {self.settings.job_soft_time_limit:g}s "
+                "(REGCTL_JOB_SOFT_TIME_LIMIT); the model is too slow for the battery"
+            )
         stage_changed = self._text is None or text.split(":")[0] != self._text.split(":")[0]
         self._text = text
         if stage_changed or time.monotonic() - self._last_write >= self.min_interval:
