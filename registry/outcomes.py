@@ -46,6 +46,23 @@ def _owned(session: Session, job_id: int, worker: str) -> tuple[Job, ModelVersio
     return job, version, name
 
 
+def _add_artifacts(session: Session, job: Job, version: ModelVersion, artifacts: list[NewArtifact]) -> None:
+    for new in artifacts:
+        blob = new.blob
+        session.add(
+            Artifact(
+                version_id=version.id,
+                kind=new.kind,
+                sha256=blob.sha256,
+                size=blob.size,
+                uri=blob.uri,
+                torch_version=new.torch_version,
+                method=new.method,
+                job_id=job.id,
+            )
+        )
+
+
 def start_stage(settings: Settings, job_id: int, worker: str) -> VersionInfo:
     """Mark the version converting or validating for the job that now runs; return it with artifacts."""
     with session_scope(settings.database_url) as session:
@@ -71,19 +88,7 @@ def record_success(
     """
     with session_scope(settings.database_url) as session:
         job, version, name = _owned(session, job_id, worker)
-        for new in artifacts:
-            session.add(
-                Artifact(
-                    version_id=version.id,
-                    kind=new.kind,
-                    sha256=new.blob.sha256,
-                    size=new.blob.size,
-                    uri=new.blob.uri,
-                    torch_version=new.torch_version,
-                    method=new.method,
-                    job_id=job.id,
-                )
-            )
+        _add_artifacts(session, job, version, artifacts)
         version.summary = {**(version.summary or {}), **summary}
         if method:
             version.method = method
@@ -126,19 +131,7 @@ def record_failure(
             version = session.get_one(ModelVersion, job.version_id)
         else:
             job, version, _ = _owned(session, job_id, worker)
-        for new in artifacts or ():
-            session.add(
-                Artifact(
-                    version_id=version.id,
-                    kind=new.kind,
-                    sha256=new.blob.sha256,
-                    size=new.blob.size,
-                    uri=new.blob.uri,
-                    torch_version=new.torch_version,
-                    method=new.method,
-                    job_id=job.id,
-                )
-            )
+        _add_artifacts(session, job, version, artifacts or [])
         if summary is not None:
             version.summary = {**(version.summary or {}), **summary}
         version.status = "failed" if state == "failed" else _status_after_cancel(session, version)

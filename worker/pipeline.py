@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from registry.bundle import extract_bundle
@@ -57,14 +58,27 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
     ):
         try:
             version = start_stage(settings, job_id, worker)
+            store = open_store(settings.artifact_store)
+            reporter.checkpoint("fetching source")
+            model_dir, spec = _prepare(store, version, Path(tmp))
             stage = _convert if job.kind == "convert" else _validate
-            return job, stage(settings, job, version, Path(tmp), reporter, device)
+            work = Stage(
+                settings, job, version, store, model_dir, _on_device(spec, device), Path(tmp), reporter
+            )
+            return job, stage(work)
         except JobCancelled as exc:
             record_failure(settings, job_id, worker, str(exc), state="cancelled")
             return job, []
         except JobTimedOut as exc:
             record_failure(settings, job_id, worker, str(exc))
             return job, []
+        except Exception as exc:
+            # An engine bug or a store that went away: fail the job with the reason rather than leave
+            # it running until the reconciler notices; if the database is what broke, this raises too.
+            record_failure(
+                settings, job_id, worker, f"internal error in the worker: {type(exc).__name__}: {exc}"
+            )
+            raise
 
 
 def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Path, ModelSpec]:
@@ -80,48 +94,52 @@ def _store_report(store: ArtifactStore, report: dict, tmp: Path) -> NewArtifact:
     return NewArtifact("report", store.put_file(path), torch_version=report.get("versions", {}).get("torch"))
 
 
-def _convert(
-    settings: Settings,
-    job: JobInfo,
-    version: VersionInfo,
-    tmp: Path,
-    reporter: JobReporter,
-    device: str | None,
-) -> list[JobInfo]:
+@dataclass(frozen=True)
+class Stage:
+    """Everything a convert or validate stage works with."""
+
+    settings: Settings
+    job: JobInfo
+    version: VersionInfo
+    store: ArtifactStore
+    model_dir: Path
+    spec: ModelSpec
+    tmp: Path
+    reporter: JobReporter
+
+
+def _convert(work: Stage) -> list[JobInfo]:
     from worker.engine import convert_model
 
-    store = open_store(settings.artifact_store)
-    reporter.checkpoint("fetching source")
-    model_dir, spec = _prepare(store, version, tmp)
-    reporter.checkpoint("converting")
+    work.reporter.checkpoint("converting")
     result = convert_model(
-        model_dir, _on_device(spec, device), tmp / "out", method=job.method, progress=reporter
+        work.model_dir, work.spec, work.tmp / "out", method=work.job.method, progress=work.reporter
     )
-    reporter.checkpoint("storing artifacts")
-    report = _store_report(store, result.report, tmp)
-    torch_version = result.report.get("versions", {}).get("torch")
+    work.reporter.checkpoint("storing artifacts")
+    report = _store_report(work.store, result.report, work.tmp)
     if not result.ok or result.torchscript_path is None:
         record_failure(
-            settings,
-            job.id,
+            work.settings,
+            work.job.id,
             _me(),
             result.error or "conversion failed",
             artifacts=[report],
             summary=summarize(result.report),
         )
         return []
+    torch_version = result.report.get("versions", {}).get("torch")
     artifacts = [
-        NewArtifact("torchscript", store.put_file(result.torchscript_path), torch_version, result.method)
+        NewArtifact("torchscript", work.store.put_file(result.torchscript_path), torch_version, result.method)
     ]
     if result.exported_path is not None:
         artifacts.append(
-            NewArtifact("exported", store.put_file(result.exported_path), torch_version, "export")
+            NewArtifact("exported", work.store.put_file(result.exported_path), torch_version, "export")
         )
     artifacts.append(report)
-    reporter.checkpoint("recording")
+    work.reporter.checkpoint("recording")
     return record_success(
-        settings,
-        job.id,
+        work.settings,
+        work.job.id,
         _me(),
         artifacts,
         summarize(result.report),
@@ -130,37 +148,37 @@ def _convert(
     )
 
 
-def _validate(
-    settings: Settings,
-    job: JobInfo,
-    version: VersionInfo,
-    tmp: Path,
-    reporter: JobReporter,
-    device: str | None,
-) -> list[JobInfo]:
+def _validate(work: Stage) -> list[JobInfo]:
     from worker.engine import validate_artifact
 
-    store = open_store(settings.artifact_store)
-    reporter.checkpoint("fetching source")
-    model_dir, spec = _prepare(store, version, tmp)
-    scripted = [a for a in version.artifacts if a.kind == "torchscript"]
+    scripted = [a for a in work.version.artifacts if a.kind == "torchscript"]
     if not scripted:
         record_failure(
-            settings, job.id, _me(), f"{version.ref} has no TorchScript artifact; submit a convert job"
+            work.settings,
+            work.job.id,
+            _me(),
+            f"{work.version.ref} has no TorchScript artifact; submit a convert job",
         )
         return []
-    store.copy_to(scripted[-1].sha256, tmp / "model.pt")
-    reporter.checkpoint("validating")
-    result = validate_artifact(model_dir, _on_device(spec, device), tmp / "model.pt", progress=reporter)
-    report = _store_report(store, result.report, tmp)
+    work.store.copy_to(scripted[-1].sha256, work.tmp / "model.pt")
+    work.reporter.checkpoint("validating")
+    result = validate_artifact(work.model_dir, work.spec, work.tmp / "model.pt", progress=work.reporter)
+    report = _store_report(work.store, result.report, work.tmp)
     summary = {"validated": result.ok, "validation": summarize(result.report)}
     if not result.ok:
         record_failure(
-            settings, job.id, _me(), result.error or "validation failed", artifacts=[report], summary=summary
+            work.settings,
+            work.job.id,
+            _me(),
+            result.error or "validation failed",
+            artifacts=[report],
+            summary=summary,
         )
         return []
-    reporter.checkpoint("recording")
-    return record_success(settings, job.id, _me(), [report], summary, {"report_sha256": report.blob.sha256})
+    work.reporter.checkpoint("recording")
+    return record_success(
+        work.settings, work.job.id, _me(), [report], summary, {"report_sha256": report.blob.sha256}
+    )
 
 
 def _me() -> str:
