@@ -89,8 +89,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 def ensure_schema(url: str) -> None:
     """Make sure the database is at the head revision: SQLite is upgraded in place, others must be."""
-    url = normalize_url(url)
-    if url in _checked:
+    if normalize_url(url) in _checked:
         return
     current = current_revision(url)
     if current != HEAD_REVISION:
@@ -104,7 +103,7 @@ def ensure_schema(url: str) -> None:
                 f"database {redact(url)} is at {found}, this regctl needs {HEAD_REVISION}; "
                 "run 'regctl db upgrade'"
             )
-    _checked.add(url)
+    _checked.add(normalize_url(url))
 
 
 def current_revision(url: str) -> str | None:
@@ -130,10 +129,10 @@ def session_scope(url: str) -> Iterator[Session]:
     reached becomes ServiceUnavailable naming the URL without its password.
     """
     ensure_schema(url)
-    url = normalize_url(url)
-    factory = _session_factories.get(url)
+    key = normalize_url(url)
+    factory = _session_factories.get(key)
     if factory is None:
-        factory = _session_factories[url] = sessionmaker(get_engine(url), expire_on_commit=False)
+        factory = _session_factories[key] = sessionmaker(get_engine(url), expire_on_commit=False)
     session = factory()
     try:
         yield session

@@ -53,6 +53,8 @@ class JobReporter:
                 f"stopped at the soft time limit of {self.settings.job_soft_time_limit:g}s "
                 "(REGCTL_JOB_SOFT_TIME_LIMIT); the model is too slow for the battery"
             )
+        if self.cancelled:  # the engine lets this propagate, so a cancel stops it mid-battery
+            raise JobCancelled(f"cancelled by the user during {text.split(':')[0]}")
         stage_changed = self._text is None or text.split(":")[0] != self._text.split(":")[0]
         self._text = text
         if stage_changed or time.monotonic() - self._last_write >= self.min_interval:

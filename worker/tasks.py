@@ -7,8 +7,12 @@ the hard time limit) is recorded on the job by `JobRequest`.
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from functools import lru_cache
+from types import FrameType
 
+from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.signals import worker_process_init
@@ -42,14 +46,24 @@ class JobRequest(Request):
 
     def on_failure(self, exc_info, send_failed_event: bool = True, return_ok: bool = False) -> None:  # type: ignore[no-untyped-def]
         """A lost child is noted on the job before the message goes back to the queue for another attempt."""
-        exc = exc_info.exception
-        if isinstance(exc, WorkerLostError) and self.args:
+        how = _how_the_child_ended(exc_info.exception)
+        if how is not None and self.args:
             from registry.jobs import note_attempt_error
 
-            found = re.search(r"(signal \d+ \(\w+\)|exitcode \d+)", str(exc))
-            how = found.group(1) if found else str(exc)
             note_attempt_error(settings(), self.args[0], f"the worker process died with {how}")
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+def _how_the_child_ended(exc: BaseException) -> str | None:
+    """`signal 6 (SIGABRT)` or `exitcode 3` when a pool child was lost, else None."""
+    if isinstance(exc, ExceptionWithTraceback):  # how billiard hands over a lost child's error
+        exc = exc.exc
+    if isinstance(exc, SystemExit):  # the model called sys.exit(); Celery treats it as a lost child
+        return f"exitcode {exc.code}" if isinstance(exc.code, int) else f"SystemExit({exc.code!r})"
+    if isinstance(exc, WorkerLostError):
+        found = re.search(r"(signal \d+ \(\w+\)|exitcode \d+)", str(exc))
+        return found.group(1) if found else str(exc)
+    return None
 
 
 class JobTask(Task):
@@ -60,14 +74,42 @@ class JobTask(Task):
     reject_on_worker_lost = True
 
 
+class SoftTimeLimitReached(BaseException):
+    """Raised in a pool child at the soft time limit.
+
+    Not an Exception (unlike Celery's SoftTimeLimitExceeded), so the engine, which reports any
+    Exception from a model's code as the model's own error, lets it through to the task.
+    """
+
+
+def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
+    raise SoftTimeLimitReached()
+
+
 @shared_task(name=RUN_JOB_TASK, base=JobTask, ignore_result=True)
 def run_job_task(job_id: int) -> None:
     """Run job `job_id`, then publish its follow-ups; a repeated delivery of a done or live job is a no-op."""
     from worker.dispatch import publish
-    from worker.pipeline import run_job
+    from worker.pipeline import fail_unless_finished, run_job
 
     config = settings()
-    _, follow_ups = run_job(config, job_id, device="cpu" if config.gpu_on_cpu else None)
+    # The pool signals the soft time limit with SIGUSR1 (billiard installs its handler after our
+    # child init, so it is replaced here, for this task only).
+    here = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGUSR1, _raise_soft_limit) if here else None
+    try:
+        _, follow_ups = run_job(config, job_id, device="cpu" if config.gpu_on_cpu else None)
+    except SoftTimeLimitReached:
+        fail_unless_finished(
+            config,
+            job_id,
+            f"stopped at the soft time limit of {config.job_soft_time_limit:g}s "
+            "(REGCTL_JOB_SOFT_TIME_LIMIT); the model took too long or hung",
+        )
+        return
+    finally:
+        if here:
+            signal.signal(signal.SIGUSR1, previous)
     publish(config, follow_ups)
 
 

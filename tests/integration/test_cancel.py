@@ -1,0 +1,88 @@
+"""Cancelling jobs: a queued one at once (its message is skipped), a running one at its next stage."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import SLOW, Service, linear_model, wait_until
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+
+def test_a_queued_job_is_cancelled_at_once_and_skipped_when_a_worker_later_receives_it(
+    service: Service, tmp_path: Path
+) -> None:
+    directory = linear_model(tmp_path / "lin")
+    convert = service.register("lin", directory).jobs[0]
+    assert service.queue_length("cpu") == 1
+
+    cancelled = service.regctl("jobs", "cancel", str(convert.id))
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"job {convert.id} cancelled"
+    shown = service.regctl("jobs", "show", str(convert.id), "--json")
+    assert json.loads(shown.stdout)["state"] == "cancelled"
+
+    worker = service.start_worker("cpu")
+    service.register("after", directory)
+    assert service.wait_version("after:1").status == "ready"
+    # One process, one queue in order: the cancelled job's message came first and was acknowledged.
+    wait_until(lambda: worker.log_text().count(" succeeded in ") >= 3, 10, "three tasks to end")
+    assert service.queue_length("cpu") == 0
+
+    job = service.job(convert.id)
+    assert (job.state, job.attempts, job.worker) == ("cancelled", 0, None)
+    version = service.version("lin:1")
+    assert version.status == "registered"
+    assert [a.kind for a in version.artifacts] == ["source"]
+    assert [j.kind for j in version.jobs] == ["convert"]
+
+    retried = service.regctl("jobs", "retry", str(convert.id))
+    assert retried.returncode == 0, retried.stderr
+    assert service.wait_version("lin:1").status == "ready"
+    assert service.job(convert.id).attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("forward", "grace", "how"),
+    [
+        # A conversion of about 5 s and a long grace: it stops at the boundary after the conversion.
+        pytest.param(SLOW, "60", "cancelled by the user before storing artifacts", id="at-the-next-stage"),
+        # A conversion of 15 s or more and a 2 s grace: the pool child is terminated long before.
+        pytest.param(
+            "time.sleep(1.2)",
+            "2",
+            "did not stop within 2s and was terminated",
+            id="terminated-after-the-grace",
+        ),
+    ],
+)
+def test_a_running_job_is_cancelled_at_its_next_stage_or_after_the_grace_period_and_the_worker_keeps_serving(
+    service: Service, tmp_path: Path, forward: str, grace: str, how: str
+) -> None:
+    worker = service.start_worker("cpu", REGCTL_CANCEL_GRACE=grace)
+    convert = service.register("slow", linear_model(tmp_path / "slow", forward=forward)).jobs[0]
+    service.wait_running(convert.id, progress="eager reference")
+
+    asked = time.monotonic()
+    cancelled = service.regctl("jobs", "cancel", str(convert.id))
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "will stop at its next stage" in cancelled.stdout
+
+    job = service.wait_job(convert.id, timeout=30)
+    assert time.monotonic() - asked < 15
+    assert job.state == "cancelled"
+    assert how in (job.error or "")
+    assert job.attempts == 1
+    version = service.version("slow:1")
+    assert version.status == "registered"
+    assert "torchscript" not in [a.kind for a in version.artifacts]
+    assert [j.kind for j in version.jobs] == ["convert"]
+
+    service.register("good", linear_model(tmp_path / "good"))
+    assert service.wait_version("good:1").status == "ready"
+    assert service.job(convert.id).state == "cancelled"
+    assert worker.alive()
