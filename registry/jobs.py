@@ -52,9 +52,7 @@ def _with_version() -> Select:
 
 
 def _load(session: Session, job_id: int, lock: bool = False) -> tuple[Job, str, int]:
-    query = (
-        _with_version().where(Job.id == job_id)
-    )
+    query = _with_version().where(Job.id == job_id)
     if lock:
         query = query.with_for_update(of=Job)
     row = session.execute(query).one_or_none()
@@ -294,11 +292,7 @@ def jobs_to_republish(settings: Settings, older_than: float) -> list[JobInfo]:
 def stale_running_jobs(settings: Settings) -> list[JobInfo]:
     """Running jobs whose heartbeat is older than the heartbeat timeout (their worker stopped)."""
     cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout)
-    query = (
-        _with_version()
-        .where(Job.state == "running", Job.heartbeat_at < cutoff)
-        .order_by(Job.id)
-    )
+    query = _with_version().where(Job.state == "running", Job.heartbeat_at < cutoff).order_by(Job.id)
     with session_scope(settings.database_url) as session:
         return [job_info(job, name, version) for job, name, version in session.execute(query)]
 

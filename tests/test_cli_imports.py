@@ -31,7 +31,7 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
         ["alias", "set", "nothing@prod", "1"],
         ["fetch", "nothing:1", "-o", "out.pt"],
         ["register", "m", "DIR", "--no-convert"],
-    ["export-triton", "nothing:1", "--repo", "triton-repo"],
+        ["export-triton", "nothing:1", "--repo", "triton-repo"],
     ],
 )
 def test_registry_commands_import_neither_torch_nor_celery(
