@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,37 +38,12 @@ REDIS_URL = os.environ.get("REGCTL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"
 POSTGRES_ADMIN_URL = os.environ.get("REGCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REGCTL = str(Path(sys.executable).with_name("regctl"))
 
-MODEL_PY = """
-import torch
-
-
-def build():
-    torch.manual_seed(0)
-    return torch.nn.Linear(10, 2)
-"""
-
-SPEC_TOML = """
-entrypoint = "model.py:build"
-
-[[inputs]]
-name = "x"
-dtype = "float32"
-shape = ["batch", 10]
-
-[dims]
-batch = { min = 1, max = 4 }
-
-[validation]
-samples = 1
-"""
-
 
 def tiny_model(root: Path) -> Path:
     """A Linear(10, 2) model directory that converts and validates in a fraction of a second when warm."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "model.py").write_text(textwrap.dedent(MODEL_PY))
-    (root / "regctl.toml").write_text(textwrap.dedent(SPEC_TOML))
-    return root
+    from tests.factories import linear_model
+
+    return linear_model(root)
 
 
 @contextmanager

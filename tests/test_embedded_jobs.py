@@ -18,48 +18,7 @@ from cli.app import cli
 from cli.main import main as _main  # noqa: F401  (registers every command)
 from registry.settings import Settings
 from tests.conftest import write_model_dir
-
-LINEAR = """
-import torch
-
-
-def build():
-    torch.manual_seed(0)
-    return torch.nn.Linear(10, 2)
-"""
-
-LINEAR_SPEC = """
-[[inputs]]
-name = "x"
-dtype = "float32"
-shape = ["batch", 10]
-
-[dims]
-batch = { min = 1, max = 4 }
-
-[validation]
-samples = 1
-"""
-
-
-def _model(root: Path, forward_body: str, spec: str = LINEAR_SPEC) -> Path:
-    code = f"""
-import os
-import time
-
-import torch
-
-
-class M(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        {forward_body}
-        return x * 2
-
-
-def build():
-    return M()
-"""
-    return write_model_dir(root, spec=spec, files={"model.py": code})
+from tests.factories import MODEL_PY, SPEC_TOML, linear_model
 
 
 @pytest.fixture
@@ -83,7 +42,7 @@ def test_register_wait_converts_validates_and_fetch_runs_without_the_model_code(
     embedded,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    directory = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    directory = linear_model(tmp_path / "linear")
     result = embedded("register", "linear", str(directory), "--wait")
     assert result.exit_code == 0, result.output
     assert "linear:1 is ready" in result.stderr
@@ -117,7 +76,7 @@ def test_register_wait_converts_validates_and_fetch_runs_without_the_model_code(
 
 
 def test_a_model_that_raises_in_forward_fails_its_job_with_the_message(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    directory = _model(tmp_path / "raises", 'raise ValueError("weights are upside down")')
+    directory = linear_model(tmp_path / "raises", forward='raise ValueError("weights are upside down")')
     result = embedded("register", "raises", str(directory), "--wait")
     assert result.exit_code == 1
     assert "weights are upside down" in result.stderr
@@ -132,16 +91,22 @@ def test_wrong_weights_fail_with_the_key_list(embedded, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     directory = write_model_dir(
-        tmp_path / "weights", spec='weights = "w.safetensors"\n' + LINEAR_SPEC, files={"model.py": LINEAR}
+        tmp_path / "weights",
+        spec='weights = "w.safetensors"\n' + SPEC_TOML.format(device="cpu"),
+        files={"model.py": MODEL_PY.format(forward="pass")},
     )
-    save_file({"weight": torch.zeros(2, 10), "bias_typo": torch.zeros(2)}, str(directory / "w.safetensors"))
+    save_file(
+        {"linear.weight": torch.zeros(2, 10), "linear.bias_typo": torch.zeros(2)},
+        str(directory / "w.safetensors"),
+    )
     result = embedded("register", "weights", str(directory), "--wait")
     assert result.exit_code == 1
-    assert "bias_typo" in result.stderr and "bias" in result.stderr
+    assert "linear.bias_typo" in result.stderr  # the unexpected key
+    assert "linear.bias" in result.stderr.replace("linear.bias_typo", "")  # and the missing one
 
 
 def test_a_model_that_hangs_is_stopped_at_the_job_time_limit(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    directory = _model(tmp_path / "hangs", "time.sleep(600)")
+    directory = linear_model(tmp_path / "hangs", forward="time.sleep(600)")
     started = time.monotonic()
     result = embedded("register", "hangs", str(directory), "--wait", REGCTL_JOB_TIME_LIMIT="6")
     assert result.exit_code == 1
@@ -152,19 +117,19 @@ def test_a_model_that_hangs_is_stopped_at_the_job_time_limit(embedded, tmp_path:
 
 
 def test_embedded_mode_survives_a_model_that_aborts_the_interpreter(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    directory = _model(tmp_path / "aborts", "os.abort()")
+    directory = linear_model(tmp_path / "aborts", forward="os.abort()")
     result = embedded("register", "aborts", str(directory), "--wait")
     assert result.exit_code == 1
     assert "signal 6 (SIGABRT)" in result.stderr
     job = json.loads(embedded("jobs", "list", "--json").stdout)[0]
     assert job["state"] == "failed" and "SIGABRT" in job["error"]
     # The CLI process is still alive and the registry still works.
-    good = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    good = linear_model(tmp_path / "linear")
     assert embedded("register", "linear", str(good), "--wait").exit_code == 0
 
 
 def test_submit_validate_records_a_new_report_without_changing_the_artifact(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    directory = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    directory = linear_model(tmp_path / "linear")
     assert embedded("register", "linear", str(directory), "--wait").exit_code == 0
     before = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     result = embedded("submit", "linear:1", "--job", "validate", "--wait", "--json")
@@ -179,7 +144,7 @@ def test_submit_validate_records_a_new_report_without_changing_the_artifact(embe
 
 
 def test_submit_validate_without_an_artifact_is_refused(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    directory = write_model_dir(tmp_path / "linear", spec=LINEAR_SPEC, files={"model.py": LINEAR})
+    directory = linear_model(tmp_path / "linear")
     embedded("register", "linear", str(directory), "--no-convert")
     result = embedded("submit", "linear:1", "--job", "validate")
     assert result.exit_code == 2
@@ -187,7 +152,7 @@ def test_submit_validate_without_an_artifact_is_refused(embedded, tmp_path: Path
 
 
 def test_jobs_retry_runs_a_failed_job_again(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    directory = _model(tmp_path / "raises", 'raise ValueError("boom")')
+    directory = linear_model(tmp_path / "raises", forward='raise ValueError("boom")')
     embedded("register", "raises", str(directory), "--wait")
     job = json.loads(embedded("jobs", "list", "--json").stdout)[0]
     result = embedded("jobs", "retry", str(job["id"]))

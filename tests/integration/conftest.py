@@ -24,7 +24,8 @@ import pytest
 
 from registry.entities import JobInfo, VersionInfo
 from registry.settings import Settings
-from tests.conftest import create_postgres_database, drop_postgres_database, service_missing, write_model_dir
+from tests.conftest import create_postgres_database, drop_postgres_database, service_missing
+from tests.factories import ABORT, FAST, HANG, SLOW, STUBBORN, linear_model  # noqa: F401  (re-exported)
 
 REDIS_DB = os.environ.get("REGCTL_TEST_REDIS_DB", "11")
 REDIS_URL = os.environ.get("REGCTL_TEST_REDIS_URL") or f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -44,66 +45,7 @@ WORKER_READY_S = 60.0
 WORKER_STOP_S = 10.0
 JOB_DONE_S = 90.0
 
-MODEL_PY = """
-import os
-import time
-
-import torch
-
-
-class Model(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear = torch.nn.Linear(10, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        {forward}
-        return self.linear(x)
-
-
-def build() -> torch.nn.Module:
-    return Model()
-"""
-
-SPEC_TOML = """
-entrypoint = "model.py:build"
-device = "{device}"
-
-[[inputs]]
-name = "x"
-dtype = "float32"
-shape = ["batch", 10]
-
-[dims]
-batch = {{ min = 1, max = 4 }}
-
-[validation]
-samples = 1
-"""
-
-# Bodies for the model's forward(), before it returns linear(x).
-FAST = "pass"
-SLOW = "time.sleep(0.3)"  # a conversion takes several seconds: a dozen eager calls
-ABORT = "os.abort()"
-HANG = "while True:\n            time.sleep(0.5)"
-# Hangs and swallows the soft time limit's exception too: only the hard limit's SIGKILL stops it.
-STUBBORN = (
-    "while True:\n"
-    "            try:\n"
-    "                time.sleep(0.5)\n"
-    "            except BaseException:\n"
-    "                pass"
-)
-
 T = TypeVar("T")
-
-
-def linear_model(root: Path, *, forward: str = FAST, device: str = "cpu") -> Path:
-    """A Linear(10, 2) model directory whose forward first runs `forward`; converts in about a second."""
-    return write_model_dir(
-        root, spec=SPEC_TOML.format(device=device), files={"model.py": MODEL_PY.format(forward=forward)}
-    )
 
 
 def base_env() -> dict[str, str]:
