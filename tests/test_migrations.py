@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -41,6 +42,7 @@ def test_upgrade_to_head_matches_the_models_and_downgrade_removes_everything(emp
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+    command.check(alembic_config(empty_database))  # `alembic check`: raises if autogenerate finds drift
     assert set(inspect(engine).get_table_names()) >= {
         "models",
         "model_versions",
