@@ -16,7 +16,7 @@ from registry.db import session_scope
 from registry.entities import JobInfo, VersionInfo
 from registry.errors import InvalidTransition
 from registry.jobs import finish_job
-from registry.records import artifact_info, job_info, version_info
+from registry.records import job_info, version_info
 from registry.schema import Artifact, Job, Model, ModelVersion
 from registry.settings import Settings
 from registry.store import BlobRef
@@ -146,16 +146,3 @@ def _status_after_cancel(session: Session, version: ModelVersion) -> str:
         .limit(1)
     )
     return "ready" if validated else "registered"
-
-
-def version_artifacts(settings: Settings, model: str, version: int) -> list:
-    """Artifacts of `model:version`, oldest first."""
-    with session_scope(settings.database_url) as session:
-        rows = session.scalars(
-            select(Artifact)
-            .join(ModelVersion, Artifact.version_id == ModelVersion.id)
-            .join(Model, ModelVersion.model_id == Model.id)
-            .where(Model.name == model, ModelVersion.version == version)
-            .order_by(Artifact.id)
-        ).all()
-        return [artifact_info(a) for a in rows]

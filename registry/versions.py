@@ -14,6 +14,7 @@ from registry.bundle import build_bundle
 from registry.db import session_scope
 from registry.entities import VersionInfo
 from registry.errors import InvalidInput
+from registry.jobs import queue_for
 from registry.lookup import current_user, find_version
 from registry.records import version_info
 from registry.refs import Ref, check_model_name
@@ -87,7 +88,7 @@ def _new_job(row: ModelVersion, kind: str, spec: ModelSpec, settings: Settings) 
         version_id=row.id,
         kind=kind,
         state="queued",
-        queue="gpu" if spec.device == "cuda" else "cpu",
+        queue=queue_for(spec.device),
         method=spec.method,
         attempts=0,
         max_attempts=settings.max_attempts,
