@@ -12,23 +12,18 @@ from registry.settings import Settings
 POLL_S = 0.2
 
 
-def follow(
-    settings: Settings, job: JobInfo, *, run_here: bool = False, timeout: float | None = None
-) -> Iterator[JobInfo]:
+def follow(settings: Settings, job: JobInfo, *, run_here: bool = False) -> Iterator[JobInfo]:
     """Yield the job each time its state or progress changes, then its follow-up jobs, until the chain ends.
 
     With `run_here` (embedded mode) each job is run in a child process of this one first.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
     current: JobInfo | None = job
     while current is not None:
-        last = yield from _follow_one(settings, current, run_here, deadline)
+        last = yield from _follow_one(settings, current, run_here)
         current = following_job(settings, last.id) if last.state == "succeeded" else None
 
 
-def _follow_one(
-    settings: Settings, job: JobInfo, run_here: bool, deadline: float | None
-) -> Iterator[JobInfo]:
+def _follow_one(settings: Settings, job: JobInfo, run_here: bool) -> Iterator[JobInfo]:
     running = None
     if run_here and job.state == "queued":
         from worker.embedded import EmbeddedJob
@@ -43,14 +38,7 @@ def _follow_one(
             yield current
         if current.finished:
             return current
-        if gone and running is not None:
+        if gone:
             # The child exited without finishing the job (a duplicate or a lost claim): stop following.
             return current
-        if deadline is not None and time.monotonic() > deadline:
-            from registry.errors import RegctlError
-
-            raise RegctlError(
-                f"job {job.id} is still {current.state} after the wait timeout; "
-                f"follow it with 'regctl jobs watch {job.id}'"
-            )
         time.sleep(POLL_S)

@@ -63,7 +63,15 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
             model_dir, spec = _prepare(store, version, Path(tmp))
             stage = _convert if job.kind == "convert" else _validate
             work = Stage(
-                settings, job, version, store, model_dir, _on_device(spec, device), Path(tmp), reporter
+                settings,
+                job,
+                version,
+                store,
+                model_dir,
+                _on_device(spec, device),
+                Path(tmp),
+                reporter,
+                worker,
             )
             return job, stage(work)
         except JobCancelled as exc:
@@ -106,6 +114,7 @@ class Stage:
     spec: ModelSpec
     tmp: Path
     reporter: JobReporter
+    worker: str  # `host:pid` that claimed the job; outcomes are recorded only while it still owns it
 
 
 def _convert(work: Stage) -> list[JobInfo]:
@@ -121,7 +130,7 @@ def _convert(work: Stage) -> list[JobInfo]:
         record_failure(
             work.settings,
             work.job.id,
-            _me(),
+            work.worker,
             result.error or "conversion failed",
             artifacts=[report],
             summary=summarize(result.report),
@@ -140,7 +149,7 @@ def _convert(work: Stage) -> list[JobInfo]:
     return record_success(
         work.settings,
         work.job.id,
-        _me(),
+        work.worker,
         artifacts,
         summarize(result.report),
         {"method": result.method, "report_sha256": report.blob.sha256},
@@ -156,7 +165,7 @@ def _validate(work: Stage) -> list[JobInfo]:
         record_failure(
             work.settings,
             work.job.id,
-            _me(),
+            work.worker,
             f"{work.version.ref} has no TorchScript artifact; submit a convert job",
         )
         return []
@@ -169,7 +178,7 @@ def _validate(work: Stage) -> list[JobInfo]:
         record_failure(
             work.settings,
             work.job.id,
-            _me(),
+            work.worker,
             result.error or "validation failed",
             artifacts=[report],
             summary=summary,
@@ -177,12 +186,8 @@ def _validate(work: Stage) -> list[JobInfo]:
         return []
     work.reporter.checkpoint("recording")
     return record_success(
-        work.settings, work.job.id, _me(), [report], summary, {"report_sha256": report.blob.sha256}
+        work.settings, work.job.id, work.worker, [report], summary, {"report_sha256": report.blob.sha256}
     )
-
-
-def _me() -> str:
-    return worker_identity()
 
 
 def _on_device(spec: ModelSpec, device: str | None) -> ModelSpec:
