@@ -1,12 +1,28 @@
 """The conversion and validation engine: model directory + spec in, proven TorchScript artifact out.
 
-Pure: it knows nothing of the database, Celery or the artifact store. The glue calls
-`convert_model` and `validate_artifact` and stores what they return. Importing this package
-imports torch, so import it lazily (DESIGN.md: `regctl models list` never pays for torch).
+Pure: it knows nothing of the database, Celery or the artifact store. It has two halves that never
+share a process in a job: `model_side` (imports and runs the model's code) and `judge` (proves the
+candidates against the eager outputs, never importing model code). `convert_model` and
+`validate_artifact` chain both in one process for unit tests. Importing the engine imports torch;
+the names below load lazily so `worker.engine.<module>` can be imported on its own.
 """
 
-from worker.engine.convert import ConversionResult, convert_model
-from worker.engine.loader import ModelLoadError
-from worker.engine.validate import ValidationResult, validate_artifact
+from __future__ import annotations
 
-__all__ = ["ConversionResult", "ModelLoadError", "ValidationResult", "convert_model", "validate_artifact"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "ConversionResult": "worker.engine.judge",
+    "ValidationResult": "worker.engine.judge",
+    "ModelLoadError": "worker.engine.loader",
+    "convert_model": "worker.engine.convert",
+    "validate_artifact": "worker.engine.validate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'worker.engine' has no attribute {name!r}")

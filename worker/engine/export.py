@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,10 +62,8 @@ class FunctionModule(nn.Module):
         return self.fn(*args)
 
 
-def export_model(
-    model: LoadedModel, spec: ModelSpec, battery: list[BatteryCase], reference: list[Any], progress: Progress
-) -> ExportOutcome:
-    """Export, save, reload and validate; never raises for a model that cannot be exported."""
+def export_program(model: LoadedModel, spec: ModelSpec, battery: list[BatteryCase]) -> ExportOutcome:
+    """Export and save the program (model side); `data` holds the unjudged bytes, or `error` says why not."""
     start = time.perf_counter()
     outcome = ExportOutcome()
     example = export_example(spec, battery)
@@ -78,7 +77,50 @@ def export_model(
     if program is None and printed.getvalue().strip():
         outcome.detail = f"{outcome.detail}\n\ntorch.export printed:\n{printed.getvalue().strip()[:4000]}"
     if program is not None:
-        _save_and_check(program, model, spec, battery, reference, progress, outcome)
+        try:
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer)
+            outcome.data = buffer.getvalue()
+        except Exception as exc:
+            outcome.error = f"saving the exported program failed: {describe_exception(exc)}"
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def judge_program(
+    data: bytes | Path,
+    spec: ModelSpec,
+    device: torch.device,
+    battery: list[BatteryCase],
+    reference: list[Any],
+    progress: Progress,
+) -> ExportOutcome:
+    """Load a saved program (judge side) and run it against eager on the battery."""
+    start = time.perf_counter()
+    outcome = ExportOutcome()
+    try:
+        source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
+        with _quiet_torch():
+            runnable = torch.export.load(source).module()
+    except Exception as exc:
+        outcome.error = f"saving or loading the exported program failed: {describe_exception(exc)}"
+        return outcome
+    check = check_candidate(
+        runnable,
+        battery,
+        reference,
+        device,
+        rtol=spec.validation.rtol,
+        atol=spec.validation.atol,
+        name="export",
+        progress=progress,
+    )
+    outcome.check = check
+    if check.ok:
+        outcome.data = data if isinstance(data, bytes) else b""
+    else:
+        outcome.error = f"the exported program {check.error}"
+        outcome.failed_input = check.failed_input
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -103,41 +145,6 @@ def _export(model: LoadedModel, spec: ModelSpec, example: BatteryCase, outcome: 
         outcome.error = f"torch.export failed: {_summary(exc, model)}"
         outcome.detail = str(exc)[:4000]
         return None
-
-
-def _save_and_check(
-    program: Any,
-    model: LoadedModel,
-    spec: ModelSpec,
-    battery: list[BatteryCase],
-    reference: list[Any],
-    progress: Progress,
-    outcome: ExportOutcome,
-) -> None:
-    try:
-        buffer = io.BytesIO()
-        torch.export.save(program, buffer)
-        data = buffer.getvalue()
-        runnable = torch.export.load(io.BytesIO(data)).module()
-    except Exception as exc:
-        outcome.error = f"saving or loading the exported program failed: {describe_exception(exc)}"
-        return
-    check = check_candidate(
-        runnable,
-        battery,
-        reference,
-        model.device,
-        rtol=spec.validation.rtol,
-        atol=spec.validation.atol,
-        name="export",
-        progress=progress,
-    )
-    outcome.check = check
-    if check.ok:
-        outcome.data = data
-    else:
-        outcome.error = f"the exported program {check.error}"
-        outcome.failed_input = check.failed_input
 
 
 def dynamic_shapes(spec: ModelSpec, wrapped: bool) -> Any:

@@ -282,15 +282,20 @@ def run_libtorch_stage(
     *,
     device: torch.device | str = "cpu",
     cache_dir: Path | None = None,
+    runner: Runner | None = None,
 ) -> dict[str, Any]:
-    """Run the artifact at `artifact_path` on the battery in the C++ runner and compare with eager."""
-    if not enabled():
-        return empty_section(f"disabled ({SWITCH_ENV}=0)")
-    progress("libtorch: runner")
-    try:
-        runner = build_runner(cache_dir)
-    except RunnerUnavailable as exc:
-        return empty_section(str(exc))
+    """Run the artifact at `artifact_path` on the battery in the C++ runner and compare with eager.
+
+    `runner` is one built beforehand (the judge cannot build: the cache is outside its sandbox).
+    """
+    if runner is None:
+        if not enabled():
+            return empty_section(f"disabled ({SWITCH_ENV}=0)")
+        progress("libtorch: runner")
+        try:
+            runner = build_runner(cache_dir)
+        except RunnerUnavailable as exc:
+            return empty_section(str(exc))
     section = {**empty_section(None), "build_s": round(runner.build_s, 4), "cases": len(battery)}
     progress(f"libtorch: battery of {len(battery)}")
     started = time.perf_counter()

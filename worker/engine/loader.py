@@ -87,7 +87,7 @@ def loaded_model(model_dir: Path, spec: ModelSpec) -> Iterator[LoadedModel]:
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
-    device = _device(spec.device)
+    device = device_for(spec.device)
     frames = ModelFrames(model_dir)
     importer = PrivateImporter(model_dir, f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:12]}")
     with importer.installed():
@@ -341,7 +341,8 @@ def _read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _device(name: str) -> torch.device:
+def device_for(name: str) -> torch.device:
+    """The torch device a spec names; ModelLoadError when it asks for CUDA and there is none."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("the spec asks for device 'cuda', but CUDA is not available on this worker")
     return torch.device(name)

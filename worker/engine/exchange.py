@@ -1,0 +1,178 @@
+"""What crosses from the model process to the judge: eager outputs as tensors, everything else as JSON.
+
+The model process is untrusted, so nothing it writes is unpickled as arbitrary objects: the eager
+outputs are a `torch.save` file read back with `weights_only=True` (tensors, numbers, strings,
+None, tuples, lists and dicts only; named tuples travel as plain tuples, which is how TorchScript
+returns them), memory-mapped so large outputs are not copied; `model_side.json` is validated
+field by field with pydantic, with a size cap. Candidate artifacts are plain files the judge
+loads with torch.jit.load / torch.export.load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REFERENCE_FILE = "reference.pt"
+MODEL_SIDE_FILE = "model_side.json"
+MAX_JSON_BYTES = 64 * 1024 * 1024
+_SCALARS = (bool, int, float, complex, str, type(None))
+
+
+class ExchangeError(Exception):
+    """Raised when what the model process left behind is missing, malformed or not plain data."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WarningEntry(_Strict):
+    """One warning raised while the model ran (capture.WarningRecord as JSON)."""
+
+    category: str = Field(max_length=200)
+    message: str = Field(max_length=20_000)
+    file: str | None = Field(default=None, max_length=4096)
+    line: int | None = None
+    from_torch: bool = False
+
+
+class CandidateSide(_Strict):
+    """How compiling one candidate went in the model process; `file` is its saved artifact."""
+
+    file: str | None = None
+    error: str | None = Field(default=None, max_length=20_000)
+    detail: str | None = Field(default=None, max_length=200_000)
+    hint: str | None = Field(default=None, max_length=20_000)
+    compile_s: float = 0.0
+    warnings: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
+    strict: bool | None = None
+    note: str | None = Field(default=None, max_length=20_000)
+
+
+class ExportSide(_Strict):
+    """How torch.export went; `file` is the saved, not yet judged, program."""
+
+    file: str | None = None
+    error: str | None = Field(default=None, max_length=20_000)
+    detail: str | None = Field(default=None, max_length=200_000)
+    notes: list[str] = Field(default_factory=list, max_length=100)
+    seconds: float = 0.0
+
+
+class EagerLatency(_Strict):
+    """The eager model's median latency on the first battery case."""
+
+    input: str = Field(max_length=10_000)
+    median_ms: float
+    runs: int
+
+
+class ModelSide(_Strict):
+    """Everything the model process reports besides tensors and artifacts."""
+
+    error: str | None = Field(default=None, max_length=20_000)
+    kind: str | None = Field(default=None, max_length=1000)
+    battery_size: int = 0
+    outputs: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
+    candidates: dict[str, CandidateSide] = Field(default_factory=dict)
+    export: ExportSide | None = None
+    eager_latency: EagerLatency | None = None
+    warnings: list[WarningEntry] = Field(default_factory=list, max_length=100_000)
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+def write_model_side(out_dir: Path, side: ModelSide) -> None:
+    """Write model_side.json."""
+    (out_dir / MODEL_SIDE_FILE).write_text(side.model_dump_json())
+
+
+def read_model_side(directory: Path) -> ModelSide:
+    """Read and validate model_side.json; ExchangeError says what is wrong with it."""
+    data = _read_capped(directory / MODEL_SIDE_FILE, MAX_JSON_BYTES)
+    try:
+        return ModelSide.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ExchangeError(
+            f"the model process wrote an invalid {MODEL_SIDE_FILE} ({where}: {first['msg']})"
+        ) from None
+
+
+def save_reference(outputs: list[Any], path: Path) -> None:
+    """Save the eager outputs as plain data (tensors on the CPU; named tuples as tuples)."""
+    torch.save([_plain(o, f"output of case {i}") for i, o in enumerate(outputs)], path)
+
+
+def load_reference(path: Path, expected_cases: int) -> list[Any]:
+    """Load eager outputs written by `save_reference`; refuses anything but plain data."""
+    if not _is_regular(path):
+        raise ExchangeError(f"the model process left no eager outputs ({path.name})")
+    try:
+        loaded = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+    except Exception as exc:
+        raise ExchangeError(
+            f"the eager outputs are not plain tensors and data: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(loaded, list) or len(loaded) != expected_cases:
+        raise ExchangeError(
+            f"the eager outputs hold {len(loaded) if isinstance(loaded, list) else 'no list of'} cases, "
+            f"the battery has {expected_cases}"
+        )
+    return loaded
+
+
+def candidate_path(directory: Path, name: str | None) -> Path | None:
+    """The regular file `name` directly inside `directory`, or None (no name, a link, a path)."""
+    if not name or os.path.basename(name) != name or name.startswith("."):
+        return None
+    path = directory / name
+    return path if _is_regular(path) else None
+
+
+class UnsupportedOutput(Exception):
+    """Raised when the eager model returns something that is not plain data."""
+
+
+def _plain(value: Any, where: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True) if value.device.type != "cpu" else value.detach().clone()
+    if isinstance(value, tuple | list):
+        items = [_plain(v, where) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _plain(v, where) for k, v in value.items()}
+    if isinstance(value, _SCALARS):
+        return value
+    raise UnsupportedOutput(
+        f"the {where} contains a {type(value).__name__}; forward must return tensors, numbers, strings, "
+        "None, or tuples, lists and dicts of those"
+    )
+
+
+def _read_capped(path: Path, limit: int) -> bytes:
+    if not _is_regular(path):
+        raise ExchangeError(f"the model process wrote no {path.name}")
+    with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ExchangeError(f"{path.name} is larger than {limit} bytes")
+    return data
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return os.path.isfile(path) and not os.path.islink(path)
+    except OSError:
+        return False
+
+
+def dumps(value: Any) -> str:
+    """Strict JSON for files the supervisor reads."""
+    return json.dumps(value, allow_nan=False, sort_keys=True, default=str)

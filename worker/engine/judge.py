@@ -1,0 +1,527 @@
+"""The judge: proves candidate artifacts against the eager outputs, without ever importing model code.
+
+Runs in the sandboxed judge process, a fresh fork of a template that has imported torch but no
+model. It rebuilds the battery itself from the spec (deterministic; recorded inputs are read as
+safetensors), reads the eager outputs and `model_side.json` the model process left, and then:
+
+1. Candidates, in order (`auto`: script then trace): each is loaded with torch.jit.load and run
+   on the whole battery; the first case where it raises or differs from eager rejects it.
+   Script is preferred when both pass; when none passes the conversion fails with every
+   candidate's diagnosis.
+2. `optimize` (spec): torch.jit.freeze + optimize_for_inference on the accepted artifact, saved,
+   reloaded and run on the battery again; kept only if it matches eager and is at most 5% slower.
+3. The LibTorch stage (libtorch.py): the saved artifact runs on the battery in a C++ process,
+   whose outputs are compared here.
+4. The artifact's latency against the eager latency the model process measured; then the
+   exported program, judged on the battery like a candidate (it never fails the conversion).
+
+Files written to out_dir: model.pt (when ok), model.pt2 (when the export validated) and
+`result.json` (ok, method, error, report). Validation (`judge_validation`) runs an existing
+artifact on the whole battery, LibTorch stage included.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from registry.spec import METHODS, ModelSpec
+from worker.engine.battery import BatteryCase, build_battery
+from worker.engine.capture import WarningLog, WarningRecord, describe_exception
+from worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
+from worker.engine.exchange import (
+    REFERENCE_FILE,
+    ExchangeError,
+    ModelSide,
+    candidate_path,
+    dumps,
+    load_reference,
+    read_model_side,
+)
+from worker.engine.export import judge_program
+from worker.engine.latency import Latency, measure
+from worker.engine.libtorch import Runner, empty_section, run_libtorch_stage
+from worker.engine.libtorch import failure as libtorch_failure
+from worker.engine.loader import ModelLoadError, device_for
+from worker.engine.model_side import candidate_order
+from worker.engine.outputs import describe_outputs
+from worker.engine.report import add_warnings, candidate_entry, json_safe, latency_entry, new_report, versions
+
+ARTIFACT_NAME = "model.pt"
+EXPORTED_NAME = "model.pt2"
+RESULT_FILE = "result.json"
+SLOWER_TOLERANCE = 1.05  # the optimized artifact is dropped if its median is more than 5% slower
+MAX_LABELS = 20
+RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
+
+
+@dataclass(frozen=True)
+class JudgedArtifact:
+    """A loaded TorchScript artifact, its exact bytes and how it did on the battery."""
+
+    name: str
+    data: bytes
+    loaded: Any
+    check: CandidateCheck
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What a conversion produced: the accepted artifact, the optional export, and the report."""
+
+    ok: bool
+    method: str | None  # "script" | "trace" chosen, None on failure
+    torchscript_path: Path | None  # out_dir/model.pt: the accepted (possibly optimized) artifact
+    exported_path: Path | None  # out_dir/model.pt2 when torch.export worked and validated
+    report: dict[str, Any]  # JSON-safe, see report.py
+    error: str | None  # one line for the user when not ok
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Whether the artifact still matches eager on the whole battery, and the report that says so."""
+
+    ok: bool
+    report: dict[str, Any]
+    error: str | None
+
+
+def judge_conversion(
+    model_dir: Path,
+    spec: ModelSpec,
+    side_dir: Path,
+    out_dir: Path,
+    *,
+    requested: str,
+    runner: RunnerChoice = None,
+    progress: Callable[[str], None] = lambda s: None,
+) -> ConversionResult:
+    """Judge the model side's candidates (module docstring); writes out_dir/result.json."""
+    if requested not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {requested!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = _Conversion(Path(model_dir), spec, Path(side_dir), out_dir, requested, runner, progress).run()
+    _write_result(out_dir, result.ok, result.error, result.report, method=result.method)
+    return result
+
+
+def judge_validation(
+    model_dir: Path,
+    spec: ModelSpec,
+    side_dir: Path,
+    artifact_path: Path,
+    out_dir: Path,
+    *,
+    runner: RunnerChoice = None,
+    progress: Callable[[str], None] = lambda s: None,
+) -> ValidationResult:
+    """Run the saved artifact on the whole battery against the model side's eager outputs."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    report: dict[str, Any] = {
+        "ok": False,
+        "error": None,
+        "artifact": Path(artifact_path).name,
+        "model": {"entrypoint": spec.entrypoint, "kind": None, "device": spec.device},
+        "battery_size": 0,
+        "failures": 0,
+        "failed_inputs": [],
+        "shapes": [],
+        "libtorch": empty_section(),
+        "latency": None,
+        "versions": versions(),
+        "timings": {"load_s": 0.0, "battery_s": 0.0, "libtorch_s": 0.0, "latency_s": 0.0, "total_s": 0.0},
+    }
+    try:
+        side, battery, reference, device = _inputs(model_dir, spec, side_dir, progress)
+        _side_into(report, side)
+        error = side.error or _validate(
+            spec, device, battery, reference, side, Path(artifact_path), report, runner, progress
+        )
+    except (ExchangeError, ModelLoadError) as exc:
+        error = str(exc)
+    report.update(ok=error is None, error=error)
+    report["timings"]["total_s"] += time.perf_counter() - start
+    report["timings"] = {k: round(v, 4) for k, v in report["timings"].items()}
+    safe = json_safe(report)
+    _write_result(out_dir, error is None, error, safe)
+    return ValidationResult(error is None, safe, error)
+
+
+def _inputs(
+    model_dir: Path, spec: ModelSpec, side_dir: Path, progress: Callable[[str], None]
+) -> tuple[ModelSide, list[BatteryCase], list[Any], torch.device]:
+    """What the judge works from: the model side's claims, its own battery, the eager outputs."""
+    side = read_model_side(side_dir)
+    if side.error is not None:
+        return side, [], [], torch.device("cpu")
+    device = device_for(spec.device)
+    progress("building battery")
+    battery = build_battery(spec, model_dir)
+    reference = load_reference(side_dir / REFERENCE_FILE, len(battery))
+    return side, battery, reference, device
+
+
+def _side_into(report: dict[str, Any], side: ModelSide) -> None:
+    """Copy the model side's facts (kind, size, warnings, its timings) into a report."""
+    report["model"]["kind"] = side.kind
+    report["battery_size"] = side.battery_size
+    add_warnings(report, [WarningRecord(**w.model_dump()) for w in side.warnings])
+    for key, value in side.timings.items():
+        if key == "model_total_s":
+            report["timings"]["total_s"] = value  # the judge adds its own time to it
+        else:
+            report["timings"][key] = report["timings"].get(key, 0.0) + value
+
+
+def _validate(
+    spec: ModelSpec,
+    device: torch.device,
+    battery: list[BatteryCase],
+    reference: list[Any],
+    side: ModelSide,
+    artifact_path: Path,
+    report: dict[str, Any],
+    runner: RunnerChoice,
+    progress: Callable[[str], None],
+) -> str | None:
+    try:
+        artifact = torch.jit.load(str(artifact_path), map_location=device)
+    except Exception as exc:
+        return f"cannot load the artifact {artifact_path.name}: {describe_exception(exc)}"
+    started = time.perf_counter()
+    v = spec.validation
+    check = check_candidate(
+        artifact,
+        battery,
+        reference,
+        device,
+        rtol=v.rtol,
+        atol=v.atol,
+        name="artifact",
+        progress=progress,
+        stop_at_first=False,
+    )
+    report["timings"]["battery_s"] += time.perf_counter() - started
+    report.update(
+        shapes=per_shape(check.results),
+        failures=len(check.failures),
+        failed_inputs=check.failures[:MAX_LABELS],
+    )
+    if not check.ok:
+        more = f" (and {len(check.failures) - 1} more inputs)" if len(check.failures) > 1 else ""
+        return f"the artifact {check.error}{more}"
+    started = time.perf_counter()
+    report["libtorch"] = _libtorch_stage(runner, artifact_path, battery, reference, spec, device, progress)
+    report["timings"]["libtorch_s"] = time.perf_counter() - started
+    if error := libtorch_failure(report["libtorch"]):
+        return error
+    progress("measuring latency")
+    started = time.perf_counter()
+    art = measure(artifact, battery[0], device)
+    report["latency"] = _latency(side, art)
+    report["timings"]["latency_s"] += time.perf_counter() - started
+    return None
+
+
+def _latency(side: ModelSide, artifact: Latency) -> dict[str, Any] | None:
+    eager = side.eager_latency
+    if eager is None:
+        return None
+    return latency_entry(
+        eager.input, eager.median_ms, artifact.median_ms, {"eager": eager.runs, "artifact": artifact.runs}
+    )
+
+
+def _libtorch_stage(
+    runner: RunnerChoice,
+    artifact_path: Path,
+    battery: list[BatteryCase],
+    reference: list[Any],
+    spec: ModelSpec,
+    device: torch.device,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    if isinstance(runner, str):
+        return empty_section(runner)
+    v = spec.validation
+    return run_libtorch_stage(
+        artifact_path, battery, reference, v.rtol, v.atol, progress, device=device, runner=runner
+    )
+
+
+class _Conversion:
+    """One judged conversion; holds the report while the stages fill it in."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        spec: ModelSpec,
+        side_dir: Path,
+        out_dir: Path,
+        requested: str,
+        runner: RunnerChoice,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.model_dir, self.spec, self.side_dir, self.out_dir = model_dir, spec, side_dir, out_dir
+        self.requested, self.runner, self.progress = requested, runner, progress
+        self.report = new_report(spec, requested)
+        self.timings = self.report["timings"]
+        self.device = torch.device("cpu")
+        self._latencies: dict[int, tuple[Any, Latency]] = {}
+
+    def run(self) -> ConversionResult:
+        start = time.perf_counter()
+        log = WarningLog(self.model_dir)
+        with log.capture():
+            try:
+                side, battery, reference, self.device = _inputs(
+                    self.model_dir, self.spec, self.side_dir, self.progress
+                )
+                _side_into(self.report, side)
+                result = (
+                    self._result(None, None, side.error)
+                    if side.error
+                    else self._convert(side, battery, reference)
+                )
+            except (ExchangeError, ModelLoadError) as exc:
+                result = self._result(None, None, str(exc))
+        self.report["torch_warnings"] += [
+            w for w in _judge_warnings(log.records) if w not in self.report["torch_warnings"]
+        ]
+        self.timings["total_s"] += time.perf_counter() - start
+        self.report["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
+        report = json_safe(self.report)
+        return ConversionResult(
+            result.ok, result.method, result.torchscript_path, result.exported_path, report, result.error
+        )
+
+    def _convert(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> ConversionResult:
+        self.report["outputs"] = describe_outputs(battery, reference)
+        order = candidate_order(self.requested)
+        passed = [a for a in (self._candidate(name, side, battery, reference) for name in order) if a]
+        if not passed:
+            return self._result(None, None, self._no_candidate_error(order))
+        chosen = passed[0]
+        self.report["why"] = self._why(chosen, order, len(battery))
+        final = self._optimize(chosen, battery, reference)
+        self.report["shapes"] = per_shape(final.check.results)
+        torchscript_path = self.out_dir / ARTIFACT_NAME
+        torchscript_path.write_bytes(final.data)
+        if error := self._libtorch(torchscript_path, battery, reference):
+            return self._result(None, None, error)
+        self._latency(final, side, battery[0])
+        return self._result(chosen.name, torchscript_path, None, self._export(side, battery, reference))
+
+    def _candidate(
+        self, name: str, side: ModelSide, battery: list[BatteryCase], reference: list[Any]
+    ) -> JudgedArtifact | None:
+        claimed = side.candidates.get(name)
+        if claimed is None:
+            self.report["candidates"][name] = candidate_entry(error=f"the model process did not try {name}")
+            return None
+        extra: dict[str, Any] = {}
+        if name == "trace":
+            extra = {"warnings": claimed.warnings, "strict": claimed.strict, "note": claimed.note}
+        entry = self.report["candidates"][name] = {
+            **candidate_entry(
+                error=claimed.error, detail=claimed.detail, hint=claimed.hint, compile_s=claimed.compile_s
+            ),
+            **extra,
+        }
+        if claimed.error is not None:
+            return None
+        path = candidate_path(self.side_dir, claimed.file)
+        try:
+            if path is None:
+                raise FileNotFoundError(f"{claimed.file!r} is not a file the model process wrote")
+            data = path.read_bytes()
+            loaded = torch.jit.load(io.BytesIO(data), map_location=self.device)
+        except Exception as exc:
+            entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
+            return None
+        started = time.perf_counter()
+        with self._timed("battery_s"):
+            check = self._check(loaded, name, battery, reference)
+        hint = claimed.hint
+        if name == "trace" and not check.ok and hint is None:
+            hint = (
+                f"the trace was recorded on input {battery[0].label!r} and replays that run: "
+                "shape- or data-dependent Python code is baked in"
+            )
+        entry.update(
+            candidate_entry(
+                error=None,
+                detail=claimed.detail,
+                hint=hint,
+                check=check,
+                compile_s=claimed.compile_s,
+                battery_s=time.perf_counter() - started,
+            )
+        )
+        return JudgedArtifact(name, data, loaded, check) if check.ok else None
+
+    def _optimize(
+        self, chosen: JudgedArtifact, battery: list[BatteryCase], reference: list[Any]
+    ) -> JudgedArtifact:
+        section = self.report["optimize"]
+        if not self.spec.optimize:
+            section["note"] = "optimize = false in the spec"
+            return chosen
+        self.progress("optimizing")
+        with self._timed("optimize_s"):
+            try:
+                # freeze works on a copy; the accepted artifact's bytes stay as they are
+                optimized = torch.jit.optimize_for_inference(torch.jit.freeze(chosen.loaded.eval()))
+                data, loaded = save_and_reload(optimized, self.device)
+            except Exception as exc:
+                failure = describe_exception(exc)
+                section["note"] = (
+                    f"freeze/optimize_for_inference failed ({failure}); kept the unoptimized artifact"
+                )
+                return chosen
+            check = self._check(loaded, "optimized", battery, reference)
+            if not check.ok:
+                section["note"] = f"the optimized artifact {check.error}; kept the unoptimized artifact"
+                return chosen
+            plain_ms = self._measure(chosen.loaded, battery[0]).median_ms
+            optimized_ms = self._measure(loaded, battery[0]).median_ms
+        section.update(unoptimized_ms=plain_ms, optimized_ms=optimized_ms)
+        if optimized_ms > plain_ms * SLOWER_TOLERANCE:
+            section["note"] = (
+                f"the optimized artifact was slower ({optimized_ms:.3g} ms vs {plain_ms:.3g} ms "
+                "median); kept the unoptimized artifact"
+            )
+            return chosen
+        section.update(
+            applied=True, note="frozen and optimized for inference; matches eager on the whole battery"
+        )
+        return JudgedArtifact(chosen.name, data, loaded, check)
+
+    def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
+        with self._timed("libtorch_s"):
+            section = _libtorch_stage(
+                self.runner, path, battery, reference, self.spec, self.device, self.progress
+            )
+        self.report["libtorch"] = section
+        return libtorch_failure(section)
+
+    def _latency(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
+        self.progress("measuring latency")
+        with self._timed("latency_s"):
+            artifact = self._measure(final.loaded, case)
+        self.report["latency"] = _latency(side, artifact)
+
+    def _measure(self, fn: Any, case: BatteryCase) -> Latency:
+        """Median latency of `fn` on `case`, measured once per callable (optimize and report share it)."""
+        if id(fn) not in self._latencies:
+            self._latencies[id(fn)] = (fn, measure(fn, case, self.device))
+        return self._latencies[id(fn)][1]
+
+    def _export(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> Path | None:
+        claimed = side.export
+        section = self.report["export"]
+        if claimed is None:
+            return None
+        section.update(error=claimed.error, notes=list(claimed.notes), seconds=claimed.seconds)
+        section.update(failed_input=None, max_abs_error=None, max_rel_error=None, ok=False)
+        path = candidate_path(self.side_dir, claimed.file)
+        if claimed.error is not None or path is None:
+            section["error"] = claimed.error or "the model process saved no exported program"
+            return None
+        self.progress("export")
+        with self._timed("export_s"):
+            outcome = judge_program(path, self.spec, self.device, battery, reference, self.progress)
+        check = outcome.check
+        section.update(
+            ok=outcome.ok,
+            error=outcome.error,
+            failed_input=outcome.failed_input,
+            seconds=round(claimed.seconds + outcome.seconds, 4),
+            max_abs_error=check.max_abs_error if check else None,
+            max_rel_error=check.max_rel_error if check else None,
+        )
+        if not outcome.ok:
+            return None
+        exported = self.out_dir / EXPORTED_NAME
+        shutil.copyfile(path, exported)
+        return exported
+
+    def _check(self, fn: Any, name: str, battery: list[BatteryCase], reference: list[Any]) -> CandidateCheck:
+        v = self.spec.validation
+        return check_candidate(
+            fn, battery, reference, self.device, rtol=v.rtol, atol=v.atol, name=name, progress=self.progress
+        )
+
+    def _why(self, chosen: JudgedArtifact, order: tuple[str, ...], size: int) -> str:
+        if len(order) == 1:
+            return f"method = {chosen.name} was requested; it matches eager on all {size} inputs"
+        other = next(n for n in order if n != chosen.name)
+        entry = self.report["candidates"][other]
+        if entry["ok"]:
+            return (
+                f"script and trace both match eager on all {size} inputs; script preferred because "
+                "it keeps control flow and shape logic"
+            )
+        verb = "failed" if other == "script" else "was rejected"
+        return f"{other} {verb}: {entry['error']}; {chosen.name} matches eager on all {size} inputs"
+
+    def _no_candidate_error(self, order: tuple[str, ...]) -> str:
+        reasons = "; ".join(f"{n}: {self.report['candidates'][n]['error']}" for n in order)
+        return (
+            f"neither method works: {reasons}"
+            if len(order) > 1
+            else f"{order[0]} failed: {reasons.split(': ', 1)[1]}"
+        )
+
+    def _result(
+        self,
+        method: str | None,
+        torchscript_path: Path | None,
+        error: str | None,
+        exported_path: Path | None = None,
+    ) -> ConversionResult:
+        self.report["method"] = method
+        self.report["error"] = error
+        if error is not None:
+            self.report["why"] = error
+        return ConversionResult(error is None, method, torchscript_path, exported_path, self.report, error)
+
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
+
+
+def save_and_reload(artifact: Any, device: torch.device) -> tuple[bytes, Any]:
+    """torch.jit.save to bytes and torch.jit.load back: what is validated is what gets stored."""
+    buffer = io.BytesIO()
+    torch.jit.save(artifact, buffer)
+    data = buffer.getvalue()
+    return data, torch.jit.load(io.BytesIO(data), map_location=device)
+
+
+def _judge_warnings(records: list[WarningRecord]) -> list[dict[str, Any]]:
+    from worker.engine.capture import summarize
+
+    return summarize([r for r in records if r.from_torch and r.category != "TracerWarning"])
+
+
+def _write_result(
+    out_dir: Path, ok: bool, error: str | None, report: dict[str, Any], *, method: str | None = None
+) -> None:
+    payload = {"ok": ok, "error": error, "method": method, "report": report}
+    (out_dir / RESULT_FILE).write_text(dumps(payload))

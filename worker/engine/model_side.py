@@ -1,0 +1,165 @@
+"""The model side of a job: the only engine code that imports and runs the model's own code.
+
+Runs in the sandboxed model process (a fresh fork, never reused). It loads the model, builds the
+battery, runs eager on every case, compiles the candidates and exports the program, and writes
+what it found to `out_dir`: the eager outputs (`reference.pt`), the candidate artifacts
+(`script.pt`, `trace.pt`, `model.pt2`) and `model_side.json`. It judges nothing: whatever this
+process claims is checked by the judge, which never imports the model.
+
+Model problems (import errors, bad weights, a forward that raises) end up as `error` in
+`model_side.json`; only exceptions raised by the `progress` callback propagate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from registry.spec import ModelSpec
+from worker.engine.battery import BatteryCase, build_battery
+from worker.engine.capture import WarningLog, describe_exception
+from worker.engine.evaluate import EagerFailure, eager_reference
+from worker.engine.exchange import (
+    REFERENCE_FILE,
+    CandidateSide,
+    EagerLatency,
+    ExportSide,
+    ModelSide,
+    UnsupportedOutput,
+    WarningEntry,
+    save_reference,
+    write_model_side,
+)
+from worker.engine.export import export_program
+from worker.engine.latency import measure
+from worker.engine.loader import ENGINE_LOCK, LoadedModel, ModelLoadError, loaded_model
+from worker.engine.report import warning_entries
+from worker.engine.script import script_model
+from worker.engine.trace import trace_model
+
+PREFERENCE = ("script", "trace")
+EXPORTED_FILE = "model.pt2"
+
+
+def candidate_order(requested: str) -> tuple[str, ...]:
+    """The candidates tried for a requested method, preferred first."""
+    return PREFERENCE if requested == "auto" else (requested,)
+
+
+def run_model_side(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_dir: Path,
+    *,
+    kind: str = "convert",
+    method: str | None = None,
+    progress: Callable[[str], None] = lambda s: None,
+) -> ModelSide:
+    """Run the model's half of a `convert` or `validate` job and write its files to `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    side = ModelSide()
+    log = WarningLog(Path(model_dir))
+    start = time.perf_counter()
+    with ENGINE_LOCK, log.capture():
+        try:
+            progress("loading model")
+            with loaded_model(Path(model_dir), spec) as model:
+                side.timings["load_s"] = time.perf_counter() - start
+                _ModelRun(model, spec, out_dir, side, log, progress).run(kind, method or spec.method)
+        except (ModelLoadError, EagerFailure, UnsupportedOutput) as exc:
+            side.error = str(exc)
+    side.warnings = [WarningEntry(**asdict(r)) for r in log.records if r.category != "TracerWarning"]
+    side.timings = {k: round(v, 4) for k, v in side.timings.items()}
+    side.timings["model_total_s"] = round(time.perf_counter() - start, 4)
+    write_model_side(out_dir, side)
+    return side
+
+
+class _ModelRun:
+    """One model-side run: eager reference, candidates, export, eager latency."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        spec: ModelSpec,
+        out_dir: Path,
+        side: ModelSide,
+        log: WarningLog,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.model, self.spec, self.out_dir, self.side = model, spec, out_dir, side
+        self.log, self.progress = log, progress
+
+    def run(self, kind: str, requested: str) -> None:
+        self.side.kind = self.model.kind
+        with self._timed("battery_s"):
+            self.progress("building battery")
+            battery = build_battery(self.spec, self.model.model_dir)
+            self.side.battery_size = len(battery)
+            reference = eager_reference(
+                self.model.eager, battery, self.model.device, self.model.frames, self.progress
+            )
+            save_reference(reference, self.out_dir / REFERENCE_FILE)
+        if kind == "convert":
+            for name in candidate_order(requested):
+                self.side.candidates[name] = self._candidate(name, battery, reference)
+            self.progress("export")
+            with self._timed("export_s"):
+                self.side.export = self._export(battery)
+        self.progress("measuring latency")
+        with self._timed("latency_s"):
+            eager = measure(self.model.eager, battery[0], self.model.device)
+        self.side.eager_latency = EagerLatency(
+            input=battery[0].label, median_ms=eager.median_ms, runs=eager.runs
+        )
+
+    def _candidate(self, name: str, battery: list[BatteryCase], reference: list[Any]) -> CandidateSide:
+        self.progress(f"{name}: {'compiling' if name == 'script' else 'tracing'}")
+        with self._timed(f"{name}_s"):
+            if name == "script":
+                outcome: Any = script_model(self.model)
+                entry = CandidateSide(error=outcome.error, detail=outcome.detail, hint=outcome.hint)
+            else:
+                outcome = trace_model(self.model, self.spec, battery[0], reference[0], self.log)
+                entry = CandidateSide(
+                    error=outcome.error,
+                    hint=outcome.hint,
+                    warnings=warning_entries(outcome.warnings),
+                    strict=outcome.strict,
+                    note=outcome.note,
+                )
+            entry.compile_s = round(outcome.seconds, 4)
+            if outcome.artifact is None:
+                return entry
+            try:
+                torch.jit.save(outcome.artifact, str(self.out_dir / f"{name}.pt"))
+            except Exception as exc:
+                entry.error = f"saving the {name} artifact failed: {describe_exception(exc)}"
+                return entry
+            entry.file = f"{name}.pt"
+        return entry
+
+    def _export(self, battery: list[BatteryCase]) -> ExportSide:
+        outcome = export_program(self.model, self.spec, battery)
+        side = ExportSide(
+            error=outcome.error, detail=outcome.detail, notes=outcome.notes, seconds=round(outcome.seconds, 4)
+        )
+        if outcome.data is not None:
+            (self.out_dir / EXPORTED_FILE).write_bytes(outcome.data)
+            side.file = EXPORTED_FILE
+        return side
+
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.side.timings[key] = self.side.timings.get(key, 0.0) + time.perf_counter() - start

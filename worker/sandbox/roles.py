@@ -1,0 +1,68 @@
+"""The two untrusted roles, as run inside the sandbox: the model side and the judge.
+
+`paths` names the job's directories as this process sees them (under /job in a private root).
+Everything they produce is a file in `out`; progress goes to the pipe as `P <text>` lines.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from registry.spec import ModelSpec
+
+ROLES = ("model", "judge")
+
+
+class PipeProgress:
+    """The engine's progress callback: one line per call on the supervisor's pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __call__(self, text: str) -> None:
+        line = "P " + " ".join(text.split())[:500] + "\n"
+        os.write(self.fd, line.encode())
+
+
+def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd: int, threads: int) -> None:
+    """Run `role` ("model" or "judge") with the job's arguments; results land in paths['out']."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    progress = PipeProgress(progress_fd)
+    spec = ModelSpec.from_dict(args["spec"])
+    out = Path(paths["out"])
+    if role == "model":
+        from worker.engine.model_side import run_model_side
+
+        run_model_side(
+            Path(paths["model"]), spec, out, kind=args["kind"], method=args.get("method"), progress=progress
+        )
+    elif role == "judge":
+        from worker.engine.judge import judge_conversion, judge_validation
+
+        runner = paths.get("runner") or args.get("runner_skip") or "not attempted"
+        if args["kind"] == "convert":
+            judge_conversion(
+                Path(paths["model"]),
+                spec,
+                Path(paths["candidates"]),
+                out,
+                requested=args["method"],
+                runner=runner,
+                progress=progress,
+            )
+        else:
+            judge_validation(
+                Path(paths["model"]),
+                spec,
+                Path(paths["candidates"]),
+                Path(paths["artifact"]),
+                out,
+                runner=runner,
+                progress=progress,
+            )
+    else:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")

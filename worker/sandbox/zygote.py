@@ -1,0 +1,143 @@
+"""The zygote: a warm template process that has imported torch and the engine but never model code.
+
+A fresh Python that imports torch costs seconds; a fork of one that already has costs
+milliseconds. The supervisor starts one zygote (`python -P -m worker.sandbox.zygote`) with an
+allowlisted environment, so nothing it holds, and nothing a fork of it inherits, is a secret: not
+the database URL, not the broker, not the store's keys. It never runs model code itself.
+
+Protocol, over a SOCK_SEQPACKET socket inherited as fd 3, one JSON message per packet:
+
+    -> {"op": "run", "role": ..., "plan": {...}, "args": {...}}  + the progress pipe's write end
+    <- {"started": pid}      later   <- {"exited": pid, "status": raw wait status}
+    -> {"op": "kill", "pid": pid}    (kills the role's whole process group)
+    -> {"op": "runner", "cache_dir": ..., "enabled": bool}
+    <- {"runner": path, "build_s": s} | {"runner": null, "skip": reason}
+
+The zygote dies with its supervisor (parent-death signal, and end of file on the socket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+CONTROL_FD = 3
+MAX_MESSAGE = 1 << 20
+
+
+def main() -> None:
+    """Import the engine, say ready, then serve requests until the supervisor goes away."""
+    from worker.sandbox import linux
+
+    linux.die_with_parent(signal.SIGKILL)
+    if os.getppid() != int(os.environ.get("REGCTL_ZYGOTE_PARENT", "0")):
+        sys.exit(0)  # the supervisor died before we could ask to die with it
+    sock = socket.socket(fileno=CONTROL_FD)
+    import torch  # noqa: F401  (the point of the zygote: pay this once)
+
+    import worker.engine.judge
+    import worker.engine.model_side
+    import worker.sandbox.launch
+    import worker.sandbox.roles  # noqa: F401
+
+    _send(sock, {"ready": os.getpid()})
+    Zygote(sock).serve()
+
+
+class Zygote:
+    """Serves one supervisor: forks role processes and reports how they ended."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.children: dict[int, int] = {}  # pid -> pidfd
+
+    def serve(self) -> None:
+        while True:
+            ready, _, _ = select.select([self.sock, *self.children.values()], [], [])
+            for fd in ready:
+                if fd is self.sock:
+                    if not self._request():
+                        self._kill_all()
+                        return
+                else:
+                    self._reap(fd)
+
+    def _request(self) -> bool:
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+        except OSError:
+            return False
+        if not data:
+            return False
+        message = json.loads(data)
+        op = message.get("op")
+        if op == "run":
+            self._run(message, fds[0])
+        elif op == "kill":
+            self._kill(int(message["pid"]))
+        elif op == "runner":
+            _send(self.sock, _runner(message))
+        for fd in fds[1:]:
+            os.close(fd)
+        return True
+
+    def _run(self, message: dict[str, Any], progress_fd: int) -> None:
+        from worker.sandbox.launch import launch
+        from worker.sandbox.plan import SandboxPlan
+
+        plan = SandboxPlan.from_json(message["plan"])
+        pid = os.fork()
+        if pid == 0:
+            launch(plan, message["role"], message["args"], progress_fd)
+        os.close(progress_fd)
+        self.children[pid] = os.pidfd_open(pid)
+        _send(self.sock, {"started": pid})
+
+    def _reap(self, pidfd: int) -> None:
+        pid = next(p for p, fd in self.children.items() if fd == pidfd)
+        _, status = os.waitpid(pid, 0)
+        os.close(self.children.pop(pid))
+        _kill_group(pid)  # anything the role left behind in its session (sandbox off or degraded)
+        _send(self.sock, {"exited": pid, "status": status})
+
+    def _kill(self, pid: int) -> None:
+        if pid in self.children:
+            _kill_group(pid)
+
+    def _kill_all(self) -> None:
+        for pid in list(self.children):
+            _kill_group(pid)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _runner(message: dict[str, Any]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from worker.engine.libtorch import RunnerUnavailable, build_runner
+
+    if not message.get("enabled", True):
+        return {"runner": None, "skip": message.get("skip") or "disabled"}
+    cache = message.get("cache_dir")
+    try:
+        runner = build_runner(Path(cache) if cache else None)
+    except RunnerUnavailable as exc:
+        return {"runner": None, "skip": str(exc)}
+    return {"runner": str(runner.path), "build_s": runner.build_s}
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.send(json.dumps(message).encode())
+
+
+if __name__ == "__main__":
+    main()
