@@ -27,6 +27,11 @@ class Settings:
     cancel_grace: float = 30.0
     reconcile_interval: float = 30.0
     worker_max_memory_kb: int = 4 * 1024 * 1024
+    sandbox: str = "auto"  # auto | strict | off: how model code and the judge are confined
+    sandbox_memory_mb: int = 0  # per sandboxed process; 0: three quarters of the machine's memory
+    sandbox_file_mb: int = 16 * 1024  # the largest file a sandboxed process may write
+    sandbox_processes: int = 512  # processes and threads of the sandbox's uid
+    sandbox_uid: int = 64000  # first of the unprivileged uids used when the worker runs as root
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that rebuild these settings in another process (a worker)."""
@@ -36,6 +41,7 @@ class Settings:
             "REGCTL_ARTIFACT_STORE": self.artifact_store,
             "REGCTL_BROKER_URL": self.broker_url or "",
             "REGCTL_GPU_ON_CPU": "1" if self.gpu_on_cpu else "",
+            "REGCTL_SANDBOX": self.sandbox,
         }
         for key, field in _NUMERIC.items():
             env[key] = repr(getattr(self, field))
@@ -64,6 +70,7 @@ class Settings:
             artifact_store=env.get("REGCTL_ARTIFACT_STORE") or str(home / "artifacts"),
             broker_url=env.get("REGCTL_BROKER_URL") or None,
             gpu_on_cpu=env.get("REGCTL_GPU_ON_CPU", "").lower() in {"1", "true", "yes"},
+            sandbox=_sandbox_mode(env.get("REGCTL_SANDBOX") or "auto"),
             **numbers,  # type: ignore[arg-type]
         )
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -81,7 +88,24 @@ _NUMERIC = {
     "REGCTL_CANCEL_GRACE": "cancel_grace",
     "REGCTL_RECONCILE_INTERVAL": "reconcile_interval",
     "REGCTL_WORKER_MAX_MEMORY_KB": "worker_max_memory_kb",
+    "REGCTL_SANDBOX_MEMORY_MB": "sandbox_memory_mb",
+    "REGCTL_SANDBOX_FILE_MB": "sandbox_file_mb",
+    "REGCTL_SANDBOX_PROCESSES": "sandbox_processes",
+    "REGCTL_SANDBOX_UID": "sandbox_uid",
 }
+SANDBOX_MODES = ("auto", "strict", "off")
+
+
+def _sandbox_mode(raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in SANDBOX_MODES:
+        from registry.errors import InvalidInput
+
+        raise InvalidInput(
+            f"REGCTL_SANDBOX={raw!r} is not a sandbox mode; set it to auto (confine model code as far "
+            "as this machine allows), strict (refuse to run without the full sandbox) or off"
+        )
+    return mode
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:

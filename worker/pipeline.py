@@ -1,6 +1,8 @@
-"""Running one job end to end: claim it, fetch its inputs, call the engine, record the outcome.
+"""Running one job end to end: claim it, fetch its inputs, have it judged in sandboxes, record the outcome.
 
-Used by the Celery tasks and by the embedded runner alike; it holds no Celery code.
+Used by the Celery tasks and by the embedded runner alike; it holds no Celery code. This is the
+trusted supervisor: it holds the database and the store, and never imports torch or model code
+(worker/supervisor.py runs the model process and the judge).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from registry.settings import Settings
 from registry.spec import ModelSpec
 from registry.store import ArtifactStore, open_store
 from worker.progress import JobCancelled, JobReporter, JobTimedOut
+from worker.supervisor import WorkDir, run_conversion, run_validation, sandbox_uid
 
 
 def worker_identity() -> str:
@@ -118,11 +121,14 @@ class Stage:
 
 
 def _convert(work: Stage) -> list[JobInfo]:
-    from worker.engine import convert_model
-
     work.reporter.checkpoint("converting")
-    result = convert_model(
-        work.model_dir, work.spec, work.tmp / "out", method=work.job.method, progress=work.reporter
+    result = run_conversion(
+        work.settings,
+        work.spec,
+        _work_dir(work, None),
+        work.job.method or work.spec.method,
+        progress=work.reporter,
+        check=work.reporter.check,
     )
     work.reporter.checkpoint("storing artifacts")
     report = _store_report(work.store, result.report, work.tmp)
@@ -158,8 +164,6 @@ def _convert(work: Stage) -> list[JobInfo]:
 
 
 def _validate(work: Stage) -> list[JobInfo]:
-    from worker.engine import validate_artifact
-
     scripted = [a for a in work.version.artifacts if a.kind == "torchscript"]
     if not scripted:
         record_failure(
@@ -169,9 +173,13 @@ def _validate(work: Stage) -> list[JobInfo]:
             f"{work.version.ref} has no TorchScript artifact; submit a convert job",
         )
         return []
-    work.store.copy_to(scripted[-1].sha256, work.tmp / "model.pt")
+    artifact = work.tmp / "artifact" / "model.pt"
+    artifact.parent.mkdir()
+    work.store.copy_to(scripted[-1].sha256, artifact)
     work.reporter.checkpoint("validating")
-    result = validate_artifact(work.model_dir, work.spec, work.tmp / "model.pt", progress=work.reporter)
+    result = run_validation(
+        work.settings, work.spec, _work_dir(work, artifact), progress=work.reporter, check=work.reporter.check
+    )
     report = _store_report(work.store, result.report, work.tmp)
     summary = {"validated": result.ok, "validation": summarize(result.report)}
     if not result.ok:
@@ -188,6 +196,10 @@ def _validate(work: Stage) -> list[JobInfo]:
     return record_success(
         work.settings, work.job.id, work.worker, [report], summary, {"report_sha256": report.blob.sha256}
     )
+
+
+def _work_dir(work: Stage, artifact: Path | None) -> WorkDir:
+    return WorkDir.create(work.tmp, work.model_dir, artifact, sandbox_uid(work.settings))
 
 
 def _on_device(spec: ModelSpec, device: str | None) -> ModelSpec:

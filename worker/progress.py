@@ -60,6 +60,16 @@ class JobReporter:
         if stage_changed or time.monotonic() - self._last_write >= self.min_interval:
             self._write(text)
 
+    def check(self) -> None:
+        """Raise JobCancelled or JobTimedOut when the job must stop now (called between progress lines)."""
+        if time.monotonic() > self.soft_deadline:
+            raise JobTimedOut(
+                f"stopped at the soft time limit of {self.settings.job_soft_time_limit:g}s "
+                "(REGCTL_JOB_SOFT_TIME_LIMIT); the model took too long or hung"
+            )
+        if self.cancelled:
+            raise JobCancelled("cancelled by the user; the running stage was stopped")
+
     def checkpoint(self, stage: str) -> None:
         """Announce a new stage and stop here if cancel was requested."""
         self(stage)

@@ -55,9 +55,8 @@ from torch.jit import _pickle as jit_pickle
 from worker.engine.battery import BatteryCase
 from worker.engine.compare import compare_outputs
 from worker.engine.loader import SEED
+from worker.engine.runner_location import CACHE_ENV, SWITCH_ENV, default_cache_dir, enabled  # noqa: F401
 
-SWITCH_ENV = "REGCTL_LIBTORCH"
-CACHE_ENV = "REGCTL_LIBTORCH_CACHE"
 SOURCE = Path(__file__).with_name("libtorch_runner.cpp")
 BUILD_TIMEOUT_S = 900.0
 RUN_TIMEOUT_S = 1800.0
@@ -108,25 +107,12 @@ class Runner:
 _BUILT: dict[Path, Runner | RunnerUnavailable] = {}  # per process: built or failed, by binary path
 
 
-def enabled() -> bool:
-    """False when REGCTL_LIBTORCH is 0, false, no or off."""
-    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 def find_compiler() -> str | None:
     """The C++ compiler to build with: $CXX when set, else g++ or c++ on PATH."""
     cxx = os.environ.get("CXX")
     if cxx and shutil.which(cxx):
         return shutil.which(cxx)
     return shutil.which("g++") or shutil.which("c++")
-
-
-def default_cache_dir() -> Path:
-    """Where built runners are kept ($REGCTL_LIBTORCH_CACHE, else the user's cache directory)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "regctl" / "libtorch-runner"
 
 
 def compile_command(compiler: str, source: Path, output: Path) -> list[str]:

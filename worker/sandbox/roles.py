@@ -42,8 +42,11 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
         )
     elif role == "judge":
         from worker.engine.judge import judge_conversion, judge_validation
+        from worker.engine.libtorch import Runner
 
-        runner = paths.get("runner") or args.get("runner_skip") or "not attempted"
+        runner: Runner | str = (
+            Runner(Path(paths["runner"])) if "runner" in paths else args.get("runner_skip") or "not attempted"
+        )
         if args["kind"] == "convert":
             judge_conversion(
                 Path(paths["model"]),

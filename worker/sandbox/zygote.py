@@ -5,7 +5,7 @@ milliseconds. The supervisor starts one zygote (`python -P -m worker.sandbox.zyg
 allowlisted environment, so nothing it holds, and nothing a fork of it inherits, is a secret: not
 the database URL, not the broker, not the store's keys. It never runs model code itself.
 
-Protocol, over a SOCK_SEQPACKET socket inherited as fd 3, one JSON message per packet:
+Protocol, over a SOCK_SEQPACKET socket inherited as fd $REGCTL_ZYGOTE_FD, one JSON message per packet:
 
     -> {"op": "run", "role": ..., "plan": {...}, "args": {...}}  + the progress pipe's write end
     <- {"started": pid}      later   <- {"exited": pid, "status": raw wait status}
@@ -27,7 +27,8 @@ import socket
 import sys
 from typing import Any
 
-CONTROL_FD = 3
+CONTROL_FD_ENV = "REGCTL_ZYGOTE_FD"
+PARENT_ENV = "REGCTL_ZYGOTE_PARENT"
 MAX_MESSAGE = 1 << 20
 
 
@@ -36,9 +37,9 @@ def main() -> None:
     from worker.sandbox import linux
 
     linux.die_with_parent(signal.SIGKILL)
-    if os.getppid() != int(os.environ.get("REGCTL_ZYGOTE_PARENT", "0")):
+    if os.getppid() != int(os.environ.get(PARENT_ENV, "0")):
         sys.exit(0)  # the supervisor died before we could ask to die with it
-    sock = socket.socket(fileno=CONTROL_FD)
+    sock = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     import torch  # noqa: F401  (the point of the zygote: pay this once)
 
     import worker.engine.judge

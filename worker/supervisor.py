@@ -1,0 +1,290 @@
+"""The supervisor's side of a job: lay out a private work directory, run the model process and the
+judge in their sandboxes, and read back what the judge decided.
+
+This module holds credentials (it runs in the pool child or the embedded job process) and never
+imports torch or model code. What it hands the sandboxes is a plan of paths and limits; what it
+takes back is the judge's `result.json` and the artifact files the judge wrote, opened without
+following links.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.settings import Settings
+from registry.spec import ModelSpec
+from worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
+from worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
+from worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
+
+RESULT_FILE = "result.json"
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+_ARTIFACT_INSIDE = f"{JOB_ROOT}/artifact/model.pt"
+_EXIT_REFUSED, _EXIT_ROLE_ERROR = 90, 91  # launch.py's exit codes
+
+
+@dataclass(frozen=True)
+class JudgedJob:
+    """The outcome of a sandboxed convert or validate: the judge's verdict and its files."""
+
+    ok: bool
+    error: str | None
+    method: str | None
+    report: dict[str, Any]
+    torchscript_path: Path | None = None
+    exported_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """The job's private directory tree on the host."""
+
+    root: Path
+    model: Path  # the extracted source: read-only for both roles
+    side: Path  # the model process's output, read-only for the judge
+    judge: Path  # the judge's output
+    artifact: Path | None  # the stored artifact a validate job proves
+
+    @classmethod
+    def create(cls, root: Path, model: Path, artifact: Path | None, uid: int | None) -> WorkDir:
+        """Make the output and scratch directories; as root, hand the outputs to the sandbox uid."""
+        work = cls(root, model, root / "side", root / "judge", artifact)
+        for path in (work.side, work.judge):
+            (path / "tmp").mkdir(parents=True)
+        for name in ("root-model", "root-judge"):
+            (root / name).mkdir()
+        if uid is not None:
+            # the sandbox uid must reach its directories even when no private root can be built
+            os.chmod(root, 0o711)
+            _readable_tree(model)
+            for path in (work.side, work.judge):
+                for item in (path, path / "tmp"):
+                    os.chown(item, uid, uid)
+            if artifact is not None:
+                os.chmod(artifact, 0o444)
+        return work
+
+
+def sandbox_uid(settings: Settings) -> int | None:
+    """The uid sandboxed processes run as when the worker is root (one per supervisor), else None."""
+    if os.getuid() != 0 or settings.sandbox == "off":
+        return None
+    return settings.sandbox_uid + os.getpid() % 1000
+
+
+def run_conversion(
+    settings: Settings,
+    spec: ModelSpec,
+    work: WorkDir,
+    method: str,
+    progress: Callable[[str], None],
+    check: Callable[[], None],
+) -> JudgedJob:
+    """Convert: the model process compiles the candidates, the judge proves them."""
+    return _run(settings, spec, work, {"kind": "convert", "method": method}, progress, check)
+
+
+def run_validation(
+    settings: Settings,
+    spec: ModelSpec,
+    work: WorkDir,
+    progress: Callable[[str], None],
+    check: Callable[[], None],
+) -> JudgedJob:
+    """Validate: the model process recomputes eager, the judge proves the stored artifact again."""
+    return _run(settings, spec, work, {"kind": "validate"}, progress, check)
+
+
+def _run(
+    settings: Settings,
+    spec: ModelSpec,
+    work: WorkDir,
+    args: dict[str, Any],
+    progress: Callable[[str], None],
+    check: Callable[[], None],
+) -> JudgedJob:
+    zygote = shared_zygote()
+    args = {**args, "spec": spec.to_dict()}
+    model_mounts = {
+        "model": Mount(str(work.model), f"{JOB_ROOT}/model"),
+        "out": Mount(str(work.side), f"{JOB_ROOT}/out", writable=True),
+    }
+    model = zygote.run(
+        "model", _plan(settings, spec, work, "root-model", model_mounts), args, progress, check
+    )
+    sandbox = {"model": model.protections}
+    if not model.ok:
+        return _failed(_role_failure("the model process", model, settings), sandbox)
+    judge_mounts = {
+        "model": Mount(str(work.model), f"{JOB_ROOT}/model"),
+        "candidates": Mount(str(work.side), f"{JOB_ROOT}/candidates"),
+        "out": Mount(str(work.judge), f"{JOB_ROOT}/out", writable=True),
+    }
+    runner = _runner()
+    if runner.get("runner"):
+        judge_mounts["runner"] = Mount(runner["runner"], f"{JOB_ROOT}/runner/runner")
+    else:
+        args["runner_skip"] = runner.get("skip") or "not attempted"
+    if work.artifact is not None:
+        judge_mounts["artifact"] = Mount(str(work.artifact), _ARTIFACT_INSIDE)
+    plan = _plan(settings, spec, work, "root-judge", judge_mounts)
+    judge = zygote.run("judge", plan, args, progress, check)
+    sandbox["judge"] = judge.protections
+    if not judge.ok:
+        return _failed(_role_failure("the judge", judge, settings), sandbox)
+    return _verdict(work.judge, sandbox)
+
+
+def _runner() -> dict[str, Any]:
+    if not enabled():
+        return {"runner": None, "skip": f"disabled ({SWITCH_ENV}=0)"}
+    return shared_zygote().runner(str(default_cache_dir()), True)
+
+
+def _plan(
+    settings: Settings, spec: ModelSpec, work: WorkDir, scratch: str, mounts: dict[str, Mount]
+) -> SandboxPlan:
+    threads = torch_threads()
+    uid = sandbox_uid(settings)
+    return SandboxPlan(
+        mode=settings.sandbox,
+        mounts=mounts,
+        masks=secret_paths(settings),
+        limits=Limits(
+            memory_bytes=memory_limit(settings),
+            cpu_seconds=int(settings.job_time_limit * threads + 60),
+            file_bytes=settings.sandbox_file_mb * 1024 * 1024,
+            processes=settings.sandbox_processes,
+        ),
+        uid=uid if uid is not None else os.getuid(),
+        threads=threads,
+        devices=gpu_device_nodes() if spec.device == "cuda" else [],
+        env=allowlisted_env(),
+        scratch=str(work.root / scratch),
+    )
+
+
+def torch_threads() -> int:
+    """Intra-op threads per job: the machine's cores shared among the pool's processes."""
+    from worker.runtime import CONCURRENCY_ENV
+
+    concurrency = int(os.environ.get(CONCURRENCY_ENV) or 1)
+    return max(1, (os.cpu_count() or 1) // max(1, concurrency))
+
+
+def memory_limit(settings: Settings) -> int:
+    """REGCTL_SANDBOX_MEMORY_MB in bytes; 0 means three quarters of the machine's memory."""
+    if settings.sandbox_memory_mb > 0:
+        return settings.sandbox_memory_mb * 1024 * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4
+
+
+def secret_paths(settings: Settings) -> list[str]:
+    """Host paths a sandbox must never see: registry home, database, store, LibTorch cache, homes."""
+    paths = [str(settings.home), str(default_cache_dir()), os.path.expanduser("~"), "/root", "/home"]
+    store = settings.artifact_store
+    if "://" not in store or store.startswith("file://"):
+        paths.append(store.removeprefix("file://"))
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
+        paths.append(os.path.dirname(url.removeprefix("sqlite:///")))
+    import tempfile
+
+    paths.append(tempfile.gettempdir())  # other jobs' work directories
+    return sorted({os.path.abspath(p) for p in paths if p})
+
+
+def gpu_device_nodes() -> list[str]:
+    """The NVIDIA device nodes a cuda job needs, and nothing more."""
+    return sorted(glob.glob("/dev/nvidia*") + glob.glob("/dev/nvidia-caps/*"))
+
+
+def _role_failure(who: str, outcome: RoleOutcome, settings: Settings) -> str:
+    if outcome.refused:
+        return (
+            f"the sandbox could not be set up ({outcome.refused}); REGCTL_SANDBOX=strict refuses to run "
+            "model code without it: fix the machine (see README, Trust model) or set REGCTL_SANDBOX=auto"
+        )
+    status = outcome.status
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"{who} died with {_signal_name(sig)}{_signal_hint(sig, settings)}"
+    code = os.WEXITSTATUS(status)
+    if code == _EXIT_ROLE_ERROR:
+        return f"{who} failed with an internal error; see the worker's log"
+    return f"{who} exited with code {code} before it finished (the model's code ended the process)"
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return f"signal {sig} ({signal.Signals(sig).name})"
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _signal_hint(sig: int, settings: Settings) -> str:
+    if sig == signal.SIGXFSZ:
+        limit = settings.sandbox_file_mb
+        return f": it wrote a file larger than the limit of {limit} MB (REGCTL_SANDBOX_FILE_MB)"
+    if sig in (signal.SIGXCPU, signal.SIGKILL):
+        return ": it ran out of CPU time or memory, or was killed"
+    return ""
+
+
+def _failed(error: str, sandbox: dict[str, Any]) -> JudgedJob:
+    return JudgedJob(False, error, None, {"ok": False, "error": error, "why": error, "sandbox": sandbox})
+
+
+def _verdict(judge_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
+    """Read the judge's result.json and locate the artifact files it wrote."""
+    data = _read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
+    if data is None:
+        return _failed("the judge wrote no result", sandbox)
+    try:
+        result = json.loads(data)
+        report = dict(result["report"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return _failed(f"the judge's result cannot be read: {exc}", sandbox)
+    report["sandbox"] = sandbox
+    ok = bool(result.get("ok"))
+    torchscript = _regular(judge_dir / "model.pt") if ok else None
+    exported = _regular(judge_dir / "model.pt2") if ok and (report.get("export") or {}).get("ok") else None
+    if ok and torchscript is None and result.get("method"):
+        return _failed("the judge accepted an artifact but left no model.pt", sandbox)
+    return JudgedJob(ok, result.get("error"), result.get("method"), report, torchscript, exported)
+
+
+def _regular(path: Path) -> Path | None:
+    try:
+        return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+    except OSError:
+        return None
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def _readable_tree(directory: Path) -> None:
+    for dirpath, _, filenames in os.walk(directory):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
