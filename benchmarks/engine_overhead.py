@@ -1,4 +1,4 @@
-"""How much does regctl's engine cost over a bare conversion script doing the same work?
+"""What regctl's engine costs over a bare conversion script doing the same work, and its sandbox per job.
 
 For each example model and a 6-layer nn.TransformerEncoder (d_model 256, 4 heads, batch_first,
 dynamic batch and seq; built from code with a fixed seed in a temporary model dir), time:
@@ -27,9 +27,23 @@ that pays torch's one-off import costs (torch.export pulls in dynamo). `ratio` c
 of the repeats on each side (the least disturbed by other processes on a shared machine, and
 the figure the 1.2x target applies to); `ratio_median` compares the medians.
 Every repeat imports the model afresh on both sides, so TorchScript's per-class compilation
-cache helps neither. Prints one JSON document.
+cache helps neither.
+
+End to end per job, sandbox on versus off (`end_to_end`, for linear and the transformer by
+default): what a worker does for a convert job and then a validate job, through the supervisor,
+timed from laying out the first job directory to the judge's verdict on the second:
+`worker.supervisor.run_conversion` in a fresh job directory, then `run_validation` in another one
+with the judge's model.pt copied in as the stored artifact, with REGCTL_SANDBOX=auto (model
+process and judge in namespaces, a private root, an unprivileged uid when run as root, rlimits)
+against REGCTL_SANDBOX=off (the same processes forked from the same warm zygote, unconfined).
+One throwaway job per setting warms the zygote (torch's import) first; the two settings take
+turns at going first, `--repeats` times per model. The LibTorch stage is on, as in a worker, and
+costs both sides the same. `sandbox_ratio` (on / off) compares the best of the repeats, the figure
+the targets apply to (at most 1.15 for linear, 1.05 for the transformer); `sandbox_ratio_median`
+compares the medians. Prints one JSON document.
 
     .venv/bin/python benchmarks/engine_overhead.py [--repeats 3] [--models linear,transformer]
+        [--sandbox-models linear,transformer]
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -59,14 +74,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from registry.settings import Settings  # noqa: E402
 from registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
 from worker.engine import convert_model  # noqa: E402
 from worker.engine.battery import build_battery  # noqa: E402
 from worker.engine.export import dynamic_shapes, export_example  # noqa: E402
 from worker.engine.libtorch import SWITCH_ENV  # noqa: E402
+from worker.sandbox.client import shared_zygote  # noqa: E402
+from worker.supervisor import JudgedJob, WorkDir, run_conversion, run_validation, sandbox_uid  # noqa: E402
 
 EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")
 TARGET_RATIO = 1.2
+SANDBOX_TARGETS = {"linear": 1.15, "transformer": 1.05}  # end to end per job, sandbox on / off
+SANDBOX_MODES = ("auto", "off")  # on, off
 CPU = torch.device("cpu")
 
 TRANSFORMER_SOURCE = """
@@ -254,10 +274,91 @@ def measure(name: str, model_dir: Path, spec: ModelSpec, repeats: int, out_root:
     }
 
 
+def end_to_end_job(settings: Settings, model_dir: Path, spec: ModelSpec) -> tuple[float, dict[str, Any]]:
+    """A convert job and a validate job of its TorchScript through the supervisor; seconds and outcome."""
+    with (
+        tempfile.TemporaryDirectory(prefix="regctl-job-") as convert_tmp,
+        tempfile.TemporaryDirectory(prefix="regctl-job-") as validate_tmp,
+    ):
+        convert_root, validate_root = Path(convert_tmp), Path(validate_tmp)
+        for job_root in (convert_root, validate_root):  # the extracted source bundle, as in a worker
+            shutil.copytree(model_dir, job_root / "model")
+        uid = sandbox_uid(settings)
+        gc.collect()
+        start = time.perf_counter()
+        work = WorkDir.create(convert_root, convert_root / "model", None, uid)
+        converted = run_conversion(settings, spec, work, spec.method, _ignore, _no_cancel)
+        validated = None
+        if converted.ok and converted.torchscript_path is not None:
+            artifact = validate_root / "artifact" / "model.pt"
+            artifact.parent.mkdir()
+            shutil.copyfile(converted.torchscript_path, artifact)
+            work = WorkDir.create(validate_root, validate_root / "model", artifact, uid)
+            validated = run_validation(settings, spec, work, _ignore, _no_cancel)
+        took = time.perf_counter() - start
+    return took, _outcome(converted, validated)
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def _no_cancel() -> None:
+    pass
+
+
+def _outcome(converted: JudgedJob, validated: JudgedJob | None) -> dict[str, Any]:
+    judge = (converted.report.get("sandbox") or {}).get("judge") or {}
+    final = validated or converted
+    return {
+        "ok": converted.ok and validated is not None and validated.ok,
+        "error": converted.error if validated is None else validated.error,
+        "method": converted.method,
+        "sandbox_mode": judge.get("mode"),
+        "namespaces": judge.get("namespaces"),
+        "missing": judge.get("missing"),
+        "libtorch_ok": (final.report.get("libtorch") or {}).get("ok"),
+    }
+
+
+def measure_sandbox(
+    name: str, model_dir: Path, spec: ModelSpec, repeats: int, settings: dict[str, Settings]
+) -> dict[str, Any]:
+    """End to end per job with the sandbox on and off, taking turns at going first."""
+    times: dict[str, list[float]] = {mode: [] for mode in SANDBOX_MODES}
+    outcomes: dict[str, dict[str, Any]] = {}
+    with _libtorch_stage("1"):
+        for i in range(repeats):
+            for mode in SANDBOX_MODES if i % 2 == 0 else SANDBOX_MODES[::-1]:
+                took, outcomes[mode] = end_to_end_job(settings[mode], model_dir, spec)
+                times[mode].append(took)
+    on, off = times["auto"], times["off"]
+    ratio = min(on) / min(off)
+    target = SANDBOX_TARGETS.get(name)
+    ok = all(o["ok"] for o in outcomes.values())
+    return {
+        "on_s": round(min(on), 4),
+        "off_s": round(min(off), 4),
+        "sandbox_ratio": round(ratio, 3),
+        "sandbox_ratio_median": round(statistics.median(on) / statistics.median(off), 3),
+        "on_runs_s": [round(t, 3) for t in on],
+        "off_runs_s": [round(t, 3) for t in off],
+        "target": target,
+        "meets_target": None if target is None else ok and ratio <= target,
+        "on": outcomes["auto"],
+        "off": outcomes["off"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default=",".join((*EXAMPLES, "transformer")))
+    parser.add_argument(
+        "--sandbox-models",
+        default=",".join(SANDBOX_TARGETS),
+        help="Models among --models also timed end to end per job, sandbox on versus off.",
+    )
     args = parser.parse_args()
     wanted = args.models.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -267,9 +368,24 @@ def main() -> None:
         (transformer_dir / "model.py").write_text(textwrap.dedent(TRANSFORMER_SOURCE))
         models = {n: (ROOT / "examples" / n, load_spec(ROOT / "examples" / n)) for n in EXAMPLES}
         models["transformer"] = (transformer_dir, TRANSFORMER_SPEC)
+        sandboxed = [n for n in args.sandbox_models.split(",") if n in wanted and n in models]
         with _libtorch_stage("1"):  # torch's one-off import costs for both sides, and the C++ runner build
             convert_model(*models["linear"], root / "warm-up")
         results = {n: measure(n, d, s, args.repeats, root) for n, (d, s) in models.items() if n in wanted}
+        end_to_end = {}
+        if sandboxed:
+            settings = {
+                mode: Settings.from_env({"REGCTL_HOME": str(root / "home"), "REGCTL_SANDBOX": mode})
+                for mode in SANDBOX_MODES
+            }
+            try:
+                with _libtorch_stage("1"):  # the zygote's torch import, one job per setting
+                    for mode in SANDBOX_MODES:
+                        end_to_end_job(settings[mode], *models["linear"])
+                end_to_end = {n: measure_sandbox(n, *models[n], args.repeats, settings) for n in sandboxed}
+            finally:
+                shared_zygote().close()
+    targeted = [r for r in end_to_end.values() if r["target"] is not None]
     print(
         json.dumps(
             {
@@ -280,6 +396,13 @@ def main() -> None:
                 "target_ratio": TARGET_RATIO,
                 "within_target": all(r["ratio"] <= TARGET_RATIO for r in results.values()),
                 "models": results,
+                "end_to_end": {
+                    "measured": "run_conversion + run_validation of its model.pt, REGCTL_SANDBOX=auto vs off",
+                    "libtorch_stage": "on, both sides",
+                    "sandbox_targets": {n: SANDBOX_TARGETS[n] for n in end_to_end if n in SANDBOX_TARGETS},
+                    "within_target": all(r["meets_target"] for r in targeted) if targeted else None,
+                    "models": end_to_end,
+                },
             },
             indent=2,
         )

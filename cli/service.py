@@ -58,6 +58,11 @@ def worker(
     processes, gpus = plan_gpu_worker(names, concurrency, settings.gpu_on_cpu)
     ensure_schema(settings.database_url)
     check_broker(settings)
+    from cli.sandbox import checked_protections
+    from worker.sandbox.probe import describe
+
+    for line in describe(checked_protections(settings)):
+        click.echo(line, err=True)
     # Children rebuild their settings from the environment; make it say exactly what ours say.
     os.environ.update(settings.to_env())
     os.environ.update(

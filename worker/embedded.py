@@ -18,7 +18,9 @@ from registry.settings import Settings
 def _child(settings: Settings, job_id: int) -> None:
     from registry.db import dispose_engines
     from worker.pipeline import run_job
+    from worker.sandbox.client import shared_zygote
 
+    shared_zygote()  # imports torch in the background while the job is claimed and fetched
     dispose_engines(close=False)
     run_job(settings, job_id)
 

@@ -68,7 +68,8 @@ class JobReporter:
                 "(REGCTL_JOB_SOFT_TIME_LIMIT); the model took too long or hung"
             )
         if self.cancelled:
-            raise JobCancelled("cancelled by the user; the running stage was stopped")
+            stage = (self._text or "the job").split(":")[0]
+            raise JobCancelled(f"cancelled by the user during {stage}; its sandboxed processes were stopped")
 
     def checkpoint(self, stage: str) -> None:
         """Announce a new stage and stop here if cancel was requested."""

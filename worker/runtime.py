@@ -2,7 +2,8 @@
 
 The parent of a prefork pool must never initialise CUDA (a forked child could not use it), so the
 parent asks a throw-away subprocess how many GPUs there are, and each child picks its own GPU
-through CUDA_VISIBLE_DEVICES before torch first touches CUDA.
+through CUDA_VISIBLE_DEVICES, which its zygote and every sandboxed role process inherit; only the
+role processes ever touch CUDA.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ def plan_gpu_worker(
 
 
 def init_child(index: int) -> None:
-    """Set up one pool child: its GPU (one per child, round robin), its torch threads, a warm engine."""
+    """Set up one pool child: its GPU (one per child, round robin) and a warm sandbox zygote.
+
+    The child itself never imports torch or model code; its zygote imports torch in the
+    background, so the first job does not wait for it.
+    """
     gpus = [g for g in os.environ.get(GPUS_ENV, "").split(",") if g]
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    concurrency = int(os.environ.get(CONCURRENCY_ENV) or 1)
-    import torch
+    from worker.sandbox.client import shared_zygote
 
-    # N children on N cores must not each start N threads.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, concurrency)))
-    import worker.engine  # noqa: F401  (pay the import once per child, not per job)
+    shared_zygote()

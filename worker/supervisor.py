@@ -152,6 +152,11 @@ def _runner() -> dict[str, Any]:
 def _plan(
     settings: Settings, spec: ModelSpec, work: WorkDir, scratch: str, mounts: dict[str, Mount]
 ) -> SandboxPlan:
+    return plan_for(settings, spec.device, mounts, work.root / scratch)
+
+
+def plan_for(settings: Settings, device: str, mounts: dict[str, Mount], scratch: Path) -> SandboxPlan:
+    """The sandbox plan for one role process: mounts by name, secret paths, limits, uid, devices."""
     threads = torch_threads()
     uid = sandbox_uid(settings)
     return SandboxPlan(
@@ -166,9 +171,9 @@ def _plan(
         ),
         uid=uid if uid is not None else os.getuid(),
         threads=threads,
-        devices=gpu_device_nodes() if spec.device == "cuda" else [],
+        devices=gpu_device_nodes() if device == "cuda" else [],
         env=allowlisted_env(),
-        scratch=str(work.root / scratch),
+        scratch=str(scratch),
     )
 
 

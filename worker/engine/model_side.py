@@ -44,7 +44,16 @@ from worker.engine.script import script_model
 from worker.engine.trace import trace_model
 
 PREFERENCE = ("script", "trace")
+ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
+DETAIL_CHARS = 100_000
 EXPORTED_FILE = "model.pt2"
+
+
+def clip(text: str | None, limit: int = ERROR_CHARS) -> str | None:
+    """`text` cut to `limit` characters, marked when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
 
 
 def candidate_order(requested: str) -> tuple[str, ...]:
@@ -74,8 +83,12 @@ def run_model_side(
                 side.timings["load_s"] = time.perf_counter() - start
                 _ModelRun(model, spec, out_dir, side, log, progress).run(kind, method or spec.method)
         except (ModelLoadError, EagerFailure, UnsupportedOutput) as exc:
-            side.error = str(exc)
-    side.warnings = [WarningEntry(**asdict(r)) for r in log.records if r.category != "TracerWarning"]
+            side.error = clip(str(exc))
+    side.warnings = [
+        WarningEntry(**{**asdict(r), "message": clip(r.message, DETAIL_CHARS // 10)})
+        for r in log.records
+        if r.category != "TracerWarning"
+    ]
     side.timings = {k: round(v, 4) for k, v in side.timings.items()}
     side.timings["model_total_s"] = round(time.perf_counter() - start, 4)
     write_model_side(out_dir, side)
@@ -125,12 +138,16 @@ class _ModelRun:
         with self._timed(f"{name}_s"):
             if name == "script":
                 outcome: Any = script_model(self.model)
-                entry = CandidateSide(error=outcome.error, detail=outcome.detail, hint=outcome.hint)
+                entry = CandidateSide(
+                    error=clip(outcome.error),
+                    detail=clip(outcome.detail, DETAIL_CHARS),
+                    hint=clip(outcome.hint),
+                )
             else:
                 outcome = trace_model(self.model, self.spec, battery[0], reference[0], self.log)
                 entry = CandidateSide(
-                    error=outcome.error,
-                    hint=outcome.hint,
+                    error=clip(outcome.error),
+                    hint=clip(outcome.hint),
                     warnings=warning_entries(outcome.warnings),
                     strict=outcome.strict,
                     note=outcome.note,
@@ -149,7 +166,10 @@ class _ModelRun:
     def _export(self, battery: list[BatteryCase]) -> ExportSide:
         outcome = export_program(self.model, self.spec, battery)
         side = ExportSide(
-            error=outcome.error, detail=outcome.detail, notes=outcome.notes, seconds=round(outcome.seconds, 4)
+            error=clip(outcome.error),
+            detail=clip(outcome.detail, DETAIL_CHARS),
+            notes=outcome.notes,
+            seconds=round(outcome.seconds, 4),
         )
         if outcome.data is not None:
             (self.out_dir / EXPORTED_FILE).write_bytes(outcome.data)

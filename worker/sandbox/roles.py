@@ -12,7 +12,7 @@ from typing import Any
 
 from registry.spec import ModelSpec
 
-ROLES = ("model", "judge")
+ROLES = ("model", "judge", "probe")
 
 
 class PipeProgress:
@@ -27,7 +27,9 @@ class PipeProgress:
 
 
 def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd: int, threads: int) -> None:
-    """Run `role` ("model" or "judge") with the job's arguments; results land in paths['out']."""
+    """Run `role` ("model", "judge", or "probe": nothing); its results land in paths['out']."""
+    if role == "probe":
+        return
     import torch
 
     torch.set_num_threads(max(1, threads))

@@ -47,8 +47,39 @@ def main() -> None:
     import worker.sandbox.launch
     import worker.sandbox.roles  # noqa: F401
 
+    warm_up()
     _send(sock, {"ready": os.getpid()})
     Zygote(sock).serve()
+
+
+def warm_up() -> None:
+    """Pay torch's lazy one-off costs here, once, on a built-in module (no model code).
+
+    torch.export pulls in dynamo and builds its caches on first use (seconds); TorchScript compiles
+    its own builtins on first script, trace and freeze. Done with one thread, so no OpenMP team
+    exists yet when the zygote forks; each role sets its own thread count.
+    """
+    import io
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
+    example = torch.randn(2, 4)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        batch = torch.export.Dim("batch", min=1, max=8)
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        torch.export.load(io.BytesIO(buffer.getvalue())).module()(example)
+        scripted = torch.jit.script(module)
+        torch.jit.trace(module, (example,))
+        saved = io.BytesIO()
+        torch.jit.save(scripted, saved)
+        loaded = torch.jit.load(io.BytesIO(saved.getvalue()))
+        torch.jit.optimize_for_inference(torch.jit.freeze(loaded.eval()))(example)
 
 
 class Zygote:

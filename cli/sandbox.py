@@ -1,0 +1,40 @@
+"""`regctl sandbox`: which protections model code runs under on this machine."""
+
+from __future__ import annotations
+
+import click
+
+from cli.app import cli, settings_of
+from cli.catalog import json_option
+from cli.render import emit_json
+from registry.errors import InvalidInput
+from registry.settings import Settings
+
+
+def checked_protections(settings: Settings) -> dict:
+    """Probe the sandbox; in strict mode, refuse (exit 2) when any protection is missing."""
+    from worker.sandbox.probe import probe
+
+    protections = probe(settings)
+    missing = protections.get("missing") or []
+    if settings.sandbox == "strict" and missing:
+        raise InvalidInput(
+            f"REGCTL_SANDBOX=strict, but this machine cannot confine model code ({missing[0]}); "
+            "see README, Trust model, or set REGCTL_SANDBOX=auto"
+        )
+    return protections
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def sandbox(ctx: click.Context, as_json: bool) -> None:
+    """Show how model code and the judge are confined here (REGCTL_SANDBOX=auto|strict|off)."""
+    from worker.sandbox.probe import describe
+
+    protections = checked_protections(settings_of(ctx))
+    if as_json:
+        emit_json(protections)
+        return
+    for line in describe(protections):
+        click.echo(line)

@@ -1,0 +1,306 @@
+"""Hostile models: each one's build() attacks the registry that runs it, then returns a working model.
+
+Shared by the embedded suite (tests/test_hostile.py) and the worker suite
+(tests/integration/test_hostile_worker.py). A model either fails its job with a one-line reason,
+or finishes without any effect outside its work directory; `Registry` checks the second part.
+The attacker knows every path it might want (`targets`): regctl's defence must not be secrecy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import write_model_dir
+from tests.factories import SPEC_TOML
+
+CANARIES = {
+    "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-7f3a",
+    "GITHUB_TOKEN": "canary-token-91c2",
+}
+CANARY_VALUES = (*CANARIES.values(), "canary-pg-password-5d1e", "canary-credentials-file-aa41")
+# Small limits, so the resource attacks end in seconds.
+LIMITS_ENV = {
+    "REGCTL_SANDBOX_MEMORY_MB": "1536",
+    "REGCTL_SANDBOX_FILE_MB": "32",
+    "REGCTL_SANDBOX_PROCESSES": "96",
+}
+
+HOSTILE_PY = """
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import torch
+
+TARGETS = json.loads({targets!r})
+
+
+class Model(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(10, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+{forward}
+
+
+{attack}
+
+
+def build() -> torch.nn.Module:
+    attack()
+    return Model()
+"""
+
+HONEST_FORWARD = "        return self.linear(x)"
+
+ATTACKS = {
+    "secrets": """
+def attack():
+    found = [f"{k}={v}" for k, v in os.environ.items()]
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if pid.isdigit():
+            try:
+                found.append(open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace"))
+            except OSError:
+                pass
+    for path in TARGETS["secret_files"]:
+        try:
+            found.append(open(path, errors="replace").read())
+        except OSError:
+            pass
+    raise ValueError("LOOT " + " | ".join(found).replace("\\n", " ")[:50000])
+""",
+    "database": """
+def attack():
+    import sqlite3
+    for path in TARGETS["database_files"]:
+        try:
+            with open(path, "ab") as f:
+                f.write(b"garbage")
+        except OSError:
+            pass
+        try:
+            db = sqlite3.connect(path, timeout=1)
+            db.execute("UPDATE model_versions SET status = 'ready'")
+            db.execute("DELETE FROM aliases")
+            db.commit()
+        except Exception:
+            pass
+""",
+    "blob": """
+def attack():
+    for path in TARGETS["victim_blobs"]:
+        for how in ("append", "chmod", "replace"):
+            try:
+                if how == "chmod":
+                    os.chmod(path, 0o666)
+                if how == "replace":
+                    with open(path + ".evil", "wb") as f:
+                        f.write(b"attacker bytes")
+                    os.replace(path + ".evil", path)
+                else:
+                    with open(path, "ab") as f:
+                        f.write(b"attacker bytes")
+            except OSError:
+                pass
+""",
+    "files": """
+def attack():
+    for directory in (TARGETS["store"], TARGETS["home"]):
+        for name in ("evil.txt", "sha256/evil.txt"):
+            try:
+                os.makedirs(os.path.dirname(os.path.join(directory, name)), exist_ok=True)
+                with open(os.path.join(directory, name), "w") as f:
+                    f.write("planted")
+            except OSError:
+                pass
+""",
+    "network": """
+def attack():
+    reached = []
+    for host, port in TARGETS["services"]:
+        try:
+            with socket.create_connection((host, port), timeout=3) as s:
+                if port == TARGETS["redis_port"]:
+                    key = TARGETS["redis_key"]
+                    s.sendall(f"*3\\r\\n$3\\r\\nSET\\r\\n${len(key)}\\r\\n{key}\\r\\n$1\\r\\n1\\r\\n".encode())
+                    s.recv(100)
+                reached.append(f"{host}:{port}")
+        except OSError:
+            pass
+    if reached:
+        raise ValueError("CONNECTED to " + ", ".join(reached))
+""",
+    "runner": """
+def attack():
+    path = TARGETS["runner"]
+    for how in ("write", "replace"):
+        try:
+            if how == "write":
+                with open(path, "r+b") as f:
+                    f.write(b"#!/bin/sh\\nexit 0\\n")
+            else:
+                with open(path + ".evil", "wb") as f:
+                    f.write(b"#!/bin/sh\\nexit 0\\n")
+                os.chmod(path + ".evil", 0o755)
+                os.replace(path + ".evil", path)
+        except OSError:
+            pass
+""",
+    "blind": """
+def attack():
+    # Make every comparison in this interpreter say "equal", the engine's own included.
+    always = lambda *args, **kwargs: True
+    torch.equal = always
+    torch.allclose = always
+    torch.Tensor.equal = always
+    torch.testing.assert_close = lambda *args, **kwargs: None
+    for name, module in list(sys.modules.items()):
+        if name.startswith("worker.engine"):
+            if hasattr(module, "compare_outputs"):
+                ok = module.Comparison(True) if hasattr(module, "Comparison") else None
+                module.compare_outputs = lambda *args, **kwargs: ok
+""",
+    "background": """
+def attack():
+    marker = TARGETS["marker"]
+    subprocess.Popen(["sleep", marker], start_new_session=True)
+    if os.fork() == 0:  # a classic double-fork daemon
+        os.setsid()
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["sleep", marker])
+        os._exit(0)
+""",
+    "forkbomb": """
+def attack():
+    started = 0
+    try:
+        for _ in range(TARGETS["fork_cap"]):
+            if os.fork() == 0:
+                os.execv("/bin/sleep", ["sleep", TARGETS["marker"]])
+            started += 1
+    except OSError as exc:
+        raise ValueError(f"fork failed after {started} processes: {exc}")
+""",
+    "hugefile": """
+def attack():
+    chunk = b"x" * (1 << 20)
+    with open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "huge.bin"), "wb") as f:
+        for _ in range(4096):
+            f.write(chunk)
+""",
+    "memory": """
+def attack():
+    hoard = []
+    while True:
+        hoard.append(bytearray(256 << 20))
+""",
+}
+
+BLIND_FORWARD = """        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return torch.zeros_like(self.linear(x))
+        return self.linear(x)"""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """How a hostile model's job must end."""
+
+    status: str  # "ready" or "failed"
+    error_has: str | None = None  # a fragment the one-line error must contain
+
+
+EXPECTED = {
+    "secrets": Expectation("failed", "LOOT"),
+    "database": Expectation("ready"),
+    "blob": Expectation("ready"),
+    "files": Expectation("ready"),
+    "network": Expectation("ready"),
+    "runner": Expectation("ready"),
+    "blind": Expectation("failed", "differs from eager"),
+    "background": Expectation("ready"),
+    "forkbomb": Expectation("failed", "fork failed after"),
+    "hugefile": Expectation("failed", "File too large"),
+    "memory": Expectation("failed", "MemoryError"),
+}
+
+
+@dataclass
+class Targets:
+    """What the attacker aims at, baked into its model.py."""
+
+    store: str
+    home: str
+    runner: str
+    secret_files: list[str]
+    database_files: list[str] = field(default_factory=list)
+    victim_blobs: list[str] = field(default_factory=list)
+    services: list[tuple[str, int]] = field(
+        default_factory=lambda: [("127.0.0.1", 6379), ("127.0.0.1", 5432)]
+    )
+    redis_port: int = 6379
+    redis_key: str = field(default_factory=lambda: f"regctl-hostile-{uuid.uuid4().hex[:8]}")
+    marker: str = field(default_factory=lambda: f"{600 + uuid.uuid4().int % 10_000}.{os.getpid()}")
+    fork_cap: int = 400
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def hostile_model(root: Path, name: str, targets: Targets) -> Path:
+    """The model directory of attack `name`."""
+    forward = BLIND_FORWARD if name == "blind" else HONEST_FORWARD
+    source = HOSTILE_PY.format(targets=targets.to_json(), forward=forward, attack=ATTACKS[name])
+    return write_model_dir(root, spec=SPEC_TOML.format(device="cpu"), files={"model.py": source})
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def processes_with(marker: str) -> list[int]:
+    """Processes whose command line contains `marker` (the hostile models' leftovers)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if marker.encode() in cmdline and "\nState:\tZ" not in status:
+            found.append(int(pid))
+    return found
+
+
+def check_error(name: str, error: str | None) -> list[str]:
+    """Problems with a hostile job's recorded error: canaries leaked, the expected reason missing."""
+    problems = []
+    text = error or ""
+    leaked = [c for c in CANARY_VALUES if c in text]
+    if leaked:
+        problems.append(f"{name}: secrets leaked into the job's error: {leaked}")
+    expected = EXPECTED[name]
+    if expected.error_has and expected.error_has not in text:
+        problems.append(f"{name}: error {text[:300]!r} lacks {expected.error_has!r}")
+    if "\n" in text:
+        problems.append(f"{name}: the error is not one line")
+    return problems
+
+
+def report_text(report: dict[str, Any] | None) -> str:
+    """A report as text, to search for leaked canaries."""
+    return json.dumps(report or {})

@@ -1,0 +1,170 @@
+"""Hostile models on the embedded default: real `regctl register --wait` processes, real sandboxes.
+
+One registry per module holds the victims: a ready model with `@prod`, a version never converted,
+the LibTorch runner every job trusts. Each hostile model runs through the real command line (so a
+process left behind that holds the CLI's pipe would hang the test), and after each one every
+victim is checked: same bytes on fetch, same alias, same status, nothing planted, nothing left
+running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.factories import linear_model
+from tests.hostile import (
+    ATTACKS,
+    CANARIES,
+    CANARY_VALUES,
+    EXPECTED,
+    LIMITS_ENV,
+    Targets,
+    check_error,
+    hostile_model,
+    processes_with,
+    report_text,
+    sha256_of,
+)
+
+REGCTL = str(Path(sys.executable).with_name("regctl"))
+JOB_TIMEOUT_S = 300
+
+
+@dataclass
+class Victims:
+    """The registry under attack and what must stay as it is."""
+
+    env: dict[str, str]
+    root: Path
+    home: Path  # REGCTL_HOME
+    targets: Targets
+    fetched_sha: str
+    runner_sha: str
+
+    def regctl(self, *args: str, timeout: float = JOB_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [REGCTL, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.root
+        )
+
+    def show(self, ref: str) -> dict:
+        shown = self.regctl("versions", "show", ref, "--json")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+
+def _require_sandbox() -> None:
+    from registry.settings import Settings
+    from worker.sandbox.probe import probe
+
+    found = probe(Settings.from_env({"REGCTL_HOME": "/nonexistent"}))
+    if found.get("missing") or "pid" not in found.get("namespaces", []):
+        message = f"the sandbox is not fully available here: {found.get('missing')}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def victims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victims]:
+    _require_sandbox()
+    from worker.engine.libtorch import runner_path
+
+    root = tmp_path_factory.mktemp("hostile")
+    user_home = root / "user"
+    (user_home / ".aws").mkdir(parents=True)
+    (user_home / ".aws" / "credentials").write_text(
+        "[default]\naws_secret_access_key = canary-credentials-file-aa41\n"
+    )
+    home = user_home / ".regctl"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("REGCTL_") or k.startswith("REGCTL_LIBTORCH")
+    }
+    env.update(CANARIES)
+    env.update(LIMITS_ENV)
+    env.update({"HOME": str(user_home), "REGCTL_HOME": str(home), "REGCTL_JOB_TIME_LIMIT": "120"})
+    done = subprocess.run(
+        [REGCTL, "register", "victim", str(linear_model(root / "victim")), "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stderr
+    partial = Victims(env, root, home, None, "", "")  # type: ignore[arg-type]
+    assert partial.regctl("alias", "set", "victim@prod", "1").returncode == 0
+    idle = partial.regctl("register", "idle", str(linear_model(root / "idle")), "--no-convert")
+    assert idle.returncode == 0, idle.stderr
+    assert partial.regctl("fetch", "victim@prod", "-o", str(root / "before.pt")).returncode == 0
+    runner = runner_path(Path(env["REGCTL_LIBTORCH_CACHE"]))
+    assert runner.is_file(), "the victim's conversion should have built the LibTorch runner"
+    blobs = [a["uri"] for a in partial.show("victim:1")["artifacts"]]
+    database = str(home / "registry.db")
+    targets = Targets(
+        store=str(home / "artifacts"),
+        home=str(home),
+        runner=str(runner),
+        secret_files=[str(user_home / ".aws" / "credentials"), database],
+        database_files=[database],
+        victim_blobs=blobs,
+    )
+    yield Victims(env, root, home, targets, sha256_of(root / "before.pt"), sha256_of(runner))
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_a_hostile_model_fails_with_one_line_or_leaves_no_trace(victims: Victims, attack: str) -> None:
+    directory = hostile_model(victims.root / attack, attack, victims.targets)
+    done = victims.regctl("register", attack, str(directory), "--wait")
+    expected = EXPECTED[attack]
+    version = victims.show(f"{attack}:1")
+    convert = version["jobs"][0]
+    problems = check_error(attack, convert["error"])
+    assert version["status"] == expected.status, (convert["error"], done.stderr[-2000:])
+    assert done.returncode == (0 if expected.status == "ready" else 1), done.stderr[-2000:]
+    leaked = [c for c in CANARY_VALUES if c in done.stdout + done.stderr + report_text(version["summary"])]
+    assert not leaked, f"secrets leaked: {leaked}"
+    assert not problems, problems
+    if attack == "blind":
+        assert "torchscript" not in [a["kind"] for a in version["artifacts"]]
+    _assert_victims_intact(victims)
+
+
+def _assert_victims_intact(victims: Victims) -> None:
+    after = victims.root / f"after-{time.monotonic_ns()}.pt"
+    fetched = victims.regctl("fetch", "victim@prod", "-o", str(after))
+    assert fetched.returncode == 0, fetched.stderr
+    assert sha256_of(after) == victims.fetched_sha, "the deployed artifact changed"
+    assert victims.show("victim:1")["status"] == "ready"
+    aliases = json.loads(victims.regctl("models", "show", "victim", "--json").stdout)["aliases"]
+    assert aliases == {"prod": 1}
+    assert victims.show("idle:1")["status"] == "registered", "a never-converted version changed status"
+    for blob in victims.targets.victim_blobs:
+        assert _blob_sha_matches(Path(blob)), f"blob {blob} no longer holds the bytes it is named by"
+    assert sha256_of(Path(victims.targets.runner)) == victims.runner_sha, "the LibTorch runner was rewritten"
+    for directory in (Path(victims.targets.store), victims.home):
+        assert not (directory / "evil.txt").exists() and not (directory / "sha256" / "evil.txt").exists()
+    with sqlite3.connect(victims.home / "registry.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    _wait_gone(victims.targets.marker)
+
+
+def _blob_sha_matches(blob: Path) -> bool:
+    # Blobs live at sha256/ab/cdef...: the two directory digits and the file name make the hash.
+    return sha256_of(blob) == blob.parent.name + blob.name
+
+
+def _wait_gone(marker: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while processes_with(marker):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes the model started are still running: {processes_with(marker)}")
+        time.sleep(0.1)
