@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import stat
 from collections.abc import Callable
@@ -248,6 +249,29 @@ def _failed(error: str, sandbox: dict[str, Any]) -> JudgedJob:
     return JudgedJob(False, error, None, {"ok": False, "error": error, "why": error, "sandbox": sandbox})
 
 
+MAX_ERROR_CHARS = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def one_line(text: str | None) -> str | None:
+    """A job error fit for the database and a terminal: one line, no control characters, bounded."""
+    if text is None:
+        return None
+    flat = " ".join(_CONTROL.sub("", text).split())
+    return flat if len(flat) <= MAX_ERROR_CHARS else flat[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def scrub(value: Any) -> Any:
+    """A copy of a report without NUL and other control characters (PostgreSQL refuses NUL in text)."""
+    if isinstance(value, str):
+        return _CONTROL.sub("", value)
+    if isinstance(value, dict):
+        return {scrub(str(k)): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
 def _verdict(judge_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
     """Read the judge's result.json and locate the artifact files it wrote."""
     data = _read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
@@ -258,13 +282,26 @@ def _verdict(judge_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
         report = dict(result["report"])
     except (ValueError, KeyError, TypeError) as exc:
         return _failed(f"the judge's result cannot be read: {exc}", sandbox)
+    report = scrub(report)
     report["sandbox"] = sandbox
     ok = bool(result.get("ok"))
     torchscript = _regular(judge_dir / "model.pt") if ok else None
     exported = _regular(judge_dir / "model.pt2") if ok and (report.get("export") or {}).get("ok") else None
     if ok and torchscript is None and result.get("method"):
         return _failed("the judge accepted an artifact but left no model.pt", sandbox)
-    return JudgedJob(ok, result.get("error"), result.get("method"), report, torchscript, exported)
+    error = one_line(result.get("error")) if not ok else None
+    if not ok:
+        report["error"] = error
+        if "why" in report:
+            report["why"] = error
+    return JudgedJob(
+        ok,
+        error or (None if ok else "the judge gave no reason"),
+        result.get("method"),
+        report,
+        torchscript,
+        exported,
+    )
 
 
 def _regular(path: Path) -> Path | None:
