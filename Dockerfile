@@ -10,8 +10,12 @@ COPY migrations migrations
 # A CPU wheel by default; build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 for GPU workers.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "torch==2.13.0" ".[s3]" && useradd -m regctl
+# Build the LibTorch runner once, where every user can run it and none but root can change it, so no
+# worker compiles it on its first job and no sandboxed model can replace it.
+ENV REGCTL_LIBTORCH_CACHE=/opt/regctl/libtorch-runner
+RUN python -m worker.engine.libtorch && chmod -R a+rX,go-w /opt/regctl
+# The CLI runs as an ordinary user. Workers run as root in compose: root is what lets the sandbox
+# build namespaces and drop each model process to an unprivileged uid of its own (README, Trust model).
 USER regctl
-# Build the LibTorch runner once, so no worker compiles it on its first job.
-RUN python -m worker.engine.libtorch
 ENV REGCTL_HOME=/home/regctl/.regctl
 ENTRYPOINT ["regctl"]

@@ -47,3 +47,23 @@ def test_workers_share_the_artifact_volume_and_the_database() -> None:
     assert rendered.count("REGCTL_ARTIFACT_STORE: s3://regctl/artifacts") >= 3
     assert rendered.count("AWS_ENDPOINT_URL_S3: http://minio:9000") >= 3
     assert "driver: nvidia" in rendered and "- gpu" in rendered
+
+
+def test_workers_get_what_the_sandbox_needs_and_nothing_broader() -> None:
+    rendered = _config("gpu")
+    workers = [_service_block(rendered, name) for name in ("worker-cpu", "worker-gpu")]
+    for block in workers:
+        assert "cap_add:\n    - SYS_ADMIN" in block
+        assert "apparmor=unconfined" in block
+        assert "REGCTL_SANDBOX: strict" in block
+        assert "privileged" not in block and "seccomp=unconfined" not in block
+    for name in ("beat", "migrate", "redis", "postgres"):
+        assert "SYS_ADMIN" not in _service_block(rendered, name)
+
+
+def _service_block(rendered: str, name: str) -> str:
+    """The lines of one service in `docker-compose config` output (up to the next service)."""
+    lines = rendered.splitlines()
+    start = lines.index(f"  {name}:")
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("   ")), len(lines))
+    return "\n".join(lines[start:end])

@@ -1,8 +1,9 @@
-"""Embedded mode: with no broker, jobs run on this machine in a child process.
+"""Embedded mode: with no broker, jobs run on this machine, supervised by a child process.
 
-The child process is what makes this safe: a model that calls `os.abort()` or segfaults kills the
-child, not the CLI, and a model that hangs is killed at the job's hard time limit. Either way the
-job is recorded as failed with the reason.
+The child is the job's supervisor (worker/supervisor.py): it starts the sandboxed model process and
+judge, so a model that calls `os.abort()` or segfaults kills only its sandboxed process, and the
+job fails with the reason. The child itself is killed at the job's hard time limit should it ever
+hang, which takes its sandboxes with it (they die with their parent).
 """
 
 from __future__ import annotations
