@@ -76,6 +76,7 @@ class Zygote:
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
+        self._ready = False
 
     def alive(self) -> bool:
         """True while the zygote process runs."""
@@ -113,10 +114,18 @@ class Zygote:
         try:
             message = json.dumps({"op": "run", "role": role, "plan": plan.to_json(), "args": args}).encode()
             socket.send_fds(self._socket(), [message], [write_end])
-        finally:
             os.close(write_end)
-        try:
+            write_end = -1
             pid = int(self._receive(START_TIMEOUT_S)["started"])
+        except BaseException:
+            # Interrupted mid-conversation (a time limit's signal): the replies would be out of
+            # step with the next request, so stop this zygote, and its role with it.
+            self.close()
+            raise
+        finally:
+            if write_end != -1:
+                os.close(write_end)
+        try:
             return self._follow(pid, read_end, on_progress, check)
         finally:
             os.close(read_end)
@@ -124,10 +133,13 @@ class Zygote:
     def runner(self, cache_dir: str, enabled: bool, skip: str | None = None) -> dict[str, Any]:
         """Ask the zygote for the LibTorch runner (built on first use); its path or why there is none."""
         self._wait_ready()
-        self._socket().send(
-            json.dumps({"op": "runner", "cache_dir": cache_dir, "enabled": enabled, "skip": skip}).encode()
-        )
-        return self._receive(3600.0)
+        try:
+            request = {"op": "runner", "cache_dir": cache_dir, "enabled": enabled, "skip": skip}
+            self._socket().send(json.dumps(request).encode())
+            return self._receive(3600.0)
+        except BaseException:
+            self.close()  # as in run(): never leave a reply unread
+            raise
 
     def close(self) -> None:
         """Stop the zygote (its running roles die with it)."""
@@ -176,12 +188,19 @@ class Zygote:
                     return
         except (OSError, ZygoteError):
             pass
+        except BaseException:
+            self.close()
+            raise
         self.close()  # it did not answer: take it down, and every role with it
 
     def _wait_ready(self) -> None:
         self.start()
         if not self._ready:
-            self._receive(START_TIMEOUT_S)  # {"ready": pid}
+            try:
+                self._receive(START_TIMEOUT_S)  # {"ready": pid}
+            except BaseException:
+                self.close()
+                raise
             self._ready = True
 
     def _socket(self) -> socket.socket:
@@ -258,8 +277,7 @@ _shared: Zygote | None = None
 def shared_zygote() -> Zygote:
     """This process's zygote, started on first use."""
     global _shared
-    if _shared is None or _shared.process is None or _shared.process.pid is None:
+    if _shared is None:
         _shared = Zygote()
-    if not _shared.alive():
-        _shared.start()
+    _shared.start()  # a no-op while it runs; a new one if it died
     return _shared
