@@ -24,6 +24,9 @@ Shape of a conversion report (keys are always present; values may be None):
     torch_warnings  warnings raised by torch itself (TorchScript deprecations ...), de-duplicated
     model_warnings  other warnings (the model's own, third-party), de-duplicated
     versions        {"torch", "python"}
+    sandbox         added by the supervisor: {"model": ..., "judge": ...}, each the protections its
+                    process ran under (worker/sandbox/confine.py: mode, namespaces, network,
+                    filesystem, uid, limits, environment, process_tree, missing)
     timings         {"load_s", "battery_s", "script_s", "trace_s", "optimize_s", "libtorch_s",
                      "latency_s", "export_s", "total_s"}
 

@@ -248,7 +248,7 @@ class _Lines:
                     self.refused = line[2:]
                 continue
             if line.startswith("P "):
-                progress.append(line[2:])
+                progress.append("".join(ch for ch in line[2:] if ch.isprintable()))
         return progress
 
 
