@@ -25,8 +25,7 @@ from __future__ import annotations
 import io
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,15 @@ from worker.engine.libtorch import failure as libtorch_failure
 from worker.engine.loader import ModelLoadError, device_for
 from worker.engine.model_side import candidate_order
 from worker.engine.outputs import describe_outputs
-from worker.engine.report import add_warnings, candidate_entry, json_safe, latency_entry, new_report, versions
+from worker.engine.report import (
+    add_warnings,
+    candidate_entry,
+    json_safe,
+    latency_entry,
+    new_report,
+    timed,
+    versions,
+)
 
 ARTIFACT_NAME = "model.pt"
 EXPORTED_NAME = "model.pt2"
@@ -351,7 +358,7 @@ class _Conversion:
             entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
             return None
         started = time.perf_counter()
-        with self._timed("battery_s"):
+        with timed(self.timings, "battery_s"):
             check = self._check(loaded, name, battery, reference)
         hint = claimed.hint
         if name == "trace" and not check.ok and hint is None:
@@ -379,7 +386,7 @@ class _Conversion:
             section["note"] = "optimize = false in the spec"
             return chosen
         self.progress("optimizing")
-        with self._timed("optimize_s"):
+        with timed(self.timings, "optimize_s"):
             try:
                 # freeze works on a copy; the accepted artifact's bytes stay as they are
                 optimized = torch.jit.optimize_for_inference(torch.jit.freeze(chosen.loaded.eval()))
@@ -409,7 +416,7 @@ class _Conversion:
         return JudgedArtifact(chosen.name, data, loaded, check)
 
     def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
-        with self._timed("libtorch_s"):
+        with timed(self.timings, "libtorch_s"):
             section = _libtorch_stage(
                 self.runner, path, battery, reference, self.spec, self.device, self.progress
             )
@@ -418,7 +425,7 @@ class _Conversion:
 
     def _latency(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
         self.progress("measuring latency")
-        with self._timed("latency_s"):
+        with timed(self.timings, "latency_s"):
             artifact = self._measure(final.loaded, case)
         self.report["latency"] = _latency(side, artifact)
 
@@ -440,7 +447,7 @@ class _Conversion:
             section["error"] = claimed.error or "the model process saved no exported program"
             return None
         self.progress("export")
-        with self._timed("export_s"):
+        with timed(self.timings, "export_s"):
             outcome = judge_program(path, self.spec, self.device, battery, reference, self.progress)
         check = outcome.check
         section.update(
@@ -496,14 +503,6 @@ class _Conversion:
         if error is not None:
             self.report["why"] = error
         return ConversionResult(error is None, method, torchscript_path, exported_path, self.report, error)
-
-    @contextmanager
-    def _timed(self, key: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
 
 
 def save_and_reload(artifact: Any, device: torch.device) -> tuple[bytes, Any]:

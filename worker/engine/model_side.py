@@ -13,8 +13,7 @@ Model problems (import errors, bad weights, a forward that raises) end up as `er
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from worker.engine.exchange import (
 from worker.engine.export import export_program
 from worker.engine.latency import measure
 from worker.engine.loader import ENGINE_LOCK, LoadedModel, ModelLoadError, loaded_model
-from worker.engine.report import warning_entries
+from worker.engine.report import timed, warning_entries
 from worker.engine.script import script_model
 from worker.engine.trace import trace_model
 
@@ -112,7 +111,7 @@ class _ModelRun:
 
     def run(self, kind: str, requested: str) -> None:
         self.side.kind = self.model.kind
-        with self._timed("battery_s"):
+        with timed(self.side.timings, "battery_s"):
             self.progress("building battery")
             battery = build_battery(self.spec, self.model.model_dir)
             self.side.battery_size = len(battery)
@@ -124,10 +123,10 @@ class _ModelRun:
             for name in candidate_order(requested):
                 self.side.candidates[name] = self._candidate(name, battery, reference)
             self.progress("export")
-            with self._timed("export_s"):
+            with timed(self.side.timings, "export_s"):
                 self.side.export = self._export(battery)
         self.progress("measuring latency")
-        with self._timed("latency_s"):
+        with timed(self.side.timings, "latency_s"):
             eager = measure(self.model.eager, battery[0], self.model.device)
         self.side.eager_latency = EagerLatency(
             input=battery[0].label, median_ms=eager.median_ms, runs=eager.runs
@@ -135,7 +134,7 @@ class _ModelRun:
 
     def _candidate(self, name: str, battery: list[BatteryCase], reference: list[Any]) -> CandidateSide:
         self.progress(f"{name}: {'compiling' if name == 'script' else 'tracing'}")
-        with self._timed(f"{name}_s"):
+        with timed(self.side.timings, f"{name}_s"):
             if name == "script":
                 outcome: Any = script_model(self.model)
                 entry = CandidateSide(
@@ -175,11 +174,3 @@ class _ModelRun:
             (self.out_dir / EXPORTED_FILE).write_bytes(outcome.data)
             side.file = EXPORTED_FILE
         return side
-
-    @contextmanager
-    def _timed(self, key: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.side.timings[key] = self.side.timings.get(key, 0.0) + time.perf_counter() - start
