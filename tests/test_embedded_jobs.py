@@ -6,6 +6,7 @@ Real torch, real conversions, real SQLite; the CLI is driven through click's Cli
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -159,3 +160,21 @@ def test_jobs_retry_runs_a_failed_job_again(embedded, tmp_path: Path) -> None:  
     assert result.exit_code == 1
     again = json.loads(embedded("jobs", "show", str(job["id"]), "--json").stdout)
     assert again["state"] == "failed" and again["attempts"] == 1 and "boom" in again["error"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_every_report_records_the_sandbox_its_processes_ran_in(embedded, tmp_path: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    directory = linear_model(tmp_path / "linear")
+    assert embedded("register", "linear", str(directory), "--wait", REGCTL_SANDBOX=mode).exit_code == 0
+    version = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
+    sandbox = version["summary"]["report"]["sandbox"]
+    assert set(sandbox) == {"model", "judge"}
+    for role in ("model", "judge"):
+        assert sandbox[role]["mode"] == mode
+        assert sandbox[role]["environment"].startswith("allowlist")
+        if mode == "off":
+            assert sandbox[role]["namespaces"] == [] and sandbox[role]["network"] == "host network"
+        elif os.getuid() == 0:  # as root every protection is available here
+            assert {"mount", "network", "pid"} <= set(sandbox[role]["namespaces"])
+            assert sandbox[role]["missing"] == []
+            assert sandbox[role]["uid"].startswith(("64", "65"))
