@@ -148,8 +148,8 @@ def _launch(plan: SandboxPlan, job: Job, role: RoleFn | None = None, args: dict 
             os.dup2(log, 1)
             os.dup2(log, 2)
             sys.stdout = sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-            # A worker may allow core dumps; the sandbox must forbid them. (The launcher itself keeps
-            # this limit and dies with the role's signal, so any core of its own lands in the job's root.)
+            # A worker may allow core dumps; the sandbox, and the launcher that dies by the role's
+            # signal to report it, must forbid them.
             resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
             os.chdir(job.root)
             launch_module.launch(plan, "probe", args or {}, write_end)
@@ -508,16 +508,7 @@ def _write_too_much(args: dict[str, Any], paths: dict[str, str], progress_fd: in
     ("role", "exited", "signalled"),
     [
         (_exit_three, 3, None),
-        pytest.param(
-            _kill_itself,
-            None,
-            signal.SIGKILL,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: launch._reproduce calls signal.signal(SIGKILL, SIG_DFL), which raises OSError "
-                "(EINVAL); the launcher then exits 91 (EXIT_ROLE_ERROR) instead of dying with SIGKILL",
-            ),
-        ),
+        (_kill_itself, None, signal.SIGKILL),
         (_write_too_much, None, signal.SIGXFSZ),
     ],
     ids=["exit code", "killed", "over the file size limit"],
@@ -656,11 +647,6 @@ def test_a_file_url_store_is_a_secret_path_and_a_remote_store_is_not(tmp_path: P
     assert not [p for p in remote if "bucket" in p]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: secret_paths drops the directory of a SQLite file given without a directory "
-    "(os.path.dirname('registry.db') == '', filtered out), so the working directory is never masked",
-)
 def test_a_sqlite_database_in_the_working_directory_makes_that_directory_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

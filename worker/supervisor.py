@@ -203,7 +203,7 @@ def secret_paths(settings: Settings) -> list[str]:
         paths.append(store.removeprefix("file://"))
     url = settings.database_url
     if url.startswith("sqlite:///"):
-        paths.append(os.path.dirname(url.removeprefix("sqlite:///")))
+        paths.append(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))))
     import tempfile
 
     paths.append(tempfile.gettempdir())  # other jobs' work directories
@@ -268,7 +268,7 @@ def _failed(error: str, sandbox: dict[str, Any]) -> JudgedJob:
 
 
 MAX_ERROR_CHARS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def one_line(text: str | None) -> str | None:

@@ -147,8 +147,14 @@ def _plain(value: Any, where: str) -> Any:
         items = [_plain(v, where) for v in value]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
+        for key in value:
+            if type(key) not in _SCALARS:
+                raise UnsupportedOutput(
+                    f"the {where} has a dict key of type {type(key).__name__}; "
+                    "keys must be strings or numbers"
+                )
         return {k: _plain(v, where) for k, v in value.items()}
-    if isinstance(value, _SCALARS):
+    if type(value) in _SCALARS:  # exactly: a subclass (numpy scalar, enum) would be pickled as itself
         return value
     raise UnsupportedOutput(
         f"the {where} contains a {type(value).__name__}; forward must return tensors, numbers, strings, "

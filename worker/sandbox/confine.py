@@ -126,6 +126,9 @@ def _private_root(plan: SandboxPlan, protections: Protections) -> None:
     root = plan.scratch
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=16m,mode=755")
+    # /tmp first: an interpreter or checkout that lives under /tmp is bound on top of it below.
+    os.makedirs(root + "/tmp")
+    linux.mount(plan.mounts["out"].host + "/tmp", root + "/tmp", None, linux.MS_BIND)
     visible: list[str] = []
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
@@ -143,8 +146,6 @@ def _private_root(plan: SandboxPlan, protections: Protections) -> None:
     _dev(root, plan.devices)
     _proc(root, protections)
     _mask(root, plan.masks, visible, [m.inside for m in plan.mounts.values()])
-    os.makedirs(root + "/tmp", exist_ok=True)
-    linux.mount(root + plan.mounts["out"].inside + "/tmp", root + "/tmp", None, linux.MS_BIND)
     os.mkdir(root + "/.old")
     linux.pivot_root(root, root + "/.old")
     os.chdir("/")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -51,6 +52,9 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
     os.setsid()
     linux.die_with_parent(signal.SIGKILL)
     _close_fds_except({0, 1, 2, progress_fd})
+    # This process dies by the role's signal to report it: never with a core dump of a root process.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.chdir("/")
     protections = Protections(plan.mode)
     try:
         if plan.mode != "off":
@@ -154,7 +158,8 @@ def _reproduce(status: int) -> NoReturn:
     """Exit the way the role did: its exit code, or its signal."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be caught anyway
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)  # a signal whose default is to be ignored
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_ROLE_ERROR)
