@@ -710,3 +710,15 @@ def test_the_sandbox_uid_is_one_of_the_unprivileged_range_and_none_when_off(tmp_
     else:
         assert uid is None
     assert sandbox_uid(replace(auto, sandbox="off")) is None
+
+
+def test_a_cuda_job_gets_the_gpu_device_nodes_and_a_cpu_job_none(tmp_path: Path) -> None:
+    from worker.supervisor import gpu_device_nodes
+
+    settings = _settings(tmp_path / "home", "auto")
+    out = Mount(str(tmp_path / "out"), "/job/out", writable=True)
+    cuda = plan_for(settings, "cuda", {"out": out}, tmp_path / "root")
+    cpu = plan_for(settings, "cpu", {"out": out}, tmp_path / "root")
+    assert cuda.devices == gpu_device_nodes()
+    assert all(d.startswith("/dev/nvidia") for d in cuda.devices)
+    assert cpu.devices == []

@@ -88,7 +88,14 @@ class Zygote:
             return
         self.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {**allowlisted_env(), CONTROL_FD_ENV: str(theirs.fileno()), PARENT_ENV: str(os.getpid())}
+        env = {
+            **allowlisted_env(),
+            CONTROL_FD_ENV: str(theirs.fileno()),
+            PARENT_ENV: str(os.getpid()),
+            # should anything ask torch.cuda.is_available() before a fork, ask NVML, which leaves the
+            # CUDA driver uninitialised (a forked child could not use it otherwise)
+            "PYTORCH_NVML_BASED_CUDA_CHECK": "1",
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-P", "-m", "worker.sandbox.zygote"],
             env=env,
