@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
@@ -70,3 +71,57 @@ def test_a_size_one_opt_is_exported_on_a_larger_example(tmp_path: Path) -> None:
         "exported on input 'batch=2 seq=64 draw 0 negative': torch.export specializes sizes 0 and 1, "
         "which the opt shape has"
     ]
+
+
+class _Payload:
+    """Unpickling this touches a file: what a hostile model process would hide in its program."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _hostile_program(path: Path, marker: Path) -> None:
+    """An honest .pt2 of Linear(10, 2) whose first weight is swapped for a pickled payload."""
+    import io
+    import json
+    import zipfile
+
+    program = torch.export.export(torch.nn.Linear(10, 2), (torch.randn(2, 10),))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    payload = io.BytesIO()
+    torch.save(_Payload(marker), payload)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.endswith("weights/model_weights_config.json"):
+                config = json.loads(data)
+                config["config"]["weight"]["use_pickle"] = True
+                data = json.dumps(config).encode()
+            elif item.filename.endswith("weights/weight_0"):
+                data = payload.getvalue()
+            target.writestr(item, data)
+
+
+def test_a_saved_program_that_would_unpickle_an_object_is_refused_and_the_payload_never_runs(
+    tmp_path: Path,
+) -> None:
+    from worker.engine.battery import build_battery
+    from worker.engine.export import judge_program
+
+    program, marker = tmp_path / "model.pt2", tmp_path / "payload-ran"
+    _hostile_program(program, marker)
+    spec = example_spec("linear")
+    outcome = judge_program(program, spec, torch.device("cpu"), build_battery(spec), [], lambda s: None)
+    assert not outcome.ok
+    assert "loading the exported program failed" in (outcome.error or "")
+    assert not marker.exists(), "the judge ran the program's pickled payload"
+    # The control: torch.export.load on its own does run it, so the file really is hostile.
+    with pytest.raises(Exception, match="not an instance of torch.nn.Parameter"):
+        torch.export.load(str(program))
+    assert marker.exists()

@@ -100,7 +100,7 @@ def judge_program(
     outcome = ExportOutcome()
     try:
         source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
-        with _quiet_torch():
+        with _quiet_torch(), plain_data_only():
             runnable = torch.export.load(source).module()
     except Exception as exc:
         outcome.error = f"saving or loading the exported program failed: {describe_exception(exc)}"
@@ -145,6 +145,39 @@ def _export(model: LoadedModel, spec: ModelSpec, example: BatteryCase, outcome: 
         outcome.error = f"torch.export failed: {_summary(exc, model)}"
         outcome.detail = str(exc)[:4000]
         return None
+
+
+class PickledObjectRefused(Exception):
+    """Raised when a saved program asks to unpickle an arbitrary object."""
+
+
+@contextmanager
+def plain_data_only() -> Iterator[None]:
+    """While loading a saved program, unpickle tensors and plain data only.
+
+    torch.export.load unpickles weights and constants with `weights_only=False`, and opaque
+    constants with `pickle.loads`: a program written by a hostile model process could run code in
+    the judge. Inside this block every torch.load is weights-only and the other two refuse.
+    """
+    import pickle
+
+    real_load = torch.load
+
+    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PickledObjectRefused(
+            "the program holds a pickled object; only tensors and plain data are loaded"
+        )
+
+    saved = (torch.load, pickle.loads, torch._C._pickle_load_obj)
+    torch.load, pickle.loads, torch._C._pickle_load_obj = weights_only_load, refuse, refuse
+    try:
+        yield
+    finally:
+        torch.load, pickle.loads, torch._C._pickle_load_obj = saved
 
 
 def dynamic_shapes(spec: ModelSpec, wrapped: bool) -> Any:
