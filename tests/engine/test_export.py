@@ -122,6 +122,6 @@ def test_a_saved_program_that_would_unpickle_an_object_is_refused_and_the_payloa
     assert "loading the exported program failed" in (outcome.error or "")
     assert not marker.exists(), "the judge ran the program's pickled payload"
     # The control: torch.export.load on its own does run it, so the file really is hostile.
-    with pytest.raises(Exception, match="not an instance of torch.nn.Parameter"):
+    with pytest.raises(Exception, match=r"not an instance of torch\.nn\.Parameter"):
         torch.export.load(str(program))
     assert marker.exists()
