@@ -7,9 +7,10 @@ is the first battery case (opt shape first) where every dynamic dim is at least 
 notes when that is not the opt shape; the battery then checks size 1 as well.
 
 Python scalar inputs are passed as they are: torch.export specializes them to the example's
-value, so the battery fails on other values and the program is not kept. The program is saved,
-loaded back, and its `.module()` is run against eager on the battery. Nothing here ever fails
-the conversion: every problem becomes `ExportOutcome.error`.
+value, so the battery fails on other values and the program is not kept. The model side exports
+and saves (`export_program`); the judge loads the saved program with tensors and plain data only
+(`plain_data_only`) and runs its `.module()` against eager on the battery (`judge_program`).
+Nothing here ever fails the conversion: every problem becomes `ExportOutcome.error`.
 """
 
 from __future__ import annotations
