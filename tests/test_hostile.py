@@ -33,6 +33,7 @@ from tests.hostile import (
     hostile_model,
     processes_with,
     report_text,
+    require_full_sandbox,
     sha256_of,
 )
 
@@ -62,21 +63,9 @@ class Victims:
         return json.loads(shown.stdout)
 
 
-def _require_sandbox() -> None:
-    from registry.settings import Settings
-    from worker.sandbox.probe import probe
-
-    found = probe(Settings.from_env({"REGCTL_HOME": "/nonexistent"}))
-    if found.get("missing") or "pid" not in found.get("namespaces", []):
-        message = f"the sandbox is not fully available here: {found.get('missing')}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def victims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victims]:
-    _require_sandbox()
+    require_full_sandbox()
     from worker.engine.libtorch import runner_path
 
     root = tmp_path_factory.mktemp("hostile")

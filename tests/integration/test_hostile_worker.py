@@ -26,6 +26,7 @@ from tests.hostile import (
     hostile_model,
     processes_with,
     report_text,
+    require_full_sandbox,
     sha256_of,
 )
 from tests.integration.conftest import Service, linear_model, wait_until
@@ -43,6 +44,7 @@ def test_hostile_models_in_a_real_worker_fail_cleanly_or_leave_no_trace(
 ) -> None:
     from worker.engine.libtorch import runner_path
 
+    require_full_sandbox()
     # Trust authentication accepts any password: the worker's URL now carries a secret to steal.
     service.settings = dataclasses.replace(
         service.settings, database_url=_with_password(service.settings.database_url)
