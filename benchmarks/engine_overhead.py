@@ -369,9 +369,9 @@ def main() -> None:
         models = {n: (ROOT / "examples" / n, load_spec(ROOT / "examples" / n)) for n in EXAMPLES}
         models["transformer"] = (transformer_dir, TRANSFORMER_SPEC)
         sandboxed = [n for n in args.sandbox_models.split(",") if n in wanted and n in models]
-        with _libtorch_stage("1"):  # torch's one-off import costs for both sides, and the C++ runner build
-            convert_model(*models["linear"], root / "warm-up")
-        results = {n: measure(n, d, s, args.repeats, root) for n, (d, s) in models.items() if n in wanted}
+        # Sandbox on versus off first, while this process, the jobs' supervisor, has run no torch
+        # code: a worker's supervisor never does, and this process's own thread pools would
+        # otherwise compete with the sandboxed processes for the cores.
         end_to_end = {}
         if sandboxed:
             settings = {
@@ -385,6 +385,9 @@ def main() -> None:
                 end_to_end = {n: measure_sandbox(n, *models[n], args.repeats, settings) for n in sandboxed}
             finally:
                 shared_zygote().close()
+        with _libtorch_stage("1"):  # torch's one-off import costs for both sides, and the C++ runner build
+            convert_model(*models["linear"], root / "warm-up")
+        results = {n: measure(n, d, s, args.repeats, root) for n, (d, s) in models.items() if n in wanted}
     targeted = [r for r in end_to_end.values() if r["target"] is not None]
     print(
         json.dumps(
