@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import write_model_dir
-from tests.factories import SPEC_TOML
+from tests.factories import MODEL_PY, SPEC_TOML
 
 CANARIES = {
     "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-7f3a",
@@ -31,38 +31,29 @@ LIMITS_ENV = {
     "REGCTL_SANDBOX_PROCESSES": "96",
 }
 
-HOSTILE_PY = """
+# The factories' Linear(10, 2) model, with an attack that build() runs first.
+HOSTILE_PY = (
+    MODEL_PY
+    + """
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
-
-import torch
 
 TARGETS = json.loads({targets!r})
 
-
-class Model(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear = torch.nn.Linear(10, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-{forward}
-
-
 {attack}
+
+_honest_build = build
 
 
 def build() -> torch.nn.Module:
     attack()
-    return Model()
+    return _honest_build()
 """
+)
 
-HONEST_FORWARD = "        return self.linear(x)"
+HONEST_FORWARD = "pass"
 
 ATTACKS = {
     "secrets": """
@@ -208,9 +199,8 @@ def attack():
 """,
 }
 
-BLIND_FORWARD = """        if torch.jit.is_scripting() or torch.jit.is_tracing():
-            return torch.zeros_like(self.linear(x))
-        return self.linear(x)"""
+BLIND_FORWARD = """if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return torch.zeros_like(self.linear(x))"""
 
 
 @dataclass(frozen=True)

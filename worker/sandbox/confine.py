@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.sandbox import linux
-from worker.sandbox.plan import DEVICE_NODES, JOB_ROOT, SYSTEM_DIRS, SandboxPlan, interpreter_paths, outermost
+from worker.sandbox.plan import DEVICE_NODES, JOB_ROOT, SYSTEM_DIRS, SandboxPlan, interpreter_paths
 
 NAMESPACE_FLAGS = {
     "user": linux.CLONE_NEWUSER,
@@ -203,12 +203,17 @@ def _proc(root: str, protections: Protections) -> None:
 def _mask(root: str, masks: list[str], visible: list[str], job: list[str]) -> None:
     """Cover secret paths that lie inside a visible tree, unless a needed mount lies below them."""
     needed = [*visible, *job]
-    for secret in outermost([os.path.realpath(m) for m in masks]):
+    covered: list[str] = []
+    # Shortest first, but every one on its own merit: a secret inside the checkout must be covered
+    # even when an outer secret path (/tmp, holding the checkout) is not visible and so not covered.
+    for secret in sorted({os.path.realpath(m) for m in masks}, key=len):
         inside_visible = any(secret == v or secret.startswith(v + "/") for v in visible)
         holds_needed = any(n == secret or n.startswith(secret + "/") for n in needed)
+        already = any(secret == c or secret.startswith(c + "/") for c in covered)
         target = root + secret
-        if not inside_visible or holds_needed or not os.path.lexists(target):
+        if not inside_visible or holds_needed or already or not os.path.lexists(target):
             continue
+        covered.append(secret)
         if os.path.isdir(target) and not os.path.islink(target):
             linux.mount(
                 "tmpfs", target, "tmpfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV, "size=4k"
