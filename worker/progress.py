@@ -48,20 +48,14 @@ class JobReporter:
 
     def __call__(self, text: str) -> None:
         """Record progress; throttled, except that every new stage is written at once."""
-        if time.monotonic() > self.soft_deadline:
-            raise JobTimedOut(
-                f"stopped at the soft time limit of {self.settings.job_soft_time_limit:g}s "
-                "(REGCTL_JOB_SOFT_TIME_LIMIT); the model is too slow for the battery"
-            )
-        if self.cancelled:  # the engine lets this propagate, so a cancel stops it mid-battery
-            raise JobCancelled(f"cancelled by the user during {text.split(':')[0]}")
         stage_changed = self._text is None or text.split(":")[0] != self._text.split(":")[0]
         self._text = text
+        self.check()  # a cancel or the soft limit stops the job here, naming this stage
         if stage_changed or time.monotonic() - self._last_write >= self.min_interval:
             self._write(text)
 
     def check(self) -> None:
-        """Raise JobCancelled or JobTimedOut when the job must stop now (called between progress lines)."""
+        """Raise JobCancelled or JobTimedOut when the job must stop now (each progress line, and between)."""
         if time.monotonic() > self.soft_deadline:
             raise JobTimedOut(
                 f"stopped at the soft time limit of {self.settings.job_soft_time_limit:g}s "

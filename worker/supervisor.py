@@ -19,19 +19,20 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from registry.settings import Settings
 from registry.spec import ModelSpec
+from worker.embedded import describe_exit
 from worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
+from worker.sandbox.launch import EXIT_ROLE_ERROR
 from worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 _ARTIFACT_INSIDE = f"{JOB_ROOT}/artifact/model.pt"
-_EXIT_REFUSED, _EXIT_ROLE_ERROR = 90, 91  # launch.py's exit codes
 
 
 @dataclass(frozen=True)
@@ -224,9 +225,9 @@ def _role_failure(who: str, outcome: RoleOutcome, settings: Settings, out: Path)
     status = outcome.status
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        return f"{who} died with {_signal_name(sig)}{_signal_hint(sig, settings)}"
+        return f"{who} died with {describe_exit(-sig)}{_signal_hint(sig, settings)}"
     code = os.WEXITSTATUS(status)
-    if code == _EXIT_ROLE_ERROR:
+    if code == EXIT_ROLE_ERROR:
         tail = _log_tail(out / "role.log")
         logger.error("%s failed with an internal error; the end of its log:\n%s", who, tail)
         last = one_line(tail.strip().splitlines()[-1] if tail.strip() else "no output")
@@ -236,22 +237,12 @@ def _role_failure(who: str, outcome: RoleOutcome, settings: Settings, out: Path)
 
 def _log_tail(path: Path, size: int = 8192) -> str:
     """The end of a sandboxed process's log, read without following links."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+    handle = _open_regular(path)
+    if handle is None:
         return ""
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return ""
+    with handle:
         handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
         return handle.read(size).decode("utf-8", "replace")
-
-
-def _signal_name(sig: int) -> str:
-    try:
-        return f"signal {sig} ({signal.Signals(sig).name})"
-    except ValueError:
-        return f"signal {sig}"
 
 
 def _signal_hint(sig: int, settings: Settings) -> str:
@@ -330,15 +321,25 @@ def _regular(path: Path) -> Path | None:
 
 
 def _read_regular(path: Path, limit: int) -> bytes | None:
+    handle = _open_regular(path)
+    if handle is None:
+        return None
+    with handle:
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def _open_regular(path: Path) -> BinaryIO | None:
+    """`path` opened for reading if it is a regular file; never through a link a sandbox planted."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
-        data = handle.read(limit + 1)
-    return data if len(data) <= limit else None
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        return None
+    return handle
 
 
 def _readable_tree(directory: Path) -> None:

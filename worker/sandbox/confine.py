@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,11 +268,3 @@ def _drop_bounding_set() -> None:
             if exc.errno == errno.EINVAL:
                 break
             raise
-
-
-def is_regular_file(path: str) -> bool:
-    """True for a regular file, never following a symlink."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False

@@ -20,21 +20,14 @@ from worker.sandbox.plan import JOB_ROOT, Mount
 
 def probe(settings: Settings) -> dict[str, Any]:
     """The protections a job would get here: the report's sandbox entry, plus `refused` in strict mode."""
-    from worker.supervisor import plan_for, sandbox_uid
+    from worker.supervisor import WorkDir, plan_for, sandbox_uid
 
     with tempfile.TemporaryDirectory(prefix="regctl-probe-") as tmp:
         root = Path(tmp)
-        out = root / "out"
-        (out / "tmp").mkdir(parents=True)
-        (root / "root").mkdir()
-        uid = sandbox_uid(settings)
-        if uid is not None:
-            os.chmod(root, 0o711)
-            for path in (out, out / "tmp"):
-                os.chown(path, uid, uid)
-        plan = plan_for(
-            settings, "cpu", {"out": Mount(str(out), f"{JOB_ROOT}/out", writable=True)}, root / "root"
-        )
+        (root / "model").mkdir()
+        work = WorkDir.create(root, root / "model", None, sandbox_uid(settings))
+        out = Mount(str(work.side), f"{JOB_ROOT}/out", writable=True)
+        plan = plan_for(settings, "cpu", {"out": out}, root / "root-model")
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
