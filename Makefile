@@ -4,16 +4,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch that lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
-TORCH := torch==2.13.0
+# constraints.txt pins torch to the CPU build that lies on local disk (an unpinned torch would pull a
+# multi-GB CUDA build) and caps boto3 so pip's resolver does not backtrack for minutes.
+CONSTRAINTS := constraints.txt
 
 .PHONY: install demo test lint bench
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) torch -e ".[dev]"
 	touch $@
 
 demo: install

@@ -39,6 +39,28 @@ def _report(ctx: click.Context, message: str) -> None:
     click.echo(f"error: {first}", err=True)
 
 
+def client_of(ctx: click.Context):  # type: ignore[no-untyped-def]
+    """The registry this invocation talks to: the server at --url / REGCTL_URL / `regctl login`, else direct.
+
+    Remote mode imports only httpx and pydantic (never SQLAlchemy, Celery or torch).
+    """
+    obj = ctx.find_root().obj
+    if "client" not in obj:
+        from regctl.login import find_login
+
+        login = find_login(url=obj["options"].get("url"))
+        if login is not None:
+            from regctl.remote import Client
+
+            obj["client"] = Client(login.url, login.token)
+        else:
+            from regctl.local import LocalClient
+
+            obj["client"] = LocalClient(settings_of(ctx))
+        ctx.call_on_close(obj["client"].close)
+    return obj["client"]
+
+
 def settings_of(ctx: click.Context) -> Settings:
     """The settings for this invocation, built once from the environment and the global options."""
     obj = ctx.find_root().obj
@@ -73,6 +95,12 @@ def settings_of(ctx: click.Context) -> Settings:
     envvar="REGCTL_BROKER_URL",
     help="Celery broker URL, e.g. redis://localhost:6379/0; unset runs jobs in-process.",
 )
+@click.option(
+    "--url",
+    envvar="REGCTL_URL",
+    help="A regctl server (regctl serve) to talk to instead of the database; the token comes from "
+    "REGCTL_TOKEN or 'regctl login' [default: the URL 'regctl login' saved, else direct mode].",
+)
 @click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
 @click.version_option(package_name="regctl")
 @click.pass_context
@@ -82,6 +110,7 @@ def cli(
     database_url: str | None,
     artifact_store: str | None,
     broker_url: str | None,
+    url: str | None,
     debug: bool,
 ) -> None:
     """regctl: register PyTorch models, convert them to TorchScript proven against eager PyTorch,
@@ -90,7 +119,8 @@ def cli(
     \b
     REF is NAME (newest ready version), NAME:VERSION or NAME@ALIAS.
     Exit codes: 0 success, 1 a job or validation failed, 2 bad usage or input,
-    3 not found, 4 a service (database, broker, store) is unreachable.
+    3 not found, 4 a service (server, database, broker, store) is unreachable,
+    5 not allowed (no valid token, or its role or model pattern does not cover the action).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -99,4 +129,5 @@ def cli(
         "database_url": database_url,
         "artifact_store": artifact_store,
         "broker_url": broker_url,
+        "url": url,
     }

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli.app import cli, settings_of
+from cli.app import cli, client_of
 from cli.render import emit_json, fields, human_size, table
-from registry.refs import parse_ref
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
@@ -21,9 +20,7 @@ def models() -> None:
 @click.pass_context
 def models_list(ctx: click.Context, as_json: bool) -> None:
     """List every model with its version count and newest (ready) version."""
-    from registry.models import list_models
-
-    found = list_models(settings_of(ctx))
+    found = client_of(ctx).models()
     if as_json:
         emit_json([m.to_json() for m in found])
         return
@@ -39,9 +36,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a model: its newest versions and its aliases."""
-    from registry.models import show_model
-
-    detail = show_model(settings_of(ctx), name)
+    detail = client_of(ctx).model(name)
     if as_json:
         emit_json(detail.to_json())
         return
@@ -74,9 +69,7 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
 
     REF may also be NAME@ALIAS or NAME (newest ready version).
     """
-    from registry.versions import get_version
-
-    info = get_version(settings_of(ctx), parse_ref(ref))
+    info = client_of(ctx).version(ref)
     if as_json:
         emit_json(info.to_json())
         return
@@ -106,6 +99,25 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
         )
 
 
+@versions.command("list")
+@click.argument("name")
+@click.option("--status", type=click.Choice(["registered", "converting", "validating", "ready", "failed"]))
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=50, show_default=True)
+@json_option
+@click.pass_context
+def versions_list(ctx: click.Context, name: str, status: str | None, limit: int, as_json: bool) -> None:
+    """List NAME's newest versions first, optionally only those in one status."""
+    rows = client_of(ctx).versions(name, status=status, limit=limit)
+    if as_json:
+        emit_json([v.to_json() for v in rows])
+        return
+    table(
+        None,
+        ("version", "status", "method", "created"),
+        [(v.version, v.status, v.method, v.created_at) for v in rows],
+    )
+
+
 @cli.group()
 def alias() -> None:
     """Point movable names (NAME@prod) at versions."""
@@ -118,10 +130,7 @@ def alias() -> None:
 @click.pass_context
 def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> None:
     """Point NAME@ALIAS at VERSION (creating or moving it); the change is recorded."""
-    from registry.aliases import set_alias
-
-    ref = _alias_ref(target)
-    info = set_alias(settings_of(ctx), ref.name, ref.alias or "", version)
+    info = client_of(ctx).alias(target, version)
     if as_json:
         emit_json(info.to_json())
         return
@@ -134,10 +143,7 @@ def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> N
 @click.pass_context
 def alias_rm(ctx: click.Context, target: str) -> None:
     """Remove NAME@ALIAS; the removal is recorded."""
-    from registry.aliases import remove_alias
-
-    ref = _alias_ref(target)
-    info = remove_alias(settings_of(ctx), ref.name, ref.alias or "")
+    info = client_of(ctx).remove_alias(target)
     click.echo(f"removed {info.model}@{info.name} (was {info.previous})")
 
 
@@ -147,9 +153,9 @@ def alias_rm(ctx: click.Context, target: str) -> None:
 @click.pass_context
 def alias_history_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show every change to NAME's aliases: who moved what, when."""
-    from registry.aliases import alias_history
+    from registry.refs import parse_ref
 
-    events = alias_history(settings_of(ctx), parse_ref(name).name)
+    events = client_of(ctx).alias_history(parse_ref(name).name)
     if as_json:
         emit_json([e.to_json() for e in events])
         return
@@ -158,12 +164,3 @@ def alias_history_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
         ("alias", "from", "to", "by", "at"),
         [(e.name, e.previous, e.version, e.updated_by, e.updated_at) for e in events],
     )
-
-
-def _alias_ref(text: str):  # type: ignore[no-untyped-def]
-    from registry.errors import InvalidInput
-
-    ref = parse_ref(text)
-    if ref.alias is None:
-        raise InvalidInput(f"{text!r} names no alias; expected NAME@ALIAS, e.g. {ref.name}@prod")
-    return ref

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli.app import cli, settings_of
+from cli.app import cli, client_of
 from cli.render import emit_json, human_size
-from registry.refs import parse_ref
 
 
 @cli.command("export-triton")
@@ -40,10 +39,8 @@ def export_triton(
     Other versions already in REPO/NAME stay as they are. Inputs are named INPUT__0, INPUT__1 ...
     in forward()'s order and outputs OUTPUT__0 ... (Triton's PyTorch backend convention).
     """
-    from registry.triton import export_triton as export
-
-    result = export(
-        settings_of(ctx), parse_ref(ref), repo, max_batch_size=max_batch_size, instance_kind=instance_kind
+    result = client_of(ctx).export_triton(
+        ref, repo, max_batch_size=max_batch_size, instance_kind=instance_kind
     )
     if as_json:
         emit_json(result.to_json())

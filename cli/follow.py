@@ -1,4 +1,4 @@
-"""Starting jobs and following them for `--wait`, `jobs watch` and the embedded in-process mode."""
+"""Following jobs for `--wait`, `jobs watch` and embedded mode, through whichever client is in use."""
 
 from __future__ import annotations
 
@@ -7,44 +7,38 @@ import sys
 import click
 
 from registry.entities import JobInfo
-from registry.settings import Settings
 
 
-def preflight(settings: Settings) -> None:
-    """Before writing anything for a job: make sure the broker (if any) answers, so we fail fast."""
-    if not settings.embedded:
-        from worker.dispatch import check_broker
-
-        check_broker(settings)
+def must_follow(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]
+    """True when the command must follow its jobs: asked to, or a direct command with no broker to run them."""
+    return wait or (client.mode == "direct" and client.settings.embedded)
 
 
-def start_and_follow(settings: Settings, jobs: list[JobInfo], *, wait: bool, quiet: bool = False) -> int:
-    """Hand the jobs to the worker layer; follow them when waiting (always in embedded mode).
+def announce(jobs: list[JobInfo]) -> None:
+    """Say which jobs were queued (when not following them)."""
+    for job in jobs:
+        click.echo(f"queued {job.kind} job {job.id} for {job.model}:{job.version} on queue {job.queue}")
+
+
+def start_and_follow(client, jobs: list[JobInfo], *, wait: bool, quiet: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Follow the jobs when waiting (always in direct embedded mode), else announce them.
 
     Returns the exit code: 0 when the chain succeeded (or was only queued), 1 when it failed.
     """
-    if settings.embedded:
-        return watch(settings, jobs[0], run_here=True, quiet=quiet)
-    from worker.dispatch import publish
-
-    publish(settings, jobs)
-    if not wait:
-        if not quiet:
-            for job in jobs:
-                click.echo(
-                    f"queued {job.kind} job {job.id} for {job.model}:{job.version} on queue {job.queue}"
-                )
+    if not jobs:
         return 0
-    return watch(settings, jobs[0], quiet=quiet)
+    if not must_follow(client, wait):
+        if not quiet:
+            announce(jobs)
+        return 0
+    return watch(client, jobs[0], quiet=quiet)
 
 
-def watch(settings: Settings, job: JobInfo, *, run_here: bool = False, quiet: bool = False) -> int:
+def watch(client, job: JobInfo, *, quiet: bool = False) -> int:  # type: ignore[no-untyped-def]
     """Show live progress of the job chain on stderr and return its exit code (0 ok, 1 failed)."""
-    from worker.follow import follow
-
     last = job
     with _Display(quiet) as display:
-        for update in follow(settings, job, run_here=run_here):
+        for update in client.follow(job):
             last = update
             display.show(update)
     if last.state == "succeeded":

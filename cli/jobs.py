@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from cli.app import cli, settings_of
+from cli.app import cli, client_of
 from cli.catalog import json_option
-from cli.follow import preflight, start_and_follow, watch
+from cli.follow import start_and_follow, watch
 from cli.render import emit_json, fields, table
-from registry.refs import parse_version_ref
 
 
 @cli.command()
@@ -31,14 +30,11 @@ def submit(
     ctx: click.Context, ref: str, kind: str, method: str | None, device: str | None, wait: bool, as_json: bool
 ) -> None:
     """Queue a convert or validate job for an existing version."""
-    from registry.jobs import create_job, get_job
-
-    settings = settings_of(ctx)
-    preflight(settings)
-    job = create_job(settings, parse_version_ref(ref), kind, method=method, device=device)
-    code = start_and_follow(settings, [job], wait=wait, quiet=as_json)
+    client = client_of(ctx)
+    job = client.submit(ref, kind, method=method, device=device)
+    code = start_and_follow(client, [job], wait=wait, quiet=as_json)
     if as_json:
-        emit_json(get_job(settings, job.id).to_json())
+        emit_json(client.job(job.id).to_json())
     ctx.exit(code)
 
 
@@ -55,9 +51,7 @@ def jobs() -> None:
 @click.pass_context
 def jobs_list(ctx: click.Context, state: str | None, model: str | None, limit: int, as_json: bool) -> None:
     """List the newest jobs first."""
-    from registry.jobs import list_jobs
-
-    found = list_jobs(settings_of(ctx), state=state, model=model, limit=limit)
+    found = client_of(ctx).jobs(state=state, model=model, limit=limit)
     if as_json:
         emit_json([j.to_json() for j in found])
         return
@@ -86,9 +80,7 @@ def jobs_list(ctx: click.Context, state: str | None, model: str | None, limit: i
 @click.pass_context
 def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
     """Show a job: state, attempts, worker, timings and error."""
-    from registry.jobs import get_job
-
-    job = get_job(settings_of(ctx), job_id)
+    job = client_of(ctx).job(job_id)
     if as_json:
         emit_json(job.to_json())
         return
@@ -117,11 +109,8 @@ def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
 @click.pass_context
 def jobs_watch(ctx: click.Context, job_id: int) -> None:
     """Follow a job (and the validate job a convert leads to); exit 0 when it succeeds, 1 when it fails."""
-    from registry.jobs import get_job
-
-    settings = settings_of(ctx)
-    job = get_job(settings, job_id)
-    ctx.exit(watch(settings, job, run_here=settings.embedded))
+    client = client_of(ctx)
+    ctx.exit(watch(client, client.job(job_id)))
 
 
 @jobs.command("cancel")
@@ -129,9 +118,7 @@ def jobs_watch(ctx: click.Context, job_id: int) -> None:
 @click.pass_context
 def jobs_cancel(ctx: click.Context, job_id: int) -> None:
     """Cancel a job: a queued one is skipped; a running one stops at its next stage boundary."""
-    from registry.jobs import request_cancel
-
-    job = request_cancel(settings_of(ctx), job_id)
+    job = client_of(ctx).cancel(job_id)
     click.echo(f"job {job.id} {'cancelled' if job.state == 'cancelled' else 'will stop at its next stage'}")
 
 
@@ -141,8 +128,5 @@ def jobs_cancel(ctx: click.Context, job_id: int) -> None:
 @click.pass_context
 def jobs_retry(ctx: click.Context, job_id: int, wait: bool) -> None:
     """Queue a failed or cancelled job again as a new attempt."""
-    from registry.jobs import retry_job
-
-    settings = settings_of(ctx)
-    job = retry_job(settings, job_id)
-    ctx.exit(start_and_follow(settings, [job], wait=wait))
+    client = client_of(ctx)
+    ctx.exit(start_and_follow(client, [client.retry(job_id)], wait=wait))

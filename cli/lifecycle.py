@@ -9,9 +9,8 @@ from pathlib import Path
 
 import click
 
-from cli.app import cli, settings_of
+from cli.app import cli, client_of, settings_of
 from cli.render import emit_json, human_size
-from registry.refs import parse_ref
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported"}
 
@@ -63,26 +62,18 @@ def register(
 
     Conversion to TorchScript and validation start by themselves unless --no-convert is given.
     """
-    from cli.follow import preflight
-    from registry.versions import register_version
+    from cli.follow import start_and_follow
 
-    settings = settings_of(ctx)
-    jobs = () if no_convert else ("convert",)
-    if jobs:
-        preflight(settings)
-    info = register_version(
-        settings, name, directory, method=method, device=device, description=description, jobs=jobs
+    client = client_of(ctx)
+    info = client.register(
+        name, directory, method=method, device=device, description=description, convert=not no_convert
     )
     if not as_json:
         click.echo(f"registered {info.ref} ({info.status})", err=wait)
     if info.jobs:
-        from cli.follow import start_and_follow
-
-        code = start_and_follow(settings, list(info.jobs), wait=wait, quiet=as_json)
+        code = start_and_follow(client, list(info.jobs), wait=wait, quiet=as_json)
         if as_json:
-            from registry.versions import get_version
-
-            emit_json(get_version(settings, parse_ref(info.ref)).to_json())
+            emit_json(client.version(info.ref).to_json())
         ctx.exit(code)
     if as_json:
         emit_json(info.to_json())
@@ -114,22 +105,21 @@ def register(
 @click.pass_context
 def fetch(ctx: click.Context, ref: str, output: Path, fmt: str, kind: str | None, as_json: bool) -> None:
     """Fetch the artifact of REF to a file; the checksum is verified before the file appears."""
-    from registry.artifacts import fetch_artifact, find_artifact
-    from registry.store import open_store
-
-    settings = settings_of(ctx)
+    client = client_of(ctx)
     kind = kind or FORMATS[fmt]
     if str(output) == "-":
-        version_ref, artifact = find_artifact(settings, parse_ref(ref), kind)
-        _stream_to_stdout(open_store(settings.artifact_store), artifact.sha256)
+        # Chunks go out as they arrive; a checksum mismatch at the end raises (exit 1), so a pipe
+        # consumer sees a failed command rather than a silently wrong file.
+        client.stream(ref, sys.stdout.buffer, kind=kind)
         return
     with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
-        version_ref, artifact = fetch_artifact(settings, parse_ref(ref), output, kind, progress=progress)
+        fetched = client.fetch(ref, output, kind=kind, progress=progress)
+    artifact = fetched.artifact
     if as_json:
-        emit_json({"ref": version_ref, "path": str(output), **artifact.to_json()})
+        emit_json({"ref": fetched.ref, "path": str(output), **artifact.to_json()})
     else:
         click.echo(
-            f"{version_ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…)"
+            f"{fetched.ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…)"
         )
 
 
@@ -148,12 +138,3 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     ) as bar:
         task = bar.add_task("fetch", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _stream_to_stdout(store, sha256: str) -> None:  # type: ignore[no-untyped-def]
-    # Chunks go out as they are read; a checksum mismatch at the end raises (exit 1) so a pipe
-    # consumer sees a failed command rather than a silently wrong file.
-    out = sys.stdout.buffer
-    for chunk in store.open_chunks(sha256):
-        out.write(chunk)
-    out.flush()

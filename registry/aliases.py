@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from registry import audit
+from registry.access import Caller
 from registry.db import session_scope
 from registry.entities import AliasInfo
 from registry.errors import NotFound
-from registry.lookup import current_user, find_model, find_version
+from registry.lookup import find_model, find_version, local_caller
 from registry.refs import Ref, check_alias_name, check_model_name
 from registry.schema import Alias, AliasEvent, ModelVersion, utcnow
 from registry.settings import Settings
 
 
-def set_alias(settings: Settings, name: str, alias: str, version: int) -> AliasInfo:
+def set_alias(
+    settings: Settings, name: str, alias: str, version: int, caller: Caller | None = None
+) -> AliasInfo:
     """Point `name@alias` at `version` (creating or moving it) and record who did it and when."""
     check_model_name(name)
     check_alias_name(alias)
-    actor = current_user()
+    caller = caller or local_caller()
+    actor = caller.name[:128]
     with session_scope(settings.database_url) as session:
         model, target = find_version(session, Ref(name, version=version))
         row = session.scalars(
@@ -38,14 +43,17 @@ def set_alias(settings: Settings, name: str, alias: str, version: int) -> AliasI
                 actor=actor,
             )
         )
+        detail = {"from": previous, "to": version}
+        audit.record(session, caller, "alias.set", f"{name}@{alias}", model=name, detail=detail)
         return AliasInfo(name, alias, version, previous, actor, row.updated_at)
 
 
-def remove_alias(settings: Settings, name: str, alias: str) -> AliasInfo:
+def remove_alias(settings: Settings, name: str, alias: str, caller: Caller | None = None) -> AliasInfo:
     """Remove `name@alias`, recording the removal; NotFound if it is not set."""
     check_model_name(name)
     check_alias_name(alias)
-    actor = current_user()
+    caller = caller or local_caller()
+    actor = caller.name[:128]
     with session_scope(settings.database_url) as session:
         model = find_model(session, name)
         row = session.scalars(
@@ -57,6 +65,9 @@ def remove_alias(settings: Settings, name: str, alias: str) -> AliasInfo:
         session.delete(row)
         event = AliasEvent(model_id=model.id, name=alias, action="remove", from_version=previous, actor=actor)
         session.add(event)
+        audit.record(
+            session, caller, "alias.remove", f"{name}@{alias}", model=name, detail={"from": previous}
+        )
         return AliasInfo(name, alias, None, previous, actor, utcnow())
 
 

@@ -16,6 +16,9 @@ from registry.errors import AlreadyExists, RegctlError, ServiceUnavailable
 from registry.schema import HEAD_REVISION
 
 CONNECT_TIMEOUT_S = 3
+# Connections per engine: SQLAlchemy's default of 5 (+10 overflow) suits a CLI or a worker; the API
+# server raises it to its thread count so no request thread waits for a connection.
+_pool = {"pool_size": 5, "max_overflow": 10}
 _engines: dict[str, Engine] = {}
 _checked: set[str] = set()
 _lock = threading.Lock()
@@ -48,6 +51,11 @@ def get_engine(url: str) -> Engine:
         return engine
 
 
+def configure_pool(size: int) -> None:
+    """Size the connection pool of engines created from now on (`regctl serve` matches its threads)."""
+    _pool.update(pool_size=size, max_overflow=max(10, size // 2))
+
+
 def dispose_engines(close: bool = True) -> None:
     """Drop pooled connections; after fork pass `close=False`, since they belong to the parent."""
     with _lock:
@@ -67,7 +75,7 @@ def _create_engine(url: str) -> Engine:
         _sqlite_pragmas(engine)
         return engine
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **_pool)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -61,6 +61,7 @@ class JobInfo(Record):
     published_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    parent_id: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -137,3 +138,57 @@ class AliasInfo(Record):
     previous: int | None
     updated_by: str
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenInfo(Record):
+    """An API token as listed: never its secret."""
+
+    name: str
+    role: str
+    model_pattern: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewToken(Record):
+    """A token just created: the secret is shown this once and never stored."""
+
+    token: TokenInfo
+    secret: str
+
+
+@dataclass(frozen=True)
+class AuditEntry(Record):
+    """One recorded change: who (a token's name or a local user), what, when and from which address."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    model: str | None
+    target: str
+    detail: dict[str, Any] | None
+    address: str | None
+
+
+@dataclass(frozen=True)
+class Identity(Record):
+    """Who a token (or a direct command's user) acts as."""
+
+    name: str
+    role: str
+    model_pattern: str | None
+
+
+@dataclass(frozen=True)
+class FetchedArtifact(Record):
+    """An artifact copied to a file: the version it came from, where it went and what it is."""
+
+    ref: str
+    path: str
+    artifact: ArtifactInfo

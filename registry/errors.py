@@ -1,7 +1,8 @@
 """The exceptions regctl raises, each with a message a user can act on.
 
 Every error carries the CLI exit code that DESIGN.md documents:
-1 a job or validation failed, 2 bad usage or input, 3 not found, 4 service unreachable.
+1 a job or validation failed, 2 bad usage or input, 3 not found, 4 service unreachable,
+5 not allowed (no valid token, or the token's role or model pattern does not cover the action).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ class RegctlError(Exception):
     """Raised for any failure regctl can explain to its user in one line."""
 
     exit_code = 1
+    http_status = 500
+    code = "error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -24,39 +27,91 @@ class InvalidInput(RegctlError):
     """Raised when an argument given by the user is malformed (a name, a REF, an option)."""
 
     exit_code = 2
+    http_status = 400
+    code = "invalid_input"
 
 
 class InvalidSpec(InvalidInput):
     """Raised when a model directory or its regctl.toml is wrong."""
 
+    http_status = 400
+    code = "invalid_spec"
+
 
 class AlreadyExists(InvalidInput):
     """Raised when creating something whose name is already taken."""
 
+    http_status = 409
+    code = "already_exists"
+
 
 class InvalidTransition(InvalidInput):
     """Raised when a job or version is asked to move to a state it cannot reach from its current one."""
+
+    http_status = 409
+    code = "invalid_transition"
 
 
 class NotFound(RegctlError):
     """Raised when a model, version, alias, job or artifact does not exist."""
 
     exit_code = 3
+    http_status = 404
+    code = "not_found"
 
 
 class ConversionFailed(RegctlError):
     """Raised when a conversion or validation job ends in failure."""
 
     exit_code = 1
+    http_status = 409
+    code = "conversion_failed"
 
 
 class CorruptedArtifact(RegctlError):
     """Raised when a stored blob no longer matches its sha256 and must not be handed out."""
 
     exit_code = 1
+    http_status = 500
+    code = "corrupted_artifact"
 
 
 class ServiceUnavailable(RegctlError):
     """Raised when the database, the broker or the artifact store cannot be reached."""
 
     exit_code = 4
+    http_status = 503
+    code = "service_unavailable"
+
+
+class NotAllowed(RegctlError):
+    """Raised when the caller's token does not allow the action (HTTP 403)."""
+
+    exit_code = 5
+    http_status = 403
+    code = "not_allowed"
+
+
+class Unauthenticated(NotAllowed):
+    """Raised when a request carries no token, or one that is unknown, expired or revoked (HTTP 401)."""
+
+    http_status = 401
+    code = "unauthenticated"
+
+
+class TooLarge(InvalidInput):
+    """Raised when an upload is bigger than the registry accepts (REGCTL_MAX_BUNDLE_BYTES)."""
+
+    http_status = 413
+    code = "too_large"
+
+
+def error_classes() -> dict[str, type[RegctlError]]:
+    """Every error class by its `code`, so a client rebuilds the server's error with the same exit code."""
+    found: dict[str, type[RegctlError]] = {}
+    pending: list[type[RegctlError]] = [RegctlError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found

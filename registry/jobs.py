@@ -13,10 +13,12 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from registry import audit
+from registry.access import Caller
 from registry.db import session_scope
 from registry.entities import JobInfo
 from registry.errors import InvalidInput, InvalidTransition, NotFound
-from registry.lookup import find_model, find_version
+from registry.lookup import find_model, find_version, local_caller
 from registry.records import job_info
 from registry.refs import Ref
 from registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersion, utcnow
@@ -67,7 +69,13 @@ def queue_for(device: str) -> str:
 
 
 def create_job(
-    settings: Settings, ref: Ref, kind: str, *, method: str | None = None, device: str | None = None
+    settings: Settings,
+    ref: Ref,
+    kind: str,
+    *,
+    method: str | None = None,
+    device: str | None = None,
+    caller: Caller | None = None,
 ) -> JobInfo:
     """Queue a `convert` or `validate` job for an existing version (committed before any message is sent)."""
     if kind not in JOB_KINDS:
@@ -89,6 +97,9 @@ def create_job(
         )
         session.add(job)
         session.flush()
+        target = f"job {job.id}"
+        detail = {"kind": kind, "version": version.version, "method": job.method, "queue": job.queue}
+        audit.record(session, caller or local_caller(), "job.submit", target, model=model.name, detail=detail)
         return job_info(job, model.name, version.version)
 
 
@@ -238,7 +249,7 @@ def _give_up(session: Session, job: Job, now: datetime, error: str) -> None:
     session.get_one(ModelVersion, job.version_id).status = "failed"
 
 
-def request_cancel(settings: Settings, job_id: int) -> JobInfo:
+def request_cancel(settings: Settings, job_id: int, caller: Caller | None = None) -> JobInfo:
     """Cancel a job: a queued one at once; a running one is flagged and stops at its next stage."""
     with session_scope(settings.database_url) as session:
         job, name, version = _load(session, job_id, lock=True)
@@ -249,10 +260,11 @@ def request_cancel(settings: Settings, job_id: int) -> JobInfo:
             _finish(job, "cancelled", utcnow(), error="cancelled by the user")
         else:
             job.progress = "cancel requested"
+        audit.record(session, caller or local_caller(), "job.cancel", f"job {job_id}", model=name)
         return job_info(job, name, version)
 
 
-def retry_job(settings: Settings, job_id: int) -> JobInfo:
+def retry_job(settings: Settings, job_id: int, caller: Caller | None = None) -> JobInfo:
     """Re-queue a failed or cancelled job as a new attempt (its attempt count starts again)."""
     with session_scope(settings.database_url) as session:
         job, name, version = _load(session, job_id, lock=True)
@@ -264,6 +276,7 @@ def retry_job(settings: Settings, job_id: int) -> JobInfo:
         job.error = job.worker = job.started_at = job.finished_at = job.heartbeat_at = None
         job.published_at = None
         job.progress = "queued again"
+        audit.record(session, caller or local_caller(), "job.retry", f"job {job_id}", model=name)
         return job_info(job, name, version)
 
 
@@ -312,10 +325,19 @@ def requeue_stale(settings: Settings, job_id: int, reason: str) -> JobInfo:
 
 
 def following_job(settings: Settings, job_id: int) -> JobInfo | None:
-    """The first job on the same version created after `job_id` (a convert's validate job), if any."""
+    """The job this one's success created (a convert's validate job), if any; never an unrelated job."""
     with session_scope(settings.database_url) as session:
-        job, name, version = _load(session, job_id)
+        _, name, version = _load(session, job_id)
         later = session.scalars(
-            select(Job).where(Job.version_id == job.version_id, Job.id > job.id).order_by(Job.id).limit(1)
+            select(Job).where(Job.parent_id == job_id).order_by(Job.id).limit(1)
         ).one_or_none()
         return job_info(later, name, version) if later is not None else None
+
+
+def jobs_by_id(settings: Settings, job_ids: list[int]) -> list[JobInfo]:
+    """The jobs with these ids (missing ones are left out), in one query."""
+    if not job_ids:
+        return []
+    query = _with_version().where(Job.id.in_(job_ids))
+    with session_scope(settings.database_url) as session:
+        return [job_info(job, name, version) for job, name, version in session.execute(query)]

@@ -7,6 +7,7 @@ import getpass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from registry.access import Caller
 from registry.errors import NotFound
 from registry.refs import Ref
 from registry.schema import Alias, Model, ModelVersion
@@ -18,6 +19,11 @@ def current_user() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def local_caller() -> Caller:
+    """The caller of a direct command: the OS user, trusted like an admin (it holds the database)."""
+    return Caller(current_user(), "admin", None, "local")
 
 
 def find_model(session: Session, name: str) -> Model:

@@ -98,6 +98,7 @@ def record_success(
             follow_ups.append(
                 Job(
                     version_id=version.id,
+                    parent_id=job.id,
                     kind="validate",
                     state="queued",
                     queue=job.queue,

@@ -26,6 +26,7 @@ def job_info(row: Job, model: str, version: int) -> JobInfo:
         model=model,
         version=version,
         kind=row.kind,
+        parent_id=row.parent_id,
         state=row.state,
         queue=row.queue,
         method=row.method,

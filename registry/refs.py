@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from registry.errors import InvalidInput
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_VERSION = 2**31 - 1  # the database's integer column
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
@@ -54,7 +55,7 @@ def parse_ref(text: str) -> Ref:
         raise InvalidInput(f"reference {text!r} does not parse; {usage}")
     if ":" in text:
         name, _, number = text.partition(":")
-        if not number.isdigit() or int(number) < 1:
+        if not number.isdigit() or not 1 <= int(number) <= MAX_VERSION:
             raise InvalidInput(f"reference {text!r} has version {number!r}, not a positive integer; {usage}")
         return Ref(check_model_name(name), version=int(number))
     if "@" in text:
@@ -64,6 +65,14 @@ def parse_ref(text: str) -> Ref:
         return Ref(check_model_name(text))
     except InvalidInput:
         raise InvalidInput(f"reference {text!r} does not parse; {usage}") from None
+
+
+def parse_alias_ref(text: str) -> Ref:
+    """Parse a reference that must name an alias (`NAME@ALIAS`)."""
+    ref = parse_ref(text)
+    if ref.alias is None:
+        raise InvalidInput(f"{text!r} names no alias; expected NAME@ALIAS, e.g. {ref.name}@prod")
+    return ref
 
 
 def parse_version_ref(text: str) -> Ref:

@@ -25,9 +25,10 @@ VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed")
 JOB_KINDS = ("convert", "validate")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ARTIFACT_KINDS = ("source", "torchscript", "exported", "report")
+ROLES = ("reader", "writer", "admin")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0001_initial"
+HEAD_REVISION = "0002_service"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -117,12 +118,17 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_version_id", "version_id"),
         Index("ix_jobs_state_queue", "state", "queue"),
+        Index("ix_jobs_parent_id", "parent_id"),
         CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_within_cap"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(_enum(JOB_KINDS, "job_kind"))
+    # The job whose success created this one (a convert's validate job); followers walk this link only.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, default=None
+    )
     state: Mapped[str] = mapped_column(_enum(JOB_STATES, "job_state"), default="queued")
     queue: Mapped[str] = mapped_column(String(32), default="cpu")
     method: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -168,3 +174,36 @@ class AliasEvent(Base):
     to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     actor: Mapped[str] = mapped_column(String(128), default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    """An API token: a name, a role and an optional model pattern; only a hash of its secret is kept."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(_enum(ROLES, "token_role"))
+    model_pattern: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AuditEvent(Base):
+    """One change made through the service: who, what, to which model, when and from where."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_model", "model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    target: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)

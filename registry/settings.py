@@ -32,6 +32,7 @@ class Settings:
     sandbox_file_mb: int = 16 * 1024  # the largest file a sandboxed process may write
     sandbox_processes: int = 512  # processes and threads of the sandbox's uid
     sandbox_uid: int = 64000  # first of the unprivileged uids used when the worker runs as root
+    protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that rebuild these settings in another process (a worker)."""
@@ -42,6 +43,7 @@ class Settings:
             "REGCTL_BROKER_URL": self.broker_url or "",
             "REGCTL_GPU_ON_CPU": "1" if self.gpu_on_cpu else "",
             "REGCTL_SANDBOX": self.sandbox,
+            "REGCTL_PROTECTED_ALIASES": ",".join(self.protected_aliases),
         }
         for key, field in _NUMERIC.items():
             env[key] = repr(getattr(self, field))
@@ -71,6 +73,7 @@ class Settings:
             broker_url=env.get("REGCTL_BROKER_URL") or None,
             gpu_on_cpu=env.get("REGCTL_GPU_ON_CPU", "").lower() in {"1", "true", "yes"},
             sandbox=_sandbox_mode(env.get("REGCTL_SANDBOX") or "auto"),
+            protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
             **numbers,  # type: ignore[arg-type]
         )
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -106,6 +109,12 @@ def _sandbox_mode(raw: str) -> str:
             "as this machine allows), strict (refuse to run without the full sandbox) or off"
         )
     return mode
+
+
+def _aliases(raw: str) -> tuple[str, ...]:
+    from registry.refs import check_alias_name
+
+    return tuple(check_alias_name(a.strip()) for a in raw.split(",") if a.strip())
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:

@@ -5,6 +5,7 @@ Every error is one line that names the file, the key, the bad value and what was
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import keyword
@@ -15,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from registry.dtypes import SCALAR_DTYPES, TENSOR_DTYPES, canonical_dtype
-from registry.errors import InvalidSpec
+from registry.errors import InvalidInput, InvalidSpec
 
 SPEC_FILENAME = "regctl.toml"
 METHODS = ("auto", "trace", "script")
@@ -418,3 +419,17 @@ class _Checker:
             samples=self.integer("validation.samples", raw.get("samples", default.samples)),
             inputs=self.data_file("validation.inputs", raw.get("inputs"), RECORDED_INPUT_SUFFIXES),
         )
+
+
+def prepare_spec(directory: Path, method: str | None = None, device: str | None = None) -> ModelSpec:
+    """Load the spec from `directory` and apply command-line overrides of method and device."""
+    spec = load_spec(directory)
+    if method is not None:
+        if method not in METHODS:
+            raise InvalidInput(f"--method {method!r} is not one of {', '.join(METHODS)}")
+        spec = dataclasses.replace(spec, method=method)  # type: ignore[arg-type]
+    if device is not None:
+        if device not in DEVICES:
+            raise InvalidInput(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+        spec = dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
+    return spec

@@ -356,6 +356,38 @@ class ArtifactStore:
         if digest.hexdigest() != sha256:
             raise self._corrupted(sha256, digest.hexdigest())
 
+    def open_range(
+        self, sha256: str, start: int, length: int, chunk_size: int = CHUNK_SIZE
+    ) -> Iterator[bytes]:
+        """Yield `length` bytes of blob `sha256` from offset `start`, unverified (a part cannot be checked).
+
+        Serves HTTP Range requests; the client checks the whole file against the sha256 once assembled.
+        """
+        sha256 = _check_sha(sha256)
+        if not self.exists(sha256):
+            raise self._not_found(sha256)
+        return self._range_chunks(sha256, start, length, chunk_size)
+
+    def _range_chunks(self, sha256: str, start: int, length: int, chunk_size: int) -> Iterator[bytes]:
+        try:
+            with self._reachable(), self.fs.open(self._key(sha256), "rb") as f:
+                f.seek(start)
+                while length > 0:
+                    chunk = f.read(min(chunk_size, length))
+                    if not chunk:
+                        return
+                    length -= len(chunk)
+                    yield chunk
+        except FileNotFoundError:
+            raise self._not_found(sha256) from None
+
+    def presign(self, sha256: str, expires_s: int = 300) -> str | None:
+        """A time-limited URL that serves blob `sha256` without credentials, or None for a local store."""
+        if self.local or not hasattr(self.fs, "sign"):
+            return None
+        with self._reachable():
+            return str(self.fs.sign(self._key(_check_sha(sha256)), expiration=expires_s))
+
     def read_bytes(self, sha256: str) -> bytes:
         """Return the whole of blob `sha256`, verified; meant for small blobs such as reports."""
         return b"".join(self.open_chunks(sha256))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,7 +263,28 @@ def export_triton(
     """Add the version `ref` points at to the Triton model repository `repo` (module docstring)."""
     from registry.versions import get_version
 
-    info = get_version(settings, ref)
+    store = open_store(settings.artifact_store)
+    return write_to_repo(
+        get_version(settings, ref),
+        lambda artifact: store.open_chunks(artifact.sha256),
+        repo,
+        max_batch_size=max_batch_size,
+        instance_kind=instance_kind,
+    )
+
+
+def write_to_repo(
+    info: VersionInfo,
+    chunks_of: Callable[[ArtifactInfo], Iterable[bytes]],
+    repo: str,
+    *,
+    max_batch_size: int | None = None,
+    instance_kind: str = "cpu",
+) -> TritonExport:
+    """Write a ready version into `repo`, reading its TorchScript bytes from `chunks_of(artifact)`.
+
+    The remote client passes a verified download; `export_triton` passes the store.
+    """
     check_servable(ModelSpec.from_dict(info.spec), info.ref)
     if info.status != "ready":
         raise InvalidInput(
@@ -285,7 +306,7 @@ def export_triton(
     config_path, model_path = f"{entry}/{CONFIG_NAME}", f"{entry}/{info.version}/{MODEL_NAME}"
     with _writable(fs, repo):
         _check_entry(fs, entry, config, info)
-        _put(fs, model_path, open_store(settings.artifact_store).open_chunks(artifact.sha256))
+        _put(fs, model_path, chunks_of(artifact))
         _put(fs, config_path, [config.to_pbtxt().encode()])
     return TritonExport(
         ref=info.ref,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -10,32 +9,20 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from registry.bundle import build_bundle
+from registry import audit
+from registry.access import Caller
+from registry.bundle import BundleInfo, build_bundle
 from registry.db import session_scope
-from registry.entities import VersionInfo
+from registry.entities import VersionInfo, VersionRow
 from registry.errors import InvalidInput
 from registry.jobs import queue_for
-from registry.lookup import current_user, find_version
+from registry.lookup import find_model, find_version, local_caller
 from registry.records import version_info
 from registry.refs import Ref, check_model_name
-from registry.schema import Alias, Artifact, Job, Model, ModelVersion
+from registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion
 from registry.settings import Settings
-from registry.spec import DEVICES, METHODS, ModelSpec, load_spec
+from registry.spec import ModelSpec, prepare_spec
 from registry.store import open_store
-
-
-def prepare_spec(directory: Path, method: str | None = None, device: str | None = None) -> ModelSpec:
-    """Load the spec from `directory` and apply command-line overrides of method and device."""
-    spec = load_spec(directory)
-    if method is not None:
-        if method not in METHODS:
-            raise InvalidInput(f"--method {method!r} is not one of {', '.join(METHODS)}")
-        spec = dataclasses.replace(spec, method=method)  # type: ignore[arg-type]
-    if device is not None:
-        if device not in DEVICES:
-            raise InvalidInput(f"--device {device!r} is not one of {', '.join(DEVICES)}")
-        spec = dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
-    return spec
 
 
 def register_version(
@@ -47,6 +34,7 @@ def register_version(
     device: str | None = None,
     description: str | None = None,
     jobs: tuple[str, ...] = (),
+    caller: Caller | None = None,
 ) -> VersionInfo:
     """Register the model directory as the next version of `name`; create the model on first use.
 
@@ -57,10 +45,27 @@ def register_version(
     check_model_name(name)
     directory = Path(directory)
     spec = prepare_spec(directory, method, device)
-    store = open_store(settings.artifact_store)
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
-        bundle = build_bundle(directory, spec, Path(tmp) / "source.tar.gz", settings.max_bundle_bytes)
-        blob = store.put_file(bundle.path)
+        bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
+        return register_bundle(
+            settings, name, bundle, spec, description=description, jobs=jobs, caller=caller
+        )
+
+
+def register_bundle(
+    settings: Settings,
+    name: str,
+    bundle: BundleInfo,
+    spec: ModelSpec,
+    *,
+    description: str | None = None,
+    jobs: tuple[str, ...] = (),
+    caller: Caller | None = None,
+) -> VersionInfo:
+    """Store a checked bundle and record it as the next version of `name`, with `jobs` queued."""
+    check_model_name(name)
+    caller = caller or local_caller()
+    blob = open_store(settings.artifact_store).put_file(bundle.path)
     with session_scope(settings.database_url) as session:
         model = _lock_model(session, name, description)
         model.last_version += 1
@@ -71,7 +76,7 @@ def register_version(
             spec=spec.to_dict(),
             source_sha256=bundle.sha256,
             weights_sha256=bundle.weights_sha256,
-            created_by=current_user(),
+            created_by=caller.name[:128],
         )
         session.add(row)
         session.flush()
@@ -80,6 +85,8 @@ def register_version(
         queued = [_new_job(row, kind, spec, settings) for kind in jobs]
         session.add_all(queued)
         session.flush()
+        detail = {"source_sha256": bundle.sha256, "jobs": [j.id for j in queued]}
+        audit.record(session, caller, "version.register", f"{name}:{row.version}", model=name, detail=detail)
         return version_info(row, name, artifacts=[source], jobs=queued)
 
 
@@ -128,3 +135,23 @@ def get_version(settings: Settings, ref: Ref) -> VersionInfo:
         aliases = session.scalars(select(Alias.name).where(Alias.version_id == row.id)).all()
         jobs = session.scalars(select(Job).where(Job.version_id == row.id).order_by(Job.id)).all()
         return version_info(row, model.name, list(artifacts), list(aliases), list(jobs))
+
+
+def list_versions(
+    settings: Settings, name: str, *, status: str | None = None, limit: int = 100
+) -> list[VersionRow]:
+    """The newest versions of `name` first, optionally only those in `status`."""
+    check_model_name(name)
+    if status is not None and status not in VERSION_STATUSES:
+        raise InvalidInput(f"version status {status!r} is not one of {', '.join(VERSION_STATUSES)}")
+    with session_scope(settings.database_url) as session:
+        model = find_model(session, name)
+        query = (
+            select(ModelVersion.version, ModelVersion.status, ModelVersion.method, ModelVersion.created_at)
+            .where(ModelVersion.model_id == model.id)
+            .order_by(ModelVersion.version.desc())
+            .limit(limit)
+        )
+        if status is not None:
+            query = query.where(ModelVersion.status == status)
+        return [VersionRow(*row) for row in session.execute(query)]

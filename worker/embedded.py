@@ -66,6 +66,13 @@ class EmbeddedJob:
             )
         return True
 
+    def stop(self, reason: str = "the process running it stopped") -> None:
+        """Kill the child now and put its job back in the queue (or fail it past the attempt cap)."""
+        from registry.jobs import requeue_stale
+
+        self._kill()
+        requeue_stale(self.settings, self.job_id, reason)
+
     def _kill(self) -> None:
         self.process.terminate()
         self.process.join(5)

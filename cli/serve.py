@@ -1,0 +1,59 @@
+"""`regctl serve`: the HTTP API for a team, on the registry's database and store."""
+
+from __future__ import annotations
+
+import click
+
+from cli.app import cli, settings_of
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    show_default=True,
+    help="Proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted (a TLS-terminating proxy).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1, max=512),
+    default=40,
+    show_default=True,
+    help="Threads serving blocking work (database, store); the database pool matches it.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.pass_context
+def serve(
+    ctx: click.Context, host: str, port: int, forwarded_allow_ips: str, threads: int, log_level: str
+) -> None:
+    """Serve the registry over HTTP under /api/v1 (OpenAPI at /api/v1/openapi.json).
+
+    Clients need a URL and a token ('regctl tokens create'), never the database or store credentials.
+    Without a broker, the server runs queued jobs itself, in sandboxed child processes.
+    """
+    import uvicorn
+
+    from registry.db import configure_pool, ensure_schema
+    from server.app import create_app
+
+    settings = settings_of(ctx)
+    configure_pool(threads)
+    ensure_schema(settings.database_url)
+    app = create_app(settings, threads=threads)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_graceful_shutdown=10,
+    )

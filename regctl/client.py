@@ -1,0 +1,166 @@
+"""What every regctl client can do, whether it talks HTTP (`Client`) or to this machine (`LocalClient`).
+
+The CLI is written against this interface only, so a command behaves the same in both modes.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from registry.entities import (
+    AliasInfo,
+    AuditEntry,
+    FetchedArtifact,
+    Identity,
+    JobInfo,
+    ModelDetail,
+    ModelSummary,
+    NewToken,
+    TokenInfo,
+    VersionInfo,
+    VersionRow,
+)
+from registry.errors import RegctlError
+
+Progress = Callable[[int, int], None]
+
+
+class WaitTimeout(RegctlError):
+    """Raised when `wait` gives up before the job chain finished."""
+
+    exit_code = 1
+
+
+class RegistryClient(abc.ABC):
+    """The operations of a registry; each returns a typed record."""
+
+    mode: str = ""
+
+    @abc.abstractmethod
+    def whoami(self) -> Identity:
+        """Who this client acts as (a token's name and role, or the local user as admin)."""
+
+    @abc.abstractmethod
+    def models(self) -> list[ModelSummary]:
+        """Every model this client may see."""
+
+    @abc.abstractmethod
+    def model(self, name: str) -> ModelDetail:
+        """A model with its newest versions and its aliases."""
+
+    @abc.abstractmethod
+    def versions(self, name: str, *, status: str | None = None, limit: int = 100) -> list[VersionRow]:
+        """The newest versions of a model, optionally only those in `status`."""
+
+    @abc.abstractmethod
+    def version(self, ref: str) -> VersionInfo:
+        """The version REF (NAME, NAME:VERSION or NAME@ALIAS) points at, with artifacts and jobs."""
+
+    @abc.abstractmethod
+    def register(
+        self,
+        name: str,
+        directory: str | Path,
+        *,
+        method: str | None = None,
+        device: str | None = None,
+        description: str | None = None,
+        convert: bool = True,
+    ) -> VersionInfo:
+        """Register a model directory as the next version of `name`; conversion starts unless `convert=False`."""
+
+    @abc.abstractmethod
+    def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
+        """Queue a `convert` or `validate` job for NAME:VERSION."""
+
+    @abc.abstractmethod
+    def jobs(self, *, state: str | None = None, model: str | None = None, limit: int = 50) -> list[JobInfo]:
+        """The newest jobs first."""
+
+    @abc.abstractmethod
+    def job(self, job_id: int) -> JobInfo:
+        """One job."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: int) -> JobInfo:
+        """Cancel a job (a running one stops at its next stage)."""
+
+    @abc.abstractmethod
+    def retry(self, job_id: int) -> JobInfo:
+        """Queue a failed or cancelled job again."""
+
+    @abc.abstractmethod
+    def follow(self, job: JobInfo) -> Iterator[JobInfo]:
+        """Yield the job at each change, then the job its success created, until the chain ends."""
+
+    @abc.abstractmethod
+    def alias(self, target: str, version: int) -> AliasInfo:
+        """Point NAME@ALIAS at VERSION."""
+
+    @abc.abstractmethod
+    def remove_alias(self, target: str) -> AliasInfo:
+        """Remove NAME@ALIAS."""
+
+    @abc.abstractmethod
+    def alias_history(self, name: str) -> list[AliasInfo]:
+        """Every change to a model's aliases, oldest first."""
+
+    @abc.abstractmethod
+    def fetch(
+        self, ref: str, path: str | Path, *, kind: str = "torchscript", progress: Progress | None = None
+    ) -> FetchedArtifact:
+        """Copy an artifact to `path`; the file appears only once its sha256 is verified."""
+
+    @abc.abstractmethod
+    def stream(self, ref: str, sink: BinaryIO, *, kind: str = "torchscript") -> FetchedArtifact:
+        """Write an artifact to `sink` as it arrives; raises CorruptedArtifact at the end on a mismatch."""
+
+    @abc.abstractmethod
+    def export_triton(
+        self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
+    ):  # type: ignore[no-untyped-def]
+        """Write a ready version into a Triton model repository (a directory or fsspec URL)."""
+
+    @abc.abstractmethod
+    def create_token(
+        self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
+    ) -> NewToken:
+        """Create an API token (admin); the secret is returned once."""
+
+    @abc.abstractmethod
+    def tokens(self) -> list[TokenInfo]:
+        """Every token (admin)."""
+
+    @abc.abstractmethod
+    def revoke_token(self, name: str) -> TokenInfo:
+        """Revoke a token (admin)."""
+
+    @abc.abstractmethod
+    def audit(self, *, model: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries (admin)."""
+
+    def wait(self, job: JobInfo | int, timeout: float | None = None) -> JobInfo:
+        """Follow a job chain to its end and return the last job (a convert's validate job, say).
+
+        Raises WaitTimeout after `timeout` seconds; the job goes on.
+        """
+        current = self.job(job) if isinstance(job, int) else job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for update in self.follow(current):
+            current = update
+            if deadline is not None and time.monotonic() > deadline and not update.finished:
+                raise WaitTimeout(f"job {update.id} is still {update.state} after {timeout:g}s")
+        return current
+
+    def close(self) -> None:
+        """Release connections (nothing to do for a local client)."""
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

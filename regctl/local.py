@@ -1,0 +1,207 @@
+"""`Client.local()`: this machine's registry, through the same service layer the HTTP API uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from regctl.client import Progress, RegistryClient
+from registry.access import Caller
+from registry.entities import (
+    AliasInfo,
+    AuditEntry,
+    FetchedArtifact,
+    Identity,
+    JobInfo,
+    ModelDetail,
+    ModelSummary,
+    NewToken,
+    TokenInfo,
+    VersionInfo,
+    VersionRow,
+)
+from registry.settings import Settings
+
+
+class LocalClient(RegistryClient):
+    """Direct access with this machine's settings (database, store, broker); acts as the local user."""
+
+    mode = "direct"
+
+    def __init__(self, settings: Settings | None = None, caller: Caller | None = None) -> None:
+        from registry.lookup import local_caller
+
+        self.settings = settings or Settings.from_env()
+        self.caller = caller or local_caller()
+
+    def whoami(self) -> Identity:
+        """The local user, trusted as an admin because it holds the database credentials."""
+        return Identity(self.caller.name, self.caller.role, self.caller.model_pattern)
+
+    def models(self) -> list[ModelSummary]:
+        """Every model, by name."""
+        from service.models import list_models
+
+        return list_models(self.settings, self.caller)
+
+    def model(self, name: str) -> ModelDetail:
+        """A model with its newest versions and its aliases."""
+        from service.models import show_model
+
+        return show_model(self.settings, self.caller, name)
+
+    def versions(self, name: str, *, status: str | None = None, limit: int = 100) -> list[VersionRow]:
+        """The newest versions of a model."""
+        from service.models import list_versions
+
+        return list_versions(self.settings, self.caller, name, status=status, limit=limit)
+
+    def version(self, ref: str) -> VersionInfo:
+        """The version REF points at."""
+        from service.models import show_version
+
+        return show_version(self.settings, self.caller, ref)
+
+    def register(
+        self,
+        name: str,
+        directory: str | Path,
+        *,
+        method: str | None = None,
+        device: str | None = None,
+        description: str | None = None,
+        convert: bool = True,
+    ) -> VersionInfo:
+        """Register a model directory; in embedded mode its jobs run when followed (`wait`)."""
+        from service.models import register_directory
+
+        return register_directory(
+            self.settings,
+            self.caller,
+            name,
+            Path(directory),
+            method=method,
+            device=device,
+            description=description,
+            convert=convert,
+        )
+
+    def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
+        """Queue a job for NAME:VERSION."""
+        from service.jobs import submit
+
+        return submit(self.settings, self.caller, ref, kind, method=method, device=device)
+
+    def jobs(self, *, state: str | None = None, model: str | None = None, limit: int = 50) -> list[JobInfo]:
+        """The newest jobs first."""
+        from service.jobs import list_jobs
+
+        return list_jobs(self.settings, self.caller, state=state, model=model, limit=limit)
+
+    def job(self, job_id: int) -> JobInfo:
+        """One job."""
+        from service.jobs import show_job
+
+        return show_job(self.settings, self.caller, job_id)
+
+    def cancel(self, job_id: int) -> JobInfo:
+        """Cancel a job."""
+        from service.jobs import cancel
+
+        return cancel(self.settings, self.caller, job_id)
+
+    def retry(self, job_id: int) -> JobInfo:
+        """Queue a failed or cancelled job again."""
+        from service.jobs import retry
+
+        return retry(self.settings, self.caller, job_id)
+
+    def follow(self, job: JobInfo) -> Iterator[JobInfo]:
+        """Follow the job chain; without a broker the jobs run in child processes of this one."""
+        from service.jobs import follow
+
+        return follow(self.settings, self.caller, job)
+
+    def alias(self, target: str, version: int) -> AliasInfo:
+        """Point NAME@ALIAS at VERSION."""
+        from registry.refs import parse_alias_ref
+        from service.aliases import set_alias
+
+        ref = parse_alias_ref(target)
+        return set_alias(self.settings, self.caller, ref.name, ref.alias or "", version)
+
+    def remove_alias(self, target: str) -> AliasInfo:
+        """Remove NAME@ALIAS."""
+        from registry.refs import parse_alias_ref
+        from service.aliases import remove_alias
+
+        ref = parse_alias_ref(target)
+        return remove_alias(self.settings, self.caller, ref.name, ref.alias or "")
+
+    def alias_history(self, name: str) -> list[AliasInfo]:
+        """Every change to a model's aliases."""
+        from service.aliases import alias_history
+
+        return alias_history(self.settings, self.caller, name)
+
+    def fetch(
+        self, ref: str, path: str | Path, *, kind: str = "torchscript", progress: Progress | None = None
+    ) -> FetchedArtifact:
+        """Copy an artifact to `path`, verified."""
+        from service.artifacts import fetch_artifact
+
+        version_ref, artifact = fetch_artifact(self.settings, self.caller, ref, Path(path), kind, progress)
+        return FetchedArtifact(version_ref, str(path), artifact)
+
+    def stream(self, ref: str, sink: BinaryIO, *, kind: str = "torchscript") -> FetchedArtifact:
+        """Write an artifact to `sink` chunk by chunk; a checksum mismatch raises after the last chunk."""
+        from registry.store import open_store
+        from service.artifacts import find_artifact
+
+        version_ref, artifact = find_artifact(self.settings, self.caller, ref, kind)
+        for chunk in open_store(self.settings.artifact_store).open_chunks(artifact.sha256):
+            sink.write(chunk)
+        sink.flush()
+        return FetchedArtifact(version_ref, "-", artifact)
+
+    def export_triton(
+        self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
+    ):  # type: ignore[no-untyped-def]
+        """Write a ready version into a Triton model repository."""
+        from registry.refs import parse_ref
+        from registry.triton import export_triton
+
+        parsed = parse_ref(ref)
+        self.caller.require("fetch", parsed.name)
+        return export_triton(
+            self.settings, parsed, repo, max_batch_size=max_batch_size, instance_kind=instance_kind
+        )
+
+    def create_token(
+        self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
+    ) -> NewToken:
+        """Create an API token; run on the server host, this is how the first admin token is made."""
+        from service.admin import create_token
+
+        return create_token(
+            self.settings, self.caller, name, role, model_pattern=model_pattern, expires=expires
+        )
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token."""
+        from service.admin import list_tokens
+
+        return list_tokens(self.settings, self.caller)
+
+    def revoke_token(self, name: str) -> TokenInfo:
+        """Revoke a token."""
+        from service.admin import revoke_token
+
+        return revoke_token(self.settings, self.caller, name)
+
+    def audit(self, *, model: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries."""
+        from service.admin import list_audit
+
+        return list_audit(self.settings, self.caller, model=model, limit=limit)

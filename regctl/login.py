@@ -1,0 +1,100 @@
+"""Where the remote CLI finds its server: REGCTL_URL and REGCTL_TOKEN, else the file `regctl login` wrote.
+
+The file is JSON at $REGCTL_CONFIG (default ~/.config/regctl/login.json), written 0600 because it
+holds a token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Login:
+    """A server URL and the token to send it."""
+
+    url: str
+    token: str | None
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where `regctl login` keeps the URL and token."""
+    env = os.environ if env is None else env
+    if env.get("REGCTL_CONFIG"):
+        return Path(env["REGCTL_CONFIG"]).expanduser()
+    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "regctl" / "login.json"
+
+
+def check_url(url: str) -> str:
+    """The URL without a trailing slash, or InvalidInput unless it is http(s)://host[:port][/path]."""
+    url = url.strip().rstrip("/")
+    if (
+        not url.startswith(("http://", "https://"))
+        or len(url.split("://", 1)[1]) == 0
+        or not url.isprintable()
+    ):
+        raise InvalidInput(f"server URL {url!r} is not valid; use e.g. https://regctl.example.com")
+    return url
+
+
+def find_login(env: Mapping[str, str] | None = None, url: str | None = None) -> Login | None:
+    """The server to talk to: `url` or REGCTL_URL (with REGCTL_TOKEN), else the login file, else None."""
+    env = os.environ if env is None else env
+    url = url or env.get("REGCTL_URL")
+    if url:
+        return Login(check_url(url), env.get("REGCTL_TOKEN") or _saved_token(env, check_url(url)))
+    saved = _read(config_path(env))
+    if saved is None:
+        return None
+    return Login(check_url(saved["url"]), env.get("REGCTL_TOKEN") or saved.get("token"))
+
+
+def _saved_token(env: Mapping[str, str], url: str) -> str | None:
+    saved = _read(config_path(env))
+    return saved.get("token") if saved and saved.get("url", "").rstrip("/") == url else None
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path} cannot be read ({exc}); run 'regctl login URL' again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        raise InvalidInput(f"{path} has no server URL; run 'regctl login URL' again")
+    return data
+
+
+def save_login(login: Login, env: Mapping[str, str] | None = None) -> Path:
+    """Write the login file, readable only by its owner, atomically; return its path."""
+    path = config_path(env)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".login-", suffix=".json")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"url": login.url, "token": login.token}, out)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def forget_login(env: Mapping[str, str] | None = None) -> bool:
+    """Remove the login file; True if there was one."""
+    path = config_path(env)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

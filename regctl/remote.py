@@ -1,0 +1,396 @@
+"""`Client(url, token)`: a registry served by `regctl serve`, over HTTP with httpx.
+
+Errors come back as the same regctl errors (and so the same CLI exit codes) the server raised.
+Downloads are verified against the sha256 the server announces and resume with `Range` after a
+dropped connection. Job following reads the server-sent-event stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from regctl.client import Progress, RegistryClient
+from regctl.login import check_url
+from registry.entities import (
+    AliasInfo,
+    AuditEntry,
+    FetchedArtifact,
+    Identity,
+    JobInfo,
+    ModelDetail,
+    ModelSummary,
+    NewToken,
+    TokenInfo,
+    VersionInfo,
+    VersionRow,
+)
+from registry.errors import CorruptedArtifact, InvalidInput, RegctlError, ServiceUnavailable, error_classes
+from registry.refs import check_model_name, parse_ref
+
+T = TypeVar("T")
+CHUNK = 1 << 20
+RESUMES = 3
+
+
+@cache
+def _adapter(kind: Any):  # type: ignore[no-untyped-def]
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(kind)
+
+
+def _parse(kind: type[T] | Any, data: Any) -> T:
+    return _adapter(kind).validate_python(data)
+
+
+class Client(RegistryClient):
+    """A remote registry: `Client("https://regctl.example.com", token)`."""
+
+    mode = "remote"
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+        self.url = check_url(url)
+        headers = {"User-Agent": "regctl-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=f"{self.url}/api/v1", headers=headers, timeout=timeout, follow_redirects=False
+        )
+
+    @classmethod
+    def local(cls, settings: Any = None) -> RegistryClient:
+        """This machine's registry, with the REGCTL_* settings (or `settings`)."""
+        from regctl.local import LocalClient
+
+        return LocalClient(settings)
+
+    @classmethod
+    def from_env(cls) -> RegistryClient:
+        """REGCTL_URL and REGCTL_TOKEN (or `regctl login`'s file) when set, else `Client.local()`."""
+        from regctl.login import find_login
+
+        login = find_login()
+        return cls(login.url, login.token) if login else cls.local()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    def _json(self, method: str, path: str, kind: Any, **kwargs: Any) -> Any:
+        return _parse(kind, self._send(method, path, **kwargs).json())
+
+    def _unreachable(self, exc: Exception) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"cannot reach the regctl server at {self.url} ({type(exc).__name__}: {exc}); "
+            "check REGCTL_URL and that 'regctl serve' runs there"
+        )
+
+    def _error(self, response: httpx.Response) -> RegctlError:
+        try:
+            body = response.json()["error"]
+            code, message = str(body["code"]), str(body["message"])
+        except Exception:
+            code, message = "", f"HTTP {response.status_code} {response.reason_phrase}"
+        cls = error_classes().get(code)
+        if cls is None:
+            cls = {401: "unauthenticated", 403: "not_allowed", 404: "not_found", 422: "invalid_input"}.get(
+                response.status_code, "service_unavailable" if response.status_code >= 500 else "error"
+            )
+            cls = error_classes()[cls]
+        return cls(message)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def whoami(self) -> Identity:
+        """Who the token acts as."""
+        return self._json("GET", "/whoami", Identity)
+
+    def models(self) -> list[ModelSummary]:
+        """Every model the token may see."""
+        return self._json("GET", "/models", list[ModelSummary])
+
+    def model(self, name: str) -> ModelDetail:
+        """A model with its newest versions and its aliases."""
+        return self._json("GET", f"/models/{_seg(check_model_name(name))}", ModelDetail)
+
+    def versions(self, name: str, *, status: str | None = None, limit: int = 100) -> list[VersionRow]:
+        """The newest versions of a model."""
+        params = {"limit": limit, **({"status": status} if status else {})}
+        return self._json(
+            "GET", f"/models/{_seg(check_model_name(name))}/versions", list[VersionRow], params=params
+        )
+
+    def version(self, ref: str) -> VersionInfo:
+        """The version REF points at."""
+        return self._json("GET", f"/versions/{_seg(str(parse_ref(ref)))}", VersionInfo)
+
+    def alias_history(self, name: str) -> list[AliasInfo]:
+        """Every change to a model's aliases."""
+        return self._json("GET", f"/models/{_seg(check_model_name(name))}/alias-history", list[AliasInfo])
+
+    def jobs(self, *, state: str | None = None, model: str | None = None, limit: int = 50) -> list[JobInfo]:
+        """The newest jobs first."""
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        if model:
+            params["model"] = check_model_name(model)
+        return self._json("GET", "/jobs", list[JobInfo], params=params)
+
+    def job(self, job_id: int) -> JobInfo:
+        """One job."""
+        return self._json("GET", f"/jobs/{int(job_id)}", JobInfo)
+
+    # -- changing ----------------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        directory: str | Path,
+        *,
+        method: str | None = None,
+        device: str | None = None,
+        description: str | None = None,
+        convert: bool = True,
+    ) -> VersionInfo:
+        """Build the bundle here (the same checks as a local register) and upload it."""
+        from registry.bundle import build_bundle
+        from registry.settings import Settings
+        from registry.spec import prepare_spec
+
+        check_model_name(name)
+        directory = Path(directory)
+        spec = prepare_spec(directory, method, device)
+        params: dict[str, Any] = {"convert": "true" if convert else "false"}
+        for key, value in (("method", method), ("device", device), ("description", description)):
+            if value is not None:
+                params[key] = value
+        with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
+            cap = Settings.from_env().max_bundle_bytes
+            bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", cap)
+            with bundle.path.open("rb") as body:
+                headers = {"Content-Type": "application/x-tar", "Content-Length": str(bundle.size)}
+                return self._json(
+                    "POST",
+                    f"/models/{_seg(name)}/versions",
+                    VersionInfo,
+                    params=params,
+                    content=_chunks(body),
+                    headers=headers,
+                    timeout=httpx.Timeout(30.0, read=600.0),
+                )
+
+    def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
+        """Queue a job for NAME:VERSION."""
+        from registry.refs import parse_version_ref
+
+        body = {"kind": kind, "method": method, "device": device}
+        return self._json("POST", f"/versions/{_seg(str(parse_version_ref(ref)))}/jobs", JobInfo, json=body)
+
+    def cancel(self, job_id: int) -> JobInfo:
+        """Cancel a job."""
+        return self._json("POST", f"/jobs/{int(job_id)}/cancel", JobInfo)
+
+    def retry(self, job_id: int) -> JobInfo:
+        """Queue a failed or cancelled job again."""
+        return self._json("POST", f"/jobs/{int(job_id)}/retry", JobInfo)
+
+    def alias(self, target: str, version: int) -> AliasInfo:
+        """Point NAME@ALIAS at VERSION."""
+        from registry.refs import parse_alias_ref
+
+        ref = parse_alias_ref(target)
+        path = f"/models/{_seg(ref.name)}/aliases/{_seg(ref.alias or '')}"
+        return self._json("PUT", path, AliasInfo, json={"version": version})
+
+    def remove_alias(self, target: str) -> AliasInfo:
+        """Remove NAME@ALIAS."""
+        from registry.refs import parse_alias_ref
+
+        ref = parse_alias_ref(target)
+        return self._json("DELETE", f"/models/{_seg(ref.name)}/aliases/{_seg(ref.alias or '')}", AliasInfo)
+
+    def create_token(
+        self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
+    ) -> NewToken:
+        """Create a token (admin)."""
+        body = {"name": name, "role": role, "model_pattern": model_pattern, "expires": expires}
+        return self._json("POST", "/tokens", NewToken, json=body)
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token (admin)."""
+        return self._json("GET", "/tokens", list[TokenInfo])
+
+    def revoke_token(self, name: str) -> TokenInfo:
+        """Revoke a token (admin)."""
+        return self._json("DELETE", f"/tokens/{_seg(name)}", TokenInfo)
+
+    def audit(self, *, model: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries (admin)."""
+        params: dict[str, Any] = {"limit": limit}
+        if model:
+            params["model"] = check_model_name(model)
+        return self._json("GET", "/audit", list[AuditEntry], params=params)
+
+    # -- following ---------------------------------------------------------------------------------
+
+    def follow(self, job: JobInfo) -> Iterator[JobInfo]:
+        """Follow the job chain through the server-sent-event stream, reconnecting if it drops."""
+        current = job
+        for _ in range(RESUMES + 1):
+            try:
+                for update in self._events(current.id):
+                    current = update
+                    yield update
+                return
+            except httpx.TransportError:
+                current = self.job(current.id)  # the stream dropped: pick up where the job is now
+                if current.finished:
+                    yield current
+                    return
+        raise self._unreachable(ConnectionError("the job event stream kept dropping"))
+
+    def _events(self, job_id: int) -> Iterator[JobInfo]:
+        timeout = httpx.Timeout(30.0, read=60.0)  # the server sends a keep-alive every 15 s
+        with self._http.stream("GET", f"/jobs/{job_id}/events", timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise self._error(response)
+            event = None
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line.partition(":")[2].strip()
+                elif line.startswith("data:") and event == "job":
+                    yield _parse(JobInfo, json.loads(line.partition(":")[2]))
+                elif line.startswith("data:") and event == "end":
+                    return
+
+    # -- artifacts ---------------------------------------------------------------------------------
+
+    def fetch(
+        self, ref: str, path: str | Path, *, kind: str = "torchscript", progress: Progress | None = None
+    ) -> FetchedArtifact:
+        """Download to `path`, resuming with Range after a dropped connection; verified before it appears."""
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                fetched = self._download(ref, kind, out, progress)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return FetchedArtifact(fetched.ref, str(dest), self._recorded(fetched))
+
+    def _recorded(self, fetched: FetchedArtifact) -> Any:
+        """The registry's full record of a downloaded artifact (uri, torch version, method, time)."""
+        for artifact in self.version(fetched.ref).artifacts:
+            if artifact.sha256 == fetched.artifact.sha256:
+                return artifact
+        return fetched.artifact
+
+    def stream(self, ref: str, sink: BinaryIO, *, kind: str = "torchscript") -> FetchedArtifact:
+        """Write an artifact to `sink` as it arrives; CorruptedArtifact at the end on a mismatch."""
+        return self._download(ref, kind, sink, None)
+
+    def _download(self, ref: str, kind: str, out: BinaryIO, progress: Progress | None) -> FetchedArtifact:
+        path = f"/versions/{_seg(str(parse_ref(ref)))}/artifacts/{_seg(kind)}"
+        digest, done, etag, meta = hashlib.sha256(), 0, None, None
+        for attempt in range(RESUMES + 1):
+            headers = {"Range": f"bytes={done}-", "If-Range": etag} if etag and done else {}
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0)) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise self._error(response)
+                    if response.status_code == 200 and done:
+                        raise CorruptedArtifact(
+                            f"{ref} changed while it was being downloaded; fetch it again"
+                        )
+                    meta = meta or _artifact_meta(response, kind)
+                    etag = response.headers.get("etag")
+                    for chunk in response.iter_bytes(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, meta.artifact.size)
+                if done == meta.artifact.size:
+                    break
+            except httpx.TransportError as exc:
+                if etag is None or attempt == RESUMES:
+                    raise self._unreachable(exc) from exc
+        out.flush()
+        if meta is None or digest.hexdigest() != meta.artifact.sha256:
+            raise CorruptedArtifact(
+                f"{ref} {kind} arrived with sha256 {digest.hexdigest()[:16]}…, not the announced "
+                f"{meta.artifact.sha256[:16] if meta else '?'}…; fetch it again"
+            )
+        return meta
+
+    def export_triton(
+        self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
+    ):  # type: ignore[no-untyped-def]
+        """Write a ready version into a Triton model repository, downloading its TorchScript through the API."""
+        from registry.triton import write_to_repo
+
+        info = self.version(ref)
+
+        def chunks(artifact: Any) -> Iterator[bytes]:
+            with tempfile.TemporaryFile() as spool:
+                self._download(info.ref, "torchscript", spool, None)
+                spool.seek(0)
+                while chunk := spool.read(CHUNK):
+                    yield chunk
+
+        return write_to_repo(info, chunks, repo, max_batch_size=max_batch_size, instance_kind=instance_kind)
+
+
+def _artifact_meta(response: httpx.Response, kind: str) -> FetchedArtifact:
+    from datetime import UTC, datetime
+
+    from registry.entities import ArtifactInfo
+
+    sha256 = response.headers.get("x-regctl-sha256", "")
+    total = response.headers.get("content-range", "").rpartition("/")[2] or response.headers.get(
+        "content-length"
+    )
+    if len(sha256) != 64 or not total or not total.isdigit():
+        raise InvalidInput(
+            "the server sent an artifact without its sha256 or size; is REGCTL_URL a regctl server?"
+        )
+    artifact = ArtifactInfo(kind, sha256, int(total), "", None, None, datetime.now(UTC))
+    return FetchedArtifact(response.headers.get("x-regctl-ref", ""), "-", artifact)
+
+
+def _seg(text: str) -> str:
+    """One URL path segment; `:` and `@` stay readable, everything else unsafe is escaped."""
+    return quote(text, safe=":@")
+
+
+def _chunks(body: BinaryIO) -> Iterator[bytes]:
+    while chunk := body.read(CHUNK):
+        yield chunk

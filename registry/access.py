@@ -1,0 +1,68 @@
+"""Who may do what: callers, roles, model patterns and protected aliases (pure policy, no I/O).
+
+A caller is whoever acts through the service: a token's owner over HTTP, or the operating-system
+user of a direct command (who holds the database credentials and so is trusted like an admin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from registry.errors import NotAllowed
+
+ROLE_RANK = {"reader": 0, "writer": 1, "admin": 2}
+
+# What each action needs; the model pattern is checked on top of the role.
+NEEDS = {
+    "read": "reader",
+    "fetch": "reader",
+    "register": "writer",
+    "submit": "writer",
+    "cancel": "writer",
+    "retry": "writer",
+    "alias": "writer",
+    "protected-alias": "admin",
+    "tokens": "admin",
+    "audit": "admin",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is acting: a name for the records, a role, an optional model pattern and an address."""
+
+    name: str
+    role: str = "admin"
+    model_pattern: str | None = None
+    address: str | None = None
+
+    def may_see(self, model: str) -> bool:
+        """True when the caller's model pattern (if any) matches `model`; admins see every model."""
+        return self.role == "admin" or self.model_pattern is None or fnmatchcase(model, self.model_pattern)
+
+    def can(self, action: str, model: str | None = None) -> bool:
+        """True when the caller's role allows `action` on `model` (or globally when `model` is None)."""
+        if ROLE_RANK[self.role] < ROLE_RANK[NEEDS[action]]:
+            return False
+        return model is None or self.may_see(model)
+
+    def require(self, action: str, model: str | None = None) -> None:
+        """Raise NotAllowed, saying which role or pattern is missing, unless `can(action, model)`."""
+        if self.can(action, model):
+            return
+        if ROLE_RANK[self.role] < ROLE_RANK[NEEDS[action]]:
+            what = f"{action} on {model}" if model else action
+            raise NotAllowed(
+                f"token {self.name!r} has role {self.role}; {what} needs role {NEEDS[action]}; "
+                "ask an admin for a token with that role"
+            )
+        raise NotAllowed(
+            f"token {self.name!r} is limited to models matching {self.model_pattern!r}, "
+            f"not {model!r}; ask an admin for a token that covers it"
+        )
+
+
+def alias_action(alias: str, protected: tuple[str, ...]) -> str:
+    """The action that setting or removing `alias` needs: protected aliases are for admins only."""
+    return "protected-alias" if alias in protected else "alias"

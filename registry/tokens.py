@@ -1,0 +1,171 @@
+"""API tokens: created once with a secret shown a single time, stored only as a hash, checked in constant time.
+
+A token reads `rgt_<id>_<secret>`: the id finds the row by primary key, and the secret's sha256 is
+compared with `hmac.compare_digest`. The secret is 256 random bits, so a plain sha256 is enough (a slow
+password hash protects guessable passwords, which these are not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from registry import audit
+from registry.access import ROLE_RANK, Caller
+from registry.db import session_scope
+from registry.entities import NewToken, TokenInfo
+from registry.errors import InvalidInput, NotFound, Unauthenticated
+from registry.refs import check_model_name
+from registry.schema import Token, utcnow
+from registry.settings import Settings
+
+PREFIX = "rgt_"
+_TOKEN = re.compile(r"^rgt_([0-9]{1,12})_([A-Za-z0-9_-]{20,100})$")
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
+_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}\Z")
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])\Z")
+_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+LAST_USED_EVERY = timedelta(minutes=1)
+
+
+def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
+    """`90d`, `12h` or `2w` from now; None or `never` for a token that does not expire."""
+    if text is None or text.strip().lower() == "never":
+        return None
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise InvalidInput(f"--expires {text!r} is not a duration; use e.g. 12h, 90d, 2w or never")
+    return (now or utcnow()) + int(match.group(1)) * _UNIT[match.group(2)]
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _info(row: Token) -> TokenInfo:
+    return TokenInfo(
+        row.name,
+        row.role,
+        row.model_pattern,
+        row.created_by,
+        row.created_at,
+        row.expires_at,
+        row.revoked_at,
+        row.last_used_at,
+    )
+
+
+def check_token_request(name: str, role: str, model_pattern: str | None) -> None:
+    """Refuse a bad name, role or pattern before anything is written."""
+    if not _TOKEN_NAME.match(name or ""):
+        raise InvalidInput(
+            f"token name {name!r} is not valid; use letters, digits, '.', '_', '@' and '-', "
+            "starting with a letter or digit, at most 128 characters (e.g. ci-deploy)"
+        )
+    if role not in ROLE_RANK:
+        raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLE_RANK)}")
+    if model_pattern is not None:
+        if role == "admin":
+            raise InvalidInput(
+                "an admin token covers every model; drop --model or pick role reader or writer"
+            )
+        if not _PATTERN.match(model_pattern):
+            raise InvalidInput(
+                f"model pattern {model_pattern!r} is not valid; use a model name or a glob such as 'resnet*'"
+            )
+        if not any(c in model_pattern for c in "*?["):
+            check_model_name(model_pattern)
+
+
+def create_token(
+    settings: Settings,
+    caller: Caller,
+    name: str,
+    role: str,
+    *,
+    model_pattern: str | None = None,
+    expires: str | None = None,
+) -> NewToken:
+    """Create a token and return it with its secret, which is never stored and never shown again."""
+    check_token_request(name, role, model_pattern)
+    expires_at = parse_expiry(expires)
+    secret = secrets.token_urlsafe(32)
+    with session_scope(settings.database_url) as session:
+        if session.scalar(select(Token.id).where(Token.name == name)) is not None:
+            raise InvalidInput(f"a token named {name!r} exists; pick another name or revoke it first")
+        row = Token(
+            name=name,
+            role=role,
+            model_pattern=model_pattern,
+            secret_sha256=_digest(secret),
+            created_by=caller.name[:128],
+            expires_at=expires_at,
+        )
+        session.add(row)
+        session.flush()
+        detail = {"role": role, "model_pattern": model_pattern, "expires_at": _iso(expires_at)}
+        audit.record(session, caller, "token.create", f"token {name}", detail=detail)
+        return NewToken(_info(row), f"{PREFIX}{row.id}_{secret}")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def list_tokens(settings: Settings) -> list[TokenInfo]:
+    """Every token, newest first, revoked ones included (never their secrets)."""
+    with session_scope(settings.database_url) as session:
+        return [_info(row) for row in session.scalars(select(Token).order_by(Token.id.desc()))]
+
+
+def revoke_token(settings: Settings, caller: Caller, name: str) -> TokenInfo:
+    """Revoke the token named `name`; it is refused from then on. NotFound if there is none."""
+    with session_scope(settings.database_url) as session:
+        row = session.scalars(select(Token).where(Token.name == name).with_for_update()).one_or_none()
+        if row is None:
+            raise NotFound(f"token {name!r} not found; 'regctl tokens list' shows the tokens")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            audit.record(session, caller, "token.revoke", f"token {name}")
+        return _info(row)
+
+
+def authenticate(settings: Settings, presented: str | None, address: str | None = None) -> Caller:
+    """The caller a presented token stands for; Unauthenticated when it is missing, unknown, expired or revoked.
+
+    The message never repeats the token.
+    """
+    if not presented:
+        raise Unauthenticated("this request needs a token; send 'Authorization: Bearer <token>'")
+    match = _TOKEN.match(presented)
+    refused = Unauthenticated("the token is not valid; check REGCTL_TOKEN or ask an admin for a new one")
+    if match is None:
+        raise refused
+    with session_scope(settings.database_url) as session:
+        row = session.get(Token, int(match.group(1)))
+        # Hash first and compare in constant time, so timing says nothing about how much matched.
+        given = _digest(match.group(2))
+        if row is None or not hmac.compare_digest(given, row.secret_sha256):
+            raise refused
+        now = utcnow()
+        if row.revoked_at is not None:
+            raise Unauthenticated(f"token {row.name!r} was revoked; ask an admin for a new one")
+        if row.expires_at is not None and _aware(row.expires_at) <= now:
+            raise Unauthenticated(f"token {row.name!r} expired; ask an admin for a new one")
+        if row.last_used_at is None or now - _aware(row.last_used_at) > LAST_USED_EVERY:
+            row.last_used_at = now
+        return Caller(row.name, row.role, row.model_pattern, address)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored in UTC.
+    if moment.tzinfo is None:
+        from datetime import UTC
+
+        return moment.replace(tzinfo=UTC)
+    return moment

@@ -1,0 +1,49 @@
+"""Bundles that arrive over the network: unpacked only when every member is a plain file or directory.
+
+The server then rebuilds the bundle from the unpacked directory with `build_bundle`, so an upload
+passes exactly the checks a local `regctl register` does and gets the same canonical bytes.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from registry.errors import InvalidInput
+
+MAX_MEMBERS = 10_000
+
+
+def unpack_upload(upload: Path, dest: Path, max_bytes: int) -> Path:
+    """Unpack the uploaded tar into `dest`, refusing links, devices, escaping names and oversize content."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(upload, mode="r:") as tar:
+            members = tar.getmembers()
+            _check_members(members, max_bytes)
+            tar.extractall(dest, members=members, filter="data")
+    except tarfile.TarError as exc:
+        raise InvalidInput(
+            f"the uploaded bundle is not a readable tar ({exc}); upload what 'regctl register' builds"
+        ) from None
+    return dest
+
+
+def _check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
+    if len(members) > MAX_MEMBERS:
+        raise InvalidInput(f"the uploaded bundle has {len(members)} members, more than {MAX_MEMBERS}")
+    total = 0
+    for member in members:
+        path = PurePosixPath(member.name)
+        if path.is_absolute() or ".." in path.parts or not member.name or "\\" in member.name:
+            raise InvalidInput(f"the uploaded bundle has a member {member.name!r} outside its directory")
+        if not (member.isreg() or member.isdir()):
+            raise InvalidInput(
+                f"the uploaded bundle member {member.name!r} is not a regular file or directory; "
+                "bundles hold only files"
+            )
+        total += member.size
+        if total > max_bytes:
+            raise InvalidInput(
+                f"the uploaded bundle unpacks to more than {max_bytes} bytes (REGCTL_MAX_BUNDLE_BYTES)"
+            )

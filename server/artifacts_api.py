@@ -1,0 +1,92 @@
+"""Artifact download: streamed from the store, sha256-verified, with ETag, 304, Range and a digest header."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from registry.access import Caller
+from server.auth import current_caller, settings_of
+from server.errors import error_response, error_responses
+from server.ranges import Unsatisfiable, byte_range, etag_matches
+from service import artifacts
+
+router = APIRouter(tags=["artifacts"])
+Kind = Literal["torchscript", "exported", "source", "report"]
+SUFFIX = {"torchscript": ".pt", "exported": ".pt2", "source": ".tar", "report": ".json"}
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@router.get(
+    "/versions/{ref}/artifacts/{kind}",
+    response_class=Response,
+    responses={
+        200: {"content": _BINARY, "description": "The artifact's bytes; ETag is its sha256"},
+        206: {"content": _BINARY, "description": "The requested byte range"},
+        304: {"description": "If-None-Match named the current sha256: nothing changed"},
+        307: {"description": "With presign=true on an S3 store: a presigned URL to the bytes"},
+        416: {"description": "The byte range lies past the end"},
+        **error_responses(400, 401, 403, 404, 422, 503),
+    },
+)
+def download(
+    request: Request,
+    ref: Annotated[str, Path(description="NAME, NAME:VERSION or NAME@ALIAS", max_length=200)],
+    kind: Kind,
+    caller: Annotated[Caller, Depends(current_caller)],
+    presign: Annotated[bool, Query(description="Redirect to a presigned store URL (S3 stores)")] = False,
+) -> Response:
+    """Download an artifact of the version REF points at, verified against its sha256 as it streams."""
+    from registry.store import open_store
+
+    settings = settings_of(request)
+    version_ref, artifact = artifacts.find_artifact(settings, caller, ref, kind)
+    etag = f'"{artifact.sha256}"'
+    digest = base64.b64encode(bytes.fromhex(artifact.sha256)).decode()
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, no-cache",
+        "Accept-Ranges": "bytes",
+        "Digest": f"sha-256={digest}",
+        "Repr-Digest": f"sha-256=:{digest}:",
+        "X-Regctl-Sha256": artifact.sha256,
+        "X-Regctl-Ref": version_ref,
+        "Content-Disposition": f'attachment; filename="{version_ref.replace(":", "-")}{SUFFIX[kind]}"',
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    store = open_store(settings.artifact_store)
+    if presign:
+        url = store.presign(artifact.sha256)
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers={"ETag": etag})
+    try:
+        wanted = byte_range(
+            request.headers.get("range"), artifact.size, request.headers.get("if-range"), etag
+        )
+    except Unsatisfiable:
+        return error_response(
+            416,
+            "range_not_satisfiable",
+            f"the range lies past the end of the {artifact.size}-byte artifact",
+            {"Content-Range": f"bytes */{artifact.size}"},
+        )
+    if wanted is None:
+        headers["Content-Length"] = str(artifact.size)
+        # open_chunks raises after the last chunk on a checksum mismatch, which aborts the response:
+        # the client sees a truncated body instead of a complete-looking wrong file.
+        return StreamingResponse(
+            store.open_chunks(artifact.sha256), media_type="application/octet-stream", headers=headers
+        )
+    start, end = wanted
+    headers["Content-Length"] = str(end - start + 1)
+    headers["Content-Range"] = f"bytes {start}-{end}/{artifact.size}"
+    return StreamingResponse(
+        store.open_range(artifact.sha256, start, end - start + 1),
+        status_code=206,
+        media_type="application/octet-stream",
+        headers=headers,
+    )

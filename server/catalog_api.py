@@ -1,0 +1,89 @@
+"""Reading: models, versions, aliases and their history, and who the token is."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from registry.access import Caller
+from registry.entities import AliasInfo, Identity, ModelDetail, ModelSummary, VersionInfo, VersionRow
+from registry.refs import MAX_VERSION
+from server.auth import current_caller, settings_of
+from server.errors import error_responses
+from service import aliases, models
+
+router = APIRouter(responses=error_responses())
+Name = Annotated[str, Path(description="A model name, e.g. resnet", max_length=128)]
+AliasName = Annotated[str, Path(description="An alias, e.g. prod", max_length=64)]
+Ref = Annotated[str, Path(description="NAME, NAME:VERSION or NAME@ALIAS", max_length=200)]
+CallerDep = Annotated[Caller, Depends(current_caller)]
+Status = Literal["registered", "converting", "validating", "ready", "failed"]
+
+
+class AliasTarget(BaseModel):
+    """Where an alias should point."""
+
+    version: int = Field(ge=1, le=MAX_VERSION)
+
+
+@router.get("/whoami", response_model=Identity, tags=["tokens"])
+def whoami(caller: CallerDep) -> Identity:
+    """The token's name, role and model pattern."""
+    return Identity(caller.name, caller.role, caller.model_pattern)
+
+
+@router.get("/models", response_model=list[ModelSummary], tags=["models"])
+def list_models(request: Request, caller: CallerDep) -> list[ModelSummary]:
+    """Every model the token may see, with version counts and the newest ready version."""
+    return models.list_models(settings_of(request), caller)
+
+
+@router.get("/models/{name}", response_model=ModelDetail, tags=["models"])
+def show_model(request: Request, name: Name, caller: CallerDep) -> ModelDetail:
+    """A model with its newest versions and its aliases."""
+    return models.show_model(settings_of(request), caller, name)
+
+
+@router.get("/models/{name}/versions", response_model=list[VersionRow], tags=["versions"])
+def list_versions(
+    request: Request,
+    name: Name,
+    caller: CallerDep,
+    status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[VersionRow]:
+    """The newest versions of a model, optionally only those in one status."""
+    return models.list_versions(settings_of(request), caller, name, status=status, limit=limit)
+
+
+@router.get("/versions/{ref}", response_model=VersionInfo, tags=["versions"])
+def show_version(request: Request, ref: Ref, caller: CallerDep) -> VersionInfo:
+    """A version with its spec, artifacts, aliases, jobs and validation summary."""
+    return models.show_version(settings_of(request), caller, ref)
+
+
+@router.get("/models/{name}/alias-history", response_model=list[AliasInfo], tags=["aliases"])
+def alias_history(request: Request, name: Name, caller: CallerDep) -> list[AliasInfo]:
+    """Every change to the model's aliases, oldest first."""
+    return aliases.alias_history(settings_of(request), caller, name)
+
+
+@router.put(
+    "/models/{name}/aliases/{alias}",
+    response_model=AliasInfo,
+    tags=["aliases"],
+    responses=error_responses(400, 401, 403, 404, 422, 503),
+)
+def set_alias(
+    request: Request, name: Name, alias: AliasName, target: Annotated[AliasTarget, Body()], caller: CallerDep
+) -> AliasInfo:
+    """Point NAME@ALIAS at a version. Protected aliases (REGCTL_PROTECTED_ALIASES, `prod`) need an admin."""
+    return aliases.set_alias(settings_of(request), caller, name, alias, target.version)
+
+
+@router.delete("/models/{name}/aliases/{alias}", response_model=AliasInfo, tags=["aliases"])
+def remove_alias(request: Request, name: Name, alias: AliasName, caller: CallerDep) -> AliasInfo:
+    """Remove NAME@ALIAS; recorded in its history."""
+    return aliases.remove_alias(settings_of(request), caller, name, alias)

@@ -1,0 +1,98 @@
+"""Register: the client uploads the bundle it built; the server checks it exactly as a local register does."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path as FilePath
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from registry.access import Caller
+from registry.entities import VersionInfo
+from registry.errors import InvalidInput, TooLarge
+from registry.refs import check_model_name
+from registry.settings import Settings
+from server.auth import current_caller, settings_of
+from server.errors import error_responses
+from service.models import register_upload
+
+router = APIRouter(tags=["versions"])
+# A tar adds a 512-byte header and padding per member to the files' own bytes.
+TAR_OVERHEAD = 16 * 1024 * 1024
+
+
+def upload_limit(settings: Settings) -> int:
+    """The largest request body a register accepts."""
+    return settings.max_bundle_bytes + TAR_OVERHEAD
+
+
+@router.post(
+    "/models/{name}/versions",
+    response_model=VersionInfo,
+    status_code=201,
+    responses=error_responses(400, 401, 403, 409, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The bundle 'regctl register' builds: an uncompressed tar of the model "
+            "directory's code, regctl.toml and the data files the spec names",
+            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def register(
+    request: Request,
+    name: Annotated[str, Path(description="The model's name; created on first use", max_length=128)],
+    caller: Annotated[Caller, Depends(current_caller)],
+    method: Literal["auto", "trace", "script"] | None = None,
+    device: Literal["cpu", "cuda"] | None = None,
+    description: Annotated[str | None, Query(max_length=2000)] = None,
+    convert: bool = True,
+) -> VersionInfo:
+    """Register the uploaded bundle as the next version of NAME; its conversion starts unless convert=false."""
+    settings = settings_of(request)
+    caller.require("register", check_model_name(name))
+    if description is not None and not description.isprintable():
+        raise InvalidInput("description has control characters; use one line of printable text")
+    limit = upload_limit(settings)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(settings)
+    with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
+        upload = FilePath(tmp) / "bundle.tar"
+        await _receive(request, upload, limit, settings)
+        return await run_in_threadpool(
+            register_upload,
+            settings,
+            caller,
+            name,
+            upload,
+            method=method,
+            device=device,
+            description=description,
+            convert=convert,
+        )
+
+
+async def _receive(request: Request, dest: FilePath, limit: int, settings: Settings) -> None:
+    """Write the body to `dest`, stopping as soon as it passes `limit` (the temp dir is then removed)."""
+    received = 0
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(settings)
+            out.write(chunk)
+    if received == 0:
+        raise InvalidInput("the request has no body; upload the bundle tar that 'regctl register' builds")
+
+
+def _too_large(settings: Settings) -> TooLarge:
+    return TooLarge(
+        f"the bundle is larger than this registry accepts ({settings.max_bundle_bytes} bytes, "
+        "REGCTL_MAX_BUNDLE_BYTES); keep large data out of the model directory"
+    )

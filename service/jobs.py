@@ -1,0 +1,91 @@
+"""Submitting, cancelling, retrying, listing and following jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from registry.access import Caller
+from registry.entities import JobInfo
+from registry.refs import parse_version_ref
+from registry.settings import Settings
+from service import dispatch
+
+# A token limited to some models may list jobs; fetch more than asked so filtering leaves enough.
+_OVERFETCH = 5
+
+
+def submit(
+    settings: Settings,
+    caller: Caller,
+    ref: str,
+    kind: str,
+    *,
+    method: str | None = None,
+    device: str | None = None,
+) -> JobInfo:
+    """Queue a convert or validate job for the exact version NAME:VERSION."""
+    from registry.jobs import create_job
+
+    parsed = parse_version_ref(ref)
+    caller.require("submit", parsed.name)
+    dispatch.preflight(settings)
+    job = create_job(settings, parsed, kind, method=method, device=device, caller=caller)
+    dispatch.start(settings, [job])
+    return job
+
+
+def show_job(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
+    """One job by id."""
+    from registry.jobs import get_job
+
+    job = get_job(settings, job_id)
+    caller.require("read", job.model)
+    return job
+
+
+def list_jobs(
+    settings: Settings,
+    caller: Caller,
+    *,
+    state: str | None = None,
+    model: str | None = None,
+    limit: int = 50,
+) -> list[JobInfo]:
+    """The newest jobs first that the caller may see, optionally only in `state` or of `model`."""
+    from registry.jobs import list_jobs as query
+
+    caller.require("read", model)
+    if caller.model_pattern is None or caller.role == "admin" or model is not None:
+        return query(settings, state=state, model=model, limit=limit)
+    found = query(settings, state=state, model=model, limit=limit * _OVERFETCH)
+    return [job for job in found if caller.may_see(job.model)][:limit]
+
+
+def cancel(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
+    """Cancel a job: a queued one at once, a running one at its next stage boundary."""
+    from registry.jobs import request_cancel
+
+    caller.require("cancel", show_job(settings, caller, job_id).model)
+    return request_cancel(settings, job_id, caller)
+
+
+def retry(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
+    """Queue a failed or cancelled job again as a new attempt."""
+    from registry.jobs import retry_job
+
+    caller.require("retry", show_job(settings, caller, job_id).model)
+    dispatch.preflight(settings)
+    job = retry_job(settings, job_id, caller)
+    dispatch.start(settings, [job])
+    return job
+
+
+def follow(settings: Settings, caller: Caller, job: JobInfo) -> Iterator[JobInfo]:
+    """Yield the job, then the job its success created, at each change until the chain ends.
+
+    In embedded mode with no runner in this process, the job is run here while it is followed.
+    """
+    from worker.follow import follow as follow_chain
+
+    caller.require("read", job.model)
+    return follow_chain(settings, job, run_here=dispatch.runs_here(settings))

@@ -1,0 +1,116 @@
+"""Reading models and versions, and registering new versions."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from registry.access import Caller
+from registry.entities import ModelDetail, ModelSummary, VersionInfo, VersionRow
+from registry.errors import RegctlError
+from registry.refs import check_model_name, parse_ref
+from registry.settings import Settings
+from service import dispatch
+
+
+def list_models(settings: Settings, caller: Caller) -> list[ModelSummary]:
+    """Every model the caller may see, by name."""
+    from registry.models import list_models as query
+
+    caller.require("read")
+    return [m for m in query(settings) if caller.may_see(m.name)]
+
+
+def show_model(settings: Settings, caller: Caller, name: str) -> ModelDetail:
+    """A model with its newest versions and its aliases."""
+    from registry.models import show_model as query
+
+    caller.require("read", check_model_name(name))
+    return query(settings, name)
+
+
+def list_versions(
+    settings: Settings, caller: Caller, name: str, *, status: str | None = None, limit: int = 100
+) -> list[VersionRow]:
+    """The newest versions of a model, optionally only those in `status`."""
+    from registry.versions import list_versions as query
+
+    caller.require("read", check_model_name(name))
+    return query(settings, name, status=status, limit=limit)
+
+
+def show_version(settings: Settings, caller: Caller, ref: str) -> VersionInfo:
+    """The version REF points at, with its artifacts, aliases and jobs."""
+    from registry.versions import get_version
+
+    parsed = parse_ref(ref)
+    caller.require("read", parsed.name)
+    return get_version(settings, parsed)
+
+
+def register_directory(
+    settings: Settings,
+    caller: Caller,
+    name: str,
+    directory: Path,
+    *,
+    method: str | None = None,
+    device: str | None = None,
+    description: str | None = None,
+    convert: bool = True,
+) -> VersionInfo:
+    """Register a model directory on this machine as the next version of `name`; start its conversion."""
+    from registry.versions import register_version
+
+    caller.require("register", check_model_name(name))
+    jobs = ("convert",) if convert else ()
+    if jobs:
+        dispatch.preflight(settings)
+    info = register_version(
+        settings,
+        name,
+        directory,
+        method=method,
+        device=device,
+        description=description,
+        jobs=jobs,
+        caller=caller,
+    )
+    dispatch.start(settings, info.jobs)
+    return info
+
+
+def register_upload(
+    settings: Settings,
+    caller: Caller,
+    name: str,
+    upload: Path,
+    *,
+    method: str | None = None,
+    device: str | None = None,
+    description: str | None = None,
+    convert: bool = True,
+) -> VersionInfo:
+    """Register an uploaded bundle: unpacked safely, then checked and rebuilt exactly like a local directory.
+
+    Messages about the unpacked files name them relative to the upload, never the server's paths.
+    """
+    from registry.upload import unpack_upload
+
+    caller.require("register", check_model_name(name))
+    with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
+        directory = unpack_upload(upload, Path(tmp) / "bundle", settings.max_bundle_bytes)
+        try:
+            return register_directory(
+                settings,
+                caller,
+                name,
+                directory,
+                method=method,
+                device=device,
+                description=description,
+                convert=convert,
+            )
+        except RegctlError as exc:
+            exc.message = exc.message.replace(f"{directory}/", "").replace(str(directory), "the bundle")
+            raise
