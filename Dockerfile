@@ -1,4 +1,4 @@
-# One image for the CLI, the migrate job, the workers and beat.
+# One image for the CLI, the migrate job, the API server (regctl serve), the workers and beat.
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
@@ -6,6 +6,9 @@ COPY pyproject.toml README.md ./
 COPY registry registry
 COPY worker worker
 COPY cli cli
+COPY regctl regctl
+COPY service service
+COPY server server
 COPY migrations migrations
 # A CPU wheel by default; build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 for GPU workers.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu

@@ -30,3 +30,4 @@ test: install lint
 bench: install
 	$(BIN)/python benchmarks/cli_latency.py
 	$(BIN)/python benchmarks/registry_scale.py
+	$(BIN)/python benchmarks/service.py

@@ -340,6 +340,13 @@ class Client(RegistryClient):
                             progress(done, meta.artifact.size)
                 if done == meta.artifact.size:
                     break
+            except httpx.RemoteProtocolError as exc:
+                # The server cuts a download short on purpose when the stored blob fails its checksum.
+                if attempt == RESUMES or etag is None:
+                    raise CorruptedArtifact(
+                        f"the server cut the download of {ref} {kind} short {attempt + 1} time(s) at "
+                        f"{done} bytes; the stored artifact may be damaged (see the server's log)"
+                    ) from exc
             except httpx.TransportError as exc:
                 if etag is None or attempt == RESUMES:
                     raise self._unreachable(exc) from exc

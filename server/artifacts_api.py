@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -76,10 +77,8 @@ def download(
         )
     if wanted is None:
         headers["Content-Length"] = str(artifact.size)
-        # open_chunks raises after the last chunk on a checksum mismatch, which aborts the response:
-        # the client sees a truncated body instead of a complete-looking wrong file.
         return StreamingResponse(
-            store.open_chunks(artifact.sha256), media_type="application/octet-stream", headers=headers
+            held_back(store.open_chunks(artifact.sha256)), media_type="application/octet-stream", headers=headers
         )
     start, end = wanted
     headers["Content-Length"] = str(end - start + 1)
@@ -90,3 +89,19 @@ def download(
         media_type="application/octet-stream",
         headers=headers,
     )
+
+
+def held_back(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Pass chunks on one step late, so the last one goes out only after the sha256 was checked.
+
+    The store checks the digest when its last chunk has been read and raises on a mismatch; holding
+    that chunk back means a corrupted blob reaches the client short of its Content-Length, which
+    every HTTP client (curl included) reports as an error, instead of as a complete wrong file.
+    """
+    previous = None
+    for chunk in chunks:
+        if previous is not None:
+            yield previous
+        previous = chunk
+    if previous is not None:
+        yield previous

@@ -234,13 +234,11 @@ class Service:
         wait_until(answered, WORKER_READY_S, f"worker {worker.name} to answer a ping", interval=0.2)
 
     def register(self, name: str, directory: Path, *, convert: bool = True) -> VersionInfo:
-        """Register a version in this process and publish its convert job (what `regctl register` does)."""
-        from registry.versions import register_version
-        from worker.dispatch import publish
+        """Register a version through the service layer, which publishes its convert job."""
+        from registry.lookup import local_caller
+        from service.models import register_directory
 
-        info = register_version(self.settings, name, directory, jobs=("convert",) if convert else ())
-        publish(self.settings, list(info.jobs))
-        return info
+        return register_directory(self.settings, local_caller(), name, directory, convert=convert)
 
     def version(self, ref: str) -> VersionInfo:
         """A version with its artifacts and jobs."""

@@ -34,15 +34,14 @@ def test_registration_through_the_broker_makes_models_ready_and_each_queue_is_se
         assert f"{name}:1 is ready" in done.stderr
 
     # Every example, once on each queue (the gpu one through --device cuda).
-    from registry.versions import register_version
-    from worker.dispatch import publish
+    from registry.lookup import local_caller
+    from service.models import register_directory
 
     refs = ["lin:1", "lin-gpu:1"]
     for example in _examples():
         for device in ("cpu", "cuda"):
             name = f"{example.name}-{device}"
-            info = register_version(service.settings, name, example, device=device, jobs=("convert",))
-            publish(service.settings, list(info.jobs))
+            info = register_directory(service.settings, local_caller(), name, example, device=device)
             refs.append(info.ref)
 
     served = {"cpu": set(), "gpu": set()}

@@ -1,0 +1,310 @@
+"""The HTTP API on a real `regctl serve` process (SQLite, local store): tokens, roles, errors, downloads."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from regctl.local import LocalClient
+from registry.settings import Settings
+from tests.api_server import REGCTL, ApiServer
+from tests.conftest import write_model_dir
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return Settings.from_env({}, home=home)
+
+
+@pytest.fixture
+def direct(settings: Settings) -> LocalClient:
+    """The server host's own direct access (how the first admin token is made)."""
+    return LocalClient(settings)
+
+
+@pytest.fixture
+def server(settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **settings.to_env(),
+        "REGCTL_MAX_BUNDLE_BYTES": str(64 * 1024),
+    }
+    env = {k: v for k, v in env.items() if v != ""}
+    server = ApiServer.start(env, tmp_path)
+    yield server
+    server.stop()
+
+
+def token(direct: LocalClient, name: str, role: str, **kwargs: str) -> str:
+    return direct.create_token(name, role, **kwargs).secret
+
+
+def http(server: ApiServer, secret: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    return httpx.Client(base_url=f"{server.url}/api/v1", headers=headers, timeout=30)
+
+
+def remote_cli(server: ApiServer, secret: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI in remote mode: a URL and a token, no database or store settings at all."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(cwd),
+        "REGCTL_URL": server.url,
+        "REGCTL_TOKEN": secret,
+    }
+    return subprocess.run([REGCTL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_requests_without_a_valid_token_get_401_with_a_json_error(server: ApiServer, direct: LocalClient) -> None:
+    for secret in (None, "nonsense", "rgt_1_" + "x" * 43, "rgt_999_" + "y" * 43):
+        with http(server, secret) as api:
+            response = api.get("/models")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error"]["code"] == "unauthenticated"
+        assert secret is None or secret not in response.text
+
+
+def test_a_revoked_or_expired_token_is_refused(server: ApiServer, direct: LocalClient, settings: Settings) -> None:
+    from sqlalchemy import update
+
+    from registry.db import session_scope
+    from registry.schema import Token, utcnow
+
+    revoked, expired = token(direct, "old", "reader"), token(direct, "brief", "reader", expires="1h")
+    with http(server, revoked) as api:
+        assert api.get("/models").status_code == 200
+    direct.revoke_token("old")
+    with session_scope(settings.database_url) as session:
+        session.execute(update(Token).where(Token.name == "brief").values(expires_at=utcnow() - timedelta(seconds=1)))
+    for secret, why in ((revoked, "revoked"), (expired, "expired")):
+        with http(server, secret) as api:
+            response = api.get("/models")
+        assert response.status_code == 401
+        assert why in response.json()["error"]["message"]
+
+
+def test_only_a_hash_of_the_token_is_stored(direct: LocalClient, settings: Settings) -> None:
+    from sqlalchemy import select
+
+    from registry.db import session_scope
+    from registry.schema import Token
+
+    secret = token(direct, "ci", "writer")
+    with session_scope(settings.database_url) as session:
+        row = session.scalars(select(Token)).one()
+    assert secret.rsplit("_", 1)[1] not in row.secret_sha256
+    assert row.secret_sha256 == hashlib.sha256(secret.split("_", 2)[2].encode()).hexdigest()
+    listed = direct.tokens()[0].to_json()
+    assert secret not in str(listed)
+
+
+def test_each_role_can_do_exactly_what_it_should(
+    server: ApiServer, direct: LocalClient, model_dir: Path
+) -> None:
+    direct.register("net", model_dir, convert=False)
+    direct.register("net", model_dir, convert=False)
+    reader, writer, admin = (token(direct, role, role) for role in ("reader", "writer", "admin"))
+
+    def status(secret: str, method: str, path: str, **kwargs: object) -> int:
+        with http(server, secret) as api:
+            return api.request(method, path, **kwargs).status_code  # type: ignore[arg-type]
+
+    staging, prod = "/models/net/aliases/staging", "/models/net/aliases/prod"
+    expected = [
+        # method, path, body: what reader, writer and admin get
+        ("GET", "/versions/net:1", None, (200, 200, 200)),
+        ("GET", "/versions/net:1/artifacts/source", None, (200, 200, 200)),
+        ("GET", "/jobs", None, (200, 200, 200)),
+        ("POST", "/versions/net:1/jobs", {"kind": "validate"}, (403, 409, 409)),  # 409: nothing to validate
+        ("PUT", staging, {"version": 1}, (403, 200, 200)),
+        ("PUT", prod, {"version": 2}, (403, 403, 200)),
+        ("DELETE", prod, None, (403, 403, 200)),
+        ("GET", "/tokens", None, (403, 403, 200)),
+        ("POST", "/tokens", {"name": "x", "role": "reader"}, (403, 403, 201)),
+        ("GET", "/audit", None, (403, 403, 200)),
+    ]
+    for method, path, body, codes in expected:
+        got = tuple(
+            status(secret, method, path, **({"json": body} if body else {})) for secret in (reader, writer, admin)
+        )
+        assert got == codes, f"{method} {path}: reader, writer, admin got {got}, expected {codes}"
+
+
+def test_a_model_pattern_limits_a_token_to_matching_models(
+    server: ApiServer, direct: LocalClient, model_dir: Path
+) -> None:
+    direct.register("vision-a", model_dir, convert=False)
+    direct.register("speech", model_dir, convert=False)
+    secret = token(direct, "vision-team", "writer", model_pattern="vision-*")
+    with http(server, secret) as api:
+        assert [m["name"] for m in api.get("/models").json()] == ["vision-a"]
+        assert api.get("/versions/vision-a:1").status_code == 200
+        refused = api.get("/versions/speech:1")
+        assert refused.status_code == 403
+        assert "vision-*" in refused.json()["error"]["message"]
+        assert api.put("/models/speech/aliases/staging", json={"version": 1}).status_code == 403
+
+
+def test_a_reader_cannot_move_prod_from_the_cli_and_gets_exit_code_5(
+    server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
+) -> None:
+    direct.register("net", model_dir, convert=False)
+    result = remote_cli(server, token(direct, "viewer", "reader"), "alias", "set", "net@prod", "1", cwd=tmp_path)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: token 'viewer' has role reader")
+    bad = remote_cli(server, "rgt_1_" + "z" * 43, "models", "list", cwd=tmp_path)
+    assert bad.returncode == 5
+    assert "not valid" in bad.stderr
+
+
+def test_every_change_through_the_api_is_audited_with_who_and_from_where(
+    server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
+) -> None:
+    admin = token(direct, "release-bot", "admin")
+    assert remote_cli(server, admin, "register", "net", str(model_dir), "--no-convert", cwd=tmp_path).returncode == 0
+    assert remote_cli(server, admin, "alias", "set", "net@prod", "1", cwd=tmp_path).returncode == 0
+    entries = direct.audit(model="net")
+    assert [(e.actor, e.action, e.target, e.address) for e in entries] == [
+        ("release-bot", "alias.set", "net@prod", "127.0.0.1"),
+        ("release-bot", "version.register", "net:1", "127.0.0.1"),
+    ]
+    assert direct.version("net:1").created_by == "release-bot"
+
+
+def test_a_download_has_an_etag_a_digest_a_304_and_resumes_byte_identically(
+    server: ApiServer, direct: LocalClient, model_dir: Path
+) -> None:
+    direct.register("net", model_dir, convert=False)
+    with http(server, token(direct, "deploy", "reader")) as api:
+        whole = api.get("/versions/net:1/artifacts/source")
+        assert whole.status_code == 200
+        body = whole.content
+        sha = hashlib.sha256(body).hexdigest()
+        assert whole.headers["etag"] == f'"{sha}"'
+        assert whole.headers["digest"] == "sha-256=" + base64.b64encode(bytes.fromhex(sha)).decode()
+        assert api.get(
+            "/versions/net:1/artifacts/source", headers={"If-None-Match": whole.headers["etag"]}
+        ).status_code == 304
+        cut = len(body) // 3
+        head = api.get("/versions/net:1/artifacts/source", headers={"Range": f"bytes=0-{cut - 1}"})
+        tail = api.get(
+            "/versions/net:1/artifacts/source",
+            headers={"Range": f"bytes={cut}-", "If-Range": whole.headers["etag"]},
+        )
+        assert (head.status_code, tail.status_code) == (206, 206)
+        assert tail.headers["content-range"] == f"bytes {cut}-{len(body) - 1}/{len(body)}"
+        assert head.content + tail.content == body
+        past = api.get("/versions/net:1/artifacts/source", headers={"Range": f"bytes={len(body)}-"})
+        assert past.status_code == 416
+
+
+def test_an_oversized_or_hostile_upload_is_refused_and_leaves_nothing(
+    server: ApiServer, direct: LocalClient, settings: Settings, tmp_path: Path
+) -> None:
+    secret = token(direct, "ci", "writer")
+    blobs_before = sorted((settings.home / "artifacts").rglob("*"))
+    with http(server, secret) as api:
+        big = api.post(
+            "/models/net/versions",
+            content=b"\0" * (64 * 1024 + 17 * 1024 * 1024),
+            headers={"Content-Type": "application/x-tar"},
+        )
+        assert big.status_code == 413
+        assert "REGCTL_MAX_BUNDLE_BYTES" in big.json()["error"]["message"]
+        linked = io.BytesIO()
+        with tarfile.open(fileobj=linked, mode="w") as tar:
+            link = tarfile.TarInfo("model.py")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
+        hostile = api.post("/models/net/versions", content=linked.getvalue())
+        assert hostile.status_code == 400
+        assert "not a regular file" in hostile.json()["error"]["message"]
+        garbage = api.post("/models/net/versions", content=b"not a tar at all")
+        assert garbage.status_code == 400
+    assert direct.models() == []
+    assert sorted((settings.home / "artifacts").rglob("*")) == blobs_before
+
+
+def test_an_uploaded_bundle_gets_the_same_spec_checks_as_a_local_register(
+    server: ApiServer, direct: LocalClient, tmp_path: Path
+) -> None:
+    broken = write_model_dir(tmp_path / "broken", spec='entrypoint = "model.py:build"\nmethod = "magic"\n')
+    result = remote_cli(server, token(direct, "ci", "writer"), "register", "net", str(broken), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "method" in result.stderr and "magic" in result.stderr
+    assert direct.models() == []
+
+
+def test_remote_mode_imports_neither_sqlalchemy_celery_nor_torch(
+    server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
+) -> None:
+    direct.register("net", model_dir, convert=False)
+    probe = (
+        "import sys\nfrom cli.main import main\nsys.argv = ['regctl', 'versions', 'show', 'net:1', '--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'celery', 'sqlalchemy', 'kombu', 'numpy') if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "REGCTL_URL": server.url}
+    env["REGCTL_TOKEN"] = token(direct, "viewer", "reader")
+    result = subprocess.run(
+        [REGCTL.replace("/regctl", "/python"), "-c", probe],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert '"ref": "net:1"' not in result.stdout  # VersionInfo has no ref field; the model name is there
+    assert '"model": "net"' in result.stdout, result.stderr
+    assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
+
+
+def test_login_writes_a_private_file_that_later_commands_use(
+    server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
+) -> None:
+    direct.register("net", model_dir, convert=False)
+    secret = token(direct, "me", "reader")
+    config = tmp_path / "cfg" / "login.json"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "REGCTL_CONFIG": str(config)}
+    login = subprocess.run(
+        [REGCTL, "login", server.url, "--token-stdin"], input=secret + "\n", env=env, capture_output=True, text=True
+    )
+    assert login.returncode == 0, login.stderr
+    assert config.stat().st_mode & 0o777 == 0o600
+    shown = subprocess.run([REGCTL, "whoami"], env=env, capture_output=True, text=True)
+    assert shown.stdout.startswith(f"me: reader at {server.url}")
+    assert secret not in shown.stdout + shown.stderr
+
+
+def test_a_corrupted_blob_never_arrives_as_a_complete_file(
+    server: ApiServer, direct: LocalClient, model_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    info = direct.register("net", model_dir, convert=False)
+    blob = next(p for p in (settings.home / "artifacts").rglob("*") if p.is_file() and p.name in info.source_sha256)
+    blob.chmod(0o644)
+    damaged = bytearray(blob.read_bytes())
+    damaged[-1] ^= 0xFF  # same size, different bytes
+    blob.write_bytes(bytes(damaged))
+    with http(server, token(direct, "deploy", "reader")) as api, pytest.raises(httpx.RemoteProtocolError):
+        api.get("/versions/net:1/artifacts/source")
+    result = remote_cli(server, token(direct, "ci", "reader"), "fetch", "net:1", "--kind", "source", "-o", "x.tar", cwd=tmp_path)
+    assert result.returncode == 1
+    assert not (tmp_path / "x.tar").exists()
