@@ -110,10 +110,8 @@ def login(ctx: click.Context, url: str, token_stdin: bool) -> None:
     from regctl.remote import Client
 
     url = check_url(url)
-    if token_stdin:
-        token = sys.stdin.readline().strip()
-    else:
-        token = click.prompt("token", hide_input=True).strip()
+    token = sys.stdin.readline() if token_stdin else click.prompt("token", hide_input=True)
+    token = token.strip()
     with Client(url, token) as client:
         who = client.whoami()
     path = save_login(Login(url, token))

@@ -10,7 +10,7 @@ from registry.entities import JobInfo
 
 
 def must_follow(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]
-    """True when the command must follow its jobs: asked to, or a direct command with no broker to run them."""
+    """True when the jobs must be followed: asked to, or direct with no broker to run them."""
     return wait or (client.mode == "direct" and client.settings.embedded)
 
 

@@ -71,7 +71,7 @@ class RegistryClient(abc.ABC):
         description: str | None = None,
         convert: bool = True,
     ) -> VersionInfo:
-        """Register a model directory as the next version of `name`; conversion starts unless `convert=False`."""
+        """Register a model directory as the next version of `name`; conversion starts unless told not to."""
 
     @abc.abstractmethod
     def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
@@ -156,7 +156,7 @@ class RegistryClient(abc.ABC):
                 raise WaitTimeout(f"job {update.id} is still {update.state} after {timeout:g}s")
         return current
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a hook: only the HTTP client holds connections)
         """Release connections (nothing to do for a local client)."""
 
     def __enter__(self) -> RegistryClient:

@@ -361,7 +361,7 @@ class Client(RegistryClient):
     def export_triton(
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
     ):  # type: ignore[no-untyped-def]
-        """Write a ready version into a Triton model repository, downloading its TorchScript through the API."""
+        """Write a ready version into a Triton repository, downloading its TorchScript through the API."""
         from registry.triton import write_to_repo
 
         info = self.version(ref)

@@ -1,4 +1,4 @@
-"""API tokens: created once with a secret shown a single time, stored only as a hash, checked in constant time.
+"""API tokens: a secret shown once at creation, stored only as a hash, checked in constant time.
 
 A token reads `rgt_<id>_<secret>`: the id finds the row by primary key, and the secret's sha256 is
 compared with `hmac.compare_digest`. The secret is 256 random bits, so a plain sha256 is enough (a slow
@@ -136,7 +136,7 @@ def revoke_token(settings: Settings, caller: Caller, name: str) -> TokenInfo:
 
 
 def authenticate(settings: Settings, presented: str | None, address: str | None = None) -> Caller:
-    """The caller a presented token stands for; Unauthenticated when it is missing, unknown, expired or revoked.
+    """The caller a token stands for; Unauthenticated when it is missing, unknown, expired or revoked.
 
     The message never repeats the token.
     """

@@ -78,7 +78,9 @@ def download(
     if wanted is None:
         headers["Content-Length"] = str(artifact.size)
         return StreamingResponse(
-            held_back(store.open_chunks(artifact.sha256)), media_type="application/octet-stream", headers=headers
+            held_back(store.open_chunks(artifact.sha256)),
+            media_type="application/octet-stream",
+            headers=headers,
         )
     start, end = wanted
     headers["Content-Length"] = str(end - start + 1)

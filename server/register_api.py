@@ -52,7 +52,7 @@ async def register(
     description: Annotated[str | None, Query(max_length=2000)] = None,
     convert: bool = True,
 ) -> VersionInfo:
-    """Register the uploaded bundle as the next version of NAME; its conversion starts unless convert=false."""
+    """Register the uploaded bundle as NAME's next version; conversion starts unless convert=false."""
     settings = settings_of(request)
     caller.require("register", check_model_name(name))
     if description is not None and not description.isprintable():

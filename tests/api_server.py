@@ -56,7 +56,9 @@ class ApiServer:
         deadline = time.monotonic() + READY_S
         while True:
             if self.process.poll() is not None:
-                raise AssertionError(f"regctl serve exited with {self.process.returncode}:\n{self.log_text()}")
+                raise AssertionError(
+                    f"regctl serve exited with {self.process.returncode}:\n{self.log_text()}"
+                )
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
                     return
@@ -68,10 +70,8 @@ class ApiServer:
         """SIGTERM, then SIGKILL the whole session (the server and any job it runs) after a deadline."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)

@@ -70,7 +70,9 @@ def remote_cli(server: ApiServer, secret: str, *args: str, cwd: Path) -> subproc
     return subprocess.run([REGCTL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-def test_requests_without_a_valid_token_get_401_with_a_json_error(server: ApiServer, direct: LocalClient) -> None:
+def test_requests_without_a_valid_token_get_401_with_a_json_error(
+    server: ApiServer, direct: LocalClient
+) -> None:
     for secret in (None, "nonsense", "rgt_1_" + "x" * 43, "rgt_999_" + "y" * 43):
         with http(server, secret) as api:
             response = api.get("/models")
@@ -80,7 +82,9 @@ def test_requests_without_a_valid_token_get_401_with_a_json_error(server: ApiSer
         assert secret is None or secret not in response.text
 
 
-def test_a_revoked_or_expired_token_is_refused(server: ApiServer, direct: LocalClient, settings: Settings) -> None:
+def test_a_revoked_or_expired_token_is_refused(
+    server: ApiServer, direct: LocalClient, settings: Settings
+) -> None:
     from sqlalchemy import update
 
     from registry.db import session_scope
@@ -91,7 +95,9 @@ def test_a_revoked_or_expired_token_is_refused(server: ApiServer, direct: LocalC
         assert api.get("/models").status_code == 200
     direct.revoke_token("old")
     with session_scope(settings.database_url) as session:
-        session.execute(update(Token).where(Token.name == "brief").values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(Token).where(Token.name == "brief").values(expires_at=utcnow() - timedelta(seconds=1))
+        )
     for secret, why in ((revoked, "revoked"), (expired, "expired")):
         with http(server, secret) as api:
             response = api.get("/models")
@@ -141,7 +147,8 @@ def test_each_role_can_do_exactly_what_it_should(
     ]
     for method, path, body, codes in expected:
         got = tuple(
-            status(secret, method, path, **({"json": body} if body else {})) for secret in (reader, writer, admin)
+            status(secret, method, path, **({"json": body} if body else {}))
+            for secret in (reader, writer, admin)
         )
         assert got == codes, f"{method} {path}: reader, writer, admin got {got}, expected {codes}"
 
@@ -165,7 +172,9 @@ def test_a_reader_cannot_move_prod_from_the_cli_and_gets_exit_code_5(
     server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
 ) -> None:
     direct.register("net", model_dir, convert=False)
-    result = remote_cli(server, token(direct, "viewer", "reader"), "alias", "set", "net@prod", "1", cwd=tmp_path)
+    result = remote_cli(
+        server, token(direct, "viewer", "reader"), "alias", "set", "net@prod", "1", cwd=tmp_path
+    )
     assert result.returncode == 5, result.stderr
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: token 'viewer' has role reader")
@@ -178,7 +187,10 @@ def test_every_change_through_the_api_is_audited_with_who_and_from_where(
     server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
 ) -> None:
     admin = token(direct, "release-bot", "admin")
-    assert remote_cli(server, admin, "register", "net", str(model_dir), "--no-convert", cwd=tmp_path).returncode == 0
+    assert (
+        remote_cli(server, admin, "register", "net", str(model_dir), "--no-convert", cwd=tmp_path).returncode
+        == 0
+    )
     assert remote_cli(server, admin, "alias", "set", "net@prod", "1", cwd=tmp_path).returncode == 0
     entries = direct.audit(model="net")
     assert [(e.actor, e.action, e.target, e.address) for e in entries] == [
@@ -199,9 +211,12 @@ def test_a_download_has_an_etag_a_digest_a_304_and_resumes_byte_identically(
         sha = hashlib.sha256(body).hexdigest()
         assert whole.headers["etag"] == f'"{sha}"'
         assert whole.headers["digest"] == "sha-256=" + base64.b64encode(bytes.fromhex(sha)).decode()
-        assert api.get(
-            "/versions/net:1/artifacts/source", headers={"If-None-Match": whole.headers["etag"]}
-        ).status_code == 304
+        assert (
+            api.get(
+                "/versions/net:1/artifacts/source", headers={"If-None-Match": whole.headers["etag"]}
+            ).status_code
+            == 304
+        )
         cut = len(body) // 3
         head = api.get("/versions/net:1/artifacts/source", headers={"Range": f"bytes=0-{cut - 1}"})
         tail = api.get(
@@ -257,7 +272,8 @@ def test_remote_mode_imports_neither_sqlalchemy_celery_nor_torch(
 ) -> None:
     direct.register("net", model_dir, convert=False)
     probe = (
-        "import sys\nfrom cli.main import main\nsys.argv = ['regctl', 'versions', 'show', 'net:1', '--json']\n"
+        "import sys\nfrom cli.main import main\n"
+        "sys.argv = ['regctl', 'versions', 'show', 'net:1', '--json']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('torch', 'celery', 'sqlalchemy', 'kombu', 'numpy') if m in sys.modules)\n"
         "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
@@ -285,7 +301,11 @@ def test_login_writes_a_private_file_that_later_commands_use(
     config = tmp_path / "cfg" / "login.json"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "REGCTL_CONFIG": str(config)}
     login = subprocess.run(
-        [REGCTL, "login", server.url, "--token-stdin"], input=secret + "\n", env=env, capture_output=True, text=True
+        [REGCTL, "login", server.url, "--token-stdin"],
+        input=secret + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert login.returncode == 0, login.stderr
     assert config.stat().st_mode & 0o777 == 0o600
@@ -298,13 +318,25 @@ def test_a_corrupted_blob_never_arrives_as_a_complete_file(
     server: ApiServer, direct: LocalClient, model_dir: Path, settings: Settings, tmp_path: Path
 ) -> None:
     info = direct.register("net", model_dir, convert=False)
-    blob = next(p for p in (settings.home / "artifacts").rglob("*") if p.is_file() and p.name in info.source_sha256)
+    blob = next(
+        p for p in (settings.home / "artifacts").rglob("*") if p.is_file() and p.name in info.source_sha256
+    )
     blob.chmod(0o644)
     damaged = bytearray(blob.read_bytes())
     damaged[-1] ^= 0xFF  # same size, different bytes
     blob.write_bytes(bytes(damaged))
     with http(server, token(direct, "deploy", "reader")) as api, pytest.raises(httpx.RemoteProtocolError):
         api.get("/versions/net:1/artifacts/source")
-    result = remote_cli(server, token(direct, "ci", "reader"), "fetch", "net:1", "--kind", "source", "-o", "x.tar", cwd=tmp_path)
+    result = remote_cli(
+        server,
+        token(direct, "ci", "reader"),
+        "fetch",
+        "net:1",
+        "--kind",
+        "source",
+        "-o",
+        "x.tar",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert not (tmp_path / "x.tar").exists()

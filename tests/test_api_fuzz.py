@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-
 from pathlib import Path
 
 import pytest
@@ -35,9 +34,16 @@ def tars(draw: st.DrawFn) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for _ in range(draw(st.integers(0, 4))):
-            name = draw(st.sampled_from(["regctl.toml", "model.py", "../up.py", "/abs.py", "a/b.py"]) | st.text(min_size=1, max_size=20))
+            name = draw(
+                st.sampled_from(["regctl.toml", "model.py", "../up.py", "/abs.py", "a/b.py"])
+                | st.text(min_size=1, max_size=20)
+            )
             member = tarfile.TarInfo(name)
-            member.type = draw(st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE]))
+            member.type = draw(
+                st.sampled_from(
+                    [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE]
+                )
+            )
             member.linkname = draw(st.sampled_from(["/etc/passwd", "model.py", "../x"]))
             data = draw(st.binary(max_size=200)) if member.type == tarfile.REGTYPE else b""
             member.size = len(data)
@@ -68,7 +74,12 @@ def _labels() -> list[str]:
 
     paths = create_app(Settings.from_env({}, home=Path("/nonexistent")), run_jobs=False).openapi()["paths"]
     # The event stream of a live job never ends by design; it is tested on a real server instead.
-    return [f"{method.upper()} {path}" for path, ops in paths.items() for method in ops if not path.endswith("/events")]
+    return [
+        f"{method.upper()} {path}"
+        for path, ops in paths.items()
+        for method in ops
+        if not path.endswith("/events")
+    ]
 
 
 @pytest.mark.parametrize("label", _labels())
