@@ -15,7 +15,7 @@ import pytest
 from regctl.local import LocalClient
 from regctl.remote import Client
 from tests.api_server import REGCTL, ApiServer
-from tests.integration.conftest import Service, linear_model
+from tests.integration.conftest import Service, linear_model, parent_pid, pid_of
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
