@@ -59,7 +59,9 @@ def http(server: ApiServer, secret: str | None) -> httpx.Client:
     return httpx.Client(base_url=f"{server.url}/api/v1", headers=headers, timeout=30)
 
 
-def remote_cli(server: ApiServer, secret: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def remote_cli(
+    server: ApiServer, secret: str, *args: str, cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """The real CLI in remote mode: a URL and a token, no database or store settings at all."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -67,7 +69,7 @@ def remote_cli(server: ApiServer, secret: str, *args: str, cwd: Path) -> subproc
         "REGCTL_URL": server.url,
         "REGCTL_TOKEN": secret,
     }
-    return subprocess.run([REGCTL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    return subprocess.run([REGCTL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def test_requests_without_a_valid_token_get_401_with_a_json_error(
@@ -340,3 +342,16 @@ def test_a_corrupted_blob_never_arrives_as_a_complete_file(
     )
     assert result.returncode == 1
     assert not (tmp_path / "x.tar").exists()
+
+
+@pytest.mark.slow
+def test_without_a_broker_the_server_runs_jobs_itself_and_never_loads_torch(
+    server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
+) -> None:
+    secret = token(direct, "trainer", "writer")
+    done = remote_cli(server, secret, "register", "net", str(model_dir), "--wait", cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr + server.log_text()
+    assert "net:1 is ready" in done.stderr
+    assert direct.version("net:1").status == "ready"
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "libtorch" not in maps, "the API server process must never load torch"
