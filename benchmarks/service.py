@@ -91,6 +91,9 @@ QUICK = {
 }
 
 
+SECTIONS = ("versions_show_http", "download", "remote_cli", "load")
+
+
 def parse_args() -> argparse.Namespace:
     """Options; those left unset take the full run's value, or the smoke run's with --quick."""
     parser = argparse.ArgumentParser(
@@ -107,6 +110,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cli-runs", type=int)
     parser.add_argument("--load-seconds", type=float)
     parser.add_argument("--load-clients", type=int, default=200)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="run just these sections",
+    )
     args = parser.parse_args()
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -364,12 +374,16 @@ def run_sections(args: argparse.Namespace, database_url: str, tmp: Path) -> dict
     log = tmp / "regctl-serve.log"
     try:
         with serving(regctl_server_argv(args.threads), env, log) as server:
-            bare_argv = bare_server_argv(database_url, args.threads)
-            with serving(bare_argv, env, tmp / "bare.log") as bare:
-                sections["versions_show_http"] = measure_versions_show(server, bare, token, args)
-            sections["download"] = measure_download(server, env, token, args, tmp)
-            sections["remote_cli"] = measure_remote_cli(server, env, token, args)
-            sections["load"] = measure_load(server, token, database_url, args)
+            if "versions_show_http" in args.only:
+                bare_argv = bare_server_argv(database_url, args.threads)
+                with serving(bare_argv, env, tmp / "bare.log") as bare:
+                    sections["versions_show_http"] = measure_versions_show(server, bare, token, args)
+            if "download" in args.only:
+                sections["download"] = measure_download(server, env, token, args, tmp)
+            if "remote_cli" in args.only:
+                sections["remote_cli"] = measure_remote_cli(server, env, token, args)
+            if "load" in args.only:
+                sections["load"] = measure_load(server, token, database_url, args)
     finally:
         if log.exists():  # read before the temporary directory goes, even when a section failed
             sections["server_log"] = log_problems(log)

@@ -38,6 +38,19 @@ from registry.errors import CorruptedArtifact, InvalidInput, RegctlError, Servic
 from registry.refs import check_model_name, parse_ref
 
 T = TypeVar("T")
+
+
+def _read_in_bigger_pieces() -> None:
+    # httpcore receives 64 KiB per recv(); a gigabyte artifact then costs 16,000 trips through h11
+    # and the socket's timeout bookkeeping, which caps a download at a few hundred MB/s.
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:  # a future httpcore moved it: downloads are slower, not wrong
+        return
+    HTTP11Connection.READ_NUM_BYTES = max(getattr(HTTP11Connection, "READ_NUM_BYTES", 0), 1 << 20)
+
+
+_read_in_bigger_pieces()
 CHUNK = 1 << 20
 RESUMES = 3
 
@@ -318,44 +331,50 @@ class Client(RegistryClient):
 
     def _download(self, ref: str, kind: str, out: BinaryIO, progress: Progress | None) -> FetchedArtifact:
         path = f"/versions/{_seg(str(parse_ref(ref)))}/artifacts/{_seg(kind)}"
-        digest, done, etag, meta = hashlib.sha256(), 0, None, None
-        for attempt in range(RESUMES + 1):
-            headers = {"Range": f"bytes={done}-", "If-Range": etag} if etag and done else {}
-            try:
-                with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0)) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        raise self._error(response)
-                    if response.status_code == 200 and done:
+        meta: FetchedArtifact | None = None
+        with _Sink(out) as sink:
+            for attempt in range(RESUMES + 1):
+                try:
+                    meta = self._receive(path, meta, sink, progress)
+                    if sink.done == meta.artifact.size:
+                        break
+                except httpx.RemoteProtocolError as exc:
+                    # The server cuts a download short on purpose when the stored blob fails its checksum.
+                    if attempt == RESUMES or meta is None:
                         raise CorruptedArtifact(
-                            f"{ref} changed while it was being downloaded; fetch it again"
-                        )
-                    meta = meta or _artifact_meta(response, kind)
-                    etag = response.headers.get("etag")
-                    for chunk in response.iter_bytes(CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, meta.artifact.size)
-                if done == meta.artifact.size:
-                    break
-            except httpx.RemoteProtocolError as exc:
-                # The server cuts a download short on purpose when the stored blob fails its checksum.
-                if attempt == RESUMES or etag is None:
-                    raise CorruptedArtifact(
-                        f"the server cut the download of {ref} {kind} short {attempt + 1} time(s) at "
-                        f"{done} bytes; the stored artifact may be damaged (see the server's log)"
-                    ) from exc
-            except httpx.TransportError as exc:
-                if etag is None or attempt == RESUMES:
-                    raise self._unreachable(exc) from exc
-        out.flush()
-        if meta is None or digest.hexdigest() != meta.artifact.sha256:
+                            f"the server cut the download of {ref} {kind} short {attempt + 1} time(s) at "
+                            f"{sink.done} bytes; the stored artifact may be damaged (see the server's log)"
+                        ) from exc
+                except httpx.TransportError as exc:
+                    if meta is None or attempt == RESUMES:
+                        raise self._unreachable(exc) from exc
+            digest = sink.hexdigest()
+        if meta is None or digest != meta.artifact.sha256:
             raise CorruptedArtifact(
-                f"{ref} {kind} arrived with sha256 {digest.hexdigest()[:16]}…, not the announced "
+                f"{ref} {kind} arrived with sha256 {digest[:16]}…, not the announced "
                 f"{meta.artifact.sha256[:16] if meta else '?'}…; fetch it again"
             )
+        return meta
+
+    def _receive(
+        self, path: str, meta: FetchedArtifact | None, sink: _Sink, progress: Progress | None
+    ) -> FetchedArtifact:
+        """One request for the rest of the artifact (all of it, or a Range resuming after `sink.done`)."""
+        resuming = meta is not None and sink.done > 0
+        headers = (
+            {"Range": f"bytes={sink.done}-", "If-Range": f'"{meta.artifact.sha256}"'} if resuming else {}
+        )
+        with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0)) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise self._error(response)
+            if response.status_code == 200 and resuming:
+                raise CorruptedArtifact("the artifact changed while it was being downloaded; fetch it again")
+            meta = meta or _artifact_meta(response, path.rsplit("/", 1)[1])
+            for piece in response.iter_raw():
+                sink.feed(piece)
+                if progress is not None:
+                    progress(sink.done, meta.artifact.size)
         return meta
 
     def export_triton(
@@ -401,3 +420,57 @@ def _seg(text: str) -> str:
 def _chunks(body: BinaryIO) -> Iterator[bytes]:
     while chunk := body.read(CHUNK):
         yield chunk
+
+
+class _Sink:
+    """Hashes and writes downloaded bytes in a second thread while this one receives the next ones.
+
+    Pieces are gathered into blocks of BLOCK bytes; at most one block is being hashed and written
+    while the next fills, so memory stays at two blocks. `done` counts bytes received.
+    """
+
+    BLOCK = 4 << 20
+
+    def __init__(self, out: BinaryIO) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.out, self.done = out, 0
+        self._digest = hashlib.sha256()
+        self._block = bytearray()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="regctl-download")
+        self._pending: Any = None
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def feed(self, piece: bytes) -> None:
+        """Take the next piece of the body."""
+        self._block += piece
+        self.done += len(piece)
+        if len(self._block) >= self.BLOCK:
+            self._hand_over()
+
+    def hexdigest(self) -> str:
+        """Everything fed so far hashed and written; the sha256 of it."""
+        self._hand_over()
+        self._wait()
+        self.out.flush()
+        return self._digest.hexdigest()
+
+    def _hand_over(self) -> None:
+        self._wait()
+        block, self._block = self._block, bytearray()
+        if block:
+            self._pending = self._pool.submit(self._consume, block)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def _consume(self, block: bytearray) -> None:
+        self._digest.update(block)  # releases the GIL, so the receiving thread runs meanwhile
+        self.out.write(block)

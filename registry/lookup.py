@@ -35,34 +35,35 @@ def find_model(session: Session, name: str) -> Model:
 
 
 def find_version(session: Session, ref: Ref) -> tuple[Model, ModelVersion]:
-    """The model and version rows a reference points at, or NotFound saying which part is missing."""
-    model = find_model(session, ref.name)
-    query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    """The model and version rows a reference points at, or NotFound saying which part is missing.
+
+    One joined query on the hot path (a deployment polling NAME@prod); only a miss pays for a second
+    query that finds out which part is missing.
+    """
+    query = select(Model, ModelVersion).join(ModelVersion, ModelVersion.model_id == Model.id)
+    query = query.where(Model.name == ref.name)
     if ref.version is not None:
-        row = session.scalars(query.where(ModelVersion.version == ref.version)).one_or_none()
-        if row is None:
-            raise NotFound(
-                f"version {ref} not found; {ref.name} has versions 1 to {model.last_version}"
-                if model.last_version
-                else f"version {ref} not found; {ref.name} has no versions"
-            )
-        return model, row
-    if ref.alias is not None:
-        alias = session.scalars(
-            select(Alias).where(Alias.model_id == model.id, Alias.name == ref.alias)
-        ).one_or_none()
-        if alias is None:
-            raise NotFound(f"alias {ref} not found; set it with 'regctl alias set {ref} VERSION'")
-        return model, session.get_one(ModelVersion, alias.version_id)
-    row = session.scalars(
-        query.where(ModelVersion.status == "ready").order_by(ModelVersion.version.desc()).limit(1)
-    ).one_or_none()
-    if row is None:
+        query = query.where(ModelVersion.version == ref.version)
+    elif ref.alias is not None:
+        query = query.join(Alias, Alias.version_id == ModelVersion.id).where(Alias.name == ref.alias)
+    else:
+        query = query.where(ModelVersion.status == "ready").order_by(ModelVersion.version.desc()).limit(1)
+    found = session.execute(query).first()
+    if found is not None:
+        return found[0], found[1]
+    model = find_model(session, ref.name)
+    if ref.version is not None:
         raise NotFound(
-            f"model {ref.name!r} has no ready version yet; name one with {ref.name}:VERSION "
-            "or wait for its conversion ('regctl jobs list')"
+            f"version {ref} not found; {ref.name} has versions 1 to {model.last_version}"
+            if model.last_version
+            else f"version {ref} not found; {ref.name} has no versions"
         )
-    return model, row
+    if ref.alias is not None:
+        raise NotFound(f"alias {ref} not found; set it with 'regctl alias set {ref} VERSION'")
+    raise NotFound(
+        f"model {ref.name!r} has no ready version yet; name one with {ref.name}:VERSION "
+        "or wait for its conversion ('regctl jobs list')"
+    )
 
 
 def count_versions(session: Session, model_id: int) -> int:

@@ -381,6 +381,19 @@ class ArtifactStore:
         except FileNotFoundError:
             raise self._not_found(sha256) from None
 
+    def identity(self, sha256: str) -> tuple[int, ...] | None:
+        """For a local blob, what changes whenever its file is replaced or rewritten; None otherwise.
+
+        (device, inode, size, mtime, ctime): a chmod or write to the file changes ctime.
+        """
+        if not self.local:
+            return None
+        try:
+            st = os.stat(self._key(_check_sha(sha256)))
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
     def presign(self, sha256: str, expires_s: int = 300) -> str | None:
         """A time-limited URL that serves blob `sha256` without credentials, or None for a local store."""
         if self.local or not hasattr(self.fs, "sign"):

@@ -140,6 +140,13 @@ def authenticate(settings: Settings, presented: str | None, address: str | None 
 
     The message never repeats the token.
     """
+    return authenticate_token(settings, presented, address)[0]
+
+
+def authenticate_token(
+    settings: Settings, presented: str | None, address: str | None = None
+) -> tuple[Caller, datetime | None]:
+    """`authenticate`, also returning when the token expires (for callers that cache the answer)."""
     if not presented:
         raise Unauthenticated("this request needs a token; send 'Authorization: Bearer <token>'")
     match = _TOKEN.match(presented)
@@ -159,7 +166,8 @@ def authenticate(settings: Settings, presented: str | None, address: str | None 
             raise Unauthenticated(f"token {row.name!r} expired; ask an admin for a new one")
         if row.last_used_at is None or now - _aware(row.last_used_at) > LAST_USED_EVERY:
             row.last_used_at = now
-        return Caller(row.name, row.role, row.model_pattern, address)
+        expires_at = _aware(row.expires_at) if row.expires_at is not None else None
+        return Caller(row.name, row.role, row.model_pattern, address), expires_at
 
 
 def _aware(moment: datetime) -> datetime:

@@ -49,8 +49,10 @@ def list_tokens(request: Request, caller: CallerDep) -> list[TokenInfo]:
 def revoke_token(
     request: Request, name: Annotated[str, Path(max_length=128)], caller: CallerDep
 ) -> TokenInfo:
-    """Revoke a token; it is refused from the next request on."""
-    return admin.revoke_token(settings_of(request), caller, name)
+    """Revoke a token; this server refuses it from the next request on, others within seconds."""
+    revoked = admin.revoke_token(settings_of(request), caller, name)
+    request.app.state.tokens.forget_all()
+    return revoked
 
 
 @router.get("/audit", response_model=list[AuditEntry], tags=["audit"])

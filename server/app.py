@@ -12,8 +12,10 @@ from pydantic import BaseModel
 
 from registry.settings import Settings
 from server import admin_api, artifacts_api, catalog_api, jobs_api, register_api
+from server.auth import TokenCache
 from server.errors import install_error_handlers
 from server.events import JobHub
+from server.verified import VerifiedBlobs
 
 PREFIX = "/api/v1"
 
@@ -70,6 +72,8 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tokens = TokenCache()
+    app.state.verified = VerifiedBlobs()
     install_error_handlers(app)
     api = APIRouter(prefix=PREFIX)
 

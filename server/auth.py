@@ -1,7 +1,18 @@
-"""Who is calling: the bearer token, checked against its hash; the caller's address for the audit trail."""
+"""Who is calling: the bearer token, checked against its hash; the caller's address for the audit trail.
+
+A token that checked out is remembered for TOKEN_CACHE_S seconds (keyed by the sha256 of what was
+presented, never the token itself), so a busy client costs one token query every few seconds rather
+than one per request. A revocation through this server takes effect at once; one made elsewhere
+(the direct CLI, another server) within TOKEN_CACHE_S. A cached token never outlives its expiry.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,10 +21,45 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from registry.access import Caller
 from registry.settings import Settings
 
+TOKEN_CACHE_S = 2.0
+_CACHE_LIMIT = 10_000
+
 bearer = HTTPBearer(
     auto_error=False,
     description="A token from 'regctl tokens create', sent as 'Authorization: Bearer <token>'",
 )
+
+
+class TokenCache:
+    """Recently accepted tokens: digest -> (caller, monotonic deadline)."""
+
+    def __init__(self, ttl: float = TOKEN_CACHE_S) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[Caller, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Caller | None:
+        """The cached caller for a token digest, if still fresh."""
+        with self._lock:
+            entry = self._entries.get(digest)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, digest: str, caller: Caller, expires_at: datetime | None) -> None:
+        """Remember an accepted token, never past its own expiry."""
+        deadline = time.monotonic() + self.ttl
+        if expires_at is not None:
+            deadline = min(deadline, time.monotonic() + (expires_at - datetime.now(UTC)).total_seconds())
+        with self._lock:
+            if len(self._entries) >= _CACHE_LIMIT:
+                self._entries.clear()
+            self._entries[digest] = (caller, deadline)
+
+    def forget_all(self) -> None:
+        """Drop every entry (after a token is revoked through this server)."""
+        with self._lock:
+            self._entries.clear()
 
 
 def settings_of(request: Request) -> Settings:
@@ -25,7 +71,15 @@ def current_caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
     """The caller the request's token stands for; 401 when there is no valid token."""
-    from registry.tokens import authenticate
+    from registry.tokens import authenticate_token
 
     address = request.client.host if request.client else None
-    return authenticate(settings_of(request), credentials.credentials if credentials else None, address)
+    presented = credentials.credentials if credentials else None
+    cache: TokenCache = request.app.state.tokens
+    digest = hashlib.sha256(presented.encode()).hexdigest() if presented else ""
+    cached = cache.get(digest) if presented else None
+    if cached is not None:
+        return replace(cached, address=address)
+    caller, expires_at = authenticate_token(settings_of(request), presented, address)
+    cache.put(digest, caller, expires_at)
+    return caller

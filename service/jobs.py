@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from registry.access import Caller
 from registry.entities import JobInfo
-from registry.refs import parse_version_ref
+from registry.refs import check_model_name, parse_version_ref
 from registry.settings import Settings
 from service import dispatch
 
@@ -54,6 +54,8 @@ def list_jobs(
     """The newest jobs first that the caller may see, optionally only in `state` or of `model`."""
     from registry.jobs import list_jobs as query
 
+    if model is not None:
+        check_model_name(model)
     caller.require("read", model)
     if caller.model_pattern is None or caller.role == "admin" or model is not None:
         return query(settings, state=state, model=model, limit=limit)

@@ -64,9 +64,8 @@ def test_the_beat_schedule_runs_the_reconciler_so_jobs_redis_lost_complete_by_th
 def test_fifty_jobs_submitted_at_once_to_two_workers_all_complete_on_their_first_attempt(
     service: Service, tmp_path: Path
 ) -> None:
-    from registry.jobs import create_job
-    from registry.refs import parse_version_ref
-    from worker.dispatch import publish
+    from registry.lookup import local_caller
+    from service.jobs import submit
 
     first = service.start_worker("cpu", wait=False)
     second = service.start_worker("cpu", wait=False)
@@ -75,9 +74,7 @@ def test_fifty_jobs_submitted_at_once_to_two_workers_all_complete_on_their_first
     service.register("lin", linear_model(tmp_path / "lin"))
     assert service.wait_version("lin:1").status == "ready"
 
-    ref = parse_version_ref("lin:1")
-    jobs = [create_job(service.settings, ref, "validate") for _ in range(50)]
-    publish(service.settings, jobs)
+    jobs = [submit(service.settings, local_caller(), "lin:1", "validate") for _ in range(50)]
 
     done = [service.wait_job(job.id, timeout=120) for job in jobs]
     assert [(j.state, j.attempts) for j in done] == [("succeeded", 1)] * 50, [j.error for j in done]
