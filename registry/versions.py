@@ -126,8 +126,18 @@ def resolve(settings: Settings, ref: Ref) -> VersionInfo:
 
 
 def get_version(settings: Settings, ref: Ref) -> VersionInfo:
-    """The version a reference points at, with its artifacts, aliases and jobs."""
+    """The version a reference points at, with its artifacts, aliases and jobs.
+
+    On PostgreSQL and SQLite one statement (`registry.version_query`); a miss falls back to
+    `find_version` for its precise message.
+    """
+    from registry.version_query import SUPPORTED, load_version
+
     with session_scope(settings.database_url) as session:
+        if session.get_bind().dialect.name in SUPPORTED:
+            found = load_version(session, ref)
+            if found is not None:
+                return found
         model, row = find_version(session, ref)
         artifacts = session.scalars(
             select(Artifact).where(Artifact.version_id == row.id).order_by(Artifact.id)

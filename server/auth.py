@@ -67,10 +67,15 @@ def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def current_caller(
+async def current_caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
-    """The caller the request's token stands for; 401 when there is no valid token."""
+    """The caller the request's token stands for; 401 when there is no valid token.
+
+    A cached token is answered on the event loop; only a lookup goes to a thread.
+    """
+    from starlette.concurrency import run_in_threadpool
+
     from registry.tokens import authenticate_token
 
     address = request.client.host if request.client else None
@@ -80,6 +85,6 @@ def current_caller(
     cached = cache.get(digest) if presented else None
     if cached is not None:
         return replace(cached, address=address)
-    caller, expires_at = authenticate_token(settings_of(request), presented, address)
+    caller, expires_at = await run_in_threadpool(authenticate_token, settings_of(request), presented, address)
     cache.put(digest, caller, expires_at)
     return caller

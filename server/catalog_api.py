@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from registry.access import Caller
@@ -12,6 +13,7 @@ from registry.entities import AliasInfo, Identity, ModelDetail, ModelSummary, Ve
 from registry.refs import MAX_VERSION
 from server.auth import current_caller, settings_of
 from server.errors import error_responses
+from server.responses import typed_json
 from service import aliases, models
 
 router = APIRouter(responses=error_responses())
@@ -35,15 +37,15 @@ def whoami(caller: CallerDep) -> Identity:
 
 
 @router.get("/models", response_model=list[ModelSummary], tags=["models"])
-def list_models(request: Request, caller: CallerDep) -> list[ModelSummary]:
+def list_models(request: Request, caller: CallerDep) -> Response:
     """Every model the token may see, with version counts and the newest ready version."""
-    return models.list_models(settings_of(request), caller)
+    return typed_json(list[ModelSummary], models.list_models(settings_of(request), caller))
 
 
 @router.get("/models/{name}", response_model=ModelDetail, tags=["models"])
-def show_model(request: Request, name: Name, caller: CallerDep) -> ModelDetail:
+def show_model(request: Request, name: Name, caller: CallerDep) -> Response:
     """A model with its newest versions and its aliases."""
-    return models.show_model(settings_of(request), caller, name)
+    return typed_json(ModelDetail, models.show_model(settings_of(request), caller, name))
 
 
 @router.get("/models/{name}/versions", response_model=list[VersionRow], tags=["versions"])
@@ -53,15 +55,16 @@ def list_versions(
     caller: CallerDep,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[VersionRow]:
+) -> Response:
     """The newest versions of a model, optionally only those in one status."""
-    return models.list_versions(settings_of(request), caller, name, status=status, limit=limit)
+    found = models.list_versions(settings_of(request), caller, name, status=status, limit=limit)
+    return typed_json(list[VersionRow], found)
 
 
 @router.get("/versions/{ref}", response_model=VersionInfo, tags=["versions"])
-def show_version(request: Request, ref: Ref, caller: CallerDep) -> VersionInfo:
+def show_version(request: Request, ref: Ref, caller: CallerDep) -> Response:
     """A version with its spec, artifacts, aliases, jobs and validation summary."""
-    return models.show_version(settings_of(request), caller, ref)
+    return typed_json(VersionInfo, models.show_version(settings_of(request), caller, ref))
 
 
 @router.get("/models/{name}/alias-history", response_model=list[AliasInfo], tags=["aliases"])

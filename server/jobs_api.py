@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from registry.access import Caller
 from registry.entities import JobInfo
 from server.auth import current_caller, settings_of
 from server.errors import error_responses
+from server.responses import typed_json
 from service import jobs
 
 router = APIRouter(tags=["jobs"], responses=error_responses())
@@ -51,15 +52,16 @@ def list_jobs(
     state: State | None = None,
     model: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> list[JobInfo]:
+) -> Response:
     """The newest jobs first."""
-    return jobs.list_jobs(settings_of(request), caller, state=state, model=model, limit=limit)
+    found = jobs.list_jobs(settings_of(request), caller, state=state, model=model, limit=limit)
+    return typed_json(list[JobInfo], found)
 
 
 @router.get("/jobs/{job_id}", response_model=JobInfo)
-def show_job(request: Request, job_id: JobId, caller: CallerDep) -> JobInfo:
+def show_job(request: Request, job_id: JobId, caller: CallerDep) -> Response:
     """One job: state, attempts, worker, progress, timings and error."""
-    return jobs.show_job(settings_of(request), caller, job_id)
+    return typed_json(JobInfo, jobs.show_job(settings_of(request), caller, job_id))
 
 
 @router.post(

@@ -153,3 +153,37 @@ def test_database_refuses_an_unknown_status(settings: Settings, model_dir: Path)
     with pytest.raises(RegctlError), session_scope(settings.database_url) as session:
         session.execute(ModelVersion.__table__.update().values(status="bogus"))
     assert resolve(settings, parse_ref("m:1")).status == "registered"
+
+
+def test_the_one_statement_version_read_matches_the_row_by_row_read(
+    settings: Settings, model_dir: Path
+) -> None:
+    from registry.jobs import claim_job, finish_job
+    from registry.lookup import find_version
+    from registry.records import version_info
+    from registry.schema import Alias, Job
+    from registry.version_query import load_version
+
+    info = register_version(settings, "m", model_dir, jobs=("convert", "validate"))
+    first, second = info.jobs
+    claim_job(settings, first.id, "host:1")
+    finish_job(settings, first.id, "failed", worker="host:1", error="boom", result={"nested": {"k": [1, 2]}})
+    set_alias(settings, "m", "staging", 1)
+    set_alias(settings, "m", "prod", 1)
+    for ref in (Ref("m", version=1), Ref("m", alias="prod")):
+        with session_scope(settings.database_url) as session:
+            one = load_version(session, ref)
+            model, row = find_version(session, ref)
+            artifacts = session.scalars(
+                select(Artifact).where(Artifact.version_id == row.id).order_by(Artifact.id)
+            )
+            aliases = session.scalars(select(Alias.name).where(Alias.version_id == row.id))
+            jobs = session.scalars(select(Job).where(Job.version_id == row.id).order_by(Job.id))
+            plain = version_info(row, model.name, list(artifacts), list(aliases), list(jobs))
+        assert one == plain
+        assert one.aliases == ("prod", "staging")
+        assert [j.id for j in one.jobs] == [first.id, second.id]
+        assert one.jobs[0].result == {"nested": {"k": [1, 2]}}
+        assert one.jobs[0].created_at.tzinfo is not None
+    with session_scope(settings.database_url) as session:
+        assert load_version(session, Ref("m")) is None  # nothing ready yet
