@@ -15,7 +15,6 @@ from itertools import chain
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, func, literal_column, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from registry.entities import ArtifactInfo, JobInfo, VersionInfo
@@ -55,8 +54,8 @@ def load_version(session: Session, ref: Ref) -> VersionInfo | None:
     row = session.execute(statement, {k: v for k, v in params.items() if v is not None}).first()
     if row is None:
         return None
-    artifacts = [ArtifactInfo(**_moments(item)) for item in _decoded(row.artifact_list)]
-    jobs = [_job(item, ref.name, row.version) for item in _decoded(row.job_list)]
+    artifacts = [ArtifactInfo(**_moments(item)) for item in _by_id(row.artifact_list)]
+    jobs = [_job(item, ref.name, row.version) for item in _by_id(row.job_list)]
     return VersionInfo(
         model=ref.name,
         version=row.version,
@@ -100,20 +99,23 @@ def _statement(dialect: str, shape: str) -> Select:
 
 
 def _array(dialect: str, table: Table, fields: tuple[str, ...], owner: ColumnElement) -> Any:
-    """A scalar subquery: the rows of `table` belonging to the version, as a JSON array of objects, by id."""
+    """A scalar subquery: the rows of `table` belonging to the version as a JSON array of objects.
+
+    Each object carries its `_id`, and the caller sorts by it: SQLite's json_group_array has no
+    ORDER BY before 3.44, and a derived table to sort in would not be correlated with the version.
+    """
     where = table.c.version_id == owner
+    columns = [(name, table.c[name]) for name in fields] + [("_id", table.c.id)]
     if dialect == "postgresql":
-        pairs = chain.from_iterable((literal_column(f"'{name}'"), table.c[name]) for name in fields)
-        agg = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), table.c.id))
+        pairs = chain.from_iterable((literal_column(f"'{name}'"), column) for name, column in columns)
+        agg = func.json_agg(func.json_build_object(*pairs))
         return select(func.coalesce(agg, literal_column("'[]'::json"))).where(where).scalar_subquery()
-    inner = select(*(table.c[name] for name in fields), table.c.id.label("_order")).where(where)
-    inner = inner.order_by(table.c.id).subquery()
     # json(): a JSON column is stored as text and must be embedded as JSON, not as a string.
     pairs = chain.from_iterable(
-        (literal_column(f"'{name}'"), func.json(inner.c[name]) if name == "result" else inner.c[name])
-        for name in fields
+        (literal_column(f"'{name}'"), func.json(column) if name == "result" else column)
+        for name, column in columns
     )
-    return select(func.json_group_array(func.json_object(*pairs))).select_from(inner).scalar_subquery()
+    return select(func.json_group_array(func.json_object(*pairs))).where(where).scalar_subquery()
 
 
 def _names(dialect: str, owner: ColumnElement) -> Any:
@@ -132,6 +134,13 @@ def _decoded(value: Any) -> list[Any]:
     if value is None:
         return []
     return json.loads(value) if isinstance(value, str | bytes) else list(value)
+
+
+def _by_id(value: Any) -> list[dict[str, Any]]:
+    items = sorted(_decoded(value), key=lambda item: item["_id"])
+    for item in items:
+        del item["_id"]
+    return items
 
 
 def _moment(value: str | None) -> datetime | None:

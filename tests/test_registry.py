@@ -164,7 +164,10 @@ def test_the_one_statement_version_read_matches_the_row_by_row_read(
     from registry.schema import Alias, Job
     from registry.version_query import load_version
 
+    register_version(settings, "other", model_dir, jobs=("convert",))  # its rows must not leak in
     info = register_version(settings, "m", model_dir, jobs=("convert", "validate"))
+    register_version(settings, "m", model_dir, jobs=("convert",))
+    set_alias(settings, "m", "later", 2)
     first, second = info.jobs
     claim_job(settings, first.id, "host:1")
     finish_job(settings, first.id, "failed", worker="host:1", error="boom", result={"nested": {"k": [1, 2]}})
