@@ -101,9 +101,17 @@ def register(
     type=click.Choice(["source", "torchscript", "exported", "report"]),
     help="Fetch any stored artifact kind (overrides --format).",
 )
+@click.option(
+    "--presign",
+    is_flag=True,
+    help="From a regctl server on an S3 store: take the bytes straight from the store through a "
+    "presigned URL (still checked against the sha256).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was fetched as JSON.")
 @click.pass_context
-def fetch(ctx: click.Context, ref: str, output: Path, fmt: str, kind: str | None, as_json: bool) -> None:
+def fetch(
+    ctx: click.Context, ref: str, output: Path, fmt: str, kind: str | None, presign: bool, as_json: bool
+) -> None:
     """Fetch the artifact of REF to a file; the checksum is verified before the file appears."""
     client = client_of(ctx)
     kind = kind or FORMATS[fmt]
@@ -113,7 +121,7 @@ def fetch(ctx: click.Context, ref: str, output: Path, fmt: str, kind: str | None
         client.stream(ref, sys.stdout.buffer, kind=kind)
         return
     with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
-        fetched = client.fetch(ref, output, kind=kind, progress=progress)
+        fetched = client.fetch(ref, output, kind=kind, progress=progress, presign=presign)
     artifact = fetched.artifact
     if as_json:
         emit_json({"ref": fetched.ref, "path": str(output), **artifact.to_json()})

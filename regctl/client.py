@@ -111,9 +111,18 @@ class RegistryClient(abc.ABC):
 
     @abc.abstractmethod
     def fetch(
-        self, ref: str, path: str | Path, *, kind: str = "torchscript", progress: Progress | None = None
+        self,
+        ref: str,
+        path: str | Path,
+        *,
+        kind: str = "torchscript",
+        progress: Progress | None = None,
+        presign: bool = False,
     ) -> FetchedArtifact:
-        """Copy an artifact to `path`; the file appears only once its sha256 is verified."""
+        """Copy an artifact to `path`; the file appears only once its sha256 is verified.
+
+        `presign` asks a served S3-backed registry for the bytes straight from the store.
+        """
 
     @abc.abstractmethod
     def stream(self, ref: str, sink: BinaryIO, *, kind: str = "torchscript") -> FetchedArtifact:

@@ -146,9 +146,15 @@ class LocalClient(RegistryClient):
         return alias_history(self.settings, self.caller, name)
 
     def fetch(
-        self, ref: str, path: str | Path, *, kind: str = "torchscript", progress: Progress | None = None
+        self,
+        ref: str,
+        path: str | Path,
+        *,
+        kind: str = "torchscript",
+        progress: Progress | None = None,
+        presign: bool = False,
     ) -> FetchedArtifact:
-        """Copy an artifact to `path`, verified."""
+        """Copy an artifact to `path`, verified; `presign` changes nothing (the store is read directly)."""
         from service.artifacts import fetch_artifact
 
         version_ref, artifact = fetch_artifact(self.settings, self.caller, ref, Path(path), kind, progress)

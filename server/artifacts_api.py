@@ -72,7 +72,9 @@ def download(
     if presign:
         url = store.presign(artifact.sha256)
         if url is not None:
-            return RedirectResponse(url, status_code=307, headers={"ETag": etag})
+            redirect_headers = {k: headers[k] for k in ("ETag", "X-Regctl-Sha256", "X-Regctl-Ref")}
+            redirect_headers["X-Regctl-Size"] = str(artifact.size)
+            return RedirectResponse(url, status_code=307, headers=redirect_headers)
     try:
         wanted = byte_range(
             request.headers.get("range"), artifact.size, request.headers.get("if-range"), etag
