@@ -66,7 +66,8 @@ class JobHub:
         self, job: JobInfo, disconnected: Callable[[], Awaitable[bool]]
     ) -> AsyncIterator[JobInfo | None]:
         """Yield the job at each change of state, progress or attempt; None now and then as a keep-alive."""
-        queue: asyncio.Queue[JobInfo] = asyncio.Queue()
+        # Only the newest state matters: a stream whose client reads slowly skips states, never piles them up.
+        queue: asyncio.Queue[JobInfo] = asyncio.Queue(maxsize=1)
         self._watchers[job.id].add(queue)
         self._wake.set()
         seen, quiet_since = None, time.monotonic()
@@ -105,6 +106,8 @@ class JobHub:
                 found = []
             for job in found:
                 for queue in list(self._watchers.get(job.id, ())):
+                    if queue.full():
+                        queue.get_nowait()
                     queue.put_nowait(job)
             await asyncio.sleep(self.tick)
 
