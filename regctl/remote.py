@@ -345,24 +345,25 @@ class Client(RegistryClient):
 
     def _download(self, ref: str, kind: str, out: BinaryIO, progress: Progress | None) -> FetchedArtifact:
         path = f"/versions/{_seg(str(parse_ref(ref)))}/artifacts/{_seg(kind)}"
-        meta: FetchedArtifact | None = None
         with _Sink(out) as sink:
             for attempt in range(RESUMES + 1):
                 try:
-                    meta = self._receive(path, meta, sink, progress)
-                    if sink.done == meta.artifact.size:
+                    self._receive(path, sink, progress)
+                    if sink.meta is not None and sink.done == sink.meta.artifact.size:
                         break
-                except httpx.RemoteProtocolError as exc:
-                    # The server cuts a download short on purpose when the stored blob fails its checksum.
-                    if attempt == RESUMES or meta is None:
+                except httpx.TransportError as exc:
+                    # A dropped connection resumes with a Range once the artifact is known.
+                    if sink.meta is not None and attempt < RESUMES:
+                        continue
+                    if isinstance(exc, httpx.RemoteProtocolError):
+                        # The server also cuts a download short on purpose when the blob fails its check.
                         raise CorruptedArtifact(
-                            f"the server cut the download of {ref} {kind} short {attempt + 1} time(s) at "
+                            f"the download of {ref} {kind} was cut short {attempt + 1} time(s), at "
                             f"{sink.done} bytes; the stored artifact may be damaged (see the server's log)"
                         ) from exc
-                except httpx.TransportError as exc:
-                    if meta is None or attempt == RESUMES:
-                        raise self._unreachable(exc) from exc
+                    raise self._unreachable(exc) from exc
             digest = sink.hexdigest()
+        meta = sink.meta
         if meta is None or digest != meta.artifact.sha256:
             raise CorruptedArtifact(
                 f"{ref} {kind} arrived with sha256 {digest[:16]}…, not the announced "
@@ -412,26 +413,24 @@ class Client(RegistryClient):
         artifact = ArtifactInfo(kind, digest, sink.done, "", None, None, datetime.now(UTC))
         return FetchedArtifact(version_ref, "-", artifact)
 
-    def _receive(
-        self, path: str, meta: FetchedArtifact | None, sink: _Sink, progress: Progress | None
-    ) -> FetchedArtifact:
-        """One request for the rest of the artifact (all of it, or a Range resuming after `sink.done`)."""
+    def _receive(self, path: str, sink: _Sink, progress: Progress | None) -> None:
+        """One request for the rest of the artifact: all of it, or a Range resuming after `sink.done`."""
+        meta = sink.meta
         resuming = meta is not None and sink.done > 0
-        headers = (
-            {"Range": f"bytes={sink.done}-", "If-Range": f'"{meta.artifact.sha256}"'} if resuming else {}
-        )
+        headers = {}
+        if meta is not None and resuming:
+            headers = {"Range": f"bytes={sink.done}-", "If-Range": f'"{meta.artifact.sha256}"'}
         with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0)) as response:
             if response.status_code >= 400:
                 response.read()
                 raise self._error(response)
             if response.status_code == 200 and resuming:
                 raise CorruptedArtifact("the artifact changed while it was being downloaded; fetch it again")
-            meta = meta or _artifact_meta(response, path.rsplit("/", 1)[1])
+            meta = sink.meta = meta or _artifact_meta(response, path.rsplit("/", 1)[1])
             for piece in response.iter_raw():
                 sink.feed(piece)
                 if progress is not None:
                     progress(sink.done, meta.artifact.size)
-        return meta
 
     def export_triton(
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
@@ -487,6 +486,7 @@ class _Sink:
 
     def __init__(self, out: BinaryIO) -> None:
         self.out, self.done = out, 0
+        self.meta: FetchedArtifact | None = None  # known once the first response's headers arrived
         self._digest = hashlib.sha256()
 
     def __enter__(self) -> _Sink:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
@@ -372,3 +373,75 @@ def test_without_a_broker_the_server_runs_jobs_itself_and_never_loads_torch(
     assert direct.version("net:1").status == "ready"
     maps = Path(f"/proc/{server.process.pid}/maps").read_text()
     assert "libtorch" not in maps, "the API server process must never load torch"
+
+
+class _CuttingProxy:
+    """A TCP proxy to the server that drops its first connection after `cut` bytes of the response."""
+
+    def __init__(self, target: str, cut: int) -> None:
+        import socket
+        import threading
+
+        host, port = target.removeprefix("http://").split(":")
+        self.target, self.cut, self.connections = (host, int(port)), cut, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self.target)
+            limit = self.cut if self.connections == 1 else None
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, limit), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+        import socket
+
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                if limit is not None and sent + len(data) > limit:
+                    sink.sendall(data[: limit - sent])
+                    break
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for end in (source, sink):  # shutdown wakes the other direction's thread blocked in recv
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_the_client_resumes_a_dropped_download_with_a_range_and_gets_the_same_bytes(
+    server: ApiServer, direct: LocalClient, tmp_path: Path
+) -> None:
+    from regctl.remote import Client
+
+    data = write_model_dir(tmp_path / "big", files={"blob.py": "# " + "x" * 300_000 + "\n"})
+    version = direct.register("net", data, convert=False)
+    proxy = _CuttingProxy(server.url, cut=100_000)  # headers plus part of the body
+    try:
+        with Client(proxy.url, token(direct, "deploy", "reader")) as client:
+            # A metadata call first, on its own connection through the proxy; then the download.
+            client.whoami()
+            fetched = client.fetch("net:1", tmp_path / "bundle.tar", kind="source")
+    finally:
+        proxy.close()
+    assert proxy.connections >= 2, "the download had to reconnect"
+    assert hashlib.sha256((tmp_path / "bundle.tar").read_bytes()).hexdigest() == version.source_sha256
+    assert fetched.artifact.sha256 == version.source_sha256
