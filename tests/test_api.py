@@ -376,14 +376,17 @@ def test_without_a_broker_the_server_runs_jobs_itself_and_never_loads_torch(
 
 
 class _CuttingProxy:
-    """A TCP proxy to the server that drops its first connection after `cut` bytes of the response."""
+    """A TCP proxy to the server that drops one connection once, `cut` bytes into a response that
+    contains `marker` (the first response at all when no marker is given)."""
 
-    def __init__(self, target: str, cut: int) -> None:
+    def __init__(self, target: str, cut: int, marker: bytes = b"") -> None:
         import socket
         import threading
 
         host, port = target.removeprefix("http://").split(":")
-        self.target, self.cut, self.connections = (host, int(port)), cut, 0
+        self.target, self.cut, self.marker = (host, int(port)), cut, marker
+        self.connections, self.cuts = 0, 0
+        self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -399,22 +402,23 @@ class _CuttingProxy:
                 return
             self.connections += 1
             upstream = socket.create_connection(self.target)
-            limit = self.cut if self.connections == 1 else None
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, limit), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source, sink, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+    def _pipe(self, source, sink, responses: bool) -> None:  # type: ignore[no-untyped-def]
         import socket
 
-        sent = 0
+        counted = None  # bytes since the marker, once it was seen
         try:
             while data := source.recv(65536):
-                if limit is not None and sent + len(data) > limit:
-                    sink.sendall(data[: limit - sent])
+                if responses and counted is None and self.marker in data:
+                    counted = -data.index(self.marker)
+                if counted is not None and counted + len(data) > self.cut and self._take_cut():
+                    sink.sendall(data[: max(self.cut - counted, 0)])
                     break
                 sink.sendall(data)
-                sent += len(data)
+                if counted is not None:
+                    counted += len(data)
         except OSError:
             pass
         for end in (source, sink):  # shutdown wakes the other direction's thread blocked in recv
@@ -422,6 +426,11 @@ class _CuttingProxy:
                 end.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 end.close()
+
+    def _take_cut(self) -> bool:
+        with self._lock:
+            self.cuts += 1
+            return self.cuts == 1
 
     def close(self) -> None:
         self.listener.close()
@@ -434,7 +443,7 @@ def test_the_client_resumes_a_dropped_download_with_a_range_and_gets_the_same_by
 
     data = write_model_dir(tmp_path / "big", files={"blob.py": "# " + "x" * 300_000 + "\n"})
     version = direct.register("net", data, convert=False)
-    proxy = _CuttingProxy(server.url, cut=100_000)  # headers plus part of the body
+    proxy = _CuttingProxy(server.url, cut=100_000, marker=b"application/octet-stream")
     try:
         with Client(proxy.url, token(direct, "deploy", "reader")) as client:
             # A metadata call first, on its own connection through the proxy; then the download.
@@ -442,6 +451,24 @@ def test_the_client_resumes_a_dropped_download_with_a_range_and_gets_the_same_by
             fetched = client.fetch("net:1", tmp_path / "bundle.tar", kind="source")
     finally:
         proxy.close()
-    assert proxy.connections >= 2, "the download had to reconnect"
+    assert proxy.cuts >= 1 and proxy.connections >= 2, "the download had to reconnect"
     assert hashlib.sha256((tmp_path / "bundle.tar").read_bytes()).hexdigest() == version.source_sha256
     assert fetched.artifact.sha256 == version.source_sha256
+
+
+@pytest.mark.slow
+def test_following_a_job_survives_a_dropped_event_stream(
+    server: ApiServer, direct: LocalClient, model_dir: Path
+) -> None:
+    from regctl.remote import Client
+
+    proxy = _CuttingProxy(server.url, cut=600, marker=b"text/event-stream")  # after an event or two
+    try:
+        with Client(proxy.url, token(direct, "trainer", "writer")) as client:
+            version = client.register("net", model_dir)
+            final = client.wait(version.jobs[0], timeout=240)
+    finally:
+        proxy.close()
+    assert (final.kind, final.state) == ("validate", "succeeded")
+    assert proxy.cuts >= 1, "the event stream was never cut"
+    assert direct.version("net:1").status == "ready"
