@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import io
 import os
+import signal
 import subprocess
 import tarfile
 import time
@@ -472,3 +473,22 @@ def test_following_a_job_survives_a_dropped_event_stream(
     assert (final.kind, final.state) == ("validate", "succeeded")
     assert proxy.cuts >= 1, "the event stream was never cut"
     assert direct.version("net:1").status == "ready"
+
+
+@pytest.mark.slow
+def test_a_job_the_embedded_server_runs_goes_back_to_the_queue_when_the_server_stops(
+    server: ApiServer, direct: LocalClient, tmp_path: Path
+) -> None:
+    from tests.factories import HANG, linear_model
+
+    version = direct.register("stuck", linear_model(tmp_path / "stuck", forward=HANG), convert=False)
+    job = direct.submit(f"{version.ref}", "convert")
+    deadline = time.monotonic() + 60
+    while direct.job(job.id).state != "running":
+        assert time.monotonic() < deadline, f"job {job.id} never started:\n{server.log_text()}"
+        time.sleep(0.1)
+    server.process.send_signal(signal.SIGTERM)  # to the server alone, as `docker stop` does
+    server.process.wait(timeout=30)
+    stopped = direct.job(job.id)
+    assert (stopped.state, stopped.attempts) == ("queued", 1), stopped
+    assert "API server stopped" in (stopped.error or "")
