@@ -9,6 +9,7 @@ import click
 from cli.app import cli, client_of
 from cli.catalog import json_option
 from cli.render import emit_json, table
+from registry.access import ROLE_RANK
 
 
 @cli.group()
@@ -18,7 +19,7 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["reader", "writer", "admin"]), required=True)
+@click.option("--role", type=click.Choice(list(ROLE_RANK)), required=True)
 @click.option(
     "--model", "model_pattern", help="Limit the token to models matching this name or glob (resnet*)."
 )

@@ -320,10 +320,9 @@ class Client(RegistryClient):
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:
+                # None when the server streams instead (a local store): nothing was written yet.
                 fetched = self._presigned(ref, kind, out, progress) if presign else None
                 if fetched is None:
-                    out.seek(0)
-                    out.truncate()
                     fetched = self._download(ref, kind, out, progress)
             os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
@@ -344,11 +343,11 @@ class Client(RegistryClient):
         return self._download(ref, kind, sink, None)
 
     def _download(self, ref: str, kind: str, out: BinaryIO, progress: Progress | None) -> FetchedArtifact:
-        path = f"/versions/{_seg(str(parse_ref(ref)))}/artifacts/{_seg(kind)}"
+        path = _artifact_path(ref, kind)
         with _Sink(out) as sink:
             for attempt in range(RESUMES + 1):
                 try:
-                    self._receive(path, sink, progress)
+                    self._receive(path, kind, sink, progress)
                     if sink.meta is not None and sink.done == sink.meta.artifact.size:
                         break
                 except httpx.TransportError as exc:
@@ -375,8 +374,7 @@ class Client(RegistryClient):
         self, ref: str, kind: str, out: BinaryIO, progress: Progress | None
     ) -> FetchedArtifact | None:
         """Follow the server's redirect to the store; None when the store cannot presign (a local one)."""
-        path = f"/versions/{_seg(str(parse_ref(ref)))}/artifacts/{_seg(kind)}"
-        with self._http.stream("GET", path, params={"presign": "true"}) as answer:
+        with self._http.stream("GET", _artifact_path(ref, kind), params={"presign": "true"}) as answer:
             if answer.status_code >= 400:
                 answer.read()
                 raise self._error(answer)
@@ -406,27 +404,21 @@ class Client(RegistryClient):
             raise CorruptedArtifact(
                 f"{ref} {kind} from the store has sha256 {digest[:16]}…, not {expected[:16]}…; fetch it again"
             )
-        from datetime import UTC, datetime
+        return _announced(version_ref, kind, digest, sink.done)
 
-        from registry.entities import ArtifactInfo
-
-        artifact = ArtifactInfo(kind, digest, sink.done, "", None, None, datetime.now(UTC))
-        return FetchedArtifact(version_ref, "-", artifact)
-
-    def _receive(self, path: str, sink: _Sink, progress: Progress | None) -> None:
+    def _receive(self, path: str, kind: str, sink: _Sink, progress: Progress | None) -> None:
         """One request for the rest of the artifact: all of it, or a Range resuming after `sink.done`."""
         meta = sink.meta
-        resuming = meta is not None and sink.done > 0
         headers = {}
-        if meta is not None and resuming:
+        if meta is not None and sink.done > 0:
             headers = {"Range": f"bytes={sink.done}-", "If-Range": f'"{meta.artifact.sha256}"'}
         with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0)) as response:
             if response.status_code >= 400:
                 response.read()
                 raise self._error(response)
-            if response.status_code == 200 and resuming:
+            if response.status_code == 200 and headers:
                 raise CorruptedArtifact("the artifact changed while it was being downloaded; fetch it again")
-            meta = sink.meta = meta or _artifact_meta(response, path.rsplit("/", 1)[1])
+            meta = sink.meta = meta or _artifact_meta(response, kind)
             for piece in response.iter_raw():
                 sink.feed(piece)
                 if progress is not None:
@@ -450,11 +442,20 @@ class Client(RegistryClient):
         return write_to_repo(info, chunks, repo, max_batch_size=max_batch_size, instance_kind=instance_kind)
 
 
-def _artifact_meta(response: httpx.Response, kind: str) -> FetchedArtifact:
+def _artifact_path(ref: str, kind: str) -> str:
+    return f"/versions/{_seg(str(parse_ref(ref)))}/artifacts/{_seg(kind)}"
+
+
+def _announced(ref: str, kind: str, sha256: str, size: int) -> FetchedArtifact:
+    """What a download's headers say it is; `_recorded` fetches the registry's full record."""
     from datetime import UTC, datetime
 
     from registry.entities import ArtifactInfo
 
+    return FetchedArtifact(ref, "-", ArtifactInfo(kind, sha256, size, "", None, None, datetime.now(UTC)))
+
+
+def _artifact_meta(response: httpx.Response, kind: str) -> FetchedArtifact:
     sha256 = response.headers.get("x-regctl-sha256", "")
     total = response.headers.get("content-range", "").rpartition("/")[2] or response.headers.get(
         "content-length"
@@ -463,8 +464,7 @@ def _artifact_meta(response: httpx.Response, kind: str) -> FetchedArtifact:
         raise InvalidInput(
             "the server sent an artifact without its sha256 or size; is REGCTL_URL a regctl server?"
         )
-    artifact = ArtifactInfo(kind, sha256, int(total), "", None, None, datetime.now(UTC))
-    return FetchedArtifact(response.headers.get("x-regctl-ref", ""), "-", artifact)
+    return _announced(response.headers.get("x-regctl-ref", ""), kind, sha256, int(total))
 
 
 def _seg(text: str) -> str:

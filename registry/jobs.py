@@ -166,18 +166,9 @@ def claim_job(
 
 
 def _owner_gone(job: Job, now: datetime, settings: Settings, owner_is_dead: Callable[[str], bool]) -> bool:
-    beat = _aware(job.heartbeat_at)
+    beat = job.heartbeat_at
     expired = beat is None or now - beat > timedelta(seconds=settings.heartbeat_timeout)
     return expired or (job.worker is not None and owner_is_dead(job.worker))
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored in UTC.
-    if moment is not None and moment.tzinfo is None:
-        from datetime import UTC
-
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def record_progress(settings: Settings, job_id: int, worker: str, progress: str | None = None) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import getpass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from registry.access import Caller
@@ -34,21 +35,28 @@ def find_model(session: Session, name: str) -> Model:
     return model
 
 
+def pointed_at(query: Select, name: Any, version: Any = None, alias: Any = None) -> Select:
+    """Narrow a query over models joined to model_versions to the version a reference points at.
+
+    `version` or `alias` given (a value or a bind parameter) picks that one; neither picks the
+    newest ready version.
+    """
+    query = query.where(Model.name == name)
+    if version is not None:
+        return query.where(ModelVersion.version == version)
+    if alias is not None:
+        return query.join(Alias, Alias.version_id == ModelVersion.id).where(Alias.name == alias)
+    return query.where(ModelVersion.status == "ready").order_by(ModelVersion.version.desc()).limit(1)
+
+
 def find_version(session: Session, ref: Ref) -> tuple[Model, ModelVersion]:
     """The model and version rows a reference points at, or NotFound saying which part is missing.
 
     One joined query on the hot path (a deployment polling NAME@prod); only a miss pays for a second
     query that finds out which part is missing.
     """
-    query = select(Model, ModelVersion).join(ModelVersion, ModelVersion.model_id == Model.id)
-    query = query.where(Model.name == ref.name)
-    if ref.version is not None:
-        query = query.where(ModelVersion.version == ref.version)
-    elif ref.alias is not None:
-        query = query.join(Alias, Alias.version_id == ModelVersion.id).where(Alias.name == ref.alias)
-    else:
-        query = query.where(ModelVersion.status == "ready").order_by(ModelVersion.version.desc()).limit(1)
-    found = session.execute(query).first()
+    joined = select(Model, ModelVersion).join(ModelVersion, ModelVersion.model_id == Model.id)
+    found = session.execute(pointed_at(joined, ref.name, ref.version, ref.alias)).first()
     if found is not None:
         return found[0], found[1]
     model = find_model(session, ref.name)

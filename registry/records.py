@@ -1,4 +1,8 @@
-"""Turn ORM rows into the frozen records of `registry.entities` (inside the session that loaded them)."""
+"""Turn ORM rows into the frozen records of `registry.entities` (inside the session that loaded them).
+
+Anything with the same attribute names serves as a row too: a table row from a Core select, or an
+object decoded from `registry.version_query`'s JSON.
+"""
 
 from __future__ import annotations
 

@@ -22,11 +22,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from registry.access import ROLE_RANK
+
 VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed")
 JOB_KINDS = ("convert", "validate")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ARTIFACT_KINDS = ("source", "torchscript", "exported", "report")
-ROLES = ("reader", "writer", "admin")
+ROLES = tuple(ROLE_RANK)
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
 HEAD_REVISION = "0002_service"

@@ -135,18 +135,13 @@ def revoke_token(settings: Settings, caller: Caller, name: str) -> TokenInfo:
         return _info(row)
 
 
-def authenticate(settings: Settings, presented: str | None, address: str | None = None) -> Caller:
-    """The caller a token stands for; Unauthenticated when it is missing, unknown, expired or revoked.
-
-    The message never repeats the token.
-    """
-    return authenticate_token(settings, presented, address)[0]
-
-
 def authenticate_token(
     settings: Settings, presented: str | None, address: str | None = None
 ) -> tuple[Caller, datetime | None]:
-    """`authenticate`, also returning when the token expires (for callers that cache the answer)."""
+    """The caller a token stands for and when the token expires (callers cache the answer until then).
+
+    Unauthenticated when it is missing, unknown, expired or revoked; the message never repeats the token.
+    """
     if not presented:
         raise Unauthenticated("this request needs a token; send 'Authorization: Bearer <token>'")
     match = _TOKEN.match(presented)
@@ -162,18 +157,8 @@ def authenticate_token(
         now = utcnow()
         if row.revoked_at is not None:
             raise Unauthenticated(f"token {row.name!r} was revoked; ask an admin for a new one")
-        if row.expires_at is not None and _aware(row.expires_at) <= now:
+        if row.expires_at is not None and row.expires_at <= now:
             raise Unauthenticated(f"token {row.name!r} expired; ask an admin for a new one")
-        if row.last_used_at is None or now - _aware(row.last_used_at) > LAST_USED_EVERY:
+        if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
             row.last_used_at = now
-        expires_at = _aware(row.expires_at) if row.expires_at is not None else None
-        return Caller(row.name, row.role, row.model_pattern, address), expires_at
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone-aware columns; they were stored in UTC.
-    if moment.tzinfo is None:
-        from datetime import UTC
-
-        return moment.replace(tzinfo=UTC)
-    return moment
+        return Caller(row.name, row.role, row.model_pattern, address), row.expires_at

@@ -12,12 +12,15 @@ import json
 from datetime import UTC, datetime
 from functools import cache
 from itertools import chain
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from registry.entities import ArtifactInfo, JobInfo, VersionInfo
+from registry.entities import VersionInfo
+from registry.lookup import pointed_at
+from registry.records import version_info
 from registry.refs import Ref
 from registry.schema import Alias, Artifact, Job, Model, ModelVersion
 
@@ -54,24 +57,9 @@ def load_version(session: Session, ref: Ref) -> VersionInfo | None:
     row = session.execute(statement, {k: v for k, v in params.items() if v is not None}).first()
     if row is None:
         return None
-    artifacts = [ArtifactInfo(**_moments(item)) for item in _by_id(row.artifact_list)]
-    jobs = [_job(item, ref.name, row.version) for item in _by_id(row.job_list)]
-    return VersionInfo(
-        model=ref.name,
-        version=row.version,
-        status=row.status,
-        spec=row.spec,
-        source_sha256=row.source_sha256,
-        weights_sha256=row.weights_sha256,
-        method=row.method,
-        summary=row.summary,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        artifacts=tuple(artifacts),
-        aliases=tuple(sorted(_decoded(row.alias_list))),
-        jobs=tuple(jobs),
-    )
+    artifacts = [SimpleNamespace(**_moments(item)) for item in _by_id(row.artifact_list)]
+    jobs = [_job(item) for item in _by_id(row.job_list)]
+    return version_info(row, ref.name, artifacts, _decoded(row.alias_list), jobs)  # type: ignore[arg-type]
 
 
 @cache
@@ -79,23 +67,15 @@ def _statement(dialect: str, shape: str) -> Select:
     """The statement for a backend and a kind of reference, built once (building costs more than running)."""
     versions, models = ModelVersion.__table__, Model.__table__
     owner = versions.c.id
-    query = (
-        select(
-            versions,
-            _array(dialect, Artifact.__table__, ARTIFACT_FIELDS, owner).label("artifact_list"),
-            _names(dialect, owner).label("alias_list"),
-            _array(dialect, Job.__table__, JOB_FIELDS, owner).label("job_list"),
-        )
-        .join(models, models.c.id == versions.c.model_id)
-        .where(models.c.name == bindparam("name"))
-    )
-    if shape == "version":
-        return query.where(versions.c.version == bindparam("version"))
-    if shape == "alias":
-        aliases = Alias.__table__
-        query = query.join(aliases, aliases.c.version_id == versions.c.id)
-        return query.where(aliases.c.name == bindparam("alias"))
-    return query.where(versions.c.status == "ready").order_by(versions.c.version.desc()).limit(1)
+    query = select(
+        versions,
+        _array(dialect, Artifact.__table__, ARTIFACT_FIELDS, owner).label("artifact_list"),
+        _names(dialect, owner).label("alias_list"),
+        _array(dialect, Job.__table__, JOB_FIELDS, owner).label("job_list"),
+    ).join(models, models.c.id == versions.c.model_id)
+    version = bindparam("version") if shape == "version" else None
+    alias = bindparam("alias") if shape == "alias" else None
+    return pointed_at(query, bindparam("name"), version, alias)
 
 
 def _array(dialect: str, table: Table, fields: tuple[str, ...], owner: ColumnElement) -> Any:
@@ -154,7 +134,7 @@ def _moments(item: dict[str, Any]) -> dict[str, Any]:
     return {key: _moment(value) if key in _MOMENTS else value for key, value in item.items()}
 
 
-def _job(item: dict[str, Any], model: str, version: int) -> JobInfo:
+def _job(item: dict[str, Any]) -> SimpleNamespace:
     fields = _moments(item)
     fields["cancel_requested"] = bool(fields["cancel_requested"])  # SQLite keeps booleans as 0 and 1
-    return JobInfo(model=model, version=version, **fields)
+    return SimpleNamespace(**fields)

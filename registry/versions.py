@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from registry import audit
 from registry.access import Caller
-from registry.bundle import BundleInfo, build_bundle
+from registry.bundle import build_bundle
 from registry.db import session_scope
 from registry.entities import VersionInfo, VersionRow
 from registry.errors import InvalidInput
@@ -43,29 +43,12 @@ def register_version(
     written in one transaction. `jobs` names job kinds to queue in that same transaction.
     """
     check_model_name(name)
+    caller = caller or local_caller()
     directory = Path(directory)
     spec = prepare_spec(directory, method, device)
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
-        return register_bundle(
-            settings, name, bundle, spec, description=description, jobs=jobs, caller=caller
-        )
-
-
-def register_bundle(
-    settings: Settings,
-    name: str,
-    bundle: BundleInfo,
-    spec: ModelSpec,
-    *,
-    description: str | None = None,
-    jobs: tuple[str, ...] = (),
-    caller: Caller | None = None,
-) -> VersionInfo:
-    """Store a checked bundle and record it as the next version of `name`, with `jobs` queued."""
-    check_model_name(name)
-    caller = caller or local_caller()
-    blob = open_store(settings.artifact_store).put_file(bundle.path)
+        blob = open_store(settings.artifact_store).put_file(bundle.path)
     with session_scope(settings.database_url) as session:
         model = _lock_model(session, name, description)
         model.last_version += 1
