@@ -45,7 +45,7 @@ def watch(client, job: JobInfo, *, quiet: bool = False) -> int:  # type: ignore[
         if not quiet:
             click.echo(
                 f"{last.model}:{last.version} is ready"
-                if last.kind == "validate"
+                if last.kind == "validate" or (last.result or {}).get("proved")
                 else f"job {last.id} succeeded",
                 err=True,
             )

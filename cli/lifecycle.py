@@ -98,7 +98,7 @@ def register(
 )
 @click.option(
     "--kind",
-    type=click.Choice(["source", "torchscript", "exported", "report"]),
+    type=click.Choice(["source", "weights", "torchscript", "exported", "report"]),
     help="Fetch any stored artifact kind (overrides --format).",
 )
 @click.option(

@@ -1,8 +1,14 @@
 """The source bundle: a model directory's code and data in one deterministic tar, for any worker to rebuild.
 
 A bundle holds every `*.py` file under the directory (recursively, skipping `__pycache__`, hidden files and
-directories, and virtualenv-like directories), `regctl.toml`, and the data files the spec names (weights,
-recorded inputs). Nothing else is included: READMEs, notebooks, datasets and other files stay behind.
+directories, and virtualenv-like directories), `regctl.toml`, and the recorded inputs the spec names. Nothing
+else is included: READMEs, notebooks, datasets and other files stay behind.
+
+The weights file is not in the bundle: it is stored as its own content-addressed blob (the `weights`
+artifact), so a version that changes only code reuses the stored weights and one that changes only weights
+reuses the code. The bundle cap (REGCTL_MAX_BUNDLE_BYTES) applies to code and small data; the weights have
+their own, much larger one (REGCTL_MAX_WEIGHTS_BYTES). Only an upload to `regctl serve` carries the weights
+inside the tar (`include_weights`), and the server splits them off again.
 
 The tar is uncompressed POSIX (pax) with sorted members, mtime 0, uid/gid 0, no owner names and mode 0644,
 so the same directory contents always give the same bytes and the same sha256, whatever the file times,
@@ -39,15 +45,20 @@ class BundleInfo:
     weights_sha256: str | None
 
 
-def build_bundle(directory: Path, spec: ModelSpec, dest: Path, max_bytes: int) -> BundleInfo:
+def build_bundle(
+    directory: Path, spec: ModelSpec, dest: Path, max_bytes: int, *, include_weights: bool = False
+) -> BundleInfo:
     """Write the bundle of `directory` to `dest` (see the module docstring for what it holds).
 
-    Raises InvalidSpec for a symlink or path that leads outside the directory, or when the included files
-    total more than `max_bytes`. `dest` only appears once it is complete; on any error it is not left behind.
+    Raises InvalidSpec for a symlink or path that leads outside the directory, or when the code and data
+    files total more than `max_bytes` (the weights, even when included, are checked by `weights_file`).
+    `dest` only appears once it is complete; on any error it is not left behind.
     """
     root = directory.resolve()
     files = collect_files(directory, spec)
     _check_size(directory, files, max_bytes)
+    if include_weights and spec.weights:
+        files = dict(sorted({**files, Path(spec.weights).as_posix(): directory / spec.weights}.items()))
     weights = Path(spec.weights).as_posix() if spec.weights else None
     weights_digest: list[str] = []
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -83,21 +94,59 @@ def extract_bundle(bundle_path: Path, dest_dir: Path) -> Path:
     return dest_dir
 
 
+def extract_stream(chunks: Iterator[bytes], dest_dir: Path, name: str) -> Path:
+    """Unpack a bundle as its chunks arrive, with no copy of the tar on disk; return `dest_dir`.
+
+    `chunks` is the store's checked stream (it raises after its last chunk when the digest is wrong),
+    so it is read to its end even past the tar's own end marker: nothing counts as unpacked unchecked.
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    reader = _ChunkReader(chunks)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[arg-type]
+            tar.extractall(dest_dir, filter="data")
+        reader.drain()
+    except tarfile.TarError as exc:
+        raise CorruptedArtifact(f"source bundle {name} cannot be unpacked safely: {exc}") from None
+    return dest_dir
+
+
 def collect_files(directory: Path, spec: ModelSpec) -> dict[str, Path]:
-    """The files a bundle of `directory` holds: member name -> path, sorted by name."""
+    """The files a bundle of `directory` holds (the weights aside): member name -> path, sorted by name."""
     root = directory.resolve()
     files = dict(_walk_code(directory, root, "", {root}))
+    weights = Path(spec.weights).as_posix() if spec.weights else None
     for name in [SPEC_FILENAME, *spec.data_files()]:
-        path = directory / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise InvalidSpec(
-                f"{path}: the path escapes the model directory {directory}; keep files inside it"
-            )
-        _check_inside(path, root)
-        if not path.is_file():
-            raise InvalidSpec(f"{path}: the file is missing; the spec names it, so it must be in {directory}")
-        files[Path(name).as_posix()] = path
+        path = _named_file(directory, root, name)
+        if Path(name).as_posix() != weights:
+            files[Path(name).as_posix()] = path
+    files.pop(weights or "", None)  # a weights file ending in .py is still weights
     return dict(sorted(files.items()))
+
+
+def weights_file(directory: Path, spec: ModelSpec, max_bytes: int) -> Path | None:
+    """The weights file the spec names, checked to lie inside `directory` and to fit under `max_bytes`."""
+    if not spec.weights:
+        return None
+    path = _named_file(directory, directory.resolve(), spec.weights)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InvalidSpec(
+            f"weights file {path} holds {_mb(size)}, more than the cap of {_mb(max_bytes)} "
+            "(REGCTL_MAX_WEIGHTS_BYTES); raise REGCTL_MAX_WEIGHTS_BYTES if the model really is that big"
+        )
+    return path
+
+
+def _named_file(directory: Path, root: Path, name: str) -> Path:
+    """A file the spec names, refused when it escapes the directory or is missing."""
+    path = directory / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise InvalidSpec(f"{path}: the path escapes the model directory {directory}; keep files inside it")
+    _check_inside(path, root)
+    if not path.is_file():
+        raise InvalidSpec(f"{path}: the file is missing; the spec names it, so it must be in {directory}")
+    return path
 
 
 def _walk_code(current: Path, root: Path, prefix: str, seen: set[Path]) -> Iterator[tuple[str, Path]]:
@@ -184,3 +233,27 @@ class _HashingWriter:
 
     def tell(self) -> int:
         return self.size
+
+
+class _ChunkReader:
+    """A read-only, forward-only file over an iterator of byte chunks (what tarfile's stream mode needs)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            return bytes(self._buffer) + b"".join(self._chunks)
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._buffer = memoryview(chunk)
+        piece, self._buffer = self._buffer[:size], self._buffer[size:]
+        return bytes(piece)
+
+    def drain(self) -> None:
+        """Read what is left, so the underlying stream runs its end-of-stream check."""
+        for _ in self._chunks:
+            pass

@@ -80,11 +80,15 @@ def record_success(
     summary: dict[str, Any],
     result: dict[str, Any],
     method: str | None = None,
+    *,
+    proved: bool = False,
 ) -> list[JobInfo]:
     """Record a finished job: its artifacts, the version summary and status, and any follow-up job.
 
-    A convert job queues its validate job in the same transaction (so the two can never part); a
-    validate job makes the version `ready`. Returns the jobs to publish.
+    A validate job makes the version `ready`. So does a convert job whose stored artifact is
+    `proved`: its bytes are exactly those the judge ran the battery and LibTorch on. Any other
+    convert job queues its validate job in the same transaction (so the two can never part).
+    Returns the jobs to publish.
     """
     with session_scope(settings.database_url) as session:
         job, version, name = _owned(session, job_id, worker)
@@ -93,7 +97,7 @@ def record_success(
         if method:
             version.method = method
         follow_ups = []
-        if job.kind == "convert":
+        if job.kind == "convert" and not proved:
             version.status = "validating"
             follow_ups.append(
                 Job(
@@ -141,6 +145,8 @@ def record_failure(
 
 def _status_after_cancel(session: Session, version: ModelVersion) -> str:
     # A cancelled job leaves the version as it stood before: ready if a validation ever passed.
+    if (version.summary or {}).get("validated") is True:
+        return "ready"
     validated = session.scalar(
         select(Job.id)
         .where(Job.version_id == version.id, Job.kind == "validate", Job.state == "succeeded")

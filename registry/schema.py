@@ -27,11 +27,11 @@ from registry.access import ROLE_RANK
 VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed")
 JOB_KINDS = ("convert", "validate")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-ARTIFACT_KINDS = ("source", "torchscript", "exported", "report")
+ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", "report")
 ROLES = tuple(ROLE_RANK)
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0002_service"
+HEAD_REVISION = "0003_weights"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

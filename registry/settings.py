@@ -19,7 +19,8 @@ class Settings:
     job_soft_time_limit: float = 1800.0
     job_time_limit: float = 1900.0
     max_attempts: int = 3
-    max_bundle_bytes: int = 512 * 1024 * 1024
+    max_bundle_bytes: int = 512 * 1024 * 1024  # code and small data: the source bundle
+    max_weights_bytes: int = 20 * 1024**3  # the weights file, stored as its own blob
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 60.0
     queued_timeout: float = 120.0
@@ -85,6 +86,7 @@ _NUMERIC = {
     "REGCTL_JOB_TIME_LIMIT": "job_time_limit",
     "REGCTL_MAX_ATTEMPTS": "max_attempts",
     "REGCTL_MAX_BUNDLE_BYTES": "max_bundle_bytes",
+    "REGCTL_MAX_WEIGHTS_BYTES": "max_weights_bytes",
     "REGCTL_HEARTBEAT_INTERVAL": "heartbeat_interval",
     "REGCTL_HEARTBEAT_TIMEOUT": "heartbeat_timeout",
     "REGCTL_QUEUED_TIMEOUT": "queued_timeout",

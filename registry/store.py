@@ -14,9 +14,11 @@ visible to readers once its PUT or copy completes, so readers never see a partia
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -72,6 +74,10 @@ def _storage_options(root: str) -> dict:
     if endpoint:
         options["endpoint_url"] = endpoint
     return options
+
+
+# link() fails with these where a copy still works: another file system, links not supported or not allowed.
+_CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
 
 def _check_sha(sha256: str) -> str:
@@ -409,6 +415,77 @@ class ArtifactStore:
         """Read blob `sha256` through; raise CorruptedArtifact on mismatch and NotFound when absent."""
         for _ in self.open_chunks(sha256):
             pass
+
+    def link_to(self, sha256: str, dest: Path) -> BlobRef:
+        """Make blob `sha256` appear at `dest`, checked: a hard link to a local blob where one can be made.
+
+        A blob is read-only and owned by the store's user, so a link gives readers (the sandboxed
+        model process sees it on a read-only mount) the bytes without a copy. Across file systems, or
+        on a remote store, this is `copy_to`.
+        """
+        if self.local:
+            key = self._key(_check_sha(sha256))
+            try:
+                with open(key, "rb") as blob:
+                    size = os.fstat(blob.fileno()).st_size
+                    digest = _hash_fd(blob.fileno(), size, None)
+            except FileNotFoundError:
+                raise self._not_found(sha256) from None
+            if digest != sha256:
+                raise self._corrupted(sha256, digest)
+            Path(dest).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(key, dest)
+                return BlobRef(sha256, size, self.uri_for(sha256))
+            except OSError as exc:
+                if exc.errno not in _CANNOT_LINK:
+                    raise
+        return self.copy_to(sha256, dest)
+
+    def adopt_file(self, path: Path) -> BlobRef:
+        """Store the file at `path` by taking its inode where possible, else by copying it (`put_file`).
+
+        For job outputs: the file must be complete and nothing may write to it any more (the
+        sandboxed processes that wrote it have exited). The inode hashed is the one linked, then it
+        becomes the store's: owned by this process's user, read-only. The job directory's own name
+        for it goes when the directory does.
+        """
+        if not self.local:
+            return self.put_file(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise InvalidInput(f"{path} cannot be stored: {exc.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise InvalidInput(f"{path} is not a plain file of its own; it cannot be stored")
+            sha = _hash_fd(fd, info.st_size, None)
+            if self.exists(sha):
+                return BlobRef(sha, info.st_size, self.uri_for(sha))
+            tmp = self._new_temp()
+            os.unlink(tmp)
+            try:
+                os.link(path, tmp, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in _CANNOT_LINK:
+                    raise
+                return self.put_file(path)
+            try:
+                linked = os.lstat(tmp)
+                if (linked.st_dev, linked.st_ino) != (info.st_dev, info.st_ino):
+                    raise InvalidInput(f"{path} was replaced while it was being stored; it cannot be stored")
+                if info.st_uid != os.getuid() or info.st_gid != os.getgid():
+                    os.fchown(fd, os.getuid(), os.getgid())
+                os.fchmod(fd, 0o444)
+                os.fsync(fd)
+            except BaseException:
+                self._discard(tmp)
+                raise
+            self._commit(tmp, sha)
+            return BlobRef(sha, info.st_size, self.uri_for(sha))
+        finally:
+            os.close(fd)
 
     def copy_to(self, sha256: str, dest: Path, progress: Callable[[int], None] | None = None) -> BlobRef:
         """Copy blob `sha256` to `dest`, which appears only once its content has been verified.

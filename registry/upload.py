@@ -45,5 +45,6 @@ def _check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
         total += member.size
         if total > max_bytes:
             raise InvalidInput(
-                f"the uploaded bundle unpacks to more than {max_bytes} bytes (REGCTL_MAX_BUNDLE_BYTES)"
+                f"the uploaded bundle unpacks to more than {max_bytes} bytes "
+                "(REGCTL_MAX_BUNDLE_BYTES + REGCTL_MAX_WEIGHTS_BYTES)"
             )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from registry import audit
 from registry.access import Caller
-from registry.bundle import build_bundle
+from registry.bundle import build_bundle, weights_file
 from registry.db import session_scope
 from registry.entities import VersionInfo, VersionRow
 from registry.errors import InvalidInput
@@ -22,7 +22,7 @@ from registry.refs import Ref, check_model_name
 from registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion
 from registry.settings import Settings
 from registry.spec import ModelSpec, prepare_spec
-from registry.store import open_store
+from registry.store import BlobRef, open_store
 
 
 def register_version(
@@ -39,16 +39,20 @@ def register_version(
     """Register the model directory as the next version of `name`; create the model on first use.
 
     Everything that can be wrong with the input is checked before anything is written. The source
-    bundle is stored first (content-addressed, so a retry never duplicates it), then the rows are
-    written in one transaction. `jobs` names job kinds to queue in that same transaction.
+    bundle and the weights are stored first, each as its own blob (content-addressed, so a retry or a
+    version that changes only the other one stores nothing again), then the rows are written in one
+    transaction. `jobs` names job kinds to queue in that same transaction.
     """
     check_model_name(name)
     caller = caller or local_caller()
     directory = Path(directory)
     spec = prepare_spec(directory, method, device)
+    weights = weights_file(directory, spec, settings.max_weights_bytes)
+    store = open_store(settings.artifact_store)
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
-        blob = open_store(settings.artifact_store).put_file(bundle.path)
+        blob = store.put_file(bundle.path)
+    weights_blob = store.put_file(weights) if weights is not None else None
     with session_scope(settings.database_url) as session:
         model = _lock_model(session, name, description)
         model.last_version += 1
@@ -58,19 +62,29 @@ def register_version(
             status="registered",
             spec=spec.to_dict(),
             source_sha256=bundle.sha256,
-            weights_sha256=bundle.weights_sha256,
+            weights_sha256=weights_blob.sha256 if weights_blob else None,
             created_by=caller.name[:128],
         )
         session.add(row)
         session.flush()
-        source = Artifact(version_id=row.id, kind="source", sha256=blob.sha256, size=blob.size, uri=blob.uri)
-        session.add(source)
+        stored = [_artifact(row, "source", blob)]
+        if weights_blob is not None:
+            stored.append(_artifact(row, "weights", weights_blob))
+        session.add_all(stored)
         queued = [_new_job(row, kind, spec, settings) for kind in jobs]
         session.add_all(queued)
         session.flush()
-        detail = {"source_sha256": bundle.sha256, "jobs": [j.id for j in queued]}
+        detail = {
+            "source_sha256": bundle.sha256,
+            "weights_sha256": row.weights_sha256,
+            "jobs": [j.id for j in queued],
+        }
         audit.record(session, caller, "version.register", f"{name}:{row.version}", model=name, detail=detail)
-        return version_info(row, name, artifacts=[source], jobs=queued)
+        return version_info(row, name, artifacts=stored, jobs=queued)
+
+
+def _artifact(row: ModelVersion, kind: str, blob: BlobRef) -> Artifact:
+    return Artifact(version_id=row.id, kind=kind, sha256=blob.sha256, size=blob.size, uri=blob.uri)
 
 
 def _new_job(row: ModelVersion, kind: str, spec: ModelSpec, settings: Settings) -> Job:

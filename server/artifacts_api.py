@@ -19,8 +19,14 @@ from server.ranges import Unsatisfiable, byte_range, etag_matches
 from service import artifacts
 
 router = APIRouter(tags=["artifacts"])
-Kind = Literal["torchscript", "exported", "source", "report"]
-SUFFIX = {"torchscript": ".pt", "exported": ".pt2", "source": ".tar", "report": ".json"}
+Kind = Literal["torchscript", "exported", "source", "weights", "report"]
+SUFFIX = {
+    "torchscript": ".pt",
+    "exported": ".pt2",
+    "source": ".tar",
+    "weights": ".weights",  # .safetensors or a state_dict: the spec names the file
+    "report": ".json",
+}
 # Big enough that per-chunk overhead vanishes, small enough that a slow client holds little memory.
 STREAM_CHUNK = 4 << 20
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}

@@ -34,7 +34,7 @@ _DESCRIPTIONS = {
     403: "The token's role or model pattern does not allow this",
     404: "No such model, version, alias, job, token or artifact",
     409: "The change conflicts with the current state",
-    413: "The upload is larger than REGCTL_MAX_BUNDLE_BYTES",
+    413: "The upload is larger than REGCTL_MAX_BUNDLE_BYTES + REGCTL_MAX_WEIGHTS_BYTES",
     422: "The request does not match the API's schema",
     503: "The database, broker or artifact store is unreachable",
 }

@@ -26,7 +26,7 @@ TAR_OVERHEAD = 16 * 1024 * 1024
 
 def upload_limit(settings: Settings) -> int:
     """The largest request body a register accepts."""
-    return settings.max_bundle_bytes + TAR_OVERHEAD
+    return settings.max_bundle_bytes + settings.max_weights_bytes + TAR_OVERHEAD
 
 
 @router.post(
@@ -93,6 +93,7 @@ async def _receive(request: Request, dest: FilePath, limit: int, settings: Setti
 
 def _too_large(settings: Settings) -> TooLarge:
     return TooLarge(
-        f"the bundle is larger than this registry accepts ({settings.max_bundle_bytes} bytes, "
-        "REGCTL_MAX_BUNDLE_BYTES); keep large data out of the model directory"
+        f"the upload is larger than this registry accepts ({settings.max_bundle_bytes} bytes of code and "
+        f"data, REGCTL_MAX_BUNDLE_BYTES, plus {settings.max_weights_bytes} of weights, "
+        "REGCTL_MAX_WEIGHTS_BYTES); keep large data out of the model directory"
     )

@@ -99,7 +99,9 @@ def register_upload(
 
     caller.require("register", check_model_name(name))
     with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
-        directory = unpack_upload(upload, Path(tmp) / "bundle", settings.max_bundle_bytes)
+        # The upload carries the weights too; register_directory holds each part to its own cap.
+        cap = settings.max_bundle_bytes + settings.max_weights_bytes
+        directory = unpack_upload(upload, Path(tmp) / "bundle", cap)
         try:
             return register_directory(
                 settings,

@@ -47,6 +47,7 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         **settings.to_env(),
         "REGCTL_MAX_BUNDLE_BYTES": str(64 * 1024),
+        "REGCTL_MAX_WEIGHTS_BYTES": str(64 * 1024),
     }
     env = {k: v for k, v in env.items() if v != ""}
     server = ApiServer.start(env, tmp_path)
@@ -285,6 +286,28 @@ def test_an_uploaded_bundle_gets_the_same_spec_checks_as_a_local_register(
     assert direct.models() == []
 
 
+def test_an_upload_carries_the_weights_and_the_server_stores_them_as_their_own_blob(
+    server: ApiServer, direct: LocalClient, tmp_path: Path
+) -> None:
+    spec = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n'
+    weights = os.urandom(8 * 1024)
+    directory = write_model_dir(tmp_path / "w", spec=spec, files={"w.safetensors": weights})
+    secret = token(direct, "ci", "writer")
+    done = remote_cli(server, secret, "register", "net", str(directory), "--no-convert", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    stored = {a.kind: a for a in direct.version("net:1").artifacts}
+    assert stored["weights"].sha256 == hashlib.sha256(weights).hexdigest()
+    with http(server, secret) as api:
+        fetched = api.get("/versions/net:1/artifacts/weights")
+        assert fetched.status_code == 200 and fetched.content == weights
+    # weights over the server's own cap (64 KiB here) are refused, naming the upload, not server paths
+    (directory / "w.safetensors").write_bytes(os.urandom(65 * 1024))
+    refused = remote_cli(server, secret, "register", "net", str(directory), "--no-convert", cwd=tmp_path)
+    assert refused.returncode == 2 and "REGCTL_MAX_WEIGHTS_BYTES" in refused.stderr
+    assert "regctl-upload-" not in refused.stderr, refused.stderr
+    assert [v.version for v in direct.model("net").versions] == [1]
+
+
 def test_remote_mode_imports_neither_sqlalchemy_celery_nor_torch(
     server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
 ) -> None:
@@ -470,7 +493,7 @@ def test_following_a_job_survives_a_dropped_event_stream(
             final = client.wait(version.jobs[0], timeout=240)
     finally:
         proxy.close()
-    assert (final.kind, final.state) == ("validate", "succeeded")
+    assert (final.kind, final.state) == ("convert", "succeeded")
     assert proxy.cuts >= 1, "the event stream was never cut"
     assert direct.version("net:1").status == "ready"
 

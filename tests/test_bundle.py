@@ -1,4 +1,5 @@
-"""The source bundle: a deterministic tar of a model directory's code and named data, extracted safely."""
+"""The source bundle: a deterministic tar of a model directory's code and named data (the weights stay
+out, as their own blob), extracted safely from a file or straight from the store's checked stream."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from registry.bundle import BundleInfo, build_bundle, extract_bundle
+from registry.bundle import BundleInfo, build_bundle, extract_bundle, extract_stream, weights_file
 from registry.errors import CorruptedArtifact, InvalidSpec
 from registry.spec import ModelSpec, load_spec
 from tests.test_spec import MODEL_PY, spec_toml
@@ -72,7 +74,6 @@ EXPECTED_FILES = (
     "pkg/__init__.py",
     "pkg/layers.py",
     "regctl.toml",
-    "w.safetensors",
 )
 
 
@@ -81,6 +82,25 @@ def test_the_bundle_holds_code_spec_and_named_data_files_and_nothing_else(tmp_pa
     assert info.files == EXPECTED_FILES
     with tarfile.open(info.path) as tar:
         assert tuple(tar.getnames()) == EXPECTED_FILES
+
+
+def test_an_upload_bundle_carries_the_weights_too(tmp_path: Path) -> None:
+    directory = make_model_dir(tmp_path)
+    info = build_bundle(
+        directory, load_spec(directory), tmp_path / "out" / "upload.tar", CAP, include_weights=True
+    )
+    assert info.files == tuple(sorted((*EXPECTED_FILES, "w.safetensors")))
+    assert info.weights_sha256 == hashlib.sha256(WEIGHTS).hexdigest()
+
+
+def test_the_weights_file_is_checked_against_its_own_cap(tmp_path: Path) -> None:
+    directory = make_model_dir(tmp_path)
+    spec = load_spec(directory)
+    assert weights_file(directory, spec, len(WEIGHTS)) == directory / "w.safetensors"
+    with pytest.raises(InvalidSpec, match=r"more than the cap of 0\.5 MB \(REGCTL_MAX_WEIGHTS_BYTES\)"):
+        weights_file(directory, spec, 512 * 1024)
+    # the code bundle is not held to the weights' size
+    assert bundle(directory, tmp_path / "out" / "source.tar", max_bytes=512 * 1024).files == EXPECTED_FILES
 
 
 def test_members_carry_fixed_metadata(tmp_path: Path) -> None:
@@ -92,12 +112,12 @@ def test_members_carry_fixed_metadata(tmp_path: Path) -> None:
     }
 
 
-def test_the_info_reports_digest_size_and_weights_digest(tmp_path: Path) -> None:
+def test_the_info_reports_digest_and_size(tmp_path: Path) -> None:
     info = bundle(make_model_dir(tmp_path), tmp_path / "out" / "source.tar")
     written = info.path.read_bytes()
     assert info.sha256 == hashlib.sha256(written).hexdigest()
     assert info.size == len(written)
-    assert info.weights_sha256 == hashlib.sha256(WEIGHTS).hexdigest()
+    assert info.weights_sha256 is None  # the weights are stored on their own
 
 
 def test_a_spec_without_weights_has_no_weights_digest(tmp_path: Path) -> None:
@@ -131,11 +151,11 @@ def test_changing_one_code_file_changes_the_digest(tmp_path: Path) -> None:
 
 
 def test_a_directory_over_the_size_cap_is_refused_and_leaves_no_file(tmp_path: Path) -> None:
-    directory = make_model_dir(tmp_path)
+    directory = make_model_dir(tmp_path, files={"data/rec.safetensors": WEIGHTS})
     message = bundle_error(directory, tmp_path / "out" / "source.tar", max_bytes=512 * 1024)
     assert f"model directory {directory} holds 1.0 MB of code and data" in message
     assert "more than the cap of 0.5 MB (REGCTL_MAX_BUNDLE_BYTES)" in message
-    assert "the largest file is w.safetensors (1.0 MB)" in message
+    assert "the largest file is data/rec.safetensors (1.0 MB)" in message
 
 
 def test_a_py_symlink_to_a_file_outside_the_directory_is_refused(tmp_path: Path) -> None:
@@ -164,6 +184,8 @@ def test_a_weights_symlink_outside_the_directory_is_refused_even_if_the_spec_was
     (directory / "w.safetensors").symlink_to("/etc/passwd")
     message = bundle_error(directory, tmp_path / "out" / "source.tar", spec=spec)
     assert "w.safetensors is a symlink to /etc/passwd" in message
+    with pytest.raises(InvalidSpec, match=r"w\.safetensors is a symlink to /etc/passwd"):
+        weights_file(directory, spec, CAP)
 
 
 def test_a_data_path_that_escapes_the_directory_is_refused(tmp_path: Path) -> None:
@@ -197,6 +219,7 @@ def test_extracting_gives_back_the_files_and_the_same_spec(tmp_path: Path) -> No
     assert tuple(extracted) == EXPECTED_FILES
     for name in EXPECTED_FILES:
         assert (target / name).read_bytes() == (directory / name).read_bytes()
+    (target / "w.safetensors").write_bytes(WEIGHTS)  # a worker links the weights blob in beside the code
     assert load_spec(target) == load_spec(directory)
 
 
@@ -208,4 +231,39 @@ def test_extracting_a_bundle_with_an_escaping_member_is_refused(tmp_path: Path) 
         tar.addfile(info, io.BytesIO(b"bad"))
     with pytest.raises(CorruptedArtifact, match="cannot be unpacked safely"):
         extract_bundle(evil, tmp_path / "unpacked")
+    assert not (tmp_path / "escaped.py").exists()
+
+
+def _chunks_of(path: Path, size: int = 1000) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_a_bundle_unpacks_straight_from_a_stream(tmp_path: Path) -> None:
+    directory = make_model_dir(tmp_path)
+    info = bundle(directory, tmp_path / "out" / "source.tar")
+    target = extract_stream(iter(_chunks_of(info.path)), tmp_path / "unpacked", "m:1 source")
+    for name in EXPECTED_FILES:
+        assert (target / name).read_bytes() == (directory / name).read_bytes()
+
+
+def test_a_stream_that_fails_its_check_after_the_tar_ends_still_fails_the_extraction(tmp_path: Path) -> None:
+    info = bundle(make_model_dir(tmp_path), tmp_path / "out" / "source.tar")
+
+    def checked() -> Iterator[bytes]:
+        yield from _chunks_of(info.path)
+        raise CorruptedArtifact("digest mismatch")  # what the store raises after the last chunk
+
+    with pytest.raises(CorruptedArtifact, match="digest mismatch"):
+        extract_stream(checked(), tmp_path / "unpacked", "m:1 source")
+
+
+def test_a_streamed_bundle_with_an_escaping_member_is_refused(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("../escaped.py")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    with pytest.raises(CorruptedArtifact, match="m:1 source cannot be unpacked safely"):
+        extract_stream(iter(_chunks_of(evil)), tmp_path / "unpacked", "m:1 source")
     assert not (tmp_path / "escaped.py").exists()

@@ -50,11 +50,14 @@ def test_register_wait_converts_validates_and_fetch_runs_without_the_model_code(
     version = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     assert version["status"] == "ready" and version["method"] in ("script", "trace")
     kinds = sorted(a["kind"] for a in version["artifacts"])
-    assert kinds.count("torchscript") == 1 and kinds.count("report") == 2
-    assert [(j["kind"], j["state"], j["attempts"]) for j in version["jobs"]] == [
-        ("convert", "succeeded", 1),
-        ("validate", "succeeded", 1),
-    ]
+    assert kinds.count("torchscript") == 1 and kinds.count("report") == 1
+    # Proved once: the judge ran the battery and LibTorch on exactly the bytes that were stored, so
+    # no validate job repeats that work.
+    assert [(j["kind"], j["state"], j["attempts"]) for j in version["jobs"]] == [("convert", "succeeded", 1)]
+    torchscript = next(a for a in version["artifacts"] if a["kind"] == "torchscript")
+    validation = version["summary"]["validation"]
+    assert version["summary"]["validated"] is True and validation["sha256"] == torchscript["sha256"]
+    assert validation["battery_size"] > 0 and validation["libtorch"] in (True, False)
     assert version["summary"]["report"]["versions"]["torch"].startswith("2.")
 
     out = tmp_path / "deploy" / "linear.pt"

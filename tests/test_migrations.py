@@ -53,3 +53,24 @@ def test_upgrade_to_head_matches_the_models_and_downgrade_removes_everything(emp
     downgrade(empty_database)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     assert current_revision(empty_database) is None
+
+
+def test_a_downgrade_below_0003_refuses_to_strand_versions_with_separate_weights(
+    empty_database: str, tmp_path: Path
+) -> None:
+    from registry.db import dispose_engines
+    from registry.settings import Settings
+    from registry.versions import register_version
+    from tests.conftest import write_model_dir
+
+    upgrade(empty_database)
+    spec = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n'
+    directory = write_model_dir(tmp_path / "m", spec=spec, files={"w.safetensors": b"w" * 64})
+    settings = Settings.from_env(
+        {}, home=tmp_path, database_url=empty_database, artifact_store=str(tmp_path / "store")
+    )
+    assert any(a.kind == "weights" for a in register_version(settings, "m", directory).artifacts)
+    with pytest.raises(RuntimeError, match="would strand them"):
+        downgrade(empty_database, "0002_service")
+    assert current_revision(empty_database) == HEAD_REVISION
+    dispose_engines()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from sqlalchemy import func, select
 
 from registry.aliases import alias_history, remove_alias, set_alias
 from registry.db import session_scope
+from registry.entities import VersionInfo
 from registry.errors import InvalidInput, InvalidSpec, NotFound
 from registry.models import list_models, show_model
 from registry.refs import Ref, parse_ref
@@ -58,8 +61,72 @@ def test_same_directory_registered_twice_stores_one_source_blob(settings: Settin
     one = register_version(settings, "m", model_dir)
     two = register_version(settings, "m", model_dir)
     assert one.source_sha256 == two.source_sha256
-    blobs = list((Path(settings.artifact_store) / "sha256").rglob("*"))
-    assert len([b for b in blobs if b.is_file()]) == 1
+    assert _stored_blobs(settings) == {one.source_sha256}
+
+
+def _stored_blobs(settings: Settings) -> set[str]:
+    root = Path(settings.artifact_store) / "sha256"
+    return {f"{p.parent.name}{p.name}" for p in root.glob("*/*") if p.is_file()}
+
+
+def _kinds(info: VersionInfo) -> dict[str, str]:
+    return {a.kind: a.sha256 for a in info.artifacts}
+
+
+WEIGHTS_SPEC = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n'
+
+
+def test_only_the_changed_part_is_stored_again(settings: Settings, tmp_path: Path) -> None:
+    directory = write_model_dir(tmp_path / "m", spec=WEIGHTS_SPEC, files={"w.safetensors": b"w" * 4096})
+    first = _kinds(register_version(settings, "m", directory))
+    assert set(first) == {"source", "weights"}
+    assert _stored_blobs(settings) == {first["source"], first["weights"]}
+
+    assert _kinds(register_version(settings, "m", directory)) == first  # the same directory again
+    assert _stored_blobs(settings) == {first["source"], first["weights"]}
+
+    (directory / "model.py").write_text((directory / "model.py").read_text() + "# one more line\n")
+    code_changed = _kinds(register_version(settings, "m", directory))
+    assert code_changed["weights"] == first["weights"] and code_changed["source"] != first["source"]
+    assert _stored_blobs(settings) == {first["source"], first["weights"], code_changed["source"]}
+
+    (directory / "w.safetensors").write_bytes(b"v" * 4096)
+    weights_changed = _kinds(register_version(settings, "m", directory))
+    assert weights_changed["source"] == code_changed["source"]
+    assert weights_changed["weights"] not in {first["weights"]}
+    assert len(_stored_blobs(settings)) == 4
+
+
+def write_sparse_safetensors(path: Path, floats: int) -> None:
+    """A valid safetensors file of one float32 tensor of zeros, written sparsely (no time, no disk)."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [floats], "data_offsets": [0, 4 * floats]}})
+    header += " " * (-len(header) % 8)
+    with path.open("wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header.encode())
+        f.truncate(8 + len(header) + 4 * floats)
+
+
+def test_a_model_over_the_old_bundle_cap_registers_with_the_defaults(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    assert sqlite_settings.max_bundle_bytes == 512 * 1024 * 1024  # the defaults, untouched
+    directory = write_model_dir(tmp_path / "big", spec=WEIGHTS_SPEC)
+    write_sparse_safetensors(directory / "w.safetensors", 160 * 1024 * 1024)  # 640 MiB
+    info = register_version(sqlite_settings, "big", directory)
+    weights = next(a for a in info.artifacts if a.kind == "weights")
+    source = next(a for a in info.artifacts if a.kind == "source")
+    assert weights.size == (directory / "w.safetensors").stat().st_size > 640 * 1024 * 1024
+    assert source.size < 1024 * 1024 and info.weights_sha256 == weights.sha256
+
+
+def test_weights_over_their_own_cap_are_refused_before_anything_is_written(
+    settings: Settings, tmp_path: Path
+) -> None:
+    directory = write_model_dir(tmp_path / "m", spec=WEIGHTS_SPEC, files={"w.safetensors": b"w" * 4096})
+    capped = dataclasses.replace(settings, max_weights_bytes=1024)
+    with pytest.raises(InvalidSpec, match="REGCTL_MAX_WEIGHTS_BYTES"):
+        register_version(capped, "m", directory)
+    assert _counts(settings) == (0, 0, 0) and _stored_blobs(settings) == set()
 
 
 def test_weights_sha256_is_recorded(settings: Settings, tmp_path: Path) -> None:
@@ -190,3 +257,34 @@ def test_the_one_statement_version_read_matches_the_row_by_row_read(
         assert one.jobs[0].created_at.tzinfo is not None
     with session_scope(settings.database_url) as session:
         assert load_version(session, Ref("m")) is None  # nothing ready yet
+
+
+@pytest.mark.parametrize("proved", [True, False])
+def test_a_conversion_proved_on_the_stored_bytes_makes_the_version_ready_without_a_validate_job(
+    settings: Settings, model_dir: Path, proved: bool
+) -> None:
+    from registry.jobs import claim_job
+    from registry.outcomes import NewArtifact, record_success, start_stage
+
+    convert = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    assert claim_job(settings, convert.id, "host:1").should_run
+    start_stage(settings, convert.id, "host:1")
+    blob = open_store(settings.artifact_store).put_bytes(b"torchscript bytes")
+    summary = {"validated": True} if proved else {}
+    follow_ups = record_success(
+        settings,
+        convert.id,
+        "host:1",
+        [NewArtifact("torchscript", blob, "2.13.0", "script")],
+        summary,
+        {"proved": proved},
+        method="script",
+        proved=proved,
+    )
+    version = get_version(settings, parse_ref("m:1"))
+    if proved:
+        assert follow_ups == [] and version.status == "ready"
+        assert [j.kind for j in version.jobs] == ["convert"]
+    else:  # not the bytes the judge ran: a validate job, chained to the conversion, proves them
+        assert [(j.kind, j.parent_id) for j in follow_ups] == [("validate", convert.id)]
+        assert version.status == "validating"

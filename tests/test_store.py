@@ -273,3 +273,57 @@ def test_store_module_imports_neither_torch_nor_celery() -> None:
     probe = "import sys, registry.store; print(sorted({'torch', 'celery'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_link_to_gives_the_checked_blob_itself_without_a_copy(store: ArtifactStore, tmp_path: Path) -> None:
+    ref = store.put_bytes(os.urandom(MiB))
+    dest = tmp_path / "job" / "model" / "w.safetensors"
+    assert store.link_to(ref.sha256, dest) == ref
+    assert os.stat(dest).st_ino == os.stat(ref.uri).st_ino
+    assert os.stat(dest).st_mode & 0o777 == 0o444  # readers cannot change the store's bytes through it
+
+
+def test_link_to_refuses_a_corrupted_blob(store: ArtifactStore, tmp_path: Path) -> None:
+    ref = store.put_bytes(os.urandom(MiB))
+    _flip_last_byte(Path(ref.uri))
+    dest = tmp_path / "job" / "w.safetensors"
+    with pytest.raises(CorruptedArtifact, match=ref.sha256):
+        store.link_to(ref.sha256, dest)
+    assert not dest.exists()
+
+
+def test_link_to_a_remote_store_copies(memory_store: ArtifactStore, tmp_path: Path) -> None:
+    data = os.urandom(MiB)
+    ref = memory_store.put_bytes(data)
+    dest = tmp_path / "w.safetensors"
+    memory_store.link_to(ref.sha256, dest)
+    assert dest.read_bytes() == data
+
+
+def test_adopting_a_job_output_moves_its_inode_into_the_store(store: ArtifactStore, tmp_path: Path) -> None:
+    output = tmp_path / "judge" / "model.pt"
+    output.parent.mkdir()
+    data = os.urandom(2 * MiB)
+    output.write_bytes(data)
+    ref = store.adopt_file(output)
+    assert ref.sha256 == hashlib.sha256(data).hexdigest()
+    assert os.stat(ref.uri).st_ino == os.stat(output).st_ino
+    assert os.stat(ref.uri).st_mode & 0o777 == 0o444
+    assert store.read_bytes(ref.sha256) == data
+    again = tmp_path / "judge" / "again.pt"
+    again.write_bytes(data)
+    assert store.adopt_file(again) == ref  # already stored: the new file is left alone
+    assert os.stat(again).st_ino != os.stat(ref.uri).st_ino
+
+
+def test_adopting_refuses_links_planted_by_the_writer(store: ArtifactStore, tmp_path: Path) -> None:
+    other = tmp_path / "secret"
+    other.write_bytes(b"not yours")
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "model.pt").symlink_to(other)
+    with pytest.raises(InvalidInput, match="cannot be stored"):
+        store.adopt_file(tmp_path / "judge" / "model.pt")
+    os.link(other, tmp_path / "judge" / "hard.pt")
+    with pytest.raises(InvalidInput, match="not a plain file of its own"):
+        store.adopt_file(tmp_path / "judge" / "hard.pt")
+    assert list(Path(store.root).glob("sha256/*/*")) == []

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.bundle import extract_bundle
+from registry.bundle import extract_stream
 from registry.entities import JobInfo, VersionInfo
 from registry.jobs import claim_job
 from registry.outcomes import NewArtifact, record_failure, record_success, start_stage
@@ -93,10 +93,15 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
 
 
 def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Path, ModelSpec]:
+    """The model directory: the bundle unpacked as it streams from the store, the weights linked in."""
+    spec = ModelSpec.from_dict(version.spec)
     source = next(a for a in version.artifacts if a.kind == "source")
-    store.copy_to(source.sha256, tmp / "source.tar")
-    model_dir = extract_bundle(tmp / "source.tar", tmp / "model")
-    return model_dir, ModelSpec.from_dict(version.spec)
+    model_dir = extract_stream(store.open_chunks(source.sha256), tmp / "model", f"{version.ref} source")
+    weights = next((a for a in version.artifacts if a.kind == "weights"), None)
+    if weights is not None and spec.weights:
+        # Versions registered before weights became their own artifact carry them in the bundle.
+        store.link_to(weights.sha256, model_dir / spec.weights)
+    return model_dir, spec
 
 
 def _store_report(store: ArtifactStore, report: dict, tmp: Path) -> NewArtifact:
@@ -131,8 +136,8 @@ def _convert(work: Stage) -> list[JobInfo]:
         check=work.reporter.check,
     )
     work.reporter.checkpoint("storing artifacts")
-    report = _store_report(work.store, result.report, work.tmp)
     if not result.ok or result.torchscript_path is None:
+        report = _store_report(work.store, result.report, work.tmp)
         record_failure(
             work.settings,
             work.job.id,
@@ -143,24 +148,45 @@ def _convert(work: Stage) -> list[JobInfo]:
         )
         return []
     torch_version = result.report.get("versions", {}).get("torch")
-    artifacts = [
-        NewArtifact("torchscript", work.store.put_file(result.torchscript_path), torch_version, result.method)
-    ]
+    proved = result.report.get("proved") or {}
+    scripted = work.store.adopt_file(result.torchscript_path)
+    artifacts = [NewArtifact("torchscript", scripted, torch_version, result.method)]
     if result.exported_path is not None:
-        artifacts.append(
-            NewArtifact("exported", work.store.put_file(result.exported_path), torch_version, "export")
-        )
+        exported = work.store.adopt_file(result.exported_path)
+        if exported.sha256 == proved.get("exported"):
+            artifacts.append(NewArtifact("exported", exported, torch_version, "export"))
+        else:  # changed after the judge ran it: not what was proved, so not kept
+            result.report["export"]["ok"] = False
+            result.report["export"]["error"] = "the exported program changed after it was judged"
+    proven = scripted.sha256 == proved.get("torchscript")
+    report = _store_report(work.store, result.report, work.tmp)
     artifacts.append(report)
+    summary = summarize(result.report)
+    if proven:
+        summary.update(validated=True, validation=_proof(work.job.id, scripted.sha256, result.report))
     work.reporter.checkpoint("recording")
     return record_success(
         work.settings,
         work.job.id,
         work.worker,
         artifacts,
-        summarize(result.report),
-        {"method": result.method, "report_sha256": report.blob.sha256},
+        summary,
+        {"method": result.method, "report_sha256": report.blob.sha256, "proved": proven},
         method=result.method,
+        proved=proven,
     )
+
+
+def _proof(job_id: int, sha256: str, report: dict) -> dict:
+    """The version's validation summary when the convert job's judge proved the stored bytes."""
+    libtorch = report.get("libtorch") or {}
+    return {
+        "by": f"convert job {job_id}: the judge ran the battery and LibTorch on these exact bytes",
+        "sha256": sha256,
+        "battery_size": report.get("battery_size"),
+        "libtorch": libtorch.get("ok"),
+        "latency_ratio": (report.get("latency") or {}).get("ratio"),
+    }
 
 
 def _validate(work: Stage) -> list[JobInfo]:
@@ -174,8 +200,7 @@ def _validate(work: Stage) -> list[JobInfo]:
         )
         return []
     artifact = work.tmp / "artifact" / "model.pt"
-    artifact.parent.mkdir()
-    work.store.copy_to(scripted[-1].sha256, artifact)
+    work.store.link_to(scripted[-1].sha256, artifact)
     work.reporter.checkpoint("validating")
     result = run_validation(
         work.settings, work.spec, _work_dir(work, artifact), progress=work.reporter, check=work.reporter.check

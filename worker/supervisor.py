@@ -72,7 +72,7 @@ class WorkDir:
             for path in (work.side, work.judge):
                 for item in (path, path / "tmp"):
                     os.chown(item, uid, uid)
-            if artifact is not None:
+            if artifact is not None and stat.S_IMODE(os.stat(artifact).st_mode) != 0o444:
                 os.chmod(artifact, 0o444)
         return work
 
@@ -144,7 +144,7 @@ def _run(
     sandbox["judge"] = judge.protections
     if not judge.ok:
         return _failed(_role_failure("the judge", judge, settings, work.judge), sandbox)
-    return _verdict(work.judge, sandbox)
+    return _verdict(work.judge, work.side, sandbox)
 
 
 def _runner() -> dict[str, Any]:
@@ -281,8 +281,13 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _verdict(judge_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
-    """Read the judge's result.json and locate the artifact files it wrote."""
+def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
+    """Read the judge's result.json and locate the artifact files it proved.
+
+    The TorchScript artifact is the judge's model.pt; the exported program stays where the model
+    process wrote it (the judge proved it there and named it). The pipeline stores each only if
+    its sha256 is the one the judge proved.
+    """
     data = _read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
     if data is None:
         return _failed("the judge wrote no result", sandbox)
@@ -295,7 +300,7 @@ def _verdict(judge_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
     report["sandbox"] = sandbox
     ok = bool(result.get("ok"))
     torchscript = _regular(judge_dir / "model.pt") if ok else None
-    exported = _regular(judge_dir / "model.pt2") if ok and (report.get("export") or {}).get("ok") else None
+    exported = _exported_file(side_dir, report) if ok and (report.get("export") or {}).get("ok") else None
     if ok and torchscript is None and result.get("method"):
         return _failed("the judge accepted an artifact but left no model.pt", sandbox)
     error = one_line(result.get("error")) if not ok else None
@@ -311,6 +316,13 @@ def _verdict(judge_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
         torchscript,
         exported,
     )
+
+
+def _exported_file(side_dir: Path, report: dict[str, Any]) -> Path | None:
+    name = (report.get("proved") or {}).get("exported_file")
+    if not isinstance(name, str) or os.path.basename(name) != name or name.startswith("."):
+        return None
+    return _regular(side_dir / name)
 
 
 def _regular(path: Path) -> Path | None:
@@ -347,5 +359,7 @@ def _readable_tree(directory: Path) -> None:
         os.chmod(dirpath, 0o755)
         for name in filenames:
             path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o644)
+            mode = os.lstat(path).st_mode
+            # Only add read bits: the weights are a hard link to a store blob, which stays read-only.
+            if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o444 != 0o444:
+                os.chmod(path, stat.S_IMODE(mode) | 0o444)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,12 @@ from worker.engine import convert_model
 
 def test_linear_exports_a_pt2_with_a_dynamic_batch(converted) -> None:
     result = converted("linear")
-    assert result.exported_path == result.torchscript_path.parent / "model.pt2"
+    # proved where the model process saved it, not copied
+    assert result.exported_path == result.torchscript_path.parent / "model-side" / "model.pt2"
     assert result.report["export"]["ok"] is True and result.report["export"]["error"] is None
+    proved = result.report["proved"]
+    assert proved["exported"] == hashlib.sha256(result.exported_path.read_bytes()).hexdigest()
+    assert proved["torchscript"] == hashlib.sha256(result.torchscript_path.read_bytes()).hexdigest()
     program = torch.export.load(str(result.exported_path)).module()
     x = torch.randn(7, 10)  # a batch size the export example did not have
     with torch.no_grad():
@@ -34,7 +39,7 @@ def test_a_model_that_cannot_export_still_converts_and_says_why(converted) -> No
     export = result.report["export"]
     assert export["ok"] is False
     assert export["error"].startswith("torch.export failed: ") and "(model.py:11)" in export["error"]
-    assert not (result.torchscript_path.parent / "model.pt2").exists()
+    assert "exported" not in result.report["proved"]
 
 
 def test_an_export_that_specializes_a_scalar_is_not_kept(converted) -> None:

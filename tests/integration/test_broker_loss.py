@@ -38,10 +38,8 @@ def test_jobs_queued_when_redis_loses_its_data_all_complete_once_after_the_recon
     for i in range(20):
         version = service.wait_version(f"m{i:02d}:1")
         assert version.status == "ready", [(j.kind, j.state, j.error) for j in version.jobs]
-        assert [(j.kind, j.state, j.attempts) for j in version.jobs] == [
-            ("convert", "succeeded", 1),
-            ("validate", "succeeded", 1),
-        ]
+        # the convert job's judge proved the stored bytes, so no validate job follows it
+        assert [(j.kind, j.state, j.attempts) for j in version.jobs] == [("convert", "succeeded", 1)]
         assert [a.kind for a in version.artifacts].count("torchscript") == 1
 
 

@@ -46,7 +46,7 @@ def test_a_pool_child_killed_mid_conversion_has_its_job_delivered_again_and_reco
     assert convert.attempts == 2
     assert pid_of(convert) != victim
     assert _kinds(version.artifacts).count("torchscript") == 1
-    assert [j.kind for j in version.jobs] == ["convert", "validate"]
+    assert [j.kind for j in version.jobs] == ["convert"]
     assert worker.alive()
 
 
@@ -82,7 +82,7 @@ def test_a_worker_killed_whole_mid_job_has_its_job_completed_by_a_new_worker_aft
     assert convert.attempts == 2
     assert parent_pid(pid_of(convert)) == second.pid
     assert _kinds(version.artifacts).count("torchscript") == 1
-    assert [(j.kind, j.attempts) for j in version.jobs] == [("convert", 2), ("validate", 1)]
+    assert [(j.kind, j.attempts) for j in version.jobs] == [("convert", 2)]
 
 
 def test_a_model_that_aborts_fails_its_job_at_once_and_the_pool_child_serves_the_next_job(

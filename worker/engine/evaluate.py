@@ -10,6 +10,7 @@ callback (a cancelled job) propagates.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,16 +80,16 @@ def eager_reference(
     progress: Progress,
 ) -> list[Any]:
     """The eager output of every case; raises EagerFailure naming the case if the model raises."""
-    outputs = []
+    outputs, started = [], time.monotonic()
     for i, case in enumerate(battery):
-        _tick(progress, "eager reference", i, len(battery))
+        _tick(progress, "eager reference", i, len(battery), started)
         try:
             out = call(eager, case, device)
         except Exception as exc:
             message = f"forward raised {describe_exception(exc, frames)} on input {case.label!r}"
             raise EagerFailure(message, case.label) from exc
         outputs.append(_detached(out))
-    _tick(progress, "eager reference", len(battery), len(battery))
+    _tick(progress, "eager reference", len(battery), len(battery), started)
     return outputs
 
 
@@ -105,9 +106,9 @@ def check_candidate(
     stop_at_first: bool = True,
 ) -> CandidateCheck:
     """Run `fn` on every case and compare with eager; stop at the first mismatch unless told not to."""
-    check = CandidateCheck()
+    check, started = CandidateCheck(), time.monotonic()
     for i, (case, expected) in enumerate(zip(battery, reference, strict=True)):
-        _tick(progress, f"{name}: battery", i, len(battery))
+        _tick(progress, f"{name}: battery", i, len(battery), started)
         try:
             actual = call(fn, case, device)
         except Exception as exc:
@@ -119,7 +120,7 @@ def check_candidate(
                 check.fail(case.label, f"differs from eager on input {case.label!r}: {comparison.reason}")
         if not check.ok and stop_at_first:
             return check
-    _tick(progress, f"{name}: battery", len(battery), len(battery))
+    _tick(progress, f"{name}: battery", len(battery), len(battery), started)
     return check
 
 
@@ -143,10 +144,18 @@ def per_shape(results: list[CaseResult]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def _tick(progress: Progress, what: str, done: int, total: int) -> None:
+def _tick(progress: Progress, what: str, done: int, total: int, started: float) -> None:
     step = max(1, total // 10)
     if done == total or (done % step == 0 and done > 0):
-        progress(f"{what} {done}/{total}")
+        progress(f"{what} {done}/{total}{remaining(started, done, total)}")
+
+
+def remaining(started: float, done: int, total: int) -> str:
+    """`, ~N s left` from the pace so far (battery shapes differ in size, so it is an estimate)."""
+    if done == 0 or done >= total:
+        return ""
+    left = (time.monotonic() - started) / done * (total - done)
+    return f", ~{left:.0f} s left" if left >= 1 else ""
 
 
 def _detached(value: Any) -> Any:

@@ -15,14 +15,21 @@ safetensors), reads the eager outputs and `model_side.json` the model process le
 4. The artifact's latency against the eager latency the model process measured; then the
    exported program, judged on the battery like a candidate (it never fails the conversion).
 
-Files written to out_dir: model.pt (when ok), model.pt2 (when the export validated) and
-`result.json` (ok, method, error, report). Validation (`judge_validation`) runs an existing
-artifact on the whole battery, LibTorch stage included.
+Files written to out_dir: model.pt (when ok) and `result.json` (ok, method, error, report). The
+exported program is proved where the model process left it and not copied; the report's `proved`
+section holds the sha256 of each file the battery ran on, so the supervisor stores exactly those
+bytes and a separate validate job need not run them again. Validation (`judge_validation`) runs an
+existing artifact on the whole battery, LibTorch stage included.
+
+Memory: a candidate is loaded from its file (no second copy of its bytes in memory), candidates
+that lost are dropped as soon as the choice is made, and the unoptimized artifact goes once the
+optimized one is kept, so a large model is held about twice at most (the model under test, and the
+optimized one being built from it).
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -72,10 +79,11 @@ RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or
 
 @dataclass(frozen=True)
 class JudgedArtifact:
-    """A loaded TorchScript artifact, its exact bytes and how it did on the battery."""
+    """A loaded TorchScript artifact, the file it was loaded from (and its sha256), and its battery result."""
 
     name: str
-    data: bytes
+    path: Path
+    sha256: str
     loaded: Any
     check: CandidateCheck
 
@@ -87,7 +95,7 @@ class ConversionResult:
     ok: bool
     method: str | None  # "script" | "trace" chosen, None on failure
     torchscript_path: Path | None  # out_dir/model.pt: the accepted (possibly optimized) artifact
-    exported_path: Path | None  # out_dir/model.pt2 when torch.export worked and validated
+    exported_path: Path | None  # the model process's model.pt2 when torch.export worked and validated
     report: dict[str, Any]  # JSON-safe, see report.py
     error: str | None  # one line for the user when not ok
 
@@ -320,15 +328,24 @@ class _Conversion:
         if not passed:
             return self._result(None, None, self._no_candidate_error(order))
         chosen = passed[0]
+        del passed  # the losing candidate's module is freed before anything else is built
         self.report["why"] = self._why(chosen, order, len(battery))
-        final = self._optimize(chosen, battery, reference)
-        self.report["shapes"] = per_shape(final.check.results)
         torchscript_path = self.out_dir / ARTIFACT_NAME
-        torchscript_path.write_bytes(final.data)
+        final = self._optimize(chosen, battery, reference, torchscript_path)
+        if final is chosen:
+            shutil.copyfile(chosen.path, torchscript_path)
+        else:
+            self._latencies.pop(id(chosen.loaded), None)  # it held the unoptimized module too
+            del chosen
+        self.report["shapes"] = per_shape(final.check.results)
+        self.report["proved"] = {"torchscript": final.sha256}
         if error := self._libtorch(torchscript_path, battery, reference):
             return self._result(None, None, error)
         self._latency(final, side, battery[0])
-        return self._result(chosen.name, torchscript_path, None, self._export(side, battery, reference))
+        method = final.name
+        del final
+        self._latencies.clear()
+        return self._result(method, torchscript_path, None, self._export(side, battery, reference))
 
     def _candidate(
         self, name: str, side: ModelSide, battery: list[BatteryCase], reference: list[Any]
@@ -352,8 +369,8 @@ class _Conversion:
         try:
             if path is None:
                 raise FileNotFoundError(f"{claimed.file!r} is not a file the model process wrote")
-            data = path.read_bytes()
-            loaded = torch.jit.load(io.BytesIO(data), map_location=self.device)
+            sha256 = sha256_file(path)
+            loaded = torch.jit.load(str(path), map_location=self.device)
         except Exception as exc:
             entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
             return None
@@ -376,11 +393,12 @@ class _Conversion:
                 battery_s=time.perf_counter() - started,
             )
         )
-        return JudgedArtifact(name, data, loaded, check) if check.ok else None
+        return JudgedArtifact(name, path, sha256, loaded, check) if check.ok else None
 
     def _optimize(
-        self, chosen: JudgedArtifact, battery: list[BatteryCase], reference: list[Any]
+        self, chosen: JudgedArtifact, battery: list[BatteryCase], reference: list[Any], dest: Path
     ) -> JudgedArtifact:
+        """The optimized artifact saved at `dest` when it matches eager and is not slower, else `chosen`."""
         section = self.report["optimize"]
         if not self.spec.optimize:
             section["note"] = "optimize = false in the spec"
@@ -390,7 +408,9 @@ class _Conversion:
             try:
                 # freeze works on a copy; the accepted artifact's bytes stay as they are
                 optimized = torch.jit.optimize_for_inference(torch.jit.freeze(chosen.loaded.eval()))
-                data, loaded = save_and_reload(optimized, self.device)
+                torch.jit.save(optimized, str(dest))
+                del optimized  # freed before the reload: what is judged from here on is the saved file
+                sha256, loaded = reload(dest, self.device)
             except Exception as exc:
                 failure = describe_exception(exc)
                 section["note"] = (
@@ -413,7 +433,7 @@ class _Conversion:
         section.update(
             applied=True, note="frozen and optimized for inference; matches eager on the whole battery"
         )
-        return JudgedArtifact(chosen.name, data, loaded, check)
+        return JudgedArtifact(chosen.name, dest, sha256, loaded, check)
 
     def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
         with timed(self.timings, "libtorch_s"):
@@ -460,9 +480,8 @@ class _Conversion:
         )
         if not outcome.ok:
             return None
-        exported = self.out_dir / EXPORTED_NAME
-        shutil.copyfile(path, exported)
-        return exported
+        self.report["proved"].update(exported=sha256_file(path), exported_file=path.name)
+        return path
 
     def _check(self, fn: Any, name: str, battery: list[BatteryCase], reference: list[Any]) -> CandidateCheck:
         v = self.spec.validation
@@ -505,12 +524,15 @@ class _Conversion:
         return ConversionResult(error is None, method, torchscript_path, exported_path, self.report, error)
 
 
-def save_and_reload(artifact: Any, device: torch.device) -> tuple[bytes, Any]:
-    """torch.jit.save to bytes and torch.jit.load back: what is validated is what gets stored."""
-    buffer = io.BytesIO()
-    torch.jit.save(artifact, buffer)
-    data = buffer.getvalue()
-    return data, torch.jit.load(io.BytesIO(data), map_location=device)
+def reload(path: Path, device: torch.device) -> tuple[str, Any]:
+    """The sha256 of a saved artifact and the artifact loaded back: what is validated is what gets stored."""
+    return sha256_file(path), torch.jit.load(str(path), map_location=device)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of the file at `path`."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _judge_warnings(records: list[WarningRecord]) -> list[dict[str, Any]]:

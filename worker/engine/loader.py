@@ -138,9 +138,25 @@ def load_weights(module: nn.Module, path: Path, name: str) -> None:
     if problems:
         raise ModelLoadError(f"weights {name!r} do not fit the model: " + "; ".join(problems))
     try:
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=True, assign=_can_assign(expected, state))
     except Exception as exc:  # e.g. a custom _load_from_state_dict rejecting a value
         raise ModelLoadError(f"weights {name!r} could not be loaded: {describe_exception(exc)}") from exc
+
+
+def _can_assign(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> bool:
+    """Whether the file's tensors can become the module's own instead of being copied into them.
+
+    safetensors maps the file, so assigning keeps one copy of the weights (pages of the file,
+    shared with the page cache) instead of two. Only when nothing would change: same dtypes, on
+    the CPU, and no parameter shared between two names (assigning would untie it).
+    """
+    storages = [t.untyped_storage().data_ptr() for t in expected.values() if t.numel()]
+    if len(set(storages)) != len(storages):
+        return False
+    return all(
+        state[k].dtype == t.dtype and t.device.type == "cpu" and state[k].device.type == "cpu"
+        for k, t in expected.items()
+    )
 
 
 class PrivateImporter(importlib.abc.MetaPathFinder):
@@ -323,7 +339,7 @@ def _read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
 
             state: Any = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _torch_load(path)
     except Exception as exc:
         raise ModelLoadError(
             f"weights {name!r} cannot be read as a state_dict (.safetensors, or torch.save of a "
@@ -339,6 +355,16 @@ def _read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
             f"weights {name!r} hold a {type(state).__name__}, not a state_dict of tensors{hint}"
         )
     return state
+
+
+def _torch_load(path: Path) -> Any:
+    """A state_dict saved with torch.save, memory-mapped when its format allows (zip, the default)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)  # the legacy format
 
 
 def device_for(name: str) -> torch.device:
