@@ -181,3 +181,29 @@ def test_every_report_records_the_sandbox_its_processes_ran_in(embedded, tmp_pat
             assert {"mount", "network", "pid"} <= set(sandbox[role]["namespaces"])
             assert sandbox[role]["missing"] == []
             assert sandbox[role]["uid"].startswith(("64", "65"))
+
+
+def test_a_model_whose_optimized_form_is_wrong_gets_a_full_round_and_its_plain_artifact(
+    embedded, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # The model's own code breaks optimize_for_inference in the model process (where the lean
+    # round optimizes): the judge refuses that artifact, and the full round keeps the plain one.
+    sabotage = "torch.jit.optimize_for_inference = lambda m, *a, **k: torch.jit.script(torch.nn.Identity())\n"
+    directory = linear_model(tmp_path / "sabotaged")
+    model_py = directory / "model.py"
+    model_py.write_text(model_py.read_text().replace("\n\nclass Model", f"\n{sabotage}\n\nclass Model", 1))
+    result = embedded("register", "sabotaged", str(directory), "--wait")
+    assert result.exit_code == 0, result.output
+    version = json.loads(embedded("versions", "show", "sabotaged:1", "--json").stdout)
+    report = version["summary"]["report"]
+    assert version["status"] == "ready" and report["method"] == "script"
+    assert report["optimize"]["applied"] is False
+    assert report["optimize"]["note"].startswith("the optimized artifact differs from eager on input")
+    assert report["first_round"]["candidates"]["script"]["optimized"] is True
+    out = tmp_path / "sabotaged.pt"
+    assert embedded("fetch", "sabotaged", "-o", str(out)).exit_code == 0
+    check = "import sys, torch; print(tuple(torch.jit.load(sys.argv[1])(torch.ones(3, 10)).shape))"
+    shape = subprocess.run(
+        [sys.executable, "-c", check, str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert shape.stdout.strip() == "(3, 2)", shape.stderr

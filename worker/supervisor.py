@@ -45,6 +45,7 @@ class JudgedJob:
     report: dict[str, Any]
     torchscript_path: Path | None = None
     exported_path: Path | None = None
+    retry: str | None = None  # the lean round found nothing: run the full round
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,19 @@ def run_conversion(
     progress: Callable[[str], None],
     check: Callable[[], None],
 ) -> JudgedJob:
-    """Convert: the model process compiles the candidates, the judge proves them."""
-    return _run(settings, spec, work, {"kind": "convert", "method": method}, progress, check)
+    """Convert: the model process compiles the candidates, the judge proves them.
+
+    A lean round first (each artifact saved once, in its final form); only when the judge accepts
+    none of what it offered does the full round run, in a fresh work directory (model_side.py).
+    """
+    lean = _run(settings, spec, work, {"kind": "convert", "method": method, "lean": True}, progress, check)
+    if lean.retry is None:
+        return lean
+    progress("full round: every candidate as compiled")
+    full = WorkDir.create(work.root / "full", work.model, None, sandbox_uid(settings))
+    first = {"error": lean.report.get("error"), "candidates": lean.report.get("candidates")}
+    args = {"kind": "convert", "method": method, "lean": False, "first_round": first}
+    return _run(settings, spec, full, args, progress, check)
 
 
 def run_validation(
@@ -284,9 +296,8 @@ def scrub(value: Any) -> Any:
 def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
     """Read the judge's result.json and locate the artifact files it proved.
 
-    The TorchScript artifact is the judge's model.pt; the exported program stays where the model
-    process wrote it (the judge proved it there and named it). The pipeline stores each only if
-    its sha256 is the one the judge proved.
+    The artifacts stay where the model process wrote them; the judge proved them there and named
+    them. The pipeline stores each only if its sha256 is the one the judge proved.
     """
     data = _read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
     if data is None:
@@ -299,10 +310,15 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
     report = scrub(report)
     report["sandbox"] = sandbox
     ok = bool(result.get("ok"))
-    torchscript = _regular(judge_dir / "model.pt") if ok else None
-    exported = _exported_file(side_dir, report) if ok and (report.get("export") or {}).get("ok") else None
+    torchscript = _proved_file(side_dir, report, "torchscript_file") if ok else None
+    exported = (
+        _proved_file(side_dir, report, "exported_file")
+        if ok and (report.get("export") or {}).get("ok")
+        else None
+    )
     if ok and torchscript is None and result.get("method"):
-        return _failed("the judge accepted an artifact but left no model.pt", sandbox)
+        return _failed("the judge accepted an artifact the model process did not leave", sandbox)
+    retry = result.get("retry") if not ok and isinstance(result.get("retry"), str) else None
     error = one_line(result.get("error")) if not ok else None
     if not ok:
         report["error"] = error
@@ -315,11 +331,13 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
         report,
         torchscript,
         exported,
+        one_line(retry) if retry else None,
     )
 
 
-def _exported_file(side_dir: Path, report: dict[str, Any]) -> Path | None:
-    name = (report.get("proved") or {}).get("exported_file")
+def _proved_file(side_dir: Path, report: dict[str, Any], key: str) -> Path | None:
+    """A file the judge proved, in the model process's output; never a path or a link."""
+    name = (report.get("proved") or {}).get(key)
     if not isinstance(name, str) or os.path.basename(name) != name or name.startswith("."):
         return None
     return _regular(side_dir / name)

@@ -15,7 +15,7 @@ from worker.engine import convert_model
 def test_linear_exports_a_pt2_with_a_dynamic_batch(converted) -> None:
     result = converted("linear")
     # proved where the model process saved it, not copied
-    assert result.exported_path == result.torchscript_path.parent / "model-side" / "model.pt2"
+    assert result.exported_path == result.torchscript_path.parent / "model.pt2"
     assert result.report["export"]["ok"] is True and result.report["export"]["error"] is None
     proved = result.report["proved"]
     assert proved["exported"] == hashlib.sha256(result.exported_path.read_bytes()).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from registry.spec import METHODS, ModelSpec
 from worker.engine.judge import ARTIFACT_NAME, EXPORTED_NAME, ConversionResult, judge_conversion
@@ -16,6 +17,7 @@ from worker.engine.model_side import run_model_side
 
 __all__ = ["ARTIFACT_NAME", "EXPORTED_NAME", "ConversionResult", "convert_model"]
 SIDE_DIR = "model-side"
+FULL_DIR = "full"
 
 
 def convert_model(
@@ -28,14 +30,36 @@ def convert_model(
 ) -> ConversionResult:
     """Convert the model in `model_dir` to TorchScript and prove it on the battery, in-process.
 
-    Files written to out_dir: model.pt (when ok), model.pt2 (when the export validated), the model
-    side's files under model-side/.
+    A lean round first (model_side.py), then the full round only if the judge asks for it. The
+    artifacts stay where the model side saved them (under out_dir/model-side/, or
+    out_dir/full/model-side/ after a full round); `torchscript_path` and `exported_path` name them.
     """
     requested = method or spec.method
     if requested not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {requested!r}")
-    side_dir = Path(out_dir) / SIDE_DIR
-    run_model_side(Path(model_dir), spec, side_dir, kind="convert", method=requested, progress=progress)
+    out_dir = Path(out_dir)
+    result = _round(Path(model_dir), spec, out_dir, requested, progress, None)
+    if result.retry is None:
+        return result
+    return _round(Path(model_dir), spec, out_dir / FULL_DIR, requested, progress, first_round(result.report))
+
+
+def first_round(report: dict[str, Any]) -> dict[str, Any]:
+    """What the full round reports of the lean one that found nothing."""
+    return {"error": report.get("error"), "candidates": report.get("candidates")}
+
+
+def _round(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_dir: Path,
+    requested: str,
+    progress: Callable[[str], None],
+    first: dict[str, Any] | None,
+) -> ConversionResult:
+    side_dir = out_dir / SIDE_DIR
+    lean = first is None
+    run_model_side(model_dir, spec, side_dir, kind="convert", method=requested, lean=lean, progress=progress)
     return judge_conversion(
-        Path(model_dir), spec, side_dir, Path(out_dir), requested=requested, progress=progress
+        model_dir, spec, side_dir, out_dir, requested=requested, progress=progress, first_round=first
     )

@@ -53,6 +53,10 @@ class CandidateSide(_Strict):
     warnings: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
     strict: bool | None = None
     note: str | None = Field(default=None, max_length=20_000)
+    optimized: bool = False  # `file` holds the frozen, optimized-for-inference form
+    optimize_note: str | None = Field(default=None, max_length=20_000)
+    unoptimized_ms: float | None = None
+    optimized_ms: float | None = None
 
 
 class ExportSide(_Strict):

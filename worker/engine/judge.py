@@ -4,33 +4,32 @@ Runs in the sandboxed judge process, a fresh fork of a template that has importe
 model. It rebuilds the battery itself from the spec (deterministic; recorded inputs are read as
 safetensors), reads the eager outputs and `model_side.json` the model process left, and then:
 
-1. Candidates, in order (`auto`: script then trace): each is loaded with torch.jit.load and run
-   on the whole battery; the first case where it raises or differs from eager rejects it.
-   Script is preferred when both pass; when none passes the conversion fails with every
-   candidate's diagnosis.
-2. `optimize` (spec): torch.jit.freeze + optimize_for_inference on the accepted artifact, saved,
-   reloaded and run on the battery again; kept only if it matches eager and is at most 5% slower.
+1. Candidates, in order (`auto`: script then trace): each file the model process saved is loaded
+   with torch.jit.load and run on the whole battery; the first case where it raises or differs
+   from eager rejects it. Script is preferred when both pass; when none passes the conversion
+   fails with every candidate's diagnosis. In a lean round (model_side.py) the model process saved
+   the preferred candidate frozen and optimized for inference (when `optimize` is on and that was
+   not slower); if that one fails, `retry` asks for the full round, where every candidate comes as
+   compiled and the optimization's failure is reported.
+2. (`optimize` is reported from what the model process did: the judge proves the form it saved.)
 3. The LibTorch stage (libtorch.py): the saved artifact runs on the battery in a C++ process,
    whose outputs are compared here.
 4. The artifact's latency against the eager latency the model process measured; then the
    exported program, judged on the battery like a candidate (it never fails the conversion).
 
-Files written to out_dir: model.pt (when ok) and `result.json` (ok, method, error, report). The
-exported program is proved where the model process left it and not copied; the report's `proved`
-section holds the sha256 of each file the battery ran on, so the supervisor stores exactly those
-bytes and a separate validate job need not run them again. Validation (`judge_validation`) runs an
+Files written to out_dir: `result.json` (ok, method, error, retry, report). The artifacts are proved
+where the model process left them and never copied; the report's `proved` section names each file
+and the sha256 the battery ran on, so the supervisor stores exactly those bytes and a separate
+validate job need not run them again. Validation (`judge_validation`) runs an
 existing artifact on the whole battery, LibTorch stage included.
 
-Memory: a candidate is loaded from its file (no second copy of its bytes in memory), candidates
-that lost are dropped as soon as the choice is made, and the unoptimized artifact goes once the
-optimized one is kept, so a large model is held about twice at most (the model under test, and the
-optimized one being built from it).
+Memory: a candidate is loaded from its file (no second copy of its bytes in memory) and the
+candidates that lost are dropped as soon as the choice is made.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from worker.engine.capture import WarningLog, WarningRecord, describe_exception
 from worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
 from worker.engine.exchange import (
     REFERENCE_FILE,
+    CandidateSide,
     ExchangeError,
     ModelSide,
     candidate_path,
@@ -72,7 +72,6 @@ from worker.engine.report import (
 ARTIFACT_NAME = "model.pt"
 EXPORTED_NAME = "model.pt2"
 RESULT_FILE = "result.json"
-SLOWER_TOLERANCE = 1.05  # the optimized artifact is dropped if its median is more than 5% slower
 MAX_LABELS = 20
 RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
 
@@ -94,10 +93,11 @@ class ConversionResult:
 
     ok: bool
     method: str | None  # "script" | "trace" chosen, None on failure
-    torchscript_path: Path | None  # out_dir/model.pt: the accepted (possibly optimized) artifact
+    torchscript_path: Path | None  # the model process's file the judge accepted (possibly optimized)
     exported_path: Path | None  # the model process's model.pt2 when torch.export worked and validated
     report: dict[str, Any]  # JSON-safe, see report.py
     error: str | None  # one line for the user when not ok
+    retry: str | None = None  # a lean round found nothing: run the full round (why)
 
 
 @dataclass(frozen=True)
@@ -118,14 +118,21 @@ def judge_conversion(
     requested: str,
     runner: RunnerChoice = None,
     progress: Callable[[str], None] = lambda s: None,
+    first_round: dict[str, Any] | None = None,
 ) -> ConversionResult:
-    """Judge the model side's candidates (module docstring); writes out_dir/result.json."""
+    """Judge the model side's candidates (module docstring); writes out_dir/result.json.
+
+    `first_round` is the report of a lean round whose candidates all failed (this is the full round).
+    """
     if requested not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {requested!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = _Conversion(Path(model_dir), spec, Path(side_dir), out_dir, requested, runner, progress).run()
-    _write_result(out_dir, result.ok, result.error, result.report, method=result.method)
+    conversion = _Conversion(
+        Path(model_dir), spec, Path(side_dir), out_dir, requested, runner, progress, first_round
+    )
+    result = conversion.run()
+    _write_result(out_dir, result.ok, result.error, result.report, method=result.method, retry=result.retry)
     return result
 
 
@@ -287,9 +294,11 @@ class _Conversion:
         requested: str,
         runner: RunnerChoice,
         progress: Callable[[str], None],
+        first_round: dict[str, Any] | None = None,
     ) -> None:
         self.model_dir, self.spec, self.side_dir, self.out_dir = model_dir, spec, side_dir, out_dir
         self.requested, self.runner, self.progress = requested, runner, progress
+        self.first_round = first_round
         self.report = new_report(spec, requested)
         self.timings = self.report["timings"]
         self.device = torch.device("cpu")
@@ -318,34 +327,64 @@ class _Conversion:
         self.report["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
         report = json_safe(self.report)
         return ConversionResult(
-            result.ok, result.method, result.torchscript_path, result.exported_path, report, result.error
+            result.ok,
+            result.method,
+            result.torchscript_path,
+            result.exported_path,
+            report,
+            result.error,
+            result.retry,
         )
 
     def _convert(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> ConversionResult:
         self.report["outputs"] = describe_outputs(battery, reference)
         order = candidate_order(self.requested)
         passed = [a for a in (self._candidate(name, side, battery, reference) for name in order) if a]
+        rejected = [n for n in order if side.candidates.get(n) and side.candidates[n].optimized]
+        rejected = [n for n in rejected if not self.report["candidates"][n]["ok"]]
+        if rejected:  # the optimization may be what broke it: the full round decides without it
+            error = f"the optimized {rejected[0]} artifact {self.report['candidates'][rejected[0]]['error']}"
+            return self._result(None, None, error, retry=error)
         if not passed:
             return self._result(None, None, self._no_candidate_error(order))
         chosen = passed[0]
         del passed  # the losing candidate's module is freed before anything else is built
         self.report["why"] = self._why(chosen, order, len(battery))
-        torchscript_path = self.out_dir / ARTIFACT_NAME
-        final = self._optimize(chosen, battery, reference, torchscript_path)
-        if final is chosen:
-            shutil.copyfile(chosen.path, torchscript_path)
-        else:
-            self._latencies.pop(id(chosen.loaded), None)  # it held the unoptimized module too
-            del chosen
-        self.report["shapes"] = per_shape(final.check.results)
-        self.report["proved"] = {"torchscript": final.sha256}
-        if error := self._libtorch(torchscript_path, battery, reference):
+        self._optimize_section(side.candidates[chosen.name])
+        self.report["shapes"] = per_shape(chosen.check.results)
+        # The artifact is the model process's file itself: proved here, stored as it is, never copied.
+        self.report["proved"] = {"torchscript": chosen.sha256, "torchscript_file": chosen.path.name}
+        if error := self._libtorch(chosen.path, battery, reference):
             return self._result(None, None, error)
-        self._latency(final, side, battery[0])
-        method = final.name
-        del final
+        self._latency(chosen, side, battery[0])
+        method, path = chosen.name, chosen.path
+        del chosen
         self._latencies.clear()
-        return self._result(method, torchscript_path, None, self._export(side, battery, reference))
+        return self._result(method, path, None, self._export(side, battery, reference))
+
+    def _optimize_section(self, claimed: CandidateSide) -> None:
+        """What the model process did to optimize the accepted artifact (or why it was not)."""
+        section = self.report["optimize"]
+        section.update(unoptimized_ms=claimed.unoptimized_ms, optimized_ms=claimed.optimized_ms)
+        if not self.spec.optimize:
+            section["note"] = "optimize = false in the spec"
+        elif claimed.optimized:
+            section.update(
+                applied=True,
+                note="frozen and optimized for inference; this form matches eager on the whole battery",
+            )
+        elif self.first_round is not None:
+            section["note"] = self._first_round_note()
+        else:
+            section["note"] = claimed.optimize_note
+
+    def _first_round_note(self) -> str:
+        rejected = self.first_round or {}
+        optimized = [n for n, c in (rejected.get("candidates") or {}).items() if c.get("optimized")]
+        if optimized:
+            entry = rejected["candidates"][optimized[0]]
+            return f"the optimized artifact {entry.get('error')}; kept the unoptimized artifact"
+        return "kept the artifact as compiled (the first round's candidates did not match eager)"
 
     def _candidate(
         self, name: str, side: ModelSide, battery: list[BatteryCase], reference: list[Any]
@@ -362,6 +401,7 @@ class _Conversion:
                 error=claimed.error, detail=claimed.detail, hint=claimed.hint, compile_s=claimed.compile_s
             ),
             **extra,
+            "optimized": claimed.optimized,
         }
         if claimed.error is not None:
             return None
@@ -394,46 +434,6 @@ class _Conversion:
             )
         )
         return JudgedArtifact(name, path, sha256, loaded, check) if check.ok else None
-
-    def _optimize(
-        self, chosen: JudgedArtifact, battery: list[BatteryCase], reference: list[Any], dest: Path
-    ) -> JudgedArtifact:
-        """The optimized artifact saved at `dest` when it matches eager and is not slower, else `chosen`."""
-        section = self.report["optimize"]
-        if not self.spec.optimize:
-            section["note"] = "optimize = false in the spec"
-            return chosen
-        self.progress("optimizing")
-        with timed(self.timings, "optimize_s"):
-            try:
-                # freeze works on a copy; the accepted artifact's bytes stay as they are
-                optimized = torch.jit.optimize_for_inference(torch.jit.freeze(chosen.loaded.eval()))
-                torch.jit.save(optimized, str(dest))
-                del optimized  # freed before the reload: what is judged from here on is the saved file
-                sha256, loaded = reload(dest, self.device)
-            except Exception as exc:
-                failure = describe_exception(exc)
-                section["note"] = (
-                    f"freeze/optimize_for_inference failed ({failure}); kept the unoptimized artifact"
-                )
-                return chosen
-            check = self._check(loaded, "optimized", battery, reference)
-            if not check.ok:
-                section["note"] = f"the optimized artifact {check.error}; kept the unoptimized artifact"
-                return chosen
-            plain_ms = self._measure(chosen.loaded, battery[0]).median_ms
-            optimized_ms = self._measure(loaded, battery[0]).median_ms
-        section.update(unoptimized_ms=plain_ms, optimized_ms=optimized_ms)
-        if optimized_ms > plain_ms * SLOWER_TOLERANCE:
-            section["note"] = (
-                f"the optimized artifact was slower ({optimized_ms:.3g} ms vs {plain_ms:.3g} ms "
-                "median); kept the unoptimized artifact"
-            )
-            return chosen
-        section.update(
-            applied=True, note="frozen and optimized for inference; matches eager on the whole battery"
-        )
-        return JudgedArtifact(chosen.name, dest, sha256, loaded, check)
 
     def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
         with timed(self.timings, "libtorch_s"):
@@ -516,12 +516,18 @@ class _Conversion:
         torchscript_path: Path | None,
         error: str | None,
         exported_path: Path | None = None,
+        *,
+        retry: str | None = None,
     ) -> ConversionResult:
         self.report["method"] = method
         self.report["error"] = error
         if error is not None:
             self.report["why"] = error
-        return ConversionResult(error is None, method, torchscript_path, exported_path, self.report, error)
+        if self.first_round is not None:
+            self.report["first_round"] = self.first_round
+        return ConversionResult(
+            error is None, method, torchscript_path, exported_path, self.report, error, retry
+        )
 
 
 def reload(path: Path, device: torch.device) -> tuple[str, Any]:
@@ -542,7 +548,13 @@ def _judge_warnings(records: list[WarningRecord]) -> list[dict[str, Any]]:
 
 
 def _write_result(
-    out_dir: Path, ok: bool, error: str | None, report: dict[str, Any], *, method: str | None = None
+    out_dir: Path,
+    ok: bool,
+    error: str | None,
+    report: dict[str, Any],
+    *,
+    method: str | None = None,
+    retry: str | None = None,
 ) -> None:
-    payload = {"ok": ok, "error": error, "method": method, "report": report}
+    payload = {"ok": ok, "error": error, "method": method, "report": report, "retry": retry}
     (out_dir / RESULT_FILE).write_text(dumps(payload))

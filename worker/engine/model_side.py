@@ -6,6 +6,13 @@ what it found to `out_dir`: the eager outputs (`reference.pt`), the candidate ar
 (`script.pt`, `trace.pt`, `model.pt2`) and `model_side.json`. It judges nothing: whatever this
 process claims is checked by the judge, which never imports the model.
 
+A `lean` run (a job's first round) writes each artifact once, in its final form: the preferred
+candidate (the first that compiles) is frozen and optimized for inference here, kept only if it is
+not slower, and the judge proves and stores that very file. Every other candidate is saved as
+compiled, so the judge still says why each one would be right or wrong. Should the optimized
+candidate fail the judge's battery, the job runs a full round (`lean=False`): every candidate as
+compiled, so an optimization that breaks a model costs time, never the conversion.
+
 Model problems (import errors, bad weights, a forward that raises) end up as `error` in
 `model_side.json`; only exceptions raised by the `progress` callback propagate.
 """
@@ -46,6 +53,7 @@ PREFERENCE = ("script", "trace")
 ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
 DETAIL_CHARS = 100_000
 EXPORTED_FILE = "model.pt2"
+SLOWER_TOLERANCE = 1.05  # the optimized form is dropped if its median is more than 5% slower
 
 
 def clip(text: str | None, limit: int = ERROR_CHARS) -> str | None:
@@ -67,6 +75,7 @@ def run_model_side(
     *,
     kind: str = "convert",
     method: str | None = None,
+    lean: bool = False,
     progress: Callable[[str], None] = lambda s: None,
 ) -> ModelSide:
     """Run the model's half of a `convert` or `validate` job and write its files to `out_dir`."""
@@ -80,7 +89,8 @@ def run_model_side(
             progress("loading model")
             with loaded_model(Path(model_dir), spec) as model:
                 side.timings["load_s"] = time.perf_counter() - start
-                _ModelRun(model, spec, out_dir, side, log, progress).run(kind, method or spec.method)
+                run = _ModelRun(model, spec, out_dir, side, log, progress, lean=lean)
+                run.run(kind, method or spec.method)
         except (ModelLoadError, EagerFailure, UnsupportedOutput) as exc:
             side.error = clip(str(exc))
     side.warnings = [
@@ -105,9 +115,11 @@ class _ModelRun:
         side: ModelSide,
         log: WarningLog,
         progress: Callable[[str], None],
+        *,
+        lean: bool,
     ) -> None:
         self.model, self.spec, self.out_dir, self.side = model, spec, out_dir, side
-        self.log, self.progress = log, progress
+        self.log, self.progress, self.lean = log, progress, lean
 
     def run(self, kind: str, requested: str) -> None:
         self.side.kind = self.model.kind
@@ -154,13 +166,46 @@ class _ModelRun:
             entry.compile_s = round(outcome.seconds, 4)
             if outcome.artifact is None:
                 return entry
-            try:
-                torch.jit.save(outcome.artifact, str(self.out_dir / f"{name}.pt"))
-            except Exception as exc:
-                entry.error = f"saving the {name} artifact failed: {describe_exception(exc)}"
-                return entry
-            entry.file = f"{name}.pt"
+            artifact = outcome.artifact
+            del outcome
+        preferred = not any(c.file for c in self.side.candidates.values())
+        if self.lean and self.spec.optimize and preferred:
+            with timed(self.side.timings, "optimize_s"):
+                artifact = self._optimized(artifact, entry, battery[0])
+        try:
+            torch.jit.save(artifact, str(self.out_dir / f"{name}.pt"))
+        except Exception as exc:
+            entry.error = f"saving the {name} artifact failed: {describe_exception(exc)}"
+            return entry
+        entry.file = f"{name}.pt"
         return entry
+
+    def _optimized(self, artifact: Any, entry: CandidateSide, case: BatteryCase) -> Any:
+        """The frozen, optimized-for-inference form when it builds and is not slower, else `artifact`.
+
+        The judge proves whichever form is saved, so a wrong optimization fails the first round
+        and the full round keeps the artifact as compiled.
+        """
+        self.progress("optimizing")
+        try:
+            optimized = torch.jit.optimize_for_inference(torch.jit.freeze(artifact.eval()))
+            plain_ms = measure(artifact, case, self.model.device).median_ms
+            optimized_ms = measure(optimized, case, self.model.device).median_ms
+        except Exception as exc:
+            entry.optimize_note = (
+                f"freeze/optimize_for_inference failed ({describe_exception(exc)}); "
+                "kept the unoptimized artifact"
+            )
+            return artifact
+        entry.unoptimized_ms, entry.optimized_ms = plain_ms, optimized_ms
+        if optimized_ms > plain_ms * SLOWER_TOLERANCE:
+            entry.optimize_note = (
+                f"the optimized artifact was slower ({optimized_ms:.3g} ms vs {plain_ms:.3g} ms "
+                "median); kept the unoptimized artifact"
+            )
+            return artifact
+        entry.optimized = True
+        return optimized
 
     def _export(self, battery: list[BatteryCase]) -> ExportSide:
         outcome = export_program(self.model, self.spec, battery)

@@ -40,7 +40,13 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
         from worker.engine.model_side import run_model_side
 
         run_model_side(
-            Path(paths["model"]), spec, out, kind=args["kind"], method=args.get("method"), progress=progress
+            Path(paths["model"]),
+            spec,
+            out,
+            kind=args["kind"],
+            method=args.get("method"),
+            lean=bool(args.get("lean")),
+            progress=progress,
         )
     elif role == "judge":
         from worker.engine.judge import judge_conversion, judge_validation
@@ -58,6 +64,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
                 requested=args["method"],
                 runner=runner,
                 progress=progress,
+                first_round=args.get("first_round"),
             )
         else:
             judge_validation(

@@ -1,0 +1,359 @@
+"""Real-size models through regctl, end to end, against a bare script doing the core of the same work.
+Prints one JSON document and exits 1 when a target is missed or a side fails.
+
+Models: a BERT encoder in plain PyTorch (benchmarks/end_to_end_support.py writes its model.py: token
+and position embeddings, LayerNorm, N layers of self-attention written out with nn.Linear q/k/v/out,
+matmul and softmax, a GELU feed-forward and LayerNorm; outputs the last hidden state and a tanh CLS
+pooling). `bert-base` is hidden 768, 12 layers, 12 heads, ff 3072 (~110M parameters, ~440 MB fp32);
+`bert-large` is 1024, 24, 16, 4096 (~335M, ~1.3 GB). Weights come from torch.manual_seed(0) random
+init, saved with safetensors.torch.save_file into weights.safetensors; regctl.toml names
+"model.py:build", the weights, method auto, device cpu, optimize true, one int64 input `tokens` of
+shape [batch, seq] in [0, 30522), batch 1..4 (opt 2), seq 8..128 (opt 64), rtol 1e-3, atol 1e-4 and
+the default 4 samples: a battery of 28 inputs over 7 shapes. The model directory and the battery
+(regctl's own `build_battery` on that spec, saved with torch.save) are written by a separate process
+before anything is measured, and all three sides read the same directory, its weights in page cache.
+
+Sides, each a process tree started from this process, which never imports torch itself:
+
+  bare      `python -m benchmarks.end_to_end_support bare`: plain torch, no regctl code. Imports
+            model.py, builds, loads the safetensors weights (load_state_dict), eval(); loads the
+            battery; under torch.no_grad() runs eager on every input, torch.jit.trace at the opt
+            shape (check_trace=False, as regctl), torch.jit.save to a file, torch.jit.load, runs
+            the battery on the reloaded artifact and compares every output with torch.allclose at
+            the spec's tolerances, then torch.export.export with the same dynamic dims
+            (torch.export.Dim) and torch.export.save to a .pt2 file. It fails if an output differs.
+  embedded  `regctl register NAME DIR --wait` with no broker: the CLI runs the version's jobs
+            (convert, then validate where one is queued) in-process, each with its sandboxed model
+            process and judge (REGCTL_SANDBOX left at its default, auto), on SQLite
+            (REGCTL_DATABASE_URL) and a local store (REGCTL_ARTIFACT_STORE) in a scratch directory,
+            after an untimed `regctl db upgrade`.
+  worker    the same command with REGCTL_BROKER_URL on a Redis database of the run's own (flushed
+            before and after; --redis-url), on a scratch PostgreSQL database, with one `regctl worker
+            --queues cpu --concurrency 1` started beforehand (readiness: it answers a Celery ping;
+            not timed) and stopped (SIGTERM, warm shutdown) after. The CLI publishes the convert job
+            and follows it; the worker runs the jobs.
+
+What regctl does on top of the bare script, and is counted against it: the CLI and its registration
+(source bundle, sha256, the weights stored as their own blob), job bookkeeping, the private import
+namespace and sandbox processes, both candidates (script and trace, each saved, loaded by the judge
+and compared on the whole battery), freeze + optimize_for_inference of the preferred one with its
+latency comparison, the export's reload and comparison, the LibTorch stage (the artifact re-run on
+the battery in C++; its runner is built before measuring, as in a worker image), and a validate job
+where one still runs (none does when the stored bytes are the ones the convert job's judge proved).
+
+Measured per side:
+  wall_s       from starting the process to reaping it (worker: the CLI's process).
+  peak_rss_mb  every 50 ms (--interval), the sum of VmRSS over the process tree; the highest sum.
+               The tree is every descendant of the root (worker: of the CLI and of the worker's main
+               process, whose pool and sandboxes descend from it) plus anything seen in it before and
+               still alive. Pages shared between processes (a zygote's forks) count once per process;
+               `peak_pss_mb` (no target) is the same with each process's Pss, which counts them once;
+               it is read once a second (--pss-interval), as reading it walks every page table.
+  written_mb   bytes the tree caused to be written to storage (/proc/PID/io write_bytes, counted when
+               a page is dirtied). Linux adds a reaped child's counters into its parent's, so each
+               pid's last value cannot simply be summed (a child's writes would count twice): the
+               root's share is the block output wait4 returns when this process reaps it (its own and
+               everything below it reaped in turn); processes alive at the end (the worker's) count
+               their counter now minus at the start, or all of it if they started meanwhile; a process
+               re-parented out of the tree (`orphans`: in embedded mode the sandbox zygote and
+               multiprocessing's resource tracker outlive the job process) counts its last reading.
+               A process orphaned before its first sample would be missed. `cancelled_mb` (no target)
+               is what the tree truncated or deleted before writeback (temporary files), credited to
+               the deleting process; the root's share is its last reading, as rusage lacks it.
+  cpu_s        (no target) user + system CPU time of the tree, summed the same way (wait4's rusage,
+               /proc/PID/stat utime + stime + cutime + cstime): less sensitive than wall time to other
+               work on the machine. `other_cpu_s` is the CPU time the machine spent on anything else
+               meanwhile (/proc/stat busy time less the tree's and this process's `sampler_cpu_s`;
+               for the worker side it includes PostgreSQL and Redis serving it): well above zero, other
+               work disturbed the side. `loadavg_1m` is the 1-minute load before and after each side.
+The bare script also reports its own stage timings (load, eager, trace + save, reload + battery,
+export + save).
+Writes by the database servers (PostgreSQL, Redis) are not counted; SQLite's, in the CLI, are.
+Ratios are regctl side / bare; targets: wall <= 1.5, peak RSS <= 1.5, written <= 2.0. Also reported,
+from `regctl versions show NAME:1 --json` after each regctl side (must be `ready`): the method chosen,
+the convert (and any validate) report's stage timings, each job's queue wait and run time, the sizes
+of the stored artifacts.
+
+    .venv/bin/python benchmarks/end_to_end.py [--models bert-base,bert-large] [--layers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.end_to_end_support import REGCTL, REPO, SIZES, Sampling, run_measured, running_worker
+from benchmarks.service_support import direct_env, regctl, scratch_database
+
+TARGETS = {"wall_s": 1.5, "peak_rss_mb": 1.5, "written_mb": 2.0}
+INFORMATIVE = ("peak_pss_mb", "cpu_s")  # ratios reported, no target
+REDIS_URL = os.environ.get("REGCTL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+MB = 1e6
+
+
+def parse_args() -> argparse.Namespace:
+    """Options."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default=",".join(SIZES), help="comma-separated: bert-base, bert-large")
+    parser.add_argument("--layers", type=int, help="override the number of encoder layers (a smoke run)")
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between process-tree samples")
+    parser.add_argument("--pss-interval", type=float, default=1.0, help="seconds between Pss reads; 0: none")
+    parser.add_argument("--redis-url", default=REDIS_URL, help="the worker side's broker (flushed)")
+    args = parser.parse_args()
+    unknown = set(args.models.split(",")) - set(SIZES)
+    if unknown:
+        parser.error(f"unknown models {sorted(unknown)}; choose from {', '.join(SIZES)}")
+    return args
+
+
+def base_env() -> dict[str, str]:
+    """This environment without regctl's settings, unbuffered so logs are whole when a side fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGCTL_")}
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
+def prepare_model(name: str, layers: int | None, root: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """The model directory and the battery file, written by a process of their own."""
+    directory, battery = root / "model", root / "battery.pt"
+    argv = [sys.executable, "-m", "benchmarks.end_to_end_support", "prepare", str(directory), str(battery)]
+    argv += ["--size", name, *(["--layers", str(layers)] if layers else [])]
+    done = subprocess.run(argv, cwd=REPO, env=base_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"preparing {name} failed:\n{done.stderr[-3000:]}")
+    size = SIZES[name]
+    info = {
+        "hidden": size.hidden,
+        "layers": layers or size.layers,
+        "heads": size.heads,
+        "ff": size.ff,
+        **json.loads(done.stdout.splitlines()[-1]),
+    }
+    return directory, battery, info
+
+
+def measure_bare(directory: Path, battery: Path, root: Path, sampling: Sampling) -> dict[str, Any]:
+    """The bare script, measured; fails when it exits non-zero (an output differed, or it raised)."""
+    log = root / "bare.log"
+    argv = [sys.executable, "-m", "benchmarks.end_to_end_support", "bare", str(directory), str(battery)]
+    result = run_measured([*argv, str(root / "bare-out")], base_env(), log, sampling=sampling)
+    text = log.read_text(errors="replace")
+    if result["exit_code"] != 0:
+        result["error"] = text[-3000:]
+    else:
+        result["outcome"] = json.loads(text.strip().splitlines()[-1])
+    return result
+
+
+def measure_regctl(
+    name: str,
+    directory: Path,
+    env: dict[str, str],
+    log: Path,
+    sampling: Sampling,
+    worker_pid: int | None = None,
+) -> dict[str, Any]:
+    """`regctl register NAME DIR --wait`, measured, then what regctl recorded about the version."""
+    extra = (lambda: [worker_pid]) if worker_pid is not None else (lambda: [])
+    result = run_measured(
+        [REGCTL, "register", name, str(directory), "--wait"], env, log, extra_roots=extra, sampling=sampling
+    )
+    try:
+        shown = json.loads(regctl(env, "versions", "show", f"{name}:1", "--json"))
+    except (RuntimeError, ValueError) as exc:
+        shown = None
+        result["error"] = f"versions show failed: {exc}"
+    if shown is not None:
+        result["regctl"] = summarise(shown, result["wall_s"])
+    status = (result.get("regctl") or {}).get("status")
+    if result["exit_code"] != 0 or status != "ready":
+        result.setdefault("error", f"exit code {result['exit_code']}, status {status}")
+        result["log_tail"] = log.read_text(errors="replace")[-3000:]
+    return result
+
+
+def summarise(shown: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """Status, method, stage timings, job times and artifact sizes from `versions show --json`."""
+    summary = shown.get("summary") or {}
+    validation = summary.get("validation") or {}
+    jobs = []
+    for job in shown.get("jobs", []):
+        created, started, finished = (_time(job.get(k)) for k in ("created_at", "started_at", "finished_at"))
+        jobs.append(
+            {
+                "kind": job.get("kind"),
+                "state": job.get("state"),
+                "error": job.get("error"),
+                "queued_s": _seconds(created, started),
+                "run_s": _seconds(started, finished),
+            }
+        )
+    in_jobs = sum(j["run_s"] or 0.0 for j in jobs)
+    artifacts: dict[str, float] = {}
+    for artifact in shown.get("artifacts", []):
+        kind = artifact.get("kind", "?")
+        artifacts[kind] = round(artifacts.get(kind, 0.0) + (artifact.get("size") or 0) / MB, 1)
+    sandbox = ((summary.get("report") or {}).get("sandbox") or {}).get("model") or {}
+    return {
+        "status": shown.get("status"),
+        "method": shown.get("method"),
+        "why": summary.get("why"),
+        "battery_size": summary.get("battery_size"),
+        "max_abs_error": summary.get("max_abs_error"),
+        "optimized": summary.get("optimized"),
+        "exported": summary.get("exported"),
+        "sandbox_mode": sandbox.get("mode"),
+        "validated": summary.get("validated"),
+        "validated_by": validation.get("by"),
+        "jobs": jobs,
+        # CLI start-up, registration (bundle, sha256, store), queueing and following: the time no job ran
+        "outside_jobs_s": round(wall_s - in_jobs, 3),
+        "convert_timings": (summary.get("report") or {}).get("timings"),
+        **({"validate_timings": validation["report"].get("timings")} if validation.get("report") else {}),
+        "artifacts_mb": artifacts,
+    }
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
+def measure_embedded(name: str, directory: Path, root: Path, sampling: Sampling) -> dict[str, Any]:
+    """The embedded side on a fresh SQLite registry."""
+    env = {**base_env(), **direct_env(f"sqlite:///{root / 'registry.db'}", root)}
+    regctl(env, "db", "upgrade")
+    return measure_regctl(name, directory, env, root / "register.log", sampling)
+
+
+def measure_worker(
+    name: str, directory: Path, root: Path, database_url: str, redis_url: str, sampling: Sampling
+) -> dict[str, Any]:
+    """The worker side: PostgreSQL, Redis and one `regctl worker` on the cpu queue."""
+    import redis
+
+    env = {**base_env(), **direct_env(database_url, root), "REGCTL_BROKER_URL": redis_url}
+    regctl(env, "db", "upgrade")
+    broker = redis.Redis.from_url(redis_url)
+    broker.flushdb()
+    try:
+        with running_worker(env, root / "worker.log") as worker:
+            result = measure_regctl(name, directory, env, root / "register.log", sampling, worker.pid)
+        if "error" in result:
+            result["worker_log_tail"] = worker.log_tail()
+        return result
+    finally:
+        broker.flushdb()
+        broker.close()
+
+
+def build_libtorch_runner() -> None:
+    """Build (or find cached) the engine's LibTorch runner, as a worker image does, before any timing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.engine.libtorch"], cwd=REPO, env=base_env(), capture_output=True
+    )
+    if done.returncode != 0:  # not fatal: the engine then skips that stage, and the report says so
+        tail = done.stderr.decode(errors="replace")[-2000:]
+        print(f"LibTorch runner build failed:\n{tail}", file=sys.stderr)
+
+
+def compare(sides: dict[str, dict[str, Any]], model: str) -> tuple[dict[str, Any], list[str]]:
+    """Ratios of each regctl side to bare, whether each meets its targets, and the misses by name."""
+    ratios: dict[str, Any] = {}
+    missed: list[str] = []
+    bare = sides["bare"]
+    if "error" in bare:
+        return ratios, [f"{model}/bare/failed"]
+    for side in ("embedded", "worker"):
+        result = sides[side]
+        if "error" in result:
+            missed.append(f"{model}/{side}/failed")
+            continue
+        ratios[side] = {
+            metric: round(result[metric] / bare[metric], 3) if bare[metric] else None
+            for metric in (*TARGETS, *INFORMATIVE)
+        }
+        misses = [m for m, target in TARGETS.items() if ratios[side][m] is None or ratios[side][m] > target]
+        ratios[side]["meets_target"] = not misses
+        missed += [f"{model}/{side}/{m}" for m in misses]
+    return ratios, missed
+
+
+def measure_model(
+    name: str, args: argparse.Namespace, root: Path, database_url: str, sampling: Sampling
+) -> dict[str, Any]:
+    """The model's three sides, one after the other, and their ratios."""
+    directory, battery, info = prepare_model(name, args.layers, root)
+    runs = {
+        "bare": lambda d: measure_bare(directory, battery, d, sampling),
+        "embedded": lambda d: measure_embedded(name, directory, d, sampling),
+        "worker": lambda d: measure_worker(name, directory, d, database_url, args.redis_url, sampling),
+    }
+    sides: dict[str, dict[str, Any]] = {}
+    for side, run in runs.items():
+        (root / side).mkdir()
+        try:
+            sides[side] = run(root / side)
+        except Exception as exc:  # a side that cannot run fails its targets; the others still run
+            sides[side] = {"error": f"{type(exc).__name__}: {exc}"}
+    ratios, missed = compare(sides, name)
+    return {"model": info, "sides": sides, "ratios": ratios, "meets_target": not missed, "missed": missed}
+
+
+def main() -> None:
+    """Measure every model's three sides, print the JSON report, exit 1 when a target is missed."""
+    args = parse_args()
+    report: dict[str, Any] = {
+        "benchmark": "end_to_end",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_mb": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGESIZE") / MB),
+            "python": platform.python_version(),
+            "torch": package_version("torch"),
+            "loadavg_start": os.getloadavg(),
+        },
+        "settings": {
+            "layers_override": args.layers,
+            "sample_interval_s": args.interval,
+            "pss_interval_s": args.pss_interval,
+            "sandbox": "REGCTL_SANDBOX default (auto)",
+            "worker": "regctl worker --queues cpu --concurrency 1, PostgreSQL, Redis",
+        },
+        "targets": TARGETS,
+        "models": {},
+    }
+    missed: list[str] = []
+    sampling = Sampling(args.interval, args.pss_interval)
+    build_libtorch_runner()
+    with (
+        tempfile.TemporaryDirectory(dir="/tmp", prefix="regctl-bench-e2e-") as tmp,
+        scratch_database() as database_url,
+    ):
+        for name in args.models.split(","):
+            root = Path(tmp) / name
+            root.mkdir()
+            report["models"][name] = measure_model(name, args, root, database_url, sampling)
+            missed += report["models"][name]["missed"]
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    report["missed_targets"] = missed
+    print(json.dumps(report, indent=2))
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()
