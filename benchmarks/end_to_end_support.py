@@ -307,6 +307,12 @@ def _io(pid: int) -> tuple[int, int] | None:
     return int(values[b"write_bytes"]), int(values[b"cancelled_write_bytes"])
 
 
+def _name(pid: int) -> str:
+    """A short name for a process: its command line, or its comm when that is empty."""
+    raw = _read(f"/proc/{pid}/cmdline") or _read(f"/proc/{pid}/comm") or b"?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+
+
 def _rss_kb(pid: int) -> int:
     """VmRSS in kB: statm's second field is the resident page count."""
     statm = _read(f"/proc/{pid}/statm")
@@ -379,6 +385,7 @@ class TreeMonitor:
     pss_peak_kb: int = 0
     samples: int = 0
     pss_samples: int = 0
+    peak_breakdown: list[str] = field(default_factory=list)  # each process's VmRSS at the peak
     seen: dict[tuple[int, int], _Seen] = field(default_factory=dict)
     _pss_at: float = float("-inf")
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -409,6 +416,7 @@ class TreeMonitor:
             if record.alive:
                 members.add(pid)
         rss_total = pss_total = 0
+        by_process: list[tuple[int, str]] = []
         with_pss = self.pss_interval > 0 and time.monotonic() - self._pss_at >= self.pss_interval
         for pid in members:
             parent, start, cpu = procs[pid]
@@ -419,10 +427,16 @@ class TreeMonitor:
                 record.counters["write"], record.counters["cancelled"] = io
             if first:
                 record.at_start = dict(record.counters)
-            rss_total += _rss_kb(pid)
+            rss = _rss_kb(pid)
+            rss_total += rss
+            by_process.append((rss, _name(pid)))
             if with_pss:
                 pss_total += _pss_kb(pid)
-        self.rss_peak_kb = max(self.rss_peak_kb, rss_total)
+        if rss_total > self.rss_peak_kb:
+            self.rss_peak_kb = rss_total
+            self.peak_breakdown = [
+                f"{name}: {kb // 1024} MB" for kb, name in sorted(by_process, reverse=True)
+            ]
         self.samples += 1
         if with_pss:
             self._pss_at = time.monotonic()
@@ -524,6 +538,7 @@ def run_measured(
         "peak_rss_mb": round(monitor.rss_peak_kb * 1024 / 1e6, 1),
         "written_mb": round(totals["write"] / 1e6, 1),
         "peak_pss_mb": round(monitor.pss_peak_kb * 1024 / 1e6, 1),
+        "peak_rss_by_process": monitor.peak_breakdown,
         "cancelled_mb": round(totals["cancelled"] / 1e6, 1),
         "cpu_s": round(totals["cpu"] / CLOCK_TICKS, 2),
         # CPU the machine spent on anything else meanwhile: other work disturbing the measurement (for

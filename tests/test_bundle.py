@@ -223,12 +223,17 @@ def test_extracting_gives_back_the_files_and_the_same_spec(tmp_path: Path) -> No
     assert load_spec(target) == load_spec(directory)
 
 
-def test_extracting_a_bundle_with_an_escaping_member_is_refused(tmp_path: Path) -> None:
-    evil = tmp_path / "evil.tar"
-    with tarfile.open(evil, "w") as tar:
+def _escaping_tar(path: Path) -> Path:
+    """A tar whose one member would land outside the directory it is unpacked into."""
+    with tarfile.open(path, "w") as tar:
         info = tarfile.TarInfo("../escaped.py")
         info.size = 3
         tar.addfile(info, io.BytesIO(b"bad"))
+    return path
+
+
+def test_extracting_a_bundle_with_an_escaping_member_is_refused(tmp_path: Path) -> None:
+    evil = _escaping_tar(tmp_path / "evil.tar")
     with pytest.raises(CorruptedArtifact, match="cannot be unpacked safely"):
         extract_bundle(evil, tmp_path / "unpacked")
     assert not (tmp_path / "escaped.py").exists()
@@ -259,11 +264,7 @@ def test_a_stream_that_fails_its_check_after_the_tar_ends_still_fails_the_extrac
 
 
 def test_a_streamed_bundle_with_an_escaping_member_is_refused(tmp_path: Path) -> None:
-    evil = tmp_path / "evil.tar"
-    with tarfile.open(evil, "w") as tar:
-        info = tarfile.TarInfo("../escaped.py")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"bad"))
+    evil = _escaping_tar(tmp_path / "evil.tar")
     with pytest.raises(CorruptedArtifact, match="m:1 source cannot be unpacked safely"):
         extract_stream(iter(_chunks_of(evil)), tmp_path / "unpacked", "m:1 source")
     assert not (tmp_path / "escaped.py").exists()

@@ -489,6 +489,50 @@ def test_a_process_the_role_leaves_behind_dies_with_the_sandbox(tmp_path: Path, 
     assert launched.protections["process_tree"].startswith("own PID namespace")
 
 
+def _block(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> None:
+    os.write(progress_fd, b'P {"blocking": %d}\n' % os.getpid())
+    select.select([], [], [])  # until killed
+
+
+@needs_root
+def test_the_role_dies_when_its_launcher_is_killed_even_after_dropping_privileges(
+    tmp_path: Path, job: Job
+) -> None:
+    # Dropping privileges clears the kernel's parent-death signal; the init must arm it again, or
+    # it and the role outlive a killed launcher (as they would a killed zygote or worker).
+    plan = _plan(_settings(tmp_path / "home", "auto"), job)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            import worker.sandbox.roles
+
+            worker.sandbox.roles.run_role = lambda name, args, paths, fd, threads: _block(args, paths, fd)
+            log = os.open(job.root / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.chdir(job.root)
+            launch_module.launch(plan, "probe", {}, write_end)
+        finally:
+            os._exit(99)
+    os.close(write_end)
+    try:
+        seen = b""
+        deadline = time.monotonic() + DEADLINE_S
+        while b"blocking" not in seen and time.monotonic() < deadline:
+            if select.select([read_end], [], [], 1)[0]:
+                seen += os.read(read_end, 4096)
+        assert b"blocking" in seen, seen
+        os.kill(pid, signal.SIGKILL)  # the launcher alone, not its process group
+        os.waitpid(pid, 0)
+        # the pipe reaches its end only once the role, which holds it, is gone too
+        rest = _read_to_end(read_end, pid)
+        assert b"blocking" not in rest
+    finally:
+        os.close(read_end)
+
+
 def _exit_three(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> None:
     sys.exit(3)
 

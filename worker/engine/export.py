@@ -40,6 +40,7 @@ class ExportOutcome:
     """The saved program's bytes when it exported and matched eager everywhere; else why not."""
 
     data: bytes | None = None
+    saved: Path | None = None  # where the model side saved it
     error: str | None = None
     detail: str | None = None
     failed_input: str | None = None
@@ -63,8 +64,14 @@ class FunctionModule(nn.Module):
         return self.fn(*args)
 
 
-def export_program(model: LoadedModel, spec: ModelSpec, battery: list[BatteryCase]) -> ExportOutcome:
-    """Export and save the program (model side); `data` holds the unjudged bytes, or `error` says why not."""
+def export_program(
+    model: LoadedModel, spec: ModelSpec, battery: list[BatteryCase], dest: Path
+) -> ExportOutcome:
+    """Export the program and save it at `dest` (model side), unjudged; or `error` says why not.
+
+    Saved straight to the file: holding a large model's program as bytes would cost two more
+    copies of its weights in memory (the buffer and the bytes taken from it).
+    """
     start = time.perf_counter()
     outcome = ExportOutcome()
     example = export_example(spec, battery)
@@ -79,10 +86,10 @@ def export_program(model: LoadedModel, spec: ModelSpec, battery: list[BatteryCas
         outcome.detail = f"{outcome.detail}\n\ntorch.export printed:\n{printed.getvalue().strip()[:4000]}"
     if program is not None:
         try:
-            buffer = io.BytesIO()
-            torch.export.save(program, buffer)
-            outcome.data = buffer.getvalue()
+            torch.export.save(program, str(dest))
+            outcome.saved = dest
         except Exception as exc:
+            dest.unlink(missing_ok=True)
             outcome.error = f"saving the exported program failed: {describe_exception(exc)}"
     outcome.seconds = time.perf_counter() - start
     return outcome

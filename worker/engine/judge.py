@@ -354,12 +354,13 @@ class _Conversion:
         self.report["shapes"] = per_shape(chosen.check.results)
         # The artifact is the model process's file itself: proved here, stored as it is, never copied.
         self.report["proved"] = {"torchscript": chosen.sha256, "torchscript_file": chosen.path.name}
-        if error := self._libtorch(chosen.path, battery, reference):
-            return self._result(None, None, error)
         self._latency(chosen, side, battery[0])
         method, path = chosen.name, chosen.path
+        # Released before the LibTorch runner loads the same file: never two copies of the weights.
         del chosen
         self._latencies.clear()
+        if error := self._libtorch(path, battery, reference):
+            return self._result(None, None, error)
         return self._result(method, path, None, self._export(side, battery, reference))
 
     def _optimize_section(self, claimed: CandidateSide) -> None:

@@ -208,14 +208,13 @@ class _ModelRun:
         return optimized
 
     def _export(self, battery: list[BatteryCase]) -> ExportSide:
-        outcome = export_program(self.model, self.spec, battery)
+        outcome = export_program(self.model, self.spec, battery, self.out_dir / EXPORTED_FILE)
         side = ExportSide(
             error=clip(outcome.error),
             detail=clip(outcome.detail, DETAIL_CHARS),
             notes=outcome.notes,
             seconds=round(outcome.seconds, 4),
         )
-        if outcome.data is not None:
-            (self.out_dir / EXPORTED_FILE).write_bytes(outcome.data)
+        if outcome.saved is not None:
             side.file = EXPORTED_FILE
         return side

@@ -1,6 +1,7 @@
 """Starting one role process in its sandbox, from a fresh fork of the zygote.
 
-Three processes per role, each forked (no exec, so torch stays imported):
+Three processes per role, each forked (no exec, so torch stays imported in the role); the launcher
+and the init exec a bare interpreter once they only wait (waiters.py), so they stop holding torch:
 
     launcher  (the zygote's child) new session; unshare(); waits, then dies the way the role died
     init      PID 1 of the new PID namespace; builds the private root, sets the limits, drops
@@ -34,6 +35,7 @@ from worker.sandbox.confine import (
     enter_namespaces,
 )
 from worker.sandbox.plan import SandboxPlan
+from worker.sandbox.waiters import INIT_WAIT, LAUNCHER_WAIT, become
 
 EXIT_REFUSED = 90  # strict mode could not set up the sandbox
 EXIT_ROLE_ERROR = 91  # the role's own code raised (an engine bug, never the model's error)
@@ -56,11 +58,13 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.chdir("/")
     protections = Protections(plan.mode)
+    zygote = os.getppid()
     try:
         if plan.mode != "off":
             enter_namespaces(protections)
     except SandboxRefused as exc:
         _refuse(progress_fd, str(exc))
+    _rearm_death_signal(zygote)
     status_r, status_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -68,7 +72,8 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
         _init(plan, role, args, progress_fd, status_w, protections)
     os.close(status_w)
     os.close(progress_fd)
-    _, status = os.waitpid(pid, 0)
+    become(LAUNCHER_WAIT, pid, status_r, EXIT_ROLE_ERROR, keep=(status_r,))
+    _, status = os.waitpid(pid, 0)  # only where the interpreter could not be run afresh
     reported = os.read(status_r, 64).decode().strip()
     _reproduce(int(reported) if reported.lstrip("-").isdigit() else status)
 
@@ -76,6 +81,7 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
 def _init(
     plan: SandboxPlan, role: str, args: dict, progress_fd: int, status_w: int, protections: Protections
 ) -> NoReturn:
+    launcher = os.getppid()
     try:
         linux.die_with_parent(signal.SIGKILL)
         private = False
@@ -87,6 +93,7 @@ def _init(
             protections.environment = "allowlist (sandbox off: nothing else is confined)"
     except SandboxRefused as exc:
         _refuse(progress_fd, str(exc))
+    _rearm_death_signal(launcher)
     os.write(progress_fd, b"S " + json.dumps(protections.to_json()).encode() + b"\n")
     paths = {name: (m.inside if private else m.host) for name, m in plan.mounts.items()}
     pid = os.fork()
@@ -94,9 +101,18 @@ def _init(
         os.close(status_w)
         _role(plan, role, args, paths, progress_fd)
     os.close(progress_fd)
-    status = _reap(pid)
+    become(INIT_WAIT, pid, status_w, keep=(status_w,))
+    status = _reap(pid)  # only where the interpreter could not be run afresh
     os.write(status_w, str(status).encode())
     os._exit(0)
+
+
+def _rearm_death_signal(parent: int) -> None:
+    """Set the parent-death signal again: a change of credentials (dropping privileges, a user
+    namespace) clears it, and without it this process and the role would outlive a killed parent."""
+    linux.die_with_parent(signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(EXIT_ROLE_ERROR)
 
 
 def _reap(pid: int) -> int:
