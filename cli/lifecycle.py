@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -107,21 +108,35 @@ def register(
     help="From a regctl server on an S3 store: take the bytes straight from the store through a "
     "presigned URL (still checked against the sha256).",
 )
+@click.option("--create-dirs", is_flag=True, help="Create the output file's directory if it is missing.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was fetched as JSON.")
 @click.pass_context
 def fetch(
-    ctx: click.Context, ref: str, output: Path, fmt: str, kind: str | None, presign: bool, as_json: bool
+    ctx: click.Context,
+    ref: str,
+    output: Path,
+    fmt: str,
+    kind: str | None,
+    presign: bool,
+    create_dirs: bool,
+    as_json: bool,
 ) -> None:
-    """Fetch the artifact of REF to a file; the checksum is verified before the file appears."""
+    """Fetch the artifact of REF to a file; the checksum is verified before the file appears.
+
+    An existing regular file is replaced once the new one is verified (like cp and curl -o); a
+    directory, link, pipe or device is refused, and so is a missing directory without --create-dirs.
+    """
     client = client_of(ctx)
     kind = kind or FORMATS[fmt]
     if str(output) == "-":
         # Chunks go out as they arrive; a checksum mismatch at the end raises (exit 1), so a pipe
         # consumer sees a failed command rather than a silently wrong file.
-        client.stream(ref, sys.stdout.buffer, kind=kind)
+        _stream_to_stdout(client, ref, kind)
         return
     with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
-        fetched = client.fetch(ref, output, kind=kind, progress=progress, presign=presign)
+        fetched = client.fetch(
+            ref, output, kind=kind, progress=progress, presign=presign, create_dirs=create_dirs
+        )
     artifact = fetched.artifact
     if as_json:
         emit_json({"ref": fetched.ref, "path": str(output), **artifact.to_json()})
@@ -129,6 +144,20 @@ def fetch(
         click.echo(
             f"{fetched.ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…)"
         )
+
+
+EXIT_READER_GONE = 141  # what a shell reports for a writer killed by SIGPIPE, as `cat file | head` is
+
+
+def _stream_to_stdout(client, ref: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+    """Write the artifact to stdout; a reader that stops early (`| head`) ends the command quietly."""
+    try:
+        client.stream(ref, sys.stdout.buffer, kind=kind)
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(EXIT_READER_GONE) from None
 
 
 @contextmanager

@@ -118,10 +118,13 @@ class RegistryClient(abc.ABC):
         kind: str = "torchscript",
         progress: Progress | None = None,
         presign: bool = False,
+        create_dirs: bool = False,
     ) -> FetchedArtifact:
         """Copy an artifact to `path`; the file appears only once its sha256 is verified.
 
-        `presign` asks a served S3-backed registry for the bytes straight from the store.
+        `path` must be a new file or a regular file in an existing directory (regctl/destination.py;
+        `create_dirs` makes the directory). `presign` asks a served S3-backed registry for the bytes
+        straight from the store.
         """
 
     @abc.abstractmethod

@@ -153,10 +153,13 @@ class LocalClient(RegistryClient):
         kind: str = "torchscript",
         progress: Progress | None = None,
         presign: bool = False,
+        create_dirs: bool = False,
     ) -> FetchedArtifact:
         """Copy an artifact to `path`, verified; `presign` changes nothing (the store is read directly)."""
+        from regctl.destination import check_destination
         from service.artifacts import fetch_artifact
 
+        check_destination(Path(path), create_dirs=create_dirs)
         version_ref, artifact = fetch_artifact(self.settings, self.caller, ref, Path(path), kind, progress)
         return FetchedArtifact(version_ref, str(path), artifact)
 

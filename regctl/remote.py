@@ -313,14 +313,16 @@ class Client(RegistryClient):
         kind: str = "torchscript",
         progress: Progress | None = None,
         presign: bool = False,
+        create_dirs: bool = False,
     ) -> FetchedArtifact:
         """Download to `path`, resuming with Range after a dropped connection; verified before it appears.
 
         With `presign`, an S3-backed server redirects to a presigned URL and the bytes come straight
         from the store (still checked against the sha256 the server names).
         """
-        dest = Path(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        from regctl.destination import check_destination
+
+        dest = check_destination(Path(path), create_dirs=create_dirs)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -397,7 +399,7 @@ class Client(RegistryClient):
                         )
                     for piece in stored.iter_raw():
                         sink.feed(piece)
-                        if progress is not None and size and size.isdigit():
+                        if progress is not None and size and size.isascii() and size.isdigit():
                             progress(sink.done, int(size))
             except httpx.TransportError as exc:
                 raise ServiceUnavailable(
@@ -464,7 +466,7 @@ def _artifact_meta(response: httpx.Response, kind: str) -> FetchedArtifact:
     total = response.headers.get("content-range", "").rpartition("/")[2] or response.headers.get(
         "content-length"
     )
-    if len(sha256) != 64 or not total or not total.isdigit():
+    if len(sha256) != 64 or not total or not (total.isascii() and total.isdigit()):
         raise InvalidInput(
             "the server sent an artifact without its sha256 or size; is REGCTL_URL a regctl server?"
         )

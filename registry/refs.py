@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from registry.errors import InvalidInput
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would allow a "\n"
 MAX_VERSION = 2**31 - 1  # the database's integer column
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() also takes "²" and "٣"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Ref:
 
 def check_model_name(name: str) -> str:
     """Return `name` if it is a valid model name, else raise InvalidInput saying what is allowed."""
-    if not _NAME.match(name or ""):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(
             f"model name {name!r} is not valid; use letters, digits, '.', '_' and '-' "
             "(no spaces or slashes), starting with a letter or digit, at most 128 characters"
@@ -40,7 +41,7 @@ def check_model_name(name: str) -> str:
 
 def check_alias_name(alias: str) -> str:
     """Return `alias` if valid, else raise InvalidInput; an alias starts with a letter, never a number."""
-    if not _ALIAS.match(alias or ""):
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise InvalidInput(
             f"alias {alias!r} is not valid; use a letter followed by letters, digits, '_' or '-' "
             "(at most 64 characters), e.g. prod or staging"
@@ -55,7 +56,7 @@ def parse_ref(text: str) -> Ref:
         raise InvalidInput(f"reference {text!r} does not parse; {usage}")
     if ":" in text:
         name, _, number = text.partition(":")
-        if not number.isdigit() or not 1 <= int(number) <= MAX_VERSION:
+        if not _DIGITS.fullmatch(number) or not 1 <= int(number) <= MAX_VERSION:
             raise InvalidInput(f"reference {text!r} has version {number!r}, not a positive integer; {usage}")
         return Ref(check_model_name(name), version=int(number))
     if "@" in text:

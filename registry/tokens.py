@@ -25,7 +25,7 @@ from registry.schema import Token, utcnow
 from registry.settings import Settings
 
 PREFIX = "rgt_"
-_TOKEN = re.compile(r"^rgt_([0-9]{1,12})_([A-Za-z0-9_-]{20,100})$")
+_TOKEN = re.compile(r"^rgt_([0-9]{1,12})_([A-Za-z0-9_-]{20,100})\Z")
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 _PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}\Z")
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])\Z")

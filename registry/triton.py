@@ -372,7 +372,7 @@ def _check_entry(fs: fsspec.AbstractFileSystem, entry: str, config: TritonConfig
 def _other_versions(fs: fsspec.AbstractFileSystem, entry: str, version: int) -> list[str]:
     """The version directories of the entry other than `version`."""
     found = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(entry, detail=False)]
-    return [name for name in found if name.isdigit() and int(name) != version]
+    return [name for name in found if name.isascii() and name.isdigit() and int(name) != version]
 
 
 def _put(fs: fsspec.AbstractFileSystem, path: str, chunks: Iterable[bytes]) -> None:

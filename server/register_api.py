@@ -59,7 +59,7 @@ async def register(
         raise InvalidInput("description has control characters; use one line of printable text")
     limit = upload_limit(settings)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(settings)
     with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
         upload = FilePath(tmp) / "bundle.tar"

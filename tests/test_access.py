@@ -95,6 +95,9 @@ def test_byte_ranges_follow_rfc_9110() -> None:
     assert byte_range("bytes=95-200", 100, None, etag) == (95, 99)
     assert byte_range("bytes=0-9", 100, '"other"', etag) is None  # If-Range names another version
     assert byte_range("bytes=0-1,5-6", 100, None, etag) is None  # several ranges: the whole body
+    assert byte_range("bytes=٣-", 100, None, etag) is None  # not ASCII digits: malformed, whole body
+    assert byte_range("bytes=3-\n", 100, None, etag) == (3, 99)  # surrounding whitespace is stripped
+    assert byte_range("bytes=3-4x", 100, None, etag) is None
     assert byte_range("items=0-9", 100, None, etag) is None
     assert byte_range(None, 100, None, etag) is None
     with pytest.raises(Unsatisfiable):

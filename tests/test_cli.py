@@ -162,6 +162,10 @@ def test_bad_registration_is_one_line_with_exit_2_and_writes_nothing(
     ("args", "code", "fragment"),
     [
         (["versions", "show", "m:x"], 2, "not a positive integer"),
+        (["versions", "show", "m:²"], 2, "not a positive integer"),  # str.isdigit() says yes
+        (["versions", "show", "m:1\n"], 2, "not a positive integer"),
+        (["versions", "show", "m\n:1"], 2, "model name 'm\\n' is not valid"),
+        (["alias", "set", "m@prod\n", "1"], 2, "alias 'prod\\n' is not valid"),
         (["versions", "show", "m:1:2"], 2, "does not parse"),
         (["versions", "show", "m:9"], 3, "m:9 not found"),
         (["versions", "show", "ghost:1"], 3, "model 'ghost' not found"),
@@ -211,3 +215,86 @@ def test_every_command_has_help_text() -> None:
     for name, _ in _commands(cli):
         result = CliRunner().invoke(cli, [*name.split(), "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output
+
+
+# -- fetch -o: where an artifact may land -------------------------------------------------------------------
+
+
+def _source_bytes(run, tmp_path: Path) -> bytes:  # type: ignore[no-untyped-def]
+    out = tmp_path / "expected.tar"
+    assert run("fetch", "m:1", "--kind", "source", "-o", str(out)).exit_code == 0
+    return out.read_bytes()
+
+
+def test_fetch_replaces_an_existing_regular_file_like_cp(run, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("register", "m", str(model_dir), "--no-convert")
+    expected = _source_bytes(run, tmp_path)
+    target = tmp_path / "old.tar"
+    target.write_bytes(b"an older download")
+    assert run("fetch", "m:1", "--kind", "source", "-o", str(target)).exit_code == 0
+    assert target.read_bytes() == expected
+
+
+def test_fetch_refuses_special_targets_and_leaves_them_as_they_were(
+    run, model_dir: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    run("register", "m", str(model_dir), "--no-convert")
+    directory = tmp_path / "somewhere"
+    directory.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "link.tar"
+    link.symlink_to(victim)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    cases = [
+        (directory, "is a directory; name the file to write"),
+        (link, "is a symbolic link"),
+        (fifo, "is a named pipe; fetch to a regular file, or use '-o -'"),
+        (Path(os.devnull), "is a character device"),
+    ]
+    for target, fragment in cases:
+        result = run("fetch", "m:1", "--kind", "source", "-o", str(target))
+        assert result.exit_code == 2, (target, result.output)
+        assert fragment in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert list(directory.iterdir()) == []
+    assert link.is_symlink() and victim.read_text() == "keep me"
+    assert fifo.is_fifo() and Path(os.devnull).is_char_device()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files
+
+
+def test_fetch_into_a_missing_directory_needs_create_dirs(run, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("register", "m", str(model_dir), "--no-convert")
+    target = tmp_path / "new" / "dir" / "m.tar"
+    refused = run("fetch", "m:1", "--kind", "source", "-o", str(target))
+    assert refused.exit_code == 2 and "does not exist; create it, or pass --create-dirs" in refused.stderr
+    assert not (tmp_path / "new").exists()
+    assert run("fetch", "m:1", "--kind", "source", "-o", str(target), "--create-dirs").exit_code == 0
+    assert target.read_bytes() == _source_bytes(run, tmp_path)
+
+
+def test_fetch_to_a_pipe_whose_reader_stops_early_ends_quietly(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests.api_server import REGCTL
+
+    spec = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n'
+    directory = write_model_dir(tmp_path / "m", spec=spec, files={"w.safetensors": os.urandom(4 << 20)})
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "REGCTL_HOME": str(sqlite_settings.home)}
+    registered = subprocess.run(
+        [REGCTL, "register", "m", str(directory), "--no-convert"], env=env, capture_output=True, timeout=120
+    )
+    assert registered.returncode == 0, registered.stderr
+    with subprocess.Popen(
+        [REGCTL, "fetch", "m:1", "--kind", "weights", "-o", "-"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as fetch:
+        assert fetch.stdout is not None and fetch.stderr is not None
+        assert len(fetch.stdout.read(10)) == 10
+        fetch.stdout.close()  # what `| head -c 10` does
+        assert fetch.wait(timeout=60) == 141  # documented: the reader went away
+        assert fetch.stderr.read() == b""  # no traceback, no "Exception ignored"

@@ -61,7 +61,7 @@ def test_register_wait_converts_validates_and_fetch_runs_without_the_model_code(
     assert version["summary"]["report"]["versions"]["torch"].startswith("2.")
 
     out = tmp_path / "deploy" / "linear.pt"
-    assert embedded("fetch", "linear", "-o", str(out)).exit_code == 0
+    assert embedded("fetch", "linear", "-o", str(out), "--create-dirs").exit_code == 0
     # A fresh interpreter in another directory, with no access to model.py, runs the artifact.
     check = (
         "import sys, torch\n"

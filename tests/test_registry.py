@@ -193,7 +193,7 @@ def test_list_models_reports_counts_and_latest(settings: Settings, model_dir: Pa
     assert listed == {"a": (2, 2, 1), "b": (1, 1, None)}
 
 
-@pytest.mark.parametrize("name", ["has space", "a/b", "", "-lead", "x" * 129])
+@pytest.mark.parametrize("name", ["has space", "a/b", "", "-lead", "x" * 129, "m\n", "m\r\n", "ｍ"])
 def test_bad_model_names_are_refused_before_anything_is_written(
     settings: Settings, model_dir: Path, name: str
 ) -> None:
@@ -288,3 +288,10 @@ def test_a_conversion_proved_on_the_stored_bytes_makes_the_version_ready_without
     else:  # not the bytes the judge ran: a validate job, chained to the conversion, proves them
         assert [(j.kind, j.parent_id) for j in follow_ups] == [("validate", convert.id)]
         assert version.status == "validating"
+
+
+def test_an_alias_with_a_trailing_newline_is_refused(settings: Settings, model_dir: Path) -> None:
+    register_version(settings, "m", model_dir)
+    with pytest.raises(InvalidInput, match="is not valid"):
+        set_alias(settings, "m", "prod\n", 1)
+    assert alias_history(settings, "m") == []

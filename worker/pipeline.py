@@ -33,7 +33,7 @@ def worker_identity() -> str:
 def owner_is_dead_here(worker: str) -> bool:
     """True when `worker` names a process on this host that no longer exists."""
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != socket.gethostname() or not (pid.isascii() and pid.isdigit()):
         return False
     try:
         os.kill(int(pid), 0)

@@ -51,7 +51,7 @@ def test_workers_and_cli_share_artifacts_through_one_bucket(
         assert not (service.settings.home / "artifacts").exists()
 
     out = tmp_path / "deploy" / "first.pt"
-    fetched = service.regctl("fetch", "first", "-o", str(out), "--json")
+    fetched = service.regctl("fetch", "first", "-o", str(out), "--create-dirs", "--json")
     assert fetched.returncode == 0, fetched.stderr
     scripted = next(a for a in service.version("first:1").artifacts if a.kind == "torchscript")
     assert out.stat().st_size == scripted.size
