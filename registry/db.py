@@ -12,7 +12,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.errors import AlreadyExists, RegctlError, ServiceUnavailable
+from registry.errors import (
+    AlreadyExists,
+    InvalidInput,
+    RegistryNeedsAttention,
+    ServiceUnavailable,
+)
 from registry.schema import HEAD_REVISION
 
 CONNECT_TIMEOUT_S = 3
@@ -66,8 +71,28 @@ def dispose_engines(close: bool = True) -> None:
         _session_factories.clear()
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+_URL_HINT = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def _parsed(url: str):  # type: ignore[no-untyped-def]
+    """The URL parsed, or InvalidInput naming what is wrong with REGCTL_DATABASE_URL (never a traceback)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # sqlalchemy's ArgumentError and ValueError both mean "does not parse"
+        raise InvalidInput(
+            f"REGCTL_DATABASE_URL {redact(url)!r} does not parse as a URL; {_URL_HINT}"
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise InvalidInput(
+            f"REGCTL_DATABASE_URL names the database {parsed.get_backend_name()!r}, which regctl does not "
+            f"run on; {_URL_HINT}"
+        )
+    return parsed
+
+
 def _create_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    parsed = _parsed(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +132,7 @@ def ensure_schema(url: str) -> None:
             upgrade(url)
         else:
             found = current or "an empty schema"
-            raise RegctlError(
+            raise RegistryNeedsAttention(
                 f"database {redact(url)} is at {found}, this regctl needs {HEAD_REVISION}; "
                 "run 'regctl db upgrade'"
             )

@@ -2,7 +2,8 @@
 
 Every error carries the CLI exit code that DESIGN.md documents:
 1 a job or validation failed, 2 bad usage or input, 3 not found, 4 service unreachable,
-5 not allowed (no valid token, or the token's role or model pattern does not cover the action).
+5 not allowed (no valid token, or the token's role or model pattern does not cover the action),
+6 the registry's data cannot be used as it is (a schema this regctl does not run on).
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ class ServiceUnavailable(RegctlError):
     exit_code = 4
     http_status = 503
     code = "service_unavailable"
+
+
+class RegistryNeedsAttention(RegctlError):
+    """Raised when the registry's own data is not what this regctl runs on (an outdated schema)."""
+
+    exit_code = 6
+    http_status = 503
+    code = "registry_needs_attention"
 
 
 class NotAllowed(RegctlError):

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Any
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class Settings:
         if overrides.get("home"):
             home = Path(str(overrides.pop("home"))).expanduser()
         overrides.pop("home", None)
+        _check_home(home)
         numbers = {
-            field: type(getattr(cls, field))(_float(env, key, getattr(cls, field)))
+            field: _number(env, key, getattr(cls, field), _MINIMUM.get(field, 1))
             for key, field in _NUMERIC.items()
         }
         settings = cls(
@@ -72,13 +74,15 @@ class Settings:
             database_url=env.get("REGCTL_DATABASE_URL") or f"sqlite:///{home / 'registry.db'}",
             artifact_store=env.get("REGCTL_ARTIFACT_STORE") or str(home / "artifacts"),
             broker_url=env.get("REGCTL_BROKER_URL") or None,
-            gpu_on_cpu=env.get("REGCTL_GPU_ON_CPU", "").lower() in {"1", "true", "yes"},
+            gpu_on_cpu=parse_flag("REGCTL_GPU_ON_CPU", env.get("REGCTL_GPU_ON_CPU"), default=False),
             sandbox=_sandbox_mode(env.get("REGCTL_SANDBOX") or "auto"),
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
             **numbers,  # type: ignore[arg-type]
         )
         given = {k: v for k, v in overrides.items() if v is not None}
-        return replace(settings, **given) if given else settings
+        settings = replace(settings, **given) if given else settings
+        _check_pairs(settings)
+        return settings
 
 
 _NUMERIC = {
@@ -119,15 +123,62 @@ def _aliases(raw: str) -> tuple[str, ...]:
     return tuple(check_alias_name(a.strip()) for a in raw.split(",") if a.strip())
 
 
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
+# The smallest value each numeric setting takes (1 where absent); floats must be above 0.
+_MINIMUM = {"sandbox_memory_mb": 0, "sandbox_uid": 1000}
+_FLAGS = "1, true, yes or on; 0, false, no or off"
+
+
+def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int) -> int | float:
+    """One numeric setting, parsed strictly: a whole number for counts and sizes, no silent coercion."""
     raw = env.get(key)
-    if raw in (None, ""):
+    if raw is None or raw.strip() == "":
         return default
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    if isinstance(default, int):
+        kind: Any = Annotated[int, Field(ge=minimum, strict=False)]
+        wanted = f"a whole number of at least {minimum}"
+    else:
+        kind = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+        wanted = "a number of seconds above 0"
     try:
-        return float(raw)
-    except ValueError:
+        return TypeAdapter(kind).validate_python(raw.strip())
+    except ValidationError:
+        from registry.errors import InvalidInput
+
+        raise InvalidInput(f"{key}={raw!r} is not {wanted}; set it to e.g. {default}") from None
+
+
+def parse_flag(key: str, raw: str | None, *, default: bool) -> bool:
+    """An on/off setting, one rule for all: unset or empty is `default`; anything unknown is an error."""
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    from registry.errors import InvalidInput
+
+    raise InvalidInput(f"{key}={raw!r} is not on or off; set it to {_FLAGS}")
+
+
+def _check_home(home: Path) -> None:
+    if home.exists() and not home.is_dir():
         from registry.errors import InvalidInput
 
         raise InvalidInput(
-            f"{key}={raw!r} is not a number; set it to a number of seconds or a count"
-        ) from None
+            f"REGCTL_HOME={str(home)!r} is a file, not a directory; point it at a directory "
+            "(it is created when missing)"
+        )
+
+
+def _check_pairs(settings: Settings) -> None:
+    """Settings that only make sense against each other."""
+    from registry.errors import InvalidInput
+
+    if settings.heartbeat_interval >= settings.heartbeat_timeout:
+        raise InvalidInput(
+            f"REGCTL_HEARTBEAT_INTERVAL ({settings.heartbeat_interval:g} s) must be below "
+            f"REGCTL_HEARTBEAT_TIMEOUT ({settings.heartbeat_timeout:g} s), or live jobs look dead"
+        )

@@ -13,8 +13,10 @@ CACHE_ENV = "REGCTL_LIBTORCH_CACHE"
 
 
 def enabled() -> bool:
-    """False when REGCTL_LIBTORCH is 0, false, no or off."""
-    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """False when REGCTL_LIBTORCH is 0, false, no or off; InvalidInput for anything but an on/off word."""
+    from registry.settings import parse_flag
+
+    return parse_flag(SWITCH_ENV, os.environ.get(SWITCH_ENV), default=True)
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,111 @@
+"""Settings from the environment: parsed strictly in one place, each mistake one line with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from registry.errors import InvalidInput
+from registry.settings import Settings, parse_flag
+from tests.api_server import REGCTL
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "fragment"),
+    [
+        ("REGCTL_MAX_ATTEMPTS", "2.7", "is not a whole number of at least 1"),
+        ("REGCTL_MAX_ATTEMPTS", "0", "is not a whole number of at least 1"),
+        ("REGCTL_MAX_ATTEMPTS", "-1", "is not a whole number of at least 1"),
+        ("REGCTL_MAX_BUNDLE_BYTES", "1e9", "is not a whole number"),
+        ("REGCTL_MAX_WEIGHTS_BYTES", "lots", "is not a whole number"),
+        ("REGCTL_SANDBOX_UID", "0", "of at least 1000"),  # never root
+        ("REGCTL_JOB_TIME_LIMIT", "0", "is not a number of seconds above 0"),
+        ("REGCTL_JOB_TIME_LIMIT", "inf", "is not a number of seconds above 0"),
+        ("REGCTL_HEARTBEAT_TIMEOUT", "nan", "is not a number of seconds above 0"),
+        ("REGCTL_QUEUED_TIMEOUT", "-5", "is not a number of seconds above 0"),
+        ("REGCTL_GPU_ON_CPU", "maybe", "is not on or off"),
+        ("REGCTL_SANDBOX", "loose", "is not a sandbox mode"),
+    ],
+)
+def test_a_malformed_setting_is_refused_by_name(key: str, raw: str, fragment: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Settings.from_env({key: raw})
+    message = str(info.value)
+    assert message.startswith(f"{key}={raw!r}") and fragment in message and "\n" not in message
+
+
+def test_well_formed_settings_are_read_as_given(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "REGCTL_HOME": str(tmp_path),
+            "REGCTL_MAX_ATTEMPTS": " 4 ",
+            "REGCTL_JOB_SOFT_TIME_LIMIT": "2.5",
+            "REGCTL_SANDBOX_MEMORY_MB": "0",  # 0 means "the default share of the machine"
+            "REGCTL_GPU_ON_CPU": "On",
+        }
+    )
+    assert (settings.max_attempts, settings.job_soft_time_limit) == (4, 2.5)
+    assert settings.sandbox_memory_mb == 0 and settings.gpu_on_cpu is True
+
+
+def test_every_on_off_setting_follows_one_rule() -> None:
+    for raw, value in [("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False), ("No", False)]:
+        assert parse_flag("REGCTL_X", raw, default=not value) is value
+    assert (
+        parse_flag("REGCTL_X", "", default=True) is True
+        and parse_flag("REGCTL_X", None, default=False) is False
+    )
+    with pytest.raises(InvalidInput, match="REGCTL_X='2' is not on or off"):
+        parse_flag("REGCTL_X", "2", default=True)
+
+
+def test_a_heartbeat_slower_than_its_timeout_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="must be below REGCTL_HEARTBEAT_TIMEOUT"):
+        Settings.from_env({"REGCTL_HEARTBEAT_INTERVAL": "10", "REGCTL_HEARTBEAT_TIMEOUT": "5"})
+
+
+def test_a_home_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "not-a-dir"
+    home.write_text("x")
+    with pytest.raises(InvalidInput, match="is a file, not a directory"):
+        Settings.from_env({"REGCTL_HOME": str(home)})
+
+
+def _regctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return subprocess.run([REGCTL, *args], env={**base, **env}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("nonsense", "does not parse as a URL; use sqlite:///PATH or postgresql://"),
+        ("postgresql://u@h:port/db", "does not parse as a URL"),
+        ("mysql://user@host/db", "names the database 'mysql', which regctl does not run on"),
+    ],
+)
+def test_a_database_url_regctl_cannot_use_is_a_usage_error(tmp_path: Path, url: str, fragment: str) -> None:
+    done = _regctl({"REGCTL_HOME": str(tmp_path), "REGCTL_DATABASE_URL": url}, "models", "list")
+    assert done.returncode == 2, done.stderr
+    assert fragment in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_settings_errors_reach_the_cli_as_exit_2(tmp_path: Path) -> None:
+    done = _regctl({"REGCTL_HOME": str(tmp_path), "REGCTL_MAX_ATTEMPTS": "2.7"}, "models", "list")
+    assert done.returncode == 2 and "REGCTL_MAX_ATTEMPTS='2.7' is not a whole number" in done.stderr
+
+
+@pytest.mark.postgres
+def test_a_database_on_another_schema_revision_exits_6(postgres_url: str) -> None:
+    from tests.conftest import create_postgres_database, drop_postgres_database
+
+    empty = create_postgres_database()
+    try:
+        done = _regctl({"REGCTL_DATABASE_URL": empty, "REGCTL_HOME": "/tmp"}, "models", "list")
+        assert done.returncode == 6, done.stderr
+        assert "run 'regctl db upgrade'" in done.stderr and done.stderr.count("\n") == 1
+    finally:
+        drop_postgres_database(empty)
