@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from registry.errors import CorruptedArtifact, InvalidSpec
-from registry.spec import SPEC_FILENAME, ModelSpec
+from registry.spec import SPEC_FILENAME, ModelSpec, entrypoint_files
 
 BUNDLE_SUFFIX = ".tar"
 _SKIPPED_DIRS = {"__pycache__", "site-packages", "node_modules", "__pypackages__", "venv", "virtualenv"}
@@ -121,7 +121,19 @@ def collect_files(directory: Path, spec: ModelSpec) -> dict[str, Path]:
         if Path(name).as_posix() != weights:
             files[Path(name).as_posix()] = path
     files.pop(weights or "", None)  # a weights file ending in .py is still weights
+    _check_entrypoint_included(directory, spec, files)
     return dict(sorted(files.items()))
+
+
+def _check_entrypoint_included(directory: Path, spec: ModelSpec, files: dict[str, Path]) -> None:
+    """The entrypoint's file must be one the bundle carries, or the version could never be built."""
+    candidates = entrypoint_files(spec.entrypoint)
+    if any(c in files for c in candidates):
+        return
+    raise InvalidSpec(
+        f"{directory / candidates[0]}: the entrypoint {spec.entrypoint} lives where the bundle does not "
+        "look (hidden files and folders, __pycache__ and virtualenv folders are left out); move it"
+    )
 
 
 def weights_file(directory: Path, spec: ModelSpec, max_bytes: int) -> Path | None:
@@ -144,6 +156,8 @@ def _named_file(directory: Path, root: Path, name: str) -> Path:
     if Path(name).is_absolute() or ".." in Path(name).parts:
         raise InvalidSpec(f"{path}: the path escapes the model directory {directory}; keep files inside it")
     _check_inside(path, root)
+    if path.exists() and not path.is_file():
+        raise InvalidSpec(f"{path} is not a regular file; the spec must name a file in {directory}")
     if not path.is_file():
         raise InvalidSpec(f"{path}: the file is missing; the spec names it, so it must be in {directory}")
     return path
@@ -155,19 +169,34 @@ def _walk_code(current: Path, root: Path, prefix: str, seen: set[Path]) -> Itera
         path, name = Path(entry.path), f"{prefix}{entry.name}"
         if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
             continue
+        if entry.is_symlink():
+            _resolve(path)  # a loop is refused before anything follows it
         if entry.is_dir(follow_symlinks=True):
             real = _check_inside(path, root) if entry.is_symlink() else path.resolve()
             if real in seen or any((path / marker).exists() for marker in _VENV_MARKERS):
                 continue
             yield from _walk_code(path, root, f"{name}/", seen | {real})
         elif entry.name.endswith(".py"):
-            if entry.is_symlink() and not _check_inside(path, root).is_file():
+            if entry.is_symlink() and not _check_inside(path, root).exists():
                 raise InvalidSpec(f"{path} is a broken symlink; remove it or point it at a file in {root}")
+            if not entry.is_file(follow_symlinks=True):
+                raise InvalidSpec(
+                    f"{path} is not a regular file (a named pipe, socket or device); remove it from {root}"
+                )
             yield name, path
 
 
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop
+        raise InvalidSpec(
+            f"{path} is a symlink loop; replace the link with the file it should name"
+        ) from None
+
+
 def _check_inside(path: Path, root: Path) -> Path:
-    real = path.resolve()
+    real = _resolve(path)
     if not real.is_relative_to(root):
         raise InvalidSpec(
             f"{path} is a symlink to {real}, outside the model directory {root}; "
@@ -176,9 +205,18 @@ def _check_inside(path: Path, root: Path) -> Path:
     return real
 
 
+MAX_FILES = 10_000  # members of one bundle; an upload is held to the same number
+
+
 def _check_size(directory: Path, files: dict[str, Path], max_bytes: int) -> None:
+    if len(files) > MAX_FILES:
+        raise InvalidSpec(
+            f"model directory {directory} holds {len(files)} files to bundle, more than {MAX_FILES}; "
+            "keep data out of the directory (only .py files and the spec's files are bundled)"
+        )
     sizes = {name: path.stat().st_size for name, path in files.items()}
-    total = sum(sizes.values())
+    # What the tar really takes: a 512-byte header per member and each file padded to 512 bytes.
+    total = sum(512 + -(-size // 512) * 512 for size in sizes.values()) + 1024
     if total > max_bytes:
         largest = max(sizes, key=lambda name: sizes[name])
         raise InvalidSpec(

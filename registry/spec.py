@@ -31,6 +31,10 @@ MINIMAL_SPEC = (
 _TOP_KEYS = ("entrypoint", "weights", "method", "device", "optimize", "inputs", "dims", "validation")
 _INPUT_KEYS = ("name", "dtype", "shape", "low", "high")
 _DIM_KEYS = ("min", "max", "opt", "batch")
+# Sane caps: the battery runs every input at the dims' max several times; bigger means a typo.
+MAX_SAMPLES = 1000
+MAX_DIM = 2**24
+MAX_ELEMENTS = 2**31
 _VALIDATION_KEYS = ("rtol", "atol", "samples", "inputs")
 
 
@@ -127,6 +131,10 @@ def load_spec(directory: Path) -> ModelSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InvalidSpec(f"{path}: not valid TOML: {exc}; fix the syntax there") from None
+    except RecursionError:
+        raise InvalidSpec(
+            f"{path}: tables or arrays nest too deeply to read; a spec needs only a few levels"
+        ) from None
     except UnicodeDecodeError as exc:
         raise InvalidSpec(
             f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
@@ -229,12 +237,14 @@ class _Checker:
             raise self.bad(key, value, f"is {_kind(value)}", expected or _EXPECTED[kind])
         return value
 
-    def integer(self, key: str, value: Any, minimum: int = 1) -> int:
-        expected = f"an integer >= {minimum}"
+    def integer(self, key: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+        expected = f"an integer >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
         if value is None:
             raise self.missing(key, expected)
         if self.typed(key, value, int, expected) < minimum:
             raise self.bad(key, value, f"is less than {minimum}", expected)
+        if maximum is not None and value > maximum:
+            raise self.bad(key, value, f"is more than {maximum}", expected)
         return value
 
     def number(self, key: str, value: Any, minimum: float | None = None) -> float | None:
@@ -269,12 +279,18 @@ class _Checker:
             return candidates[0]
         root = self.directory.resolve()
         for rel in candidates:
-            real = (self.directory / rel).resolve()
+            try:
+                real = (self.directory / rel).resolve()
+            except (RuntimeError, OSError):  # a symlink loop
+                fix = f"{expected}; replace the link with the file"
+                raise self.bad(key, value, "is a symlink loop", fix) from None
             if not real.is_relative_to(root):
                 problem = f"resolves to {real}, outside the model directory {root}"
                 raise self.bad(key, value, problem, f"{expected}; copy the file in instead of linking to it")
             if real.is_file():
                 return rel
+            if real.exists() and not real.is_dir():
+                raise self.bad(key, value, "is not a regular file (a pipe, socket or device)", expected)
         looked = " or ".join(str(self.directory / rel) for rel in candidates)
         raise self.bad(key, value, f"names a file that does not exist: looked for {looked}", expected)
 
@@ -298,7 +314,7 @@ class _Checker:
         if module.endswith(".py"):
             candidates = [self.relative("entrypoint", value, module)]
         elif all(_is_identifier(part) for part in module.split(".")):
-            candidates = [module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"]
+            candidates = entrypoint_files(value)
         else:
             raise self.bad("entrypoint", value, "is neither a .py file nor a dotted module name", expected)
         self.find("entrypoint", value, candidates, expected)
@@ -323,7 +339,8 @@ class _Checker:
             raise self.bad(key, table, "is not named by a Python identifier", f"{expected}, named like seq")
         self.typed(key, table, dict, expected)
         self.known_keys(table, _DIM_KEYS, key)
-        low, high = self.integer(f"{key}.min", table.get("min")), self.integer(f"{key}.max", table.get("max"))
+        low = self.integer(f"{key}.min", table.get("min"), maximum=MAX_DIM)
+        high = self.integer(f"{key}.max", table.get("max"), maximum=MAX_DIM)
         if low > high:
             raise self.bad(f"{key}.min", low, f"is greater than max = {high}", "1 <= min <= opt <= max")
         opt = self.integer(f"{key}.opt", table.get("opt", (low + high) // 2))
@@ -390,11 +407,17 @@ class _Checker:
                 raise self.bad(f"{key}[{j}]", size, f"is {_kind(size)}", expected)
             if isinstance(size, int) and size < 1:
                 raise self.bad(f"{key}[{j}]", size, f"is a {'negative' if size else 'zero'} size", expected)
+            if isinstance(size, int) and size > MAX_DIM:
+                raise self.bad(f"{key}[{j}]", size, f"is more than {MAX_DIM}", expected)
             if isinstance(size, str) and size not in dims:
                 declared = ", ".join(dims) or "none"
                 problem = f"names a dim that is not declared in [dims] (declared: {declared})"
                 fix = f" or add [dims] {size} = {{ min = 1, max = 64 }}"
                 raise self.bad(f"{key}[{j}]", size, problem + _did_you_mean(size, dims), expected + fix)
+        largest = math.prod(dims[s].max if isinstance(s, str) else s for s in value)
+        if largest > MAX_ELEMENTS:
+            problem = f"holds {largest:,} elements at the dims' max, more than {MAX_ELEMENTS:,}"
+            raise self.bad(key, value, problem, "an input a battery can hold in memory; lower the dims' max")
         return tuple(value)
 
     def all_dims_used(self, dims: dict[str, DimSpec], inputs: tuple[InputSpec, ...]) -> None:
@@ -416,9 +439,19 @@ class _Checker:
         return ValidationSpec(
             rtol=float(rtol or 0.0),
             atol=float(atol or 0.0),
-            samples=self.integer("validation.samples", raw.get("samples", default.samples)),
+            samples=self.integer(
+                "validation.samples", raw.get("samples", default.samples), maximum=MAX_SAMPLES
+            ),
             inputs=self.data_file("validation.inputs", raw.get("inputs"), RECORDED_INPUT_SUFFIXES),
         )
+
+
+def entrypoint_files(entrypoint: str) -> list[str]:
+    """The files an entrypoint may live in, relative to the model directory, preferred first."""
+    module = entrypoint.partition(":")[0]
+    if module.endswith(".py"):
+        return [str(PurePosixPath(module.replace("\\", "/")))]
+    return [module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"]
 
 
 def prepare_spec(directory: Path, method: str | None = None, device: str | None = None) -> ModelSpec:
