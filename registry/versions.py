@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from registry import audit
 from registry.access import Caller
 from registry.bundle import build_bundle, weights_file
-from registry.db import session_scope
+from registry.db import ensure_schema, session_scope
 from registry.entities import VersionInfo, VersionRow
 from registry.errors import InvalidInput
 from registry.jobs import queue_for
@@ -48,6 +48,8 @@ def register_version(
     directory = Path(directory)
     spec = prepare_spec(directory, method, device)
     weights = weights_file(directory, spec, settings.max_weights_bytes)
+    # An unreachable or outdated database fails here, before any blob is stored (no orphans).
+    ensure_schema(settings.database_url)
     store = open_store(settings.artifact_store)
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)

@@ -295,3 +295,19 @@ def test_an_alias_with_a_trailing_newline_is_refused(settings: Settings, model_d
     with pytest.raises(InvalidInput, match="is not valid"):
         set_alias(settings, "m", "prod\n", 1)
     assert alias_history(settings, "m") == []
+
+
+def test_an_unreachable_database_fails_registration_before_anything_is_stored(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    from registry.errors import ServiceUnavailable
+
+    settings = Settings.from_env(
+        {},
+        home=tmp_path / "home",
+        database_url="postgresql://regctl@127.0.0.1:1/nothing",  # nothing listens on port 1
+        artifact_store=str(tmp_path / "home" / "artifacts"),
+    )
+    with pytest.raises(ServiceUnavailable):
+        register_version(settings, "m", model_dir)
+    assert _stored_blobs(settings) == set()
