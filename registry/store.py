@@ -30,6 +30,7 @@ from typing import BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from registry.digests import sha256_file
 from registry.errors import CorruptedArtifact, InvalidInput, NotFound, RegctlError, ServiceUnavailable
 
 CHUNK_SIZE = 1 << 20
@@ -43,12 +44,6 @@ class BlobRef:
     sha256: str
     size: int
     uri: str
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of the file at `path`, reading it in small buffers."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def open_store(url: str) -> ArtifactStore:

@@ -45,7 +45,7 @@ class JudgedJob:
     report: dict[str, Any]
     torchscript_path: Path | None = None
     exported_path: Path | None = None
-    retry: str | None = None  # the lean round found nothing: run the full round
+    retry: dict[str, Any] | None = None  # the lean round found nothing: the full round's `first_round`
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,7 @@ def run_conversion(
         return lean
     progress("full round: every candidate as compiled")
     full = WorkDir.create(work.root / "full", work.model, None, sandbox_uid(settings))
-    first = {"error": lean.report.get("error"), "candidates": lean.report.get("candidates")}
-    args = {"kind": "convert", "method": method, "lean": False, "first_round": first}
+    args = {"kind": "convert", "method": method, "lean": False, "first_round": lean.retry}
     return _run(settings, spec, full, args, progress, check)
 
 
@@ -318,7 +317,7 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
     )
     if ok and torchscript is None and result.get("method"):
         return _failed("the judge accepted an artifact the model process did not leave", sandbox)
-    retry = result.get("retry") if not ok and isinstance(result.get("retry"), str) else None
+    retry = scrub(result["retry"]) if not ok and isinstance(result.get("retry"), dict) else None
     error = one_line(result.get("error")) if not ok else None
     if not ok:
         report["error"] = error
@@ -331,7 +330,7 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
         report,
         torchscript,
         exported,
-        one_line(retry) if retry else None,
+        retry,
     )
 
 

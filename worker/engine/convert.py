@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from registry.spec import METHODS, ModelSpec
-from worker.engine.judge import ARTIFACT_NAME, EXPORTED_NAME, ConversionResult, judge_conversion
+from worker.engine.judge import ConversionResult, judge_conversion
 from worker.engine.model_side import run_model_side
 
-__all__ = ["ARTIFACT_NAME", "EXPORTED_NAME", "ConversionResult", "convert_model"]
+__all__ = ["ConversionResult", "convert_model"]
 SIDE_DIR = "model-side"
 FULL_DIR = "full"
 
@@ -41,12 +41,7 @@ def convert_model(
     result = _round(Path(model_dir), spec, out_dir, requested, progress, None)
     if result.retry is None:
         return result
-    return _round(Path(model_dir), spec, out_dir / FULL_DIR, requested, progress, first_round(result.report))
-
-
-def first_round(report: dict[str, Any]) -> dict[str, Any]:
-    """What the full round reports of the lean one that found nothing."""
-    return {"error": report.get("error"), "candidates": report.get("candidates")}
+    return _round(Path(model_dir), spec, out_dir / FULL_DIR, requested, progress, result.retry)
 
 
 def _round(

@@ -37,10 +37,9 @@ from worker.engine.loader import LoadedModel
 
 @dataclass
 class ExportOutcome:
-    """The saved program's bytes when it exported and matched eager everywhere; else why not."""
+    """Where the program is once exported (model side) or once it matched eager (judge side); else why not."""
 
-    data: bytes | None = None
-    saved: Path | None = None  # where the model side saved it
+    saved: Path | None = None
     error: str | None = None
     detail: str | None = None
     failed_input: str | None = None
@@ -50,7 +49,7 @@ class ExportOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.data is not None
+        return self.saved is not None
 
 
 class FunctionModule(nn.Module):
@@ -96,7 +95,7 @@ def export_program(
 
 
 def judge_program(
-    data: bytes | Path,
+    path: Path,
     spec: ModelSpec,
     device: torch.device,
     battery: list[BatteryCase],
@@ -107,9 +106,8 @@ def judge_program(
     start = time.perf_counter()
     outcome = ExportOutcome()
     try:
-        source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
         with _quiet_torch(), plain_data_only():
-            runnable = torch.export.load(source).module()
+            runnable = torch.export.load(str(path)).module()
     except Exception as exc:
         outcome.error = f"saving or loading the exported program failed: {describe_exception(exc)}"
         return outcome
@@ -125,7 +123,7 @@ def judge_program(
     )
     outcome.check = check
     if check.ok:
-        outcome.data = data if isinstance(data, bytes) else b""
+        outcome.saved = path
     else:
         outcome.error = f"the exported program {check.error}"
         outcome.failed_input = check.failed_input

@@ -29,7 +29,6 @@ candidates that lost are dropped as soon as the choice is made.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any
 
 import torch
 
+from registry.digests import sha256_file
 from registry.spec import METHODS, ModelSpec
 from worker.engine.battery import BatteryCase, build_battery
 from worker.engine.capture import WarningLog, WarningRecord, describe_exception
@@ -69,8 +69,6 @@ from worker.engine.report import (
     versions,
 )
 
-ARTIFACT_NAME = "model.pt"
-EXPORTED_NAME = "model.pt2"
 RESULT_FILE = "result.json"
 MAX_LABELS = 20
 RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
@@ -97,7 +95,7 @@ class ConversionResult:
     exported_path: Path | None  # the model process's model.pt2 when torch.export worked and validated
     report: dict[str, Any]  # JSON-safe, see report.py
     error: str | None  # one line for the user when not ok
-    retry: str | None = None  # a lean round found nothing: run the full round (why)
+    retry: dict[str, Any] | None = None  # a lean round found nothing: the full round's `first_round`
 
 
 @dataclass(frozen=True)
@@ -302,7 +300,6 @@ class _Conversion:
         self.report = new_report(spec, requested)
         self.timings = self.report["timings"]
         self.device = torch.device("cpu")
-        self._latencies: dict[int, tuple[Any, Latency]] = {}
 
     def run(self) -> ConversionResult:
         start = time.perf_counter()
@@ -344,7 +341,7 @@ class _Conversion:
         rejected = [n for n in rejected if not self.report["candidates"][n]["ok"]]
         if rejected:  # the optimization may be what broke it: the full round decides without it
             error = f"the optimized {rejected[0]} artifact {self.report['candidates'][rejected[0]]['error']}"
-            return self._result(None, None, error, retry=error)
+            return self._result(None, None, error, retry=True)
         if not passed:
             return self._result(None, None, self._no_candidate_error(order))
         chosen = passed[0]
@@ -358,7 +355,6 @@ class _Conversion:
         method, path = chosen.name, chosen.path
         # Released before the LibTorch runner loads the same file: never two copies of the weights.
         del chosen
-        self._latencies.clear()
         if error := self._libtorch(path, battery, reference):
             return self._result(None, None, error)
         return self._result(method, path, None, self._export(side, battery, reference))
@@ -447,14 +443,8 @@ class _Conversion:
     def _latency(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
         self.progress("measuring latency")
         with timed(self.timings, "latency_s"):
-            artifact = self._measure(final.loaded, case)
+            artifact = measure(final.loaded, case, self.device)
         self.report["latency"] = _latency(side, artifact)
-
-    def _measure(self, fn: Any, case: BatteryCase) -> Latency:
-        """Median latency of `fn` on `case`, measured once per callable (optimize and report share it)."""
-        if id(fn) not in self._latencies:
-            self._latencies[id(fn)] = (fn, measure(fn, case, self.device))
-        return self._latencies[id(fn)][1]
 
     def _export(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> Path | None:
         claimed = side.export
@@ -518,7 +508,7 @@ class _Conversion:
         error: str | None,
         exported_path: Path | None = None,
         *,
-        retry: str | None = None,
+        retry: bool = False,
     ) -> ConversionResult:
         self.report["method"] = method
         self.report["error"] = error
@@ -526,20 +516,11 @@ class _Conversion:
             self.report["why"] = error
         if self.first_round is not None:
             self.report["first_round"] = self.first_round
+        # What the full round is told of this one: its verdict and each candidate's.
+        full_round = {"error": error, "candidates": self.report["candidates"]} if retry else None
         return ConversionResult(
-            error is None, method, torchscript_path, exported_path, self.report, error, retry
+            error is None, method, torchscript_path, exported_path, self.report, error, full_round
         )
-
-
-def reload(path: Path, device: torch.device) -> tuple[str, Any]:
-    """The sha256 of a saved artifact and the artifact loaded back: what is validated is what gets stored."""
-    return sha256_file(path), torch.jit.load(str(path), map_location=device)
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of the file at `path`."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _judge_warnings(records: list[WarningRecord]) -> list[dict[str, Any]]:
@@ -555,7 +536,7 @@ def _write_result(
     report: dict[str, Any],
     *,
     method: str | None = None,
-    retry: str | None = None,
+    retry: dict[str, Any] | None = None,
 ) -> None:
     payload = {"ok": ok, "error": error, "method": method, "report": report, "retry": retry}
     (out_dir / RESULT_FILE).write_text(dumps(payload))
