@@ -35,7 +35,7 @@ from worker.sandbox.confine import (
     enter_namespaces,
 )
 from worker.sandbox.plan import SandboxPlan
-from worker.sandbox.waiters import INIT_WAIT, LAUNCHER_WAIT, become
+from worker.sandbox.waiters import become, init_waits, launcher_waits
 
 EXIT_REFUSED = 90  # strict mode could not set up the sandbox
 EXIT_ROLE_ERROR = 91  # the role's own code raised (an engine bug, never the model's error)
@@ -72,10 +72,8 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
         _init(plan, role, args, progress_fd, status_w, protections)
     os.close(status_w)
     os.close(progress_fd)
-    become(LAUNCHER_WAIT, pid, status_r, EXIT_ROLE_ERROR, keep=(status_r,))
-    _, status = os.waitpid(pid, 0)  # only where the interpreter could not be run afresh
-    reported = os.read(status_r, 64).decode().strip()
-    _reproduce(int(reported) if reported.lstrip("-").isdigit() else status)
+    become("launcher", pid, status_r, EXIT_ROLE_ERROR, keep=(status_r,))
+    launcher_waits(pid, status_r, EXIT_ROLE_ERROR)  # only where the interpreter could not be run afresh
 
 
 def _init(
@@ -101,10 +99,8 @@ def _init(
         os.close(status_w)
         _role(plan, role, args, paths, progress_fd)
     os.close(progress_fd)
-    become(INIT_WAIT, pid, status_w, keep=(status_w,))
-    status = _reap(pid)  # only where the interpreter could not be run afresh
-    os.write(status_w, str(status).encode())
-    os._exit(0)
+    become("init", pid, status_w, keep=(status_w,))
+    init_waits(pid, status_w)  # only where the interpreter could not be run afresh
 
 
 def _rearm_death_signal(parent: int) -> None:
@@ -113,17 +109,6 @@ def _rearm_death_signal(parent: int) -> None:
     linux.die_with_parent(signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(EXIT_ROLE_ERROR)
-
-
-def _reap(pid: int) -> int:
-    """Wait for the role, reaping any orphan the PID namespace hands to this init meanwhile."""
-    while True:
-        try:
-            done, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 0
-        if done == pid:
-            return status
 
 
 def _role(plan: SandboxPlan, role: str, args: dict, paths: dict[str, str], progress_fd: int) -> NoReturn:
@@ -168,17 +153,6 @@ def _role(plan: SandboxPlan, role: str, args: dict, paths: dict[str, str], progr
 def _refuse(progress_fd: int, reason: str) -> NoReturn:
     os.write(progress_fd, b"E " + reason.encode()[:3000] + b"\n")
     os._exit(EXIT_REFUSED)
-
-
-def _reproduce(status: int) -> NoReturn:
-    """Exit the way the role did: its exit code, or its signal."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be caught anyway
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-        os._exit(128 + sig)  # a signal whose default is to be ignored
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_ROLE_ERROR)
 
 
 def _close_fds_except(keep: set[int]) -> None:

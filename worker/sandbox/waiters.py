@@ -1,60 +1,76 @@
-"""The two processes of a sandboxed role that only wait, as small fresh programs instead of torch forks.
+"""What the launcher and the PID-namespace init do once they only wait for their one child.
 
-The launcher and the PID-namespace init are forks of the zygote, so each maps everything the zygote
-imported (torch: a few hundred MB of pages). Once they have forked their one child they only wait
-for it, so they exec a bare `python -S -I -c` running the code below: the same pid, the same
-children, the same descriptors they pass on, a few MB of memory. Nothing here may import anything
-beyond the interpreter's builtins, and both keep PR_SET_PDEATHSIG across the exec.
+Both are forks of the zygote, so each maps everything the zygote imported (torch: a few hundred MB
+of pages). Once their child is forked they exec a bare `python -S -I` running this file (`become`):
+the same pid, the same children, the descriptors they pass on, a few MB of memory. Where that
+interpreter cannot be started they call the same functions in place. So this file may import the
+standard library only, and both keep PR_SET_PDEATHSIG across the exec.
+
+    python -S -I waiters.py init ROLE_PID STATUS_FD           reap, write the role's status, exit 0
+    python -S -I waiters.py launcher INIT_PID STATUS_FD CODE  wait, then end the way the role ended
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
-
-# Runs as PID 1 of the role's namespace: reap every orphan, report the role's status on the pipe.
-INIT_WAIT = """
-import os, sys
-role, status_w = int(sys.argv[1]), int(sys.argv[2])
-status = 0
-while True:
-    try:
-        done, code = os.waitpid(-1, 0)
-    except ChildProcessError:
-        break
-    if done == role:
-        status = code
-        break
-os.write(status_w, str(status).encode())
-os._exit(0)
-"""
-
-# Runs as the launcher: wait for init, then die the way the role did (its exit code or its signal).
-LAUNCHER_WAIT = """
-import os, signal, sys
-init, status_r, refused = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-_, status = os.waitpid(init, 0)
-reported = os.read(status_r, 64).decode().strip()
-status = int(reported) if reported.lstrip("-").isdigit() else status
-if os.WIFSIGNALED(status):
-    sig = os.WTERMSIG(status)
-    if sig not in (signal.SIGKILL, signal.SIGSTOP):
-        signal.signal(sig, signal.SIG_DFL)
-    os.kill(os.getpid(), sig)
-    os._exit(128 + sig)
-os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else refused)
-"""
+from typing import NoReturn
 
 
-def become(code: str, *numbers: int, keep: tuple[int, ...] = ()) -> None:
-    """exec a bare interpreter running `code` with `numbers` as its arguments; return if it cannot.
+def reap(pid: int) -> int:
+    """Wait for the role, reaping any orphan the PID namespace hands to this init meanwhile."""
+    while True:
+        try:
+            done, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        if done == pid:
+            return status
 
-    `keep` are descriptors the program needs; every other one was closed or is close-on-exec.
+
+def init_waits(role: int, status_w: int) -> NoReturn:
+    """The init's last part: reap until the role ends, report its status on the pipe."""
+    os.write(status_w, str(reap(role)).encode())
+    os._exit(0)
+
+
+def launcher_waits(init: int, status_r: int, no_status: int) -> NoReturn:
+    """The launcher's last part: wait for the init, then end the way the role did."""
+    _, status = os.waitpid(init, 0)
+    reported = os.read(status_r, 64).decode().strip()
+    reproduce(int(reported) if reported.lstrip("-").isdigit() else status, no_status)
+
+
+def reproduce(status: int, no_status: int) -> NoReturn:
+    """Exit the way the role did: its exit code, or its signal; `no_status` when neither is known."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be caught anyway
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)  # a signal whose default is to be ignored
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else no_status)
+
+
+def become(which: str, *numbers: int, keep: tuple[int, ...] = ()) -> None:
+    """exec a bare interpreter running `which` ("init" or "launcher") of this file; return if it cannot.
+
+    `keep` are the descriptors it needs; every other one was closed or is close-on-exec.
     """
     for fd in keep:
         os.set_inheritable(fd, True)
     try:
-        os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", code, *map(str, numbers)])
+        os.execv(
+            sys.executable, [sys.executable, "-S", "-I", os.path.abspath(__file__), which, *map(str, numbers)]
+        )
     except OSError:
         for fd in keep:
             os.set_inheritable(fd, False)
+
+
+if __name__ == "__main__":
+    _numbers = [int(n) for n in sys.argv[2:]]
+    if sys.argv[1] == "init":
+        init_waits(*_numbers)
+    launcher_waits(*_numbers)
