@@ -115,12 +115,10 @@ def collect_files(directory: Path, spec: ModelSpec) -> dict[str, Path]:
     """The files a bundle of `directory` holds (the weights aside): member name -> path, sorted by name."""
     root = directory.resolve()
     files = dict(_walk_code(directory, root, "", {root}))
-    weights = Path(spec.weights).as_posix() if spec.weights else None
     for name in [SPEC_FILENAME, *spec.data_files()]:
-        path = _named_file(directory, root, name)
-        if Path(name).as_posix() != weights:
-            files[Path(name).as_posix()] = path
-    files.pop(weights or "", None)  # a weights file ending in .py is still weights
+        files[Path(name).as_posix()] = _named_file(directory, root, name)
+    if spec.weights:  # checked above like every named file, but stored as its own blob
+        files.pop(Path(spec.weights).as_posix())
     _check_entrypoint_included(directory, spec, files)
     return dict(sorted(files.items()))
 

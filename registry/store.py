@@ -75,6 +75,17 @@ def _storage_options(root: str) -> dict:
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
 
+def _linked(source: str | Path, dest: str | Path) -> bool:
+    """Hard-link `source` (never following a link) at `dest`; False where only a copy can work."""
+    try:
+        os.link(source, dest, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_LINK:
+            raise
+        return False
+    return True
+
+
 def _check_sha(sha256: str) -> str:
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise InvalidInput(f"{sha256!r} is not a sha256 digest; expected 64 lowercase hex characters")
@@ -429,12 +440,8 @@ class ArtifactStore:
             if digest != sha256:
                 raise self._corrupted(sha256, digest)
             Path(dest).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(key, dest)
+            if _linked(key, dest):
                 return BlobRef(sha256, size, self.uri_for(sha256))
-            except OSError as exc:
-                if exc.errno not in _CANNOT_LINK:
-                    raise
         return self.copy_to(sha256, dest)
 
     def adopt_file(self, path: Path) -> BlobRef:
@@ -460,11 +467,7 @@ class ArtifactStore:
                 return BlobRef(sha, info.st_size, self.uri_for(sha))
             tmp = self._new_temp()
             os.unlink(tmp)
-            try:
-                os.link(path, tmp, follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno not in _CANNOT_LINK:
-                    raise
+            if not _linked(path, tmp):
                 return self.put_file(path)
             try:
                 linked = os.lstat(tmp)
