@@ -1,9 +1,6 @@
-"""Artifacts of a version: recording new ones and fetching stored ones to a path."""
+"""Artifacts of a version: finding the stored one of a kind (fetching goes through service.artifacts)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -15,7 +12,6 @@ from registry.records import artifact_info
 from registry.refs import Ref
 from registry.schema import ARTIFACT_KINDS, Artifact
 from registry.settings import Settings
-from registry.store import open_store
 
 
 def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tuple[str, ArtifactInfo]:
@@ -36,20 +32,3 @@ def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tu
                 hint = "torch.export did not succeed for it (see the report in 'regctl versions show')"
             raise NotFound(f"{model.name}:{version.version} has no {kind} artifact; {hint}")
         return f"{model.name}:{version.version}", artifact_info(row)
-
-
-def fetch_artifact(
-    settings: Settings,
-    ref: Ref,
-    dest: Path,
-    kind: str = "torchscript",
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[str, ArtifactInfo]:
-    """Copy the artifact to `dest` atomically; the checksum is verified before `dest` appears.
-
-    `progress(done, total)` is called with byte counts as the copy goes.
-    """
-    version_ref, artifact = find_artifact(settings, ref, kind)
-    report = None if progress is None else (lambda done: progress(done, artifact.size))
-    open_store(settings.artifact_store).copy_to(artifact.sha256, dest, progress=report)
-    return version_ref, artifact

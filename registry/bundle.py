@@ -83,17 +83,6 @@ def build_bundle(
     )
 
 
-def extract_bundle(bundle_path: Path, dest_dir: Path) -> Path:
-    """Unpack a bundle into `dest_dir` (created if needed), refusing unsafe members; return `dest_dir`."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(bundle_path, mode="r:*") as tar:
-            tar.extractall(dest_dir, filter="data")
-    except tarfile.TarError as exc:
-        raise CorruptedArtifact(f"source bundle {bundle_path} cannot be unpacked safely: {exc}") from None
-    return dest_dir
-
-
 def extract_stream(chunks: Iterator[bytes], dest_dir: Path, name: str) -> Path:
     """Unpack a bundle as its chunks arrive, with no copy of the tar on disk; return `dest_dir`.
 
