@@ -296,7 +296,8 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
     """Read the judge's result.json and locate the artifact files it proved.
 
     The artifacts stay where the model process wrote them; the judge proved them there and named
-    them. The pipeline stores each only if its sha256 is the one the judge proved.
+    them. The pipeline keeps the exported program only if its sha256 is the one the judge proved,
+    and queues a validate job when the TorchScript artifact's is not.
     """
     data = _read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
     if data is None:
