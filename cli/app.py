@@ -120,7 +120,8 @@ def cli(
     REF is NAME (newest ready version), NAME:VERSION or NAME@ALIAS.
     Exit codes: 0 success, 1 a job or validation failed, 2 bad usage or input,
     3 not found, 4 a service (server, database, broker, store) is unreachable,
-    5 not allowed (no valid token, or its role or model pattern does not cover the action).
+    5 not allowed (no valid token, or its role or model pattern does not cover the action),
+    6 the registry's data needs attention (outdated schema, damaged database or blob: regctl doctor).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli import access, catalog, deploy, jobs, lifecycle, sandbox, serve, workers  # noqa: F401  (registers commands)
+from cli import access, catalog, deploy, doctor, jobs, lifecycle, sandbox, serve, workers  # noqa: F401  (registers commands)
 from cli.app import cli
 
 

@@ -95,12 +95,31 @@ def _create_engine(url: str) -> Engine:
     parsed = _parsed(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
+            _refuse_emptied(Path(parsed.database), url)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **_pool)
+
+
+def _refuse_emptied(path: Path, url: str) -> None:
+    """A zero-length SQLite file is a registry whose data was lost, never one regctl left behind.
+
+    regctl's first connection switches the file to WAL, which writes its header page, so an empty
+    file means truncation (a full disk, a bad copy). Treating it as a new registry would orphan
+    every blob and make every version silently "gone".
+    """
+    try:
+        emptied = path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return  # unreadable: the connection itself reports it
+    if emptied:
+        raise RegistryNeedsAttention(
+            f"the registry database {redact(url)} is an empty file: its data was lost; restore it from a "
+            "backup, or delete it to start a new, empty registry"
+        )
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -147,8 +166,8 @@ def current_revision(url: str) -> str | None:
             if not engine.dialect.has_table(conn, "alembic_version"):
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except (OperationalError, DBAPIError) as exc:
-        raise _unavailable(url, exc) from exc
+    except DBAPIError as exc:
+        raise _failure(url, exc) from exc
 
 
 _session_factories: dict[str, sessionmaker[Session]] = {}
@@ -175,7 +194,12 @@ def session_scope(url: str) -> Iterator[Session]:
         raise AlreadyExists(f"that change conflicts with existing data: {exc.orig}") from exc
     except OperationalError as exc:
         session.rollback()
-        raise _unavailable(url, exc) from exc
+        raise _failure(url, exc) from exc
+    except DBAPIError as exc:
+        session.rollback()
+        if _damaged(exc):
+            raise _failure(url, exc) from exc
+        raise
     except BaseException:
         session.rollback()
         raise
@@ -183,9 +207,36 @@ def session_scope(url: str) -> Iterator[Session]:
         session.close()
 
 
-def _unavailable(url: str, exc: Exception) -> ServiceUnavailable:
+def _damaged(exc: DBAPIError) -> bool:
+    """True when the database reports its own storage as corrupt, rather than being out of reach."""
+    import sqlite3
+
+    orig = exc.orig
+    # SQLITE_CORRUPT and SQLITE_NOTADB arrive as the bare DatabaseError class, never a subclass.
+    if type(orig) is sqlite3.DatabaseError:
+        return True
+    # PostgreSQL's class XX: data_corrupted (XX001) and index_corrupted (XX002).
+    return getattr(orig, "sqlstate", None) in ("XX001", "XX002")
+
+
+def _failure(url: str, exc: DBAPIError) -> RegistryNeedsAttention | ServiceUnavailable:
+    """The one-line error for a database call that failed: damaged data, or a database out of reach."""
+    reason = _reason(exc)
+    if _damaged(exc):
+        return RegistryNeedsAttention(
+            f"the registry database {redact(url)} is damaged ({reason}); restore it from a backup "
+            "('regctl doctor' checks the whole registry)"
+        )
+    return _unavailable(url, exc)
+
+
+def _reason(exc: Exception) -> str:
     lines = str(getattr(exc, "orig", exc)).strip().splitlines()
-    reason = lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unavailable(url: str, exc: Exception) -> ServiceUnavailable:
+    reason = _reason(exc)
     return ServiceUnavailable(
         f"cannot reach the database at {redact(url)} ({reason}); "
         "check REGCTL_DATABASE_URL and that the server is running"

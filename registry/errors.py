@@ -3,7 +3,8 @@
 Every error carries the CLI exit code that DESIGN.md documents:
 1 a job or validation failed, 2 bad usage or input, 3 not found, 4 service unreachable,
 5 not allowed (no valid token, or the token's role or model pattern does not cover the action),
-6 the registry's data cannot be used as it is (a schema this regctl does not run on).
+6 the registry's data cannot be used as it is: a schema this regctl does not run on, a damaged
+  database file, or a stored blob that is missing or no longer matches its sha256.
 """
 
 from __future__ import annotations
@@ -69,14 +70,6 @@ class ConversionFailed(RegctlError):
     code = "conversion_failed"
 
 
-class CorruptedArtifact(RegctlError):
-    """Raised when a stored blob no longer matches its sha256 and must not be handed out."""
-
-    exit_code = 1
-    http_status = 500
-    code = "corrupted_artifact"
-
-
 class ServiceUnavailable(RegctlError):
     """Raised when the database, the broker or the artifact store cannot be reached."""
 
@@ -86,11 +79,24 @@ class ServiceUnavailable(RegctlError):
 
 
 class RegistryNeedsAttention(RegctlError):
-    """Raised when the registry's own data is not what this regctl runs on (an outdated schema)."""
+    """Raised when the registry's own data cannot be used as it is (outdated schema, damaged database)."""
 
     exit_code = 6
     http_status = 503
     code = "registry_needs_attention"
+
+
+class CorruptedArtifact(RegistryNeedsAttention):
+    """Raised when a stored blob no longer matches its sha256 and must not be handed out."""
+
+    http_status = 500
+    code = "corrupted_artifact"
+
+
+class MissingBlob(CorruptedArtifact):
+    """Raised when a blob a row references is absent from the artifact store."""
+
+    code = "missing_blob"
 
 
 class NotAllowed(RegctlError):

@@ -128,8 +128,13 @@ def record_failure(
     artifacts: list[NewArtifact] | None = None,
     summary: dict[str, Any] | None = None,
     state: str = "failed",
+    keep_version: bool = False,
 ) -> JobInfo:
-    """Fail (or cancel) a job and its version, keeping any report it produced; `worker=None` forces it."""
+    """Fail (or cancel) a job and its version, keeping any report it produced; `worker=None` forces it.
+
+    `keep_version` fails only the job and leaves the version as it stood before the job (for a
+    validate job that met a damaged blob: the failure is the store's, not the version's).
+    """
     with session_scope(settings.database_url) as session:
         if worker is None:
             job = session.get_one(Job, job_id)
@@ -139,7 +144,10 @@ def record_failure(
         _add_artifacts(session, job, version, artifacts or [])
         if summary is not None:
             version.summary = {**(version.summary or {}), **summary}
-        version.status = "failed" if state == "failed" else _status_after_cancel(session, version)
+        if state == "failed" and not keep_version:
+            version.status = "failed"
+        else:
+            version.status = _status_after_cancel(session, version)
         return finish_job(settings, job_id, state, error=error, session=session)
 
 

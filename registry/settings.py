@@ -35,6 +35,7 @@ class Settings:
     sandbox_processes: int = 512  # processes and threads of the sandbox's uid
     sandbox_uid: int = 64000  # first of the unprivileged uids used when the worker runs as root
     protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
+    work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that rebuild these settings in another process (a worker)."""
@@ -46,6 +47,7 @@ class Settings:
             "REGCTL_GPU_ON_CPU": "1" if self.gpu_on_cpu else "",
             "REGCTL_SANDBOX": self.sandbox,
             "REGCTL_PROTECTED_ALIASES": ",".join(self.protected_aliases),
+            "REGCTL_WORK_DIR": self.work_dir or "",
         }
         for key, field in _NUMERIC.items():
             env[key] = repr(getattr(self, field))
@@ -77,6 +79,7 @@ class Settings:
             gpu_on_cpu=parse_flag("REGCTL_GPU_ON_CPU", env.get("REGCTL_GPU_ON_CPU"), default=False),
             sandbox=_sandbox_mode(env.get("REGCTL_SANDBOX") or "auto"),
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
+            work_dir=_work_dir(env.get("REGCTL_WORK_DIR") or None),
             **numbers,  # type: ignore[arg-type]
         )
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -115,6 +118,20 @@ def _sandbox_mode(raw: str) -> str:
             "as this machine allows), strict (refuse to run without the full sandbox) or off"
         )
     return mode
+
+
+def _work_dir(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        from registry.errors import InvalidInput
+
+        raise InvalidInput(
+            f"REGCTL_WORK_DIR={raw!r} is not a directory; create it, or unset it to use the system's "
+            "temp directory"
+        )
+    return str(path.resolve())
 
 
 def _aliases(raw: str) -> tuple[str, ...]:

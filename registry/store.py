@@ -31,7 +31,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from registry.digests import sha256_file
-from registry.errors import CorruptedArtifact, InvalidInput, NotFound, RegctlError, ServiceUnavailable
+from registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, RegctlError, ServiceUnavailable
 
 CHUNK_SIZE = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -138,6 +138,24 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """One file found under the store's root: a blob (with its sha256) or an upload temp (sha256 None)."""
+
+    path: str
+    sha256: str | None
+    size: int
+    modified: float  # seconds since the epoch
+
+
+def _facts(info: dict) -> tuple[int, float]:
+    """(size, mtime) from an fsspec info dict, local (`mtime`) or S3 (`LastModified`)."""
+    modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
+    if hasattr(modified, "timestamp"):
+        modified = modified.timestamp()
+    return int(info.get("size") or 0), float(modified)
+
+
 class ArtifactStore:
     """Immutable blobs addressed by sha256 under one fsspec root."""
 
@@ -180,10 +198,11 @@ class ArtifactStore:
                 "check the URL, the network and the credentials"
             ) from exc
 
-    def _not_found(self, sha256: str) -> NotFound:
-        return NotFound(
-            f"artifact blob sha256:{sha256} not found in store {self.root}; check that "
-            "REGCTL_ARTIFACT_STORE names the store this registry was written with, or re-register the model"
+    def _not_found(self, sha256: str) -> MissingBlob:
+        return MissingBlob(
+            f"artifact blob sha256:{sha256} is missing from the store {self.root}; restore it from a backup, "
+            "or check that REGCTL_ARTIFACT_STORE names the store this registry was written with "
+            "('regctl doctor' lists every damaged blob)"
         )
 
     def exists(self, sha256: str) -> bool:
@@ -200,7 +219,7 @@ class ArtifactStore:
         return True
 
     def size(self, sha256: str) -> int:
-        """Return the stored size in bytes of blob `sha256`; raise NotFound when it is absent."""
+        """Return the stored size in bytes of blob `sha256`; raise MissingBlob when it is absent."""
         key = self._key(_check_sha(sha256))
         try:
             with self._reachable():
@@ -341,7 +360,8 @@ class ArtifactStore:
     def _corrupted(self, sha256: str, digest: str) -> CorruptedArtifact:
         return CorruptedArtifact(
             f"artifact blob sha256:{sha256} at {self.uri_for(sha256)} does not match its checksum "
-            f"(read sha256:{digest[:12]}…); re-register the model or re-run the convert job"
+            f"(read sha256:{digest[:12]}…); restore it from a backup, or re-register the model or re-run "
+            "the convert job ('regctl doctor' lists every damaged blob)"
         )
 
     def open_chunks(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -349,7 +369,7 @@ class ArtifactStore:
 
         The checksum is only known once every chunk was read, so a caller streaming to a
         destination must not publish it before this generator finishes; `copy_to` does that safely.
-        NotFound and InvalidInput are raised at call time, before any chunk.
+        MissingBlob and InvalidInput are raised at call time, before any chunk.
         """
         sha256 = _check_sha(sha256)
         if not self.exists(sha256):
@@ -406,6 +426,23 @@ class ArtifactStore:
             return None
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
+    def listing(self) -> Iterator[StoredFile]:
+        """Every blob and every leftover upload temp in the store, with its size and modification time."""
+        with self._reachable():
+            for prefix in ("sha256", "tmp"):
+                found = self.fs.find(f"{self._base}/{prefix}", detail=True) if self._has(prefix) else {}
+                for path, info in sorted(found.items()):
+                    yield StoredFile(path, self._sha_of(path) if prefix == "sha256" else None, *_facts(info))
+
+    def _has(self, prefix: str) -> bool:
+        return bool(self.fs.exists(f"{self._base}/{prefix}"))
+
+    def _sha_of(self, path: str) -> str | None:
+        # sha256/ab/cdef… -> abcdef…; anything else under sha256/ is not a blob of ours
+        head, _, tail = path.rpartition("/")
+        candidate = head.rpartition("/")[2] + tail
+        return candidate if _SHA256.fullmatch(candidate) else None
+
     def presign(self, sha256: str, expires_s: int = 300) -> str | None:
         """A time-limited URL that serves blob `sha256` without credentials, or None for a local store."""
         if self.local or not hasattr(self.fs, "sign"):
@@ -418,7 +455,7 @@ class ArtifactStore:
         return b"".join(self.open_chunks(sha256))
 
     def verify(self, sha256: str) -> None:
-        """Read blob `sha256` through; raise CorruptedArtifact on mismatch and NotFound when absent."""
+        """Read blob `sha256` through; raise CorruptedArtifact on mismatch and MissingBlob when absent."""
         for _ in self.open_chunks(sha256):
             pass
 

@@ -304,7 +304,7 @@ def write_to_repo(
     fs, root = _filesystem(repo)
     entry = f"{root.rstrip('/')}/{info.model}"
     config_path, model_path = f"{entry}/{CONFIG_NAME}", f"{entry}/{info.version}/{MODEL_NAME}"
-    with _writable(fs, repo):
+    with _writable(fs, repo), _undo_new_dirs(fs, f"{entry}/{info.version}"):
         _check_entry(fs, entry, config, info)
         _put(fs, model_path, chunks_of(artifact))
         _put(fs, config_path, [config.to_pbtxt().encode()])
@@ -351,6 +351,27 @@ def _writable(fs: fsspec.AbstractFileSystem, repo: str) -> Iterator[None]:
             f"the Triton repository {repo} is unreachable or refuses writes ({exc}); "
             "check the URL, the network and the credentials"
         ) from exc
+
+
+@contextlib.contextmanager
+def _undo_new_dirs(fs: fsspec.AbstractFileSystem, deepest: str) -> Iterator[None]:
+    """On failure, remove `deepest` and the parents of it this export created (a damaged blob, a full disk).
+
+    Triton would otherwise find an empty version folder and fail to load the whole model.
+    """
+    new, path = [], deepest.rstrip("/")
+    while path and not fs.exists(path):
+        new.append(path)
+        parent = path.rsplit("/", 1)[0] if "/" in path.strip("/") else ""
+        path = parent
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            with contextlib.suppress(Exception):  # only empty ones go; the original error matters more
+                if fs.exists(path) and not fs.ls(path, detail=False):
+                    fs.rmdir(path)
+        raise
 
 
 def _check_entry(fs: fsspec.AbstractFileSystem, entry: str, config: TritonConfig, info: VersionInfo) -> None:

@@ -173,6 +173,18 @@ def attack():
             os.execv("/bin/sleep", ["sleep", marker])
         os._exit(0)
 """,
+    "lingering": """
+def attack():
+    # Helpers that outlive a failed build, holding whatever descriptors they inherited.
+    marker = TARGETS["marker"]
+    subprocess.Popen(["sleep", marker], start_new_session=True)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["sleep", marker])
+        os._exit(0)
+    raise ValueError("gave up after starting helpers")
+""",
     "forkbomb": """
 def attack():
     started = 0
@@ -220,6 +232,7 @@ EXPECTED = {
     "runner": Expectation("ready"),
     "blind": Expectation("failed", "differs from eager"),
     "background": Expectation("ready"),
+    "lingering": Expectation("failed", "gave up after starting helpers"),
     "forkbomb": Expectation("failed", "fork failed after"),
     "hugefile": Expectation("failed", "File too large"),
     "memory": Expectation("failed", "MemoryError"),

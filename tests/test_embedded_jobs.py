@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -111,13 +112,57 @@ def test_wrong_weights_fail_with_the_key_list(embedded, tmp_path: Path) -> None:
 
 def test_a_model_that_hangs_is_stopped_at_the_job_time_limit(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     directory = linear_model(tmp_path / "hangs", forward="time.sleep(600)")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    scratch.chmod(0o1777)  # like /tmp: the sandbox's uid reaches its folders even without a private root
     started = time.monotonic()
-    result = embedded("register", "hangs", str(directory), "--wait", REGCTL_JOB_TIME_LIMIT="6")
+    result = embedded(
+        "register", "hangs", str(directory), "--wait", REGCTL_JOB_TIME_LIMIT="6", REGCTL_WORK_DIR=str(scratch)
+    )
     assert result.exit_code == 1
     assert time.monotonic() - started < 60
     assert "time limit of 6s" in result.stderr
+    assert list(scratch.iterdir()) == []  # the killed job's unpacked bundle and candidates are gone
     version = json.loads(embedded("versions", "show", "hangs:1", "--json").stdout)
     assert version["status"] == "failed" and version["jobs"][0]["state"] == "failed"
+
+
+def test_the_cli_returns_when_a_failed_model_leaves_processes_holding_its_descriptors(tmp_path: Path) -> None:
+    # Without the sandbox nothing can stop such helpers, but they must not hold the CLI's pipes:
+    # a caller reading its output to the end (a shell pipeline, CI) would wait as long as they live.
+    from tests.api_server import REGCTL
+
+    marker = "313.25"
+    build = textwrap.dedent(
+        f"""
+        import subprocess
+        from model_impl import build as real_build
+
+        def build():
+            subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
+            raise ValueError("gave up after starting a helper")
+        """
+    )
+    directory = linear_model(tmp_path / "lingering")
+    (directory / "model_impl.py").write_text((directory / "model.py").read_text())
+    (directory / "model.py").write_text(build)
+    env = {"PATH": os.environ["PATH"], "REGCTL_HOME": str(tmp_path / "home"), "REGCTL_SANDBOX": "off"}
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [REGCTL, "register", "lingering", str(directory), "--wait"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "gave up after starting a helper" in done.stderr
+        assert time.monotonic() - started < 60
+        helpers = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
+        assert helpers.stdout.strip(), "the helper should still run: this test is about the pipes"
+    finally:
+        subprocess.run(["pkill", "-f", f"sleep {marker}"], check=False)
 
 
 def test_embedded_mode_survives_a_model_that_aborts_the_interpreter(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

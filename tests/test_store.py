@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import CorruptedArtifact, InvalidInput, NotFound, ServiceUnavailable
+from registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, NotFound, ServiceUnavailable
 from registry.store import ArtifactStore, open_store, sha256_file
 
 MiB = 1 << 20
@@ -177,15 +177,21 @@ def test_copy_to_writes_the_blob_and_reports_progress(store: ArtifactStore, tmp_
     store.verify(ref.sha256)
 
 
-def test_missing_blob_raises_not_found_naming_sha_and_store(store: ArtifactStore, tmp_path: Path) -> None:
+def test_missing_blob_is_an_integrity_failure_naming_sha_and_store(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    # A row references every blob the store is asked for: its absence is damage (exit 6), not "not found".
     sha = "ab" * 32
     assert not store.exists(sha)
     for call in (store.read_bytes, store.verify, store.size, store.open_chunks):
-        with pytest.raises(NotFound, match=f"sha256:{sha} not found in store {store.root}"):
+        with pytest.raises(MissingBlob, match=f"sha256:{sha} is missing from the store {store.root}") as info:
             call(sha)
-    with pytest.raises(NotFound):
+        assert info.value.exit_code == 6 and not isinstance(info.value, NotFound)
+    with pytest.raises(MissingBlob):
         store.copy_to(sha, tmp_path / "dest.pt")
-    assert not (tmp_path / "dest.pt").exists()
+    with pytest.raises(MissingBlob):
+        store.link_to(sha, tmp_path / "linked.pt")
+    assert not (tmp_path / "dest.pt").exists() and not (tmp_path / "linked.pt").exists()
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "AB" * 32, "g" * 64, "a" * 65, "../" + "a" * 61])

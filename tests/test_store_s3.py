@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from registry.errors import CorruptedArtifact, NotFound, ServiceUnavailable
+from registry.errors import CorruptedArtifact, MissingBlob, ServiceUnavailable
 from registry.store import ArtifactStore, open_store
 from tests.s3_server import new_bucket, s3_server
 
@@ -97,8 +97,8 @@ def test_a_corrupted_object_is_reported_and_never_written_out(
     assert not (tmp_path / "model.pt").exists()
 
 
-def test_a_missing_object_is_not_found(store: ArtifactStore) -> None:
-    with pytest.raises(NotFound, match="not found in store s3://"):
+def test_a_missing_object_is_a_missing_blob(store: ArtifactStore) -> None:
+    with pytest.raises(MissingBlob, match="is missing from the store s3://"):
         store.read_bytes("ab" * 32)
 
 

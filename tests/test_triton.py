@@ -146,6 +146,30 @@ def test_adding_version_2_leaves_version_1_untouched(
     assert parse_config(f"{url}/linear/config.pbtxt").max_batch_size == 8
 
 
+def test_a_damaged_artifact_exports_nothing_and_leaves_no_empty_version_folder(
+    registry: Settings, regctl: Invoke, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    assert regctl("export-triton", "linear:2", "--repo", str(repo)).exit_code == 0
+    version = json.loads(regctl("versions", "show", "linear:1", "--json").stdout)
+    sha = next(a["sha256"] for a in reversed(version["artifacts"]) if a["kind"] == "torchscript")
+    blob = Path(registry.artifact_store) / "sha256" / sha[:2] / sha[2:]
+    original = blob.read_bytes()
+    blob.chmod(0o644)
+    try:
+        blob.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+        into_existing = regctl("export-triton", "linear:1", "--repo", str(repo))
+        into_new = regctl("export-triton", "linear:1", "--repo", str(tmp_path / "new" / "repo"))
+    finally:
+        blob.write_bytes(original)
+        blob.chmod(0o444)
+    for result in (into_existing, into_new):
+        assert result.exit_code == 6, result.stderr  # the registry's data is damaged
+        assert "does not match its checksum" in result.stderr and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in (repo / "linear").iterdir()) == ["2", "config.pbtxt"]
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_python_scalar_input_is_refused_in_one_line(
     registry: Settings, regctl: Invoke, tmp_path: Path
 ) -> None:

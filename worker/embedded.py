@@ -82,5 +82,7 @@ class EmbeddedJob:
 
     def _fail(self, reason: str) -> None:
         from worker.pipeline import fail_unless_finished
+        from worker.scratch import sweep_abandoned
 
         fail_unless_finished(self.settings, self.job_id, reason)
+        sweep_abandoned(self.settings.work_dir)  # the killed child never ran its own cleanup

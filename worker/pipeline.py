@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from registry.bundle import extract_stream
 from registry.entities import JobInfo, VersionInfo
+from registry.errors import CorruptedArtifact
 from registry.jobs import claim_job
 from registry.outcomes import NewArtifact, record_failure, record_success, start_stage
 from registry.settings import Settings
 from registry.spec import ModelSpec
 from registry.store import ArtifactStore, open_store
 from worker.progress import JobCancelled, JobReporter, JobTimedOut
+from worker.scratch import job_scratch, sweep_abandoned
 from worker.supervisor import WorkDir, run_conversion, run_validation, sandbox_uid
 
 
@@ -55,15 +56,13 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
     if not claim.should_run:
         return claim.job, []
     job = claim.job
-    with (
-        JobReporter(settings, job_id, worker) as reporter,
-        tempfile.TemporaryDirectory(prefix="regctl-job-") as tmp,
-    ):
+    sweep_abandoned(settings.work_dir)  # what a job killed here before left behind
+    with JobReporter(settings, job_id, worker) as reporter, job_scratch(job_id, settings.work_dir) as tmp:
         try:
             version = start_stage(settings, job_id, worker)
             store = open_store(settings.artifact_store)
             reporter.checkpoint("fetching source")
-            model_dir, spec = _prepare(store, version, Path(tmp))
+            model_dir, spec = _prepare(store, version, tmp)
             stage = _convert if job.kind == "convert" else _validate
             work = Stage(
                 settings,
@@ -72,7 +71,7 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
                 store,
                 model_dir,
                 _on_device(spec, device),
-                Path(tmp),
+                tmp,
                 reporter,
                 worker,
             )
@@ -82,6 +81,13 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
             return job, []
         except JobTimedOut as exc:
             record_failure(settings, job_id, worker, str(exc))
+            return job, []
+        except CorruptedArtifact as exc:
+            # The store's copy is damaged, not the model: a ready version stays ready (its proof
+            # stands, and fetch refuses the damaged bytes), like every other version sharing the blob.
+            record_failure(
+                settings, job_id, worker, str(exc), state="failed", keep_version=job.kind == "validate"
+            )
             return job, []
         except Exception as exc:
             # An engine bug or a store that went away: fail the job with the reason rather than leave

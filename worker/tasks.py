@@ -36,6 +36,7 @@ class JobRequest(Request):
         super().on_timeout(soft, timeout)
         if not soft:
             from worker.pipeline import fail_unless_finished
+            from worker.scratch import sweep_abandoned
 
             fail_unless_finished(
                 settings(),
@@ -43,14 +44,17 @@ class JobRequest(Request):
                 f"stopped at the hard time limit of {timeout:g}s "
                 "(REGCTL_JOB_TIME_LIMIT); the model took too long or hung",
             )
+            sweep_abandoned(settings().work_dir)  # the killed child never cleaned up; the next job sweeps too
 
     def on_failure(self, exc_info, send_failed_event: bool = True, return_ok: bool = False) -> None:  # type: ignore[no-untyped-def]
         """A lost child is noted on the job before the message goes back to the queue for another attempt."""
         how = _how_the_child_ended(exc_info.exception)
         if how is not None and self.args:
             from registry.jobs import note_attempt_error
+            from worker.scratch import sweep_abandoned
 
             note_attempt_error(settings(), self.args[0], f"the worker process died with {how}")
+            sweep_abandoned(settings().work_dir)
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 

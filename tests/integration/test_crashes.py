@@ -31,12 +31,16 @@ def _kinds(artifacts: tuple) -> list[str]:
 def test_a_pool_child_killed_mid_conversion_has_its_job_delivered_again_and_recorded_once(
     service: Service, tmp_path: Path
 ) -> None:
-    worker = service.start_worker("cpu")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    scratch.chmod(0o1777)
+    worker = service.start_worker("cpu", REGCTL_WORK_DIR=str(scratch))
     convert = service.register("slow", linear_model(tmp_path / "slow", forward=SLOW)).jobs[0]
 
     running = service.wait_running(convert.id, progress="eager reference")
     victim = pid_of(running)
     assert parent_pid(victim) == worker.pid, "the job must run in a child of the worker we started"
+    assert [p.name.startswith(f"regctl-job-{convert.id}-") for p in scratch.iterdir()] == [True]
     os.kill(victim, signal.SIGKILL)
 
     version = service.wait_version("slow:1")
@@ -48,6 +52,8 @@ def test_a_pool_child_killed_mid_conversion_has_its_job_delivered_again_and_reco
     assert _kinds(version.artifacts).count("torchscript") == 1
     assert [j.kind for j in version.jobs] == ["convert"]
     assert worker.alive()
+    # The killed child's folder was swept; the second attempt removed its own.
+    wait_until(lambda: list(scratch.iterdir()) == [], 10, "the job folders to be removed")
 
 
 def test_a_worker_killed_whole_mid_job_has_its_job_completed_by_a_new_worker_after_the_reconciler_runs(

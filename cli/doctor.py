@@ -1,0 +1,43 @@
+"""`regctl doctor`: check the registry's database and artifact store, one line per problem."""
+
+from __future__ import annotations
+
+import click
+
+from cli.app import cli, settings_of
+from cli.catalog import json_option
+from cli.render import emit_json, human_size
+from registry.errors import RegistryNeedsAttention
+
+PROBLEMS_EXIT = RegistryNeedsAttention.exit_code
+
+
+@cli.command()
+@click.option(
+    "--quick", is_flag=True, help="Check that blobs exist with their recorded size; do not re-hash them."
+)
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, quick: bool, as_json: bool) -> None:
+    """Check the whole registry: schema, database pages, every blob's presence and sha256, orphans.
+
+    Runs against the database and the store directly (REGCTL_DATABASE_URL, REGCTL_ARTIFACT_STORE),
+    like 'regctl db upgrade'. Exits 6 when it finds a problem; changes nothing.
+    """
+    from registry.doctor import check_registry
+
+    checkup = check_registry(settings_of(ctx), quick=quick)
+    if as_json:
+        emit_json(checkup.to_json())
+    else:
+        for problem in checkup.problems:
+            click.echo(f"{problem.kind}: {problem.message}")
+        how = "size only" if quick else "sha256"
+        click.echo(
+            f"checked {checkup.blobs_checked} blobs ({human_size(checkup.bytes_checked)}, {how}) in "
+            f"{checkup.store} against {checkup.database}: "
+            + (f"{len(checkup.problems)} problem(s)" if checkup.problems else "no problems"),
+            err=True,
+        )
+    if not checkup.ok:
+        ctx.exit(PROBLEMS_EXIT)
