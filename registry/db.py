@@ -95,8 +95,7 @@ def _create_engine(url: str) -> Engine:
     parsed = _parsed(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            _refuse_emptied(Path(parsed.database), url)
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _open_sqlite_file(Path(parsed.database), url)
         engine = create_engine(url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
@@ -104,17 +103,31 @@ def _create_engine(url: str) -> Engine:
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **_pool)
 
 
-def _refuse_emptied(path: Path, url: str) -> None:
-    """A zero-length SQLite file is a registry whose data was lost, never one regctl left behind.
+def _open_sqlite_file(path: Path, url: str) -> None:
+    """Create the SQLite file with its header page, or refuse one that was emptied; one process at a time.
 
-    regctl's first connection switches the file to WAL, which writes its header page, so an empty
-    file means truncation (a full disk, a bad copy). Treating it as a new registry would orphan
-    every blob and make every version silently "gone".
+    regctl's first connection switches a new file to WAL, which writes its header page, so a
+    zero-length file means truncation (a full disk, a bad copy): treating it as a new registry would
+    orphan every blob and make every version silently "gone". Creation happens under a lock, so a
+    process starting beside the one creating the file never sees it empty.
     """
-    try:
-        emptied = path.is_file() and path.stat().st_size == 0
-    except OSError:
-        return  # unreadable: the connection itself reports it
+    import fcntl
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}-init.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            emptied = path.stat().st_size == 0
+        except FileNotFoundError:
+            connection = sqlite3.connect(path)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                connection.close()
+            return
+        except OSError:
+            return  # unreadable: the connection itself reports it
     if emptied:
         raise RegistryNeedsAttention(
             f"the registry database {redact(url)} is an empty file: its data was lost; restore it from a "
