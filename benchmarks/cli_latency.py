@@ -31,8 +31,9 @@ def _median_wall(argv: list[str], env: dict[str, str], runs: int) -> float:
 
 
 def _fill(home: Path, models: int) -> None:
-    from registry.settings import Settings
-    from registry.versions import register_version
+    from regctl.registry.settings import Settings
+    from regctl.registry.versions import register_version
+
     from tests.conftest import write_model_dir
 
     settings = Settings.from_env({}, home=home)
@@ -52,7 +53,7 @@ def main() -> None:
         _fill(home, args.models)
         env = {**os.environ, "REGCTL_HOME": str(home)}
         env.pop("REGCTL_DATABASE_URL", None)
-        regctl = [sys.executable, "-m", "cli.main", "models", "list"]
+        regctl = [sys.executable, "-m", "regctl.cli.main", "models", "list"]
         baseline = [sys.executable, "-c", "import sqlalchemy, click"]
         _median_wall(regctl, env, 2)  # warm the page cache and .pyc files for both sides
         _median_wall(baseline, env, 2)

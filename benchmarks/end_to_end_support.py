@@ -167,10 +167,9 @@ def prepare(directory: Path, battery: Path, size: BertSize) -> dict[str, Any]:
     """Write model.py, regctl.toml and weights.safetensors (seed 0) into `directory`, and regctl's
     battery for that spec into `battery` (a torch.save list of argument tuples, opt shape first)."""
     import torch
+    from regctl.registry.spec import load_spec
+    from regctl.worker.engine.battery import build_battery
     from safetensors.torch import save_file
-
-    from registry.spec import load_spec
-    from worker.engine.battery import build_battery
 
     directory.mkdir(parents=True)
     config = {
@@ -578,8 +577,8 @@ class Worker:
 @contextmanager
 def running_worker(env: dict[str, str], log: Path, concurrency: int = 1) -> Iterator[Worker]:
     """`regctl worker --queues cpu`, answered a ping over the broker before this yields; stopped after."""
-    from registry.settings import Settings
-    from worker.dispatch import app_for
+    from regctl.registry.settings import Settings
+    from regctl.worker.dispatch import app_for
 
     name = f"e2e-{os.getpid()}@bench"
     with log.open("wb") as out:

@@ -74,14 +74,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from registry.settings import Settings  # noqa: E402
-from registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
-from worker.engine import convert_model  # noqa: E402
-from worker.engine.battery import build_battery  # noqa: E402
-from worker.engine.export import dynamic_shapes, export_example  # noqa: E402
-from worker.engine.libtorch import SWITCH_ENV  # noqa: E402
-from worker.sandbox.client import shared_zygote  # noqa: E402
-from worker.supervisor import JudgedJob, WorkDir, run_conversion, run_validation, sandbox_uid  # noqa: E402
+from regctl.registry.settings import Settings  # noqa: E402
+from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
+from regctl.worker.engine import convert_model  # noqa: E402
+from regctl.worker.engine.battery import build_battery  # noqa: E402
+from regctl.worker.engine.export import dynamic_shapes, export_example  # noqa: E402
+from regctl.worker.engine.libtorch import SWITCH_ENV  # noqa: E402
+from regctl.worker.sandbox.client import shared_zygote  # noqa: E402
+from regctl.worker.supervisor import JudgedJob, WorkDir, run_conversion, run_validation, sandbox_uid  # noqa: E402
 
 EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")
 TARGET_RATIO = 1.2

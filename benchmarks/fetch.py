@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry.db import session_scope
-from registry.schema import Artifact, Model, ModelVersion
-from registry.settings import Settings
-from registry.store import open_store
+from regctl.registry.db import session_scope
+from regctl.registry.schema import Artifact, Model, ModelVersion
+from regctl.registry.settings import Settings
+from regctl.registry.store import open_store
+
 from tests.s3_server import new_bucket, s3_server
 
 THROUGHPUT_TARGET = 0.7
@@ -119,7 +120,7 @@ def main() -> None:
         register_artifact(local, blob)
         register_artifact(remote, blob)
         out = tmp / "fetched.pt"
-        regctl = [sys.executable, "-m", "cli.main", "fetch", "big:1", "-o", str(out)]
+        regctl = [sys.executable, "-m", "regctl.cli.main", "fetch", "big:1", "-o", str(out)]
         base_env = {**os.environ, **s3_env}
         results = {}
         for label, settings in (("local", local), ("s3", remote)):

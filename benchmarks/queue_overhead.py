@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry.settings import Settings
+from regctl.registry.settings import Settings
 
 TARGET_MS = 100.0
 POLL_S = 0.005
@@ -50,10 +50,9 @@ def tiny_model(root: Path) -> Path:
 def distributed_settings(redis_url: str, tmp: Path) -> Iterator[Settings]:
     """Settings on a fresh PostgreSQL database and a flushed Redis database, both cleaned up afterwards."""
     import redis
+    from regctl.registry.db import dispose_engines, normalize_url
+    from regctl.registry.migrate import upgrade
     from sqlalchemy import create_engine, text
-
-    from registry.db import dispose_engines, normalize_url
-    from registry.migrate import upgrade
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT")
     name = f"regctl_bench_{uuid.uuid4().hex[:12]}"
@@ -79,7 +78,7 @@ def distributed_settings(redis_url: str, tmp: Path) -> Iterator[Settings]:
 @contextmanager
 def running_worker(settings: Settings, concurrency: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`regctl worker` on the cpu queue, answering pings, stopped (SIGTERM, then SIGKILL) afterwards."""
-    from worker.dispatch import app_for
+    from regctl.worker.dispatch import app_for
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGCTL_")}
     name = f"bench-{uuid.uuid4().hex[:6]}@regctl"
@@ -110,8 +109,8 @@ def running_worker(settings: Settings, concurrency: int, log: Path) -> Iterator[
 
 def wait_ready(settings: Settings, ref: str, timeout: float = 60) -> None:
     """Poll the version's status every 5 ms until it is ready."""
-    from registry.refs import parse_ref
-    from registry.versions import resolve
+    from regctl.registry.refs import parse_ref
+    from regctl.registry.versions import resolve
 
     parsed = parse_ref(ref)
     deadline = time.monotonic() + timeout
@@ -126,8 +125,8 @@ def wait_ready(settings: Settings, ref: str, timeout: float = 60) -> None:
 
 def direct(settings: Settings, name: str, directory: Path) -> float:
     """register -> convert -> validate, all in this process; seconds."""
-    from registry.versions import register_version
-    from worker.pipeline import run_job
+    from regctl.registry.versions import register_version
+    from regctl.worker.pipeline import run_job
 
     start = time.perf_counter()
     info = register_version(settings, name, directory, jobs=("convert",))
@@ -141,8 +140,8 @@ def direct(settings: Settings, name: str, directory: Path) -> float:
 
 def queued(settings: Settings, name: str, directory: Path) -> float:
     """register + publish, then a warm worker converts and validates; seconds until `ready` is seen."""
-    from registry.versions import register_version
-    from worker.dispatch import publish
+    from regctl.registry.versions import register_version
+    from regctl.worker.dispatch import publish
 
     start = time.perf_counter()
     info = register_version(settings, name, directory, jobs=("convert",))

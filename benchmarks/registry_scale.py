@@ -22,15 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from regctl.registry.db import get_engine, normalize_url
+from regctl.registry.migrate import upgrade
+from regctl.registry.models import show_model
+from regctl.registry.refs import Ref
+from regctl.registry.schema import Alias, Job, Model, ModelVersion
+from regctl.registry.settings import Settings
+from regctl.registry.versions import resolve
 from sqlalchemy import insert
-
-from registry.db import get_engine, normalize_url
-from registry.migrate import upgrade
-from registry.models import show_model
-from registry.refs import Ref
-from registry.schema import Alias, Job, Model, ModelVersion
-from registry.settings import Settings
-from registry.versions import resolve
 
 TARGET = 1.5
 CHUNK = 20_000

@@ -196,9 +196,10 @@ def measure_download(
     server: Server, env: dict[str, str], token: str, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
     """The big source bundle through the API against a direct copy from the store, and the server's RSS."""
+    from regctl.registry.settings import Settings
+
     from regctl.local import LocalClient
     from regctl.remote import Client
-    from registry.settings import Settings
 
     ref = f"{BIG}:1"
     local, remote = LocalClient(Settings.from_env(env)), Client(server.url, token)

@@ -37,8 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from regctl.registry.settings import Settings
+
 from benchmarks.queue_overhead import REDIS_URL, distributed_settings, running_worker, tiny_model, wait_ready
-from registry.settings import Settings
 
 TARGET = 0.8
 SANDBOX_COST_TARGET = 0.15
@@ -50,9 +51,9 @@ WARMUP_JOBS = 4
 def _init_direct(settings: Settings, processes: int) -> None:
     # What a worker's pool child does at start (worker.runtime.init_child): the torch thread count its
     # sandboxed roles get (from the worker's concurrency) and a warm zygote.
-    from registry.db import dispose_engines
-    from worker.runtime import CONCURRENCY_ENV
-    from worker.sandbox.client import shared_zygote
+    from regctl.registry.db import dispose_engines
+    from regctl.worker.runtime import CONCURRENCY_ENV
+    from regctl.worker.sandbox.client import shared_zygote
 
     dispose_engines(close=False)
     os.environ[CONCURRENCY_ENV] = str(processes)
@@ -60,8 +61,8 @@ def _init_direct(settings: Settings, processes: int) -> None:
 
 
 def _run_direct(job_id: int) -> str:
-    from registry.jobs import get_job
-    from worker.pipeline import run_job
+    from regctl.registry.jobs import get_job
+    from regctl.worker.pipeline import run_job
 
     settings = _SETTINGS
     run_job(settings, job_id)
@@ -79,8 +80,8 @@ def _set_settings(settings: Settings, processes: int) -> None:
 
 def validate_jobs(settings: Settings, refs: list[str], count: int) -> list[int]:
     """`count` queued validate jobs spread over `refs` (rows only; nothing is published)."""
-    from registry.jobs import create_job
-    from registry.refs import parse_version_ref
+    from regctl.registry.jobs import create_job
+    from regctl.registry.refs import parse_version_ref
 
     parsed = [parse_version_ref(ref) for ref in refs]
     return [create_job(settings, parsed[i % len(parsed)], "validate").id for i in range(count)]
@@ -88,8 +89,8 @@ def validate_jobs(settings: Settings, refs: list[str], count: int) -> list[int]:
 
 def converted_versions(settings: Settings, directory: Path, prefix: str, count: int) -> list[str]:
     """`count` ready versions, converted and validated in this process."""
-    from registry.versions import register_version
-    from worker.pipeline import run_job
+    from regctl.registry.versions import register_version
+    from regctl.worker.pipeline import run_job
 
     refs = []
     for i in range(count):
@@ -103,10 +104,9 @@ def converted_versions(settings: Settings, directory: Path, prefix: str, count: 
 
 def finished_count(settings: Settings, ids: list[int]) -> int:
     """How many of the jobs are finished (one query)."""
+    from regctl.registry.db import session_scope
+    from regctl.registry.schema import Job
     from sqlalchemy import func, select
-
-    from registry.db import session_scope
-    from registry.schema import Job
 
     with session_scope(settings.database_url) as session:
         query = select(func.count()).where(
@@ -117,7 +117,7 @@ def finished_count(settings: Settings, ids: list[int]) -> int:
 
 def failed_jobs(settings: Settings, ids: list[int]) -> list[int]:
     """The jobs among `ids` that did not succeed or ran more than once."""
-    from registry.jobs import get_job
+    from regctl.registry.jobs import get_job
 
     jobs = [get_job(settings, i) for i in ids]
     return [j.id for j in jobs if j.state != "succeeded" or j.attempts != 1]
@@ -125,8 +125,8 @@ def failed_jobs(settings: Settings, ids: list[int]) -> list[int]:
 
 def sandbox_modes(settings: Settings, ids: list[int]) -> list[str]:
     """The sandbox modes the judges of these jobs report running under (a check on the worker's setting)."""
-    from registry.jobs import get_job
-    from registry.store import open_store
+    from regctl.registry.jobs import get_job
+    from regctl.registry.store import open_store
 
     store = open_store(settings.artifact_store)
     modes = set()
@@ -146,8 +146,8 @@ def run_direct(settings: Settings, ids: list[int], pool: multiprocessing.pool.Po
 
 def run_queued(settings: Settings, ids: list[int]) -> float:
     """Seconds from publishing every job at once until the worker finished them all."""
-    from registry.jobs import get_job
-    from worker.dispatch import publish
+    from regctl.registry.jobs import get_job
+    from regctl.worker.dispatch import publish
 
     jobs = [get_job(settings, i) for i in ids]
     start = time.perf_counter()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
-
-from cli.app import cli, client_of
-from cli.catalog import json_option
-from cli.render import emit_json, table
-from registry.access import ROLE_RANK
+from regctl.cli.app import cli, client_of
+from regctl.cli.catalog import json_option
+from regctl.cli.render import emit_json, table
+from regctl.registry.access import ROLE_RANK
 
 
 @cli.group()

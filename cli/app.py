@@ -7,9 +7,8 @@ import traceback
 from typing import Any
 
 import click
-
-from registry.errors import RegctlError
-from registry.settings import Settings
+from regctl.registry.errors import RegctlError
+from regctl.registry.settings import Settings
 
 
 class RegctlGroup(click.Group):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import click
-
-from cli.app import cli, client_of
-from cli.render import emit_json, fields, human_size, table
+from regctl.cli.app import cli, client_of
+from regctl.cli.render import emit_json, fields, human_size, table
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
@@ -153,7 +152,7 @@ def alias_rm(ctx: click.Context, target: str) -> None:
 @click.pass_context
 def alias_history_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show every change to NAME's aliases: who moved what, when."""
-    from registry.refs import parse_ref
+    from regctl.registry.refs import parse_ref
 
     events = client_of(ctx).alias_history(parse_ref(name).name)
     if as_json:

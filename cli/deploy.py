@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import click
-
-from cli.app import cli, client_of
-from cli.render import emit_json, human_size
+from regctl.cli.app import cli, client_of
+from regctl.cli.render import emit_json, human_size
 
 
 @cli.command("export-triton")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-
-from cli.app import cli, settings_of
-from cli.catalog import json_option
-from cli.render import emit_json, human_size
-from registry.errors import RegistryNeedsAttention
+from regctl.cli.app import cli, settings_of
+from regctl.cli.catalog import json_option
+from regctl.cli.render import emit_json, human_size
+from regctl.registry.errors import RegistryNeedsAttention
 
 PROBLEMS_EXIT = RegistryNeedsAttention.exit_code
 
@@ -24,7 +23,7 @@ def doctor(ctx: click.Context, quick: bool, as_json: bool) -> None:
     Runs against the database and the store directly (REGCTL_DATABASE_URL, REGCTL_ARTIFACT_STORE),
     like 'regctl db upgrade'. Exits 6 when it finds a problem; changes nothing.
     """
-    from registry.doctor import check_registry
+    from regctl.registry.doctor import check_registry
 
     checkup = check_registry(settings_of(ctx), quick=quick)
     if as_json:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-
-from registry.entities import JobInfo
+from regctl.registry.entities import JobInfo
 
 
 def must_follow(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]
@@ -73,7 +72,7 @@ class _Display:
 
     def __enter__(self) -> _Display:
         if self.live:
-            from cli.render import console
+            from regctl.cli.render import console
 
             self.status = console(stderr=True).status("starting")
             self.status.__enter__()

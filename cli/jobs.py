@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-
-from cli.app import cli, client_of
-from cli.catalog import json_option
-from cli.follow import start_and_follow, watch
-from cli.render import emit_json, fields, table
+from regctl.cli.app import cli, client_of
+from regctl.cli.catalog import json_option
+from regctl.cli.follow import start_and_follow, watch
+from regctl.cli.render import emit_json, fields, table
 
 
 @cli.command()

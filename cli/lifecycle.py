@@ -9,9 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-
-from cli.app import cli, client_of, settings_of
-from cli.render import emit_json, human_size
+from regctl.cli.app import cli, client_of, settings_of
+from regctl.cli.render import emit_json, human_size
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported"}
 
@@ -26,8 +25,8 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Create or upgrade the registry schema (run once per release on PostgreSQL; SQLite upgrades itself)."""
-    from registry.db import current_revision, redact
-    from registry.migrate import upgrade
+    from regctl.registry.db import current_revision, redact
+    from regctl.registry.migrate import upgrade
 
     settings = settings_of(ctx)
     upgrade(settings.database_url, revision)
@@ -63,7 +62,7 @@ def register(
 
     Conversion to TorchScript and validation start by themselves unless --no-convert is given.
     """
-    from cli.follow import start_and_follow
+    from regctl.cli.follow import start_and_follow
 
     client = client_of(ctx)
     info = client.register(
@@ -166,9 +165,8 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     if not enabled:
         yield None
         return
+    from regctl.cli.render import console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from cli.render import console
 
     with Progress(
         BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console(stderr=True), transient=True

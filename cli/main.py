@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cli import access, catalog, deploy, doctor, jobs, lifecycle, sandbox, serve, workers  # noqa: F401  (registers commands)
-from cli.app import cli
+from regctl.cli import access, catalog, deploy, doctor, jobs, lifecycle, sandbox, serve, workers  # noqa: F401  (registers commands)
+from regctl.cli.app import cli
 
 
 def main() -> None:

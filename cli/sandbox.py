@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import click
-
-from cli.app import cli, settings_of
-from cli.catalog import json_option
-from cli.render import emit_json
-from registry.errors import InvalidInput
-from registry.settings import Settings
+from regctl.cli.app import cli, settings_of
+from regctl.cli.catalog import json_option
+from regctl.cli.render import emit_json
+from regctl.registry.errors import InvalidInput
+from regctl.registry.settings import Settings
 
 
 def checked_protections(settings: Settings) -> dict:
     """Probe the sandbox; in strict mode, refuse (exit 2) when any protection is missing."""
-    from worker.sandbox.probe import probe
+    from regctl.worker.sandbox.probe import probe
 
     protections = probe(settings)
     missing = protections.get("missing") or []
@@ -30,7 +29,7 @@ def checked_protections(settings: Settings) -> dict:
 @click.pass_context
 def sandbox(ctx: click.Context, as_json: bool) -> None:
     """Show how model code and the judge are confined here (REGCTL_SANDBOX=auto|strict|off)."""
-    from worker.sandbox.probe import describe
+    from regctl.worker.sandbox.probe import describe
 
     protections = checked_protections(settings_of(ctx))
     if as_json:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import click
-
-from cli.app import cli, settings_of
+from regctl.cli.app import cli, settings_of
 
 
 @cli.command()
@@ -39,9 +38,8 @@ def serve(
     Without a broker, the server runs queued jobs itself, in sandboxed child processes.
     """
     import uvicorn
-
-    from registry.db import configure_pool, ensure_schema
-    from server.app import create_app
+    from regctl.registry.db import configure_pool, ensure_schema
+    from regctl.server.app import create_app
 
     settings = settings_of(ctx)
     configure_pool(threads)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 
 import click
-
-from cli.app import cli, settings_of
-from cli.catalog import json_option
-from cli.render import emit_json
-from registry.errors import InvalidInput
-from registry.settings import Settings
+from regctl.cli.app import cli, settings_of
+from regctl.cli.catalog import json_option
+from regctl.cli.render import emit_json
+from regctl.registry.errors import InvalidInput
+from regctl.registry.settings import Settings
 
 
 def _distributed(ctx: click.Context) -> Settings:
@@ -48,18 +47,18 @@ def worker(
     A gpu worker refuses to start without CUDA unless REGCTL_GPU_ON_CPU=1 maps the gpu queue onto
     the CPU (for tests and CPU-only development).
     """
-    from registry.db import ensure_schema
-    from worker.dispatch import app_for, check_broker
-    from worker.queues import parse_queues
-    from worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
+    from regctl.registry.db import ensure_schema
+    from regctl.worker.dispatch import app_for, check_broker
+    from regctl.worker.queues import parse_queues
+    from regctl.worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
 
     settings = _distributed(ctx)
     names = parse_queues(queues)
     processes, gpus = plan_gpu_worker(names, concurrency, settings.gpu_on_cpu)
     ensure_schema(settings.database_url)
     check_broker(settings)
-    from cli.sandbox import checked_protections
-    from worker.sandbox.probe import describe
+    from regctl.cli.sandbox import checked_protections
+    from regctl.worker.sandbox.probe import describe
 
     for line in describe(checked_protections(settings)):
         click.echo(line, err=True)
@@ -98,7 +97,7 @@ def worker(
 @click.pass_context
 def beat(ctx: click.Context, loglevel: str) -> None:
     """Run Celery beat, which schedules the reconciler every REGCTL_RECONCILE_INTERVAL seconds."""
-    from worker.dispatch import app_for, check_broker
+    from regctl.worker.dispatch import app_for, check_broker
 
     settings = _distributed(ctx)
     check_broker(settings)
@@ -119,8 +118,8 @@ def beat(ctx: click.Context, loglevel: str) -> None:
 @click.pass_context
 def reconcile(ctx: click.Context, queued_older_than: float | None, as_json: bool) -> None:
     """Run one reconciler pass now: re-queue jobs whose worker stopped, re-send jobs the broker lost."""
-    from worker.dispatch import check_broker
-    from worker.reconciler import reconcile as run_reconcile
+    from regctl.worker.dispatch import check_broker
+    from regctl.worker.reconciler import reconcile as run_reconcile
 
     settings = _distributed(ctx)
     check_broker(settings)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from alembic import context
-
-from registry.db import get_engine, normalize_url
-from registry.schema import Base
+from regctl.registry.db import get_engine, normalize_url
+from regctl.registry.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

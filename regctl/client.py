@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.entities import (
+from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
     FetchedArtifact,
@@ -24,7 +24,7 @@ from registry.entities import (
     VersionInfo,
     VersionRow,
 )
-from registry.errors import RegctlError
+from regctl.registry.errors import RegctlError
 
 Progress = Callable[[int, int], None]
 

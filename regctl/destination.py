@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from registry.errors import InvalidInput
+from regctl.registry.errors import InvalidInput
 
 _KINDS = {
     stat.S_IFIFO: "a named pipe",

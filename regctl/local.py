@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from regctl.client import Progress, RegistryClient
-from registry.access import Caller
-from registry.entities import (
+from regctl.registry.access import Caller
+from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
     FetchedArtifact,
@@ -21,7 +21,7 @@ from registry.entities import (
     VersionInfo,
     VersionRow,
 )
-from registry.settings import Settings
+from regctl.registry.settings import Settings
 
 
 class LocalClient(RegistryClient):
@@ -30,7 +30,7 @@ class LocalClient(RegistryClient):
     mode = "direct"
 
     def __init__(self, settings: Settings | None = None, caller: Caller | None = None) -> None:
-        from registry.lookup import local_caller
+        from regctl.registry.lookup import local_caller
 
         self.settings = settings or Settings.from_env()
         self.caller = caller or local_caller()
@@ -41,25 +41,25 @@ class LocalClient(RegistryClient):
 
     def models(self) -> list[ModelSummary]:
         """Every model, by name."""
-        from service.models import list_models
+        from regctl.service.models import list_models
 
         return list_models(self.settings, self.caller)
 
     def model(self, name: str) -> ModelDetail:
         """A model with its newest versions and its aliases."""
-        from service.models import show_model
+        from regctl.service.models import show_model
 
         return show_model(self.settings, self.caller, name)
 
     def versions(self, name: str, *, status: str | None = None, limit: int = 100) -> list[VersionRow]:
         """The newest versions of a model."""
-        from service.models import list_versions
+        from regctl.service.models import list_versions
 
         return list_versions(self.settings, self.caller, name, status=status, limit=limit)
 
     def version(self, ref: str) -> VersionInfo:
         """The version REF points at."""
-        from service.models import show_version
+        from regctl.service.models import show_version
 
         return show_version(self.settings, self.caller, ref)
 
@@ -74,7 +74,7 @@ class LocalClient(RegistryClient):
         convert: bool = True,
     ) -> VersionInfo:
         """Register a model directory; in embedded mode its jobs run when followed (`wait`)."""
-        from service.models import register_directory
+        from regctl.service.models import register_directory
 
         return register_directory(
             self.settings,
@@ -89,59 +89,59 @@ class LocalClient(RegistryClient):
 
     def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
         """Queue a job for NAME:VERSION."""
-        from service.jobs import submit
+        from regctl.service.jobs import submit
 
         return submit(self.settings, self.caller, ref, kind, method=method, device=device)
 
     def jobs(self, *, state: str | None = None, model: str | None = None, limit: int = 50) -> list[JobInfo]:
         """The newest jobs first."""
-        from service.jobs import list_jobs
+        from regctl.service.jobs import list_jobs
 
         return list_jobs(self.settings, self.caller, state=state, model=model, limit=limit)
 
     def job(self, job_id: int) -> JobInfo:
         """One job."""
-        from service.jobs import show_job
+        from regctl.service.jobs import show_job
 
         return show_job(self.settings, self.caller, job_id)
 
     def cancel(self, job_id: int) -> JobInfo:
         """Cancel a job."""
-        from service.jobs import cancel
+        from regctl.service.jobs import cancel
 
         return cancel(self.settings, self.caller, job_id)
 
     def retry(self, job_id: int) -> JobInfo:
         """Queue a failed or cancelled job again."""
-        from service.jobs import retry
+        from regctl.service.jobs import retry
 
         return retry(self.settings, self.caller, job_id)
 
     def follow(self, job: JobInfo) -> Iterator[JobInfo]:
         """Follow the job chain; without a broker the jobs run in child processes of this one."""
-        from service.jobs import follow
+        from regctl.service.jobs import follow
 
         return follow(self.settings, self.caller, job)
 
     def alias(self, target: str, version: int) -> AliasInfo:
         """Point NAME@ALIAS at VERSION."""
-        from registry.refs import parse_alias_ref
-        from service.aliases import set_alias
+        from regctl.registry.refs import parse_alias_ref
+        from regctl.service.aliases import set_alias
 
         ref = parse_alias_ref(target)
         return set_alias(self.settings, self.caller, ref.name, ref.alias or "", version)
 
     def remove_alias(self, target: str) -> AliasInfo:
         """Remove NAME@ALIAS."""
-        from registry.refs import parse_alias_ref
-        from service.aliases import remove_alias
+        from regctl.registry.refs import parse_alias_ref
+        from regctl.service.aliases import remove_alias
 
         ref = parse_alias_ref(target)
         return remove_alias(self.settings, self.caller, ref.name, ref.alias or "")
 
     def alias_history(self, name: str) -> list[AliasInfo]:
         """Every change to a model's aliases."""
-        from service.aliases import alias_history
+        from regctl.service.aliases import alias_history
 
         return alias_history(self.settings, self.caller, name)
 
@@ -157,7 +157,7 @@ class LocalClient(RegistryClient):
     ) -> FetchedArtifact:
         """Copy an artifact to `path`, verified; `presign` changes nothing (the store is read directly)."""
         from regctl.destination import check_destination
-        from service.artifacts import fetch_artifact
+        from regctl.service.artifacts import fetch_artifact
 
         check_destination(Path(path), create_dirs=create_dirs)
         version_ref, artifact = fetch_artifact(self.settings, self.caller, ref, Path(path), kind, progress)
@@ -165,8 +165,8 @@ class LocalClient(RegistryClient):
 
     def stream(self, ref: str, sink: BinaryIO, *, kind: str = "torchscript") -> FetchedArtifact:
         """Write an artifact to `sink` chunk by chunk; a checksum mismatch raises after the last chunk."""
-        from registry.store import open_store
-        from service.artifacts import find_artifact
+        from regctl.registry.store import open_store
+        from regctl.service.artifacts import find_artifact
 
         version_ref, artifact = find_artifact(self.settings, self.caller, ref, kind)
         for chunk in open_store(self.settings.artifact_store).open_chunks(artifact.sha256):
@@ -178,8 +178,8 @@ class LocalClient(RegistryClient):
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
     ):  # type: ignore[no-untyped-def]
         """Write a ready version into a Triton model repository."""
-        from registry.refs import parse_ref
-        from registry.triton import export_triton
+        from regctl.registry.refs import parse_ref
+        from regctl.registry.triton import export_triton
 
         parsed = parse_ref(ref)
         self.caller.require("fetch", parsed.name)
@@ -191,7 +191,7 @@ class LocalClient(RegistryClient):
         self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
     ) -> NewToken:
         """Create an API token; run on the server host, this is how the first admin token is made."""
-        from service.admin import create_token
+        from regctl.service.admin import create_token
 
         return create_token(
             self.settings, self.caller, name, role, model_pattern=model_pattern, expires=expires
@@ -199,18 +199,18 @@ class LocalClient(RegistryClient):
 
     def tokens(self) -> list[TokenInfo]:
         """Every token."""
-        from service.admin import list_tokens
+        from regctl.service.admin import list_tokens
 
         return list_tokens(self.settings, self.caller)
 
     def revoke_token(self, name: str) -> TokenInfo:
         """Revoke a token."""
-        from service.admin import revoke_token
+        from regctl.service.admin import revoke_token
 
         return revoke_token(self.settings, self.caller, name)
 
     def audit(self, *, model: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries."""
-        from service.admin import list_audit
+        from regctl.service.admin import list_audit
 
         return list_audit(self.settings, self.caller, model=model, limit=limit)

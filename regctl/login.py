@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.errors import InvalidInput
+from regctl.registry.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import httpx
 
 from regctl.client import Progress, RegistryClient
 from regctl.login import check_url
-from registry.entities import (
+from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
     FetchedArtifact,
@@ -36,8 +36,14 @@ from registry.entities import (
     VersionInfo,
     VersionRow,
 )
-from registry.errors import CorruptedArtifact, InvalidInput, RegctlError, ServiceUnavailable, error_classes
-from registry.refs import check_model_name, parse_ref
+from regctl.registry.errors import (
+    CorruptedArtifact,
+    InvalidInput,
+    RegctlError,
+    ServiceUnavailable,
+    error_classes,
+)
+from regctl.registry.refs import check_model_name, parse_ref
 
 T = TypeVar("T")
 
@@ -190,9 +196,9 @@ class Client(RegistryClient):
         convert: bool = True,
     ) -> VersionInfo:
         """Build the bundle here (the same checks as a local register) and upload it."""
-        from registry.bundle import build_bundle, weights_file
-        from registry.settings import Settings
-        from registry.spec import prepare_spec
+        from regctl.registry.bundle import build_bundle, weights_file
+        from regctl.registry.settings import Settings
+        from regctl.registry.spec import prepare_spec
 
         check_model_name(name)
         directory = Path(directory)
@@ -220,7 +226,7 @@ class Client(RegistryClient):
 
     def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
         """Queue a job for NAME:VERSION."""
-        from registry.refs import parse_version_ref
+        from regctl.registry.refs import parse_version_ref
 
         body = {"kind": kind, "method": method, "device": device}
         return self._json("POST", f"/versions/{_seg(str(parse_version_ref(ref)))}/jobs", JobInfo, json=body)
@@ -235,7 +241,7 @@ class Client(RegistryClient):
 
     def alias(self, target: str, version: int) -> AliasInfo:
         """Point NAME@ALIAS at VERSION."""
-        from registry.refs import parse_alias_ref
+        from regctl.registry.refs import parse_alias_ref
 
         ref = parse_alias_ref(target)
         path = f"/models/{_seg(ref.name)}/aliases/{_seg(ref.alias or '')}"
@@ -243,7 +249,7 @@ class Client(RegistryClient):
 
     def remove_alias(self, target: str) -> AliasInfo:
         """Remove NAME@ALIAS."""
-        from registry.refs import parse_alias_ref
+        from regctl.registry.refs import parse_alias_ref
 
         ref = parse_alias_ref(target)
         return self._json("DELETE", f"/models/{_seg(ref.name)}/aliases/{_seg(ref.alias or '')}", AliasInfo)
@@ -434,7 +440,7 @@ class Client(RegistryClient):
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
     ):  # type: ignore[no-untyped-def]
         """Write a ready version into a Triton repository, downloading its TorchScript through the API."""
-        from registry.triton import write_to_repo
+        from regctl.registry.triton import write_to_repo
 
         info = self.version(ref)
 
@@ -456,7 +462,7 @@ def _announced(ref: str, kind: str, sha256: str, size: int) -> FetchedArtifact:
     """What a download's headers say it is; `_recorded` fetches the registry's full record."""
     from datetime import UTC, datetime
 
-    from registry.entities import ArtifactInfo
+    from regctl.registry.entities import ArtifactInfo
 
     return FetchedArtifact(ref, "-", ArtifactInfo(kind, sha256, size, "", None, None, datetime.now(UTC)))
 

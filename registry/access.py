@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from registry.errors import NotAllowed
+from regctl.registry.errors import NotAllowed
 
 ROLE_RANK = {"reader": 0, "writer": 1, "admin": 2}
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from regctl.registry import audit
+from regctl.registry.access import Caller
+from regctl.registry.db import session_scope
+from regctl.registry.entities import AliasInfo
+from regctl.registry.errors import NotFound
+from regctl.registry.lookup import find_model, find_version, local_caller
+from regctl.registry.refs import Ref, check_alias_name, check_model_name
+from regctl.registry.schema import Alias, AliasEvent, ModelVersion, utcnow
+from regctl.registry.settings import Settings
 from sqlalchemy import select
-
-from registry import audit
-from registry.access import Caller
-from registry.db import session_scope
-from registry.entities import AliasInfo
-from registry.errors import NotFound
-from registry.lookup import find_model, find_version, local_caller
-from registry.refs import Ref, check_alias_name, check_model_name
-from registry.schema import Alias, AliasEvent, ModelVersion, utcnow
-from registry.settings import Settings
 
 
 def set_alias(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from regctl.registry.db import session_scope
+from regctl.registry.entities import ArtifactInfo
+from regctl.registry.errors import InvalidInput, NotFound
+from regctl.registry.lookup import find_version
+from regctl.registry.records import artifact_info
+from regctl.registry.refs import Ref
+from regctl.registry.schema import ARTIFACT_KINDS, Artifact
+from regctl.registry.settings import Settings
 from sqlalchemy import select
-
-from registry.db import session_scope
-from registry.entities import ArtifactInfo
-from registry.errors import InvalidInput, NotFound
-from registry.lookup import find_version
-from registry.records import artifact_info
-from registry.refs import Ref
-from registry.schema import ARTIFACT_KINDS, Artifact
-from registry.settings import Settings
 
 
 def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tuple[str, ArtifactInfo]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from regctl.registry.access import Caller
+from regctl.registry.db import session_scope
+from regctl.registry.entities import AuditEntry
+from regctl.registry.schema import AuditEvent
+from regctl.registry.settings import Settings
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-
-from registry.access import Caller
-from registry.db import session_scope
-from registry.entities import AuditEntry
-from registry.schema import AuditEvent
-from registry.settings import Settings
 
 
 def record(

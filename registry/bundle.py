@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from registry.errors import CorruptedArtifact, InvalidSpec
-from registry.spec import SPEC_FILENAME, ModelSpec, entrypoint_files
+from regctl.registry.errors import CorruptedArtifact, InvalidSpec
+from regctl.registry.spec import SPEC_FILENAME, ModelSpec, entrypoint_files
 
 BUNDLE_SUFFIX = ".tar"
 _SKIPPED_DIRS = {"__pycache__", "site-packages", "node_modules", "__pypackages__", "venv", "virtualenv"}

@@ -7,18 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
-
-from registry.errors import (
+from regctl.registry.errors import (
     AlreadyExists,
     InvalidInput,
     RegistryNeedsAttention,
     ServiceUnavailable,
 )
-from registry.schema import HEAD_REVISION
+from regctl.registry.schema import HEAD_REVISION
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 CONNECT_TIMEOUT_S = 3
 # Connections per engine: SQLAlchemy's default of 5 (+10 overflow) suits a CLI or a worker; the API
@@ -159,7 +158,7 @@ def ensure_schema(url: str) -> None:
     current = current_revision(url)
     if current != HEAD_REVISION:
         if make_url(url).get_backend_name() == "sqlite":
-            from registry.migrate import upgrade
+            from regctl.registry.migrate import upgrade
 
             upgrade(url)
         else:

@@ -16,13 +16,12 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from regctl.registry.db import current_revision, get_engine, redact, session_scope
+from regctl.registry.errors import CorruptedArtifact, RegctlError, RegistryNeedsAttention
+from regctl.registry.schema import HEAD_REVISION, Artifact, Model, ModelVersion
+from regctl.registry.settings import Settings
+from regctl.registry.store import ArtifactStore, StoredFile, open_store
 from sqlalchemy import select, text
-
-from registry.db import current_revision, get_engine, redact, session_scope
-from registry.errors import CorruptedArtifact, RegctlError, RegistryNeedsAttention
-from registry.schema import HEAD_REVISION, Artifact, Model, ModelVersion
-from registry.settings import Settings
-from registry.store import ArtifactStore, StoredFile, open_store
 
 GRACE_S = 3600.0  # a registration uploads its blobs before it writes its rows
 SHOWN_INTEGRITY_LINES = 10

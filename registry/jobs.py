@@ -10,19 +10,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from regctl.registry import audit
+from regctl.registry.access import Caller
+from regctl.registry.db import session_scope
+from regctl.registry.entities import JobInfo
+from regctl.registry.errors import InvalidInput, InvalidTransition, NotFound
+from regctl.registry.lookup import find_model, find_version, local_caller
+from regctl.registry.records import job_info
+from regctl.registry.refs import Ref
+from regctl.registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersion, utcnow
+from regctl.registry.settings import Settings
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
-
-from registry import audit
-from registry.access import Caller
-from registry.db import session_scope
-from registry.entities import JobInfo
-from registry.errors import InvalidInput, InvalidTransition, NotFound
-from registry.lookup import find_model, find_version, local_caller
-from registry.records import job_info
-from registry.refs import Ref
-from registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersion, utcnow
-from registry.settings import Settings
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -104,7 +103,7 @@ def create_job(
 
 
 def _has_torchscript(session: Session, version_id: int) -> bool:
-    from registry.schema import Artifact
+    from regctl.registry.schema import Artifact
 
     query = select(Artifact.id).where(Artifact.version_id == version_id, Artifact.kind == "torchscript")
     return session.scalar(query.limit(1)) is not None

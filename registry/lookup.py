@@ -5,13 +5,12 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
+from regctl.registry.access import Caller
+from regctl.registry.errors import NotFound
+from regctl.registry.refs import Ref
+from regctl.registry.schema import Alias, Model, ModelVersion
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
-
-from registry.access import Caller
-from registry.errors import NotFound
-from registry.refs import Ref
-from registry.schema import Alias, Model, ModelVersion
 
 
 def current_user() -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from regctl.registry.db import session_scope
+from regctl.registry.entities import ModelDetail, ModelSummary, VersionRow
+from regctl.registry.lookup import count_versions, find_model
+from regctl.registry.refs import check_model_name
+from regctl.registry.schema import Alias, Model, ModelVersion
+from regctl.registry.settings import Settings
 from sqlalchemy import case, func, select
-
-from registry.db import session_scope
-from registry.entities import ModelDetail, ModelSummary, VersionRow
-from registry.lookup import count_versions, find_model
-from registry.refs import check_model_name
-from registry.schema import Alias, Model, ModelVersion
-from registry.settings import Settings
 
 SHOWN_VERSIONS = 20
 

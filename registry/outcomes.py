@@ -9,17 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from regctl.registry.db import session_scope
+from regctl.registry.entities import JobInfo, VersionInfo
+from regctl.registry.errors import InvalidTransition
+from regctl.registry.jobs import finish_job
+from regctl.registry.records import job_info, version_info
+from regctl.registry.schema import Artifact, Job, Model, ModelVersion
+from regctl.registry.settings import Settings
+from regctl.registry.store import BlobRef
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-
-from registry.db import session_scope
-from registry.entities import JobInfo, VersionInfo
-from registry.errors import InvalidTransition
-from registry.jobs import finish_job
-from registry.records import job_info, version_info
-from registry.schema import Artifact, Job, Model, ModelVersion
-from registry.settings import Settings
-from registry.store import BlobRef
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ object decoded from `registry.version_query`'s JSON.
 
 from __future__ import annotations
 
-from registry.entities import ArtifactInfo, JobInfo, VersionInfo
-from registry.schema import Artifact, Job, ModelVersion
+from regctl.registry.entities import ArtifactInfo, JobInfo, VersionInfo
+from regctl.registry.schema import Artifact, Job, ModelVersion
 
 
 def artifact_info(row: Artifact) -> ArtifactInfo:

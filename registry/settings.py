@@ -111,7 +111,7 @@ SANDBOX_MODES = ("auto", "strict", "off")
 def _sandbox_mode(raw: str) -> str:
     mode = raw.strip().lower()
     if mode not in SANDBOX_MODES:
-        from registry.errors import InvalidInput
+        from regctl.registry.errors import InvalidInput
 
         raise InvalidInput(
             f"REGCTL_SANDBOX={raw!r} is not a sandbox mode; set it to auto (confine model code as far "
@@ -125,7 +125,7 @@ def _work_dir(raw: str | None) -> str | None:
         return None
     path = Path(raw).expanduser()
     if not path.is_dir():
-        from registry.errors import InvalidInput
+        from regctl.registry.errors import InvalidInput
 
         raise InvalidInput(
             f"REGCTL_WORK_DIR={raw!r} is not a directory; create it, or unset it to use the system's "
@@ -135,7 +135,7 @@ def _work_dir(raw: str | None) -> str | None:
 
 
 def _aliases(raw: str) -> tuple[str, ...]:
-    from registry.refs import check_alias_name
+    from regctl.registry.refs import check_alias_name
 
     return tuple(check_alias_name(a.strip()) for a in raw.split(",") if a.strip())
 
@@ -161,7 +161,7 @@ def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int
     try:
         return TypeAdapter(kind).validate_python(raw.strip())
     except ValidationError:
-        from registry.errors import InvalidInput
+        from regctl.registry.errors import InvalidInput
 
         raise InvalidInput(f"{key}={raw!r} is not {wanted}; set it to e.g. {default}") from None
 
@@ -175,14 +175,14 @@ def parse_flag(key: str, raw: str | None, *, default: bool) -> bool:
         return True
     if value in {"0", "false", "no", "off"}:
         return False
-    from registry.errors import InvalidInput
+    from regctl.registry.errors import InvalidInput
 
     raise InvalidInput(f"{key}={raw!r} is not on or off; set it to {_FLAGS}")
 
 
 def _check_home(home: Path) -> None:
     if home.exists() and not home.is_dir():
-        from registry.errors import InvalidInput
+        from regctl.registry.errors import InvalidInput
 
         raise InvalidInput(
             f"REGCTL_HOME={str(home)!r} is a file, not a directory; point it at a directory "
@@ -192,7 +192,7 @@ def _check_home(home: Path) -> None:
 
 def _check_pairs(settings: Settings) -> None:
     """Settings that only make sense against each other."""
-    from registry.errors import InvalidInput
+    from regctl.registry.errors import InvalidInput
 
     if settings.heartbeat_interval >= settings.heartbeat_timeout:
         raise InvalidInput(

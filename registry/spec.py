@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from registry.dtypes import SCALAR_DTYPES, TENSOR_DTYPES, canonical_dtype
-from registry.errors import InvalidInput, InvalidSpec
+from regctl.registry.dtypes import SCALAR_DTYPES, TENSOR_DTYPES, canonical_dtype
+from regctl.registry.errors import InvalidInput, InvalidSpec
 
 SPEC_FILENAME = "regctl.toml"
 METHODS = ("auto", "trace", "script")

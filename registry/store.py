@@ -29,9 +29,14 @@ from typing import BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-
-from registry.digests import sha256_file
-from registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, RegctlError, ServiceUnavailable
+from regctl.registry.digests import sha256_file
+from regctl.registry.errors import (
+    CorruptedArtifact,
+    InvalidInput,
+    MissingBlob,
+    RegctlError,
+    ServiceUnavailable,
+)
 
 CHUNK_SIZE = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -13,16 +13,15 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
+from regctl.registry import audit
+from regctl.registry.access import ROLE_RANK, Caller
+from regctl.registry.db import session_scope
+from regctl.registry.entities import NewToken, TokenInfo
+from regctl.registry.errors import InvalidInput, NotFound, Unauthenticated
+from regctl.registry.refs import check_model_name
+from regctl.registry.schema import Token, utcnow
+from regctl.registry.settings import Settings
 from sqlalchemy import select
-
-from registry import audit
-from registry.access import ROLE_RANK, Caller
-from registry.db import session_scope
-from registry.entities import NewToken, TokenInfo
-from registry.errors import InvalidInput, NotFound, Unauthenticated
-from registry.refs import check_model_name
-from registry.schema import Token, utcnow
-from registry.settings import Settings
 
 PREFIX = "rgt_"
 _TOKEN = re.compile(r"^rgt_([0-9]{1,12})_([A-Za-z0-9_-]{20,100})\Z")

@@ -34,13 +34,12 @@ from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-
-from registry.entities import ArtifactInfo, Record, VersionInfo
-from registry.errors import InvalidInput, NotFound, ServiceUnavailable
-from registry.refs import Ref
-from registry.settings import Settings
-from registry.spec import DimSpec, InputSpec, ModelSpec
-from registry.store import open_store
+from regctl.registry.entities import ArtifactInfo, Record, VersionInfo
+from regctl.registry.errors import InvalidInput, NotFound, ServiceUnavailable
+from regctl.registry.refs import Ref
+from regctl.registry.settings import Settings
+from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
+from regctl.registry.store import open_store
 
 PLATFORM = "pytorch_libtorch"
 CONFIG_NAME = "config.pbtxt"
@@ -261,7 +260,7 @@ def export_triton(
     instance_kind: str = "cpu",
 ) -> TritonExport:
     """Add the version `ref` points at to the Triton model repository `repo` (module docstring)."""
-    from registry.versions import get_version
+    from regctl.registry.versions import get_version
 
     store = open_store(settings.artifact_store)
     return write_to_repo(

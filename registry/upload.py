@@ -9,7 +9,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from registry.errors import InvalidInput
+from regctl.registry.errors import InvalidInput
 
 MAX_MEMBERS = 10_000
 

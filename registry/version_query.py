@@ -15,14 +15,13 @@ from itertools import chain
 from types import SimpleNamespace
 from typing import Any
 
+from regctl.registry.entities import VersionInfo
+from regctl.registry.lookup import pointed_at
+from regctl.registry.records import version_info
+from regctl.registry.refs import Ref
+from regctl.registry.schema import Alias, Artifact, Job, Model, ModelVersion
 from sqlalchemy import ColumnElement, Select, Table, bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
-
-from registry.entities import VersionInfo
-from registry.lookup import pointed_at
-from registry.records import version_info
-from registry.refs import Ref
-from registry.schema import Alias, Artifact, Job, Model, ModelVersion
 
 SUPPORTED = ("postgresql", "sqlite")
 ARTIFACT_FIELDS = ("kind", "sha256", "size", "uri", "torch_version", "method", "created_at")

@@ -5,24 +5,23 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from regctl.registry import audit
+from regctl.registry.access import Caller
+from regctl.registry.bundle import build_bundle, weights_file
+from regctl.registry.db import ensure_schema, session_scope
+from regctl.registry.entities import VersionInfo, VersionRow
+from regctl.registry.errors import InvalidInput
+from regctl.registry.jobs import queue_for
+from regctl.registry.lookup import find_model, find_version, local_caller
+from regctl.registry.records import version_info
+from regctl.registry.refs import Ref, check_model_name
+from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion
+from regctl.registry.settings import Settings
+from regctl.registry.spec import ModelSpec, prepare_spec
+from regctl.registry.store import BlobRef, open_store
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-
-from registry import audit
-from registry.access import Caller
-from registry.bundle import build_bundle, weights_file
-from registry.db import ensure_schema, session_scope
-from registry.entities import VersionInfo, VersionRow
-from registry.errors import InvalidInput
-from registry.jobs import queue_for
-from registry.lookup import find_model, find_version, local_caller
-from registry.records import version_info
-from registry.refs import Ref, check_model_name
-from registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion
-from registry.settings import Settings
-from registry.spec import ModelSpec, prepare_spec
-from registry.store import BlobRef, open_store
 
 
 def register_version(
@@ -130,7 +129,7 @@ def get_version(settings: Settings, ref: Ref) -> VersionInfo:
     On PostgreSQL and SQLite one statement (`registry.version_query`); a miss falls back to
     `find_version` for its precise message.
     """
-    from registry.version_query import SUPPORTED, load_version
+    from regctl.registry.version_query import SUPPORTED, load_version
 
     with session_scope(settings.database_url) as session:
         if session.get_bind().dialect.name in SUPPORTED:

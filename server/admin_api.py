@@ -6,12 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
-
-from registry.access import Caller
-from registry.entities import AuditEntry, NewToken, TokenInfo
-from server.auth import current_caller, settings_of
-from server.errors import error_responses
-from service import admin
+from regctl.registry.access import Caller
+from regctl.registry.entities import AuditEntry, NewToken, TokenInfo
+from regctl.server.auth import current_caller, settings_of
+from regctl.server.errors import error_responses
+from regctl.service import admin
 
 router = APIRouter(responses=error_responses(400, 401, 403, 404, 409, 422, 503))
 CallerDep = Annotated[Caller, Depends(current_caller)]

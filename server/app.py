@@ -9,13 +9,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
-
-from registry.settings import Settings
-from server import admin_api, artifacts_api, catalog_api, jobs_api, register_api
-from server.auth import TokenCache
-from server.errors import install_error_handlers
-from server.events import JobHub
-from server.verified import VerifiedBlobs
+from regctl.registry.settings import Settings
+from regctl.server import admin_api, artifacts_api, catalog_api, jobs_api, register_api
+from regctl.server.auth import TokenCache
+from regctl.server.errors import install_error_handlers
+from regctl.server.events import JobHub
+from regctl.server.verified import VerifiedBlobs
 
 PREFIX = "/api/v1"
 
@@ -43,8 +42,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import anyio.to_thread
-
-        from registry.db import ensure_schema
+        from regctl.registry.db import ensure_schema
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         ensure_schema(settings.database_url)
@@ -52,7 +50,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
         hub.start()
         runner = None
         if run_jobs and settings.embedded:
-            from service.runner import LocalRunner
+            from regctl.service.runner import LocalRunner
 
             runner = LocalRunner(settings).start()
         try:

@@ -10,13 +10,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from regctl.registry.access import Caller
+from regctl.server.auth import current_caller, settings_of
+from regctl.server.errors import error_response, error_responses
+from regctl.server.ranges import Unsatisfiable, byte_range, etag_matches
+from regctl.service import artifacts
 from starlette.concurrency import run_in_threadpool
-
-from registry.access import Caller
-from server.auth import current_caller, settings_of
-from server.errors import error_response, error_responses
-from server.ranges import Unsatisfiable, byte_range, etag_matches
-from service import artifacts
 
 router = APIRouter(tags=["artifacts"])
 Kind = Literal["torchscript", "exported", "source", "weights", "report"]
@@ -56,7 +55,7 @@ def download(
     The first download of a blob is checked as it streams (a mismatch cuts it short); the server then
     remembers the check for a while (server/verified.py).
     """
-    from registry.store import open_store
+    from regctl.registry.store import open_store
 
     settings = settings_of(request)
     version_ref, artifact = artifacts.find_artifact(settings, caller, ref, kind)

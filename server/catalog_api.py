@@ -7,14 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-
-from registry.access import Caller
-from registry.entities import AliasInfo, Identity, ModelDetail, ModelSummary, VersionInfo, VersionRow
-from registry.refs import MAX_VERSION
-from server.auth import current_caller, settings_of
-from server.errors import error_responses
-from server.responses import typed_json
-from service import aliases, models
+from regctl.registry.access import Caller
+from regctl.registry.entities import AliasInfo, Identity, ModelDetail, ModelSummary, VersionInfo, VersionRow
+from regctl.registry.refs import MAX_VERSION
+from regctl.server.auth import current_caller, settings_of
+from regctl.server.errors import error_responses
+from regctl.server.responses import typed_json
+from regctl.service import aliases, models
 
 router = APIRouter(responses=error_responses())
 Name = Annotated[str, Path(description="A model name, e.g. resnet", max_length=128)]

@@ -15,10 +15,9 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from regctl.registry.entities import JobInfo
+from regctl.registry.settings import Settings
 from starlette.concurrency import run_in_threadpool
-
-from registry.entities import JobInfo
-from registry.settings import Settings
 
 log = logging.getLogger("regctl.events")
 TICK_S = 0.25
@@ -46,7 +45,7 @@ class JobHub:
 
     async def stream(self, job: JobInfo, disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
         """The event stream of a job chain, until it ends or the client goes away."""
-        from registry.jobs import following_job
+        from regctl.registry.jobs import following_job
 
         current: JobInfo | None = job
         while current is not None:
@@ -92,7 +91,7 @@ class JobHub:
                     del self._watchers[job.id]
 
     async def _run(self) -> None:
-        from registry.jobs import jobs_by_id
+        from regctl.registry.jobs import jobs_by_id
 
         while True:
             if not self._watchers:

@@ -7,13 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
-
-from registry.access import Caller
-from registry.entities import JobInfo
-from server.auth import current_caller, settings_of
-from server.errors import error_responses
-from server.responses import typed_json
-from service import jobs
+from regctl.registry.access import Caller
+from regctl.registry.entities import JobInfo
+from regctl.server.auth import current_caller, settings_of
+from regctl.server.errors import error_responses
+from regctl.server.responses import typed_json
+from regctl.service import jobs
 
 router = APIRouter(tags=["jobs"], responses=error_responses())
 CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -8,16 +8,15 @@ from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from regctl.registry.access import Caller
+from regctl.registry.entities import VersionInfo
+from regctl.registry.errors import InvalidInput, TooLarge
+from regctl.registry.refs import check_model_name
+from regctl.registry.settings import Settings
+from regctl.server.auth import current_caller, settings_of
+from regctl.server.errors import error_responses
+from regctl.service.models import register_upload
 from starlette.concurrency import run_in_threadpool
-
-from registry.access import Caller
-from registry.entities import VersionInfo
-from registry.errors import InvalidInput, TooLarge
-from registry.refs import check_model_name
-from registry.settings import Settings
-from server.auth import current_caller, settings_of
-from server.errors import error_responses
-from service.models import register_upload
 
 router = APIRouter(tags=["versions"])
 # A tar adds a 512-byte header and padding per member to the files' own bytes.

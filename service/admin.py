@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from registry.access import Caller
-from registry.entities import AuditEntry, NewToken, TokenInfo
-from registry.refs import check_model_name
-from registry.settings import Settings
+from regctl.registry.access import Caller
+from regctl.registry.entities import AuditEntry, NewToken, TokenInfo
+from regctl.registry.refs import check_model_name
+from regctl.registry.settings import Settings
 
 
 def create_token(
@@ -18,7 +18,7 @@ def create_token(
     expires: str | None = None,
 ) -> NewToken:
     """Create a token; its secret is in the result and nowhere else."""
-    from registry.tokens import create_token as create
+    from regctl.registry.tokens import create_token as create
 
     caller.require("tokens")
     return create(settings, caller, name, role, model_pattern=model_pattern, expires=expires)
@@ -26,7 +26,7 @@ def create_token(
 
 def list_tokens(settings: Settings, caller: Caller) -> list[TokenInfo]:
     """Every token (never a secret)."""
-    from registry.tokens import list_tokens as query
+    from regctl.registry.tokens import list_tokens as query
 
     caller.require("tokens")
     return query(settings)
@@ -34,7 +34,7 @@ def list_tokens(settings: Settings, caller: Caller) -> list[TokenInfo]:
 
 def revoke_token(settings: Settings, caller: Caller, name: str) -> TokenInfo:
     """Revoke a token by name."""
-    from registry.tokens import revoke_token as revoke
+    from regctl.registry.tokens import revoke_token as revoke
 
     caller.require("tokens")
     return revoke(settings, caller, name)
@@ -44,7 +44,7 @@ def list_audit(
     settings: Settings, caller: Caller, *, model: str | None = None, limit: int = 100
 ) -> list[AuditEntry]:
     """The newest audit entries first, optionally only those about `model`."""
-    from registry.audit import list_audit as query
+    from regctl.registry.audit import list_audit as query
 
     caller.require("audit")
     if model is not None:

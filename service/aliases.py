@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from registry.access import Caller, alias_action
-from registry.entities import AliasInfo
-from registry.refs import check_alias_name, check_model_name
-from registry.settings import Settings
+from regctl.registry.access import Caller, alias_action
+from regctl.registry.entities import AliasInfo
+from regctl.registry.refs import check_alias_name, check_model_name
+from regctl.registry.settings import Settings
 
 
 def set_alias(settings: Settings, caller: Caller, name: str, alias: str, version: int) -> AliasInfo:
     """Point NAME@ALIAS at VERSION; recorded in the alias history and the audit trail."""
-    from registry.aliases import set_alias as change
+    from regctl.registry.aliases import set_alias as change
 
     check_model_name(name)
     check_alias_name(alias)
@@ -20,7 +20,7 @@ def set_alias(settings: Settings, caller: Caller, name: str, alias: str, version
 
 def remove_alias(settings: Settings, caller: Caller, name: str, alias: str) -> AliasInfo:
     """Remove NAME@ALIAS; recorded like a move."""
-    from registry.aliases import remove_alias as change
+    from regctl.registry.aliases import remove_alias as change
 
     check_model_name(name)
     check_alias_name(alias)
@@ -30,7 +30,7 @@ def remove_alias(settings: Settings, caller: Caller, name: str, alias: str) -> A
 
 def alias_history(settings: Settings, caller: Caller, name: str, alias: str | None = None) -> list[AliasInfo]:
     """Every change to a model's aliases (or one alias), oldest first."""
-    from registry.aliases import alias_history as query
+    from regctl.registry.aliases import alias_history as query
 
     caller.require("read", check_model_name(name))
     if alias is not None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from registry.access import Caller
-from registry.entities import ArtifactInfo
-from registry.refs import parse_ref
-from registry.settings import Settings
+from regctl.registry.access import Caller
+from regctl.registry.entities import ArtifactInfo
+from regctl.registry.refs import parse_ref
+from regctl.registry.settings import Settings
 
 
 def find_artifact(settings: Settings, caller: Caller, ref: str, kind: str) -> tuple[str, ArtifactInfo]:
     """The artifact of `kind` of the version REF points at, with that version's NAME:VERSION."""
-    from registry.artifacts import find_artifact as query
+    from regctl.registry.artifacts import find_artifact as query
 
     parsed = parse_ref(ref)
     caller.require("fetch", parsed.name)
@@ -29,7 +29,7 @@ def fetch_artifact(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, ArtifactInfo]:
     """Copy the artifact to `dest`; the file appears only once its sha256 is verified."""
-    from registry.store import open_store
+    from regctl.registry.store import open_store
 
     version_ref, artifact = find_artifact(settings, caller, ref, kind)
     report = None if progress is None else (lambda done: progress(done, artifact.size))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from registry.entities import JobInfo
-from registry.settings import Settings
+from regctl.registry.entities import JobInfo
+from regctl.registry.settings import Settings
 
 _local_runner: LocalRunnerHook | None = None
 
@@ -31,7 +31,7 @@ def install_local_runner(runner: LocalRunnerHook | None) -> None:
 def preflight(settings: Settings) -> None:
     """Before writing anything for a job: make sure the broker (if any) answers, so we fail fast."""
     if not settings.embedded:
-        from worker.dispatch import check_broker
+        from regctl.worker.dispatch import check_broker
 
         check_broker(settings)
 
@@ -46,7 +46,7 @@ def start(settings: Settings, jobs: Iterable[JobInfo]) -> None:
     if not jobs:
         return
     if not settings.embedded:
-        from worker.dispatch import publish
+        from regctl.worker.dispatch import publish
 
         publish(settings, jobs)
     elif _local_runner is not None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.access import Caller
-from registry.entities import JobInfo
-from registry.refs import check_model_name, parse_version_ref
-from registry.settings import Settings
-from service import dispatch
+from regctl.registry.access import Caller
+from regctl.registry.entities import JobInfo
+from regctl.registry.refs import check_model_name, parse_version_ref
+from regctl.registry.settings import Settings
+from regctl.service import dispatch
 
 # A token limited to some models may list jobs; fetch more than asked so filtering leaves enough.
 _OVERFETCH = 5
@@ -24,7 +24,7 @@ def submit(
     device: str | None = None,
 ) -> JobInfo:
     """Queue a convert or validate job for the exact version NAME:VERSION."""
-    from registry.jobs import create_job
+    from regctl.registry.jobs import create_job
 
     parsed = parse_version_ref(ref)
     caller.require("submit", parsed.name)
@@ -36,7 +36,7 @@ def submit(
 
 def show_job(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
     """One job by id."""
-    from registry.jobs import get_job
+    from regctl.registry.jobs import get_job
 
     job = get_job(settings, job_id)
     caller.require("read", job.model)
@@ -52,7 +52,7 @@ def list_jobs(
     limit: int = 50,
 ) -> list[JobInfo]:
     """The newest jobs first that the caller may see, optionally only in `state` or of `model`."""
-    from registry.jobs import list_jobs as query
+    from regctl.registry.jobs import list_jobs as query
 
     if model is not None:
         check_model_name(model)
@@ -65,7 +65,7 @@ def list_jobs(
 
 def cancel(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
     """Cancel a job: a queued one at once, a running one at its next stage boundary."""
-    from registry.jobs import request_cancel
+    from regctl.registry.jobs import request_cancel
 
     caller.require("cancel", show_job(settings, caller, job_id).model)
     return request_cancel(settings, job_id, caller)
@@ -73,7 +73,7 @@ def cancel(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
 
 def retry(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
     """Queue a failed or cancelled job again as a new attempt."""
-    from registry.jobs import retry_job
+    from regctl.registry.jobs import retry_job
 
     caller.require("retry", show_job(settings, caller, job_id).model)
     dispatch.preflight(settings)
@@ -87,7 +87,7 @@ def follow(settings: Settings, caller: Caller, job: JobInfo) -> Iterator[JobInfo
 
     In embedded mode with no runner in this process, the job is run here while it is followed.
     """
-    from worker.follow import follow as follow_chain
+    from regctl.worker.follow import follow as follow_chain
 
     caller.require("read", job.model)
     return follow_chain(settings, job, run_here=dispatch.runs_here(settings))

@@ -5,17 +5,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from registry.access import Caller
-from registry.entities import ModelDetail, ModelSummary, VersionInfo, VersionRow
-from registry.errors import RegctlError
-from registry.refs import check_model_name, parse_ref
-from registry.settings import Settings
-from service import dispatch
+from regctl.registry.access import Caller
+from regctl.registry.entities import ModelDetail, ModelSummary, VersionInfo, VersionRow
+from regctl.registry.errors import RegctlError
+from regctl.registry.refs import check_model_name, parse_ref
+from regctl.registry.settings import Settings
+from regctl.service import dispatch
 
 
 def list_models(settings: Settings, caller: Caller) -> list[ModelSummary]:
     """Every model the caller may see, by name."""
-    from registry.models import list_models as query
+    from regctl.registry.models import list_models as query
 
     caller.require("read")
     return [m for m in query(settings) if caller.may_see(m.name)]
@@ -23,7 +23,7 @@ def list_models(settings: Settings, caller: Caller) -> list[ModelSummary]:
 
 def show_model(settings: Settings, caller: Caller, name: str) -> ModelDetail:
     """A model with its newest versions and its aliases."""
-    from registry.models import show_model as query
+    from regctl.registry.models import show_model as query
 
     caller.require("read", check_model_name(name))
     return query(settings, name)
@@ -33,7 +33,7 @@ def list_versions(
     settings: Settings, caller: Caller, name: str, *, status: str | None = None, limit: int = 100
 ) -> list[VersionRow]:
     """The newest versions of a model, optionally only those in `status`."""
-    from registry.versions import list_versions as query
+    from regctl.registry.versions import list_versions as query
 
     caller.require("read", check_model_name(name))
     return query(settings, name, status=status, limit=limit)
@@ -41,7 +41,7 @@ def list_versions(
 
 def show_version(settings: Settings, caller: Caller, ref: str) -> VersionInfo:
     """The version REF points at, with its artifacts, aliases and jobs."""
-    from registry.versions import get_version
+    from regctl.registry.versions import get_version
 
     parsed = parse_ref(ref)
     caller.require("read", parsed.name)
@@ -60,7 +60,7 @@ def register_directory(
     convert: bool = True,
 ) -> VersionInfo:
     """Register a model directory on this machine as the next version of `name`; start its conversion."""
-    from registry.versions import register_version
+    from regctl.registry.versions import register_version
 
     caller.require("register", check_model_name(name))
     jobs = ("convert",) if convert else ()
@@ -95,7 +95,7 @@ def register_upload(
 
     Messages about the unpacked files name them relative to the upload, never the server's paths.
     """
-    from registry.upload import unpack_upload
+    from regctl.registry.upload import unpack_upload
 
     caller.require("register", check_model_name(name))
     with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:

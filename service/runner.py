@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from registry.jobs import list_jobs
-from registry.settings import Settings
-from service.dispatch import LocalRunnerHook, install_local_runner
+from regctl.registry.jobs import list_jobs
+from regctl.registry.settings import Settings
+from regctl.service.dispatch import LocalRunnerHook, install_local_runner
 
 log = logging.getLogger("regctl.runner")
 IDLE_CHECK_S = 2.0
@@ -59,7 +59,7 @@ class LocalRunner(LocalRunnerHook):
             self._run(min(queued, key=lambda job: job.id).id)
 
     def _run(self, job_id: int) -> None:
-        from worker.embedded import EmbeddedJob
+        from regctl.worker.embedded import EmbeddedJob
 
         job = EmbeddedJob(self.settings, job_id)
         while not job.poll():

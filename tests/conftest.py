@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from regctl.registry.db import dispose_engines, normalize_url
+from regctl.registry.settings import Settings
 from sqlalchemy import create_engine, text
-
-from registry.db import dispose_engines, normalize_url
-from registry.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get("REGCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -73,7 +72,7 @@ def libtorch_runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database upgraded to head, shared by the session; tests clean their rows."""
     url = create_postgres_database()
-    from registry.migrate import upgrade
+    from regctl.registry.migrate import upgrade
 
     upgrade(url)
     yield url

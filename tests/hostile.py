@@ -158,7 +158,7 @@ def attack():
     torch.Tensor.equal = always
     torch.testing.assert_close = lambda *args, **kwargs: None
     for name, module in list(sys.modules.items()):
-        if name.startswith("worker.engine"):
+        if name.startswith("regctl.worker.engine"):
             if hasattr(module, "compare_outputs"):
                 ok = module.Comparison(True) if hasattr(module, "Comparison") else None
                 module.compare_outputs = lambda *args, **kwargs: ok
@@ -312,9 +312,8 @@ def report_text(report: dict[str, Any] | None) -> str:
 def require_full_sandbox() -> None:
     """Skip (fail under CI) where this machine cannot give model code every protection."""
     import pytest
-
-    from registry.settings import Settings
-    from worker.sandbox.probe import probe
+    from regctl.registry.settings import Settings
+    from regctl.worker.sandbox.probe import probe
 
     found = probe(Settings.from_env({"REGCTL_HOME": "/nonexistent"}))
     if found.get("missing") or "pid" not in found.get("namespaces", []):

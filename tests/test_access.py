@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from registry.access import NEEDS, Caller, alias_action
-from registry.errors import InvalidInput, NotAllowed
-from registry.tokens import check_token_request, parse_expiry
-from server.ranges import Unsatisfiable, byte_range, etag_matches
+from regctl.registry.access import NEEDS, Caller, alias_action
+from regctl.registry.errors import InvalidInput, NotAllowed
+from regctl.registry.tokens import check_token_request, parse_expiry
+from regctl.server.ranges import Unsatisfiable, byte_range, etag_matches
 
 PROTECTED = ("prod",)
 

@@ -12,10 +12,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from regctl.registry.settings import Settings
 from schemathesis import checks as st_checks
 
 from regctl.local import LocalClient
-from registry.settings import Settings
 from tests.conftest import write_model_dir
 
 # More with REGCTL_FUZZ_EXAMPLES=500 for a longer hunt; CI runs the default.
@@ -56,7 +56,7 @@ schemathesis.openapi.media_type("application/x-tar", st.binary(max_size=1024) | 
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, str]:
-    from server.app import create_app
+    from regctl.server.app import create_app
 
     home = tmp_path_factory.mktemp("fuzz") / "home"
     config = Settings.from_env({}, home=home)
@@ -70,7 +70,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, str]:
 
 def _labels() -> list[str]:
     """Every operation of the schema (read without a database: building the app touches none)."""
-    from server.app import create_app
+    from regctl.server.app import create_app
 
     paths = create_app(Settings.from_env({}, home=Path("/nonexistent")), run_jobs=False).openapi()["paths"]
     # The event stream of a live job never ends by design; it is tested on a real server instead.

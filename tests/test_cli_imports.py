@@ -10,7 +10,7 @@ import pytest
 
 PROBE = """
 import sys
-from cli.main import main
+from regctl.cli.main import main
 sys.argv = ["regctl", *sys.argv[1:]]
 try:
     main()

@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from regctl.registry.entities import FetchedArtifact, VersionInfo
+from regctl.registry.settings import Settings
+
 import regctl
 from regctl.client import RegistryClient
 from regctl.local import LocalClient
 from regctl.remote import Client
-from registry.entities import FetchedArtifact, VersionInfo
-from registry.settings import Settings
 
 
 def test_importing_regctl_loads_nothing_heavy() -> None:

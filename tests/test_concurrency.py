@@ -6,19 +6,18 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from regctl.registry.db import session_scope
+from regctl.registry.schema import Model, ModelVersion
+from regctl.registry.settings import Settings
 from sqlalchemy import select
-
-from registry.db import session_scope
-from registry.schema import Model, ModelVersion
-from registry.settings import Settings
 
 WORKERS = 16
 
 
 def _register(args: tuple[Settings, Path, object]) -> int:
     settings, directory, barrier = args
-    from registry.db import dispose_engines
-    from registry.versions import register_version
+    from regctl.registry.db import dispose_engines
+    from regctl.registry.versions import register_version
 
     dispose_engines(close=False)
     barrier.wait(timeout=60)  # type: ignore[attr-defined]

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from regctl.cli.app import cli
+from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
+from regctl.registry.db import dispose_engines
+from regctl.registry.doctor import check_registry
+from regctl.registry.jobs import claim_job
+from regctl.registry.outcomes import NewArtifact, record_success, start_stage
+from regctl.registry.refs import parse_ref
+from regctl.registry.settings import Settings
+from regctl.registry.store import open_store
+from regctl.registry.versions import get_version, register_version
 
-from cli.app import cli
-from cli.main import main as _main  # noqa: F401  (registers every command)
-from registry.db import dispose_engines
-from registry.doctor import check_registry
-from registry.jobs import claim_job
-from registry.outcomes import NewArtifact, record_success, start_stage
-from registry.refs import parse_ref
-from registry.settings import Settings
-from registry.store import open_store
-from registry.versions import get_version, register_version
 from tests.conftest import write_model_dir
 
 DAY = 86400.0
@@ -158,8 +158,8 @@ def test_orphans_and_leftover_temps_are_reported_after_the_grace_period(
 
 
 def test_an_outdated_schema_is_reported_without_being_upgraded(settings: Settings, model_dir: Path) -> None:
-    from registry.db import current_revision
-    from registry.migrate import downgrade, upgrade
+    from regctl.registry.db import current_revision
+    from regctl.registry.migrate import downgrade, upgrade
 
     register_version(settings, "m", model_dir)
     downgrade(settings.database_url, "0002_service")
@@ -218,8 +218,8 @@ def test_a_corrupted_database_file_is_damage_not_an_unreachable_database(
 def test_a_validate_job_meeting_a_damaged_blob_fails_itself_not_the_versions(
     settings: Settings, model_dir: Path
 ) -> None:
-    from registry.jobs import create_job, get_job
-    from worker.pipeline import run_job
+    from regctl.registry.jobs import create_job, get_job
+    from regctl.worker.pipeline import run_job
 
     for name in ("a", "b"):
         sha = ready_version(settings, model_dir, name, b"shared torchscript bytes")

@@ -7,18 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
+from regctl.registry.aliases import alias_history, remove_alias, set_alias
+from regctl.registry.db import session_scope
+from regctl.registry.entities import VersionInfo
+from regctl.registry.errors import InvalidInput, InvalidSpec, NotFound
+from regctl.registry.models import list_models, show_model
+from regctl.registry.refs import Ref, parse_ref
+from regctl.registry.schema import Artifact, Model, ModelVersion
+from regctl.registry.settings import Settings
+from regctl.registry.store import open_store
+from regctl.registry.versions import get_version, register_version, resolve
 from sqlalchemy import func, select
 
-from registry.aliases import alias_history, remove_alias, set_alias
-from registry.db import session_scope
-from registry.entities import VersionInfo
-from registry.errors import InvalidInput, InvalidSpec, NotFound
-from registry.models import list_models, show_model
-from registry.refs import Ref, parse_ref
-from registry.schema import Artifact, Model, ModelVersion
-from registry.settings import Settings
-from registry.store import open_store
-from registry.versions import get_version, register_version, resolve
 from tests.conftest import write_model_dir
 
 
@@ -215,7 +215,7 @@ def test_bad_spec_leaves_no_row_and_no_blob(settings: Settings, tmp_path: Path) 
 
 def test_database_refuses_an_unknown_status(settings: Settings, model_dir: Path) -> None:
     register_version(settings, "m", model_dir)
-    from registry.errors import RegctlError
+    from regctl.registry.errors import RegctlError
 
     with pytest.raises(RegctlError), session_scope(settings.database_url) as session:
         session.execute(ModelVersion.__table__.update().values(status="bogus"))
@@ -225,11 +225,11 @@ def test_database_refuses_an_unknown_status(settings: Settings, model_dir: Path)
 def test_the_one_statement_version_read_matches_the_row_by_row_read(
     settings: Settings, model_dir: Path
 ) -> None:
-    from registry.jobs import claim_job, finish_job
-    from registry.lookup import find_version
-    from registry.records import version_info
-    from registry.schema import Alias, Job
-    from registry.version_query import load_version
+    from regctl.registry.jobs import claim_job, finish_job
+    from regctl.registry.lookup import find_version
+    from regctl.registry.records import version_info
+    from regctl.registry.schema import Alias, Job
+    from regctl.registry.version_query import load_version
 
     register_version(settings, "other", model_dir, jobs=("convert",))  # its rows must not leak in
     info = register_version(settings, "m", model_dir, jobs=("convert", "validate"))
@@ -263,8 +263,8 @@ def test_the_one_statement_version_read_matches_the_row_by_row_read(
 def test_a_conversion_proved_on_the_stored_bytes_makes_the_version_ready_without_a_validate_job(
     settings: Settings, model_dir: Path, proved: bool
 ) -> None:
-    from registry.jobs import claim_job
-    from registry.outcomes import NewArtifact, record_success, start_stage
+    from regctl.registry.jobs import claim_job
+    from regctl.registry.outcomes import NewArtifact, record_success, start_stage
 
     convert = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
     assert claim_job(settings, convert.id, "host:1").should_run
@@ -300,7 +300,7 @@ def test_an_alias_with_a_trailing_newline_is_refused(settings: Settings, model_d
 def test_an_unreachable_database_fails_registration_before_anything_is_stored(
     tmp_path: Path, model_dir: Path
 ) -> None:
-    from registry.errors import ServiceUnavailable
+    from regctl.registry.errors import ServiceUnavailable
 
     settings = Settings.from_env(
         {},

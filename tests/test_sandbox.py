@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from registry.settings import Settings
-from worker.engine.runner_location import default_cache_dir
-from worker.sandbox import launch as launch_module
-from worker.sandbox.client import MAX_PENDING, _Lines, allowlisted_env
-from worker.sandbox.plan import JOB_ROOT, Mount, SandboxPlan, outermost
-from worker.sandbox.probe import probe
-from worker.supervisor import MAX_ERROR_CHARS, one_line, plan_for, sandbox_uid, scrub, secret_paths
+from regctl.registry.settings import Settings
+from regctl.worker.engine.runner_location import default_cache_dir
+from regctl.worker.sandbox import launch as launch_module
+from regctl.worker.sandbox.client import MAX_PENDING, _Lines, allowlisted_env
+from regctl.worker.sandbox.plan import JOB_ROOT, Mount, SandboxPlan, outermost
+from regctl.worker.sandbox.probe import probe
+from regctl.worker.supervisor import MAX_ERROR_CHARS, one_line, plan_for, sandbox_uid, scrub, secret_paths
 
 DEADLINE_S = 30.0
 
@@ -137,12 +136,12 @@ def _launch(plan: SandboxPlan, job: Job, role: RoleFn | None = None, args: dict 
         try:
             os.close(read_end)
             if role is not None:
-                import worker.sandbox.roles
+                from regctl.worker.sandbox import roles
 
                 def run_role(name: str, args: dict, paths: dict, progress_fd: int, threads: int) -> None:
                     role(args, paths, progress_fd)
 
-                worker.sandbox.roles.run_role = run_role  # this child's copy only
+                roles.run_role = run_role  # this child's copy only
             # like the zygote's: the launcher's own output goes to a log, not to pytest's capture
             log = os.open(job.root / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.dup2(log, 1)
@@ -506,9 +505,9 @@ def test_the_role_dies_when_its_launcher_is_killed_even_after_dropping_privilege
     if pid == 0:
         try:
             os.close(read_end)
-            import worker.sandbox.roles
+            from regctl.worker.sandbox import roles
 
-            worker.sandbox.roles.run_role = lambda name, args, paths, fd, threads: _block(args, paths, fd)
+            roles.run_role = lambda name, args, paths, fd, threads: _block(args, paths, fd)
             log = os.open(job.root / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.dup2(log, 1)
             os.dup2(log, 2)
@@ -757,7 +756,7 @@ def test_the_sandbox_uid_is_one_of_the_unprivileged_range_and_none_when_off(tmp_
 
 
 def test_a_cuda_job_gets_the_gpu_device_nodes_and_a_cpu_job_none(tmp_path: Path) -> None:
-    from worker.supervisor import gpu_device_nodes
+    from regctl.worker.supervisor import gpu_device_nodes
 
     settings = _settings(tmp_path / "home", "auto")
     out = Mount(str(tmp_path / "out"), "/job/out", writable=True)

@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from worker.scratch import LOCK_NAME, PREFIX, UNLOCKED_GRACE_S, job_scratch, sweep_abandoned
+from regctl.worker.scratch import LOCK_NAME, PREFIX, UNLOCKED_GRACE_S, job_scratch, sweep_abandoned
 
 HOLDER = """
 import sys, time
-from worker.scratch import job_scratch
+from regctl.worker.scratch import job_scratch
 with job_scratch(7, sys.argv[1]) as path:
     (path / "candidate.pt").write_bytes(b"x" * 4096)
     print(path, flush=True)

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from registry.errors import InvalidSpec
-from registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec, parse_spec
+from regctl.registry.errors import InvalidSpec
+from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec, parse_spec
 
 X_INPUT = '[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [1, "seq"]'
 SEQ_DIM = "[dims]\nseq = { min = 1, max = 16 }"

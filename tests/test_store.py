@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, NotFound, ServiceUnavailable
-from registry.store import ArtifactStore, open_store, sha256_file
+from regctl.registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, NotFound, ServiceUnavailable
+from regctl.registry.store import ArtifactStore, open_store, sha256_file
 
 MiB = 1 << 20
 

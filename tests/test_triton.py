@@ -16,15 +16,14 @@ import fsspec
 import pytest
 from click.testing import CliRunner, Result
 from google.protobuf import text_format
+from regctl.cli.app import cli
+from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
+from regctl.registry.errors import InvalidInput
+from regctl.registry.settings import Settings
+from regctl.registry.spec import load_spec
+from regctl.registry.store import open_store
+from regctl.registry.triton import triton_config
 from tritonclient.grpc import model_config_pb2
-
-from cli.app import cli
-from cli.main import main as _main  # noqa: F401  (registers every command)
-from registry.errors import InvalidInput
-from registry.settings import Settings
-from registry.spec import load_spec
-from registry.store import open_store
-from registry.triton import triton_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 Invoke = Callable[..., Result]

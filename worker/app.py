@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from celery import Celery
 from kombu import Queue
-
-from registry.settings import Settings
-from worker.queues import CPU_QUEUE, QUEUES, RECONCILE_TASK
+from regctl.registry.settings import Settings
+from regctl.worker.queues import CPU_QUEUE, QUEUES, RECONCILE_TASK
 
 BROKER_TIMEOUT_S = 3.0
 
 
 def make_app(settings: Settings) -> Celery:
     """A Celery app for `settings` (its broker URL must be set)."""
-    app = Celery("regctl", broker=settings.broker_url, include=["worker.tasks"])
+    app = Celery("regctl", broker=settings.broker_url, include=["regctl.worker.tasks"])
     app.conf.update(
         task_queues=[Queue(name, routing_key=name) for name in QUEUES],
         task_create_missing_queues=False,

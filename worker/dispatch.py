@@ -5,19 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 from celery import Celery
-
-from registry.db import redact
-from registry.entities import JobInfo
-from registry.errors import ServiceUnavailable
-from registry.jobs import mark_published
-from registry.settings import Settings
-from worker.queues import RUN_JOB_TASK
+from regctl.registry.db import redact
+from regctl.registry.entities import JobInfo
+from regctl.registry.errors import ServiceUnavailable
+from regctl.registry.jobs import mark_published
+from regctl.registry.settings import Settings
+from regctl.worker.queues import RUN_JOB_TASK
 
 
 @lru_cache(maxsize=4)
 def app_for(settings: Settings) -> Celery:
     """The Celery app for these settings, made once per process."""
-    from worker.app import make_app
+    from regctl.worker.app import make_app
 
     return make_app(settings)
 

@@ -13,13 +13,13 @@ import signal
 import time
 from multiprocessing.process import BaseProcess
 
-from registry.settings import Settings
+from regctl.registry.settings import Settings
 
 
 def _child(settings: Settings, job_id: int) -> None:
-    from registry.db import dispose_engines
-    from worker.pipeline import run_job
-    from worker.sandbox.client import shared_zygote
+    from regctl.registry.db import dispose_engines
+    from regctl.worker.pipeline import run_job
+    from regctl.worker.sandbox.client import shared_zygote
 
     shared_zygote()  # imports torch in the background while the job is claimed and fetched
     dispose_engines(close=False)
@@ -68,7 +68,7 @@ class EmbeddedJob:
 
     def stop(self, reason: str = "the process running it stopped") -> None:
         """Kill the child now and put its job back in the queue (or fail it past the attempt cap)."""
-        from registry.jobs import requeue_stale
+        from regctl.registry.jobs import requeue_stale
 
         self._kill()
         requeue_stale(self.settings, self.job_id, reason)
@@ -81,8 +81,8 @@ class EmbeddedJob:
             self.process.join()
 
     def _fail(self, reason: str) -> None:
-        from worker.pipeline import fail_unless_finished
-        from worker.scratch import sweep_abandoned
+        from regctl.worker.pipeline import fail_unless_finished
+        from regctl.worker.scratch import sweep_abandoned
 
         fail_unless_finished(self.settings, self.job_id, reason)
         sweep_abandoned(self.settings.work_dir)  # the killed child never ran its own cleanup

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from registry.entities import JobInfo
-from registry.jobs import following_job, get_job
-from registry.settings import Settings
+from regctl.registry.entities import JobInfo
+from regctl.registry.jobs import following_job, get_job
+from regctl.registry.settings import Settings
 
 POLL_S = 0.2
 
@@ -26,7 +26,7 @@ def follow(settings: Settings, job: JobInfo, *, run_here: bool = False) -> Itera
 def _follow_one(settings: Settings, job: JobInfo, run_here: bool) -> Iterator[JobInfo]:
     running = None
     if run_here and job.state == "queued":
-        from worker.embedded import EmbeddedJob
+        from regctl.worker.embedded import EmbeddedJob
 
         running = EmbeddedJob(settings, job.id)
     seen = None

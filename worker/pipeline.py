@@ -13,17 +13,17 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.bundle import extract_stream
-from registry.entities import JobInfo, VersionInfo
-from registry.errors import CorruptedArtifact
-from registry.jobs import claim_job
-from registry.outcomes import NewArtifact, record_failure, record_success, start_stage
-from registry.settings import Settings
-from registry.spec import ModelSpec
-from registry.store import ArtifactStore, open_store
-from worker.progress import JobCancelled, JobReporter, JobTimedOut
-from worker.scratch import job_scratch, sweep_abandoned
-from worker.supervisor import WorkDir, run_conversion, run_validation, sandbox_uid
+from regctl.registry.bundle import extract_stream
+from regctl.registry.entities import JobInfo, VersionInfo
+from regctl.registry.errors import CorruptedArtifact
+from regctl.registry.jobs import claim_job
+from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
+from regctl.registry.settings import Settings
+from regctl.registry.spec import ModelSpec
+from regctl.registry.store import ArtifactStore, open_store
+from regctl.worker.progress import JobCancelled, JobReporter, JobTimedOut
+from regctl.worker.scratch import job_scratch, sweep_abandoned
+from regctl.worker.supervisor import WorkDir, run_conversion, run_validation, sandbox_uid
 
 
 def worker_identity() -> str:
@@ -261,7 +261,7 @@ def summarize(report: dict) -> dict:
 
 def fail_unless_finished(settings: Settings, job_id: int, reason: str) -> None:
     """Fail a job (and its version) from outside its process, unless it already finished."""
-    from registry.jobs import get_job
+    from regctl.registry.jobs import get_job
 
     if not get_job(settings, job_id).finished:
         record_failure(settings, job_id, None, reason)

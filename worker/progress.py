@@ -6,8 +6,8 @@ import os
 import threading
 import time
 
-from registry.jobs import record_progress
-from registry.settings import Settings
+from regctl.registry.jobs import record_progress
+from regctl.registry.settings import Settings
 
 
 class JobCancelled(Exception):
@@ -92,7 +92,7 @@ class JobReporter:
         self._cancel_seen = self._cancel_seen or now
         if now - self._cancel_seen < self.settings.cancel_grace:
             return
-        from registry.outcomes import record_failure
+        from regctl.registry.outcomes import record_failure
 
         try:
             record_failure(

@@ -12,7 +12,7 @@ RECONCILE_TASK = "regctl.reconcile"
 
 def parse_queues(text: str) -> tuple[str, ...]:
     """`cpu,gpu` -> ("cpu", "gpu"); unknown names are refused rather than silently created."""
-    from registry.errors import InvalidInput
+    from regctl.registry.errors import InvalidInput
 
     names = tuple(dict.fromkeys(q.strip() for q in text.split(",") if q.strip()))
     unknown = [q for q in names if q not in QUEUES]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from registry.jobs import jobs_to_republish, requeue_stale, stale_running_jobs
-from registry.settings import Settings
-from worker.dispatch import publish
+from regctl.registry.jobs import jobs_to_republish, requeue_stale, stale_running_jobs
+from regctl.registry.settings import Settings
+from regctl.worker.dispatch import publish
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from registry.errors import InvalidInput
+from regctl.registry.errors import InvalidInput
 
 QUEUES_ENV = "REGCTL_WORKER_QUEUES"
 CONCURRENCY_ENV = "REGCTL_WORKER_CONCURRENCY"
@@ -56,6 +56,6 @@ def init_child(index: int) -> None:
     gpus = [g for g in os.environ.get(GPUS_ENV, "").split(",") if g]
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    from worker.sandbox.client import shared_zygote
+    from regctl.worker.sandbox.client import shared_zygote
 
     shared_zygote()

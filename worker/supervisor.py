@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from registry.settings import Settings
-from registry.spec import ModelSpec
-from worker.embedded import describe_exit
-from worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
-from worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
-from worker.sandbox.launch import EXIT_ROLE_ERROR
-from worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
+from regctl.registry.settings import Settings
+from regctl.registry.spec import ModelSpec
+from regctl.worker.embedded import describe_exit
+from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
+from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
+from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
+from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
@@ -194,7 +194,7 @@ def plan_for(settings: Settings, device: str, mounts: dict[str, Mount], scratch:
 
 def torch_threads() -> int:
     """Intra-op threads per job: the machine's cores shared among the pool's processes."""
-    from worker.runtime import CONCURRENCY_ENV
+    from regctl.worker.runtime import CONCURRENCY_ENV
 
     concurrency = int(os.environ.get(CONCURRENCY_ENV) or 1)
     return max(1, (os.cpu_count() or 1) // max(1, concurrency))

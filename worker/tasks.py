@@ -17,9 +17,8 @@ from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.signals import worker_process_init
 from celery.worker.request import Request
-
-from registry.settings import Settings
-from worker.queues import RECONCILE_TASK, RUN_JOB_TASK
+from regctl.registry.settings import Settings
+from regctl.worker.queues import RECONCILE_TASK, RUN_JOB_TASK
 
 
 @lru_cache(maxsize=1)
@@ -35,8 +34,8 @@ class JobRequest(Request):
         """The hard limit fails the job (the child is killed and the message acknowledged)."""
         super().on_timeout(soft, timeout)
         if not soft:
-            from worker.pipeline import fail_unless_finished
-            from worker.scratch import sweep_abandoned
+            from regctl.worker.pipeline import fail_unless_finished
+            from regctl.worker.scratch import sweep_abandoned
 
             fail_unless_finished(
                 settings(),
@@ -50,8 +49,8 @@ class JobRequest(Request):
         """A lost child is noted on the job before the message goes back to the queue for another attempt."""
         how = _how_the_child_ended(exc_info.exception)
         if how is not None and self.args:
-            from registry.jobs import note_attempt_error
-            from worker.scratch import sweep_abandoned
+            from regctl.registry.jobs import note_attempt_error
+            from regctl.worker.scratch import sweep_abandoned
 
             note_attempt_error(settings(), self.args[0], f"the worker process died with {how}")
             sweep_abandoned(settings().work_dir)
@@ -93,8 +92,8 @@ def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
 @shared_task(name=RUN_JOB_TASK, base=JobTask, ignore_result=True)
 def run_job_task(job_id: int) -> None:
     """Run job `job_id`, then publish its follow-ups; a repeated delivery of a done or live job is a no-op."""
-    from worker.dispatch import publish
-    from worker.pipeline import fail_unless_finished, run_job
+    from regctl.worker.dispatch import publish
+    from regctl.worker.pipeline import fail_unless_finished, run_job
 
     config = settings()
     # The pool signals the soft time limit with SIGUSR1 (billiard installs its handler after our
@@ -120,7 +119,7 @@ def run_job_task(job_id: int) -> None:
 @shared_task(name=RECONCILE_TASK, ignore_result=True)
 def reconcile_task() -> dict[str, list[int]]:
     """One reconciler pass (scheduled by `regctl beat`)."""
-    from worker.reconciler import reconcile
+    from regctl.worker.reconciler import reconcile
 
     return reconcile(settings()).to_json()
 
@@ -128,9 +127,8 @@ def reconcile_task() -> dict[str, list[int]]:
 @worker_process_init.connect
 def _init_child(**_: object) -> None:
     from billiard.process import current_process
-
-    from registry.db import dispose_engines
-    from worker.runtime import init_child
+    from regctl.registry.db import dispose_engines
+    from regctl.worker.runtime import init_child
 
     dispose_engines(close=False)  # connections inherited from the parent belong to it
     init_child(getattr(current_process(), "index", 0) or 0)

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec
+from regctl.worker.engine.battery import build_battery, shape_grid
+from regctl.worker.engine.loader import ModelLoadError
 from safetensors.torch import save_file
-
-from registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec
-from worker.engine.battery import build_battery, shape_grid
-from worker.engine.loader import ModelLoadError
 
 TWO_DIMS = ModelSpec(
     inputs=(

@@ -6,8 +6,7 @@ import math
 from typing import NamedTuple
 
 import torch
-
-from worker.engine.compare import compare_outputs
+from regctl.worker.engine.compare import compare_outputs
 
 
 class Pair(NamedTuple):

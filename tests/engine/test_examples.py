@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from regctl.worker.engine import ConversionResult
+from regctl.worker.engine.battery import build_battery
+from regctl.worker.engine.evaluate import call
+from regctl.worker.engine.loader import loaded_model
 
 from tests.engine.conftest import EXAMPLE_NAMES, EXAMPLES, example_spec
-from worker.engine import ConversionResult
-from worker.engine.battery import build_battery
-from worker.engine.evaluate import call
-from worker.engine.loader import loaded_model
 
 Converted = Callable[[str], ConversionResult]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from regctl.worker.engine import convert_model
 
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
-from worker.engine import convert_model
 
 
 def test_linear_exports_a_pt2_with_a_dynamic_batch(converted) -> None:
@@ -116,8 +116,8 @@ def _hostile_program(path: Path, marker: Path) -> None:
 def test_a_saved_program_that_would_unpickle_an_object_is_refused_and_the_payload_never_runs(
     tmp_path: Path,
 ) -> None:
-    from worker.engine.battery import build_battery
-    from worker.engine.export import judge_program
+    from regctl.worker.engine.battery import build_battery
+    from regctl.worker.engine.export import judge_program
 
     program, marker = tmp_path / "model.pt2", tmp_path / "payload-ran"
     _hostile_program(program, marker)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from regctl.worker.engine import validate_artifact
 
 from tests.engine.conftest import EXAMPLES, example_spec
-from worker.engine import validate_artifact
 
 
 def test_a_fresh_artifact_validates_with_per_shape_errors_and_latency(converted) -> None:

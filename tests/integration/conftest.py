@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from regctl.registry.entities import JobInfo, VersionInfo
+from regctl.registry.settings import Settings
 
-from registry.entities import JobInfo, VersionInfo
-from registry.settings import Settings
 from tests.conftest import create_postgres_database, drop_postgres_database, service_missing
 from tests.factories import ABORT, FAST, HANG, SLOW, STUBBORN, linear_model  # noqa: F401  (re-exported)
 
@@ -219,7 +219,7 @@ class Service:
 
     def wait_ready(self, worker: WorkerProcess) -> None:
         """Poll the worker with a broadcast ping until it answers (or fail with its log)."""
-        from worker.dispatch import app_for
+        from regctl.worker.dispatch import app_for
 
         control = app_for(self.settings).control
 
@@ -235,21 +235,21 @@ class Service:
 
     def register(self, name: str, directory: Path, *, convert: bool = True) -> VersionInfo:
         """Register a version through the service layer, which publishes its convert job."""
-        from registry.lookup import local_caller
-        from service.models import register_directory
+        from regctl.registry.lookup import local_caller
+        from regctl.service.models import register_directory
 
         return register_directory(self.settings, local_caller(), name, directory, convert=convert)
 
     def version(self, ref: str) -> VersionInfo:
         """A version with its artifacts and jobs."""
-        from registry.refs import parse_ref
-        from registry.versions import get_version
+        from regctl.registry.refs import parse_ref
+        from regctl.registry.versions import get_version
 
         return get_version(self.settings, parse_ref(ref))
 
     def job(self, job_id: int) -> JobInfo:
         """A job as it stands now."""
-        from registry.jobs import get_job
+        from regctl.registry.jobs import get_job
 
         return get_job(self.settings, job_id)
 
@@ -319,7 +319,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A PostgreSQL database of the test's own, upgraded to head, dropped afterwards."""
-    from registry.migrate import upgrade
+    from regctl.registry.migrate import upgrade
 
     url = create_postgres_database()
     try:
@@ -337,7 +337,10 @@ def prebuilt_libtorch_runner(libtorch_runner_cache: Path) -> None:
     small time limits used here. A failed build is not an error: the engine then skips that stage.
     """
     subprocess.run(
-        [sys.executable, "-m", "worker.engine.libtorch"], env=base_env(), capture_output=True, timeout=900
+        [sys.executable, "-m", "regctl.worker.engine.libtorch"],
+        env=base_env(),
+        capture_output=True,
+        timeout=900,
     )
 
 
@@ -369,6 +372,6 @@ def service(
     for worker in running.workers:
         worker.stop()
     client.close()
-    from worker.dispatch import app_for
+    from regctl.worker.dispatch import app_for
 
     app_for(settings).close()

@@ -59,7 +59,7 @@ def test_a_pool_child_killed_mid_conversion_has_its_job_delivered_again_and_reco
 def test_a_worker_killed_whole_mid_job_has_its_job_completed_by_a_new_worker_after_the_reconciler_runs(
     service: Service, tmp_path: Path
 ) -> None:
-    from worker.reconciler import reconcile
+    from regctl.worker.reconciler import reconcile
 
     first = service.start_worker("cpu")
     convert = service.register("slow", linear_model(tmp_path / "slow", forward=SLOW)).jobs[0]

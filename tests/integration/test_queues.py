@@ -34,8 +34,8 @@ def test_registration_through_the_broker_makes_models_ready_and_each_queue_is_se
         assert f"{name}:1 is ready" in done.stderr
 
     # Every example, once on each queue (the gpu one through --device cuda).
-    from registry.lookup import local_caller
-    from service.models import register_directory
+    from regctl.registry.lookup import local_caller
+    from regctl.service.models import register_directory
 
     refs = ["lin:1", "lin-gpu:1"]
     for example in _examples():

@@ -4,7 +4,7 @@ Pure: it knows nothing of the database, Celery or the artifact store. It has two
 share a process in a job: `model_side` (imports and runs the model's code) and `judge` (proves the
 candidates against the eager outputs, never importing model code). `convert_model` and
 `validate_artifact` chain both in one process for unit tests. Importing the engine imports torch;
-the names below load lazily so `worker.engine.<module>` can be imported on its own.
+the names below load lazily so `regctl.worker.engine.<module>` can be imported on its own.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "ConversionResult": "worker.engine.judge",
-    "ValidationResult": "worker.engine.judge",
-    "ModelLoadError": "worker.engine.loader",
-    "convert_model": "worker.engine.convert",
-    "validate_artifact": "worker.engine.validate",
+    "ConversionResult": "regctl.worker.engine.judge",
+    "ValidationResult": "regctl.worker.engine.judge",
+    "ModelLoadError": "regctl.worker.engine.loader",
+    "convert_model": "regctl.worker.engine.convert",
+    "validate_artifact": "regctl.worker.engine.validate",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -25,4 +25,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'worker.engine' has no attribute {name!r}")
+    raise AttributeError(f"module 'regctl.worker.engine' has no attribute {name!r}")

@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from registry.spec import DimSpec, InputSpec, ModelSpec
-from worker.engine.loader import ModelLoadError
+from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
+from regctl.worker.engine.loader import ModelLoadError
 
 REGIMES = ("mixed", "positive", "negative", "large")
 LARGE_SCALE = 1e3

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.spec import METHODS, ModelSpec
-from worker.engine.judge import ConversionResult, judge_conversion
-from worker.engine.model_side import run_model_side
+from regctl.registry.spec import METHODS, ModelSpec
+from regctl.worker.engine.judge import ConversionResult, judge_conversion
+from regctl.worker.engine.model_side import run_model_side
 
 __all__ = ["ConversionResult", "convert_model"]
 SIDE_DIR = "model-side"

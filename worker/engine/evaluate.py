@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from worker.engine.battery import BatteryCase
-from worker.engine.capture import ModelFrames, describe_exception
-from worker.engine.compare import Comparison, compare_outputs
-from worker.engine.loader import reseed
+from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.capture import ModelFrames, describe_exception
+from regctl.worker.engine.compare import Comparison, compare_outputs
+from regctl.worker.engine.loader import reseed
 
 Progress = Callable[[str], None]
 

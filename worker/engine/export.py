@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.battery import BatteryCase, used_dims
+from regctl.worker.engine.capture import describe_exception
+from regctl.worker.engine.evaluate import CandidateCheck, Progress, check_candidate
+from regctl.worker.engine.loader import LoadedModel
 from torch import nn
-
-from registry.spec import ModelSpec
-from worker.engine.battery import BatteryCase, used_dims
-from worker.engine.capture import describe_exception
-from worker.engine.evaluate import CandidateCheck, Progress, check_candidate
-from worker.engine.loader import LoadedModel
 
 
 @dataclass

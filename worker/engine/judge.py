@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from registry.digests import sha256_file
-from registry.spec import METHODS, ModelSpec
-from worker.engine.battery import BatteryCase, build_battery
-from worker.engine.capture import WarningLog, WarningRecord, describe_exception
-from worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
-from worker.engine.exchange import (
+from regctl.registry.digests import sha256_file
+from regctl.registry.spec import METHODS, ModelSpec
+from regctl.worker.engine.battery import BatteryCase, build_battery
+from regctl.worker.engine.capture import WarningLog, WarningRecord, describe_exception
+from regctl.worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
+from regctl.worker.engine.exchange import (
     REFERENCE_FILE,
     CandidateSide,
     ExchangeError,
@@ -52,14 +51,14 @@ from worker.engine.exchange import (
     load_reference,
     read_model_side,
 )
-from worker.engine.export import judge_program
-from worker.engine.latency import Latency, measure
-from worker.engine.libtorch import Runner, empty_section, run_libtorch_stage
-from worker.engine.libtorch import failure as libtorch_failure
-from worker.engine.loader import ModelLoadError, device_for
-from worker.engine.model_side import candidate_order
-from worker.engine.outputs import describe_outputs
-from worker.engine.report import (
+from regctl.worker.engine.export import judge_program
+from regctl.worker.engine.latency import Latency, measure
+from regctl.worker.engine.libtorch import Runner, empty_section, run_libtorch_stage
+from regctl.worker.engine.libtorch import failure as libtorch_failure
+from regctl.worker.engine.loader import ModelLoadError, device_for
+from regctl.worker.engine.model_side import candidate_order
+from regctl.worker.engine.outputs import describe_outputs
+from regctl.worker.engine.report import (
     add_warnings,
     candidate_entry,
     json_safe,
@@ -524,7 +523,7 @@ class _Conversion:
 
 
 def _judge_warnings(records: list[WarningRecord]) -> list[dict[str, Any]]:
-    from worker.engine.capture import summarize
+    from regctl.worker.engine.capture import summarize
 
     return summarize([r for r in records if r.from_torch and r.category != "TracerWarning"])
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from worker.engine.battery import BatteryCase
-from worker.engine.loader import reseed
+from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.loader import reseed
 
 WARMUP = 3
 BUDGET_S = 0.1

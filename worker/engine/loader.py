@@ -36,10 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.capture import ModelFrames, describe_exception
 from torch import nn
-
-from registry.spec import ModelSpec
-from worker.engine.capture import ModelFrames, describe_exception
 
 NAMESPACE_PREFIX = "_regctl_model_"
 SEED = 0

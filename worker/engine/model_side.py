@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from registry.spec import ModelSpec
-from worker.engine.battery import BatteryCase, build_battery
-from worker.engine.capture import WarningLog, describe_exception
-from worker.engine.evaluate import EagerFailure, eager_reference
-from worker.engine.exchange import (
+from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.battery import BatteryCase, build_battery
+from regctl.worker.engine.capture import WarningLog, describe_exception
+from regctl.worker.engine.evaluate import EagerFailure, eager_reference
+from regctl.worker.engine.exchange import (
     REFERENCE_FILE,
     CandidateSide,
     EagerLatency,
@@ -42,12 +41,12 @@ from worker.engine.exchange import (
     save_reference,
     write_model_side,
 )
-from worker.engine.export import export_program
-from worker.engine.latency import measure
-from worker.engine.loader import ENGINE_LOCK, LoadedModel, ModelLoadError, loaded_model
-from worker.engine.report import timed, warning_entries
-from worker.engine.script import script_model
-from worker.engine.trace import trace_model
+from regctl.worker.engine.export import export_program
+from regctl.worker.engine.latency import measure
+from regctl.worker.engine.loader import ENGINE_LOCK, LoadedModel, ModelLoadError, loaded_model
+from regctl.worker.engine.report import timed, warning_entries
+from regctl.worker.engine.script import script_model
+from regctl.worker.engine.trace import trace_model
 
 PREFERENCE = ("script", "trace")
 ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer

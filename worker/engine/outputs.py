@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
-from worker.engine.battery import BatteryCase
+from regctl.worker.engine.battery import BatteryCase
 
 _ROOT = "output"
 

@@ -44,11 +44,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from registry.spec import ModelSpec
-from worker.engine.capture import WarningRecord, summarize
-from worker.engine.evaluate import CandidateCheck
-from worker.engine.libtorch import empty_section
+from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.capture import WarningRecord, summarize
+from regctl.worker.engine.evaluate import CandidateCheck
+from regctl.worker.engine.libtorch import empty_section
 
 TIMING_KEYS = (
     "load_s",

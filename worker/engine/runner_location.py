@@ -14,7 +14,7 @@ CACHE_ENV = "REGCTL_LIBTORCH_CACHE"
 
 def enabled() -> bool:
     """False when REGCTL_LIBTORCH is 0, false, no or off; InvalidInput for anything but an on/off word."""
-    from registry.settings import parse_flag
+    from regctl.registry.settings import parse_flag
 
     return parse_flag(SWITCH_ENV, os.environ.get(SWITCH_ENV), default=True)
 

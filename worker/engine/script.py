@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from worker.engine.capture import ModelFrames, one_line
-from worker.engine.loader import LoadedModel
+from regctl.worker.engine.capture import ModelFrames, one_line
+from regctl.worker.engine.loader import LoadedModel
 
 HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from registry.spec import ModelSpec
-from worker.engine.battery import BatteryCase
-from worker.engine.capture import WarningLog, WarningRecord, describe_exception
-from worker.engine.loader import LoadedModel
+from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.capture import WarningLog, WarningRecord, describe_exception
+from regctl.worker.engine.loader import LoadedModel
 
 # the tracer prints the whole offending output (tensor values included) between these two parts
 _UNSUPPORTED_OUTPUT = re.compile(

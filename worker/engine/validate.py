@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from registry.spec import ModelSpec
-from worker.engine.judge import ValidationResult, judge_validation
-from worker.engine.model_side import run_model_side
+from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.judge import ValidationResult, judge_validation
+from regctl.worker.engine.model_side import run_model_side
 
 __all__ = ["ValidationResult", "validate_artifact"]
 

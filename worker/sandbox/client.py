@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.sandbox.plan import SandboxPlan
-from worker.sandbox.zygote import CONTROL_FD_ENV, MAX_MESSAGE, PARENT_ENV
+from regctl.worker.sandbox.plan import SandboxPlan
+from regctl.worker.sandbox.zygote import CONTROL_FD_ENV, MAX_MESSAGE, PARENT_ENV
 
 # Variables a model or a judge may legitimately need; everything else (REGCTL_*, AWS_*, tokens,
 # the user's shell settings) stays with the supervisor.
@@ -97,7 +97,7 @@ class Zygote:
             "PYTORCH_NVML_BASED_CUDA_CHECK": "1",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "worker.sandbox.zygote"],
+            [sys.executable, "-P", "-m", "regctl.worker.sandbox.zygote"],
             env=env,
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),

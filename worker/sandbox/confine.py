@@ -21,8 +21,8 @@ import resource
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.sandbox import linux
-from worker.sandbox.plan import DEVICE_NODES, JOB_ROOT, SYSTEM_DIRS, SandboxPlan, interpreter_paths
+from regctl.worker.sandbox import linux
+from regctl.worker.sandbox.plan import DEVICE_NODES, JOB_ROOT, SYSTEM_DIRS, SandboxPlan, interpreter_paths
 
 NAMESPACE_FLAGS = {
     "user": linux.CLONE_NEWUSER,

@@ -25,8 +25,8 @@ import sys
 import traceback
 from typing import NoReturn
 
-from worker.sandbox import linux
-from worker.sandbox.confine import (
+from regctl.worker.sandbox import linux
+from regctl.worker.sandbox.confine import (
     Protections,
     SandboxRefused,
     apply_limits,
@@ -34,8 +34,8 @@ from worker.sandbox.confine import (
     drop_privileges,
     enter_namespaces,
 )
-from worker.sandbox.plan import SandboxPlan
-from worker.sandbox.waiters import become, init_waits, launcher_waits
+from regctl.worker.sandbox.plan import SandboxPlan
+from regctl.worker.sandbox.waiters import become, init_waits, launcher_waits
 
 EXIT_REFUSED = 90  # strict mode could not set up the sandbox
 EXIT_ROLE_ERROR = 91  # the role's own code raised (an engine bug, never the model's error)
@@ -135,7 +135,7 @@ def _role(plan: SandboxPlan, role: str, args: dict, paths: dict[str, str], progr
     os.chdir(out)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    from worker.sandbox.roles import run_role
+    from regctl.worker.sandbox.roles import run_role
 
     code = 0
     try:

@@ -77,8 +77,7 @@ DEVICE_NODES = ("null", "zero", "full", "random", "urandom")
 
 def interpreter_paths() -> list[str]:
     """Host directories this Python needs to keep importing: prefixes, sys.path, our own packages."""
-    import registry
-    import worker
+    from regctl import registry, worker
 
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     candidates.update(p for p in sys.path if p)

@@ -13,14 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from registry.settings import Settings
-from worker.sandbox.launch import launch
-from worker.sandbox.plan import JOB_ROOT, Mount
+from regctl.registry.settings import Settings
+from regctl.worker.sandbox.launch import launch
+from regctl.worker.sandbox.plan import JOB_ROOT, Mount
 
 
 def probe(settings: Settings) -> dict[str, Any]:
     """The protections a job would get here: the report's sandbox entry, plus `refused` in strict mode."""
-    from worker.supervisor import WorkDir, plan_for, sandbox_uid
+    from regctl.worker.supervisor import WorkDir, plan_for, sandbox_uid
 
     with tempfile.TemporaryDirectory(prefix="regctl-probe-") as tmp:
         root = Path(tmp)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from registry.spec import ModelSpec
+from regctl.registry.spec import ModelSpec
 
 ROLES = ("model", "judge", "probe")
 
@@ -37,7 +37,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
     spec = ModelSpec.from_dict(args["spec"])
     out = Path(paths["out"])
     if role == "model":
-        from worker.engine.model_side import run_model_side
+        from regctl.worker.engine.model_side import run_model_side
 
         run_model_side(
             Path(paths["model"]),
@@ -49,8 +49,8 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
             progress=progress,
         )
     elif role == "judge":
-        from worker.engine.judge import judge_conversion, judge_validation
-        from worker.engine.libtorch import Runner
+        from regctl.worker.engine.judge import judge_conversion, judge_validation
+        from regctl.worker.engine.libtorch import Runner
 
         runner: Runner | str = (
             Runner(Path(paths["runner"])) if "runner" in paths else args.get("runner_skip") or "not attempted"

@@ -34,18 +34,17 @@ MAX_MESSAGE = 1 << 20
 
 def main() -> None:
     """Import the engine, say ready, then serve requests until the supervisor goes away."""
-    from worker.sandbox import linux
+    from regctl.worker.sandbox import linux
 
     linux.die_with_parent(signal.SIGKILL)
     if os.getppid() != int(os.environ.get(PARENT_ENV, "0")):
         sys.exit(0)  # the supervisor died before we could ask to die with it
     sock = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
+    import regctl.worker.engine.judge
+    import regctl.worker.engine.model_side
+    import regctl.worker.sandbox.launch
+    import regctl.worker.sandbox.roles  # noqa: F401
     import torch  # noqa: F401  (the point of the zygote: pay this once)
-
-    import worker.engine.judge
-    import worker.engine.model_side
-    import worker.sandbox.launch
-    import worker.sandbox.roles  # noqa: F401
 
     warm_up()
     _send(sock, {"ready": os.getpid()})
@@ -120,8 +119,8 @@ class Zygote:
         return True
 
     def _run(self, message: dict[str, Any], progress_fd: int) -> None:
-        from worker.sandbox.launch import launch
-        from worker.sandbox.plan import SandboxPlan
+        from regctl.worker.sandbox.launch import launch
+        from regctl.worker.sandbox.plan import SandboxPlan
 
         plan = SandboxPlan.from_json(message["plan"])
         pid = os.fork()
@@ -155,7 +154,7 @@ def _kill_group(pid: int) -> None:
 def _runner(message: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
-    from worker.engine.libtorch import RunnerUnavailable, build_runner
+    from regctl.worker.engine.libtorch import RunnerUnavailable, build_runner
 
     if not message.get("enabled", True):
         return {"runner": None, "skip": message.get("skip") or "disabled"}
