@@ -80,6 +80,14 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
             ("method", info.method),
             ("aliases", ", ".join(info.aliases) or None),
             ("created", f"{info.created_at:%Y-%m-%d %H:%M:%S} by {info.created_by}"),
+            ("description", info.description),
+            ("tags", ", ".join(f"{k}={v}" for k, v in info.tags.items()) or None),
+            (
+                "git commit",
+                f"{info.git_commit}{' (dirty)' if info.git_dirty else ''}" if info.git_commit else None,
+            ),
+            ("run", info.run_url),
+            ("archived", f"{info.archived_at:%Y-%m-%d %H:%M:%S}" if info.archived_at else None),
             ("source sha256", info.source_sha256),
             ("weights sha256", info.weights_sha256),
             *[(key, value) for key, value in summary.items() if not isinstance(value, dict | list)],
@@ -101,19 +109,33 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
 @versions.command("list")
 @click.argument("name")
 @click.option("--status", type=click.Choice(["registered", "converting", "validating", "ready", "failed"]))
+@click.option(
+    "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only versions with this tag (repeatable)."
+)
+@click.option("--archived", is_flag=True, help="Include archived versions.")
 @click.option("--limit", type=click.IntRange(min=1, max=1000), default=50, show_default=True)
 @json_option
 @click.pass_context
-def versions_list(ctx: click.Context, name: str, status: str | None, limit: int, as_json: bool) -> None:
-    """List NAME's newest versions first, optionally only those in one status."""
-    rows = client_of(ctx).versions(name, status=status, limit=limit)
+def versions_list(
+    ctx: click.Context,
+    name: str,
+    status: str | None,
+    tags: tuple[str, ...],
+    archived: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List NAME's newest versions first, filtered by status and tags (in the database)."""
+    from regctl.registry.lineage import parse_tags
+
+    rows = client_of(ctx).versions(name, status=status, tags=parse_tags(tags), archived=archived, limit=limit)
     if as_json:
         emit_json([v.to_json() for v in rows])
         return
     table(
         None,
-        ("version", "status", "method", "created"),
-        [(v.version, v.status, v.method, v.created_at) for v in rows],
+        ("version", "status", "method", "created", "archived"),
+        [(v.version, v.status, v.method, v.created_at, "yes" if v.archived else "") for v in rows],
     )
 
 

@@ -40,7 +40,9 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @click.option(
     "--device", type=click.Choice(["cpu", "cuda"]), help="Override the spec's device (picks the queue)."
 )
-@click.option("--description", help="Describe the model (kept on the model, shown by 'models show').")
+@click.option("--description", help="Describe this version (the model keeps the newest description too).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
+@click.option("--run-url", help="The training run that produced it (an http(s) URL).")
 @click.option("--no-convert", is_flag=True, help="Only record the version; start no conversion.")
 @click.option(
     "--wait", is_flag=True, help="Follow the conversion and exit with its outcome (0 ready, 1 failed)."
@@ -54,19 +56,24 @@ def register(
     method: str | None,
     device: str | None,
     description: str | None,
+    tags: tuple[str, ...],
+    run_url: str | None,
     no_convert: bool,
     wait: bool,
     as_json: bool,
 ) -> None:
     """Register the model in DIR (code, weights, regctl.toml) as the next version of NAME.
 
-    Conversion to TorchScript and validation start by themselves unless --no-convert is given.
+    Conversion to TorchScript and validation start by themselves unless --no-convert is given. Where
+    DIR is in a git work tree, the commit and whether DIR's files differ from it are recorded.
     """
     from regctl.cli.follow import start_and_follow
+    from regctl.registry.lineage import Lineage, parse_tags
 
     client = client_of(ctx)
+    lineage = Lineage(description=description, tags=parse_tags(tags), run_url=run_url)
     info = client.register(
-        name, directory, method=method, device=device, description=description, convert=not no_convert
+        name, directory, method=method, device=device, convert=not no_convert, lineage=lineage
     )
     if not as_json:
         click.echo(f"registered {info.ref} ({info.status})", err=wait)

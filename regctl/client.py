@@ -25,6 +25,7 @@ from regctl.registry.entities import (
     VersionRow,
 )
 from regctl.registry.errors import RegctlError
+from regctl.registry.lineage import Lineage
 
 Progress = Callable[[int, int], None]
 
@@ -53,8 +54,16 @@ class RegistryClient(abc.ABC):
         """A model with its newest versions and its aliases."""
 
     @abc.abstractmethod
-    def versions(self, name: str, *, status: str | None = None, limit: int = 100) -> list[VersionRow]:
-        """The newest versions of a model, optionally only those in `status`."""
+    def versions(
+        self,
+        name: str,
+        *,
+        status: str | None = None,
+        tags: dict[str, str] | None = None,
+        archived: bool = False,
+        limit: int = 100,
+    ) -> list[VersionRow]:
+        """The newest versions of a model, filtered by status and tags; archived ones on request."""
 
     @abc.abstractmethod
     def version(self, ref: str) -> VersionInfo:
@@ -70,8 +79,25 @@ class RegistryClient(abc.ABC):
         device: str | None = None,
         description: str | None = None,
         convert: bool = True,
+        lineage: Lineage | None = None,
     ) -> VersionInfo:
         """Register a model directory as the next version of `name`; conversion starts unless told not to."""
+
+    @abc.abstractmethod
+    def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
+        """Set and remove tags on a version; its tags afterwards."""
+
+    @abc.abstractmethod
+    def archive(self, ref: str, archived: bool = True) -> str:
+        """Hide NAME:VERSION from NAME resolution and lists (or show it again)."""
+
+    @abc.abstractmethod
+    def delete_version(self, ref: str, *, force: bool = False) -> dict:
+        """Delete NAME:VERSION; `force` also removes the aliases pointing at it."""
+
+    @abc.abstractmethod
+    def gc(self, *, dry_run: bool = False) -> dict:
+        """Delete the blobs no row names (admin)."""
 
     @abc.abstractmethod
     def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:

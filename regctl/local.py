@@ -21,6 +21,7 @@ from regctl.registry.entities import (
     VersionInfo,
     VersionRow,
 )
+from regctl.registry.lineage import Lineage
 from regctl.registry.settings import Settings
 
 
@@ -51,11 +52,21 @@ class LocalClient(RegistryClient):
 
         return show_model(self.settings, self.caller, name)
 
-    def versions(self, name: str, *, status: str | None = None, limit: int = 100) -> list[VersionRow]:
+    def versions(
+        self,
+        name: str,
+        *,
+        status: str | None = None,
+        tags: dict[str, str] | None = None,
+        archived: bool = False,
+        limit: int = 100,
+    ) -> list[VersionRow]:
         """The newest versions of a model."""
         from regctl.service.models import list_versions
 
-        return list_versions(self.settings, self.caller, name, status=status, limit=limit)
+        return list_versions(
+            self.settings, self.caller, name, status=status, tags=tags, archived=archived, limit=limit
+        )
 
     def version(self, ref: str) -> VersionInfo:
         """The version REF points at."""
@@ -72,6 +83,7 @@ class LocalClient(RegistryClient):
         device: str | None = None,
         description: str | None = None,
         convert: bool = True,
+        lineage: Lineage | None = None,
     ) -> VersionInfo:
         """Register a model directory; in embedded mode its jobs run when followed (`wait`)."""
         from regctl.service.models import register_directory
@@ -85,7 +97,32 @@ class LocalClient(RegistryClient):
             device=device,
             description=description,
             convert=convert,
+            lineage=lineage,
         )
+
+    def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
+        """Set and remove tags on a version."""
+        from regctl.service.lifecycle import tag_version
+
+        return tag_version(self.settings, self.caller, ref, set_tags, remove)
+
+    def archive(self, ref: str, archived: bool = True) -> str:
+        """Archive or unarchive NAME:VERSION."""
+        from regctl.service.lifecycle import archive_version
+
+        return archive_version(self.settings, self.caller, ref, archived)
+
+    def delete_version(self, ref: str, *, force: bool = False) -> dict:
+        """Delete NAME:VERSION."""
+        from regctl.service.lifecycle import delete_version
+
+        return delete_version(self.settings, self.caller, ref, force=force)
+
+    def gc(self, *, dry_run: bool = False) -> dict:
+        """Delete the blobs no row names."""
+        from regctl.service.lifecycle import collect_garbage
+
+        return collect_garbage(self.settings, self.caller, dry_run=dry_run)
 
     def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
         """Queue a job for NAME:VERSION."""

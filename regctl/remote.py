@@ -43,6 +43,7 @@ from regctl.registry.errors import (
     ServiceUnavailable,
     error_classes,
 )
+from regctl.registry.lineage import Lineage
 from regctl.registry.refs import check_model_name, parse_ref
 
 T = TypeVar("T")
@@ -155,12 +156,45 @@ class Client(RegistryClient):
         """A model with its newest versions and its aliases."""
         return self._json("GET", f"/models/{_seg(check_model_name(name))}", ModelDetail)
 
-    def versions(self, name: str, *, status: str | None = None, limit: int = 100) -> list[VersionRow]:
+    def versions(
+        self,
+        name: str,
+        *,
+        status: str | None = None,
+        tags: dict[str, str] | None = None,
+        archived: bool = False,
+        limit: int = 100,
+    ) -> list[VersionRow]:
         """The newest versions of a model."""
-        params = {"limit": limit, **({"status": status} if status else {})}
+        params: list[tuple[str, Any]] = [("limit", limit), ("archived", "true" if archived else "false")]
+        params += [("status", status)] if status else []
+        params += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
         return self._json(
             "GET", f"/models/{_seg(check_model_name(name))}/versions", list[VersionRow], params=params
         )
+
+    def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
+        """Set and remove tags on a version."""
+        body = {"set": set_tags, "remove": list(remove)}
+        return self._json("PATCH", f"/versions/{_seg(str(parse_ref(ref)))}/tags", dict[str, str], json=body)
+
+    def archive(self, ref: str, archived: bool = True) -> str:
+        """Archive or unarchive NAME:VERSION."""
+        from regctl.registry.refs import parse_version_ref
+
+        path = f"/versions/{_seg(str(parse_version_ref(ref)))}/archive"
+        return self._json("POST" if archived else "DELETE", path, dict)["ref"]
+
+    def delete_version(self, ref: str, *, force: bool = False) -> dict:
+        """Delete NAME:VERSION (admin)."""
+        from regctl.registry.refs import parse_version_ref
+
+        params = {"force": "true" if force else "false"}
+        return self._json("DELETE", f"/versions/{_seg(str(parse_version_ref(ref)))}", dict, params=params)
+
+    def gc(self, *, dry_run: bool = False) -> dict:
+        """Delete the blobs no row names (admin)."""
+        return self._json("POST", "/gc", dict, params={"dry_run": "true" if dry_run else "false"})
 
     def version(self, ref: str) -> VersionInfo:
         """The version REF points at."""
@@ -194,24 +228,42 @@ class Client(RegistryClient):
         device: str | None = None,
         description: str | None = None,
         convert: bool = True,
+        lineage: Lineage | None = None,
     ) -> VersionInfo:
-        """Build the bundle here (the same checks as a local register) and upload it."""
+        """Build the bundle here (the same checks as a local register) and upload it.
+
+        The git commit is read here, from the work tree the bundle comes from, and sent with it.
+        """
         from regctl.registry.bundle import build_bundle, weights_file
+        from regctl.registry.lineage import git_state
         from regctl.registry.settings import Settings
         from regctl.registry.spec import prepare_spec
 
         check_model_name(name)
         directory = Path(directory)
         spec = prepare_spec(directory, method, device)
-        params: dict[str, Any] = {"convert": "true" if convert else "false"}
-        for key, value in (("method", method), ("device", device), ("description", description)):
+        lineage = (lineage or Lineage(description=description)).checked()
+        params: list[tuple[str, Any]] = [("convert", "true" if convert else "false")]
+        for key, value in (("method", method), ("device", device), ("description", lineage.description)):
             if value is not None:
-                params[key] = value
+                params.append((key, value))
+        params += [("tag", f"{k}={v}") for k, v in lineage.tags.items()]
+        params += [("run_url", lineage.run_url)] if lineage.run_url else []
         with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
             caps = Settings.from_env()
             weights_file(directory, spec, caps.max_weights_bytes)  # refused here rather than after an upload
             upload = Path(tmp) / "upload.tar"
             bundle = build_bundle(directory, spec, upload, caps.max_bundle_bytes, include_weights=True)
+            git = git_state(directory, [directory / member for member in bundle.files])
+            if lineage.git_commit is None and git is not None:
+                params += [("git_commit", git.commit), ("git_dirty", "true" if git.dirty else "false")]
+            elif lineage.git_commit is not None:
+                params += [("git_commit", lineage.git_commit)]
+                params += (
+                    [("git_dirty", "true" if lineage.git_dirty else "false")]
+                    if lineage.git_dirty is not None
+                    else []
+                )
             with bundle.path.open("rb") as body:
                 headers = {"Content-Type": "application/x-tar", "Content-Length": str(bundle.size)}
                 return self._json(

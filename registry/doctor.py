@@ -88,7 +88,7 @@ def _check(settings: Settings, store: ArtifactStore, checkup: Checkup, quick: bo
         )
         return  # the rows cannot be read reliably under another schema
     checkup.problems += _database_integrity(url)
-    referenced = _referenced_blobs(settings)
+    referenced = referenced_blobs(settings)
     files = list(store.listing())
     checkup.problems += _check_referenced(store, files, referenced, checkup, quick)
     checkup.problems += _unreferenced(files, referenced, checkup, grace_s)
@@ -118,8 +118,8 @@ class _Reference:
     users: tuple[str, ...]  # `model:version kind`, for the message
 
 
-def _referenced_blobs(settings: Settings) -> dict[str, _Reference]:
-    """Every sha256 a row names, with its recorded size and the versions that use it."""
+def referenced_blobs(settings: Settings) -> dict[str, _Reference]:
+    """Every sha256 a row names, with its recorded size and the versions that use it (doctor and gc)."""
     users: dict[str, list[str]] = defaultdict(list)
     sizes: dict[str, int] = {}
     with session_scope(settings.database_url) as session:
@@ -211,11 +211,18 @@ def _unreferenced(
 
 
 def _stray(found: StoredFile) -> Problem:
-    if found.sha256 is None and "/tmp/" in found.path:
+    if found.area == "tmp":
         return Problem(
             "leftover_temp",
             found.path,
             f"{found.path} ({found.size} bytes) is an upload that never finished; delete it",
+        )
+    if found.area == "trash":
+        return Problem(
+            "leftover_temp",
+            found.path,
+            f"{found.path} was set aside by an interrupted 'regctl gc'; if doctor reports its blob "
+            "missing, move it back under sha256/, else delete it",
         )
     if found.sha256 is None:
         return Problem(

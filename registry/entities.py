@@ -87,6 +87,12 @@ class VersionInfo(Record):
     artifacts: tuple[ArtifactInfo, ...] = ()
     aliases: tuple[str, ...] = ()
     jobs: tuple[JobInfo, ...] = ()
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    git_dirty: bool | None = None  # the bundled files differ from git_commit
+    run_url: str | None = None  # the training run that produced it
+    archived_at: datetime | None = None  # hidden from NAME and lists; still fetchable by number
 
     @property
     def ref(self) -> str:
@@ -102,6 +108,7 @@ class VersionRow(Record):
     status: str
     method: str | None
     created_at: datetime
+    archived: bool = False
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ def pointed_at(query: Select, name: Any, version: Any = None, alias: Any = None)
         return query.where(ModelVersion.version == version)
     if alias is not None:
         return query.join(Alias, Alias.version_id == ModelVersion.id).where(Alias.name == alias)
-    return query.where(ModelVersion.status == "ready").order_by(ModelVersion.version.desc()).limit(1)
+    newest_ready = query.where(ModelVersion.status == "ready", ModelVersion.archived_at.is_(None))
+    return newest_ready.order_by(ModelVersion.version.desc()).limit(1)
 
 
 def find_version(session: Session, ref: Ref) -> tuple[Model, ModelVersion]:

@@ -15,7 +15,9 @@ SHOWN_VERSIONS = 20
 
 def list_models(settings: Settings) -> list[ModelSummary]:
     """Every model with its version count, newest version and newest ready version, by name."""
-    ready = case((ModelVersion.status == "ready", ModelVersion.version))
+    ready = case(
+        ((ModelVersion.status == "ready") & ModelVersion.archived_at.is_(None), ModelVersion.version)
+    )
     query = (
         select(
             Model.name,
@@ -50,7 +52,7 @@ def show_model(settings: Settings, name: str, limit: int = SHOWN_VERSIONS) -> Mo
         model = find_model(session, name)
         rows = session.execute(
             select(ModelVersion.version, ModelVersion.status, ModelVersion.method, ModelVersion.created_at)
-            .where(ModelVersion.model_id == model.id)
+            .where(ModelVersion.model_id == model.id, ModelVersion.archived_at.is_(None))
             .order_by(ModelVersion.version.desc())
             .limit(limit)
         ).all()

@@ -55,6 +55,7 @@ def version_info(
     artifacts: list[Artifact] | None = None,
     aliases: list[str] | None = None,
     jobs: list[Job] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> VersionInfo:
     """The record of a version row with whatever related rows the caller loaded."""
     return VersionInfo(
@@ -72,4 +73,10 @@ def version_info(
         artifacts=tuple(artifact_info(a) for a in artifacts or ()),
         aliases=tuple(sorted(aliases or ())),
         jobs=tuple(job_info(j, model, row.version) for j in jobs or ()),
+        description=row.description,
+        tags=dict(sorted((tags or {}).items())),
+        git_commit=row.git_commit,
+        git_dirty=row.git_dirty,
+        run_url=row.run_url,
+        archived_at=row.archived_at,
     )

@@ -9,6 +9,7 @@ from regctl.registry.access import ROLE_RANK
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -30,7 +31,7 @@ ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", "report")
 ROLES = tuple(ROLE_RANK)
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0003_weights"
+HEAD_REVISION = "0004_lineage"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -111,6 +112,25 @@ class ModelVersion(Base):
     created_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    run_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Archived versions are hidden from NAME resolution and lists, and still fetchable by number.
+    archived_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class VersionTag(Base):
+    """One `key=value` tag of a version (a table, so `versions list --tag` filters in SQL)."""
+
+    __tablename__ = "version_tags"
+    __table_args__ = (Index("ix_version_tags_key_value", "key", "value"),)
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
 
 
 class Artifact(Base):

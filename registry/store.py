@@ -151,6 +151,7 @@ class StoredFile:
     sha256: str | None
     size: int
     modified: float  # seconds since the epoch
+    area: str = "sha256"  # sha256 (blobs), tmp (uploads in flight or abandoned) or trash (set aside by gc)
 
 
 def _facts(info: dict) -> tuple[int, float]:
@@ -243,6 +244,7 @@ class ArtifactStore:
         """Store the file at `path`, streaming it: one pass to hash (and dedup), one to copy."""
         sha, size = sha256_file(path), os.path.getsize(path)
         if self.exists(sha):
+            self._refresh(sha)
             return BlobRef(sha, size, self.uri_for(sha))
         with open(path, "rb") as f:
             tmp, copied_sha, size = self._spool(_read_chunks(f))
@@ -431,13 +433,47 @@ class ArtifactStore:
             return None
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
+    def _refresh(self, sha256: str) -> None:
+        """Make a reused local blob as young as its newest use, so `regctl gc`'s grace period covers it."""
+        if self.local:
+            with contextlib.suppress(OSError):  # a read-only store still serves the blob
+                os.utime(self._key(sha256))
+
+    def set_aside(self, path: str) -> str:
+        """Move a file the listing returned into the store's trash/ (gc's first step); its new path."""
+        trash = f"{self._base}/trash/{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
+        with self._reachable():
+            if self.local:
+                os.makedirs(os.path.dirname(trash), exist_ok=True)
+                os.rename(path, trash)
+            else:
+                self.fs.mv(path, trash)
+        return trash
+
+    def put_back(self, trash: str, path: str) -> None:
+        """Undo `set_aside`: a row came to name the blob while gc was deciding."""
+        with self._reachable():
+            if self.local:
+                os.replace(trash, path)  # a registration may have stored the same bytes again meanwhile
+            else:
+                self.fs.mv(trash, path)
+
+    def delete_file(self, path: str) -> None:
+        """Delete one file the listing returned (`regctl gc`); one already gone is not an error."""
+        with self._reachable(), contextlib.suppress(FileNotFoundError):
+            if self.local:
+                os.remove(path)
+            else:
+                self.fs.rm(path)
+
     def listing(self) -> Iterator[StoredFile]:
         """Every blob and every leftover upload temp in the store, with its size and modification time."""
         with self._reachable():
-            for prefix in ("sha256", "tmp"):
+            for prefix in ("sha256", "tmp", "trash"):
                 found = self.fs.find(f"{self._base}/{prefix}", detail=True) if self._has(prefix) else {}
                 for path, info in sorted(found.items()):
-                    yield StoredFile(path, self._sha_of(path) if prefix == "sha256" else None, *_facts(info))
+                    sha = self._sha_of(path) if prefix == "sha256" else None
+                    yield StoredFile(path, sha, *_facts(info), area=prefix)
 
     def _has(self, prefix: str) -> bool:
         return bool(self.fs.exists(f"{self._base}/{prefix}"))

@@ -19,7 +19,7 @@ from regctl.registry.entities import VersionInfo
 from regctl.registry.lookup import pointed_at
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref
-from regctl.registry.schema import Alias, Artifact, Job, Model, ModelVersion
+from regctl.registry.schema import Alias, Artifact, Job, Model, ModelVersion, VersionTag
 from sqlalchemy import ColumnElement, Select, Table, bindparam, func, literal_column, select
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,8 @@ def load_version(session: Session, ref: Ref) -> VersionInfo | None:
         return None
     artifacts = [SimpleNamespace(**_moments(item)) for item in _by_id(row.artifact_list)]
     jobs = [_job(item) for item in _by_id(row.job_list)]
-    return version_info(row, ref.name, artifacts, _decoded(row.alias_list), jobs)  # type: ignore[arg-type]
+    tags = row.tag_map if isinstance(row.tag_map, dict) else json.loads(row.tag_map or "{}")
+    return version_info(row, ref.name, artifacts, _decoded(row.alias_list), jobs, tags)  # type: ignore[arg-type]
 
 
 @cache
@@ -71,6 +72,7 @@ def _statement(dialect: str, shape: str) -> Select:
         _array(dialect, Artifact.__table__, ARTIFACT_FIELDS, owner).label("artifact_list"),
         _names(dialect, owner).label("alias_list"),
         _array(dialect, Job.__table__, JOB_FIELDS, owner).label("job_list"),
+        _tags(dialect, owner).label("tag_map"),
     ).join(models, models.c.id == versions.c.model_id)
     version = bindparam("version") if shape == "version" else None
     alias = bindparam("alias") if shape == "alias" else None
@@ -106,6 +108,15 @@ def _names(dialect: str, owner: ColumnElement) -> Any:
         agg = func.coalesce(func.json_agg(aliases.c.name), literal_column("'[]'::json"))
         return select(agg).where(where).scalar_subquery()
     return select(func.json_group_array(aliases.c.name)).where(where).scalar_subquery()
+
+
+def _tags(dialect: str, owner: ColumnElement) -> Any:
+    tags = VersionTag.__table__
+    where = tags.c.version_id == owner
+    if dialect == "postgresql":
+        agg = func.coalesce(func.json_object_agg(tags.c.key, tags.c.value), literal_column("'{}'::json"))
+        return select(agg).where(where).scalar_subquery()
+    return select(func.json_group_object(tags.c.key, tags.c.value)).where(where).scalar_subquery()
 
 
 def _decoded(value: Any) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.entities import VersionInfo, VersionRow
 from regctl.registry.errors import InvalidInput
 from regctl.registry.jobs import queue_for
+from regctl.registry.lineage import Lineage, check_tags, git_state
 from regctl.registry.lookup import find_model, find_version, local_caller
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref, check_model_name
-from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion
+from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion, VersionTag
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec, prepare_spec
 from regctl.registry.store import BlobRef, open_store
@@ -34,6 +36,7 @@ def register_version(
     description: str | None = None,
     jobs: tuple[str, ...] = (),
     caller: Caller | None = None,
+    lineage: Lineage | None = None,
 ) -> VersionInfo:
     """Register the model directory as the next version of `name`; create the model on first use.
 
@@ -45,6 +48,7 @@ def register_version(
     check_model_name(name)
     caller = caller or local_caller()
     directory = Path(directory)
+    lineage = (lineage or Lineage(description=description)).checked()
     spec = prepare_spec(directory, method, device)
     weights = weights_file(directory, spec, settings.max_weights_bytes)
     # An unreachable or outdated database fails here, before any blob is stored (no orphans).
@@ -53,21 +57,49 @@ def register_version(
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
         blob = store.put_file(bundle.path)
-    weights_blob = store.put_file(weights) if weights is not None else None
+        if lineage.git_commit is None:
+            lineage = _with_git(
+                lineage, directory, [*bundle.files, *([spec.weights] if spec.weights else [])]
+            )
+        weights_blob = store.put_file(weights) if weights is not None else None
+        info = _insert(settings, name, spec, blob, weights_blob, lineage, jobs, caller)
+        # `regctl gc` may have deleted a reused blob between the upload and the commit: store it again.
+        for ref, path in ((blob, bundle.path), (weights_blob, weights)):
+            if ref is not None and path is not None and not store.exists(ref.sha256):
+                store.put_file(path)
+    return info
+
+
+def _insert(
+    settings: Settings,
+    name: str,
+    spec: ModelSpec,
+    blob: BlobRef,
+    weights_blob: BlobRef | None,
+    lineage: Lineage,
+    jobs: tuple[str, ...],
+    caller: Caller,
+) -> VersionInfo:
+    """The version's rows, its artifacts, tags and queued jobs, in one transaction."""
     with session_scope(settings.database_url) as session:
-        model = _lock_model(session, name, description)
+        model = _lock_model(session, name, lineage.description)
         model.last_version += 1
         row = ModelVersion(
             model_id=model.id,
             version=model.last_version,
             status="registered",
             spec=spec.to_dict(),
-            source_sha256=bundle.sha256,
+            source_sha256=blob.sha256,
             weights_sha256=weights_blob.sha256 if weights_blob else None,
             created_by=caller.name[:128],
+            description=lineage.description,
+            git_commit=lineage.git_commit,
+            git_dirty=lineage.git_dirty,
+            run_url=lineage.run_url,
         )
         session.add(row)
         session.flush()
+        session.add_all(VersionTag(version_id=row.id, key=k, value=v) for k, v in lineage.tags.items())
         stored = [_artifact(row, "source", blob)]
         if weights_blob is not None:
             stored.append(_artifact(row, "weights", weights_blob))
@@ -76,12 +108,21 @@ def register_version(
         session.add_all(queued)
         session.flush()
         detail = {
-            "source_sha256": bundle.sha256,
+            "source_sha256": blob.sha256,
             "weights_sha256": row.weights_sha256,
             "jobs": [j.id for j in queued],
+            "git_commit": lineage.git_commit,
         }
         audit.record(session, caller, "version.register", f"{name}:{row.version}", model=name, detail=detail)
-        return version_info(row, name, artifacts=stored, jobs=queued)
+        return version_info(row, name, artifacts=stored, jobs=queued, tags=lineage.tags)
+
+
+def _with_git(lineage: Lineage, directory: Path, members: list[str]) -> Lineage:
+    """The lineage with the commit the model directory is at, when it is a git work tree."""
+    state = git_state(directory, [directory / member for member in members])
+    if state is None:
+        return lineage
+    return dataclasses.replace(lineage, git_commit=state.commit, git_dirty=state.dirty)
 
 
 def _artifact(row: ModelVersion, kind: str, blob: BlobRef) -> Artifact:
@@ -142,24 +183,49 @@ def get_version(settings: Settings, ref: Ref) -> VersionInfo:
         ).all()
         aliases = session.scalars(select(Alias.name).where(Alias.version_id == row.id)).all()
         jobs = session.scalars(select(Job).where(Job.version_id == row.id).order_by(Job.id)).all()
-        return version_info(row, model.name, list(artifacts), list(aliases), list(jobs))
+        tags = dict(
+            session.execute(
+                select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == row.id)
+            ).all()
+        )
+        return version_info(row, model.name, list(artifacts), list(aliases), list(jobs), tags)
 
 
 def list_versions(
-    settings: Settings, name: str, *, status: str | None = None, limit: int = 100
+    settings: Settings,
+    name: str,
+    *,
+    status: str | None = None,
+    tags: dict[str, str] | None = None,
+    archived: bool = False,
+    limit: int = 100,
 ) -> list[VersionRow]:
-    """The newest versions of `name` first, optionally only those in `status`."""
+    """The newest versions of `name` first, filtered in SQL by status and tags; archived ones on request."""
     check_model_name(name)
     if status is not None and status not in VERSION_STATUSES:
         raise InvalidInput(f"version status {status!r} is not one of {', '.join(VERSION_STATUSES)}")
+    tags = check_tags(tags or {})
     with session_scope(settings.database_url) as session:
         model = find_model(session, name)
         query = (
-            select(ModelVersion.version, ModelVersion.status, ModelVersion.method, ModelVersion.created_at)
+            select(
+                ModelVersion.version,
+                ModelVersion.status,
+                ModelVersion.method,
+                ModelVersion.created_at,
+                ModelVersion.archived_at.is_not(None),
+            )
             .where(ModelVersion.model_id == model.id)
             .order_by(ModelVersion.version.desc())
             .limit(limit)
         )
         if status is not None:
             query = query.where(ModelVersion.status == status)
+        if not archived:
+            query = query.where(ModelVersion.archived_at.is_(None))
+        for key, value in tags.items():
+            tagged = select(VersionTag.version_id).where(
+                VersionTag.version_id == ModelVersion.id, VersionTag.key == key, VersionTag.value == value
+            )
+            query = query.where(tagged.exists())
         return [VersionRow(*row) for row in session.execute(query)]

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from regctl.registry.settings import Settings
-from regctl.server import admin_api, artifacts_api, catalog_api, jobs_api, register_api
+from regctl.server import admin_api, artifacts_api, catalog_api, jobs_api, lifecycle_api, register_api
 from regctl.server.auth import TokenCache
 from regctl.server.errors import install_error_handlers
 from regctl.server.events import JobHub
@@ -80,7 +80,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
         """Liveness: no token needed, no database touched."""
         return Health(status="ok", version=_version())
 
-    for module in (catalog_api, register_api, jobs_api, artifacts_api, admin_api):
+    for module in (catalog_api, register_api, jobs_api, artifacts_api, lifecycle_api, admin_api):
         api.include_router(module.router)
     app.include_router(api)
     return app

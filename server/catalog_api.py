@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from regctl.registry.access import Caller
 from regctl.registry.entities import AliasInfo, Identity, ModelDetail, ModelSummary, VersionInfo, VersionRow
+from regctl.registry.lineage import parse_tags
 from regctl.registry.refs import MAX_VERSION
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
@@ -53,10 +54,15 @@ def list_versions(
     name: Name,
     caller: CallerDep,
     status: Status | None = None,
+    tag: Annotated[list[str] | None, Query(max_length=330, description="KEY=VALUE; all must match")] = None,
+    archived: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    """The newest versions of a model, optionally only those in one status."""
-    found = models.list_versions(settings_of(request), caller, name, status=status, limit=limit)
+    """The newest versions of a model, filtered by status and tags (archived ones with archived=true)."""
+    tags = parse_tags(tag or [])
+    found = models.list_versions(
+        settings_of(request), caller, name, status=status, tags=tags, archived=archived, limit=limit
+    )
     return typed_json(list[VersionRow], found)
 
 

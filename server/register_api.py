@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from regctl.registry.access import Caller
 from regctl.registry.entities import VersionInfo
 from regctl.registry.errors import InvalidInput, TooLarge
+from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.refs import check_model_name
 from regctl.registry.settings import Settings
 from regctl.server.auth import current_caller, settings_of
@@ -48,14 +49,19 @@ async def register(
     caller: Annotated[Caller, Depends(current_caller)],
     method: Literal["auto", "trace", "script"] | None = None,
     device: Literal["cpu", "cuda"] | None = None,
-    description: Annotated[str | None, Query(max_length=2000)] = None,
+    description: Annotated[str | None, Query(max_length=4000)] = None,
     convert: bool = True,
+    tag: Annotated[list[str] | None, Query(max_length=330, description="KEY=VALUE, repeatable")] = None,
+    run_url: Annotated[str | None, Query(max_length=2048)] = None,
+    git_commit: Annotated[str | None, Query(max_length=64, description="read by the client")] = None,
+    git_dirty: bool | None = None,
 ) -> VersionInfo:
     """Register the uploaded bundle as NAME's next version; conversion starts unless convert=false."""
     settings = settings_of(request)
     caller.require("register", check_model_name(name))
     if description is not None and not description.isprintable():
         raise InvalidInput("description has control characters; use one line of printable text")
+    lineage = Lineage(description, parse_tags(tag or []), run_url, git_commit, git_dirty).checked()
     limit = upload_limit(settings)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -73,6 +79,7 @@ async def register(
             device=device,
             description=description,
             convert=convert,
+            lineage=lineage,
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from regctl.registry.access import Caller
 from regctl.registry.entities import ModelDetail, ModelSummary, VersionInfo, VersionRow
 from regctl.registry.errors import RegctlError
+from regctl.registry.lineage import Lineage
 from regctl.registry.refs import check_model_name, parse_ref
 from regctl.registry.settings import Settings
 from regctl.service import dispatch
@@ -30,13 +31,20 @@ def show_model(settings: Settings, caller: Caller, name: str) -> ModelDetail:
 
 
 def list_versions(
-    settings: Settings, caller: Caller, name: str, *, status: str | None = None, limit: int = 100
+    settings: Settings,
+    caller: Caller,
+    name: str,
+    *,
+    status: str | None = None,
+    tags: dict[str, str] | None = None,
+    archived: bool = False,
+    limit: int = 100,
 ) -> list[VersionRow]:
-    """The newest versions of a model, optionally only those in `status`."""
+    """The newest versions of a model, filtered by status and tags; archived ones on request."""
     from regctl.registry.versions import list_versions as query
 
     caller.require("read", check_model_name(name))
-    return query(settings, name, status=status, limit=limit)
+    return query(settings, name, status=status, tags=tags, archived=archived, limit=limit)
 
 
 def show_version(settings: Settings, caller: Caller, ref: str) -> VersionInfo:
@@ -58,6 +66,7 @@ def register_directory(
     device: str | None = None,
     description: str | None = None,
     convert: bool = True,
+    lineage: Lineage | None = None,
 ) -> VersionInfo:
     """Register a model directory on this machine as the next version of `name`; start its conversion."""
     from regctl.registry.versions import register_version
@@ -75,6 +84,7 @@ def register_directory(
         description=description,
         jobs=jobs,
         caller=caller,
+        lineage=lineage,
     )
     dispatch.start(settings, info.jobs)
     return info
@@ -90,6 +100,7 @@ def register_upload(
     device: str | None = None,
     description: str | None = None,
     convert: bool = True,
+    lineage: Lineage | None = None,
 ) -> VersionInfo:
     """Register an uploaded bundle: unpacked safely, then checked and rebuilt exactly like a local directory.
 
@@ -112,6 +123,7 @@ def register_upload(
                 device=device,
                 description=description,
                 convert=convert,
+                lineage=lineage,
             )
         except RegctlError as exc:
             exc.message = exc.message.replace(f"{directory}/", "").replace(str(directory), "the bundle")

@@ -17,7 +17,7 @@ PROTECTED = ("prod",)
     ("role", "allowed"),
     [
         ("reader", {"read", "fetch"}),
-        ("writer", {"read", "fetch", "register", "submit", "cancel", "retry", "alias"}),
+        ("writer", {"read", "fetch", "register", "submit", "cancel", "retry", "alias", "tag", "archive"}),
         (
             "admin",
             {
@@ -28,6 +28,10 @@ PROTECTED = ("prod",)
                 "cancel",
                 "retry",
                 "alias",
+                "tag",
+                "archive",
+                "delete",
+                "gc",
                 "protected-alias",
                 "tokens",
                 "audit",

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -514,3 +515,51 @@ def test_a_job_the_embedded_server_runs_goes_back_to_the_queue_when_the_server_s
     stopped = direct.job(job.id)
     assert (stopped.state, stopped.attempts) == ("queued", 1), stopped
     assert "API server stopped" in (stopped.error or "")
+
+
+def test_lineage_tags_archive_delete_and_gc_work_the_same_through_the_server(
+    server: ApiServer, direct: LocalClient, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    directory = write_model_dir(repo)
+    git_env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+    }
+    git_env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "m"]):
+        subprocess.run(["git", "-C", str(repo), *args], env=git_env, check=True, capture_output=True)
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    writer, admin = token(direct, "trainer", "writer"), token(direct, "ops", "admin")
+
+    registered = remote_cli(
+        server, writer, "register", "m", str(directory), "--no-convert", "--tag", "team=nlp",
+        "--run-url", "https://mlflow.example.com/runs/1", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert registered.returncode == 0, registered.stderr
+    assert (
+        remote_cli(server, writer, "register", "m", str(directory), "--no-convert", cwd=tmp_path).returncode
+        == 0
+    )
+    version = direct.version("m:1")
+    assert (version.git_commit, version.git_dirty) == (head, False)  # read by the client, from its work tree
+    assert version.tags == {"team": "nlp"} and version.run_url == "https://mlflow.example.com/runs/1"
+    listed = remote_cli(server, writer, "versions", "list", "m", "--tag", "team=nlp", "--json", cwd=tmp_path)
+    assert [v["version"] for v in json.loads(listed.stdout)] == [1]
+
+    assert remote_cli(server, writer, "versions", "tag", "m:2", "team=nlp", cwd=tmp_path).returncode == 0
+    assert remote_cli(server, writer, "versions", "archive", "m:2", cwd=tmp_path).returncode == 0
+    listed = remote_cli(server, writer, "versions", "list", "m", "--tag", "team=nlp", "--json", cwd=tmp_path)
+    assert [v["version"] for v in json.loads(listed.stdout)] == [1]
+    denied = remote_cli(server, writer, "versions", "delete", "m:1", cwd=tmp_path)
+    assert denied.returncode == 5, denied.stderr  # deleting needs an admin
+    assert remote_cli(server, admin, "versions", "delete", "m:1", cwd=tmp_path).returncode == 0
+    assert remote_cli(server, writer, "gc", "--dry-run", cwd=tmp_path).returncode == 5
+    swept = remote_cli(server, admin, "gc", "--json", cwd=tmp_path)
+    assert swept.returncode == 0 and json.loads(swept.stdout)["dry_run"] is False
+    actions = [e.action for e in direct.audit(model="m")]
+    assert {"version.tag", "version.archive", "version.delete"} <= set(actions)
