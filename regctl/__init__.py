@@ -8,6 +8,8 @@
     final = client.wait(version.jobs[0])
     client.fetch("resnet@prod", "resnet.pt")
 
+    regctl.register_module("tiny", model, inputs=[...], dims={...})   # an nn.Module from a script
+
 Both clients have the same methods and return the same typed records (`regctl.registry.entities`).
 Importing this package is cheap: it loads neither SQLAlchemy, Celery nor torch.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Client", "LocalClient", "RegistryClient"]
+__all__ = ["Client", "LocalClient", "RegistryClient", "register_module"]
 
 if TYPE_CHECKING:
     from regctl.client import RegistryClient
@@ -33,6 +35,10 @@ def __getattr__(name: str) -> Any:
         from regctl.local import LocalClient
 
         return LocalClient
+    if name == "register_module":
+        from regctl.from_python import register_module
+
+        return register_module
     if name == "RegistryClient":
         from regctl.client import RegistryClient
 

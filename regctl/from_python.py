@@ -1,0 +1,276 @@
+"""Register an in-memory `nn.Module` (or a function) from a training script or a notebook.
+
+    import regctl
+    version = regctl.register_module(
+        "tiny", model, inputs=[{"name": "x", "dtype": "float32", "shape": ["batch", 8]}],
+        dims={"batch": (1, 16)}, tags={"run": "42"}, wait=True,
+    )
+
+What is registered is what `regctl register DIR` would register, built in a temporary directory:
+- the source file that defines the class (or function), with the other files under the same import
+  root that this process has imported from there (its local helpers), paths preserved;
+- the `state_dict` as `weights.safetensors` (never a pickle: no code travels as data);
+- a generated `regctl_entry.py` whose `build()` constructs the class with `init` (JSON-safe keyword
+  arguments) and a generated `regctl.toml`.
+A class defined in `__main__` (a notebook cell, or the script being run) has no file the worker
+could import without running the whole script; it is refused with how to move it into a file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from regctl.client import RegistryClient
+from regctl.registry.entities import VersionInfo
+from regctl.registry.errors import InvalidInput
+from regctl.registry.lineage import Lineage, git_state
+
+ENTRY_FILE = "regctl_entry.py"
+WEIGHTS_FILE = "weights.safetensors"
+_SKIPPED_PARTS = {"site-packages", "dist-packages", ".venv", "venv", "__pycache__", ".git"}
+
+
+def register_module(
+    name: str,
+    module: Any,
+    *,
+    inputs: Iterable[Mapping[str, Any]],
+    dims: Mapping[str, Any] | None = None,
+    method: str = "auto",
+    device: str = "cpu",
+    init: Mapping[str, Any] | None = None,
+    validation: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_url: str | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
+    client: RegistryClient | None = None,
+) -> VersionInfo:
+    """Register `module` (an `nn.Module` instance or a function) as the next version of `name`.
+
+    `inputs` and `dims` take the shapes of `regctl.toml`'s `[[inputs]]` and `[dims]` (a dim may be
+    `(min, max)`); `init` are the keyword arguments `build()` passes to the class. The client is
+    `client`, else the server `regctl login` or `REGCTL_URL` names, else this machine's registry.
+    With `wait` (and always on the embedded default, where nothing else runs jobs), returns the
+    version once its conversion chain has finished.
+    """
+    target = module if inspect.isfunction(module) else type(module)
+    source, import_name = _defining_file(target)
+    root = _import_root(source, import_name)
+    client = client or _default_client()
+    with tempfile.TemporaryDirectory(prefix="regctl-module-") as tmp:
+        bundle = Path(tmp) / "model"
+        originals = _copy_local_files(root, source, bundle)
+        weights = _write_weights(module, bundle) if not inspect.isfunction(module) else False
+        (bundle / ENTRY_FILE).write_text(_entry_source(target, import_name, init, inspect.isfunction(module)))
+        spec = _spec(inputs, dims, method, device, validation, weights)
+        (bundle / "regctl.toml").write_text(spec)
+        git = git_state(root, originals)  # the commit of the code, not of the temporary copy
+        lineage = Lineage(
+            description=description,
+            tags=dict(tags or {}),
+            run_url=run_url,
+            git_commit=git.commit if git else None,
+            git_dirty=git.dirty if git else None,
+        )
+        info = client.register(name, bundle, lineage=lineage)
+    # Direct mode with no broker has nobody else to run the jobs: follow them, as the CLI does.
+    embedded = (
+        client.mode == "direct" and getattr(client, "settings", None) is not None and client.settings.embedded
+    )
+    if (wait or embedded) and info.jobs:
+        client.wait(info.jobs[0], timeout=timeout)
+        return client.version(info.ref)
+    return info
+
+
+def _defining_file(target: Any) -> tuple[Path, str]:
+    """The .py file that defines `target` and the name it is imported by; InvalidInput when there is none."""
+    what = f"{'function' if inspect.isfunction(target) else 'class'} {target.__qualname__}"
+    import_name = getattr(target, "__module__", None) or ""
+    if import_name == "__main__" or "<locals>" in target.__qualname__:
+        where = (
+            "inside a function"
+            if "<locals>" in target.__qualname__
+            else "in __main__ (a notebook or the script being run)"
+        )
+        raise InvalidInput(
+            f"{what} is defined {where}, which the worker cannot import; move it into a .py file "
+            "beside your script (model.py), import it from there, and register again (regctl never "
+            "pickles code)"
+        )
+    try:
+        source = inspect.getsourcefile(target)
+    except TypeError:
+        source = None
+    if source is None or not source.endswith(".py") or not Path(source).is_file():
+        raise InvalidInput(
+            f"{what} has no source file regctl can bundle ({source or 'none'}); define it in a .py file "
+            "and import it from there"
+        )
+    return Path(source).resolve(), import_name
+
+
+def _import_root(source: Path, import_name: str) -> Path:
+    """The directory `import_name` is imported from: `pkg/models/net.py` as `pkg.models.net` -> `.`."""
+    root = source.parent
+    for _ in range(import_name.count(".")):
+        root = root.parent
+    if any(part in _SKIPPED_PARTS for part in source.relative_to(root).parts) or any(
+        part in _SKIPPED_PARTS for part in root.parts
+    ):
+        raise InvalidInput(
+            f"{source} belongs to an installed package, not to your project; register a model defined in "
+            "your own code"
+        )
+    return root
+
+
+def _copy_local_files(root: Path, source: Path, bundle: Path) -> list[Path]:
+    """The defining file, plus every module this process imported from under `root`, paths kept."""
+    files = {source}
+    for loaded in list(sys.modules.values()):
+        path = getattr(loaded, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(root) and not _SKIPPED_PARTS & set(resolved.relative_to(root).parts):
+            files.add(resolved)
+    for path in sorted(files):
+        relative = path.relative_to(root)
+        for parent in relative.parents:  # keep packages importable: their __init__.py comes along
+            init = root / parent / "__init__.py"
+            if parent != Path(".") and init.is_file():
+                files.add(init)
+    for path in sorted(files):
+        dest = bundle / path.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(path.read_bytes())
+    return sorted(files)
+
+
+def _write_weights(module: Any, bundle: Path) -> bool:
+    """The module's state_dict as safetensors (tied tensors saved once per name); False when empty."""
+    from safetensors.torch import save_file
+
+    state = module.state_dict()
+    if not state:
+        return False
+    seen: set[tuple[int, int]] = set()
+    tensors = {}
+    for key, tensor in state.items():
+        tensor = tensor.detach().to("cpu")
+        place = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        # safetensors refuses tensors that share memory; each name gets its own copy.
+        tensors[key] = tensor.clone().contiguous() if place in seen or not tensor.is_contiguous() else tensor
+        seen.add(place)
+    save_file(tensors, str(bundle / WEIGHTS_FILE))
+    return True
+
+
+def _entry_source(target: Any, import_name: str, init: Mapping[str, Any] | None, is_function: bool) -> str:
+    if is_function:
+        if init:
+            raise InvalidInput("init= is for a module's class; a function is registered as it is")
+        body = f"    return {target.__name__}\n"
+    else:
+        _check_init(target, init or {})
+        body = f"    return {target.__name__}(**json.loads({json.dumps(json.dumps(dict(init or {})))}))\n"
+    return (
+        '"""Generated by regctl.register_module: builds the registered module."""\n\n'
+        "import json\n\n"
+        f"from {import_name} import {target.__name__}\n\n\n"
+        "def build():\n" + body
+    )
+
+
+def _check_init(cls: type, init: Mapping[str, Any]) -> None:
+    try:
+        json.dumps(dict(init), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"init must be JSON-safe keyword arguments for {cls.__name__}: {exc}") from None
+    try:
+        inspect.signature(cls).bind(**init)
+    except TypeError as exc:
+        raise InvalidInput(
+            f"{cls.__name__}(**init) does not match its constructor ({exc}); pass the arguments it needs "
+            "as init={...}"
+        ) from None
+    except ValueError:
+        pass  # no signature to check (a C extension class): building it in the worker will say
+
+
+def _spec(
+    inputs: Iterable[Mapping[str, Any]],
+    dims: Mapping[str, Any] | None,
+    method: str,
+    device: str,
+    validation: Mapping[str, Any] | None,
+    weights: bool,
+) -> str:
+    """regctl.toml for the generated bundle (checked like any other when it is registered)."""
+    lines = [
+        f"entrypoint = {_toml(ENTRY_FILE + ':build')}",
+        f"method = {_toml(method)}",
+        f"device = {_toml(device)}",
+    ]
+    if weights:
+        lines.append(f"weights = {_toml(WEIGHTS_FILE)}")
+    for item in inputs:
+        lines += ["", "[[inputs]]", *(f"{k} = {_toml(v)}" for k, v in dict(item).items())]
+    if dims:
+        lines += ["", "[dims]"]
+        for dim, value in dims.items():
+            if isinstance(value, tuple | list) and len(value) == 2:
+                value = {"min": value[0], "max": value[1]}
+            if not isinstance(value, Mapping):
+                raise InvalidInput(f"dims[{dim!r}] must be (min, max) or a table like {{'min': 1, 'max': 8}}")
+            inner = ", ".join(f"{k} = {_toml(v)}" for k, v in value.items())
+            lines.append(f"{_key(dim)} = {{ {inner} }}")
+    if validation:
+        lines += ["", "[validation]", *(f"{k} = {_toml(v)}" for k, v in validation.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _key(name: str) -> str:
+    return name if name.replace("_", "").replace("-", "").isalnum() and name.isascii() else _toml(name)
+
+
+def _toml(value: Any) -> str:
+    """A TOML value for the few types a spec holds (JSON's string escapes are TOML's too)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{value} is not a finite number; a spec holds finite numbers only")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise InvalidInput(
+        f"{value!r} ({type(value).__name__}) cannot go in regctl.toml; use numbers, text or lists"
+    )
+
+
+def _default_client() -> RegistryClient:
+    from regctl.login import find_login
+
+    login = find_login(url=None)
+    if login is not None:
+        from regctl.remote import Client
+
+        return Client(login.url, login.token)
+    from regctl.local import LocalClient
+
+    return LocalClient()
