@@ -33,7 +33,6 @@ def _median_wall(argv: list[str], env: dict[str, str], runs: int) -> float:
 def _fill(home: Path, models: int) -> None:
     from regctl.registry.settings import Settings
     from regctl.registry.versions import register_version
-
     from tests.conftest import write_model_dir
 
     settings = Settings.from_env({}, home=home)

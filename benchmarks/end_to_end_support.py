@@ -167,9 +167,10 @@ def prepare(directory: Path, battery: Path, size: BertSize) -> dict[str, Any]:
     """Write model.py, regctl.toml and weights.safetensors (seed 0) into `directory`, and regctl's
     battery for that spec into `battery` (a torch.save list of argument tuples, opt shape first)."""
     import torch
+    from safetensors.torch import save_file
+
     from regctl.registry.spec import load_spec
     from regctl.worker.engine.battery import build_battery
-    from safetensors.torch import save_file
 
     directory.mkdir(parents=True)
     config = {

@@ -26,7 +26,6 @@ from regctl.registry.db import session_scope
 from regctl.registry.schema import Artifact, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
-
 from tests.s3_server import new_bucket, s3_server
 
 THROUGHPUT_TARGET = 0.7

@@ -50,9 +50,10 @@ def tiny_model(root: Path) -> Path:
 def distributed_settings(redis_url: str, tmp: Path) -> Iterator[Settings]:
     """Settings on a fresh PostgreSQL database and a flushed Redis database, both cleaned up afterwards."""
     import redis
+    from sqlalchemy import create_engine, text
+
     from regctl.registry.db import dispose_engines, normalize_url
     from regctl.registry.migrate import upgrade
-    from sqlalchemy import create_engine, text
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT")
     name = f"regctl_bench_{uuid.uuid4().hex[:12]}"

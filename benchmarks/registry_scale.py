@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import insert
+
 from regctl.registry.db import get_engine, normalize_url
 from regctl.registry.migrate import upgrade
 from regctl.registry.models import show_model
@@ -29,7 +31,6 @@ from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, Job, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.versions import resolve
-from sqlalchemy import insert
 
 TARGET = 1.5
 CHUNK = 20_000

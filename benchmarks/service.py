@@ -196,9 +196,8 @@ def measure_download(
     server: Server, env: dict[str, str], token: str, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
     """The big source bundle through the API against a direct copy from the store, and the server's RSS."""
-    from regctl.registry.settings import Settings
-
     from regctl.local import LocalClient
+    from regctl.registry.settings import Settings
     from regctl.remote import Client
 
     ref = f"{BIG}:1"

@@ -34,8 +34,9 @@ STOP_TIMEOUT_S = 15.0
 @contextmanager
 def scratch_database() -> Iterator[str]:
     """A new database `regctl_bench_<pid>` on the admin server; dropped with its connections afterwards."""
-    from regctl.registry.db import dispose_engines, normalize_url
     from sqlalchemy import create_engine, text
+
+    from regctl.registry.db import dispose_engines, normalize_url
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT")
     name = f"regctl_bench_{os.getpid()}"
@@ -56,8 +57,9 @@ def connection_probe(database_url: str) -> Iterator[Callable[[], int]]:
 
     It asks from the admin database, so its own connection is not among those counted.
     """
-    from regctl.registry.db import normalize_url
     from sqlalchemy import create_engine, text
+
+    from regctl.registry.db import normalize_url
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL), pool_size=1)
     name = database_url.rsplit("/", 1)[1]
@@ -75,8 +77,9 @@ def connection_probe(database_url: str) -> Iterator[Callable[[], int]]:
 
 def max_connections() -> int:
     """PostgreSQL's max_connections setting."""
-    from regctl.registry.db import normalize_url
     from sqlalchemy import create_engine, text
+
+    from regctl.registry.db import normalize_url
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL))
     try:

@@ -37,9 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from regctl.registry.settings import Settings
-
 from benchmarks.queue_overhead import REDIS_URL, distributed_settings, running_worker, tiny_model, wait_ready
+from regctl.registry.settings import Settings
 
 TARGET = 0.8
 SANDBOX_COST_TARGET = 0.15
@@ -104,9 +103,10 @@ def converted_versions(settings: Settings, directory: Path, prefix: str, count: 
 
 def finished_count(settings: Settings, ids: list[int]) -> int:
     """How many of the jobs are finished (one query)."""
+    from sqlalchemy import func, select
+
     from regctl.registry.db import session_scope
     from regctl.registry.schema import Job
-    from sqlalchemy import func, select
 
     with session_scope(settings.database_url) as session:
         query = select(func.count()).where(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import emit_json, table

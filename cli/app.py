@@ -7,6 +7,7 @@ import traceback
 from typing import Any
 
 import click
+
 from regctl.registry.errors import RegctlError
 from regctl.registry.settings import Settings
 

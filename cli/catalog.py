@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from regctl.cli.app import cli, client_of
 from regctl.cli.render import emit_json, fields, human_size, table
 

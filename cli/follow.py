@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from regctl.registry.entities import JobInfo
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.follow import start_and_follow, watch

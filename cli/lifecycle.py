@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+
 from regctl.cli.app import cli, client_of, settings_of
 from regctl.cli.render import emit_json, human_size
 
@@ -172,8 +173,9 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     if not enabled:
         yield None
         return
-    from regctl.cli.render import console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from regctl.cli.render import console
 
     with Progress(
         BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console(stderr=True), transient=True

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from regctl.cli import access, catalog, deploy, doctor, jobs, lifecycle, retire, sandbox, serve, workers  # noqa: F401  (registers commands)
+from regctl.cli import (  # noqa: F401  (registers commands)
+    access,
+    catalog,
+    deploy,
+    doctor,
+    jobs,
+    lifecycle,
+    retire,
+    sandbox,
+    serve,
+    transfer,
+    workers,
+)
 from regctl.cli.app import cli
 
 

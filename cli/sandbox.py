@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import emit_json

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from regctl.cli.app import cli, settings_of
 
 
@@ -38,6 +39,7 @@ def serve(
     Without a broker, the server runs queued jobs itself, in sandboxed child processes.
     """
     import uvicorn
+
     from regctl.registry.db import configure_pool, ensure_schema
     from regctl.server.app import create_app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from regctl.registry.db import get_engine, normalize_url
 from regctl.registry.schema import Base
 

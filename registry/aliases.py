@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
@@ -11,7 +13,6 @@ from regctl.registry.lookup import find_model, find_version, local_caller
 from regctl.registry.refs import Ref, check_alias_name, check_model_name
 from regctl.registry.schema import Alias, AliasEvent, ModelVersion, utcnow
 from regctl.registry.settings import Settings
-from sqlalchemy import select
 
 
 def set_alias(

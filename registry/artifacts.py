@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from regctl.registry.db import session_scope
 from regctl.registry.entities import ArtifactInfo
 from regctl.registry.errors import InvalidInput, NotFound
@@ -10,7 +12,6 @@ from regctl.registry.records import artifact_info
 from regctl.registry.refs import Ref
 from regctl.registry.schema import ARTIFACT_KINDS, Artifact
 from regctl.registry.settings import Settings
-from sqlalchemy import select
 
 
 def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tuple[str, ArtifactInfo]:

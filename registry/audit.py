@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import AuditEntry
 from regctl.registry.schema import AuditEvent
 from regctl.registry.settings import Settings
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 
 def record(

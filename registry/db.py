@@ -7,6 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
 from regctl.registry.errors import (
     AlreadyExists,
     InvalidInput,
@@ -14,10 +19,6 @@ from regctl.registry.errors import (
     ServiceUnavailable,
 )
 from regctl.registry.schema import HEAD_REVISION
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 CONNECT_TIMEOUT_S = 3
 # Connections per engine: SQLAlchemy's default of 5 (+10 overflow) suits a CLI or a worker; the API

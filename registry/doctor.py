@@ -16,12 +16,13 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from sqlalchemy import select, text
+
 from regctl.registry.db import current_revision, get_engine, redact, session_scope
 from regctl.registry.errors import CorruptedArtifact, RegctlError, RegistryNeedsAttention
 from regctl.registry.schema import HEAD_REVISION, Artifact, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.store import ArtifactStore, StoredFile, open_store
-from sqlalchemy import select, text
 
 GRACE_S = 3600.0  # a registration uploads its blobs before it writes its rows
 SHOWN_INTEGRITY_LINES = 10

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
@@ -20,8 +23,6 @@ from regctl.registry.records import job_info
 from regctl.registry.refs import Ref
 from regctl.registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersion, utcnow
 from regctl.registry.settings import Settings
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
 
 FINISHED = ("succeeded", "failed", "cancelled")
 

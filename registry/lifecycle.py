@@ -7,6 +7,9 @@ numbers are never reused (`models.last_version`), so `NAME:3` never comes to mea
 
 from __future__ import annotations
 
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
@@ -16,8 +19,6 @@ from regctl.registry.lookup import find_version, local_caller
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, AliasEvent, Artifact, Job, ModelVersion, VersionTag, utcnow
 from regctl.registry.settings import Settings
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 
 def tag_version(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
 from regctl.registry.access import Caller
 from regctl.registry.errors import NotFound
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, Model, ModelVersion
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
 
 
 def current_user() -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy import case, func, select
+
 from regctl.registry.db import session_scope
 from regctl.registry.entities import ModelDetail, ModelSummary, VersionRow
 from regctl.registry.lookup import count_versions, find_model
 from regctl.registry.refs import check_model_name
 from regctl.registry.schema import Alias, Model, ModelVersion
 from regctl.registry.settings import Settings
-from sqlalchemy import case, func, select
 
 SHOWN_VERSIONS = 20
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors import InvalidTransition
@@ -17,8 +20,6 @@ from regctl.registry.records import job_info, version_info
 from regctl.registry.schema import Artifact, Job, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.store import BlobRef
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from regctl.registry.access import ROLE_RANK
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -23,6 +22,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from regctl.registry.access import ROLE_RANK
 
 VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed")
 JOB_KINDS = ("convert", "validate")

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
 from regctl.registry.digests import sha256_file
 from regctl.registry.errors import (
     CorruptedArtifact,
@@ -457,6 +458,10 @@ class ArtifactStore:
                 os.replace(trash, path)  # a registration may have stored the same bytes again meanwhile
             else:
                 self.fs.mv(trash, path)
+
+    def delete_blob(self, sha256: str) -> None:
+        """Delete blob `sha256` (an import undoing itself); one already gone is not an error."""
+        self.delete_file(self._key(_check_sha(sha256)))
 
     def delete_file(self, path: str) -> None:
         """Delete one file the listing returned (`regctl gc`); one already gone is not an error."""

@@ -13,6 +13,8 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+
 from regctl.registry import audit
 from regctl.registry.access import ROLE_RANK, Caller
 from regctl.registry.db import session_scope
@@ -21,7 +23,6 @@ from regctl.registry.errors import InvalidInput, NotFound, Unauthenticated
 from regctl.registry.refs import check_model_name
 from regctl.registry.schema import Token, utcnow
 from regctl.registry.settings import Settings
-from sqlalchemy import select
 
 PREFIX = "rgt_"
 _TOKEN = re.compile(r"^rgt_([0-9]{1,12})_([A-Za-z0-9_-]{20,100})\Z")

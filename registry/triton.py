@@ -34,6 +34,7 @@ from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
 from regctl.registry.entities import ArtifactInfo, Record, VersionInfo
 from regctl.registry.errors import InvalidInput, NotFound, ServiceUnavailable
 from regctl.registry.refs import Ref

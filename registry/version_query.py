@@ -15,13 +15,14 @@ from itertools import chain
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, literal_column, select
+from sqlalchemy.orm import Session
+
 from regctl.registry.entities import VersionInfo
 from regctl.registry.lookup import pointed_at
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, Artifact, Job, Model, ModelVersion, VersionTag
-from sqlalchemy import ColumnElement, Select, Table, bindparam, func, literal_column, select
-from sqlalchemy.orm import Session
 
 SUPPORTED = ("postgresql", "sqlite")
 ARTIFACT_FIELDS = ("kind", "sha256", "size", "uri", "torch_version", "method", "created_at")

@@ -6,6 +6,10 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.bundle import build_bundle, weights_file
@@ -21,9 +25,6 @@ from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec, prepare_spec
 from regctl.registry.store import BlobRef, open_store
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 
 def register_version(

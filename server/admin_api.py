@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
+
 from regctl.registry.access import Caller
 from regctl.registry.entities import AuditEntry, NewToken, TokenInfo
 from regctl.server.auth import current_caller, settings_of

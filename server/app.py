@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+
 from regctl.registry.settings import Settings
 from regctl.server import admin_api, artifacts_api, catalog_api, jobs_api, lifecycle_api, register_api
 from regctl.server.auth import TokenCache
@@ -42,6 +43,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import anyio.to_thread
+
         from regctl.registry.db import ensure_schema
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads

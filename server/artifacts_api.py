@@ -10,12 +10,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
 from regctl.registry.access import Caller
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_response, error_responses
 from regctl.server.ranges import Unsatisfiable, byte_range, etag_matches
 from regctl.service import artifacts
-from starlette.concurrency import run_in_threadpool
 
 router = APIRouter(tags=["artifacts"])
 Kind = Literal["torchscript", "exported", "source", "weights", "report"]

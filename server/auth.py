@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from regctl.registry.access import Caller
 from regctl.registry.settings import Settings
 
@@ -73,8 +74,9 @@ async def current_caller(
 
     A cached token is answered on the event loop; only a lookup goes to a thread.
     """
-    from regctl.registry.tokens import authenticate_token
     from starlette.concurrency import run_in_threadpool
+
+    from regctl.registry.tokens import authenticate_token
 
     address = request.client.host if request.client else None
     presented = credentials.credentials if credentials else None

@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from regctl.registry.errors import RegctlError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from regctl.registry.errors import RegctlError
 
 log = logging.getLogger("regctl.server")
 

@@ -15,9 +15,10 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from starlette.concurrency import run_in_threadpool
+
 from regctl.registry.entities import JobInfo
 from regctl.registry.settings import Settings
-from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger("regctl.events")
 TICK_S = 0.25

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
+
 from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
 from regctl.server.auth import current_caller, settings_of

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
+
 from regctl.registry.access import Caller
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses

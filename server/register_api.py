@@ -8,6 +8,8 @@ from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
 from regctl.registry.access import Caller
 from regctl.registry.entities import VersionInfo
 from regctl.registry.errors import InvalidInput, TooLarge
@@ -17,7 +19,6 @@ from regctl.registry.settings import Settings
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
 from regctl.service.models import register_upload
-from starlette.concurrency import run_in_threadpool
 
 router = APIRouter(tags=["versions"])
 # A tar adds a 512-byte header and padding per member to the files' own bytes.

@@ -312,6 +312,7 @@ def report_text(report: dict[str, Any] | None) -> str:
 def require_full_sandbox() -> None:
     """Skip (fail under CI) where this machine cannot give model code every protection."""
     import pytest
+
     from regctl.registry.settings import Settings
     from regctl.worker.sandbox.probe import probe
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from regctl.registry.access import NEEDS, Caller, alias_action
 from regctl.registry.errors import InvalidInput, NotAllowed
 from regctl.registry.tokens import check_token_request, parse_expiry

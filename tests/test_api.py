@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from regctl.registry.settings import Settings
-from regctl.server.auth import TOKEN_CACHE_S
 
 from regctl.local import LocalClient
+from regctl.registry.settings import Settings
+from regctl.server.auth import TOKEN_CACHE_S
 from tests.api_server import REGCTL, ApiServer
 from tests.conftest import write_model_dir
 
@@ -93,9 +93,10 @@ def test_requests_without_a_valid_token_get_401_with_a_json_error(
 def test_a_revoked_or_expired_token_is_refused(
     server: ApiServer, direct: LocalClient, settings: Settings
 ) -> None:
+    from sqlalchemy import update
+
     from regctl.registry.db import session_scope
     from regctl.registry.schema import Token, utcnow
-    from sqlalchemy import update
 
     revoked, expired = token(direct, "old", "reader"), token(direct, "brief", "reader", expires="1h")
     in_use, admin = token(direct, "in-use", "reader"), token(direct, "boss", "admin")
@@ -125,9 +126,10 @@ def test_a_revoked_or_expired_token_is_refused(
 
 
 def test_only_a_hash_of_the_token_is_stored(direct: LocalClient, settings: Settings) -> None:
+    from sqlalchemy import select
+
     from regctl.registry.db import session_scope
     from regctl.registry.schema import Token
-    from sqlalchemy import select
 
     secret = token(direct, "ci", "writer")
     with session_scope(settings.database_url) as session:

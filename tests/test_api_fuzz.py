@@ -12,10 +12,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from regctl.registry.settings import Settings
 from schemathesis import checks as st_checks
 
 from regctl.local import LocalClient
+from regctl.registry.settings import Settings
 from tests.conftest import write_model_dir
 
 # More with REGCTL_FUZZ_EXAMPLES=500 for a longer hunt; CI runs the default.

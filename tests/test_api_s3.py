@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from regctl.registry.settings import Settings
 
 from regctl.local import LocalClient
+from regctl.registry.settings import Settings
 from tests.api_server import REGCTL, ApiServer
 from tests.s3_server import new_bucket, s3_server
 

@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from regctl.registry.bundle import MAX_FILES
 from regctl.registry.errors import InvalidSpec
 from regctl.registry.settings import Settings
 from regctl.registry.spec import load_spec
 from regctl.registry.versions import register_version
-
 from tests.api_server import REGCTL
 from tests.conftest import SPEC_TOML, write_model_dir
 

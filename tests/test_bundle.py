@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from regctl.registry.bundle import BundleInfo, build_bundle, extract_stream, weights_file
 from regctl.registry.errors import CorruptedArtifact, InvalidSpec
 from regctl.registry.spec import ModelSpec, load_spec
-
 from tests.test_spec import MODEL_PY, spec_toml
 
 CAP = 10 * 1024 * 1024

@@ -7,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from regctl.registry.entities import FetchedArtifact, VersionInfo
-from regctl.registry.settings import Settings
-
 import regctl
 from regctl.client import RegistryClient
 from regctl.local import LocalClient
+from regctl.registry.entities import FetchedArtifact, VersionInfo
+from regctl.registry.settings import Settings
 from regctl.remote import Client
 
 

@@ -6,10 +6,11 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
 from regctl.registry.db import session_scope
 from regctl.registry.schema import Model, ModelVersion
 from regctl.registry.settings import Settings
-from sqlalchemy import select
 
 WORKERS = 16
 

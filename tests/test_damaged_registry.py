@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+
 from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.db import dispose_engines
@@ -19,7 +20,6 @@ from regctl.registry.refs import parse_ref
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, register_version
-
 from tests.conftest import write_model_dir
 
 DAY = 86400.0

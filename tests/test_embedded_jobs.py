@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.settings import Settings
-
 from tests.conftest import write_model_dir
 from tests.factories import MODEL_PY, SPEC_TOML, linear_model
 

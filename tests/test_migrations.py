@@ -10,11 +10,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
 from regctl.registry.db import current_revision, get_engine
 from regctl.registry.migrate import alembic_config, downgrade, upgrade
 from regctl.registry.schema import HEAD_REVISION, Base
-from sqlalchemy import inspect
-
 from tests.conftest import create_postgres_database, drop_postgres_database
 
 
@@ -61,7 +61,6 @@ def test_a_downgrade_below_0003_refuses_to_strand_versions_with_separate_weights
     from regctl.registry.db import dispose_engines
     from regctl.registry.settings import Settings
     from regctl.registry.versions import register_version
-
     from tests.conftest import write_model_dir
 
     upgrade(empty_database)

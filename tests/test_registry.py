@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+
 from regctl.registry.aliases import alias_history, remove_alias, set_alias
 from regctl.registry.db import session_scope
 from regctl.registry.entities import VersionInfo
@@ -17,8 +19,6 @@ from regctl.registry.schema import Artifact, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, register_version, resolve
-from sqlalchemy import func, select
-
 from tests.conftest import write_model_dir
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from regctl.registry.settings import Settings
 from regctl.worker.engine.runner_location import default_cache_dir
 from regctl.worker.sandbox import launch as launch_module

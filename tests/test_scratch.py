@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from regctl.worker.scratch import LOCK_NAME, PREFIX, UNLOCKED_GRACE_S, job_scratch, sweep_abandoned
 
 HOLDER = """

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from regctl.registry.errors import InvalidInput
 from regctl.registry.settings import Settings, parse_flag
-
 from tests.api_server import REGCTL
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from regctl.registry.errors import InvalidSpec
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec, parse_spec
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from regctl.registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, NotFound, ServiceUnavailable
 from regctl.registry.store import ArtifactStore, open_store, sha256_file
 

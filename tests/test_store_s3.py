@@ -11,9 +11,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+
 from regctl.registry.errors import CorruptedArtifact, MissingBlob, ServiceUnavailable
 from regctl.registry.store import ArtifactStore, open_store
-
 from tests.s3_server import new_bucket, s3_server
 
 

@@ -16,6 +16,8 @@ import fsspec
 import pytest
 from click.testing import CliRunner, Result
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
 from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.errors import InvalidInput
@@ -23,7 +25,6 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import load_spec
 from regctl.registry.store import open_store
 from regctl.registry.triton import triton_config
-from tritonclient.grpc import model_config_pb2
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 Invoke = Callable[..., Result]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 from kombu import Queue
+
 from regctl.registry.settings import Settings
 from regctl.worker.queues import CPU_QUEUE, QUEUES, RECONCILE_TASK
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from celery import Celery
+
 from regctl.registry.db import redact
 from regctl.registry.entities import JobInfo
 from regctl.registry.errors import ServiceUnavailable

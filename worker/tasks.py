@@ -17,6 +17,7 @@ from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.signals import worker_process_init
 from celery.worker.request import Request
+
 from regctl.registry.settings import Settings
 from regctl.worker.queues import RECONCILE_TASK, RUN_JOB_TASK
 
@@ -127,6 +128,7 @@ def reconcile_task() -> dict[str, list[int]]:
 @worker_process_init.connect
 def _init_child(**_: object) -> None:
     from billiard.process import current_process
+
     from regctl.registry.db import dispose_engines
     from regctl.worker.runtime import init_child
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec
 from regctl.worker.engine import ConversionResult, convert_model
 

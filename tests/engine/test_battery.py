@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec
 from regctl.worker.engine.battery import build_battery, shape_grid
 from regctl.worker.engine.loader import ModelLoadError
-from safetensors.torch import save_file
 
 TWO_DIMS = ModelSpec(
     inputs=(

@@ -6,6 +6,7 @@ import math
 from typing import NamedTuple
 
 import torch
+
 from regctl.worker.engine.compare import compare_outputs
 
 

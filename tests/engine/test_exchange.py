@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 import torch
+
 from regctl.worker.engine.exchange import (
     MAX_JSON_BYTES,
     MODEL_SIDE_FILE,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from regctl.worker.engine import validate_artifact
 
+from regctl.worker.engine import validate_artifact
 from tests.engine.conftest import EXAMPLES, example_spec
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.settings import Settings
-
 from tests.conftest import create_postgres_database, drop_postgres_database, service_missing
 from tests.factories import ABORT, FAST, HANG, SLOW, STUBBORN, linear_model  # noqa: F401  (re-exported)
 

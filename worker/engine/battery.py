@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
 from regctl.worker.engine.loader import ModelLoadError
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import ModelFrames, describe_exception
 from regctl.worker.engine.compare import Comparison, compare_outputs

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase, used_dims
 from regctl.worker.engine.capture import describe_exception
 from regctl.worker.engine.evaluate import CandidateCheck, Progress, check_candidate
 from regctl.worker.engine.loader import LoadedModel
-from torch import nn
 
 
 @dataclass

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from regctl.registry.digests import sha256_file
 from regctl.registry.spec import METHODS, ModelSpec
 from regctl.worker.engine.battery import BatteryCase, build_battery

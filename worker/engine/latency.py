@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.loader import reseed
 

@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.capture import ModelFrames, describe_exception
-from torch import nn
 
 NAMESPACE_PREFIX = "_regctl_model_"
 SEED = 0

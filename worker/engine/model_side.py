@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase, build_battery
 from regctl.worker.engine.capture import WarningLog, describe_exception

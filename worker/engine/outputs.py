@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
 from regctl.worker.engine.battery import BatteryCase
 
 _ROOT = "output"

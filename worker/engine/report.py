@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.capture import WarningRecord, summarize
 from regctl.worker.engine.evaluate import CandidateCheck

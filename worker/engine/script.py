@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from regctl.worker.engine.capture import ModelFrames, one_line
 from regctl.worker.engine.loader import LoadedModel
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import WarningLog, WarningRecord, describe_exception

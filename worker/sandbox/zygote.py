@@ -40,11 +40,12 @@ def main() -> None:
     if os.getppid() != int(os.environ.get(PARENT_ENV, "0")):
         sys.exit(0)  # the supervisor died before we could ask to die with it
     sock = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
+    import torch  # noqa: F401  (the point of the zygote: pay this once)
+
     import regctl.worker.engine.judge
     import regctl.worker.engine.model_side
     import regctl.worker.sandbox.launch
     import regctl.worker.sandbox.roles  # noqa: F401
-    import torch  # noqa: F401  (the point of the zygote: pay this once)
 
     warm_up()
     _send(sock, {"ready": os.getpid()})

@@ -1,0 +1,387 @@
+"""`regctl import`: load an archive `regctl export` wrote (`regctl.registry.export`) into this registry.
+
+The archive is hostile input. It is read as a stream and never extracted: only regular members
+named `manifest.json` or `blobs/<sha256>` listed in the manifest are accepted, every field of the
+manifest is checked as registration checks it, and every blob is hashed before it reaches the store
+and must match its name and size. Rows are written only after every blob has arrived, in one
+transaction; on any failure the blobs this import added are removed again. Version numbers are kept
+where the target model never handed them out, otherwise the next free numbers are used, and the
+mapping is returned so the CLI can say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from regctl.registry import audit
+from regctl.registry.access import Caller
+from regctl.registry.db import ensure_schema, session_scope
+from regctl.registry.errors import InvalidInput
+from regctl.registry.export import FORMAT, FORMAT_VERSION, MANIFEST
+from regctl.registry.lineage import Lineage
+from regctl.registry.lookup import local_caller
+from regctl.registry.refs import check_alias_name, check_model_name
+from regctl.registry.schema import (
+    ARTIFACT_KINDS,
+    VERSION_STATUSES,
+    Alias,
+    AliasEvent,
+    Artifact,
+    Model,
+    ModelVersion,
+    VersionTag,
+)
+from regctl.registry.settings import Settings
+from regctl.registry.spec import parse_spec
+from regctl.registry.store import ArtifactStore, open_store
+
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_BLOB_NAME = re.compile(r"blobs/([0-9a-f]{64})")
+_SHA = re.compile(r"[0-9a-f]{64}")
+# A version caught mid-job is imported as registered: its jobs do not travel.
+_IN_FLIGHT = {"converting": "registered", "validating": "registered"}
+
+
+@dataclass
+class Imported:
+    """What an import did: each `name:version` in the archive and the `name:version` it became."""
+
+    versions: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # `name@alias` -> what happened
+    blobs_added: int = 0
+    bytes_added: int = 0
+
+    def to_json(self) -> dict:
+        """The import as data (`regctl import --json`)."""
+        return {
+            "versions": self.versions,
+            "aliases": self.aliases,
+            "blobs_added": self.blobs_added,
+            "bytes_added": self.bytes_added,
+        }
+
+
+def import_archive(settings: Settings, source: Path, caller: Caller | None = None) -> Imported:
+    """Load the archive at `source` into this registry (module docstring); return what it became."""
+    caller = caller or local_caller()
+    ensure_schema(settings.database_url)
+    store = open_store(settings.artifact_store)
+    added: list[str] = []
+    result = Imported()
+    try:
+        with open(source, "rb") as raw, _open_tar(raw, source) as tar:
+            members = _members(tar, source)  # one pass: a stream cannot go back
+            manifest = _read_manifest(tar, members, source)
+            _receive_blobs(tar, members, manifest, store, added, result, source)
+        _write_rows(settings, store, manifest, caller, result)
+    except BaseException:
+        for sha256 in added:  # nothing half-imported: the blobs this import brought go again
+            store.delete_blob(sha256)
+        raise
+    return result
+
+
+def _open_tar(raw: IO[bytes], source: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=raw, mode="r|")
+    except tarfile.TarError as exc:
+        raise InvalidInput(
+            f"{source} is not a regctl export archive ({exc}); make one with 'regctl export'"
+        ) from None
+
+
+def _members(tar: tarfile.TarFile, source: Path) -> Iterator[tarfile.TarInfo]:
+    try:
+        yield from tar
+    except tarfile.TarError as exc:
+        raise InvalidInput(f"{source} is damaged ({exc}); export it again") from None
+
+
+def _read_manifest(tar: tarfile.TarFile, members: Iterator[tarfile.TarInfo], source: Path) -> dict:
+    first = next(members, None)
+    if first is None or first.name != MANIFEST or not first.isfile():
+        raise InvalidInput(f"{source} does not start with {MANIFEST}; it is not a regctl export archive")
+    if first.size > MAX_MANIFEST_BYTES:
+        raise InvalidInput(f"{source}'s manifest is {first.size} bytes; more than any export writes")
+    data = tar.extractfile(first)
+    try:
+        manifest = json.loads(data.read() if data else b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{source}'s manifest is not JSON ({exc}); export it again") from None
+    return _checked_manifest(manifest, source)
+
+
+def _checked_manifest(manifest: Any, source: Path) -> dict:
+    """The manifest, each field checked as a registration checks it; InvalidInput names the first bad one."""
+    where = f"{source}'s manifest"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InvalidInput(f"{source} is not a regctl export archive (no '{FORMAT}' manifest)")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InvalidInput(
+            f"{where} has format version {manifest.get('format_version')!r}; "
+            f"this regctl reads {FORMAT_VERSION}"
+        )
+    blobs = manifest.get("blobs")
+    if not isinstance(blobs, dict) or not all(
+        isinstance(k, str) and _SHA.fullmatch(k) and isinstance(v, int) and v >= 0 for k, v in blobs.items()
+    ):
+        raise InvalidInput(f"{where} lists blobs that are not sha256 -> size")
+    models = manifest.get("models")
+    if not isinstance(models, list) or not models:
+        raise InvalidInput(f"{where} holds no models")
+    for model in models:
+        _check_model(model, blobs, where)
+    return manifest
+
+
+def _check_model(model: Any, blobs: dict, where: str) -> None:
+    if not isinstance(model, dict) or not isinstance(model.get("versions"), list):
+        raise InvalidInput(f"{where} has a model entry that is not a table of versions")
+    check_model_name(model.get("name") if isinstance(model.get("name"), str) else "")
+    if not isinstance(model.get("description", ""), str):
+        raise InvalidInput(f"{where}: model {model['name']}'s description is not text")
+    numbers = set()
+    for version in model["versions"]:
+        numbers.add(_check_version(version, blobs, f"{where}, {model['name']}"))
+    aliases = model.get("aliases", {})
+    if not isinstance(aliases, dict):
+        raise InvalidInput(f"{where}: {model['name']}'s aliases are not a table")
+    for alias, number in aliases.items():
+        check_alias_name(alias)
+        if number not in numbers:
+            raise InvalidInput(f"{where}: {model['name']}@{alias} points at a version the archive lacks")
+
+
+def _check_version(version: Any, blobs: dict, where: str) -> int:
+    if not isinstance(version, dict):
+        raise InvalidInput(f"{where} has a version entry that is not a table")
+    number = version.get("version")
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 2**31 - 1:
+        raise InvalidInput(f"{where} has a version number that is not a positive integer")
+    here = f"{where}:{number}"
+    if version.get("status") not in VERSION_STATUSES:
+        raise InvalidInput(f"{here} has status {version.get('status')!r}")
+    if not isinstance(version.get("spec"), dict):
+        raise InvalidInput(f"{here} has no spec")
+    parse_spec(_as_toml_shape(version["spec"]), f"{here} spec")
+    Lineage(
+        version.get("description"),
+        version.get("tags") or {},
+        version.get("run_url"),
+        version.get("git_commit"),
+    ).checked()
+    artifacts = version.get("artifacts")
+    if not isinstance(artifacts, list):
+        raise InvalidInput(f"{here} lists no artifacts")
+    for artifact in artifacts:
+        if (
+            not isinstance(artifact, dict)
+            or artifact.get("kind") not in ARTIFACT_KINDS
+            or artifact.get("sha256") not in blobs
+            or artifact.get("size") != blobs[artifact["sha256"]]
+        ):
+            raise InvalidInput(f"{here} has an artifact that is not one of the archive's blobs")
+    shas = {a["sha256"] for a in artifacts}
+    for key in ("source_sha256", "weights_sha256"):
+        if version.get(key) is not None and version[key] not in shas:
+            raise InvalidInput(f"{here}'s {key} is not among its artifacts")
+    if version.get("source_sha256") is None:
+        raise InvalidInput(f"{here} has no source")
+    return number
+
+
+def _as_toml_shape(spec: dict) -> dict:
+    """A stored spec (`ModelSpec.to_dict`) in regctl.toml's shape, so `parse_spec` checks it."""
+    data = {k: v for k, v in spec.items() if v is not None and k not in ("inputs", "dims", "validation")}
+    data["inputs"] = [
+        {k: v for k, v in item.items() if v is not None}
+        for item in spec.get("inputs") or []
+        if isinstance(item, dict)
+    ]
+    dims = spec.get("dims") or {}
+    data["dims"] = {
+        name: {k: v for k, v in d.items() if k != "name"} for name, d in dims.items() if isinstance(d, dict)
+    }
+    validation = spec.get("validation") or {}
+    if isinstance(validation, dict):
+        data["validation"] = {k: v for k, v in validation.items() if v is not None}
+    return data
+
+
+def _receive_blobs(
+    tar: tarfile.TarFile,
+    members: Iterator[tarfile.TarInfo],
+    manifest: dict,
+    store: ArtifactStore,
+    added: list[str],
+    result: Imported,
+    source: Path,
+) -> None:
+    expected: dict[str, int] = manifest["blobs"]
+    seen: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="regctl-import-") as tmp:
+        for member in members:
+            found = _BLOB_NAME.fullmatch(member.name)
+            if (
+                found is None
+                or not member.isfile()
+                or found.group(1) not in expected
+                or found.group(1) in seen
+            ):
+                raise InvalidInput(
+                    f"{source} holds {member.name!r}, which is not a blob its manifest lists; "
+                    "the archive was altered: export it again"
+                )
+            sha256 = found.group(1)
+            seen.add(sha256)
+            # Checked before it reaches the store, so a damaged blob never lands under any name.
+            part = _verified_copy(tar, member, sha256, expected[sha256], Path(tmp), source)
+            new = not store.exists(sha256)
+            store.put_file(part)
+            part.unlink()
+            if new:
+                added.append(sha256)
+                result.blobs_added += 1
+                result.bytes_added += expected[sha256]
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise InvalidInput(
+            f"{source} lacks blob {missing[0][:16]}… its manifest lists; the archive is truncated"
+        )
+
+
+def _verified_copy(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, sha256: str, size: int, tmp: Path, source: Path
+) -> Path:
+    stream = tar.extractfile(member)
+    part = tmp / sha256
+    digest, copied = hashlib.sha256(), 0
+    with open(part, "wb") as out:
+        while stream is not None and (chunk := stream.read(1 << 20)):
+            digest.update(chunk)
+            copied += len(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != sha256 or copied != size:
+        raise InvalidInput(
+            f"{source}: blob {sha256[:16]}… does not match its sha256; the archive is damaged, "
+            "export it again"
+        )
+    return part
+
+
+def _write_rows(
+    settings: Settings, store: ArtifactStore, manifest: dict, caller: Caller, result: Imported
+) -> None:
+    with session_scope(settings.database_url) as session:
+        for entry in manifest["models"]:
+            model = _model_for(session, entry)
+            mapping: dict[int, int] = {}
+            for version in sorted(entry["versions"], key=lambda v: v["version"]):
+                number = version["version"]
+                target = number if number > model.last_version else model.last_version + 1
+                model.last_version = max(model.last_version, target)
+                row = _version_row(session, store, model, target, version, caller)
+                mapping[number] = target
+                result.versions[f"{entry['name']}:{number}"] = f"{entry['name']}:{target}"
+                audit.record(
+                    session, caller, "version.import", f"{entry['name']}:{target}", model=entry["name"],
+                    detail={"from": f"{entry['name']}:{number}", "source_sha256": row.source_sha256},
+                )  # fmt: skip
+            _import_aliases(session, model, entry, mapping, caller, result)
+
+
+def _model_for(session: Session, entry: dict) -> Model:
+    model = session.scalars(select(Model).where(Model.name == entry["name"]).with_for_update()).one_or_none()
+    if model is None:
+        model = Model(name=entry["name"], description=entry.get("description") or "", last_version=0)
+        session.add(model)
+        session.flush()
+    return model
+
+
+def _version_row(
+    session: Session, store: ArtifactStore, model: Model, number: int, version: dict, caller: Caller
+) -> ModelVersion:
+    row = ModelVersion(
+        model_id=model.id,
+        version=number,
+        status=_IN_FLIGHT.get(version["status"], version["status"]),
+        spec=version["spec"],
+        source_sha256=version["source_sha256"],
+        weights_sha256=version.get("weights_sha256"),
+        method=version.get("method"),
+        summary=version.get("summary") if isinstance(version.get("summary"), dict) else None,
+        created_by=str(version.get("created_by") or caller.name)[:128],
+        created_at=_moment(version.get("created_at")) or datetime.now(UTC),
+        description=version.get("description"),
+        git_commit=version.get("git_commit"),
+        git_dirty=version.get("git_dirty") if isinstance(version.get("git_dirty"), bool) else None,
+        run_url=version.get("run_url"),
+        archived_at=_moment(version.get("archived_at")),
+    )
+    session.add(row)
+    session.flush()
+    session.add_all(
+        VersionTag(version_id=row.id, key=k, value=v) for k, v in (version.get("tags") or {}).items()
+    )
+    session.add_all(
+        Artifact(
+            version_id=row.id,
+            kind=a["kind"],
+            sha256=a["sha256"],
+            size=a["size"],
+            uri=store.uri_for(a["sha256"]),
+            torch_version=str(a["torch_version"])[:64] if a.get("torch_version") else None,
+            method=str(a["method"])[:16] if a.get("method") else None,
+        )
+        for a in version["artifacts"]
+    )
+    return row
+
+
+def _import_aliases(
+    session: Session, model: Model, entry: dict, mapping: dict[int, int], caller: Caller, result: Imported
+) -> None:
+    for alias, number in sorted(entry.get("aliases", {}).items()):
+        key = f"{model.name}@{alias}"
+        if session.scalars(select(Alias).where(Alias.model_id == model.id, Alias.name == alias)).first():
+            result.aliases[key] = "kept: already set here"
+            continue
+        target = session.scalars(
+            select(ModelVersion).where(
+                ModelVersion.model_id == model.id, ModelVersion.version == mapping[number]
+            )
+        ).one()
+        session.add(Alias(model_id=model.id, name=alias, version_id=target.id, updated_by=caller.name[:128]))
+        session.add(
+            AliasEvent(
+                model_id=model.id,
+                name=alias,
+                action="set",
+                to_version=target.version,
+                actor=caller.name[:128],
+            )
+        )
+        result.aliases[key] = f"set to {target.version}"
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{value[:40]!r} in the archive's manifest is not a time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
