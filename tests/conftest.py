@@ -159,3 +159,19 @@ def write_model_dir(
 def model_dir(tmp_path: Path) -> Path:
     """A small valid model directory (no weights)."""
     return write_model_dir(tmp_path / "doubler")
+
+
+def direct_cli(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
+    """Run the CLI in-process, directly against `settings`' database and store (never a server)."""
+    from click.testing import CliRunner
+
+    from regctl.cli.main import cli
+
+    env = {
+        "REGCTL_HOME": str(settings.home),
+        "REGCTL_DATABASE_URL": settings.database_url,
+        "REGCTL_ARTIFACT_STORE": settings.artifact_store,
+        "REGCTL_BROKER_URL": "",
+        "REGCTL_URL": "",
+    }
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)

@@ -50,6 +50,31 @@ def test_a_live_jobs_directory_is_kept_and_a_killed_ones_is_swept(tmp_path: Path
     assert not path.exists()
 
 
+def test_a_sweep_racing_a_job_that_is_starting_never_takes_its_folder(tmp_path: Path) -> None:
+    # Many sweeps while many jobs start: each job must find its folder whole until it ends.
+    import threading
+
+    stop = threading.Event()
+    removed: list[Path] = []
+
+    def sweeping() -> None:
+        while not stop.is_set():
+            removed.extend(sweep_abandoned(str(tmp_path)))
+
+    sweeper = threading.Thread(target=sweeping)
+    sweeper.start()
+    try:
+        for job in range(300):
+            with job_scratch(job, str(tmp_path)) as path:
+                (path / "model").mkdir()
+                (path / "model" / "weights").write_bytes(b"w")
+                assert (path / "model" / "weights").read_bytes() == b"w"
+    finally:
+        stop.set()
+        sweeper.join()
+    assert removed == []
+
+
 def test_the_sweep_leaves_what_is_not_a_scratch_directory_it_owns(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -8,9 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.aliases import set_alias
 from regctl.registry.db import dispose_engines
@@ -22,18 +20,9 @@ from regctl.registry.refs import parse_ref
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, register_version
-from tests.conftest import _truncate, write_model_dir
+from tests.conftest import _truncate, direct_cli, write_model_dir
 
-
-def regctl(settings: Settings, *args: str) -> Result:
-    env = {
-        "REGCTL_HOME": str(settings.home),
-        "REGCTL_DATABASE_URL": settings.database_url,
-        "REGCTL_ARTIFACT_STORE": settings.artifact_store,
-        "REGCTL_BROKER_URL": "",
-        "REGCTL_URL": "",
-    }
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+regctl = direct_cli
 
 
 def sqlite_registry(root: Path) -> Settings:

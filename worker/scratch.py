@@ -29,9 +29,12 @@ UNLOCKED_GRACE_S = 60.0
 def job_scratch(job_id: int, root: str | None = None) -> Iterator[Path]:
     """A fresh directory for job `job_id`, locked by this process, removed when the block ends."""
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{job_id}-", dir=root))
-    fd = os.open(path / LOCK_NAME, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    # Locked under a private name, then renamed: a sweeper never finds the lock file unlocked, which
+    # would let it take the lock first and remove the folder this job is about to use.
+    fd = os.open(path / f".{LOCK_NAME}", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(path / f".{LOCK_NAME}", path / LOCK_NAME)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -67,8 +70,11 @@ def _abandoned(path: Path) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Still the folder's lock file? Its owner may have been removing the folder as we looked.
+        return os.stat(path / LOCK_NAME, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
     except BlockingIOError:
         return False  # its owner is alive and working
+    except OSError:
+        return False
     finally:
         os.close(fd)
-    return True
