@@ -50,6 +50,7 @@ def register_module(
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
     run_url: str | None = None,
+    convert: bool = True,
     wait: bool = False,
     timeout: float | None = None,
     client: RegistryClient | None = None,
@@ -59,6 +60,7 @@ def register_module(
     `inputs` and `dims` take the shapes of `regctl.toml`'s `[[inputs]]` and `[dims]` (a dim may be
     `(min, max)`); `init` are the keyword arguments `build()` passes to the class. The client is
     `client`, else the server `regctl login` or `REGCTL_URL` names, else this machine's registry.
+    `convert=False` only records the version.
     With `wait` (and always on the embedded default, where nothing else runs jobs), returns the
     version once its conversion chain has finished.
     """
@@ -81,7 +83,7 @@ def register_module(
             git_commit=git.commit if git else None,
             git_dirty=git.dirty if git else None,
         )
-        info = client.register(name, bundle, lineage=lineage)
+        info = client.register(name, bundle, lineage=lineage, convert=convert)
     # Direct mode with no broker has nobody else to run the jobs: follow them, as the CLI does.
     embedded = (
         client.mode == "direct" and getattr(client, "settings", None) is not None and client.settings.embedded

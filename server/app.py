@@ -15,6 +15,7 @@ from regctl.server import admin_api, artifacts_api, catalog_api, jobs_api, lifec
 from regctl.server.auth import TokenCache
 from regctl.server.errors import install_error_handlers
 from regctl.server.events import JobHub
+from regctl.server.metrics import install_metrics
 from regctl.server.verified import VerifiedBlobs
 
 PREFIX = "/api/v1"
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     )
     app.state.settings = settings
     app.state.tokens = TokenCache()
+    install_metrics(app, settings, PREFIX)
     app.state.verified = VerifiedBlobs()
     install_error_handlers(app)
     api = APIRouter(prefix=PREFIX)

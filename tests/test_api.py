@@ -565,3 +565,81 @@ def test_lineage_tags_archive_delete_and_gc_work_the_same_through_the_server(
     assert swept.returncode == 0 and json.loads(swept.stdout)["dry_run"] is False
     actions = [e.action for e in direct.audit(model="m")]
     assert {"version.tag", "version.archive", "version.delete"} <= set(actions)
+
+
+@pytest.mark.slow
+def test_metrics_parse_with_prometheus_and_move_when_a_job_runs(
+    server: ApiServer, direct: LocalClient, model_dir: Path, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[str, list]:
+        body = httpx.get(f"{server.url}/metrics", timeout=30).text
+        return {family.name: family.samples for family in text_string_to_metric_families(body)}
+
+    def value(samples: list, name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+    before = scrape()
+    assert value(before["regctl_jobs"], "regctl_jobs", kind="convert", state="succeeded") == 0
+    secret = token(direct, "trainer", "writer")
+    done = remote_cli(server, secret, "register", "net", str(model_dir), "--wait", cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr + server.log_text()
+
+    after = scrape()
+    assert value(after["regctl_jobs"], "regctl_jobs", kind="convert", state="succeeded") == 1
+    assert value(after["regctl_queue_depth"], "regctl_queue_depth") == 0
+    durations = after["regctl_job_duration_seconds"]
+    assert value(durations, "regctl_job_duration_seconds_count", kind="convert") == 1
+    assert value(durations, "regctl_job_duration_seconds_bucket", kind="convert", le="+Inf") == 1
+    assert value(durations, "regctl_job_duration_seconds_sum", kind="convert") > 0
+    method = direct.version("net:1").method
+    assert value(after["regctl_conversions"], "regctl_conversions", method=method, outcome="succeeded") == 1
+    latency = after["regctl_api_request_duration_seconds"]
+    route = "/api/v1/models/{name}/versions"
+    assert (
+        value(latency, "regctl_api_request_duration_seconds_count", route=route, method="POST", status="201")
+        == 1
+    )
+    labels = {v for family in after.values() for s in family for v in s.labels.values()}
+    assert "net" not in labels and not any("net:1" in v for v in labels)  # no model names in labels
+
+
+def test_register_module_goes_through_the_server_with_its_own_git_commit(
+    server: ApiServer, direct: LocalClient, tmp_path: Path
+) -> None:
+    import importlib
+    import sys
+
+    from regctl.from_python import register_module
+    from regctl.remote import Client
+
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "remote_net.py").write_text(
+        "import torch\n\n\nclass RemoteNet(torch.nn.Module):\n"
+        "    def __init__(self) -> None:\n"
+        "        super().__init__()\n"
+        "        self.linear = torch.nn.Linear(4, 2)\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+        "        return self.linear(x)\n"
+    )
+    sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module("remote_net")
+        with Client(server.url, token(direct, "trainer", "writer")) as client:
+            info = register_module(
+                "remote-net",
+                module.RemoteNet(),
+                inputs=[{"name": "x", "dtype": "float32", "shape": ["b", 4]}],
+                dims={"b": (1, 4)},
+                tags={"via": "http"},
+                convert=False,
+                client=client,
+            )
+    finally:
+        sys.path.remove(str(root))
+        sys.modules.pop("remote_net", None)
+    stored = direct.version(info.ref)
+    assert stored.tags == {"via": "http"} and stored.weights_sha256 is not None
+    assert stored.created_by == "trainer"
