@@ -119,7 +119,7 @@ def git_state(directory: Path, bundled: list[Path]) -> GitState | None:
     if commit is None or top is None:
         return None
     fmt = _git(directory, "rev-parse", "--show-object-format") or "sha1"
-    committed = _committed_blobs(directory, Path(top))
+    committed = _committed_blobs(directory)
     if committed is None:
         return None
     root = Path(top).resolve()
@@ -133,7 +133,7 @@ def git_state(directory: Path, bundled: list[Path]) -> GitState | None:
     return GitState(commit, dirty=False)
 
 
-def _committed_blobs(directory: Path, top: Path) -> dict[str, str] | None:
+def _committed_blobs(directory: Path) -> dict[str, str] | None:
     listing = _git(directory, "ls-tree", "-r", "-z", "--full-tree", "HEAD", raw=True)
     if listing is None:
         return None
