@@ -30,7 +30,7 @@ from typing import Any
 from regctl.client import RegistryClient
 from regctl.registry.entities import VersionInfo
 from regctl.registry.errors import InvalidInput
-from regctl.registry.lineage import Lineage, git_state
+from regctl.registry.lineage import Lineage, with_git
 
 ENTRY_FILE = "regctl_entry.py"
 WEIGHTS_FILE = "weights.safetensors"
@@ -75,14 +75,9 @@ def register_module(
         (bundle / ENTRY_FILE).write_text(_entry_source(target, import_name, init, inspect.isfunction(module)))
         spec = _spec(inputs, dims, method, device, validation, weights)
         (bundle / "regctl.toml").write_text(spec)
-        git = git_state(root, originals)  # the commit of the code, not of the temporary copy
-        lineage = Lineage(
-            description=description,
-            tags=dict(tags or {}),
-            run_url=run_url,
-            git_commit=git.commit if git else None,
-            git_dirty=git.dirty if git else None,
-        )
+        lineage = Lineage(description=description, tags=dict(tags or {}), run_url=run_url)
+        # The commit of the code's own work tree, not of the temporary copy.
+        lineage = with_git(lineage, root, [path.relative_to(root).as_posix() for path in originals])
         info = client.register(name, bundle, lineage=lineage, convert=convert)
     # Direct mode with no broker has nobody else to run the jobs: follow them, as the CLI does.
     embedded = (

@@ -235,7 +235,7 @@ class Client(RegistryClient):
         The git commit is read here, from the work tree the bundle comes from, and sent with it.
         """
         from regctl.registry.bundle import build_bundle, weights_file
-        from regctl.registry.lineage import git_state
+        from regctl.registry.lineage import with_git
         from regctl.registry.settings import Settings
         from regctl.registry.spec import prepare_spec
 
@@ -254,16 +254,10 @@ class Client(RegistryClient):
             weights_file(directory, spec, caps.max_weights_bytes)  # refused here rather than after an upload
             upload = Path(tmp) / "upload.tar"
             bundle = build_bundle(directory, spec, upload, caps.max_bundle_bytes, include_weights=True)
-            git = git_state(directory, [directory / member for member in bundle.files])
-            if lineage.git_commit is None and git is not None:
-                params += [("git_commit", git.commit), ("git_dirty", "true" if git.dirty else "false")]
-            elif lineage.git_commit is not None:
-                params += [("git_commit", lineage.git_commit)]
-                params += (
-                    [("git_dirty", "true" if lineage.git_dirty else "false")]
-                    if lineage.git_dirty is not None
-                    else []
-                )
+            lineage = with_git(lineage, directory, [*bundle.files, *spec.data_files()])
+            params += [("git_commit", lineage.git_commit)] if lineage.git_commit else []
+            if lineage.git_dirty is not None:
+                params.append(("git_dirty", "true" if lineage.git_dirty else "false"))
             with bundle.path.open("rb") as body:
                 headers = {"Content-Type": "application/x-tar", "Content-Length": str(bundle.size)}
                 return self._json(

@@ -22,13 +22,12 @@ from sqlalchemy.orm import Session
 
 from regctl.registry.db import session_scope
 from regctl.registry.errors import CorruptedArtifact
-from regctl.registry.lookup import find_model, find_version
+from regctl.registry.lookup import find_model, find_version, tags_of
 from regctl.registry.refs import Ref
 from regctl.registry.schema import (
     Alias,
     Artifact,
     ModelVersion,
-    VersionTag,
 )
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
@@ -106,9 +105,7 @@ def _version_entry(session: Session, row: ModelVersion) -> dict:
     artifacts = session.scalars(
         select(Artifact).where(Artifact.version_id == row.id).order_by(Artifact.id)
     ).all()
-    tags = dict(
-        session.execute(select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == row.id)).all()
-    )
+    tags = tags_of(session, row.id)
     return {
         "version": row.version,
         "status": row.status,

@@ -8,14 +8,13 @@ numbers are never reused (`models.last_version`), so `NAME:3` never comes to mea
 from __future__ import annotations
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.errors import InvalidInput, InvalidTransition
-from regctl.registry.lineage import check_tags
-from regctl.registry.lookup import find_version, local_caller
+from regctl.registry.lineage import MAX_TAGS, check_tags
+from regctl.registry.lookup import find_version, local_caller, tags_of
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, AliasEvent, Artifact, Job, ModelVersion, VersionTag, utcnow
 from regctl.registry.settings import Settings
@@ -43,21 +42,14 @@ def tag_version(
             else:
                 existing.value = value
         session.flush()
-        tags = _tags(session, row.id)
-        if len(tags) > 50:
-            raise InvalidInput(f"{model.name}:{row.version} would carry {len(tags)} tags; at most 50")
+        tags = tags_of(session, row.id)
+        if len(tags) > MAX_TAGS:
+            raise InvalidInput(f"{model.name}:{row.version} would carry {len(tags)} tags; at most {MAX_TAGS}")
         detail = {"set": set_tags, "removed": list(remove)}
         audit.record(
             session, caller, "version.tag", f"{model.name}:{row.version}", model=model.name, detail=detail
         )
         return tags
-
-
-def _tags(session: Session, version_id: int) -> dict[str, str]:
-    rows = session.execute(
-        select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == version_id)
-    )
-    return dict(sorted((key, value) for key, value in rows))
 
 
 def archive_version(settings: Settings, ref: Ref, archived: bool = True, caller: Caller | None = None) -> str:

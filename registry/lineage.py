@@ -9,10 +9,12 @@ committed at HEAD, or that HEAD does not have. Files regctl does not bundle do n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +133,19 @@ def git_state(directory: Path, bundled: list[Path]) -> GitState | None:
         if committed.get(relative) != _blob_id(path, fmt):
             return GitState(commit, dirty=True)
     return GitState(commit, dirty=False)
+
+
+def with_git(lineage: Lineage, directory: Path, members: Iterable[str]) -> Lineage:
+    """`lineage` with the commit `directory` is at and whether its `members` differ from it.
+
+    A lineage that names a commit already (a remote client read its own work tree) is kept as it is.
+    """
+    if lineage.git_commit is not None:
+        return lineage
+    state = git_state(directory, [directory / member for member in members])
+    if state is None:
+        return lineage
+    return dataclasses.replace(lineage, git_commit=state.commit, git_dirty=state.dirty)
 
 
 def _committed_blobs(directory: Path) -> dict[str, str] | None:

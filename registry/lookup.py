@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from regctl.registry.access import Caller
 from regctl.registry.errors import NotFound
 from regctl.registry.refs import Ref
-from regctl.registry.schema import Alias, Model, ModelVersion
+from regctl.registry.schema import Alias, Model, ModelVersion, VersionTag
 
 
 def current_user() -> str:
@@ -78,3 +78,11 @@ def find_version(session: Session, ref: Ref) -> tuple[Model, ModelVersion]:
 def count_versions(session: Session, model_id: int) -> int:
     """How many versions a model has."""
     return session.scalar(select(func.count()).where(ModelVersion.model_id == model_id)) or 0
+
+
+def tags_of(session: Session, version_id: int) -> dict[str, str]:
+    """A version's tags, sorted by key."""
+    rows = session.execute(
+        select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == version_id)
+    )
+    return dict(sorted((key, value) for key, value in rows))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.entities import VersionInfo, VersionRow
 from regctl.registry.errors import InvalidInput
 from regctl.registry.jobs import queue_for
-from regctl.registry.lineage import Lineage, check_tags, git_state
-from regctl.registry.lookup import find_model, find_version, local_caller
+from regctl.registry.lineage import Lineage, check_tags, with_git
+from regctl.registry.lookup import find_model, find_version, local_caller, tags_of
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref, check_model_name
 from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion, VersionTag
@@ -58,10 +57,7 @@ def register_version(
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
         blob = store.put_file(bundle.path)
-        if lineage.git_commit is None:
-            lineage = _with_git(
-                lineage, directory, [*bundle.files, *([spec.weights] if spec.weights else [])]
-            )
+        lineage = with_git(lineage, directory, [*bundle.files, *spec.data_files()])
         weights_blob = store.put_file(weights) if weights is not None else None
         info = _insert(settings, name, spec, blob, weights_blob, lineage, jobs, caller)
         # `regctl gc` may have deleted a reused blob between the upload and the commit: store it again.
@@ -116,14 +112,6 @@ def _insert(
         }
         audit.record(session, caller, "version.register", f"{name}:{row.version}", model=name, detail=detail)
         return version_info(row, name, artifacts=stored, jobs=queued, tags=lineage.tags)
-
-
-def _with_git(lineage: Lineage, directory: Path, members: list[str]) -> Lineage:
-    """The lineage with the commit the model directory is at, when it is a git work tree."""
-    state = git_state(directory, [directory / member for member in members])
-    if state is None:
-        return lineage
-    return dataclasses.replace(lineage, git_commit=state.commit, git_dirty=state.dirty)
 
 
 def _artifact(row: ModelVersion, kind: str, blob: BlobRef) -> Artifact:
@@ -184,11 +172,7 @@ def get_version(settings: Settings, ref: Ref) -> VersionInfo:
         ).all()
         aliases = session.scalars(select(Alias.name).where(Alias.version_id == row.id)).all()
         jobs = session.scalars(select(Job).where(Job.version_id == row.id).order_by(Job.id)).all()
-        tags = dict(
-            session.execute(
-                select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == row.id)
-            ).all()
-        )
+        tags = tags_of(session, row.id)
         return version_info(row, model.name, list(artifacts), list(aliases), list(jobs), tags)
 
 
