@@ -11,11 +11,9 @@ mapping is returned so the CLI can say so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +26,7 @@ from sqlalchemy.orm import Session
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import ensure_schema, session_scope
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors import CorruptedArtifact, InvalidInput
 from regctl.registry.export import FORMAT, FORMAT_VERSION, MANIFEST
 from regctl.registry.lineage import Lineage
 from regctl.registry.lookup import local_caller
@@ -231,54 +229,33 @@ def _receive_blobs(
 ) -> None:
     expected: dict[str, int] = manifest["blobs"]
     seen: set[str] = set()
-    with tempfile.TemporaryDirectory(prefix="regctl-import-") as tmp:
-        for member in members:
-            found = _BLOB_NAME.fullmatch(member.name)
-            if (
-                found is None
-                or not member.isfile()
-                or found.group(1) not in expected
-                or found.group(1) in seen
-            ):
-                raise InvalidInput(
-                    f"{source} holds {member.name!r}, which is not a blob its manifest lists; "
-                    "the archive was altered: export it again"
-                )
-            sha256 = found.group(1)
-            seen.add(sha256)
-            # Checked before it reaches the store, so a damaged blob never lands under any name.
-            part = _verified_copy(tar, member, sha256, expected[sha256], Path(tmp), source)
-            new = not store.exists(sha256)
-            store.put_file(part)
-            part.unlink()
-            if new:
-                added.append(sha256)
-                result.blobs_added += 1
-                result.bytes_added += expected[sha256]
+    for member in members:
+        found = _BLOB_NAME.fullmatch(member.name)
+        if found is None or not member.isfile() or found.group(1) not in expected or found.group(1) in seen:
+            raise InvalidInput(
+                f"{source} holds {member.name!r}, which is not a blob its manifest lists; "
+                "the archive was altered: export it again"
+            )
+        sha256 = found.group(1)
+        seen.add(sha256)
+        new = not store.exists(sha256)
+        try:
+            # Checked as it is spooled, so a damaged blob never lands under any name.
+            store.put_stream(tar.extractfile(member), expect=(sha256, expected[sha256]))  # type: ignore[arg-type]
+        except CorruptedArtifact:
+            raise InvalidInput(
+                f"{source}: blob {sha256[:16]}… does not match its sha256; the archive is damaged, "
+                "export it again"
+            ) from None
+        if new:
+            added.append(sha256)
+            result.blobs_added += 1
+            result.bytes_added += expected[sha256]
     missing = sorted(set(expected) - seen)
     if missing:
         raise InvalidInput(
             f"{source} lacks blob {missing[0][:16]}… its manifest lists; the archive is truncated"
         )
-
-
-def _verified_copy(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, sha256: str, size: int, tmp: Path, source: Path
-) -> Path:
-    stream = tar.extractfile(member)
-    part = tmp / sha256
-    digest, copied = hashlib.sha256(), 0
-    with open(part, "wb") as out:
-        while stream is not None and (chunk := stream.read(1 << 20)):
-            digest.update(chunk)
-            copied += len(chunk)
-            out.write(chunk)
-    if digest.hexdigest() != sha256 or copied != size:
-        raise InvalidInput(
-            f"{source}: blob {sha256[:16]}… does not match its sha256; the archive is damaged, "
-            "export it again"
-        )
-    return part
 
 
 def _write_rows(

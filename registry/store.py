@@ -257,9 +257,19 @@ class ArtifactStore:
         self._commit(tmp, sha)
         return BlobRef(sha, size, self.uri_for(sha))
 
-    def put_stream(self, stream: BinaryIO) -> BlobRef:
-        """Store everything read from `stream`, hashing while spooling it to a temporary key."""
+    def put_stream(self, stream: BinaryIO, *, expect: tuple[str, int] | None = None) -> BlobRef:
+        """Store everything read from `stream`, hashing while spooling it to a temporary key.
+
+        With `expect` (sha256, size), bytes that differ are discarded before they get a name, and
+        CorruptedArtifact says so: nothing is stored.
+        """
         tmp, sha, size = self._spool(_read_chunks(stream))
+        if expect is not None and (sha, size) != expect:
+            self._discard(tmp)
+            raise CorruptedArtifact(
+                f"the bytes given as blob sha256:{expect[0]} ({expect[1]} bytes) are sha256:{sha[:12]}… "
+                f"({size} bytes); nothing was stored"
+            )
         self._commit(tmp, sha)
         return BlobRef(sha, size, self.uri_for(sha))
 

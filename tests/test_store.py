@@ -333,3 +333,14 @@ def test_adopting_refuses_links_planted_by_the_writer(store: ArtifactStore, tmp_
     with pytest.raises(InvalidInput, match="not a plain file of its own"):
         store.adopt_file(tmp_path / "judge" / "hard.pt")
     assert list(Path(store.root).glob("sha256/*/*")) == []
+
+
+def test_a_stream_that_is_not_the_expected_blob_is_stored_under_no_name(store: ArtifactStore) -> None:
+    import hashlib
+
+    data = b"the bytes an archive promised"
+    sha = hashlib.sha256(data).hexdigest()
+    with pytest.raises(CorruptedArtifact, match="nothing was stored"):
+        store.put_stream(io.BytesIO(data[:-1] + b"?"), expect=(sha, len(data)))
+    assert [f for f in store.listing()] == []  # neither a blob under another name nor a temp
+    assert store.put_stream(io.BytesIO(data), expect=(sha, len(data))).sha256 == sha
