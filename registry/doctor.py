@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select, text
@@ -92,7 +93,8 @@ def _check(settings: Settings, store: ArtifactStore, checkup: Checkup, quick: bo
     referenced = referenced_blobs(settings)
     files = list(store.listing())
     checkup.problems += _check_referenced(store, files, referenced, checkup, quick)
-    checkup.problems += _unreferenced(files, referenced, checkup, grace_s)
+    stale, checkup.recent_unreferenced = unreferenced(files, referenced, grace_s)
+    checkup.problems += [_stray(found) for found in stale]
 
 
 def _database_integrity(url: str) -> list[Problem]:
@@ -196,19 +198,21 @@ def _damaged(sha256: str, reference: _Reference, why: str) -> Problem:
     )
 
 
-def _unreferenced(
-    files: list[StoredFile], referenced: dict[str, _Reference], checkup: Checkup, grace_s: float
-) -> list[Problem]:
-    problems = []
+def unreferenced(
+    files: Iterable[StoredFile], referenced: Mapping[str, object], grace_s: float
+) -> tuple[list[StoredFile], int]:
+    """The files no row names and older than `grace_s` (doctor reports them, gc deletes them), and
+    how many more are unnamed but younger: a registration may be uploading them right now."""
+    stale, recent = [], 0
     cutoff = time.time() - grace_s
     for found in files:
         if found.sha256 is not None and found.sha256 in referenced:
             continue
         if found.modified > cutoff:
-            checkup.recent_unreferenced += 1
-            continue
-        problems.append(_stray(found))
-    return problems
+            recent += 1
+        else:
+            stale.append(found)
+    return stale, recent
 
 
 def _stray(found: StoredFile) -> Problem:

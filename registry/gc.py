@@ -10,16 +10,15 @@ its commit, that its blobs are still there, and stores them again if not. What g
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
-from regctl.registry.doctor import GRACE_S, referenced_blobs
+from regctl.registry.doctor import GRACE_S, referenced_blobs, unreferenced
 from regctl.registry.lookup import local_caller
 from regctl.registry.settings import Settings
-from regctl.registry.store import StoredFile, open_store
+from regctl.registry.store import open_store
 
 AUDITED_SHAS = 100  # the audit row names at most this many blobs (the count and bytes are exact)
 
@@ -46,16 +45,8 @@ def collect_garbage(
     caller = caller or local_caller()
     store = open_store(settings.artifact_store)
     referenced = referenced_blobs(settings)
-    cutoff = time.time() - grace_s
     result = Collection(dry_run)
-    doomed: list[StoredFile] = []
-    for found in store.listing():
-        if found.sha256 is not None and found.sha256 in referenced:
-            continue
-        if found.modified > cutoff:
-            result.kept_recent += 1
-        else:
-            doomed.append(found)
+    doomed, result.kept_recent = unreferenced(store.listing(), referenced, grace_s)
     if dry_run:
         result.deleted = [f.sha256 or f.path for f in doomed]
         result.bytes = sum(f.size for f in doomed)
