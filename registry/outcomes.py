@@ -147,12 +147,13 @@ def record_failure(
         if state == "failed" and not keep_version:
             version.status = "failed"
         else:
-            version.status = _status_after_cancel(session, version)
+            version.status = _status_before_job(session, version)
         return finish_job(settings, job_id, state, error=error, session=session)
 
 
-def _status_after_cancel(session: Session, version: ModelVersion) -> str:
-    # A cancelled job leaves the version as it stood before: ready if a validation ever passed.
+def _status_before_job(session: Session, version: ModelVersion) -> str:
+    # A cancelled job, or one that met a damaged blob, leaves the version as it stood: ready if a
+    # validation ever passed.
     if (version.summary or {}).get("validated") is True:
         return "ready"
     validated = session.scalar(
