@@ -136,7 +136,6 @@ def test_the_cli_returns_when_a_failed_model_leaves_processes_holding_its_descri
     build = textwrap.dedent(
         f"""
         import subprocess
-        from model_impl import build as real_build
 
         def build():
             subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
@@ -144,7 +143,6 @@ def test_the_cli_returns_when_a_failed_model_leaves_processes_holding_its_descri
         """
     )
     directory = linear_model(tmp_path / "lingering")
-    (directory / "model_impl.py").write_text((directory / "model.py").read_text())
     (directory / "model.py").write_text(build)
     env = {"PATH": os.environ["PATH"], "REGCTL_HOME": str(tmp_path / "home"), "REGCTL_SANDBOX": "off"}
     try:
