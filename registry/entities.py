@@ -109,6 +109,8 @@ class VersionRow(Record):
     method: str | None
     created_at: datetime
     archived: bool = False
+    created_by: str | None = None
+    torch_version: str | None = None  # of its TorchScript artifact, once converted
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from regctl.registry.access import Caller
 from regctl.registry.errors import NotFound
 from regctl.registry.refs import Ref
-from regctl.registry.schema import Alias, Model, ModelVersion, VersionTag
+from regctl.registry.schema import Alias, Artifact, Model, ModelVersion, VersionTag
 
 
 def current_user() -> str:
@@ -86,3 +86,21 @@ def tags_of(session: Session, version_id: int) -> dict[str, str]:
         select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == version_id)
     )
     return dict(sorted((key, value) for key, value in rows))
+
+
+def version_row_query() -> Select:
+    """The columns of a VersionRow, in its field order; the caller adds the filters and the order."""
+    torch_version = (
+        select(func.max(Artifact.torch_version))
+        .where(Artifact.version_id == ModelVersion.id, Artifact.kind == "torchscript")
+        .scalar_subquery()
+    )
+    return select(
+        ModelVersion.version,
+        ModelVersion.status,
+        ModelVersion.method,
+        ModelVersion.created_at,
+        ModelVersion.archived_at.is_not(None),
+        ModelVersion.created_by,
+        torch_version,
+    )

@@ -6,7 +6,7 @@ from sqlalchemy import case, func, select
 
 from regctl.registry.db import session_scope
 from regctl.registry.entities import ModelDetail, ModelSummary, VersionRow
-from regctl.registry.lookup import count_versions, find_model
+from regctl.registry.lookup import count_versions, find_model, version_row_query
 from regctl.registry.refs import check_model_name
 from regctl.registry.schema import Alias, Model, ModelVersion
 from regctl.registry.settings import Settings
@@ -52,7 +52,7 @@ def show_model(settings: Settings, name: str, limit: int = SHOWN_VERSIONS) -> Mo
     with session_scope(settings.database_url) as session:
         model = find_model(session, name)
         rows = session.execute(
-            select(ModelVersion.version, ModelVersion.status, ModelVersion.method, ModelVersion.created_at)
+            version_row_query()
             .where(ModelVersion.model_id == model.id, ModelVersion.archived_at.is_(None))
             .order_by(ModelVersion.version.desc())
             .limit(limit)

@@ -17,7 +17,7 @@ from regctl.registry.entities import VersionInfo, VersionRow
 from regctl.registry.errors import InvalidInput
 from regctl.registry.jobs import queue_for
 from regctl.registry.lineage import Lineage, check_tags, with_git
-from regctl.registry.lookup import find_model, find_version, local_caller, tags_of
+from regctl.registry.lookup import find_model, find_version, local_caller, tags_of, version_row_query
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref, check_model_name
 from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion, VersionTag
@@ -193,13 +193,7 @@ def list_versions(
     with session_scope(settings.database_url) as session:
         model = find_model(session, name)
         query = (
-            select(
-                ModelVersion.version,
-                ModelVersion.status,
-                ModelVersion.method,
-                ModelVersion.created_at,
-                ModelVersion.archived_at.is_not(None),
-            )
+            version_row_query()
             .where(ModelVersion.model_id == model.id)
             .order_by(ModelVersion.version.desc())
             .limit(limit)

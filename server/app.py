@@ -8,10 +8,19 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from regctl.registry.settings import Settings
-from regctl.server import admin_api, artifacts_api, catalog_api, jobs_api, lifecycle_api, register_api
+from regctl.server import (
+    admin_api,
+    artifacts_api,
+    catalog_api,
+    jobs_api,
+    lifecycle_api,
+    pages,
+    register_api,
+)
 from regctl.server.auth import TokenCache
 from regctl.server.errors import install_error_handlers
 from regctl.server.events import JobHub
@@ -87,4 +96,6 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     for module in (catalog_api, register_api, jobs_api, artifacts_api, lifecycle_api, admin_api):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     return app

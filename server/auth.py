@@ -70,7 +70,12 @@ def settings_of(request: Request) -> Settings:
 async def current_caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
-    """The caller the request's token stands for; 401 when there is no valid token.
+    """The caller the request's bearer token stands for; 401 when there is no valid token."""
+    return await caller_for(request, credentials.credentials if credentials else None)
+
+
+async def caller_for(request: Request, presented: str | None) -> Caller:
+    """The caller a presented token stands for (from a header or the pages' cookie); raises Unauthenticated.
 
     A cached token is answered on the event loop; only a lookup goes to a thread.
     """
@@ -79,7 +84,6 @@ async def current_caller(
     from regctl.registry.tokens import authenticate_token
 
     address = request.client.host if request.client else None
-    presented = credentials.credentials if credentials else None
     cache: TokenCache = request.app.state.tokens
     digest = hashlib.sha256(presented.encode()).hexdigest() if presented else ""
     cached = cache.get(digest) if presented else None

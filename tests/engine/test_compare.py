@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import pytest
 import torch
 
 from regctl.worker.engine.compare import compare_outputs
@@ -82,3 +83,14 @@ def test_structure_mismatches_are_named() -> None:
     assert compare(torch.ones(()), 1.0).reason == "output is a tensor (), eager gives a float"
     assert compare(True, 1).reason == "output is a bool, eager gives an int"
     assert compare(3, 3).ok and not compare(3, 4).ok
+
+
+def test_tolerance_used_is_the_worst_share_of_the_allowed_error() -> None:
+    expected = torch.tensor([1.0, 100.0])
+    half = compare_outputs(expected + torch.tensor([0.0, 0.005]), expected, rtol=1e-4, atol=0.0)
+    assert half.ok and half.tolerance_used == pytest.approx(0.5, rel=1e-2)
+    over = compare_outputs(expected + torch.tensor([0.0, 0.02]), expected, rtol=1e-4, atol=0.0)
+    assert not over.ok and over.tolerance_used == pytest.approx(2.0, rel=1e-2)
+    shape = compare_outputs(torch.zeros(3), torch.zeros(2), rtol=1e-4, atol=1e-5)
+    assert shape.tolerance_used == math.inf
+    assert compare_outputs(expected, expected, rtol=1e-4, atol=1e-5).tolerance_used == 0.0

@@ -29,6 +29,9 @@ class Comparison:
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
     reason: str | None = None
+    # The worst |actual - expected| / (atol + rtol * |expected|) over float elements: at most 1 passes.
+    # inf for a mismatch no tolerance can excuse (structure, dtype, shape, integers).
+    tolerance_used: float = 0.0
 
 
 class _Mismatch(Exception):
@@ -43,6 +46,7 @@ class _Walk:
         self.atol = atol
         self.max_abs = 0.0
         self.max_rel = 0.0
+        self.used = 0.0
 
     def visit(self, actual: Any, expected: Any, path: str) -> None:
         if isinstance(expected, torch.Tensor):
@@ -90,8 +94,10 @@ class _Walk:
         if actual == expected or (math.isnan(actual) and math.isnan(expected)):
             return
         err = abs(actual - expected)
-        self._note(err, err / abs(expected) if abs(expected) > self.atol else 0.0)
-        if not err <= self.atol + self.rtol * abs(expected):
+        allowed = self.atol + self.rtol * abs(expected)
+        used = err / allowed if allowed > 0 else math.inf
+        self._note(err, err / abs(expected) if abs(expected) > self.atol else 0.0, used)
+        if not err <= allowed:
             raise _Mismatch(f"{path} is {actual!r}, eager gives {expected!r} (abs error {err:.3g})")
 
     def _tensor(self, actual: Any, expected: torch.Tensor, path: str) -> None:
@@ -121,8 +127,14 @@ class _Walk:
         err = torch.nan_to_num(err, nan=math.inf)
         magnitude = e.abs()
         rel = torch.where(magnitude > self.atol, err / magnitude, torch.zeros((), dtype=torch.float64))
-        self._note(float(err.max()), float(torch.nan_to_num(rel, nan=math.inf).max()))
-        bad = ~(same | (err <= self.atol + self.rtol * magnitude))
+        allowed = self.atol + self.rtol * magnitude
+        used = torch.where(same, torch.zeros((), dtype=torch.float64), err / allowed)
+        self._note(
+            float(err.max()),
+            float(torch.nan_to_num(rel, nan=math.inf).max()),
+            float(torch.nan_to_num(used, nan=math.inf).max()),
+        )
+        bad = ~(same | (err <= allowed))
         if bool(bad.any()):
             worst = divmod_index(int(torch.where(bad, err, -1.0).argmax()), tuple(err.shape))
             raise _Mismatch(
@@ -131,9 +143,10 @@ class _Walk:
                 f"rtol {self.rtol:g}, atol {self.atol:g})"
             )
 
-    def _note(self, abs_err: float, rel_err: float) -> None:
+    def _note(self, abs_err: float, rel_err: float, used: float) -> None:
         self.max_abs = max(self.max_abs, abs_err)
         self.max_rel = max(self.max_rel, rel_err)
+        self.used = max(self.used, used)
 
 
 def compare_outputs(actual: Any, expected: Any, *, rtol: float, atol: float) -> Comparison:
@@ -142,8 +155,9 @@ def compare_outputs(actual: Any, expected: Any, *, rtol: float, atol: float) -> 
     try:
         walk.visit(actual, expected, _ROOT)
     except _Mismatch as mismatch:
-        return Comparison(False, walk.max_abs, walk.max_rel, str(mismatch))
-    return Comparison(True, walk.max_abs, walk.max_rel, None)
+        used = walk.used if walk.used > 1 else math.inf  # a mismatch that is not about float values
+        return Comparison(False, walk.max_abs, walk.max_rel, str(mismatch), used)
+    return Comparison(True, walk.max_abs, walk.max_rel, None, walk.used)
 
 
 def divmod_index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:

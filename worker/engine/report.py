@@ -10,7 +10,10 @@ Shape of a conversion report (keys are always present; values may be None):
     battery_size    number of input sets
     candidates      {"script": {...}, "trace": {...}} for the methods tried, each with
                     ok, error, detail, hint, failed_input, max_abs_error, max_rel_error,
-                    compile_s, battery_s; trace adds warnings [{message, file, line, count}],
+                    compile_s, battery_s, cases (every input it ran, in battery order: {label, group,
+                    ok, max_abs_error, max_rel_error, tolerance_used}; a rejected candidate's list
+                    ends at the input that exposed it; inputs it raised on come last); trace adds
+                    warnings [{message, file, line, count}],
                     strict and note
     shapes          per battery shape of the accepted artifact:
                     [{label, shape, cases, max_abs_error, max_rel_error}]
@@ -107,7 +110,42 @@ def candidate_entry(
         "max_rel_error": check.max_rel_error if check else None,
         "compile_s": round(compile_s, 4),
         "battery_s": round(battery_s, 4),
+        "cases": case_entries(check) if check else [],
     }
+
+
+def case_entries(check: CandidateCheck) -> list[dict[str, Any]]:
+    """Per battery input: the errors and how much of the tolerance they used (over 1 fails).
+
+    An input on which the candidate raised has no output to measure: it is listed failing, errors None.
+    """
+    measured = {r.case.label: r for r in check.results}
+    entries = []
+    for r in check.results:
+        c = r.comparison
+        entries.append(
+            {
+                "label": r.case.label,
+                "group": r.case.group,
+                "ok": c.ok,
+                "max_abs_error": c.max_abs_error,
+                "max_rel_error": c.max_rel_error,
+                "tolerance_used": c.tolerance_used,
+            }
+        )
+    for label in check.failures:
+        if label not in measured:
+            entries.append(
+                {
+                    "label": label,
+                    "group": None,
+                    "ok": False,
+                    "max_abs_error": None,
+                    "max_rel_error": None,
+                    "tolerance_used": None,
+                }
+            )
+    return entries
 
 
 def warning_entries(records: list[WarningRecord]) -> list[dict[str, Any]]:

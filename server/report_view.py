@@ -1,0 +1,238 @@
+"""A version's validation report laid out for people: what the version page shows, computed from the
+report the judge wrote (worker/engine/report.py documents its shape).
+
+Reports are read defensively: an older report may lack a section, and every string in one may come
+from model code, so nothing here trusts a value's type or renders it unescaped.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from markupsafe import Markup
+
+from regctl.registry.entities import VersionInfo
+from regctl.server.artifacts_api import SUFFIX
+from regctl.server.charts import Bar, ErrorPoint, bar_chart, error_chart
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One method regctl tried: did it match eager, and if not, on which input and why."""
+
+    name: str
+    ok: bool
+    chosen: bool
+    error: str | None
+    failed_input: str | None
+    hint: str | None
+    detail: str | None
+    max_abs_error: float | None
+    max_rel_error: float | None
+    compile_s: float | None
+    cases: list[dict[str, Any]]
+    chart: Markup | None
+
+
+@dataclass(frozen=True)
+class Warning_:
+    """A warning raised while converting, with where it came from."""
+
+    source: str  # "trace", "torch" or "model"
+    message: str
+    where: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class Download:
+    """An artifact with its digest, a link for the browser and the CLI line that fetches it."""
+
+    kind: str
+    sha256: str
+    size: int
+    href: str
+    fetch: str
+
+
+@dataclass
+class ReportView:
+    """Everything the version page shows about the report."""
+
+    method: str | None = None
+    why: str | None = None
+    error: str | None = None
+    battery_size: int = 0
+    rtol: Any = None
+    atol: Any = None
+    candidates: list[Candidate] = field(default_factory=list)
+    warnings: list[Warning_] = field(default_factory=list)
+    battery: list[dict[str, Any]] = field(default_factory=list)
+    latency_chart: Markup | None = None
+    latency: dict[str, Any] = field(default_factory=dict)
+    libtorch: dict[str, Any] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    downloads: list[Download] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> list[Candidate]:
+        """The candidates that did not match eager."""
+        return [c for c in self.candidates if not c.ok]
+
+
+def report_of(version: VersionInfo) -> dict[str, Any]:
+    """The conversion report kept on the version (empty before a convert job finished)."""
+    report = (version.summary or {}).get("report")
+    return report if isinstance(report, dict) else {}
+
+
+def build_view(version: VersionInfo) -> ReportView:
+    """The report of `version` as the page lays it out."""
+    report = report_of(version)
+    validation_spec = _dict(version.spec.get("validation"))
+    view = ReportView(
+        method=_str(report.get("method")),
+        why=_str(report.get("why")),
+        error=_str(report.get("error")),
+        battery_size=_int(report.get("battery_size")),
+        rtol=validation_spec.get("rtol"),
+        atol=validation_spec.get("atol"),
+        libtorch=_dict(report.get("libtorch")),
+        export=_dict(report.get("export")),
+        timings=_dict(report.get("timings")),
+        versions=_dict(report.get("versions")),
+        validation=_dict((version.summary or {}).get("validation")),
+    )
+    view.candidates = _candidates(report, view.method)
+    view.warnings = _warnings(report)
+    chosen = next((c for c in view.candidates if c.chosen), None)
+    view.battery = chosen.cases if chosen else []
+    view.latency, view.latency_chart = _latency(report)
+    view.downloads = downloads(version)
+    return view
+
+
+def downloads(version: VersionInfo) -> list[Download]:
+    """The version's artifacts, newest of each kind, as links under the pages' own download route."""
+    newest: dict[str, Any] = {}
+    for artifact in version.artifacts:
+        newest[artifact.kind] = artifact
+    ref = version.ref
+    found = []
+    for kind in ("torchscript", "exported", "report", "weights", "source"):
+        artifact = newest.get(kind)
+        if artifact is None:
+            continue
+        target = f"{version.model}-{version.version}{SUFFIX[kind]}"
+        fetch = f"regctl fetch {shlex.quote(ref)} -o {shlex.quote(target)}"
+        if kind != "torchscript":
+            fetch += f" --format {kind}"
+        found.append(
+            Download(kind, artifact.sha256, artifact.size, f"/files/{quote(ref, safe='')}/{kind}", fetch)
+        )
+    return found
+
+
+def _candidates(report: dict[str, Any], method: str | None) -> list[Candidate]:
+    found = []
+    for name, entry in _dict(report.get("candidates")).items():
+        entry = _dict(entry)
+        cases = [_case(c) for c in entry.get("cases") or [] if isinstance(c, dict)]
+        ok = entry.get("ok") is True
+        chart = None
+        if cases:
+            points = [ErrorPoint(c["label"], c["tolerance_used"], c["ok"], _point_detail(c)) for c in cases]
+            chart = error_chart(f"{name}: error per battery input against the tolerance", points)
+        found.append(
+            Candidate(
+                name=str(name),
+                ok=ok,
+                chosen=ok and name == method,
+                error=_str(entry.get("error")),
+                failed_input=_str(entry.get("failed_input")),
+                hint=_str(entry.get("hint")),
+                detail=_str(entry.get("detail")),
+                max_abs_error=_float(entry.get("max_abs_error")),
+                max_rel_error=_float(entry.get("max_rel_error")),
+                compile_s=_float(entry.get("compile_s")),
+                cases=cases,
+                chart=chart,
+            )
+        )
+    found.sort(key=lambda c: (not c.chosen, c.name))
+    return found
+
+
+def _case(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "label": str(entry.get("label", "")),
+        "group": _str(entry.get("group")),
+        "ok": entry.get("ok") is True,
+        "max_abs_error": _float(entry.get("max_abs_error")),
+        "max_rel_error": _float(entry.get("max_rel_error")),
+        "tolerance_used": _float(entry.get("tolerance_used")),
+    }
+
+
+def _point_detail(case: dict[str, Any]) -> str:
+    verdict = "passes" if case["ok"] else "fails"
+    if case["tolerance_used"] is None:
+        return f"{case['label']}: raised, {verdict}"
+    return (
+        f"{case['label']}: max abs error {_num(case['max_abs_error'])}, "
+        f"{_num(case['tolerance_used'])} of the tolerance, {verdict}"
+    )
+
+
+def _warnings(report: dict[str, Any]) -> list[Warning_]:
+    found = []
+    trace = _dict(_dict(report.get("candidates")).get("trace"))
+    sources = (("trace", trace.get("warnings")), ("torch", report.get("torch_warnings")))
+    for source, entries in (*sources, ("model", report.get("model_warnings"))):
+        for w in entries or []:
+            if not isinstance(w, dict):
+                continue
+            file, line = _str(w.get("file")), w.get("line")
+            where = f"{file}:{line}" if file and isinstance(line, int) else file
+            found.append(Warning_(source, str(w.get("message", "")), where, _int(w.get("count")) or 1))
+    return found
+
+
+def _latency(report: dict[str, Any]) -> tuple[dict[str, Any], Markup | None]:
+    latency = _dict(report.get("latency"))
+    eager, artifact = _float(latency.get("eager_ms")), _float(latency.get("artifact_ms"))
+    if eager is None or artifact is None:
+        return latency, None
+    bars = [Bar("eager PyTorch", eager), Bar("TorchScript", artifact)]
+    unoptimized = _float(_dict(report.get("optimize")).get("unoptimized_ms"))
+    if unoptimized is not None and _dict(report.get("optimize")).get("applied"):
+        bars.insert(1, Bar("TorchScript unoptimized", unoptimized))
+    return latency, bar_chart("median latency on the same input", bars)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return float("inf") if value == "inf" else None
+    return float(value)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"

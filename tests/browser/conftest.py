@@ -1,0 +1,64 @@
+"""Browser tests: Debian's chromium driven by Playwright for Python, against a real `regctl serve`.
+
+Playwright's own browser download cannot work offline, so the tests point it at the system chromium
+(REGCTL_CHROMIUM, else the first of chromium / chromium-browser on PATH). Screenshots of every page
+at 1280 and 390 px wide go to REGCTL_SCREENSHOTS (default build/screenshots), reported at the end
+of the test run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import service_missing
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(os.environ.get("REGCTL_SCREENSHOTS", ROOT / "build" / "screenshots"))
+WIDTHS = (1280, 390)
+
+
+def chromium_executable() -> str | None:
+    """The system chromium Playwright should drive."""
+    configured = os.environ.get("REGCTL_CHROMIUM")
+    if configured:
+        return configured
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless chromium for the session."""
+    executable = chromium_executable()
+    if executable is None:
+        service_missing("chromium", "not on PATH (apt-get install -y chromium) and REGCTL_CHROMIUM unset")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        service_missing("playwright", exc)
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where chromium's own sandbox refuses to start.
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """The folder that receives the screenshots (emptied at the start of the session)."""
+    if SCREENSHOTS.exists():
+        for old in SCREENSHOTS.glob("*.png"):
+            old.unlink()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the screenshots are, so a person can look at the pages the tests saw."""
+    shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.exists() else []
+    if shots:
+        terminalreporter.write_line(f"browser screenshots: {len(shots)} in {SCREENSHOTS}")

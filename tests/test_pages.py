@@ -1,0 +1,148 @@
+"""The pages' pure parts: the report laid out (also when it is malformed or hostile), the charts, the
+progress lines and the sign-in redirect. The browser tests (tests/browser) cover the pages served."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from regctl.registry.entities import ArtifactInfo, VersionInfo
+from regctl.server.charts import ErrorPoint, error_chart
+from regctl.server.job_view import progress_parts
+from regctl.server.page_auth import safe_next
+from regctl.server.page_format import num, percent, size
+from regctl.server.report_view import build_view
+
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def version(report: object, **changes: object) -> VersionInfo:
+    base = VersionInfo(
+        model="m",
+        version=3,
+        status="ready",
+        spec={"validation": {"rtol": 1e-4, "atol": 1e-5}},
+        source_sha256="a" * 64,
+        weights_sha256=None,
+        method="script",
+        summary={"report": report},
+        created_by="me",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    return replace(base, **changes)
+
+
+REPORT = {
+    "method": "script",
+    "why": "trace was rejected",
+    "battery_size": 3,
+    "candidates": {
+        "trace": {
+            "ok": False,
+            "error": "differs from eager on input 'b=2 draw 1 positive'",
+            "failed_input": "b=2 draw 1 positive",
+            "cases": [
+                {
+                    "label": "b=2 draw 0",
+                    "group": "b=2",
+                    "ok": True,
+                    "max_abs_error": 0.0,
+                    "max_rel_error": 0.0,
+                    "tolerance_used": 0.0,
+                },
+                {
+                    "label": "b=2 draw 1 positive",
+                    "group": "b=2",
+                    "ok": False,
+                    "max_abs_error": 2.5,
+                    "max_rel_error": 2.0,
+                    "tolerance_used": "inf",
+                },
+            ],
+            "warnings": [
+                {
+                    "message": "Converting a tensor to a Python boolean",
+                    "file": "model.py",
+                    "line": 11,
+                    "count": 1,
+                }
+            ],
+        },
+        "script": {
+            "ok": True,
+            "cases": [
+                {
+                    "label": f"case {i}",
+                    "group": "b=2",
+                    "ok": True,
+                    "max_abs_error": 1e-7,
+                    "max_rel_error": 1e-7,
+                    "tolerance_used": 0.01,
+                }
+                for i in range(3)
+            ],
+        },
+    },
+    "latency": {"input": "b=2", "eager_ms": 0.02, "artifact_ms": 0.04, "ratio": 2.0},
+}
+
+
+def test_the_view_names_the_rejected_candidate_and_the_input_that_exposed_it() -> None:
+    view = build_view(version(REPORT))
+    assert [c.name for c in view.candidates] == ["script", "trace"]
+    (rejected,) = view.rejected
+    assert rejected.failed_input == "b=2 draw 1 positive"
+    assert rejected.cases[1]["tolerance_used"] == math.inf
+    assert rejected.chart is not None and rejected.chart.count("<g class=") == 2
+    assert len(view.battery) == 3 and all(b["ok"] for b in view.battery)
+    assert view.warnings[0].where == "model.py:11" and view.warnings[0].source == "trace"
+    assert view.latency_chart is not None and "TorchScript" in view.latency_chart
+
+
+def test_a_malformed_report_gives_an_empty_view_instead_of_an_error() -> None:
+    for report in (
+        None,
+        "text",
+        [],
+        {"candidates": "x", "latency": [1], "battery_size": "many"},
+        {"candidates": {"trace": {"cases": ["x", {"label": 1, "tolerance_used": "nan"}]}}},
+    ):
+        view = build_view(version(report))
+        assert view.battery == [] and view.latency_chart is None
+        assert all(not c.chosen for c in view.candidates)
+
+
+def test_hostile_labels_are_escaped_in_the_chart() -> None:
+    chart = error_chart("t", [ErrorPoint("<script>x</script>", 2.0, False, "<img src=x onerror=y>")])
+    assert "<script>" not in chart and "<img" not in chart
+    assert "&lt;img src=x onerror=y&gt;" in chart
+
+
+def test_download_links_and_fetch_lines_are_built_from_the_version_not_from_the_report() -> None:
+    artifact = ArtifactInfo("torchscript", "b" * 64, 10, "file:///x", "2.13.0", "script", NOW)
+    view = build_view(version({"method": "script"}, artifacts=(artifact,)))
+    (download,) = view.downloads
+    assert download.href == "/files/m%3A3/torchscript"
+    assert download.fetch == "regctl fetch m:3 -o m-3.pt"
+
+
+def test_progress_lines_give_a_stage_and_a_percentage() -> None:
+    assert progress_parts("trace: battery 12/40, ~3 s left") == ("trace: battery", 30)
+    assert progress_parts("eager reference 9/9") == ("eager reference", 100)
+    assert progress_parts("storing artifacts") == ("storing artifacts", None)
+    assert progress_parts("3/0") == ("3/0", None)
+    assert progress_parts(None) == ("", None)
+
+
+def test_after_signing_in_only_a_path_on_this_site_is_followed() -> None:
+    assert safe_next("/versions/m%3A1") == "/versions/m%3A1"
+    for hostile in ("//evil.example", "https://evil.example", "/\\evil.example", "", None, "javascript:x"):
+        assert safe_next(hostile) == "/"
+
+
+def test_numbers_read_as_people_write_them() -> None:
+    assert num(2.5e-07) == "2.5e-07" and num(math.inf) == "∞" and num(None) == "—" and num(True) == "—"
+    assert percent(0.25) == "25%" and percent(math.inf) == "∞"
+    assert size(2_200) == "2.2 kB" and size(12) == "12 B"
