@@ -38,6 +38,8 @@ def export_triton(
 
     Other versions already in REPO/NAME stay as they are. Inputs are named INPUT__0, INPUT__1 ...
     in forward()'s order and outputs OUTPUT__0 ... (Triton's PyTorch backend convention).
+    Only the TorchScript artifact is exported (Triton's pytorch_libtorch backend loads TorchScript);
+    an AOTInductor package stays a `regctl fetch --format aoti` away.
     """
     result = client_of(ctx).export_triton(
         ref, repo, max_batch_size=max_batch_size, instance_kind=instance_kind

@@ -13,7 +13,7 @@ import click
 from regctl.cli.app import cli, client_of, settings_of
 from regctl.cli.render import emit_json, human_size
 
-FORMATS = {"torchscript": "torchscript", "exported": "exported"}
+FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
 
 
 @cli.group()
@@ -44,6 +44,13 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @click.option("--description", help="Describe this version (the model keeps the newest description too).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
 @click.option("--run-url", help="The training run that produced it (an http(s) URL).")
+@click.option(
+    "--format",
+    "formats",
+    metavar="FORMATS",
+    help="What to produce besides TorchScript, overriding the spec's `formats`: aoti (an AOTInductor "
+    "package, proved in Python and C++) or torchscript,aoti.",
+)
 @click.option("--no-convert", is_flag=True, help="Only record the version; start no conversion.")
 @click.option(
     "--wait", is_flag=True, help="Follow the conversion and exit with its outcome (0 ready, 1 failed)."
@@ -59,6 +66,7 @@ def register(
     description: str | None,
     tags: tuple[str, ...],
     run_url: str | None,
+    formats: str | None,
     no_convert: bool,
     wait: bool,
     as_json: bool,
@@ -70,11 +78,13 @@ def register(
     """
     from regctl.cli.follow import start_and_follow
     from regctl.registry.lineage import Lineage, parse_tags
+    from regctl.registry.spec import parse_formats
 
     client = client_of(ctx)
     lineage = Lineage(description=description, tags=parse_tags(tags), run_url=run_url)
+    wanted = parse_formats(formats) if formats is not None else None
     info = client.register(
-        name, directory, method=method, device=device, convert=not no_convert, lineage=lineage
+        name, directory, method=method, device=device, convert=not no_convert, lineage=lineage, formats=wanted
     )
     if not as_json:
         click.echo(f"registered {info.ref} ({info.status})", err=wait)
@@ -102,11 +112,12 @@ def register(
     type=click.Choice(list(FORMATS)),
     default="torchscript",
     show_default=True,
-    help="torchscript (.pt for torch.jit.load / LibTorch) or exported (torch.export .pt2).",
+    help="torchscript (.pt for torch.jit.load / LibTorch), exported (torch.export .pt2) or aoti "
+    "(an AOTInductor package .pt2, for AOTIModelPackageLoader; registered with --format aoti).",
 )
 @click.option(
     "--kind",
-    type=click.Choice(["source", "weights", "torchscript", "exported", "report"]),
+    type=click.Choice(["source", "weights", "torchscript", "exported", "report", "aoti"]),
     help="Fetch any stored artifact kind (overrides --format).",
 )
 @click.option(

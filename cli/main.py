@@ -13,6 +13,7 @@ from regctl.cli import (  # noqa: F401  (registers commands)
     sandbox,
     serve,
     transfer,
+    webhooks,
     workers,
 )
 from regctl.cli.app import cli

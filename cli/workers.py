@@ -25,7 +25,10 @@ def _distributed(ctx: click.Context) -> Settings:
 
 @cli.command()
 @click.option(
-    "--queues", default="cpu", show_default=True, help="Comma-separated queues to consume: cpu, gpu."
+    "--queues",
+    default="cpu",
+    show_default=True,
+    help="Comma-separated queues to consume: cpu, gpu, webhooks (see --webhooks).",
 )
 @click.option(
     "--concurrency",
@@ -39,9 +42,20 @@ def _distributed(ctx: click.Context) -> Settings:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
 @click.option("--hostname", help="Celery node name [default: regctl-QUEUES@HOST].")
+@click.option(
+    "--webhooks/--no-webhooks",
+    default=True,
+    show_default=True,
+    help="Also deliver webhooks (the webhooks queue); a POST holds a pool process for at most 10 s.",
+)
 @click.pass_context
 def worker(
-    ctx: click.Context, queues: str, concurrency: int | None, loglevel: str, hostname: str | None
+    ctx: click.Context,
+    queues: str,
+    concurrency: int | None,
+    loglevel: str,
+    hostname: str | None,
+    webhooks: bool,
 ) -> None:
     """Start a worker (prefork pool) that converts and validates jobs from the given queues.
 
@@ -50,11 +64,12 @@ def worker(
     """
     from regctl.registry.db import ensure_schema
     from regctl.worker.dispatch import app_for, check_broker
-    from regctl.worker.queues import parse_queues
+    from regctl.worker.queues import WEBHOOK_QUEUE, parse_queues
     from regctl.worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
 
     settings = _distributed(ctx)
-    names = parse_queues(queues)
+    named = parse_queues(queues)
+    names = (*named, WEBHOOK_QUEUE) if webhooks and WEBHOOK_QUEUE not in named else named
     processes, gpus = plan_gpu_worker(names, concurrency, settings.gpu_on_cpu)
     ensure_schema(settings.database_url)
     check_broker(settings)
@@ -80,7 +95,7 @@ def worker(
             "--loglevel",
             loglevel.upper(),
             "--hostname",
-            hostname or f"regctl-{'-'.join(names)}@%h",
+            hostname or f"regctl-{'-'.join(named)}@%h",
             "--without-mingle",
             "--without-gossip",
             "--task-events",
@@ -130,5 +145,6 @@ def reconcile(ctx: click.Context, queued_older_than: float | None, as_json: bool
         return
     click.echo(
         f"re-queued {len(report.requeued)} stale, failed {len(report.failed)} past the attempt cap, "
-        f"re-sent {len(report.republished)} queued job(s)"
+        f"re-sent {len(report.republished)} queued job(s), handed on {len(report.webhooks)} due "
+        "webhook deliveries"
     )

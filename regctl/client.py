@@ -14,15 +14,18 @@ from typing import BinaryIO
 from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
+    DeliveryInfo,
     FetchedArtifact,
     Identity,
     JobInfo,
     ModelDetail,
     ModelSummary,
     NewToken,
+    NewWebhook,
     TokenInfo,
     VersionInfo,
     VersionRow,
+    WebhookInfo,
 )
 from regctl.registry.errors import RegctlError
 from regctl.registry.lineage import Lineage
@@ -80,8 +83,12 @@ class RegistryClient(abc.ABC):
         description: str | None = None,
         convert: bool = True,
         lineage: Lineage | None = None,
+        formats: tuple[str, ...] | None = None,
     ) -> VersionInfo:
-        """Register a model directory as the next version of `name`; conversion starts unless told not to."""
+        """Register a model directory as the next version of `name`; conversion starts unless told not to.
+
+        `formats` adds what to produce besides TorchScript, e.g. ("torchscript", "aoti").
+        """
 
     @abc.abstractmethod
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
@@ -180,6 +187,26 @@ class RegistryClient(abc.ABC):
     @abc.abstractmethod
     def audit(self, *, model: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries (admin)."""
+
+    @abc.abstractmethod
+    def add_webhook(self, url: str, events: list[str], *, model_pattern: str | None = None) -> NewWebhook:
+        """Add a webhook (admin); its signing secret is returned once."""
+
+    @abc.abstractmethod
+    def webhooks(self, *, removed: bool = False) -> list[WebhookInfo]:
+        """Every webhook (admin), never a secret; removed ones on request."""
+
+    @abc.abstractmethod
+    def remove_webhook(self, webhook_id: int) -> WebhookInfo:
+        """Remove a webhook (admin)."""
+
+    @abc.abstractmethod
+    def webhook_deliveries(self, webhook_id: int, *, limit: int = 50) -> list[DeliveryInfo]:
+        """A webhook's newest deliveries with their attempts (admin)."""
+
+    @abc.abstractmethod
+    def redeliver(self, delivery_id: int) -> DeliveryInfo:
+        """Send a delivery again now (admin)."""
 
     def wait(self, job: JobInfo | int, timeout: float | None = None) -> JobInfo:
         """Follow a job chain to its end and return the last job (a convert's validate job, say).

@@ -54,13 +54,15 @@ def register_module(
     wait: bool = False,
     timeout: float | None = None,
     client: RegistryClient | None = None,
+    formats: Iterable[str] | None = None,
 ) -> VersionInfo:
     """Register `module` (an `nn.Module` instance or a function) as the next version of `name`.
 
     `inputs` and `dims` take the shapes of `regctl.toml`'s `[[inputs]]` and `[dims]` (a dim may be
     `(min, max)`); `init` are the keyword arguments `build()` passes to the class. The client is
     `client`, else the server `regctl login` or `REGCTL_URL` names, else this machine's registry.
-    `convert=False` only records the version.
+    `convert=False` only records the version; `formats=["torchscript", "aoti"]` also builds a proved
+    AOTInductor package (default: the registry's REGCTL_FORMATS).
     With `wait` (and always on the embedded default, where nothing else runs jobs), returns the
     version once its conversion chain has finished.
     """
@@ -78,7 +80,8 @@ def register_module(
         lineage = Lineage(description=description, tags=dict(tags or {}), run_url=run_url)
         # The commit of the code's own work tree, not of the temporary copy.
         lineage = with_git(lineage, root, [path.relative_to(root).as_posix() for path in originals])
-        info = client.register(name, bundle, lineage=lineage, convert=convert)
+        wanted = tuple(formats) if formats is not None else None
+        info = client.register(name, bundle, lineage=lineage, convert=convert, formats=wanted)
     # Direct mode with no broker has nobody else to run the jobs: follow them, as the CLI does.
     embedded = (
         client.mode == "direct" and getattr(client, "settings", None) is not None and client.settings.embedded

@@ -11,15 +11,18 @@ from regctl.registry.access import Caller
 from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
+    DeliveryInfo,
     FetchedArtifact,
     Identity,
     JobInfo,
     ModelDetail,
     ModelSummary,
     NewToken,
+    NewWebhook,
     TokenInfo,
     VersionInfo,
     VersionRow,
+    WebhookInfo,
 )
 from regctl.registry.lineage import Lineage
 from regctl.registry.settings import Settings
@@ -84,6 +87,7 @@ class LocalClient(RegistryClient):
         description: str | None = None,
         convert: bool = True,
         lineage: Lineage | None = None,
+        formats: tuple[str, ...] | None = None,
     ) -> VersionInfo:
         """Register a model directory; in embedded mode its jobs run when followed (`wait`)."""
         from regctl.service.models import register_directory
@@ -98,6 +102,7 @@ class LocalClient(RegistryClient):
             description=description,
             convert=convert,
             lineage=lineage,
+            formats=formats,
         )
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
@@ -251,3 +256,33 @@ class LocalClient(RegistryClient):
         from regctl.service.admin import list_audit
 
         return list_audit(self.settings, self.caller, model=model, limit=limit)
+
+    def add_webhook(self, url: str, events: list[str], *, model_pattern: str | None = None) -> NewWebhook:
+        """Add a webhook; its signing secret is returned once."""
+        from regctl.service.webhooks import add_webhook
+
+        return add_webhook(self.settings, self.caller, url, events, model_pattern=model_pattern)
+
+    def webhooks(self, *, removed: bool = False) -> list[WebhookInfo]:
+        """Every webhook, never a secret."""
+        from regctl.service.webhooks import list_webhooks
+
+        return list_webhooks(self.settings, self.caller, removed=removed)
+
+    def remove_webhook(self, webhook_id: int) -> WebhookInfo:
+        """Remove a webhook."""
+        from regctl.service.webhooks import remove_webhook
+
+        return remove_webhook(self.settings, self.caller, webhook_id)
+
+    def webhook_deliveries(self, webhook_id: int, *, limit: int = 50) -> list[DeliveryInfo]:
+        """A webhook's newest deliveries with their attempts."""
+        from regctl.service.webhooks import list_deliveries
+
+        return list_deliveries(self.settings, self.caller, webhook_id, limit=limit)
+
+    def redeliver(self, delivery_id: int) -> DeliveryInfo:
+        """Send a delivery again now; without a broker, from a background thread of this process."""
+        from regctl.service.webhooks import redeliver
+
+        return redeliver(self.settings, self.caller, delivery_id)

@@ -26,15 +26,18 @@ from regctl.login import check_url
 from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
+    DeliveryInfo,
     FetchedArtifact,
     Identity,
     JobInfo,
     ModelDetail,
     ModelSummary,
     NewToken,
+    NewWebhook,
     TokenInfo,
     VersionInfo,
     VersionRow,
+    WebhookInfo,
 )
 from regctl.registry.errors import (
     CorruptedArtifact,
@@ -229,6 +232,7 @@ class Client(RegistryClient):
         description: str | None = None,
         convert: bool = True,
         lineage: Lineage | None = None,
+        formats: tuple[str, ...] | None = None,
     ) -> VersionInfo:
         """Build the bundle here (the same checks as a local register) and upload it.
 
@@ -241,9 +245,10 @@ class Client(RegistryClient):
 
         check_model_name(name)
         directory = Path(directory)
-        spec = prepare_spec(directory, method, device)
+        spec = prepare_spec(directory, method, device, formats)
         lineage = (lineage or Lineage(description=description)).checked()
         params: list[tuple[str, Any]] = [("convert", "true" if convert else "false")]
+        params += [("format", f) for f in formats or ()]
         for key, value in (("method", method), ("device", device), ("description", lineage.description)):
             if value is not None:
                 params.append((key, value))
@@ -321,6 +326,29 @@ class Client(RegistryClient):
         if model:
             params["model"] = check_model_name(model)
         return self._json("GET", "/audit", list[AuditEntry], params=params)
+
+    def add_webhook(self, url: str, events: list[str], *, model_pattern: str | None = None) -> NewWebhook:
+        """Add a webhook (admin); its signing secret is returned once."""
+        body = {"url": url, "events": list(events), "model_pattern": model_pattern}
+        return self._json("POST", "/webhooks", NewWebhook, json=body)
+
+    def webhooks(self, *, removed: bool = False) -> list[WebhookInfo]:
+        """Every webhook (admin), never a secret."""
+        params = {"removed": "true" if removed else "false"}
+        return self._json("GET", "/webhooks", list[WebhookInfo], params=params)
+
+    def remove_webhook(self, webhook_id: int) -> WebhookInfo:
+        """Remove a webhook (admin)."""
+        return self._json("DELETE", f"/webhooks/{int(webhook_id)}", WebhookInfo)
+
+    def webhook_deliveries(self, webhook_id: int, *, limit: int = 50) -> list[DeliveryInfo]:
+        """A webhook's newest deliveries with their attempts (admin)."""
+        path = f"/webhooks/{int(webhook_id)}/deliveries"
+        return self._json("GET", path, list[DeliveryInfo], params={"limit": limit})
+
+    def redeliver(self, delivery_id: int) -> DeliveryInfo:
+        """Send a delivery again now (admin); the server's workers, or the server itself, send it."""
+        return self._json("POST", f"/webhooks/deliveries/{int(delivery_id)}/redeliver", DeliveryInfo)
 
     # -- following ---------------------------------------------------------------------------------
 

@@ -29,7 +29,13 @@ NEEDS = {
     "protected-alias": "admin",
     "tokens": "admin",
     "audit": "admin",
+    "webhooks": "admin",
 }
+
+
+def model_matches(model: str, pattern: str | None) -> bool:
+    """True when `pattern` (a model name or glob such as `resnet*`; None for every model) covers `model`."""
+    return pattern is None or fnmatchcase(model, pattern)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class Caller:
 
     def may_see(self, model: str) -> bool:
         """True when the caller's model pattern (if any) matches `model`; admins see every model."""
-        return self.role == "admin" or self.model_pattern is None or fnmatchcase(model, self.model_pattern)
+        return self.role == "admin" or model_matches(model, self.model_pattern)
 
     def can(self, action: str, model: str | None = None) -> bool:
         """True when the caller's role allows `action` on `model` (or globally when `model` is None)."""

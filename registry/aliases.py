@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from regctl.registry import audit
+from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import AliasInfo
@@ -45,6 +45,8 @@ def set_alias(
         )
         detail = {"from": previous, "to": version}
         audit.record(session, caller, "alias.set", f"{name}@{alias}", model=name, detail=detail)
+        if previous != version:
+            outbox.alias_moved(session, name, alias, previous, version, actor)
         return AliasInfo(name, alias, version, previous, actor, row.updated_at)
 
 
@@ -68,6 +70,7 @@ def remove_alias(settings: Settings, name: str, alias: str, caller: Caller | Non
         audit.record(
             session, caller, "alias.remove", f"{name}@{alias}", model=name, detail={"from": previous}
         )
+        outbox.alias_moved(session, name, alias, previous, None, actor)
         return AliasInfo(name, alias, None, previous, actor, utcnow())
 
 

@@ -201,3 +201,54 @@ class FetchedArtifact(Record):
     ref: str
     path: str
     artifact: ArtifactInfo
+
+
+@dataclass(frozen=True)
+class WebhookInfo(Record):
+    """A webhook as listed: never its secret."""
+
+    id: int
+    url: str
+    events: tuple[str, ...]
+    model_pattern: str | None
+    created_by: str
+    created_at: datetime
+    removed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NewWebhook(Record):
+    """A webhook just added: the signing secret is shown this once."""
+
+    webhook: WebhookInfo
+    secret: str
+
+
+@dataclass(frozen=True)
+class AttemptInfo(Record):
+    """One POST of a delivery: the receiver's status code (None when it never answered) and how long."""
+
+    attempt: int
+    at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryInfo(Record):
+    """One event for one webhook, where it stands, and its attempts (oldest first)."""
+
+    id: int
+    webhook_id: int
+    event: str
+    model: str | None
+    version: int | None
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    history: tuple[AttemptInfo, ...] = ()

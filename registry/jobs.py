@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from regctl.registry import audit
+from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo
@@ -157,7 +157,7 @@ def claim_job(
             return Claim("busy", job_info(job, name, version))
         if job.attempts >= job.max_attempts:
             last = job.error or "the worker running it stopped"
-            _give_up(session, job, now, f"gave up after {job.attempts} attempts: {last}")
+            _give_up(session, job, name, now, f"gave up after {job.attempts} attempts: {last}")
             return Claim("exhausted", job_info(job, name, version))
         job.state, job.worker, job.attempts = "running", worker, job.attempts + 1
         job.started_at = job.heartbeat_at = now
@@ -222,6 +222,8 @@ def _finish_in(
             f"job {job_id} is {job.state} and no longer owned by {worker}; outcome dropped"
         )
     _finish(job, state, utcnow(), error=error, result=result)
+    if state == "failed":
+        outbox.job_failed(session, job, name, version, job.error)
     return job_info(job, name, version)
 
 
@@ -235,9 +237,12 @@ def _finish(
     job.progress = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[state]
 
 
-def _give_up(session: Session, job: Job, now: datetime, error: str) -> None:
+def _give_up(session: Session, job: Job, name: str, now: datetime, error: str) -> None:
     _finish(job, "failed", now, error=error)
-    session.get_one(ModelVersion, job.version_id).status = "failed"
+    version = session.get_one(ModelVersion, job.version_id)
+    version.status = "failed"
+    outbox.job_failed(session, job, name, version.version, job.error)
+    outbox.version_settled(session, version, name, job, job.error)
 
 
 def request_cancel(settings: Settings, job_id: int, caller: Caller | None = None) -> JobInfo:
@@ -308,7 +313,7 @@ def requeue_stale(settings: Settings, job_id: int, reason: str) -> JobInfo:
         if job.state != "running":
             return job_info(job, name, version)
         if job.attempts >= job.max_attempts:
-            _give_up(session, job, utcnow(), f"gave up after {job.attempts} attempts: {reason}")
+            _give_up(session, job, name, utcnow(), f"gave up after {job.attempts} attempts: {reason}")
         else:
             job.state, job.error, job.published_at = "queued", reason, None
             job.progress = f"re-queued: {reason}"

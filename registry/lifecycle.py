@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from regctl.registry import audit
+from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.errors import InvalidInput, InvalidTransition
@@ -104,6 +104,7 @@ def delete_version(
                     actor=caller.name[:128],
                 )
             )
+            outbox.alias_moved(session, model.name, alias.name, row.version, None, caller.name[:128])
             session.delete(alias)
         blobs = sorted(set(session.scalars(select(Artifact.sha256).where(Artifact.version_id == row.id))))
         removed = {"ref": target, "aliases": [a.name for a in aliases], "blobs": blobs}

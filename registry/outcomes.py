@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from regctl.registry import outbox
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors import InvalidTransition
@@ -115,6 +116,7 @@ def record_success(
         else:
             version.status = "ready"
         finish_job(settings, job_id, "succeeded", worker=worker, result=result, session=session)
+        outbox.version_settled(session, version, name, job, None)
         session.flush()
         return [job_info(j, name, version.version) for j in follow_ups]
 
@@ -139,8 +141,9 @@ def record_failure(
         if worker is None:
             job = session.get_one(Job, job_id)
             version = session.get_one(ModelVersion, job.version_id)
+            name = session.get_one(Model, version.model_id).name
         else:
-            job, version, _ = _owned(session, job_id, worker)
+            job, version, name = _owned(session, job_id, worker)
         _add_artifacts(session, job, version, artifacts or [])
         if summary is not None:
             version.summary = {**(version.summary or {}), **summary}
@@ -148,7 +151,10 @@ def record_failure(
             version.status = "failed"
         else:
             version.status = _status_before_job(session, version)
-        return finish_job(settings, job_id, state, error=error, session=session)
+        finished = finish_job(settings, job_id, state, error=error, session=session)
+        if version.status == "failed":
+            outbox.version_settled(session, version, name, job, error)
+        return finished
 
 
 def _status_before_job(session: Session, version: ModelVersion) -> str:

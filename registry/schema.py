@@ -28,11 +28,12 @@ from regctl.registry.access import ROLE_RANK
 VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed")
 JOB_KINDS = ("convert", "validate")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", "report")
+ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", "report", "aoti")
 ROLES = tuple(ROLE_RANK)
+DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0004_lineage"
+HEAD_REVISION = "0006_aoti"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -248,3 +249,63 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(Text, default="")
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Webhook(Base):
+    """A URL that receives signed JSON POSTs for some events, optionally only for matching models."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON)
+    model_pattern: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Kept as given, not hashed: every delivery is signed with it.
+    secret: Mapped[str] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Removed webhooks stay, so their deliveries can still be listed; they get no new ones.
+    removed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: the outbox row, written in the transaction that made the event."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook_id", "webhook_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[str] = mapped_column(Text)  # exactly the bytes every attempt sends (UTF-8 JSON)
+    state: Mapped[str] = mapped_column(_enum(DELIVERY_STATES, "delivery_state"), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # While `sending`, the sender's lease; a sender that died leaves one that expires.
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: when, the receiver's status code (if it answered), how long, what failed."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "attempt", name="uq_webhook_attempts_delivery_attempt"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

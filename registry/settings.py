@@ -36,6 +36,8 @@ class Settings:
     sandbox_uid: int = 64000  # first of the unprivileged uids used when the worker runs as root
     protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
+    webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
+    formats: tuple[str, ...] = ("torchscript",)  # what a registration converts to unless told otherwise
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that rebuild these settings in another process (a worker)."""
@@ -48,6 +50,7 @@ class Settings:
             "REGCTL_SANDBOX": self.sandbox,
             "REGCTL_PROTECTED_ALIASES": ",".join(self.protected_aliases),
             "REGCTL_WORK_DIR": self.work_dir or "",
+            "REGCTL_FORMATS": ",".join(self.formats),
         }
         for key, field in _NUMERIC.items():
             env[key] = repr(getattr(self, field))
@@ -80,6 +83,7 @@ class Settings:
             sandbox=_sandbox_mode(env.get("REGCTL_SANDBOX") or "auto"),
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
             work_dir=_work_dir(env.get("REGCTL_WORK_DIR") or None),
+            formats=_formats(env.get("REGCTL_FORMATS") or "torchscript"),
             **numbers,  # type: ignore[arg-type]
         )
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -104,6 +108,7 @@ _NUMERIC = {
     "REGCTL_SANDBOX_FILE_MB": "sandbox_file_mb",
     "REGCTL_SANDBOX_PROCESSES": "sandbox_processes",
     "REGCTL_SANDBOX_UID": "sandbox_uid",
+    "REGCTL_WEBHOOK_RETRY_BASE_S": "webhook_retry_base",
 }
 SANDBOX_MODES = ("auto", "strict", "off")
 
@@ -132,6 +137,12 @@ def _work_dir(raw: str | None) -> str | None:
             "temp directory"
         )
     return str(path.resolve())
+
+
+def _formats(raw: str) -> tuple[str, ...]:
+    from regctl.registry.spec import parse_formats
+
+    return parse_formats(raw, "REGCTL_FORMATS=")
 
 
 def _aliases(raw: str) -> tuple[str, ...]:

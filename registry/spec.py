@@ -20,6 +20,9 @@ from regctl.registry.errors import InvalidInput, InvalidSpec
 
 SPEC_FILENAME = "regctl.toml"
 METHODS = ("auto", "trace", "script")
+# What a conversion produces: TorchScript always (it decides whether the version is ready), and on
+# request an AOTInductor package compiled from the exported program (worker/engine/aoti.py).
+FORMATS = ("torchscript", "aoti")
 DEVICES = ("cpu", "cuda")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 RECORDED_INPUT_SUFFIXES = (".safetensors",)
@@ -28,7 +31,17 @@ MINIMAL_SPEC = (
     'name = "x", dtype = "float32", shape = [1, 8]'
 )
 
-_TOP_KEYS = ("entrypoint", "weights", "method", "device", "optimize", "inputs", "dims", "validation")
+_TOP_KEYS = (
+    "entrypoint",
+    "weights",
+    "method",
+    "device",
+    "optimize",
+    "formats",
+    "inputs",
+    "dims",
+    "validation",
+)
 _INPUT_KEYS = ("name", "dtype", "shape", "low", "high")
 _DIM_KEYS = ("min", "max", "opt", "batch")
 # Sane caps: the battery runs every input at the dims' max several times; bigger means a typo.
@@ -89,6 +102,12 @@ class ModelSpec:
     inputs: tuple[InputSpec, ...] = ()
     dims: dict[str, DimSpec] = field(default_factory=dict)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
+    # None until registration settles it: --format, else the file's `formats`, else REGCTL_FORMATS.
+    formats: tuple[str, ...] | None = None
+
+    def wants(self, fmt: str) -> bool:
+        """True when the conversion should produce `fmt` (TorchScript always)."""
+        return fmt == "torchscript" or fmt in (self.formats or ())
 
     def data_files(self) -> list[str]:
         """The non-code files the spec names, relative to the model directory."""
@@ -100,6 +119,7 @@ class ModelSpec:
         data["inputs"] = [
             {**i, "shape": list(i["shape"]) if i["shape"] is not None else None} for i in data["inputs"]
         ]
+        data["formats"] = list(self.formats) if self.formats is not None else None
         return data
 
     @classmethod
@@ -111,8 +131,9 @@ class ModelSpec:
         )
         dims = {name: DimSpec(**d) for name, d in data.get("dims", {}).items()}
         validation = ValidationSpec(**data.get("validation", {}))
-        rest = {k: v for k, v in data.items() if k not in {"inputs", "dims", "validation"}}
-        return cls(**rest, inputs=inputs, dims=dims, validation=validation)
+        rest = {k: v for k, v in data.items() if k not in {"inputs", "dims", "validation", "formats"}}
+        formats = tuple(data["formats"]) if data.get("formats") is not None else None
+        return cls(**rest, inputs=inputs, dims=dims, validation=validation, formats=formats)
 
 
 def load_spec(directory: Path) -> ModelSpec:
@@ -154,6 +175,7 @@ def parse_spec(data: dict[str, Any], source: str, directory: Path | None = None)
     method = check.choice("method", data.get("method", "auto"), METHODS, "a conversion method")
     device = check.choice("device", data.get("device", "cpu"), DEVICES, "a device")
     optimize = check.typed("optimize", data.get("optimize", True), bool)
+    formats = check.formats(data["formats"]) if "formats" in data else None
     dims = check.dims(data.get("dims"))
     inputs = check.inputs(data.get("inputs"), dims)
     check.all_dims_used(dims, inputs)
@@ -167,6 +189,7 @@ def parse_spec(data: dict[str, Any], source: str, directory: Path | None = None)
         inputs=inputs,
         dims=dims,
         validation=validation,
+        formats=formats,
     )
 
 
@@ -322,6 +345,14 @@ class _Checker:
 
     # -- sections --------------------------------------------------------------------------------------
 
+    def formats(self, raw: Any) -> tuple[str, ...]:
+        expected = 'a list of formats with "torchscript", e.g. ["torchscript", "aoti"]'
+        if not isinstance(raw, list) or not raw:
+            raise self.bad("formats", raw, "is empty" if raw == [] else f"is {_kind(raw)}", expected)
+        for item in raw:
+            self.choice("formats", item, FORMATS, "a format")
+        return check_formats(tuple(raw), lambda problem: self.bad("formats", raw, problem, expected))
+
     def dims(self, raw: Any) -> dict[str, DimSpec]:
         self.typed("dims", raw, dict, "a [dims] table like seq = { min = 1, max = 128 }")
         dims: dict[str, DimSpec] = {}
@@ -454,9 +485,48 @@ def entrypoint_files(entrypoint: str) -> list[str]:
     return [module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"]
 
 
-def prepare_spec(directory: Path, method: str | None = None, device: str | None = None) -> ModelSpec:
-    """Load the spec from `directory` and apply command-line overrides of method and device."""
+def check_formats(formats: tuple[str, ...], error: Any) -> tuple[str, ...]:
+    """Formats in their canonical order; `error(problem)` builds the exception for a bad list."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise error(f"names {unknown[0]!r}, which is not one of {', '.join(FORMATS)}")
+    if "torchscript" not in formats:
+        raise error("leaves out torchscript, which every conversion produces and proves first")
+    if len(set(formats)) != len(formats):
+        raise error("names a format twice")
+    return tuple(f for f in FORMATS if f in formats)
+
+
+def parse_formats(text: str, option: str = "--format") -> tuple[str, ...]:
+    """`--format aoti` or `--format torchscript,aoti`: TorchScript is always included."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    wanted = tuple(dict.fromkeys(["torchscript", *names]))
+
+    sep = "" if option.endswith("=") else " "  # an environment variable reads REGCTL_FORMATS=aoti
+
+    def error(problem: str) -> InvalidInput:
+        return InvalidInput(
+            f"{option}{sep}{text!r} {problem}; use {option}{sep}aoti or {option}{sep}torchscript,aoti"
+        )
+
+    return check_formats(wanted, error)
+
+
+def prepare_spec(
+    directory: Path,
+    method: str | None = None,
+    device: str | None = None,
+    formats: tuple[str, ...] | None = None,
+    default_formats: tuple[str, ...] = ("torchscript",),
+) -> ModelSpec:
+    """Load the spec from `directory` and apply command-line overrides of method, device and formats.
+
+    The formats are settled here for good: `formats` (from --format), else the file's, else the
+    registry's default (REGCTL_FORMATS).
+    """
     spec = load_spec(directory)
+    wanted = parse_formats(",".join(formats)) if formats else None
+    spec = dataclasses.replace(spec, formats=wanted or spec.formats or default_formats)
     if method is not None:
         if method not in METHODS:
             raise InvalidInput(f"--method {method!r} is not one of {', '.join(METHODS)}")

@@ -74,12 +74,18 @@ def check_token_request(name: str, role: str, model_pattern: str | None) -> None
             raise InvalidInput(
                 "an admin token covers every model; drop --model or pick role reader or writer"
             )
-        if not _PATTERN.match(model_pattern):
-            raise InvalidInput(
-                f"model pattern {model_pattern!r} is not valid; use a model name or a glob such as 'resnet*'"
-            )
-        if not any(c in model_pattern for c in "*?["):
-            check_model_name(model_pattern)
+        check_model_pattern(model_pattern)
+
+
+def check_model_pattern(pattern: str) -> str:
+    """A model name or glob (`resnet*`) as tokens and webhooks take it; InvalidInput otherwise."""
+    if not _PATTERN.match(pattern):
+        raise InvalidInput(
+            f"model pattern {pattern!r} is not valid; use a model name or a glob such as 'resnet*'"
+        )
+    if not any(c in pattern for c in "*?["):
+        check_model_name(pattern)
+    return pattern
 
 
 def create_token(

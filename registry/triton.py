@@ -316,8 +316,22 @@ def write_to_repo(
         sha256=artifact.sha256,
         size=artifact.size,
         max_batch_size=config.max_batch_size,
-        note=config.note,
+        note=_joined(config.note, _aoti_note(info)),
     )
+
+
+def _aoti_note(info: VersionInfo) -> str | None:
+    if not any(a.kind == "aoti" for a in info.artifacts):
+        return None
+    return (
+        "exported the TorchScript artifact only: Triton's PyTorch backend loads TorchScript; fetch the "
+        f"AOTInductor package with 'regctl fetch {info.ref} --format aoti'"
+    )
+
+
+def _joined(*notes: str | None) -> str | None:
+    present = [n for n in notes if n]
+    return "; ".join(present) if present else None
 
 
 def _torchscript(info: VersionInfo) -> ArtifactInfo:

@@ -37,8 +37,11 @@ def register_version(
     jobs: tuple[str, ...] = (),
     caller: Caller | None = None,
     lineage: Lineage | None = None,
+    formats: tuple[str, ...] | None = None,
 ) -> VersionInfo:
     """Register the model directory as the next version of `name`; create the model on first use.
+
+    `formats` (from --format) overrides the spec's `formats`, which overrides REGCTL_FORMATS.
 
     Everything that can be wrong with the input is checked before anything is written. The source
     bundle and the weights are stored first, each as its own blob (content-addressed, so a retry or a
@@ -49,7 +52,7 @@ def register_version(
     caller = caller or local_caller()
     directory = Path(directory)
     lineage = (lineage or Lineage(description=description)).checked()
-    spec = prepare_spec(directory, method, device)
+    spec = prepare_spec(directory, method, device, formats, settings.formats)
     weights = weights_file(directory, spec, settings.max_weights_bytes)
     # An unreachable or outdated database fails here, before any blob is stored (no orphans).
     ensure_schema(settings.database_url)

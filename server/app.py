@@ -20,6 +20,7 @@ from regctl.server import (
     lifecycle_api,
     pages,
     register_api,
+    webhooks_api,
 )
 from regctl.server.auth import TokenCache
 from regctl.server.errors import install_error_handlers
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
 
     for module in (catalog_api, register_api, jobs_api, artifacts_api, lifecycle_api, admin_api):
         api.include_router(module.router)
+    api.include_router(webhooks_api.router)
     app.include_router(api)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")

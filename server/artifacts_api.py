@@ -19,13 +19,14 @@ from regctl.server.ranges import Unsatisfiable, byte_range, etag_matches
 from regctl.service import artifacts
 
 router = APIRouter(tags=["artifacts"])
-Kind = Literal["torchscript", "exported", "source", "weights", "report"]
+Kind = Literal["torchscript", "exported", "source", "weights", "report", "aoti"]
 SUFFIX = {
     "torchscript": ".pt",
     "exported": ".pt2",
     "source": ".tar",
     "weights": ".weights",  # .safetensors or a state_dict: the spec names the file
     "report": ".json",
+    "aoti": ".aoti.pt2",  # AOTIModelPackageLoader wants the .pt2 suffix
 }
 # Big enough that per-chunk overhead vanishes, small enough that a slow client holds little memory.
 STREAM_CHUNK = 4 << 20

@@ -16,6 +16,7 @@ from regctl.registry.errors import InvalidInput, TooLarge
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.refs import check_model_name
 from regctl.registry.settings import Settings
+from regctl.registry.spec import parse_formats
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
 from regctl.service.models import register_upload
@@ -56,6 +57,10 @@ async def register(
     run_url: Annotated[str | None, Query(max_length=2048)] = None,
     git_commit: Annotated[str | None, Query(max_length=64, description="read by the client")] = None,
     git_dirty: bool | None = None,
+    formats: Annotated[
+        list[Literal["torchscript", "aoti"]] | None,
+        Query(alias="format", max_length=2, description="What to produce besides TorchScript: aoti"),
+    ] = None,
 ) -> VersionInfo:
     """Register the uploaded bundle as NAME's next version; conversion starts unless convert=false."""
     settings = settings_of(request)
@@ -81,6 +86,7 @@ async def register(
             description=description,
             convert=convert,
             lineage=lineage,
+            formats=parse_formats(",".join(formats), "format") if formats else None,
         )
 
 

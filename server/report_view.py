@@ -75,6 +75,8 @@ class ReportView:
     latency: dict[str, Any] = field(default_factory=dict)
     libtorch: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
+    aoti: dict[str, Any] = field(default_factory=dict)  # empty when the version did not ask for it
+    aoti_chart: Markup | None = None
     timings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +107,7 @@ def build_view(version: VersionInfo) -> ReportView:
         atol=validation_spec.get("atol"),
         libtorch=_dict(report.get("libtorch")),
         export=_dict(report.get("export")),
+        aoti=_dict(report.get("aoti")),
         timings=_dict(report.get("timings")),
         versions=_dict(report.get("versions")),
         validation=_dict((version.summary or {}).get("validation")),
@@ -114,6 +117,10 @@ def build_view(version: VersionInfo) -> ReportView:
     chosen = next((c for c in view.candidates if c.chosen), None)
     view.battery = chosen.cases if chosen else []
     view.latency, view.latency_chart = _latency(report)
+    aoti_cases = [_case(c) for c in view.aoti.get("cases") or [] if isinstance(c, dict)]
+    if aoti_cases:
+        points = [ErrorPoint(c["label"], c["tolerance_used"], c["ok"], _point_detail(c)) for c in aoti_cases]
+        view.aoti_chart = error_chart("aoti: error per battery input against the tolerance", points)
     view.downloads = downloads(version)
     return view
 
@@ -125,7 +132,7 @@ def downloads(version: VersionInfo) -> list[Download]:
         newest[artifact.kind] = artifact
     ref = version.ref
     found = []
-    for kind in ("torchscript", "exported", "report", "weights", "source"):
+    for kind in ("torchscript", "aoti", "exported", "report", "weights", "source"):
         artifact = newest.get(kind)
         if artifact is None:
             continue
@@ -213,6 +220,9 @@ def _latency(report: dict[str, Any]) -> tuple[dict[str, Any], Markup | None]:
     unoptimized = _float(_dict(report.get("optimize")).get("unoptimized_ms"))
     if unoptimized is not None and _dict(report.get("optimize")).get("applied"):
         bars.insert(1, Bar("TorchScript unoptimized", unoptimized))
+    aoti = _float(_dict(report.get("aoti")).get("latency_ms"))
+    if aoti is not None:
+        bars.append(Bar("AOTInductor", aoti))
     return latency, bar_chart("median latency on the same input", bars)
 
 

@@ -6,6 +6,7 @@ from regctl.registry.access import Caller, alias_action
 from regctl.registry.entities import AliasInfo
 from regctl.registry.refs import check_alias_name, check_model_name
 from regctl.registry.settings import Settings
+from regctl.service import dispatch
 
 
 def set_alias(settings: Settings, caller: Caller, name: str, alias: str, version: int) -> AliasInfo:
@@ -15,7 +16,9 @@ def set_alias(settings: Settings, caller: Caller, name: str, alias: str, version
     check_model_name(name)
     check_alias_name(alias)
     caller.require(alias_action(alias, settings.protected_aliases), name)
-    return change(settings, name, alias, version, caller)
+    moved = change(settings, name, alias, version, caller)
+    dispatch.send_webhooks(settings)
+    return moved
 
 
 def remove_alias(settings: Settings, caller: Caller, name: str, alias: str) -> AliasInfo:
@@ -25,7 +28,9 @@ def remove_alias(settings: Settings, caller: Caller, name: str, alias: str) -> A
     check_model_name(name)
     check_alias_name(alias)
     caller.require(alias_action(alias, settings.protected_aliases), name)
-    return change(settings, name, alias, caller)
+    removed = change(settings, name, alias, caller)
+    dispatch.send_webhooks(settings)
+    return removed
 
 
 def alias_history(settings: Settings, caller: Caller, name: str, alias: str | None = None) -> list[AliasInfo]:

@@ -6,12 +6,14 @@ re-sends any message that gets lost, so a job never depends on the publish succe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from regctl.registry.entities import JobInfo
 from regctl.registry.settings import Settings
 
 _local_runner: LocalRunnerHook | None = None
+log = logging.getLogger("regctl.webhooks")
 
 
 class LocalRunnerHook:
@@ -56,3 +58,23 @@ def start(settings: Settings, jobs: Iterable[JobInfo]) -> None:
 def runs_here(settings: Settings) -> bool:
     """True when whoever follows a job in this process must also run it (embedded, no runner)."""
     return settings.embedded and _local_runner is None
+
+
+def send_webhooks(settings: Settings) -> None:
+    """After a commit that may have added webhook deliveries: hand the due ones to the broker's webhooks
+    queue, or (embedded) send them from a background thread of this process.
+
+    Never raises: the change is committed either way, and what this misses stays in the outbox for
+    the reconciler (distributed) or the next embedded sender.
+    """
+    try:
+        if settings.embedded:
+            from regctl.worker.webhook_sender import send_in_background
+
+            send_in_background(settings)
+        else:
+            from regctl.worker.dispatch import publish_due_deliveries
+
+            publish_due_deliveries(settings)
+    except Exception as exc:
+        log.warning("webhook deliveries stay queued for now: %s", exc)

@@ -33,7 +33,12 @@ def delete_version(settings: Settings, caller: Caller, ref: str, *, force: bool 
 
     parsed = parse_version_ref(ref)
     caller.require("delete", parsed.name)
-    return delete(settings, parsed, force=force, caller=caller)
+    removed = delete(settings, parsed, force=force, caller=caller)
+    if removed.get("aliases"):
+        from regctl.service.dispatch import send_webhooks
+
+        send_webhooks(settings)  # each alias it removed is an alias.moved event
+    return removed
 
 
 def collect_garbage(settings: Settings, caller: Caller, *, dry_run: bool = False) -> dict:

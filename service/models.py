@@ -67,6 +67,7 @@ def register_directory(
     description: str | None = None,
     convert: bool = True,
     lineage: Lineage | None = None,
+    formats: tuple[str, ...] | None = None,
 ) -> VersionInfo:
     """Register a model directory on this machine as the next version of `name`; start its conversion."""
     from regctl.registry.versions import register_version
@@ -85,6 +86,7 @@ def register_directory(
         jobs=jobs,
         caller=caller,
         lineage=lineage,
+        formats=formats,
     )
     dispatch.start(settings, info.jobs)
     return info
@@ -101,6 +103,7 @@ def register_upload(
     description: str | None = None,
     convert: bool = True,
     lineage: Lineage | None = None,
+    formats: tuple[str, ...] | None = None,
 ) -> VersionInfo:
     """Register an uploaded bundle: unpacked safely, then checked and rebuilt exactly like a local directory.
 
@@ -124,6 +127,7 @@ def register_upload(
                 description=description,
                 convert=convert,
                 lineage=lineage,
+                formats=formats,
             )
         except RegctlError as exc:
             exc.message = exc.message.replace(f"{directory}/", "").replace(str(directory), "the bundle")

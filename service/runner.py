@@ -3,6 +3,9 @@
 One thread takes the oldest queued job, runs it in a supervised child process (`EmbeddedJob`, the
 same one a direct `regctl register` uses) and moves on; a validate job queued by a convert is just
 the next queued job. The server process itself never imports torch or model code.
+
+It also starts a pass over the due webhook deliveries (in a background thread of their own) after
+each job and at every idle check, which is when retries whose backoff ran out go.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class LocalRunner(LocalRunnerHook):
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            self._send_webhooks()
             try:
                 queued = list_jobs(self.settings, state="queued", limit=1000)
             except Exception:
@@ -66,3 +70,11 @@ class LocalRunner(LocalRunnerHook):
             if self._stopping.wait(POLL_S):
                 job.stop("the API server stopped while the job ran")
                 return
+
+    def _send_webhooks(self) -> None:
+        from regctl.worker.webhook_sender import send_in_background
+
+        try:
+            send_in_background(self.settings)
+        except Exception:  # never stops the runner; the deliveries stay in the outbox
+            log.exception("cannot start sending webhook deliveries")

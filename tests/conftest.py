@@ -85,8 +85,8 @@ def _truncate(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "TRUNCATE models, model_versions, artifacts, jobs, aliases, alias_history "
-                "RESTART IDENTITY CASCADE"
+                "TRUNCATE models, model_versions, artifacts, jobs, aliases, alias_history, "
+                "webhooks, webhook_deliveries, webhook_attempts RESTART IDENTITY CASCADE"
             )
         )
     engine.dispose()

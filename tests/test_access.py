@@ -36,6 +36,7 @@ PROTECTED = ("prod",)
                 "protected-alias",
                 "tokens",
                 "audit",
+                "webhooks",
             },
         ),
     ],

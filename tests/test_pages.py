@@ -146,3 +146,20 @@ def test_numbers_read_as_people_write_them() -> None:
     assert num(2.5e-07) == "2.5e-07" and num(math.inf) == "∞" and num(None) == "—" and num(True) == "—"
     assert percent(0.25) == "25%" and percent(math.inf) == "∞"
     assert size(2_200) == "2.2 kB" and size(12) == "12 B"
+
+
+def test_an_aoti_section_gets_its_own_chart_and_a_third_latency_bar() -> None:
+    report = {
+        **REPORT,
+        "aoti": {
+            "requested": True,
+            "ok": True,
+            "latency_ms": 0.01,
+            "cases": [{"label": "b=2", "ok": True, "max_abs_error": 0.0, "tolerance_used": 0.0}],
+        },
+    }
+    view = build_view(version(report))
+    assert view.aoti["ok"] is True
+    assert view.aoti_chart is not None and view.aoti_chart.count("<g class=") == 1
+    assert view.latency_chart is not None and "AOTInductor" in view.latency_chart
+    assert build_view(version(REPORT)).aoti == {}

@@ -1,4 +1,4 @@
-"""Publishing jobs to the broker: the row is committed first, then the message is sent."""
+"""Publishing jobs and webhook deliveries to the broker: rows are committed first, then messages sent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from regctl.registry.entities import JobInfo
 from regctl.registry.errors import ServiceUnavailable
 from regctl.registry.jobs import mark_published
 from regctl.registry.settings import Settings
-from regctl.worker.queues import RUN_JOB_TASK
+from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
 
 
 @lru_cache(maxsize=4)
@@ -58,3 +58,39 @@ def publish(settings: Settings, jobs: list[JobInfo]) -> None:
     except Exception as exc:
         raise broker_unavailable(settings, exc) from exc
     mark_published(settings, [job.id for job in jobs])
+
+
+def publish_deliveries(
+    settings: Settings, delivery_ids: list[int], *, countdown: float | None = None
+) -> None:
+    """Send one message per webhook delivery to the webhooks queue (`countdown`: not before then).
+
+    A message only says "try delivery N"; the claim makes a duplicate harmless, and the reconciler
+    re-sends the due deliveries whose message got lost.
+    """
+    if not delivery_ids:
+        return
+    app = app_for(settings)
+    try:
+        with app.producer_or_acquire() as producer:
+            for delivery_id in delivery_ids:
+                app.send_task(
+                    DELIVER_WEBHOOK_TASK,
+                    args=[delivery_id],
+                    queue=WEBHOOK_QUEUE,
+                    routing_key=WEBHOOK_QUEUE,
+                    countdown=countdown,
+                    producer=producer,
+                    retry=False,
+                )
+    except Exception as exc:
+        raise broker_unavailable(settings, exc) from exc
+
+
+def publish_due_deliveries(settings: Settings) -> list[int]:
+    """Publish every delivery due now (after a commit that may have added some); their ids."""
+    from regctl.registry.deliveries import due_deliveries
+
+    due = due_deliveries(settings)
+    publish_deliveries(settings, due)
+    return due

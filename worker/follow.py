@@ -33,6 +33,8 @@ def _follow_one(settings: Settings, job: JobInfo, run_here: bool) -> Iterator[Jo
     while True:
         gone = running.poll() if running is not None else False
         current = get_job(settings, job.id)
+        if running is not None and (current.finished or gone):
+            _send_webhooks(settings)
         if (current.state, current.progress, current.attempts) != seen:
             seen = (current.state, current.progress, current.attempts)
             yield current
@@ -42,3 +44,11 @@ def _follow_one(settings: Settings, job: JobInfo, run_here: bool) -> Iterator[Jo
             # The child exited without finishing the job (a duplicate or a lost claim): stop following.
             return current
         time.sleep(POLL_S)
+
+
+def _send_webhooks(settings: Settings) -> None:
+    # The job ran here, so its webhook deliveries are sent from here, in the background: the job's
+    # outcome is already recorded and this process's caller need not wait for a slow receiver.
+    from regctl.worker.webhook_sender import send_in_background
+
+    send_in_background(settings)

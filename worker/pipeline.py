@@ -21,6 +21,7 @@ from regctl.registry.outcomes import NewArtifact, record_failure, record_success
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.store import ArtifactStore, open_store
+from regctl.worker.aoti_stage import add_aoti
 from regctl.worker.progress import JobCancelled, JobReporter, JobTimedOut
 from regctl.worker.scratch import job_scratch, sweep_abandoned
 from regctl.worker.supervisor import WorkDir, run_conversion, run_validation, sandbox_uid
@@ -133,14 +134,16 @@ class Stage:
 
 def _convert(work: Stage) -> list[JobInfo]:
     work.reporter.checkpoint("converting")
+    work_dir = _work_dir(work, None)
     result = run_conversion(
         work.settings,
         work.spec,
-        _work_dir(work, None),
+        work_dir,
         work.job.method or work.spec.method,
         progress=work.reporter,
         check=work.reporter.check,
     )
+    result = add_aoti(work.settings, work.spec, work_dir, result, work.reporter, work.reporter.check)
     work.reporter.checkpoint("storing artifacts")
     if not result.ok or result.torchscript_path is None:
         report = _store_report(work.store, result.report, work.tmp)
@@ -164,6 +167,13 @@ def _convert(work: Stage) -> list[JobInfo]:
         else:  # changed after the judge ran it: not what was proved, so not kept
             result.report["export"]["ok"] = False
             result.report["export"]["error"] = "the exported program changed after it was judged"
+    if result.aoti_path is not None:
+        package = work.store.adopt_file(result.aoti_path)
+        if package.sha256 == proved.get("aoti"):
+            artifacts.append(NewArtifact("aoti", package, torch_version, "aoti"))
+        else:  # as for the exported program: only the proved bytes are kept
+            changed = "the AOTInductor package changed after it was proved"
+            result.report["aoti"].update(ok=False, error=changed)
     proven = scripted.sha256 == proved.get("torchscript")
     report = _store_report(work.store, result.report, work.tmp)
     artifacts.append(report)
@@ -246,6 +256,7 @@ def summarize(report: dict) -> dict:
     """The few report fields kept on the version row and shown by `regctl versions show`."""
     latency = report.get("latency") or {}
     shapes = report.get("shapes") or []
+    aoti = report.get("aoti") or {}
     return {
         "why": report.get("why"),
         "battery_size": report.get("battery_size"),
@@ -254,6 +265,8 @@ def summarize(report: dict) -> dict:
         "latency_ratio": latency.get("ratio"),
         "optimized": (report.get("optimize") or {}).get("applied"),
         "exported": (report.get("export") or {}).get("ok"),
+        "aoti": aoti.get("ok") if aoti.get("requested") else None,
+        "aoti_error": aoti.get("error") if aoti.get("requested") and not aoti.get("ok") else None,
         "torch": (report.get("versions") or {}).get("torch"),
         "report": report,
     }

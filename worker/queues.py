@@ -4,10 +4,13 @@ from __future__ import annotations
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
-QUEUES = (CPU_QUEUE, GPU_QUEUE)
+# Webhook deliveries: a worker consumes it beside its job queues unless told not to (`--no-webhooks`).
+WEBHOOK_QUEUE = "webhooks"
+QUEUES = (CPU_QUEUE, GPU_QUEUE, WEBHOOK_QUEUE)
 
 RUN_JOB_TASK = "regctl.run_job"
 RECONCILE_TASK = "regctl.reconcile"
+DELIVER_WEBHOOK_TASK = "regctl.deliver_webhook"
 
 
 def parse_queues(text: str) -> tuple[str, ...]:
@@ -18,6 +21,6 @@ def parse_queues(text: str) -> tuple[str, ...]:
     unknown = [q for q in names if q not in QUEUES]
     if not names or unknown:
         raise InvalidInput(
-            f"--queues {text!r} names unknown queues {unknown or '(none)'}; use cpu, gpu or cpu,gpu"
+            f"--queues {text!r} names unknown queues {unknown or '(none)'}; use cpu, gpu, webhooks or a mix"
         )
     return names

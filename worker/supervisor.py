@@ -46,6 +46,7 @@ class JudgedJob:
     torchscript_path: Path | None = None
     exported_path: Path | None = None
     retry: dict[str, Any] | None = None  # the lean round found nothing: the full round's `first_round`
+    aoti_path: Path | None = None  # the AOTInductor package the aoti stage proved (worker/aoti_stage.py)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,18 @@ class WorkDir:
             if artifact is not None and stat.S_IMODE(os.stat(artifact).st_mode) != 0o444:
                 os.chmod(artifact, 0o444)
         return work
+
+
+def prepare_output(path: Path, settings: Settings, *, tmp: bool = True) -> Path:
+    """A new directory for one more role's output (with its /tmp), owned by the sandbox uid."""
+    path.mkdir()
+    if tmp:
+        (path / "tmp").mkdir()
+        uid = sandbox_uid(settings)
+        if uid is not None:
+            for item in (path, path / "tmp"):
+                os.chown(item, uid, uid)
+    return path
 
 
 def sandbox_uid(settings: Settings) -> int | None:
@@ -137,31 +150,34 @@ def _run(
     )
     sandbox = {"model": model.protections}
     if not model.ok:
-        return _failed(_role_failure("the model process", model, settings, work.side), sandbox)
+        return _failed(role_failure("the model process", model, settings, work.side), sandbox)
     judge_mounts = {
         "model": Mount(str(work.model), f"{JOB_ROOT}/model"),
         "candidates": Mount(str(work.side), f"{JOB_ROOT}/candidates"),
         "out": Mount(str(work.judge), f"{JOB_ROOT}/out", writable=True),
     }
-    runner = _runner()
-    if runner.get("runner"):
-        judge_mounts["runner"] = Mount(runner["runner"], f"{JOB_ROOT}/runner/runner")
-    else:
-        args["runner_skip"] = runner.get("skip") or "not attempted"
+    runner, skip = runner_mounts()
+    judge_mounts.update(runner)
+    if skip:
+        args["runner_skip"] = skip
     if work.artifact is not None:
         judge_mounts["artifact"] = Mount(str(work.artifact), _ARTIFACT_INSIDE)
     plan = _plan(settings, spec, work, "root-judge", judge_mounts)
     judge = zygote.run("judge", plan, args, progress, check)
     sandbox["judge"] = judge.protections
     if not judge.ok:
-        return _failed(_role_failure("the judge", judge, settings, work.judge), sandbox)
+        return _failed(role_failure("the judge", judge, settings, work.judge), sandbox)
     return _verdict(work.judge, work.side, sandbox)
 
 
-def _runner() -> dict[str, Any]:
+def runner_mounts() -> tuple[dict[str, Mount], str | None]:
+    """The LibTorch runner's mount for a role, built here (its cache is outside every sandbox); or why not."""
     if not enabled():
-        return {"runner": None, "skip": f"disabled ({SWITCH_ENV}=0)"}
-    return shared_zygote().runner(str(default_cache_dir()), True)
+        return {}, f"disabled ({SWITCH_ENV}=0)"
+    runner = shared_zygote().runner(str(default_cache_dir()), True)
+    if runner.get("runner"):
+        return {"runner": Mount(runner["runner"], f"{JOB_ROOT}/runner/runner")}, None
+    return {}, runner.get("skip") or "not attempted"
 
 
 def _plan(
@@ -227,7 +243,7 @@ def gpu_device_nodes() -> list[str]:
     return sorted(glob.glob("/dev/nvidia*") + glob.glob("/dev/nvidia-caps/*"))
 
 
-def _role_failure(who: str, outcome: RoleOutcome, settings: Settings, out: Path) -> str:
+def role_failure(who: str, outcome: RoleOutcome, settings: Settings, out: Path) -> str:
     if outcome.refused:
         return (
             f"the sandbox could not be set up ({outcome.refused}); REGCTL_SANDBOX=strict refuses to run "
@@ -299,7 +315,7 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
     them. The pipeline keeps the exported program only if its sha256 is the one the judge proved,
     and queues a validate job when the TorchScript artifact's is not.
     """
-    data = _read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
+    data = read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
     if data is None:
         return _failed("the judge wrote no result", sandbox)
     try:
@@ -340,17 +356,17 @@ def _proved_file(side_dir: Path, report: dict[str, Any], key: str) -> Path | Non
     name = (report.get("proved") or {}).get(key)
     if not isinstance(name, str) or os.path.basename(name) != name or name.startswith("."):
         return None
-    return _regular(side_dir / name)
+    return regular(side_dir / name)
 
 
-def _regular(path: Path) -> Path | None:
+def regular(path: Path) -> Path | None:
     try:
         return path if stat.S_ISREG(os.lstat(path).st_mode) else None
     except OSError:
         return None
 
 
-def _read_regular(path: Path, limit: int) -> bytes | None:
+def read_regular(path: Path, limit: int) -> bytes | None:
     handle = _open_regular(path)
     if handle is None:
         return None

@@ -6,6 +6,7 @@ the hard time limit) is recorded on the job by `JobRequest`.
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import threading
@@ -19,7 +20,12 @@ from celery.signals import worker_process_init
 from celery.worker.request import Request
 
 from regctl.registry.settings import Settings
-from regctl.worker.queues import RECONCILE_TASK, RUN_JOB_TASK
+from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RECONCILE_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
+
+# A retry due within this many seconds is scheduled with a countdown; later ones are left to the
+# reconciler, since Redis hands a message held past its visibility timeout to a second worker.
+SHORT_RETRY_S = 120.0
+log = logging.getLogger("regctl.webhooks")
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +51,7 @@ class JobRequest(Request):
                 "(REGCTL_JOB_TIME_LIMIT); the model took too long or hung",
             )
             sweep_abandoned(settings().work_dir)  # the killed child never cleaned up; the next job sweeps too
+            _publish_webhooks(settings())
 
     def on_failure(self, exc_info, send_failed_event: bool = True, return_ok: bool = False) -> None:  # type: ignore[no-untyped-def]
         """A lost child is noted on the job before the message goes back to the queue for another attempt."""
@@ -115,6 +122,39 @@ def run_job_task(job_id: int) -> None:
         if here:
             signal.signal(signal.SIGUSR1, previous)
     publish(config, follow_ups)
+    _publish_webhooks(config)
+
+
+def _publish_webhooks(config: Settings) -> None:
+    """Hand the deliveries the job's outcome added to the webhooks queue; the reconciler is the backstop."""
+    from regctl.worker.dispatch import publish_due_deliveries
+
+    try:
+        publish_due_deliveries(config)
+    except Exception:
+        log.warning("webhook deliveries wait for the reconciler", exc_info=True)
+
+
+@shared_task(
+    name=DELIVER_WEBHOOK_TASK,
+    ignore_result=True,
+    # Each POST ends within DELIVERY_TIMEOUT_S (10 s); the limits only back that up.
+    soft_time_limit=30,
+    time_limit=40,
+)
+def deliver_webhook_task(delivery_id: int) -> None:
+    """One attempt at a webhook delivery; a failed one that is due again soon is scheduled right away."""
+    from regctl.worker.webhook_sender import deliver
+
+    config = settings()
+    after = deliver(config, delivery_id)
+    if after is None or after.state != "pending" or after.next_attempt_at is None:
+        return
+    from regctl.registry.schema import utcnow
+
+    wait = max(0.0, (after.next_attempt_at - utcnow()).total_seconds())
+    if wait <= SHORT_RETRY_S:
+        deliver_webhook_task.apply_async(args=[delivery_id], countdown=wait, queue=WEBHOOK_QUEUE)
 
 
 @shared_task(name=RECONCILE_TASK, ignore_result=True)

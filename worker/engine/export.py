@@ -79,7 +79,7 @@ def export_program(
             f"exported on input {example.label!r}: torch.export specializes sizes 0 and 1, "
             "which the opt shape has"
         )
-    with _quiet_torch() as printed:
+    with quiet_torch() as printed:
         program = _export(model, spec, example, outcome)
     if program is None and printed.getvalue().strip():
         outcome.detail = f"{outcome.detail}\n\ntorch.export printed:\n{printed.getvalue().strip()[:4000]}"
@@ -106,7 +106,7 @@ def judge_program(
     start = time.perf_counter()
     outcome = ExportOutcome()
     try:
-        with _quiet_torch(), plain_data_only():
+        with quiet_torch(), plain_data_only():
             runnable = torch.export.load(str(path)).module()
     except Exception as exc:
         outcome.error = f"saving or loading the exported program failed: {describe_exception(exc)}"
@@ -215,7 +215,7 @@ def _identifier(name: str) -> str:
 
 
 @contextmanager
-def _quiet_torch() -> Iterator[io.StringIO]:
+def quiet_torch() -> Iterator[io.StringIO]:
     """torch.export logs its guesses and prints partial graphs on stderr; keep them for the report instead."""
     logger = logging.getLogger("torch")
     level = logger.level

@@ -163,7 +163,7 @@ def judge_validation(
         "timings": {"load_s": 0.0, "battery_s": 0.0, "libtorch_s": 0.0, "latency_s": 0.0, "total_s": 0.0},
     }
     try:
-        side, battery, reference, device = _inputs(model_dir, spec, side_dir, progress)
+        side, battery, reference, device = judge_inputs(model_dir, spec, side_dir, progress)
         _side_into(report, side)
         error = side.error or _validate(
             spec, device, battery, reference, side, Path(artifact_path), report, runner, progress
@@ -178,7 +178,7 @@ def judge_validation(
     return ValidationResult(error is None, safe, error)
 
 
-def _inputs(
+def judge_inputs(
     model_dir: Path, spec: ModelSpec, side_dir: Path, progress: Callable[[str], None]
 ) -> tuple[ModelSide, list[BatteryCase], list[Any], torch.device]:
     """What the judge works from: the model side's claims, its own battery, the eager outputs."""
@@ -306,7 +306,7 @@ class _Conversion:
         log = WarningLog(self.model_dir)
         with log.capture():
             try:
-                side, battery, reference, self.device = _inputs(
+                side, battery, reference, self.device = judge_inputs(
                     self.model_dir, self.spec, self.side_dir, self.progress
                 )
                 _side_into(self.report, side)

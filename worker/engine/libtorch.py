@@ -30,6 +30,10 @@ cannot exchange data (inputs of dtype uint16/32/64, float8 or complex32, which t
 unpickler cannot read). `failure(section)` is the one-line error that fails the job when the stage
 ran and the artifact did not load, raised, crashed or differed from eager.
 
+The same runner proves AOTInductor packages (`kind="aoti"`, worker/engine/aoti.py): it loads them
+with torch::inductor::AOTIModelPackageLoader, passes each case's tensors as a flat list and returns
+the outputs flat, which are compared with the tensors of eager's output in pytree order.
+
 `python -m worker.engine.libtorch` builds the runner ahead of time (for a worker image) and prints
 its path.
 """
@@ -269,10 +273,13 @@ def run_libtorch_stage(
     device: torch.device | str = "cpu",
     cache_dir: Path | None = None,
     runner: Runner | None = None,
+    kind: str = "torchscript",
 ) -> dict[str, Any]:
     """Run the artifact at `artifact_path` on the battery in the C++ runner and compare with eager.
 
     `runner` is one built beforehand (the judge cannot build: the cache is outside its sandbox).
+    `kind` is "torchscript" (torch::jit::load) or "aoti" (an AOTInductor package, whose outputs come
+    back as a flat list of tensors and are compared with the tensors of eager's output, in order).
     """
     if runner is None:
         if not enabled():
@@ -286,13 +293,15 @@ def run_libtorch_stage(
     progress(f"libtorch: battery of {len(battery)}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="regctl-libtorch-") as tmp:
-        outcome = _execute(runner, Path(artifact_path), battery, Path(tmp), str(device))
+        outcome = _execute(runner, Path(artifact_path), battery, Path(tmp), str(device), kind)
     section["run_s"] = round(time.perf_counter() - started, 4)
     if isinstance(outcome, _Skip):
         return {**section, "skipped": outcome.reason, "cases": 0}
     section["ran"] = True
     if isinstance(outcome, _Failed):
         return {**section, "error": outcome.error, "detail": outcome.detail}
+    if kind == "aoti":
+        reference_outputs = [tensor_leaves(expected) for expected in reference_outputs]
     _compare(section, battery, reference_outputs, outcome, rtol, atol)
     progress(f"libtorch: battery {len(battery)}/{len(battery)}")
     return section
@@ -309,8 +318,15 @@ class _Failed:
     detail: str | None = None
 
 
+def tensor_leaves(value: Any) -> list[torch.Tensor]:
+    """The tensors of a (nested) output in pytree order: what an AOTInductor package returns, flat."""
+    from torch.utils._pytree import tree_leaves
+
+    return [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
+
+
 def _execute(
-    runner: Runner, artifact: Path, battery: Sequence[BatteryCase], tmp: Path, device: str
+    runner: Runner, artifact: Path, battery: Sequence[BatteryCase], tmp: Path, device: str, kind: str
 ) -> list[tuple[bool, Any]] | _Skip | _Failed:
     """Run the runner once over the whole battery; its per-case results, or why there are none."""
     dtypes = {
@@ -321,7 +337,7 @@ def _execute(
         return _Skip(f"the LibTorch runner cannot read inputs of dtype {', '.join(odd)}")
     cases, results = tmp / "cases.pt", tmp / "results.pt"
     torch.save([list(case.args) for case in battery], cases)
-    command = [str(runner.path), str(artifact), str(cases), str(results), device, str(SEED)]
+    command = [str(runner.path), str(artifact), str(cases), str(results), device, str(SEED), kind]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
@@ -331,7 +347,8 @@ def _execute(
         return _Skip(f"the LibTorch runner {runner.path} cannot be started: {exc}")
     stderr = done.stderr.strip()
     if done.returncode == EXIT_LOAD_FAILED:
-        return _Failed(f"torch::jit::load failed: {cpp_error_summary(stderr)}", stderr[:DETAIL_CHARS])
+        loader = "AOTIModelPackageLoader" if kind == "aoti" else "torch::jit::load"
+        return _Failed(f"{loader} failed: {cpp_error_summary(stderr)}", stderr[:DETAIL_CHARS])
     if done.returncode == EXIT_DATA_FAILED:
         return _Skip(f"the LibTorch runner could not exchange data: {cpp_error_summary(stderr)}")
     if done.returncode != 0:

@@ -1,6 +1,12 @@
-// regctl's LibTorch runner: proves that a TorchScript artifact loads and runs with no Python.
+// regctl's LibTorch runner: proves that a TorchScript artifact, or an AOTInductor package, loads and
+// runs with no Python.
 //
-// Usage: libtorch_runner MODEL.pt CASES.pt RESULTS.pt DEVICE SEED
+// Usage: libtorch_runner MODEL CASES.pt RESULTS.pt DEVICE SEED [torchscript|aoti]
+//
+// MODEL is a TorchScript file (torch::jit::load, the default) or, with `aoti`, an AOTInductor
+// package (.pt2) loaded with torch::inductor::AOTIModelPackageLoader, which takes the case's tensors
+// as a flat list (torch.export specialised any Python scalars into the package) and returns its
+// outputs as a flat list of tensors.
 //
 // CASES.pt is what Python's torch.save writes for a list of cases, each a list of positional
 // arguments (tensors and Python int/float/bool). RESULTS.pt is written with torch::pickle_save
@@ -15,13 +21,16 @@
 // results cannot be written. Built by worker/engine/libtorch.py against the LibTorch inside the
 // installed torch wheel.
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <functional>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -77,18 +86,44 @@ c10::IValue to_device(const c10::IValue& value, const c10::Device& device) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::cerr << "usage: " << argv[0] << " MODEL.pt CASES.pt RESULTS.pt DEVICE SEED" << std::endl;
+  if (argc != 6 && argc != 7) {
+    std::cerr << "usage: " << argv[0] << " MODEL CASES.pt RESULTS.pt DEVICE SEED [torchscript|aoti]" << std::endl;
     return 2;
   }
   const std::string model_path = argv[1], cases_path = argv[2], results_path = argv[3];
   const c10::Device device(argv[4]);
   const uint64_t seed = std::strtoull(argv[5], nullptr, 10);
+  const std::string kind = argc == 7 ? argv[6] : "torchscript";
+  if (kind != "torchscript" && kind != "aoti") {
+    std::cerr << "unknown model kind " << kind << "; expected torchscript or aoti" << std::endl;
+    return 2;
+  }
 
   torch::jit::Module module;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;
+  std::function<c10::IValue(std::vector<c10::IValue>&)> forward;
   try {
-    module = torch::jit::load(model_path, device);
-    module.eval();
+    if (kind == "aoti") {
+      package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+          model_path, "model", false, 1, device.is_cuda() ? device.index() : -1);
+      forward = [&package](std::vector<c10::IValue>& args) {
+        std::vector<at::Tensor> tensors;
+        for (const auto& arg : args) {
+          if (arg.isTensor()) {
+            tensors.push_back(arg.toTensor());
+          }
+        }
+        c10::impl::GenericList outputs(c10::TensorType::get());
+        for (auto& tensor : package->run(tensors)) {
+          outputs.push_back(tensor);
+        }
+        return c10::IValue(outputs);
+      };
+    } else {
+      module = torch::jit::load(model_path, device);
+      module.eval();
+      forward = [&module](std::vector<c10::IValue>& args) { return module.forward(args); };
+    }
   } catch (const std::exception& exc) {
     std::cerr << exc.what() << std::endl;
     return 3;
@@ -117,7 +152,7 @@ int main(int argc, char** argv) {
     }
     torch::manual_seed(seed);  // the seed the Python stage resets before every call
     try {
-      c10::IValue output = to_device(module.forward(args), c10::Device(c10::kCPU));
+      c10::IValue output = to_device(forward(args), c10::Device(c10::kCPU));
       results.push_back(c10::ivalue::Tuple::create({true, output}));
     } catch (const std::exception& exc) {
       results.push_back(c10::ivalue::Tuple::create({false, std::string(exc.what())}));

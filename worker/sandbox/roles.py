@@ -1,4 +1,4 @@
-"""The two untrusted roles, as run inside the sandbox: the model side and the judge.
+"""The untrusted roles, as run inside the sandbox: the model side, the judge and the AOTInductor stage.
 
 `paths` names the job's directories as this process sees them (under /job in a private root).
 Everything they produce is a file in `out`; progress goes to the pipe as `P <text>` lines.
@@ -12,7 +12,7 @@ from typing import Any
 
 from regctl.registry.spec import ModelSpec
 
-ROLES = ("model", "judge", "probe")
+ROLES = ("model", "judge", "aoti", "probe")
 
 
 class PipeProgress:
@@ -27,7 +27,7 @@ class PipeProgress:
 
 
 def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd: int, threads: int) -> None:
-    """Run `role` ("model", "judge", or "probe": nothing); its results land in paths['out']."""
+    """Run `role` ("model", "judge", "aoti", or "probe": nothing); its results land in paths['out']."""
     if role == "probe":
         return
     import torch
@@ -76,5 +76,9 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
                 runner=runner,
                 progress=progress,
             )
+    elif role == "aoti":
+        from regctl.worker.engine.aoti import run_aoti_role
+
+        run_aoti_role(spec, paths, args, progress)
     else:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")

@@ -42,6 +42,7 @@ def main() -> None:
     sock = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     import torch  # noqa: F401  (the point of the zygote: pay this once)
 
+    import regctl.worker.engine.aoti
     import regctl.worker.engine.judge
     import regctl.worker.engine.model_side
     import regctl.worker.sandbox.launch
