@@ -22,7 +22,7 @@ def unpack_upload(upload: Path, dest: Path, max_bytes: int) -> Path:
             members = tar.getmembers()
             _check_members(members, max_bytes)
             tar.extractall(dest, members=members, filter="data")
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, OSError) as exc:
         raise InvalidInput(
             f"the uploaded bundle is not a readable tar ({exc}); upload what 'regctl register' builds"
         ) from None
@@ -33,8 +33,19 @@ def _check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
     if len(members) > MAX_MEMBERS:
         raise InvalidInput(f"the uploaded bundle has {len(members)} members, more than {MAX_MEMBERS}")
     total = 0
+    files: set[PurePosixPath] = set()
+    folders: set[PurePosixPath] = set()
     for member in members:
         path = PurePosixPath(member.name)
+        # One name, one thing: a name given twice, or as a file and as a folder, would make the
+        # unpacked tree depend on the order of the members.
+        kind, other = (files, folders) if member.isreg() else (folders, files)
+        if path in other or (path in kind and member.isreg()) or any(p in files for p in path.parents):
+            raise InvalidInput(
+                f"the uploaded bundle names {member.name!r} twice or as both a file and a folder; "
+                "upload what 'regctl register' builds"
+            )
+        kind.add(path)
         if path.is_absolute() or ".." in path.parts or not member.name or "\\" in member.name:
             raise InvalidInput(f"the uploaded bundle has a member {member.name!r} outside its directory")
         if not (member.isreg() or member.isdir()):

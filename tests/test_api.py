@@ -273,6 +273,22 @@ def test_an_oversized_or_hostile_upload_is_refused_and_leaves_nothing(
         assert "not a regular file" in hostile.json()["error"]["message"]
         garbage = api.post("/models/net/versions", content=b"not a tar at all")
         assert garbage.status_code == 400
+        clashes = (  # found by the API fuzz test: one name as a file and as a folder
+            (("model.py", False), ("model.py/x.py", False)),
+            (("pkg", True), ("pkg", False)),
+            (("m.py", False), ("m.py", False)),
+        )
+        for members in clashes:
+            clash = io.BytesIO()
+            with tarfile.open(fileobj=clash, mode="w") as tar:
+                for name, folder in members:
+                    member = tarfile.TarInfo(name)
+                    if folder:
+                        member.type = tarfile.DIRTYPE
+                    tar.addfile(member, io.BytesIO(b""))
+            refused = api.post("/models/net/versions", content=clash.getvalue())
+            assert refused.status_code == 400, refused.text
+            assert "twice or as both a file and a folder" in refused.json()["error"]["message"]
     assert direct.models() == []
     assert sorted((settings.home / "artifacts").rglob("*")) == blobs_before
 
