@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from regctl.cli.app import cli, client_of
-from regctl.cli.render import emit_json, fields, human_size, table
+from regctl.cli.render import emit_json, fields, table
+from regctl.registry.sizes import human_size
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 

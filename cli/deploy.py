@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from regctl.cli.app import cli, client_of
-from regctl.cli.render import emit_json, human_size
+from regctl.cli.render import emit_json
+from regctl.registry.sizes import human_size
 
 
 @cli.command("export-triton")

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from regctl.cli.app import cli, client_of, settings_of
-from regctl.cli.render import emit_json, human_size
+from regctl.cli.render import emit_json
+from regctl.registry.sizes import human_size
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
 

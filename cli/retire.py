@@ -6,7 +6,8 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option, versions
-from regctl.cli.render import emit_json, human_size
+from regctl.cli.render import emit_json
+from regctl.registry.sizes import human_size
 
 
 @versions.command("tag")

@@ -8,7 +8,8 @@ import click
 
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
-from regctl.cli.render import emit_json, human_size
+from regctl.cli.render import emit_json
+from regctl.registry.sizes import human_size
 
 
 @cli.command("export")

@@ -6,6 +6,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from regctl.registry.sizes import human_size
+
 
 def when(value: datetime | None) -> str:
     """'2026-11-30 02:35:12 UTC'; an em dash for no time."""
@@ -35,15 +37,8 @@ def seconds(value: Any) -> str:
 
 
 def size(value: Any) -> str:
-    """Bytes as '1.2 MB'."""
-    if not isinstance(value, int):
-        return "—"
-    amount = float(value)
-    for unit in ("B", "kB", "MB", "GB"):
-        if amount < 1000 or unit == "GB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1000
-    return f"{amount:.1f} GB"
+    """Bytes as '1.2 MB' (as the CLI writes them)."""
+    return human_size(value) if isinstance(value, int) else "—"
 
 
 def percent(value: Any) -> str:

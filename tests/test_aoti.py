@@ -72,6 +72,14 @@ def test_format_aoti_builds_a_package_proved_in_python_and_cpp_that_fetch_return
     )
     assert ran.returncode == 0 and ran.stdout.strip() == "ok", ran.stderr[-2000:]
 
+    # Triton's PyTorch backend loads TorchScript: export-triton writes that and says so.
+    repo = tmp_path / "triton"
+    exported = embedded("export-triton", "lin", "--repo", str(repo))
+    assert exported.exit_code == 0, exported.output
+    assert "exported the TorchScript artifact only" in exported.stderr
+    assert "regctl fetch lin:1 --format aoti" in exported.stderr
+    assert sorted(p.name for p in (repo / "lin" / "1").iterdir()) == ["model.pt"]
+
 
 @pytest.mark.parametrize("example", ["conditional", "varlen-sequence"])
 def test_a_model_torch_export_cannot_capture_stays_ready_and_says_why_there_is_no_package(

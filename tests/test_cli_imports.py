@@ -49,3 +49,15 @@ def test_registry_commands_import_neither_torch_nor_celery(
     )
     assert "HEAVY=" in result.stderr, result.stderr
     assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
+
+
+def test_the_supervisor_side_of_a_job_never_imports_torch() -> None:
+    # The pool child (or embedded parent) runs every job's supervisor: torch there would mean a
+    # stage's code (the AOTInductor stage's included) ran outside its sandbox.
+    probe = (
+        "import sys\n"
+        "import regctl.worker.pipeline, regctl.worker.tasks, regctl.worker.aoti_stage\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr

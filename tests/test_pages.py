@@ -145,7 +145,7 @@ def test_after_signing_in_only_a_path_on_this_site_is_followed() -> None:
 def test_numbers_read_as_people_write_them() -> None:
     assert num(2.5e-07) == "2.5e-07" and num(math.inf) == "∞" and num(None) == "—" and num(True) == "—"
     assert percent(0.25) == "25%" and percent(math.inf) == "∞"
-    assert size(2_200) == "2.2 kB" and size(12) == "12 B"
+    assert size(2_200) == "2.1 KB" and size(12) == "12 B" and size(None) == "—"
 
 
 def test_an_aoti_section_gets_its_own_chart_and_a_third_latency_bar() -> None:

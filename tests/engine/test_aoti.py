@@ -15,9 +15,10 @@ import torch
 
 from regctl.registry.digests import sha256_file
 from regctl.worker.engine import convert_model
-from regctl.worker.engine.aoti import PACKAGE_FILE, compile_and_judge, empty_aoti_section, judge_package
+from regctl.worker.engine.aoti import compile_and_judge, judge_package
 from regctl.worker.engine.judge import judge_inputs
 from regctl.worker.engine.libtorch import build_runner
+from regctl.worker.engine.sections import PACKAGE_FILE, empty_aoti_section
 from tests.engine.conftest import EXAMPLES, example_spec
 
 pytestmark = pytest.mark.slow

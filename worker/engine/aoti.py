@@ -38,34 +38,11 @@ from regctl.worker.engine.capture import describe_exception, one_line
 from regctl.worker.engine.evaluate import check_candidate
 from regctl.worker.engine.export import plain_data_only, quiet_torch
 from regctl.worker.engine.latency import measure
-from regctl.worker.engine.libtorch import Runner, empty_section, run_libtorch_stage
+from regctl.worker.engine.libtorch import Runner, run_libtorch_stage
 from regctl.worker.engine.report import case_entries, json_safe
+from regctl.worker.engine.sections import PACKAGE_FILE, RESULT_FILE, empty_aoti_section, empty_section
 
-PACKAGE_FILE = "model.aoti.pt2"
-RESULT_FILE = "aoti.json"
 MAX_WARNINGS = 20
-
-
-def empty_aoti_section(requested: bool, error: str | None = None) -> dict[str, Any]:
-    """The report section before (or without) a compile: not requested, or why it did not run."""
-    return {
-        "requested": requested,
-        "ok": False,
-        "error": error if requested else None,
-        "failed_input": None,
-        "detail": None,
-        "notes": [],
-        "compile_s": None,
-        "battery_s": None,
-        "max_abs_error": None,
-        "max_rel_error": None,
-        "cases": [],
-        "libtorch": empty_section(),
-        "latency_ms": None,
-        "sha256": None,
-        "file": None,
-        "warnings": [],
-    }
 
 
 def compile_and_judge(

@@ -517,7 +517,7 @@ class _Conversion:
         if self.first_round is not None:
             self.report["first_round"] = self.first_round
         # What the full round is told of this one: its verdict and each candidate's.
-        full_round = {"error": error, "candidates": self.report["candidates"]} if retry else None
+        full_round = json_safe({"error": error, "candidates": self.report["candidates"]}) if retry else None
         return ConversionResult(
             error is None, method, torchscript_path, exported_path, self.report, error, full_round
         )

@@ -60,6 +60,7 @@ from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.compare import compare_outputs
 from regctl.worker.engine.loader import SEED
 from regctl.worker.engine.runner_location import CACHE_ENV, SWITCH_ENV, default_cache_dir, enabled  # noqa: F401
+from regctl.worker.engine.sections import empty_section
 
 SOURCE = Path(__file__).with_name("libtorch_runner.cpp")
 BUILD_TIMEOUT_S = 900.0
@@ -235,24 +236,6 @@ def _compiler_errors(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()] or lines[-ERROR_LINES:]
     return " | ".join(errors[:ERROR_LINES]) or "no output"
-
-
-def empty_section(skipped: str | None = "not attempted") -> dict[str, Any]:
-    """The report section of a stage that did not run (or has not run yet)."""
-    return {
-        "ran": False,
-        "ok": False,
-        "skipped": skipped,
-        "error": None,
-        "detail": None,
-        "cases": 0,
-        "failures": 0,
-        "failed_input": None,
-        "max_abs_error": None,
-        "max_rel_error": None,
-        "build_s": 0.0,
-        "run_s": 0.0,
-    }
 
 
 def failure(section: dict[str, Any]) -> str | None:
