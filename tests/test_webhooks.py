@@ -35,8 +35,8 @@ from regctl.registry.versions import register_version
 from regctl.registry.webhooks import add_webhook, remove_webhook
 from regctl.webhook_signature import sign, verify_signature
 from regctl.worker.webhook_sender import deliver, post, send_due, wait_for_background
-from tests.conftest import direct_cli
-from tests.webhook_receiver import Received, poll_until, receiving
+from tests.conftest import direct_cli, wait_until
+from tests.webhook_receiver import Received, receiving
 
 ADMIN = local_caller()
 
@@ -69,7 +69,7 @@ def _settled(settings: Settings, hook_id: int, count: int = 1) -> list[DeliveryI
             found if len(found) >= count and all(d.state in ("succeeded", "failed") for d in found) else None
         )
 
-    return poll_until(done, 20, f"{count} deliveries of webhook {hook_id} to settle")
+    return wait_until(done, 20, f"{count} deliveries of webhook {hook_id} to settle")
 
 
 # -- signing -----------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_a_receiver_that_answers_500_twice_gets_the_delivery_on_the_third_attemp
             send_due(quick)  # what an embedded runner does at each idle check
             return receiver.answered >= 3
 
-        poll_until(third_answer, 20, "the receiver's third answer")
+        wait_until(third_answer, 20, "the receiver's third answer")
         requests = receiver.received(3, timeout=5)
     [delivery] = list_deliveries(quick, made.webhook.id)
     assert (delivery.state, delivery.attempts, delivery.last_status) == ("succeeded", 3, 200)
@@ -399,7 +399,7 @@ def test_the_cli_adds_lists_shows_deliveries_redelivers_and_removes_a_webhook(
         again = direct_cli(settings, "webhooks", "redeliver", str(delivery.id))
         assert again.exit_code == 0 and "is due again now" in again.stdout
         second = receiver.received(2, timeout=20)[1]
-        poll_until(lambda: get_delivery(settings, delivery.id).attempts == 2, 10, "the second attempt")
+        wait_until(lambda: get_delivery(settings, delivery.id).attempts == 2, 10, "the second attempt")
         assert second.body == first.body and second.headers["x-regctl-delivery"] == str(delivery.id)
         assert _verified(secret, second)["event"] == "alias.moved"
 

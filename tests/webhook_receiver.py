@@ -94,15 +94,3 @@ def receiving(
         receiver.server.shutdown()
         receiver.server.server_close()
         thread.join(5)
-
-
-def poll_until(check, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Call `check` until it returns something truthy and return that, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)

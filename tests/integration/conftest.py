@@ -14,17 +14,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.settings import Settings
-from tests.conftest import create_postgres_database, drop_postgres_database, service_missing
+from tests.conftest import (
+    create_postgres_database,
+    drop_postgres_database,
+    service_missing,
+    wait_until,
+)
 from tests.factories import ABORT, FAST, HANG, SLOW, STUBBORN, linear_model  # noqa: F401  (re-exported)
 
 REDIS_DB = os.environ.get("REGCTL_TEST_REDIS_DB", "11")
@@ -45,26 +49,12 @@ WORKER_READY_S = 60.0
 WORKER_STOP_S = 10.0
 JOB_DONE_S = 90.0
 
-T = TypeVar("T")
-
 
 def base_env() -> dict[str, str]:
     """This process's environment without regctl's settings (the engine's LibTorch cache is kept)."""
     return {
         k: v for k, v in os.environ.items() if not k.startswith("REGCTL_") or k.startswith("REGCTL_LIBTORCH")
     }
-
-
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll `check` until it returns something truthy, or fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
 
 
 def process_exists(pid: int) -> bool:
