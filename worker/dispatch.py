@@ -43,20 +43,7 @@ def publish(settings: Settings, jobs: list[JobInfo]) -> None:
     """Send one message per job to its queue and record it; the reconciler re-sends any that get lost."""
     if not jobs:
         return
-    app = app_for(settings)
-    try:
-        with app.producer_or_acquire() as producer:
-            for job in jobs:
-                app.send_task(
-                    RUN_JOB_TASK,
-                    args=[job.id],
-                    queue=job.queue,
-                    routing_key=job.queue,
-                    producer=producer,
-                    retry=False,
-                )
-    except Exception as exc:
-        raise broker_unavailable(settings, exc) from exc
+    _send(settings, RUN_JOB_TASK, [(job.id, job.queue) for job in jobs])
     mark_published(settings, [job.id for job in jobs])
 
 
@@ -70,15 +57,22 @@ def publish_deliveries(
     """
     if not delivery_ids:
         return
+    _send(settings, DELIVER_WEBHOOK_TASK, [(i, WEBHOOK_QUEUE) for i in delivery_ids], countdown=countdown)
+
+
+def _send(
+    settings: Settings, task: str, messages: list[tuple[int, str]], *, countdown: float | None = None
+) -> None:
+    """One message per (id, queue) on one producer; an unreachable broker is ServiceUnavailable."""
     app = app_for(settings)
     try:
         with app.producer_or_acquire() as producer:
-            for delivery_id in delivery_ids:
+            for ident, queue in messages:
                 app.send_task(
-                    DELIVER_WEBHOOK_TASK,
-                    args=[delivery_id],
-                    queue=WEBHOOK_QUEUE,
-                    routing_key=WEBHOOK_QUEUE,
+                    task,
+                    args=[ident],
+                    queue=queue,
+                    routing_key=queue,
                     countdown=countdown,
                     producer=producer,
                     retry=False,
