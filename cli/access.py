@@ -8,7 +8,7 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
-from regctl.cli.render import emit_json, table
+from regctl.cli.render import echo, emit_json, table
 from regctl.registry.access import ROLE_RANK
 
 
@@ -36,8 +36,8 @@ def tokens_create(
         return
     scope = f" for models {made.token.model_pattern}" if made.token.model_pattern else ""
     until = f", expires {made.token.expires_at:%Y-%m-%d %H:%M} UTC" if made.token.expires_at else ""
-    click.echo(f"created {role} token {name!r}{scope}{until}; it is shown only now:", err=True)
-    click.echo(made.secret)
+    echo(f"created {role} token {name!r}{scope}{until}; it is shown only now:", err=True)
+    echo(made.secret)
 
 
 @tokens.command("list")
@@ -74,7 +74,7 @@ def tokens_list(ctx: click.Context, as_json: bool) -> None:
 def tokens_revoke(ctx: click.Context, name: str) -> None:
     """Revoke a token; the server refuses it from the next request on."""
     info = client_of(ctx).revoke_token(name)
-    click.echo(f"revoked token {info.name!r}")
+    echo(f"revoked token {info.name!r}")
 
 
 @cli.command()
@@ -116,7 +116,7 @@ def login(ctx: click.Context, url: str, token_stdin: bool) -> None:
     with Client(url, token) as client:
         who = client.whoami()
     path = save_login(Login(url, token))
-    click.echo(f"logged in to {url} as {who.name} ({who.role}); saved to {path}")
+    echo(f"logged in to {url} as {who.name} ({who.role}); saved to {path}")
 
 
 @cli.command()
@@ -125,9 +125,9 @@ def logout() -> None:
     from regctl.login import config_path, forget_login
 
     if forget_login():
-        click.echo(f"removed {config_path()}")
+        echo(f"removed {config_path()}")
     else:
-        click.echo("not logged in")
+        echo("not logged in")
 
 
 @cli.command()
@@ -142,4 +142,4 @@ def whoami(ctx: click.Context, as_json: bool) -> None:
         return
     scope = f", models {who.model_pattern}" if who.model_pattern else ""
     where = f" at {client.url}" if client.mode == "remote" else " (direct)"
-    click.echo(f"{who.name}: {who.role}{scope}{where}")
+    echo(f"{who.name}: {who.role}{scope}{where}")

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from regctl.cli.render import echo
 from regctl.registry.errors import RegctlError
 from regctl.registry.settings import Settings
 
@@ -25,7 +26,7 @@ class RegctlGroup(click.Group):
             _report(ctx, str(exc))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
+            echo("error: interrupted", err=True)
             ctx.exit(130)
         except Exception as exc:
             _report(ctx, f"internal error: {type(exc).__name__}: {exc}; rerun with --debug for the traceback")
@@ -36,7 +37,7 @@ def _report(ctx: click.Context, message: str) -> None:
     if (ctx.obj or {}).get("debug"):
         traceback.print_exc(file=sys.stderr)
     first = " ".join(message.split("\n")[0].split())
-    click.echo(f"error: {first}", err=True)
+    echo(f"error: {first}", err=True)  # errors quote model and user text: escaped, never raw
 
 
 def client_of(ctx: click.Context):  # type: ignore[no-untyped-def]

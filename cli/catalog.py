@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from regctl.cli.app import cli, client_of
-from regctl.cli.render import emit_json, fields, table
+from regctl.cli.render import echo, emit_json, fields, table
 from regctl.registry.sizes import human_size
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
@@ -158,7 +158,7 @@ def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> N
         emit_json(info.to_json())
         return
     moved = f" (was {info.previous})" if info.previous else ""
-    click.echo(f"{info.model}@{info.name} -> {info.version}{moved}")
+    echo(f"{info.model}@{info.name} -> {info.version}{moved}")
 
 
 @alias.command("rm")
@@ -167,7 +167,7 @@ def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> N
 def alias_rm(ctx: click.Context, target: str) -> None:
     """Remove NAME@ALIAS; the removal is recorded."""
     info = client_of(ctx).remove_alias(target)
-    click.echo(f"removed {info.model}@{info.name} (was {info.previous})")
+    echo(f"removed {info.model}@{info.name} (was {info.previous})")
 
 
 @alias.command("history")

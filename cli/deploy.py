@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from regctl.cli.app import cli, client_of
-from regctl.cli.render import emit_json
+from regctl.cli.render import echo, emit_json
 from regctl.registry.sizes import human_size
 
 
@@ -49,7 +49,7 @@ def export_triton(
         emit_json(result.to_json())
         return
     batching = f"max_batch_size {result.max_batch_size}" if result.max_batch_size else "no batching"
-    click.echo(f"{result.ref} -> {result.model} ({human_size(result.size)}, sha256 {result.sha256[:16]}…)")
-    click.echo(f"{result.config} ({batching})")
+    echo(f"{result.ref} -> {result.model} ({human_size(result.size)}, sha256 {result.sha256[:16]}…)")
+    echo(f"{result.config} ({batching})")
     if result.note:
-        click.echo(f"note: {result.note}", err=True)
+        echo(f"note: {result.note}", err=True)

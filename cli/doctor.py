@@ -6,7 +6,7 @@ import click
 
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
-from regctl.cli.render import emit_json
+from regctl.cli.render import echo, emit_json
 from regctl.registry.errors import RegistryNeedsAttention
 from regctl.registry.sizes import human_size
 
@@ -32,9 +32,9 @@ def doctor(ctx: click.Context, quick: bool, as_json: bool) -> None:
         emit_json(checkup.to_json())
     else:
         for problem in checkup.problems:
-            click.echo(f"{problem.kind}: {problem.message}")
+            echo(f"{problem.kind}: {problem.message}")
         how = "size only" if quick else "sha256"
-        click.echo(
+        echo(
             f"checked {checkup.blobs_checked} blobs ({human_size(checkup.bytes_checked)}, {how}) in "
             f"{checkup.store} against {checkup.database}: "
             + (f"{len(checkup.problems)} problem(s)" if checkup.problems else "no problems"),

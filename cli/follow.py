@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-import click
-
+from regctl.cli.render import echo, status_text
 from regctl.registry.entities import JobInfo
 
 
@@ -17,7 +16,7 @@ def must_follow(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]
 def announce(jobs: list[JobInfo]) -> None:
     """Say which jobs were queued (when not following them)."""
     for job in jobs:
-        click.echo(f"queued {job.kind} job {job.id} for {job.model}:{job.version} on queue {job.queue}")
+        echo(f"queued {job.kind} job {job.id} for {job.model}:{job.version} on queue {job.queue}")
 
 
 def start_and_follow(client, jobs: list[JobInfo], *, wait: bool, quiet: bool = False) -> int:  # type: ignore[no-untyped-def]
@@ -43,7 +42,7 @@ def watch(client, job: JobInfo, *, quiet: bool = False) -> int:  # type: ignore[
             display.show(update)
     if last.state == "succeeded":
         if not quiet:
-            click.echo(
+            echo(
                 f"{last.model}:{last.version} is ready"
                 if last.kind == "validate" or (last.result or {}).get("proved")
                 else f"job {last.id} succeeded",
@@ -51,7 +50,7 @@ def watch(client, job: JobInfo, *, quiet: bool = False) -> int:  # type: ignore[
             )
         return 0
     if not quiet:
-        click.echo(
+        echo(
             f"error: {last.kind} job {last.id} for {last.model}:{last.version} {last.state}: "
             f"{_one_line(last.error)}; details: regctl versions show {last.model}:{last.version} --json",
             err=True,
@@ -60,6 +59,7 @@ def watch(client, job: JobInfo, *, quiet: bool = False) -> int:  # type: ignore[
 
 
 def _one_line(text: str | None) -> str:
+    # Whitespace first (a newline becomes a space), then echo escapes whatever else is hidden.
     return " ".join((text or "no reason recorded").split())[:600]
 
 
@@ -75,7 +75,7 @@ class _Display:
         if self.live:
             from regctl.cli.render import console
 
-            self.status = console(stderr=True).status("starting")
+            self.status = console(stderr=True).status(status_text("starting"))
             self.status.__enter__()
         return self
 
@@ -86,6 +86,6 @@ class _Display:
     def show(self, job: JobInfo) -> None:
         text = f"{job.model}:{job.version} {job.kind} job {job.id} [{job.state}] {job.progress}"
         if self.status is not None:
-            self.status.update(text)
+            self.status.update(status_text(" ".join(text.split())))
         elif not self.quiet:
-            click.echo(text, err=True)
+            echo(" ".join(text.split()), err=True)

@@ -7,7 +7,7 @@ import click
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.follow import start_and_follow, watch
-from regctl.cli.render import emit_json, fields, table
+from regctl.cli.render import echo, emit_json, fields, table
 
 
 @cli.command()
@@ -119,7 +119,7 @@ def jobs_watch(ctx: click.Context, job_id: int) -> None:
 def jobs_cancel(ctx: click.Context, job_id: int) -> None:
     """Cancel a job: a queued one is skipped; a running one stops at its next stage boundary."""
     job = client_of(ctx).cancel(job_id)
-    click.echo(f"job {job.id} {'cancelled' if job.state == 'cancelled' else 'will stop at its next stage'}")
+    echo(f"job {job.id} {'cancelled' if job.state == 'cancelled' else 'will stop at its next stage'}")
 
 
 @jobs.command("retry")

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from regctl.cli.app import cli, client_of, settings_of
-from regctl.cli.render import emit_json
+from regctl.cli.render import echo, emit_json
 from regctl.registry.sizes import human_size
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
@@ -32,7 +32,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 
     settings = settings_of(ctx)
     upgrade(settings.database_url, revision)
-    click.echo(f"{redact(settings.database_url)} is at {current_revision(settings.database_url)}")
+    echo(f"{redact(settings.database_url)} is at {current_revision(settings.database_url)}")
 
 
 @cli.command()
@@ -88,7 +88,7 @@ def register(
         name, directory, method=method, device=device, convert=not no_convert, lineage=lineage, formats=wanted
     )
     if not as_json:
-        click.echo(f"registered {info.ref} ({info.status})", err=wait)
+        echo(f"registered {info.ref} ({info.status})", err=wait)
     if info.jobs:
         code = start_and_follow(client, list(info.jobs), wait=wait, quiet=as_json)
         if as_json:
@@ -160,7 +160,7 @@ def fetch(
     if as_json:
         emit_json({"ref": fetched.ref, "path": str(output), **artifact.to_json()})
     else:
-        click.echo(
+        echo(
             f"{fetched.ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…)"
         )
 

@@ -6,7 +6,7 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option, versions
-from regctl.cli.render import emit_json
+from regctl.cli.render import echo, emit_json
 from regctl.registry.sizes import human_size
 
 
@@ -29,7 +29,7 @@ def versions_tag(
     if as_json:
         emit_json(tags)
         return
-    click.echo(", ".join(f"{k}={v}" for k, v in tags.items()) or "(no tags)")
+    echo(", ".join(f"{k}={v}" for k, v in tags.items()) or "(no tags)")
 
 
 @versions.command("archive")
@@ -37,7 +37,7 @@ def versions_tag(
 @click.pass_context
 def versions_archive(ctx: click.Context, ref: str) -> None:
     """Hide NAME:VERSION from NAME resolution and lists; it stays fetchable as NAME:VERSION."""
-    click.echo(f"archived {client_of(ctx).archive(ref, True)}")
+    echo(f"archived {client_of(ctx).archive(ref, True)}")
 
 
 @versions.command("unarchive")
@@ -45,7 +45,7 @@ def versions_archive(ctx: click.Context, ref: str) -> None:
 @click.pass_context
 def versions_unarchive(ctx: click.Context, ref: str) -> None:
     """Show an archived version again."""
-    click.echo(f"unarchived {client_of(ctx).archive(ref, False)}")
+    echo(f"unarchived {client_of(ctx).archive(ref, False)}")
 
 
 @versions.command("delete")
@@ -62,7 +62,7 @@ def versions_delete(ctx: click.Context, ref: str, force: bool, as_json: bool) ->
         emit_json(removed)
         return
     moved = f"; removed {', '.join('@' + a for a in removed['aliases'])}" if removed["aliases"] else ""
-    click.echo(f"deleted {removed['ref']}{moved}; 'regctl gc' reclaims its {len(removed['blobs'])} blob(s)")
+    echo(f"deleted {removed['ref']}{moved}; 'regctl gc' reclaims its {len(removed['blobs'])} blob(s)")
 
 
 @cli.command()
@@ -76,9 +76,9 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         emit_json(done)
         return
     for item in done["deleted"]:
-        click.echo(item)
+        echo(item)
     verb = "would delete" if dry_run else "deleted"
-    click.echo(
+    echo(
         f"{verb} {len(done['deleted'])} blob(s), {human_size(done['bytes'])}; kept {done['kept_recent']} "
         "younger than an hour",
         err=True,

@@ -6,7 +6,7 @@ import click
 
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
-from regctl.cli.render import emit_json
+from regctl.cli.render import echo, emit_json
 from regctl.registry.errors import InvalidInput
 from regctl.registry.settings import Settings
 
@@ -37,4 +37,4 @@ def sandbox(ctx: click.Context, as_json: bool) -> None:
         emit_json(protections)
         return
     for line in describe(protections):
-        click.echo(line)
+        echo(line)

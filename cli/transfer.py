@@ -8,7 +8,7 @@ import click
 
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
-from regctl.cli.render import emit_json
+from regctl.cli.render import echo, emit_json
 from regctl.registry.sizes import human_size
 
 
@@ -37,9 +37,7 @@ def export(ctx: click.Context, ref: str, output: Path, create_dirs: bool, as_jso
         emit_json({"output": str(dest), "versions": versions, "blobs": len(manifest["blobs"])})
         return
     size = sum(manifest["blobs"].values())
-    click.echo(
-        f"exported {', '.join(versions)} ({len(manifest['blobs'])} blobs, {human_size(size)}) to {dest}"
-    )
+    echo(f"exported {', '.join(versions)} ({len(manifest['blobs'])} blobs, {human_size(size)}) to {dest}")
 
 
 @cli.command("import")
@@ -63,7 +61,7 @@ def import_(ctx: click.Context, archive: Path, as_json: bool) -> None:
         return
     for before, after in done.versions.items():
         note = "" if before == after else f" ({before.rsplit(':', 1)[1]} is taken here)"
-        click.echo(f"imported {before} as {after}{note}")
+        echo(f"imported {before} as {after}{note}")
     for alias, what in done.aliases.items():
-        click.echo(f"{alias}: {what}")
-    click.echo(f"{done.blobs_added} new blob(s), {human_size(done.bytes_added)}", err=True)
+        echo(f"{alias}: {what}")
+    echo(f"{done.blobs_added} new blob(s), {human_size(done.bytes_added)}", err=True)

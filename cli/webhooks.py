@@ -6,7 +6,7 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
-from regctl.cli.render import emit_json, table
+from regctl.cli.render import echo, emit_json, table
 
 
 @cli.group()
@@ -37,11 +37,11 @@ def webhooks_add(ctx: click.Context, url: str, events: str, model_pattern: str |
         return
     hook = made.webhook
     scope = f" for models {hook.model_pattern}" if hook.model_pattern else ""
-    click.echo(
+    echo(
         f"added webhook {hook.id} ({', '.join(hook.events)}{scope}); its signing secret is shown only now:",
         err=True,
     )
-    click.echo(made.secret)
+    echo(made.secret)
 
 
 @webhooks.command("list")
@@ -78,7 +78,7 @@ def webhooks_list(ctx: click.Context, removed: bool, as_json: bool) -> None:
 def webhooks_remove(ctx: click.Context, webhook_id: int) -> None:
     """Remove a webhook: no new deliveries, its unsent ones fail; its deliveries stay listed."""
     info = client_of(ctx).remove_webhook(webhook_id)
-    click.echo(f"removed webhook {info.id} ({info.url})")
+    echo(f"removed webhook {info.id} ({info.url})")
 
 
 @webhooks.command("deliveries")
@@ -118,4 +118,4 @@ def webhooks_deliveries(ctx: click.Context, webhook_id: int, limit: int, as_json
 def webhooks_redeliver(ctx: click.Context, delivery_id: int) -> None:
     """Send a delivery again now (without a broker, before this command exits; at most 10 s)."""
     info = client_of(ctx).redeliver(delivery_id)
-    click.echo(f"delivery {info.id} ({info.event}) is due again now; attempt {info.attempts + 1} follows")
+    echo(f"delivery {info.id} ({info.event}) is due again now; attempt {info.attempts + 1} follows")

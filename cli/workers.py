@@ -8,7 +8,7 @@ import click
 
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
-from regctl.cli.render import emit_json
+from regctl.cli.render import echo, emit_json
 from regctl.registry.errors import InvalidInput
 from regctl.registry.settings import Settings
 
@@ -77,7 +77,7 @@ def worker(
     from regctl.worker.sandbox.probe import describe
 
     for line in describe(checked_protections(settings)):
-        click.echo(line, err=True)
+        echo(line, err=True)
     # Children rebuild their settings from the environment; make it say exactly what ours say.
     os.environ.update(settings.to_env())
     os.environ.update(
@@ -143,7 +143,7 @@ def reconcile(ctx: click.Context, queued_older_than: float | None, as_json: bool
     if as_json:
         emit_json(report.to_json())
         return
-    click.echo(
+    echo(
         f"re-queued {len(report.requeued)} stale, failed {len(report.failed)} past the attempt cap, "
         f"re-sent {len(report.republished)} queued job(s), handed on {len(report.webhooks)} due "
         "webhook deliveries"

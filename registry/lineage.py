@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from regctl.registry.errors import InvalidInput
+from regctl.registry.text import check_text
 
 MAX_TAGS = 50
 MAX_TAG_KEY = 64
@@ -85,6 +86,8 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
             raise InvalidInput(
                 f"tag key {key!r} is not valid; use 1 to {MAX_TAG_KEY} letters, digits, '_', '.', '-' or '/'"
             )
+        if isinstance(value, str) and len(value) <= MAX_TAG_VALUE:
+            check_text(f"tag {key}'s value", value)  # names the hidden character, if that is what is wrong
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE or not value.isprintable():
             raise InvalidInput(
                 f"tag {key}'s value must be printable text of at most {MAX_TAG_VALUE} characters, on one line"
@@ -108,10 +111,14 @@ def check_run_url(url: str | None) -> str | None:
 
 
 def check_description(text: str | None) -> str | None:
-    """A version's description: free text of sane length; None stays None."""
+    """A version's description: one line of text of sane length, nothing hidden; None stays None.
+
+    Control, bidi and zero-width characters are refused (registry/text.py), so a description reads
+    the same in a terminal, on a page and in JSON.
+    """
     if text is not None and len(text) > MAX_DESCRIPTION:
         raise InvalidInput(f"the description has {len(text)} characters; keep it under {MAX_DESCRIPTION}")
-    return text
+    return None if text is None else check_text("the description", text)
 
 
 def git_state(directory: Path, bundled: list[Path]) -> GitState | None:
