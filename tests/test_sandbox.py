@@ -709,10 +709,23 @@ def test_outermost_keeps_only_paths_not_inside_another() -> None:
 # -- error text fit for a database and a terminal ---------------------------------------------------------
 
 
-def test_one_line_removes_nul_bytes_newlines_and_control_characters() -> None:
+def test_one_line_flattens_whitespace_and_escapes_control_characters_visibly() -> None:
     text = "model\x00 failed\n  at line 3\r\n\tbecause \x1b[31mred\x1b[0m\x7f\x08!"
-    assert one_line(text) == "model failed at line 3 because [31mred[0m!"
+    assert one_line(text) == "model\\x00 failed at line 3 because \\x1b[31mred\\x1b[0m\\x7f\\x08!"
     assert one_line(None) is None
+
+
+def test_one_line_escapes_bidi_overrides_and_zero_width_characters() -> None:
+    assert (
+        one_line("ValueError: [/x] \u202egnp.exe\u200b\ufeff")
+        == "ValueError: [/x] \\u202egnp.exe\\u200b\\ufeff"
+    )
+
+
+def test_one_line_of_an_enormous_error_is_bounded_and_says_it_was_cut() -> None:
+    flat = one_line("\x1b" * 10_000_000)
+    assert flat is not None and len(flat) == MAX_ERROR_CHARS and flat.endswith("…")
+    assert one_line(" " * 1_000_000 + "x") == "…"  # cut before the word: said so
 
 
 def test_one_line_bounds_the_length_of_an_error() -> None:
@@ -724,20 +737,20 @@ def test_one_line_bounds_the_length_of_an_error() -> None:
     assert one_line(exact) == exact
 
 
-def test_scrub_removes_nul_and_control_characters_from_every_string_in_a_report() -> None:
+def test_scrub_escapes_nul_and_control_characters_in_every_string_of_a_report() -> None:
     report = {
         "error\x00": "bad\x00 thing\x1b]0;title\x07",
-        "nested": {"list": ["a\x00b", 3, None, {"k": "\x01\x02c"}]},
+        "nested": {"list": ["a\x00b", 3, None, {"k": "\x01\x02c\u202e"}]},
         "ok": False,
         "ratio": 0.5,
     }
     assert scrub(report) == {
-        "error": "bad thing]0;title",
-        "nested": {"list": ["ab", 3, None, {"k": "c"}]},
+        "error\\x00": "bad\\x00 thing\\x1b]0;title\\x07",
+        "nested": {"list": ["a\\x00b", 3, None, {"k": "\\x01\\x02c\\u202e"}]},
         "ok": False,
         "ratio": 0.5,
     }
-    assert "\x00" not in json.dumps(scrub(report))
+    assert "\x00" not in json.dumps(scrub(report), ensure_ascii=False)
 
 
 def test_scrub_keeps_the_line_breaks_of_multi_line_details() -> None:

@@ -13,7 +13,6 @@ import glob
 import json
 import logging
 import os
-import re
 import signal
 import stat
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any, BinaryIO
 
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
+from regctl.registry.text import visible
 from regctl.worker.embedded import describe_exit
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
@@ -263,13 +263,18 @@ def role_failure(who: str, outcome: RoleOutcome, settings: Settings, out: Path) 
 
 
 def _log_tail(path: Path, size: int = 8192) -> str:
-    """The end of a sandboxed process's log, read without following links."""
+    """The last `size` bytes of a sandboxed process's log, fit for the worker's log and a terminal.
+
+    Opened like every file a sandbox left (`_open_regular`: no link, no FIFO that would block), and
+    the model's escape sequences, bidi overrides and other hidden characters come back as visible
+    escapes (registry/text.py); line breaks stay.
+    """
     handle = _open_regular(path)
     if handle is None:
         return ""
     with handle:
         handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
-        return handle.read(size).decode("utf-8", "replace")
+        return visible(handle.read(size).decode("utf-8", "replace"))
 
 
 def _signal_hint(sig: int, settings: Settings) -> str:
@@ -286,23 +291,29 @@ def _failed(error: str, sandbox: dict[str, Any]) -> JudgedJob:
 
 
 MAX_ERROR_CHARS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def one_line(text: str | None) -> str | None:
-    """A job error fit for the database and a terminal: one line, no control characters, bounded."""
+    """A job error fit for the database and a terminal: one line, bounded, every hidden character
+    (escape sequences, NUL, bidi overrides, zero-width) a visible escape (registry/text.py)."""
     if text is None:
         return None
-    flat = " ".join(_CONTROL.sub("", text).split())
-    return flat if len(flat) <= MAX_ERROR_CHARS else flat[: MAX_ERROR_CHARS - 1] + "…"
+    head = text[: 16 * MAX_ERROR_CHARS]  # a judge's error of megabytes is not flattened whole
+    flat = visible(" ".join(head.split()), multiline=False)
+    if len(flat) <= MAX_ERROR_CHARS and len(head) == len(text):
+        return flat
+    return flat[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def scrub(value: Any) -> Any:
-    """A copy of a report without NUL and other control characters (PostgreSQL refuses NUL in text)."""
+    """A copy of a report whose every string shows its hidden characters as visible escapes.
+
+    NUL too, which PostgreSQL refuses in text; line breaks and tabs stay (tracebacks, details).
+    """
     if isinstance(value, str):
-        return _CONTROL.sub("", value)
+        return visible(value)
     if isinstance(value, dict):
-        return {scrub(str(k)): scrub(v) for k, v in value.items()}
+        return {visible(str(k), multiline=False): scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub(v) for v in value]
     return value
@@ -367,6 +378,7 @@ def regular(path: Path) -> Path | None:
 
 
 def read_regular(path: Path, limit: int) -> bytes | None:
+    """The bytes of the regular file `path`, or None: missing, a link, not a file, or over `limit`."""
     handle = _open_regular(path)
     if handle is None:
         return None
@@ -376,9 +388,14 @@ def read_regular(path: Path, limit: int) -> bytes | None:
 
 
 def _open_regular(path: Path) -> BinaryIO | None:
-    """`path` opened for reading if it is a regular file; never through a link a sandbox planted."""
+    """`path` opened for reading if it is a regular file; never through a link a sandbox planted.
+
+    O_NONBLOCK: a FIFO planted in its place opens at once (a blocking open would wait for a writer
+    for ever, and the soft time limit with it); fstat then turns it away. On a regular file the flag
+    changes nothing.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     handle = os.fdopen(fd, "rb")
