@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import resource
 from dataclasses import dataclass, field
 from typing import Any
 
-from regctl.worker.sandbox import linux
+from regctl.worker.sandbox import linux, seccomp_filter
 from regctl.worker.sandbox.plan import DEVICE_NODES, JOB_ROOT, SYSTEM_DIRS, SandboxPlan, interpreter_paths
 
 NAMESPACE_FLAGS = {
@@ -50,6 +51,10 @@ class Protections:
     limits: dict[str, int] = field(default_factory=dict)
     environment: str = "allowlist"
     process_tree: str = "process group killed with the job"
+    seccomp: str = "none"
+    dumpable: str = "dumpable (the kernel's default)"
+    descriptors: str = "the zygote's standard streams"
+    leftovers: str = "the role's process group is killed when it ends"
     missing: list[str] = field(default_factory=list)
 
     def lack(self, what: str, why: object) -> None:
@@ -70,6 +75,10 @@ class Protections:
             "limits": self.limits,
             "environment": self.environment,
             "process_tree": self.process_tree,
+            "seccomp": self.seccomp,
+            "dumpable": self.dumpable,
+            "descriptors": self.descriptors,
+            "leftovers": self.leftovers,
             "missing": self.missing,
         }
 
@@ -115,7 +124,7 @@ def build_private_root(plan: SandboxPlan, protections: Protections) -> bool:
         protections.lack("private file system", f"{exc.strerror or exc} ({exc.filename or 'mount'})")
         return False
     protections.filesystem = (
-        f"private read-only root; writable: {plan.mounts['out'].inside} only; "
+        f"private read-only root (submounts read-only too); writable: {plan.mounts['out'].inside} only; "
         "registry home, database, artifact store, LibTorch cache and home directories are not mounted"
     )
     return True
@@ -162,15 +171,53 @@ def _bind(source: str, target: str, *, writable: bool) -> None:
             with open(target, "w"):
                 pass
     linux.mount(source, target, None, linux.MS_BIND | linux.MS_REC)
+    # MS_REC brings every mount below `source` along, and a read-only remount covers only the top
+    # one: remount each of them, or a tmpfs (or any file system) mounted inside stays writable.
+    for point in [target, *_mounts_below(target)]:
+        _remount(point, writable=writable)
+
+
+def _remount(point: str, *, writable: bool) -> None:
     flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID
     if not writable:
         flags |= linux.MS_RDONLY
-    # A user namespace may not clear flags the original mount has; keep them.
-    current = os.statvfs(target).f_flag
-    for st_flag, ms_flag in ((os.ST_NODEV, linux.MS_NODEV), (os.ST_NOEXEC, 0x8), (os.ST_NOATIME, 0x400)):
+    # A user namespace may not clear the flags a mount of its parent namespace has (they are
+    # locked): keep them.
+    current = os.statvfs(point).f_flag
+    for st_flag, ms_flag in _KEPT_FLAGS:
         if current & st_flag:
             flags |= ms_flag
-    linux.mount(None, target, None, flags)
+    linux.mount(None, point, None, flags)
+
+
+_KEPT_FLAGS = (
+    (os.ST_NODEV, linux.MS_NODEV),
+    (os.ST_NOEXEC, 0x8),  # MS_NOEXEC
+    (os.ST_NOATIME, 0x400),  # MS_NOATIME
+    (os.ST_NODIRATIME, 0x800),  # MS_NODIRATIME
+    (os.ST_RELATIME, 1 << 21),  # MS_RELATIME
+)
+
+
+def _mounts_below(target: str) -> list[str]:
+    """Mount points strictly below `target` (from /proc/self/mountinfo), outermost first."""
+    prefix = target.rstrip("/") + "/"
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" ")
+            if len(fields) > 4:
+                point = _unescape(fields[4])
+                if point.startswith(prefix):
+                    points.append(point)
+    return sorted(set(points), key=lambda p: (p.count("/"), p))
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes (\\040 ...)."""
+    if "\\" not in field:
+        return field
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _dev(root: str, devices: list[str]) -> None:
@@ -249,7 +296,16 @@ def drop_privileges(plan: SandboxPlan, protections: Protections) -> None:
             os.setresgid(plan.uid, plan.uid, plan.uid)
             os.setresuid(plan.uid, plan.uid, plan.uid)
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            protections.uid = f"{plan.uid} (unprivileged, no capabilities)"
+            if plan.own_uid:
+                protections.uid = (
+                    f"{plan.uid} (unprivileged, no capabilities; this role's own, for this job only)"
+                )
+                protections.leftovers = (
+                    "every process of the role's uid is killed when it ends, and again when the job ends"
+                )
+            else:
+                protections.uid = f"{plan.uid} (unprivileged, no capabilities; shared with other roles)"
+                protections.lack("per-role uid", f"uid {plan.uid} was not leased for this role and job alone")
         elif "user" in protections.namespaces:
             linux.drop_capabilities()
             protections.uid = f"{os.getuid()} (the worker's own uid, not root; no capabilities)"
@@ -268,3 +324,26 @@ def _drop_bounding_set() -> None:
             if exc.errno == errno.EINVAL:
                 break
             raise
+
+
+def filter_system_calls(protections: Protections) -> None:
+    """Load the seccomp filter (seccomp_filter.py) into this process and every process it forks."""
+    try:
+        denied = seccomp_filter.install()
+    except seccomp_filter.SeccompUnavailable as exc:
+        protections.lack("seccomp filter", exc)
+        return
+    protections.seccomp = seccomp_filter.summary(denied)
+
+
+def forbid_tracing(protections: Protections) -> None:
+    """PR_SET_DUMPABLE(0) on this process: after the change of uid, which may set it again."""
+    try:
+        linux.not_dumpable()
+    except OSError as exc:
+        protections.lack("not dumpable", exc.strerror or exc)
+        return
+    protections.dumpable = (
+        "not dumpable: init, the launcher and the role (until it runs a program of its own): "
+        "no core dumps, no tracing, no /proc/<pid>/fd or mem by its own uid"
+    )

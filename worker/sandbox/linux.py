@@ -27,6 +27,8 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
 
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_CAP_AMBIENT = 47
@@ -80,6 +82,22 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def prctl(option: int, arg: int = 0) -> None:
     """prctl(2) with one argument."""
     _check(_libc.prctl(option, arg, 0, 0, 0), f"prctl {option}")
+
+
+def not_dumpable() -> None:
+    """PR_SET_DUMPABLE(0): no core dump, and no process of our uid may trace us or open our /proc files.
+
+    The kernel sets it back on execve() and on some changes of uid: call it after both.
+    """
+    prctl(PR_SET_DUMPABLE, 0)
+
+
+def dumpable() -> bool:
+    """Whether this process is dumpable (PR_GET_DUMPABLE)."""
+    result = _libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+    if result < 0:
+        _check(result, "prctl PR_GET_DUMPABLE")
+    return result != 0
 
 
 def die_with_parent(signum: int) -> None:

@@ -6,7 +6,11 @@ the same pid, the same children, the descriptors they pass on, a few MB of memor
 interpreter cannot be started they call the same functions in place. So this file may import the
 standard library only, and both keep PR_SET_PDEATHSIG across the exec.
 
-    python -S -I waiters.py init ROLE_PID STATUS_FD           reap, write the role's status, exit 0
+execve() makes a process dumpable again, so each waiter first sets PR_SET_DUMPABLE(0); the init's
+then closes GO_FD, the pipe the role waits on before it runs model code: the role never sees its
+init dumpable (it could open /proc/1/fd, the status pipe among them).
+
+    python -S -I waiters.py init ROLE_PID STATUS_FD GO_FD     reap, write the role's status, exit 0
     python -S -I waiters.py launcher INIT_PID STATUS_FD CODE  wait, then end the way the role ended
 """
 
@@ -16,6 +20,17 @@ import os
 import signal
 import sys
 from typing import NoReturn
+
+PR_SET_DUMPABLE = 4
+
+
+def not_dumpable() -> None:
+    """PR_SET_DUMPABLE(0) through libc (this file may not import regctl): undo what execve() did."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl PR_SET_DUMPABLE")
 
 
 def reap(pid: int) -> int:
@@ -69,8 +84,17 @@ def become(which: str, *numbers: int, keep: tuple[int, ...] = ()) -> None:
             os.set_inheritable(fd, False)
 
 
+def _main(which: str, numbers: list[int]) -> NoReturn:
+    try:
+        not_dumpable()
+    except OSError:
+        os._exit(1)  # never leave a dumpable init beside the role: the role dies with it
+    if which == "init":
+        role, status_w, go_w = numbers
+        os.close(go_w)  # the role may run model code now
+        init_waits(role, status_w)
+    launcher_waits(*numbers)
+
+
 if __name__ == "__main__":
-    _numbers = [int(n) for n in sys.argv[2:]]
-    if sys.argv[1] == "init":
-        init_waits(*_numbers)
-    launcher_waits(*_numbers)
+    _main(sys.argv[1], [int(n) for n in sys.argv[2:]])

@@ -9,11 +9,13 @@ Protocol, over a SOCK_SEQPACKET socket inherited as fd $REGCTL_ZYGOTE_FD, one JS
 
     -> {"op": "run", "role": ..., "plan": {...}, "args": {...}}  + the progress pipe's write end
     <- {"started": pid}      later   <- {"exited": pid, "status": raw wait status}
-    -> {"op": "kill", "pid": pid}    (kills the role's whole process group)
+    -> {"op": "kill", "pid": pid}    (kills the role's whole process group, and its leased uid's processes)
     -> {"op": "runner", "cache_dir": ..., "enabled": bool}
     <- {"runner": path, "build_s": s} | {"runner": null, "skip": reason}
 
-The zygote dies with its supervisor (parent-death signal, and end of file on the socket).
+The zygote dies with its supervisor (parent-death signal, and end of file on the socket). When a
+role whose plan has `own_uid` ends, the zygote (root, the role's ancestor) kills every process of
+that uid: whatever the role started and hid from its process group and PID namespace.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import signal
 import socket
 import sys
 from typing import Any
+
+from regctl.worker.sandbox.uids import sweep
 
 CONTROL_FD_ENV = "REGCTL_ZYGOTE_FD"
 PARENT_ENV = "REGCTL_ZYGOTE_PARENT"
@@ -89,6 +93,7 @@ class Zygote:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.children: dict[int, int] = {}  # pid -> pidfd
+        self.uids: dict[int, int] = {}  # pid -> the uid leased to that role alone (plan.own_uid)
 
     def serve(self) -> None:
         while True:
@@ -130,6 +135,8 @@ class Zygote:
             launch(plan, message["role"], message["args"], progress_fd)
         os.close(progress_fd)
         self.children[pid] = os.pidfd_open(pid)
+        if plan.own_uid and plan.mode != "off":
+            self.uids[pid] = plan.uid
         _send(self.sock, {"started": pid})
 
     def _reap(self, pidfd: int) -> None:
@@ -137,15 +144,25 @@ class Zygote:
         _, status = os.waitpid(pid, 0)
         os.close(self.children.pop(pid))
         _kill_group(pid)  # anything the role left behind in its session (sandbox off or degraded)
+        self._sweep(pid)
         _send(self.sock, {"exited": pid, "status": status})
 
     def _kill(self, pid: int) -> None:
         if pid in self.children:
             _kill_group(pid)
+            if pid in self.uids:
+                sweep([self.uids[pid]])
 
     def _kill_all(self) -> None:
         for pid in list(self.children):
             _kill_group(pid)
+            self._sweep(pid)
+
+    def _sweep(self, pid: int) -> None:
+        """Kill every process of the role's own uid (none where the uid is not the role's alone)."""
+        uid = self.uids.pop(pid, None)
+        if uid is not None:
+            sweep([uid])
 
 
 def _kill_group(pid: int) -> None:
