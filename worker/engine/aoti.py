@@ -2,7 +2,8 @@
 
 Runs in its own sandboxed role process (worker/aoti_stage.py starts it after the judge), which never
 imports model code: it loads the exported program the judge already proved (`model.pt2` from the
-model process, tensors and plain data only, and only if its sha256 is the proved one), compiles it
+model process, only if its sha256 is the proved one and program_check.py passes it again, tensors
+and plain data only), compiles it
 with `torch._inductor.aoti_compile_and_package`, then loads the package with
 `torch._inductor.aoti_load_package` and runs the whole battery against the eager outputs, then runs
 it again in C++ (libtorch_runner.cpp with `aoti`, through torch::inductor::AOTIModelPackageLoader).
@@ -39,6 +40,7 @@ from regctl.worker.engine.evaluate import check_candidate
 from regctl.worker.engine.export import plain_data_only, quiet_torch
 from regctl.worker.engine.latency import measure
 from regctl.worker.engine.libtorch import Runner, run_libtorch_stage
+from regctl.worker.engine.program_check import ProgramRefused, check_program
 from regctl.worker.engine.report import case_entries, json_safe
 from regctl.worker.engine.sections import PACKAGE_FILE, RESULT_FILE, empty_aoti_section, empty_section
 
@@ -60,6 +62,11 @@ def compile_and_judge(
     section = empty_aoti_section(True)
     if sha256_file(program) != expected_sha256:
         section["error"] = "the exported program changed after the judge proved it; not compiled"
+        return section
+    try:
+        check_program(program)  # as in the judge: torch.export.load evals strings of the archive
+    except ProgramRefused as exc:
+        section["error"] = f"the exported program was refused before loading: {exc}"
         return section
     progress("aoti: compiling")
     started = time.perf_counter()
@@ -160,7 +167,7 @@ def run_aoti_role(
         write_section(out, empty_aoti_section(True, "no proved exported program to compile"))
         return
     side, battery, reference, device = judge_inputs(
-        Path(paths["model"]), spec, Path(paths["candidates"]), progress
+        Path(paths["model"]), spec, Path(paths["reference"]), int(args["seed"]), progress
     )
     if side.error is not None:
         write_section(out, empty_aoti_section(True, side.error))

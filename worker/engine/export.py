@@ -8,8 +8,9 @@ notes when that is not the opt shape; the battery then checks size 1 as well.
 
 Python scalar inputs are passed as they are: torch.export specializes them to the example's
 value, so the battery fails on other values and the program is not kept. The model side exports
-and saves (`export_program`); the judge loads the saved program with tensors and plain data only
-(`plain_data_only`) and runs its `.module()` against eager on the battery (`judge_program`).
+and saves (`export_program`); the judge has the archive checked (program_check.py: no string
+torch would eval, exec or import, no pickle but plain tensors), loads it with tensors and plain
+data only (`plain_data_only`) and runs its `.module()` against eager on the battery (`judge_program`).
 Nothing here ever fails the conversion: every problem becomes `ExportOutcome.error`.
 """
 
@@ -33,6 +34,7 @@ from regctl.worker.engine.battery import BatteryCase, used_dims
 from regctl.worker.engine.capture import describe_exception
 from regctl.worker.engine.evaluate import CandidateCheck, Progress, check_candidate
 from regctl.worker.engine.loader import LoadedModel
+from regctl.worker.engine.program_check import ProgramRefused, check_program
 
 
 @dataclass
@@ -105,6 +107,14 @@ def judge_program(
     """Load a saved program (judge side) and run it against eager on the battery."""
     start = time.perf_counter()
     outcome = ExportOutcome()
+    try:
+        # torch.export.load evals the program's shape strings and .module() execs its guards: the
+        # archive passes the checker first, or torch never sees it.
+        check_program(path)
+    except ProgramRefused as exc:
+        outcome.error = f"the exported program was refused before loading: {exc}"
+        outcome.seconds = time.perf_counter() - start
+        return outcome
     try:
         with quiet_torch(), plain_data_only():
             runnable = torch.export.load(str(path)).module()
