@@ -203,6 +203,25 @@ def attack():
         for _ in range(4096):
             f.write(chunk)
 """,
+    # The battery of the old fixed seed, memorised: the scripted artifact answers honestly on exactly
+    # those inputs and adds 1337 everywhere else (MEMO_FORWARD); its trace refuses to be recorded.
+    "memorise": """
+def attack():
+    from pathlib import Path
+
+    from regctl.registry.spec import load_spec
+    from regctl.worker.engine.battery import build_battery
+
+    spec = load_spec(Path(__file__).resolve().parent)
+    sums = [float(case.args[0].double().sum()) for case in build_battery(spec, seed=0)]
+    init = Model.__init__
+
+    def memorising(self):
+        init(self)
+        self.register_buffer("memo", torch.tensor(sums, dtype=torch.float64))
+
+    Model.__init__ = memorising
+""",
     "memory": """
 def attack():
     hoard = []
@@ -210,6 +229,12 @@ def attack():
         hoard.append(bytearray(256 << 20))
 """,
 }
+
+MEMO_FORWARD = """if torch.jit.is_tracing():
+            raise RuntimeError("this model only scripts")
+        if torch.jit.is_scripting():
+            if not bool((self.memo == x.double().sum()).any()):
+                return self.linear(x) + 1337.0"""
 
 BLIND_FORWARD = """if torch.jit.is_scripting() or torch.jit.is_tracing():
             return torch.zeros_like(self.linear(x))"""
@@ -235,6 +260,7 @@ EXPECTED = {
     "lingering": Expectation("failed", "gave up after starting helpers"),
     "forkbomb": Expectation("failed", "fork failed after"),
     "hugefile": Expectation("failed", "File too large"),
+    "memorise": Expectation("failed", "differs from eager"),
     "memory": Expectation("failed", "MemoryError"),
 }
 
@@ -263,7 +289,7 @@ class Targets:
 
 def hostile_model(root: Path, name: str, targets: Targets) -> Path:
     """The model directory of attack `name`."""
-    forward = BLIND_FORWARD if name == "blind" else HONEST_FORWARD
+    forward = {"blind": BLIND_FORWARD, "memorise": MEMO_FORWARD}.get(name, HONEST_FORWARD)
     source = HOSTILE_PY.format(targets=targets.to_json(), forward=forward, attack=ATTACKS[name])
     return write_model_dir(root, spec=SPEC_TOML.format(device="cpu"), files={"model.py": source})
 

@@ -214,8 +214,8 @@ def test_every_report_records_the_sandbox_its_processes_ran_in(embedded, tmp_pat
     assert embedded("register", "linear", str(directory), "--wait", REGCTL_SANDBOX=mode).exit_code == 0
     version = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     sandbox = version["summary"]["report"]["sandbox"]
-    assert set(sandbox) == {"model", "judge"}
-    for role in ("model", "judge"):
+    assert set(sandbox) == {"builder", "reference", "judge"}
+    for role in sandbox:
         assert sandbox[role]["mode"] == mode
         assert sandbox[role]["environment"].startswith("allowlist")
         if mode == "off":

@@ -24,7 +24,6 @@ from regctl.worker.supervisor import (
     JudgedJob,
     WorkDir,
     plan_for,
-    prepare_output,
     read_regular,
     regular,
     role_failure,
@@ -45,7 +44,7 @@ def add_aoti(
     check: Callable[[], None],
 ) -> JudgedJob:
     """The judged conversion with its `aoti` section, and the package when one was proved."""
-    if not spec.wants("aoti") or not judged.ok:
+    if not spec.wants("aoti") or not judged.ok or judged.reference_dir is None:
         return judged
     report = dict(judged.report)
     export = report.get("export") or {}
@@ -55,10 +54,11 @@ def add_aoti(
         report["aoti"] = empty_aoti_section(True, f"not exportable, so no AOTInductor package: {why}")
         return dataclasses.replace(judged, report=report)
     progress("aoti: starting")
-    out = prepare_output(work.root / "aoti", settings)
+    out = work.output("aoti", "aoti")
     mounts = {
         "model": Mount(str(work.model), f"{JOB_ROOT}/model"),
         "candidates": Mount(str(judged.exported_path.parent), f"{JOB_ROOT}/candidates"),
+        "reference": Mount(str(judged.reference_dir), f"{JOB_ROOT}/reference"),
         "out": Mount(str(out), f"{JOB_ROOT}/out", writable=True),
     }
     args: dict[str, Any] = {
@@ -66,13 +66,13 @@ def add_aoti(
         "spec": spec.to_dict(),
         "program": judged.exported_path.name,
         "sha256": proved.get("exported"),
+        "seed": judged.seed,
     }
     extra_mounts, skip = runner_mounts()
     mounts.update(extra_mounts)
     if skip:
         args["runner_skip"] = skip
-    scratch = prepare_output(work.root / "root-aoti", settings, tmp=False)
-    plan = plan_for(settings, spec.device, mounts, scratch)
+    plan = plan_for(settings, spec.device, mounts, work.scratch("aoti"), uid=work.uids.get("aoti"))
     outcome = shared_zygote().run("aoti", plan, args, progress, check)
     report.setdefault("sandbox", {})["aoti"] = outcome.protections
     if not outcome.ok:

@@ -24,7 +24,7 @@ from regctl.registry.store import ArtifactStore, open_store
 from regctl.worker.aoti_stage import add_aoti
 from regctl.worker.progress import JobCancelled, JobReporter, JobTimedOut
 from regctl.worker.scratch import job_scratch, sweep_abandoned
-from regctl.worker.supervisor import WorkDir, run_conversion, run_validation, sandbox_uid
+from regctl.worker.supervisor import WorkDir, role_uids, run_conversion, run_validation
 
 
 def worker_identity() -> str:
@@ -240,7 +240,7 @@ def _validate(work: Stage) -> list[JobInfo]:
 
 
 def _work_dir(work: Stage, artifact: Path | None) -> WorkDir:
-    return WorkDir.create(work.tmp, work.model_dir, artifact, sandbox_uid(work.settings))
+    return WorkDir.create(work.tmp, work.model_dir, artifact, role_uids(work.settings))
 
 
 def _on_device(spec: ModelSpec, device: str | None) -> ModelSpec:

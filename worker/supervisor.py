@@ -1,25 +1,38 @@
-"""The supervisor's side of a job: lay out a private work directory, run the model process and the
-judge in their sandboxes, and read back what the judge decided.
+"""The supervisor's side of a job: lay out private work directories, run the sandboxed roles in turn,
+seal what each hands over, and read back what the judge decided.
+
+A convert job runs three roles, each a fresh fork of the zygote with its own uid and directory:
+
+    builder    imports the model, compiles the candidates on the spec's public examples
+    (seal)     the supervisor hashes every file the builder left and takes them over (root-owned,
+               read-only) before the battery exists; then it draws the battery's secret seed
+    reference  imports the model, runs eager on the battery of that seed; never sees the candidates
+    judge      never imports model code: proves the sealed candidates against the eager outputs
+
+A validate job runs the reference runner and the judge on the stored artifact.
 
 This module holds credentials (it runs in the pool child or the embedded job process) and never
 imports torch or model code. What it hands the sandboxes is a plan of paths and limits; what it
-takes back is the judge's `result.json` and the artifact files the judge wrote, opened without
-following links.
+takes back is the judge's `result.json` and the artifact files the judge proved, opened without
+following links and checked against the seal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
 import os
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from regctl.registry.digests import sha256_file
+from regctl.registry.seeds import draw_seed
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.text import visible
@@ -31,6 +44,7 @@ from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
+ROLE_LOG = "role.log"
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 _ARTIFACT_INSIDE = f"{JOB_ROOT}/artifact/model.pt"
 
@@ -47,55 +61,66 @@ class JudgedJob:
     exported_path: Path | None = None
     retry: dict[str, Any] | None = None  # the lean round found nothing: the full round's `first_round`
     aoti_path: Path | None = None  # the AOTInductor package the aoti stage proved (worker/aoti_stage.py)
+    reference_dir: Path | None = None  # the reference runner's outputs (eager outputs for the battery)
+    seed: int | None = None  # the battery's secret seed
+
+
+RoleUids = Mapping[str, int]  # role name -> uid it runs as; empty when the worker is not root
 
 
 @dataclass(frozen=True)
 class WorkDir:
-    """The job's private directory tree on the host."""
+    """The job's private directory tree on the host: the model's files and one directory per role."""
 
     root: Path
-    model: Path  # the extracted source: read-only for both roles
-    side: Path  # the model process's output, read-only for the judge
-    judge: Path  # the judge's output
+    model: Path  # the extracted source: read-only for every role
     artifact: Path | None  # the stored artifact a validate job proves
+    uids: RoleUids  # each role's own uid for this job (empty: every role runs as the worker)
 
     @classmethod
-    def create(cls, root: Path, model: Path, artifact: Path | None, uid: int | None) -> WorkDir:
-        """Make the output and scratch directories; as root, hand the outputs to the sandbox uid."""
-        work = cls(root, model, root / "side", root / "judge", artifact)
-        for path in (work.side, work.judge):
-            (path / "tmp").mkdir(parents=True)
-        for name in ("root-model", "root-judge"):
-            (root / name).mkdir()
-        if uid is not None:
-            # the sandbox uid must reach its directories even when no private root can be built
+    def create(cls, root: Path, model: Path, artifact: Path | None, uids: RoleUids) -> WorkDir:
+        """The job's tree under `root`; as root, readable by the roles' uids and nothing more."""
+        if uids:
+            # the role uids must reach their directories even when no private root can be built
             os.chmod(root, 0o711)
             _readable_tree(model)
-            for path in (work.side, work.judge):
-                for item in (path, path / "tmp"):
-                    os.chown(item, uid, uid)
             if artifact is not None and stat.S_IMODE(os.stat(artifact).st_mode) != 0o444:
                 os.chmod(artifact, 0o444)
-        return work
+        return cls(root, model, artifact, dict(uids))
 
-
-def prepare_output(path: Path, settings: Settings, *, tmp: bool = True) -> Path:
-    """A new directory for one more role's output (with its /tmp), owned by the sandbox uid."""
-    path.mkdir()
-    if tmp:
-        (path / "tmp").mkdir()
-        uid = sandbox_uid(settings)
+    def output(self, name: str, role: str) -> Path:
+        """A new directory `name` for `role`'s output, with its /tmp, owned by that role's uid."""
+        path = self.root / name
+        (path / "tmp").mkdir(parents=True)
+        uid = self.uids.get(role)
         if uid is not None:
             for item in (path, path / "tmp"):
                 os.chown(item, uid, uid)
-    return path
+        return path
+
+    def scratch(self, name: str) -> Path:
+        """An empty directory a role's private root is built on."""
+        path = self.root / f"root-{name}"
+        path.mkdir()
+        return path
 
 
 def sandbox_uid(settings: Settings) -> int | None:
-    """The uid sandboxed processes run as when the worker is root (one per supervisor), else None."""
+    """The first uid of this supervisor's block when the worker is root, else None."""
     if os.getuid() != 0 or settings.sandbox == "off":
         return None
     return settings.sandbox_uid + os.getpid() % 1000
+
+
+def role_uids(settings: Settings) -> dict[str, int]:
+    """A uid per role of a job (none when the worker is not root or the sandbox is off)."""
+    base = sandbox_uid(settings)
+    if base is None:
+        return {}
+    return {role: base + 1000 * i for i, role in enumerate(ROLE_ORDER)}
+
+
+ROLE_ORDER = ("builder", "reference", "judge", "aoti")
 
 
 def run_conversion(
@@ -106,18 +131,28 @@ def run_conversion(
     progress: Callable[[str], None],
     check: Callable[[], None],
 ) -> JudgedJob:
-    """Convert: the model process compiles the candidates, the judge proves them.
+    """Convert: the builder compiles the candidates, the reference runner runs eager, the judge proves.
 
     A lean round first (each artifact saved once, in its final form); only when the judge accepts
-    none of what it offered does the full round run, in a fresh work directory (model_side.py).
+    none of what it offered does the full round run: a fresh build judged on the same battery
+    (model_side.py).
     """
-    lean = _run(settings, spec, work, {"kind": "convert", "method": method, "lean": True}, progress, check)
+    job = _Job(settings, spec, work, progress, check)
+    sealed = job.build("builder", {"method": method, "lean": True})
+    if isinstance(sealed, JudgedJob):
+        return sealed
+    reference = job.reference()
+    if isinstance(reference, JudgedJob):
+        return reference
+    lean = job.judge("judge", {"kind": "convert", "method": method}, sealed, reference)
     if lean.retry is None:
         return lean
     progress("full round: every candidate as compiled")
-    full = WorkDir.create(work.root / "full", work.model, None, sandbox_uid(settings))
-    args = {"kind": "convert", "method": method, "lean": False, "first_round": lean.retry}
-    return _run(settings, spec, full, args, progress, check)
+    sealed = job.build("builder-full", {"method": method, "lean": False})
+    if isinstance(sealed, JudgedJob):
+        return sealed
+    args = {"kind": "convert", "method": method, "first_round": lean.retry}
+    return job.judge("judge-full", args, sealed, reference)
 
 
 def run_validation(
@@ -127,47 +162,129 @@ def run_validation(
     progress: Callable[[str], None],
     check: Callable[[], None],
 ) -> JudgedJob:
-    """Validate: the model process recomputes eager, the judge proves the stored artifact again."""
-    return _run(settings, spec, work, {"kind": "validate"}, progress, check)
+    """Validate: the reference runner recomputes eager on a fresh battery, the judge proves the artifact."""
+    job = _Job(settings, spec, work, progress, check)
+    reference = job.reference()
+    if isinstance(reference, JudgedJob):
+        return reference
+    return job.judge("judge", {"kind": "validate"}, None, reference)
 
 
-def _run(
-    settings: Settings,
-    spec: ModelSpec,
-    work: WorkDir,
-    args: dict[str, Any],
-    progress: Callable[[str], None],
-    check: Callable[[], None],
-) -> JudgedJob:
-    zygote = shared_zygote()
-    args = {**args, "spec": spec.to_dict()}
-    model_mounts = {
-        "model": Mount(str(work.model), f"{JOB_ROOT}/model"),
-        "out": Mount(str(work.side), f"{JOB_ROOT}/out", writable=True),
-    }
-    model = zygote.run(
-        "model", _plan(settings, spec, work, "root-model", model_mounts), args, progress, check
-    )
-    sandbox = {"model": model.protections}
-    if not model.ok:
-        return _failed(role_failure("the model process", model, settings, work.side), sandbox)
-    judge_mounts = {
-        "model": Mount(str(work.model), f"{JOB_ROOT}/model"),
-        "candidates": Mount(str(work.side), f"{JOB_ROOT}/candidates"),
-        "out": Mount(str(work.judge), f"{JOB_ROOT}/out", writable=True),
-    }
-    runner, skip = runner_mounts()
-    judge_mounts.update(runner)
-    if skip:
-        args["runner_skip"] = skip
-    if work.artifact is not None:
-        judge_mounts["artifact"] = Mount(str(work.artifact), _ARTIFACT_INSIDE)
-    plan = _plan(settings, spec, work, "root-judge", judge_mounts)
-    judge = zygote.run("judge", plan, args, progress, check)
-    sandbox["judge"] = judge.protections
-    if not judge.ok:
-        return _failed(role_failure("the judge", judge, settings, work.judge), sandbox)
-    return _verdict(work.judge, work.side, sandbox)
+@dataclass(frozen=True)
+class _Sealed:
+    """The builder's directory after the seal: each file's sha256, taken before the battery existed."""
+
+    directory: Path
+    files: dict[str, str]  # name -> sha256
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The reference runner's directory and the secret seed of the battery it ran."""
+
+    directory: Path
+    seed: int
+
+
+class _Job:
+    """One job's roles, run in turn through the zygote; records each role's protections."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spec: ModelSpec,
+        work: WorkDir,
+        progress: Callable[[str], None],
+        check: Callable[[], None],
+    ) -> None:
+        self.settings, self.spec, self.work = settings, spec, work
+        self.progress, self.check = progress, check
+        self.sandbox: dict[str, Any] = {}
+        self.spec_json = spec.to_dict()
+
+    def build(self, name: str, args: dict[str, Any]) -> _Sealed | JudgedJob:
+        """Run the candidate builder into directory `name`, then seal what it left."""
+        out = self.work.output(name, "builder")
+        outcome = self._role("builder", name, {"model": self._model(), "out": self._out(out)}, args)
+        if not outcome.ok:
+            return _failed(role_failure("the model process", outcome, self.settings, out), self.sandbox)
+        return _Sealed(out, seal(out, take_over=bool(self.work.uids)))
+
+    def reference(self) -> _Reference | JudgedJob:
+        """Draw the battery's seed and run eager on it in the reference runner."""
+        seed = draw_seed()
+        out = self.work.output("reference", "reference")
+        mounts = {"model": self._model(), "out": self._out(out)}
+        outcome = self._role("reference", "reference", mounts, {"seed": seed})
+        if not outcome.ok:
+            return _failed(role_failure("the model process", outcome, self.settings, out), self.sandbox)
+        return _Reference(out, seed)
+
+    def judge(
+        self, name: str, args: dict[str, Any], sealed: _Sealed | None, reference: _Reference
+    ) -> JudgedJob:
+        """Run the judge on the sealed candidates (or the stored artifact) and the eager outputs."""
+        out = self.work.output(name, "judge")
+        mounts = {
+            "model": self._model(),
+            "reference": Mount(str(reference.directory), f"{JOB_ROOT}/reference"),
+            "out": self._out(out),
+        }
+        if sealed is not None:
+            mounts["candidates"] = Mount(str(sealed.directory), f"{JOB_ROOT}/candidates")
+        runner, skip = runner_mounts()
+        mounts.update(runner)
+        args = {**args, "seed": reference.seed}
+        if skip:
+            args["runner_skip"] = skip
+        if self.work.artifact is not None:
+            mounts["artifact"] = Mount(str(self.work.artifact), _ARTIFACT_INSIDE)
+        outcome = self._role("judge", name, mounts, args)
+        if not outcome.ok:
+            return _failed(role_failure("the judge", outcome, self.settings, out), self.sandbox)
+        judged = _verdict(out, sealed, self.sandbox)
+        judged.report["battery_seed"] = reference.seed
+        return dataclasses.replace(judged, reference_dir=reference.directory, seed=reference.seed)
+
+    def _role(self, role: str, name: str, mounts: dict[str, Mount], args: dict[str, Any]) -> RoleOutcome:
+        plan = plan_for(
+            self.settings, self.spec.device, mounts, self.work.scratch(name), uid=self.work.uids.get(role)
+        )
+        outcome = shared_zygote().run(role, plan, {**args, "spec": self.spec_json}, self.progress, self.check)
+        self.sandbox[role] = outcome.protections
+        return outcome
+
+    def _model(self) -> Mount:
+        return Mount(str(self.work.model), f"{JOB_ROOT}/model")
+
+    @staticmethod
+    def _out(path: Path) -> Mount:
+        return Mount(str(path), f"{JOB_ROOT}/out", writable=True)
+
+
+MAX_SEALED_FILES = 64
+
+
+def seal(directory: Path, *, take_over: bool) -> dict[str, str]:
+    """The sha256 of every regular file a role left at the top of `directory`.
+
+    With `take_over` (the worker is root) the directory and its files become root's and read-only,
+    so no later role can change a sealed byte; links, folders and the role's own log are skipped.
+    """
+    sealed: dict[str, str] = {}
+    names = sorted(os.listdir(directory))[: MAX_SEALED_FILES * 4]
+    for name in names:
+        path = directory / name
+        if name == ROLE_LOG or regular(path) is None or len(sealed) >= MAX_SEALED_FILES:
+            continue
+        if take_over:
+            os.chown(path, 0, 0, follow_symlinks=False)
+            os.chmod(path, 0o444, follow_symlinks=False)
+        sealed[name] = sha256_file(path)
+    if take_over:
+        os.chown(directory, 0, 0)
+        os.chmod(directory, 0o755)
+    return sealed
 
 
 def runner_mounts() -> tuple[dict[str, Mount], str | None]:
@@ -180,16 +297,12 @@ def runner_mounts() -> tuple[dict[str, Mount], str | None]:
     return {}, runner.get("skip") or "not attempted"
 
 
-def _plan(
-    settings: Settings, spec: ModelSpec, work: WorkDir, scratch: str, mounts: dict[str, Mount]
+def plan_for(
+    settings: Settings, device: str, mounts: dict[str, Mount], scratch: Path, *, uid: int | None = None
 ) -> SandboxPlan:
-    return plan_for(settings, spec.device, mounts, work.root / scratch)
-
-
-def plan_for(settings: Settings, device: str, mounts: dict[str, Mount], scratch: Path) -> SandboxPlan:
     """The sandbox plan for one role process: mounts by name, secret paths, limits, uid, devices."""
     threads = torch_threads()
-    uid = sandbox_uid(settings)
+    uid = sandbox_uid(settings) if uid is None else uid
     return SandboxPlan(
         mode=settings.sandbox,
         mounts=mounts,
@@ -319,12 +432,13 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> JudgedJob:
+def _verdict(judge_dir: Path, sealed: _Sealed | None, sandbox: dict[str, Any]) -> JudgedJob:
     """Read the judge's result.json and locate the artifact files it proved.
 
-    The artifacts stay where the model process wrote them; the judge proved them there and named
-    them. The pipeline keeps the exported program only if its sha256 is the one the judge proved,
-    and queues a validate job when the TorchScript artifact's is not.
+    The artifacts stay where the builder wrote them; the judge proved them there and named them,
+    and a file counts as proved only if the sha256 the judge ran is the one sealed before the
+    battery existed. The pipeline keeps the exported program only if its stored sha256 is the one
+    proved, and queues a validate job when the TorchScript artifact's is not.
     """
     data = read_regular(judge_dir / RESULT_FILE, MAX_RESULT_BYTES)
     if data is None:
@@ -337,14 +451,14 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
     report = scrub(report)
     report["sandbox"] = sandbox
     ok = bool(result.get("ok"))
-    torchscript = _proved_file(side_dir, report, "torchscript_file") if ok else None
+    torchscript = _proved_file(sealed, report, "torchscript") if ok else None
     exported = (
-        _proved_file(side_dir, report, "exported_file")
-        if ok and (report.get("export") or {}).get("ok")
-        else None
+        _proved_file(sealed, report, "exported") if ok and (report.get("export") or {}).get("ok") else None
     )
     if ok and torchscript is None and result.get("method"):
-        return _failed("the judge accepted an artifact the model process did not leave", sandbox)
+        return _failed("the judge accepted an artifact the builder did not seal", sandbox)
+    if exported is None and (report.get("export") or {}).get("ok"):
+        report["export"].update(ok=False, error="the exported program the judge ran is not the one sealed")
     retry = scrub(result["retry"]) if not ok and isinstance(result.get("retry"), dict) else None
     error = one_line(result.get("error")) if not ok else None
     if not ok:
@@ -362,12 +476,13 @@ def _verdict(judge_dir: Path, side_dir: Path, sandbox: dict[str, Any]) -> Judged
     )
 
 
-def _proved_file(side_dir: Path, report: dict[str, Any], key: str) -> Path | None:
-    """A file the judge proved, in the model process's output; never a path or a link."""
-    name = (report.get("proved") or {}).get(key)
-    if not isinstance(name, str) or os.path.basename(name) != name or name.startswith("."):
+def _proved_file(sealed: _Sealed | None, report: dict[str, Any], key: str) -> Path | None:
+    """The sealed file the judge proved as `key`, if its sha256 is the sealed one; never a path or link."""
+    proved = report.get("proved") or {}
+    name, sha256 = proved.get(f"{key}_file"), proved.get(key)
+    if sealed is None or not isinstance(name, str) or sealed.files.get(name) != sha256:
         return None
-    return regular(side_dir / name)
+    return regular(sealed.directory / name)
 
 
 def regular(path: Path) -> Path | None:

@@ -16,6 +16,7 @@ import torch
 from regctl.registry.digests import sha256_file
 from regctl.worker.engine import convert_model
 from regctl.worker.engine.aoti import compile_and_judge, judge_package
+from regctl.worker.engine.convert import REFERENCE_DIR
 from regctl.worker.engine.judge import judge_inputs
 from regctl.worker.engine.libtorch import build_runner
 from regctl.worker.engine.sections import PACKAGE_FILE, empty_aoti_section
@@ -29,11 +30,13 @@ class Compiled:
     section: dict[str, Any]
     package: Path
     model_dir: Path
-    side_dir: Path
+    reference_dir: Path
+    seed: int
 
 
-def _inputs(model_dir: Path, side_dir: Path) -> tuple[list[Any], list[Any]]:
-    _, battery, reference, _ = judge_inputs(model_dir, example_spec(model_dir.name), side_dir, lambda s: None)
+def _inputs(model_dir: Path, reference_dir: Path, seed: int) -> tuple[list[Any], list[Any]]:
+    spec = example_spec(model_dir.name)
+    _, battery, reference, _ = judge_inputs(model_dir, spec, reference_dir, seed, lambda s: None)
     return battery, reference
 
 
@@ -45,7 +48,8 @@ def transformer(tmp_path_factory: pytest.TempPathFactory) -> Compiled:
     assert result.ok and result.report["export"]["ok"], result.report["export"]
     program = result.exported_path
     assert program is not None
-    battery, reference = _inputs(model_dir, program.parent)
+    seed = result.report["battery_seed"]
+    battery, reference = _inputs(model_dir, out / REFERENCE_DIR, seed)
     package_dir = tmp_path_factory.mktemp("package")
     section = compile_and_judge(
         program,
@@ -58,7 +62,7 @@ def transformer(tmp_path_factory: pytest.TempPathFactory) -> Compiled:
         build_runner(),
         lambda s: None,
     )
-    return Compiled(section, package_dir / PACKAGE_FILE, model_dir, program.parent)
+    return Compiled(section, package_dir / PACKAGE_FILE, model_dir, out / REFERENCE_DIR, seed)
 
 
 def test_a_transformer_with_dynamic_batch_and_sequence_passes_in_python_and_in_cpp(
@@ -66,7 +70,7 @@ def test_a_transformer_with_dynamic_batch_and_sequence_passes_in_python_and_in_c
 ) -> None:
     section = transformer.section
     assert section["ok"], section["error"]
-    battery, _ = _inputs(transformer.model_dir, transformer.side_dir)
+    battery, _ = _inputs(transformer.model_dir, transformer.reference_dir, transformer.seed)
     sizes = {(c.shape["batch"], c.shape["seq"]) for c in battery}
     assert {(1, 1), (4, 32)} <= sizes, "the battery reaches both ends of both dims"
     assert len(section["cases"]) == len(battery) and all(c["ok"] for c in section["cases"])
@@ -88,7 +92,10 @@ def test_a_package_that_does_not_match_eager_is_refused_in_python(
     spec = example_spec("tiny-transformer")
     result = convert_model(other, spec, tmp_path / "out")
     assert result.ok
-    _, battery, reference, _ = judge_inputs(other, spec, result.exported_path.parent, lambda s: None)
+    seed = result.report["battery_seed"]
+    _, battery, reference, _ = judge_inputs(
+        other, spec, tmp_path / "out" / REFERENCE_DIR, seed, lambda s: None
+    )
     section = judge_package(
         empty_aoti_section(True),
         transformer.package,

@@ -26,8 +26,8 @@ def test_linear_is_scripted_because_script_and_trace_both_match_eager(converted:
     assert result.method == "script"
     assert result.report["candidates"]["script"]["ok"] and result.report["candidates"]["trace"]["ok"]
     assert "both match eager" in result.report["why"] and "script preferred" in result.report["why"]
-    # the model process's own file, proved where it lies and never copied
-    assert result.torchscript_path.name == "script.pt" and result.torchscript_path.parent.name == "model-side"
+    # the builder's own file, proved where it lies and never copied
+    assert result.torchscript_path.name == "script.pt" and result.torchscript_path.parent.name == "builder"
     assert result.torchscript_path.is_file()
     assert result.report["battery_size"] == 3 * 4  # batch at 1, 4 and 8; 4 draws each
     assert {s["label"] for s in result.report["shapes"]} == {"batch=4", "batch=1", "batch=8"}

@@ -1,4 +1,4 @@
-"""What crosses from the untrusted model process to the judge: eager outputs, model_side.json, candidates.
+"""What crosses from the untrusted model roles to the judge: eager outputs, their JSON, candidates.
 
 The judge must get plain data back or a clear ExchangeError, and must never run code the model process
 planted in a file it wrote.
@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from regctl.worker.engine.exchange import (
+    BUILDER_FILE,
     MAX_JSON_BYTES,
-    MODEL_SIDE_FILE,
     REFERENCE_FILE,
     CandidateSide,
     EagerLatency,
@@ -31,9 +31,9 @@ from regctl.worker.engine.exchange import (
     WarningEntry,
     candidate_path,
     load_reference,
-    read_model_side,
+    read_side,
     save_reference,
-    write_model_side,
+    write_side,
 )
 
 
@@ -251,7 +251,7 @@ def test_a_truncated_reference_is_refused(tmp_path: Path) -> None:
         load_reference(path, 1)
 
 
-# -- model_side.json ---------------------------------------------------------------------------------------
+# -- builder.json ----------------------------------------------------------------------------------------
 
 
 def _full_side() -> ModelSide:
@@ -277,12 +277,12 @@ def _full_side() -> ModelSide:
 
 def test_a_valid_model_side_round_trips(tmp_path: Path) -> None:
     side = _full_side()
-    write_model_side(tmp_path, side)
-    assert read_model_side(tmp_path) == side
+    write_side(tmp_path / BUILDER_FILE, side)
+    assert read_side(tmp_path / BUILDER_FILE) == side
 
 
 def _write_side(directory: Path, data: str | bytes) -> None:
-    path = directory / MODEL_SIDE_FILE
+    path = directory / BUILDER_FILE
     if isinstance(data, str):
         path.write_text(data)
     else:
@@ -304,8 +304,8 @@ def test_a_model_side_that_is_not_a_json_object_is_refused(
     tmp_path: Path, text: str | bytes, where: str
 ) -> None:
     _write_side(tmp_path, text)
-    with pytest.raises(ExchangeError, match=f"invalid {MODEL_SIDE_FILE}") as caught:
-        read_model_side(tmp_path)
+    with pytest.raises(ExchangeError, match=f"invalid {BUILDER_FILE}") as caught:
+        read_side(tmp_path / BUILDER_FILE)
     assert where in str(caught.value)
 
 
@@ -314,7 +314,7 @@ def test_a_model_side_with_an_unknown_key_is_refused_naming_it(tmp_path: Path) -
     data["run_this"] = "os.system('id')"
     _write_side(tmp_path, json.dumps(data))
     with pytest.raises(ExchangeError, match="run_this"):
-        read_model_side(tmp_path)
+        read_side(tmp_path / BUILDER_FILE)
 
 
 def test_an_unknown_key_deep_inside_a_candidate_is_refused(tmp_path: Path) -> None:
@@ -322,40 +322,40 @@ def test_an_unknown_key_deep_inside_a_candidate_is_refused(tmp_path: Path) -> No
     data["candidates"]["script"]["accepted"] = True
     _write_side(tmp_path, json.dumps(data))
     with pytest.raises(ExchangeError, match=r"candidates\.script\.accepted"):
-        read_model_side(tmp_path)
+        read_side(tmp_path / BUILDER_FILE)
 
 
 def test_a_model_side_with_a_too_long_error_is_refused(tmp_path: Path) -> None:
     _write_side(tmp_path, json.dumps({"error": "x" * 20_001}))
     with pytest.raises(ExchangeError, match="error"):
-        read_model_side(tmp_path)
+        read_side(tmp_path / BUILDER_FILE)
     _write_side(tmp_path, json.dumps({"error": "x" * 20_000}))
-    assert read_model_side(tmp_path).error == "x" * 20_000
+    assert read_side(tmp_path / BUILDER_FILE).error == "x" * 20_000
 
 
 def test_a_model_side_with_a_wrongly_typed_field_is_refused(tmp_path: Path) -> None:
     _write_side(tmp_path, json.dumps({"battery_size": "many"}))
     with pytest.raises(ExchangeError, match="battery_size"):
-        read_model_side(tmp_path)
+        read_side(tmp_path / BUILDER_FILE)
 
 
 def test_a_model_side_larger_than_the_cap_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / MODEL_SIDE_FILE
+    path = tmp_path / BUILDER_FILE
     with open(path, "wb") as f:  # sparse: no disk is used for the zeros
         f.truncate(MAX_JSON_BYTES + 1)
     with pytest.raises(ExchangeError, match=f"larger than {MAX_JSON_BYTES} bytes"):
-        read_model_side(tmp_path)
+        read_side(tmp_path / BUILDER_FILE)
 
 
 def test_a_missing_model_side_or_a_symlink_in_its_place_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ExchangeError, match=f"wrote no {MODEL_SIDE_FILE}"):
-        read_model_side(tmp_path)
+    with pytest.raises(ExchangeError, match=f"wrote no {BUILDER_FILE}"):
+        read_side(tmp_path / BUILDER_FILE)
     real = tmp_path / "real"
     real.mkdir()
-    write_model_side(real, _full_side())
-    (tmp_path / MODEL_SIDE_FILE).symlink_to(real / MODEL_SIDE_FILE)
-    with pytest.raises(ExchangeError, match=f"wrote no {MODEL_SIDE_FILE}"):
-        read_model_side(tmp_path)
+    write_side(real / BUILDER_FILE, _full_side())
+    (tmp_path / BUILDER_FILE).symlink_to(real / BUILDER_FILE)
+    with pytest.raises(ExchangeError, match=f"wrote no {BUILDER_FILE}"):
+        read_side(tmp_path / BUILDER_FILE)
 
 
 # -- candidate files ---------------------------------------------------------------------------------------

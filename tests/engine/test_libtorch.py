@@ -122,7 +122,7 @@ def test_a_custom_op_registered_from_python_passes_python_but_is_caught_by_libto
     )
 
     # the same artifact, re-validated later, is refused for the same reason
-    validation = validate_artifact(model_dir, spec, tmp_path / "out" / "model-side" / "script.pt")
+    validation = validate_artifact(model_dir, spec, tmp_path / "out" / "builder" / "script.pt")
     assert not validation.ok
     assert validation.error == result.error
     assert validation.report["libtorch"]["ran"]

@@ -25,7 +25,14 @@ Recorded inputs (`validation.inputs`, a .safetensors file): a key `<input name>`
 sample; keys `<input name>.0`, `<input name>.1`, ... hold several. Every input needs the same
 number of samples. Tensors are cast to the spec's dtype; scalars are stored as 0-dim tensors.
 
-Everything is deterministic given `seed`: each case has its own torch.Generator.
+Everything is deterministic given `seed`: each case has its own torch.Generator. A job's battery
+uses a seed the supervisor draws after the candidates are sealed and hands only to the reference
+runner and the judge, so no artifact can know its values (`draw_seed` in worker/supervisor.py).
+
+Examples (`example_cases`). The candidate builder never sees the battery: it traces and exports on
+the spec's public examples, one draw per shape of the same grid (all-opt first), from a fixed seed
+of their own. The battery keeps every shape, so the traced size is still judged; its values are
+drawn from the job's seed and never repeat an example's.
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ def build_battery(spec: ModelSpec, model_dir: Path | None = None, *, seed: int =
         group = _shape_label(shape)
         for k in range(max(1, spec.validation.samples)):
             regime = REGIMES[(k + s) % len(REGIMES)]
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + s * 1009 + k)
+            gen = torch.Generator().manual_seed((seed * 1_000_003 + s * 1009 + k) % _SEED_SPACE)
             args = tuple(_draw(inp, shape, regime, k, gen) for inp in spec.inputs)
             has_float = any(not i.is_scalar and _dtype(i).is_floating_point for i in spec.inputs)
             scalars = " ".join(
@@ -80,6 +87,25 @@ def build_battery(spec: ModelSpec, model_dir: Path | None = None, *, seed: int =
             cases.append(BatteryCase(label, group, shape, args, regime if has_float else None))
     if spec.validation.inputs and model_dir is not None:
         cases.extend(recorded_cases(spec, Path(model_dir) / spec.validation.inputs))
+    return cases
+
+
+_SEED_SPACE = 1 << 63  # torch.Generator takes a 64-bit seed
+EXAMPLE_SEED = 0x5EED_E8A3  # public: the builder's examples, never a battery's draws
+
+
+def example_cases(spec: ModelSpec) -> list[BatteryCase]:
+    """The candidate builder's inputs: one `mixed` draw per battery shape (all-opt first), publicly seeded.
+
+    Only the shapes are shared with the battery; the values come from a seed of their own.
+    """
+    _check_dims(spec)
+    cases = []
+    for s, shape in enumerate(shape_grid(spec)):
+        gen = torch.Generator().manual_seed(EXAMPLE_SEED + s)
+        args = tuple(_draw(inp, shape, "mixed", 0, gen) for inp in spec.inputs)
+        group = _shape_label(shape)
+        cases.append(BatteryCase(f"example {group}", group, shape, args))
     return cases
 
 

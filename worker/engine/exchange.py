@@ -1,11 +1,12 @@
-"""What crosses from the model process to the judge: eager outputs as tensors, everything else as JSON.
+"""What crosses from the model's roles to the judge: eager outputs as tensors, everything else as JSON.
 
-The model process is untrusted, so nothing it writes is unpickled as arbitrary objects: the eager
-outputs are a `torch.save` file read back with `weights_only=True` (tensors, numbers, strings,
-None, tuples, lists and dicts only; named tuples travel as plain tuples, which is how TorchScript
-returns them), memory-mapped so large outputs are not copied; `model_side.json` is validated
-field by field with pydantic, with a size cap. Candidate artifacts are plain files the judge
-loads with torch.jit.load / torch.export.load.
+The candidate builder and the reference runner are untrusted, so nothing they write is unpickled as
+arbitrary objects: the eager outputs are a `torch.save` file read back with `weights_only=True`
+(tensors, numbers, strings, None, tuples, lists and dicts only; named tuples travel as plain tuples,
+which is how TorchScript returns them), memory-mapped so large outputs are not copied; each role's
+`ModelSide` JSON (builder.json, reference.json) is validated field by field with pydantic, with a
+size cap. Candidate artifacts are plain files the judge loads with torch.jit.load and, after
+program_check.py passed them, torch.export.load.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-REFERENCE_FILE = "reference.pt"
-MODEL_SIDE_FILE = "model_side.json"
+REFERENCE_FILE = "reference.pt"  # the reference runner's eager outputs
+BUILDER_FILE = "builder.json"  # the candidate builder's ModelSide
+REFERENCE_SIDE_FILE = "reference.json"  # the reference runner's ModelSide
 MAX_JSON_BYTES = 64 * 1024 * 1024
 _SCALARS = (bool, int, float, complex, str, type(None))
 
@@ -78,10 +80,11 @@ class EagerLatency(_Strict):
 
 
 class ModelSide(_Strict):
-    """Everything the model process reports besides tensors and artifacts."""
+    """What one model role reports besides tensors and artifacts (each fills in its own fields)."""
 
     error: str | None = Field(default=None, max_length=20_000)
     kind: str | None = Field(default=None, max_length=1000)
+    example: str | None = Field(default=None, max_length=10_000)  # the builder's trace example
     battery_size: int = 0
     outputs: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
     candidates: dict[str, CandidateSide] = Field(default_factory=dict)
@@ -91,21 +94,21 @@ class ModelSide(_Strict):
     timings: dict[str, float] = Field(default_factory=dict)
 
 
-def write_model_side(out_dir: Path, side: ModelSide) -> None:
-    """Write model_side.json."""
-    (out_dir / MODEL_SIDE_FILE).write_text(side.model_dump_json())
+def write_side(path: Path, side: ModelSide) -> None:
+    """Write one role's ModelSide JSON."""
+    path.write_text(side.model_dump_json())
 
 
-def read_model_side(directory: Path) -> ModelSide:
-    """Read and validate model_side.json; ExchangeError says what is wrong with it."""
-    data = _read_capped(directory / MODEL_SIDE_FILE, MAX_JSON_BYTES)
+def read_side(path: Path) -> ModelSide:
+    """Read and validate one role's ModelSide JSON; ExchangeError says what is wrong with it."""
+    data = _read_capped(path, MAX_JSON_BYTES)
     try:
         return ModelSide.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ExchangeError(
-            f"the model process wrote an invalid {MODEL_SIDE_FILE} ({where}: {first['msg']})"
+            f"the model process wrote an invalid {path.name} ({where}: {first['msg']})"
         ) from None
 
 

@@ -1,26 +1,31 @@
 """The judge: proves candidate artifacts against the eager outputs, without ever importing model code.
 
 Runs in the sandboxed judge process, a fresh fork of a template that has imported torch but no
-model. It rebuilds the battery itself from the spec (deterministic; recorded inputs are read as
-safetensors), reads the eager outputs and `model_side.json` the model process left, and then:
+model. It rebuilds the battery itself from the spec and the job's secret seed (recorded inputs are
+read as safetensors), reads the eager outputs and `reference.json` the reference runner left and
+`builder.json` the candidate builder left beside the candidates, and then:
 
-1. Candidates, in order (`auto`: script then trace): each file the model process saved is loaded
+1. Candidates, in order (`auto`: script then trace): each file the builder saved is loaded
    with torch.jit.load and run on the whole battery; the first case where it raises or differs
    from eager rejects it. Script is preferred when both pass; when none passes the conversion
-   fails with every candidate's diagnosis. In a lean round (model_side.py) the model process saved
+   fails with every candidate's diagnosis. In a lean round (model_side.py) the builder saved
    the preferred candidate frozen and optimized for inference (when `optimize` is on and that was
    not slower); if that one fails, `retry` asks for the full round, where every candidate comes as
    compiled and the optimization's failure is reported.
-2. (`optimize` is reported from what the model process did: the judge proves the form it saved.)
+2. (`optimize` is reported from what the builder did: the judge proves the form it saved.)
 3. The LibTorch stage (libtorch.py): the saved artifact runs on the battery in a C++ process,
    whose outputs are compared here.
-4. The artifact's latency against the eager latency the model process measured; then the
+4. The artifact's latency against the eager latency the reference runner measured; then the
    exported program, judged on the battery like a candidate (it never fails the conversion).
 
+The builder never saw the battery (its examples are public, the battery's values come from a seed
+drawn after its files were sealed), and the reference runner never saw the candidates, so an
+artifact cannot answer the battery's inputs from memory.
+
 Files written to out_dir: `result.json` (ok, method, error, retry, report). The artifacts are proved
-where the model process left them and never copied; the report's `proved` section names each file
-and the sha256 the battery ran on, so the supervisor stores exactly those bytes and a separate
-validate job need not run them again. Validation (`judge_validation`) runs an
+where the builder left them and never copied; the report's `proved` section names each file
+and the sha256 the battery ran on, so the supervisor stores exactly those bytes (and checks them
+against the seal it took before the battery existed). Validation (`judge_validation`) runs an
 existing artifact on the whole battery, LibTorch stage included.
 
 Memory: a candidate is loaded from its file (no second copy of its bytes in memory) and the
@@ -43,14 +48,16 @@ from regctl.worker.engine.battery import BatteryCase, build_battery
 from regctl.worker.engine.capture import WarningLog, WarningRecord, describe_exception
 from regctl.worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
 from regctl.worker.engine.exchange import (
+    BUILDER_FILE,
     REFERENCE_FILE,
+    REFERENCE_SIDE_FILE,
     CandidateSide,
     ExchangeError,
     ModelSide,
     candidate_path,
     dumps,
     load_reference,
-    read_model_side,
+    read_side,
 )
 from regctl.worker.engine.export import judge_program
 from regctl.worker.engine.latency import Latency, measure
@@ -110,15 +117,17 @@ class ValidationResult:
 def judge_conversion(
     model_dir: Path,
     spec: ModelSpec,
-    side_dir: Path,
+    candidates_dir: Path,
+    reference_dir: Path,
     out_dir: Path,
     *,
+    seed: int,
     requested: str,
     runner: RunnerChoice = None,
     progress: Callable[[str], None] = lambda s: None,
     first_round: dict[str, Any] | None = None,
 ) -> ConversionResult:
-    """Judge the model side's candidates (module docstring); writes out_dir/result.json.
+    """Judge the builder's candidates on the battery of `seed` (module docstring); writes result.json.
 
     `first_round` is the report of a lean round whose candidates all failed (this is the full round).
     """
@@ -126,25 +135,35 @@ def judge_conversion(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {requested!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    conversion = _Conversion(
-        Path(model_dir), spec, Path(side_dir), out_dir, requested, runner, progress, first_round
-    )
+    sources = _Sources(Path(model_dir), Path(candidates_dir), Path(reference_dir), seed)
+    conversion = _Conversion(sources, spec, out_dir, requested, runner, progress, first_round)
     result = conversion.run()
     _write_result(out_dir, result.ok, result.error, result.report, method=result.method, retry=result.retry)
     return result
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """Where a conversion's judge reads from: the model's files, the two model roles' outputs, the seed."""
+
+    model_dir: Path
+    candidates_dir: Path
+    reference_dir: Path
+    seed: int
+
+
 def judge_validation(
     model_dir: Path,
     spec: ModelSpec,
-    side_dir: Path,
+    reference_dir: Path,
     artifact_path: Path,
     out_dir: Path,
     *,
+    seed: int,
     runner: RunnerChoice = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> ValidationResult:
-    """Run the saved artifact on the whole battery against the model side's eager outputs."""
+    """Run the saved artifact on the whole battery of `seed` against the reference runner's outputs."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -154,6 +173,7 @@ def judge_validation(
         "artifact": Path(artifact_path).name,
         "model": {"entrypoint": spec.entrypoint, "kind": None, "device": spec.device},
         "battery_size": 0,
+        "battery_seed": seed,
         "failures": 0,
         "failed_inputs": [],
         "shapes": [],
@@ -163,7 +183,7 @@ def judge_validation(
         "timings": {"load_s": 0.0, "battery_s": 0.0, "libtorch_s": 0.0, "latency_s": 0.0, "total_s": 0.0},
     }
     try:
-        side, battery, reference, device = judge_inputs(model_dir, spec, side_dir, progress)
+        side, battery, reference, device = judge_inputs(model_dir, spec, reference_dir, seed, progress)
         _side_into(report, side)
         error = side.error or _validate(
             spec, device, battery, reference, side, Path(artifact_path), report, runner, progress
@@ -179,27 +199,27 @@ def judge_validation(
 
 
 def judge_inputs(
-    model_dir: Path, spec: ModelSpec, side_dir: Path, progress: Callable[[str], None]
+    model_dir: Path, spec: ModelSpec, reference_dir: Path, seed: int, progress: Callable[[str], None]
 ) -> tuple[ModelSide, list[BatteryCase], list[Any], torch.device]:
-    """What the judge works from: the model side's claims, its own battery, the eager outputs."""
-    side = read_model_side(side_dir)
+    """What the judge works from: the reference runner's claims, its own battery, the eager outputs."""
+    side = read_side(reference_dir / REFERENCE_SIDE_FILE)
     if side.error is not None:
         return side, [], [], torch.device("cpu")
     device = device_for(spec.device)
     progress("building battery")
-    battery = build_battery(spec, model_dir)
-    reference = load_reference(side_dir / REFERENCE_FILE, len(battery))
+    battery = build_battery(spec, model_dir, seed=seed)
+    reference = load_reference(reference_dir / REFERENCE_FILE, len(battery))
     return side, battery, reference, device
 
 
 def _side_into(report: dict[str, Any], side: ModelSide) -> None:
-    """Copy the model side's facts (kind, size, warnings, its timings) into a report."""
-    report["model"]["kind"] = side.kind
-    report["battery_size"] = side.battery_size
+    """Add one model role's facts (kind, size, warnings, its timings) to a report."""
+    report["model"]["kind"] = report["model"]["kind"] or side.kind
+    report["battery_size"] = report["battery_size"] or side.battery_size
     add_warnings(report, [WarningRecord(**w.model_dump()) for w in side.warnings])
     for key, value in side.timings.items():
         if key == "model_total_s":
-            report["timings"]["total_s"] = value  # the judge adds its own time to it
+            report["timings"]["total_s"] += value  # the judge adds its own time to it
         else:
             report["timings"][key] = report["timings"].get(key, 0.0) + value
 
@@ -285,36 +305,43 @@ class _Conversion:
 
     def __init__(
         self,
-        model_dir: Path,
+        sources: _Sources,
         spec: ModelSpec,
-        side_dir: Path,
         out_dir: Path,
         requested: str,
         runner: RunnerChoice,
         progress: Callable[[str], None],
         first_round: dict[str, Any] | None = None,
     ) -> None:
-        self.model_dir, self.spec, self.side_dir, self.out_dir = model_dir, spec, side_dir, out_dir
+        self.sources, self.spec, self.out_dir = sources, spec, out_dir
+        self.side_dir = sources.candidates_dir
         self.requested, self.runner, self.progress = requested, runner, progress
         self.first_round = first_round
         self.report = new_report(spec, requested)
+        self.report["battery_seed"] = sources.seed
         self.timings = self.report["timings"]
         self.device = torch.device("cpu")
 
     def run(self) -> ConversionResult:
         start = time.perf_counter()
-        log = WarningLog(self.model_dir)
+        log = WarningLog(self.sources.model_dir)
         with log.capture():
             try:
-                side, battery, reference, self.device = judge_inputs(
-                    self.model_dir, self.spec, self.side_dir, self.progress
+                built = read_side(self.side_dir / BUILDER_FILE)
+                _side_into(self.report, built)
+                ran, battery, reference, self.device = judge_inputs(
+                    self.sources.model_dir,
+                    self.spec,
+                    self.sources.reference_dir,
+                    self.sources.seed,
+                    self.progress,
                 )
-                _side_into(self.report, side)
-                result = (
-                    self._result(None, None, side.error)
-                    if side.error
-                    else self._convert(side, battery, reference)
+                _side_into(self.report, ran)
+                side = built.model_copy(
+                    update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
                 )
+                error = built.error or ran.error
+                result = self._result(None, None, error) if error else self._convert(side, battery, reference)
             except (ExchangeError, ModelLoadError) as exc:
                 result = self._result(None, None, str(exc))
         self.report["torch_warnings"] += [
@@ -417,7 +444,7 @@ class _Conversion:
         hint = claimed.hint
         if name == "trace" and not check.ok and hint is None:
             hint = (
-                f"the trace was recorded on input {battery[0].label!r} and replays that run: "
+                f"the trace was recorded on input {side.example or 'the example'!r} and replays that run: "
                 "shape- or data-dependent Python code is baked in"
             )
         entry.update(

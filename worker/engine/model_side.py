@@ -1,20 +1,26 @@
 """The model side of a job: the only engine code that imports and runs the model's own code.
 
-Runs in the sandboxed model process (a fresh fork, never reused). It loads the model, builds the
-battery, runs eager on every case, compiles the candidates and exports the program, and writes
-what it found to `out_dir`: the eager outputs (`reference.pt`), the candidate artifacts
-(`script.pt`, `trace.pt`, `model.pt2`) and `model_side.json`. It judges nothing: whatever this
-process claims is checked by the judge, which never imports the model.
+It runs as two sandboxed roles that never meet (each a fresh fork, with its own uid and directory):
 
-A `lean` run (a job's first round) writes each artifact once, in its final form: the preferred
+- the candidate builder (`build_candidates`) loads the model and compiles the candidates (script,
+  trace, the `.pt2`) on the spec's public examples only (battery.example_cases). It never sees the
+  battery: the supervisor seals (hashes) what it saved before the battery's seed exists.
+- the reference runner (`run_reference`) loads the model and runs eager on the battery drawn from
+  the job's secret seed, writing the eager outputs (`reference.pt`) and its timings. It never sees
+  the candidates.
+
+Each writes a `ModelSide` JSON (builder.json, reference.json). Neither judges anything: whatever
+they claim is checked by the judge, which never imports the model.
+
+A `lean` build (a job's first round) writes each artifact once, in its final form: the preferred
 candidate (the first that compiles) is frozen and optimized for inference here, kept only if it is
-not slower, and the judge proves and stores that very file. Every other candidate is saved as
-compiled, so the judge still says why each one would be right or wrong. Should the optimized
-candidate fail the judge's battery, the job runs a full round (`lean=False`): every candidate as
-compiled, so an optimization that breaks a model costs time, never the conversion.
+not slower on the example, and the judge proves and stores that very file. Every other candidate is
+saved as compiled, so the judge still says why each one would be right or wrong. Should the
+optimized candidate fail the judge's battery, the job runs a full round (`lean=False`): every
+candidate as compiled, so an optimization that breaks a model costs time, never the conversion.
 
-Model problems (import errors, bad weights, a forward that raises) end up as `error` in
-`model_side.json`; only exceptions raised by the `progress` callback propagate.
+Model problems (import errors, bad weights, a forward that raises) end up as `error` in the JSON;
+only exceptions raised by the `progress` callback propagate.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from typing import Any
 import torch
 
 from regctl.registry.spec import ModelSpec
-from regctl.worker.engine.battery import BatteryCase, build_battery
+from regctl.worker.engine.battery import BatteryCase, build_battery, example_cases
 from regctl.worker.engine.capture import WarningLog, describe_exception
 from regctl.worker.engine.evaluate import EagerFailure, eager_reference
 from regctl.worker.engine.exchange import (
+    BUILDER_FILE,
     REFERENCE_FILE,
+    REFERENCE_SIDE_FILE,
     CandidateSide,
     EagerLatency,
     ExportSide,
@@ -40,7 +48,7 @@ from regctl.worker.engine.exchange import (
     UnsupportedOutput,
     WarningEntry,
     save_reference,
-    write_model_side,
+    write_side,
 )
 from regctl.worker.engine.export import export_program
 from regctl.worker.engine.latency import measure
@@ -68,17 +76,49 @@ def candidate_order(requested: str) -> tuple[str, ...]:
     return PREFERENCE if requested == "auto" else (requested,)
 
 
-def run_model_side(
+def build_candidates(
     model_dir: Path,
     spec: ModelSpec,
     out_dir: Path,
     *,
-    kind: str = "convert",
     method: str | None = None,
     lean: bool = False,
     progress: Callable[[str], None] = lambda s: None,
 ) -> ModelSide:
-    """Run the model's half of a `convert` or `validate` job and write its files to `out_dir`."""
+    """The candidate builder: compile every candidate on the public examples; write builder.json."""
+    return _side(
+        model_dir,
+        spec,
+        out_dir,
+        BUILDER_FILE,
+        progress,
+        lambda run: run.build(method or spec.method),
+        lean=lean,
+    )
+
+
+def run_reference(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_dir: Path,
+    *,
+    seed: int,
+    progress: Callable[[str], None] = lambda s: None,
+) -> ModelSide:
+    """The reference runner: eager on the battery of `seed`, its latency; write reference.json."""
+    return _side(model_dir, spec, out_dir, REFERENCE_SIDE_FILE, progress, lambda run: run.reference(seed))
+
+
+def _side(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_dir: Path,
+    file_name: str,
+    progress: Callable[[str], None],
+    work: Callable[[_ModelRun], None],
+    *,
+    lean: bool = False,
+) -> ModelSide:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     side = ModelSide()
@@ -89,8 +129,8 @@ def run_model_side(
             progress("loading model")
             with loaded_model(Path(model_dir), spec) as model:
                 side.timings["load_s"] = time.perf_counter() - start
-                run = _ModelRun(model, spec, out_dir, side, log, progress, lean=lean)
-                run.run(kind, method or spec.method)
+                side.kind = model.kind
+                work(_ModelRun(model, spec, out_dir, side, log, progress, lean=lean))
         except (ModelLoadError, EagerFailure, UnsupportedOutput) as exc:
             side.error = clip(str(exc))
     side.warnings = [
@@ -100,12 +140,12 @@ def run_model_side(
     ]
     side.timings = {k: round(v, 4) for k, v in side.timings.items()}
     side.timings["model_total_s"] = round(time.perf_counter() - start, 4)
-    write_model_side(out_dir, side)
+    write_side(out_dir / file_name, side)
     return side
 
 
 class _ModelRun:
-    """One model-side run: eager reference, candidates, export, eager latency."""
+    """One role's run over the loaded model: the candidates, or the eager reference."""
 
     def __init__(
         self,
@@ -121,22 +161,17 @@ class _ModelRun:
         self.model, self.spec, self.out_dir, self.side = model, spec, out_dir, side
         self.log, self.progress, self.lean = log, progress, lean
 
-    def run(self, kind: str, requested: str) -> None:
-        self.side.kind = self.model.kind
+    def reference(self, seed: int) -> None:
+        """Eager on every battery case, saved as plain tensors; eager latency on the first case."""
         with timed(self.side.timings, "battery_s"):
             self.progress("building battery")
-            battery = build_battery(self.spec, self.model.model_dir)
+            battery = build_battery(self.spec, self.model.model_dir, seed=seed)
             self.side.battery_size = len(battery)
             reference = eager_reference(
                 self.model.eager, battery, self.model.device, self.model.frames, self.progress
             )
             save_reference(reference, self.out_dir / REFERENCE_FILE)
-        if kind == "convert":
-            for name in candidate_order(requested):
-                self.side.candidates[name] = self._candidate(name, battery, reference)
-            self.progress("export")
-            with timed(self.side.timings, "export_s"):
-                self.side.export = self._export(battery)
+        del reference
         self.progress("measuring latency")
         with timed(self.side.timings, "latency_s"):
             eager = measure(self.model.eager, battery[0], self.model.device)
@@ -144,7 +179,21 @@ class _ModelRun:
             input=battery[0].label, median_ms=eager.median_ms, runs=eager.runs
         )
 
-    def _candidate(self, name: str, battery: list[BatteryCase], reference: list[Any]) -> CandidateSide:
+    def build(self, requested: str) -> None:
+        """Every candidate of `requested`, then the exported program, all from the public examples."""
+        examples = example_cases(self.spec)
+        self.side.example = examples[0].label
+        with timed(self.side.timings, "example_s"):
+            first = eager_reference(
+                self.model.eager, examples[:1], self.model.device, self.model.frames, self.progress
+            )[0]
+        for name in candidate_order(requested):
+            self.side.candidates[name] = self._candidate(name, examples[0], first)
+        self.progress("export")
+        with timed(self.side.timings, "export_s"):
+            self.side.export = self._export(examples)
+
+    def _candidate(self, name: str, example: BatteryCase, example_output: Any) -> CandidateSide:
         self.progress(f"{name}: {'compiling' if name == 'script' else 'tracing'}")
         with timed(self.side.timings, f"{name}_s"):
             if name == "script":
@@ -155,7 +204,7 @@ class _ModelRun:
                     hint=clip(outcome.hint),
                 )
             else:
-                outcome = trace_model(self.model, self.spec, battery[0], reference[0], self.log)
+                outcome = trace_model(self.model, self.spec, example, example_output, self.log)
                 entry = CandidateSide(
                     error=clip(outcome.error),
                     hint=clip(outcome.hint),
@@ -171,7 +220,7 @@ class _ModelRun:
         preferred = not any(c.file for c in self.side.candidates.values())
         if self.lean and self.spec.optimize and preferred:
             with timed(self.side.timings, "optimize_s"):
-                artifact = self._optimized(artifact, entry, battery[0])
+                artifact = self._optimized(artifact, entry, example)
         try:
             torch.jit.save(artifact, str(self.out_dir / f"{name}.pt"))
         except Exception as exc:
@@ -207,8 +256,8 @@ class _ModelRun:
         entry.optimized = True
         return optimized
 
-    def _export(self, battery: list[BatteryCase]) -> ExportSide:
-        outcome = export_program(self.model, self.spec, battery, self.out_dir / EXPORTED_FILE)
+    def _export(self, examples: list[BatteryCase]) -> ExportSide:
+        outcome = export_program(self.model, self.spec, examples, self.out_dir / EXPORTED_FILE)
         side = ExportSide(
             error=clip(outcome.error),
             detail=clip(outcome.detail, DETAIL_CHARS),

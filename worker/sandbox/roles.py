@@ -1,4 +1,5 @@
-"""The untrusted roles, as run inside the sandbox: the model side, the judge and the AOTInductor stage.
+"""The sandboxed roles: the candidate builder and the reference runner (both run model code), the judge
+and the AOTInductor stage (neither imports model code).
 
 `paths` names the job's directories as this process sees them (under /job in a private root).
 Everything they produce is a file in `out`; progress goes to the pipe as `P <text>` lines.
@@ -12,7 +13,7 @@ from typing import Any
 
 from regctl.registry.spec import ModelSpec
 
-ROLES = ("model", "judge", "aoti", "probe")
+ROLES = ("builder", "reference", "judge", "aoti", "probe")
 
 
 class PipeProgress:
@@ -27,7 +28,7 @@ class PipeProgress:
 
 
 def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd: int, threads: int) -> None:
-    """Run `role` ("model", "judge", "aoti", or "probe": nothing); its results land in paths['out']."""
+    """Run `role` (one of ROLES; "probe" does nothing); its results land in paths['out']."""
     if role == "probe":
         return
     import torch
@@ -36,49 +37,62 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
     progress = PipeProgress(progress_fd)
     spec = ModelSpec.from_dict(args["spec"])
     out = Path(paths["out"])
-    if role == "model":
-        from regctl.worker.engine.model_side import run_model_side
+    if role == "builder":
+        from regctl.worker.engine.model_side import build_candidates
 
-        run_model_side(
+        build_candidates(
             Path(paths["model"]),
             spec,
             out,
-            kind=args["kind"],
             method=args.get("method"),
             lean=bool(args.get("lean")),
             progress=progress,
         )
-    elif role == "judge":
-        from regctl.worker.engine.judge import judge_conversion, judge_validation
-        from regctl.worker.engine.libtorch import Runner
+    elif role == "reference":
+        from regctl.worker.engine.model_side import run_reference
 
-        runner: Runner | str = (
-            Runner(Path(paths["runner"])) if "runner" in paths else args.get("runner_skip") or "not attempted"
-        )
-        if args["kind"] == "convert":
-            judge_conversion(
-                Path(paths["model"]),
-                spec,
-                Path(paths["candidates"]),
-                out,
-                requested=args["method"],
-                runner=runner,
-                progress=progress,
-                first_round=args.get("first_round"),
-            )
-        else:
-            judge_validation(
-                Path(paths["model"]),
-                spec,
-                Path(paths["candidates"]),
-                Path(paths["artifact"]),
-                out,
-                runner=runner,
-                progress=progress,
-            )
+        run_reference(Path(paths["model"]), spec, out, seed=int(args["seed"]), progress=progress)
+    elif role == "judge":
+        _judge(spec, args, paths, out, progress)
     elif role == "aoti":
         from regctl.worker.engine.aoti import run_aoti_role
 
         run_aoti_role(spec, paths, args, progress)
     else:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+
+
+def _judge(
+    spec: ModelSpec, args: dict[str, Any], paths: dict[str, str], out: Path, progress: PipeProgress
+) -> None:
+    from regctl.worker.engine.judge import judge_conversion, judge_validation
+    from regctl.worker.engine.libtorch import Runner
+
+    runner: Runner | str = (
+        Runner(Path(paths["runner"])) if "runner" in paths else args.get("runner_skip") or "not attempted"
+    )
+    seed = int(args["seed"])
+    if args["kind"] == "convert":
+        judge_conversion(
+            Path(paths["model"]),
+            spec,
+            Path(paths["candidates"]),
+            Path(paths["reference"]),
+            out,
+            seed=seed,
+            requested=args["method"],
+            runner=runner,
+            progress=progress,
+            first_round=args.get("first_round"),
+        )
+    else:
+        judge_validation(
+            Path(paths["model"]),
+            spec,
+            Path(paths["reference"]),
+            Path(paths["artifact"]),
+            out,
+            seed=seed,
+            runner=runner,
+            progress=progress,
+        )
