@@ -34,6 +34,7 @@ from regctl.worker.sandbox import launch as launch_module
 from regctl.worker.sandbox.client import MAX_PENDING, _Lines, allowlisted_env
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount, SandboxPlan, outermost
 from regctl.worker.sandbox.probe import probe
+from regctl.worker.sandbox.uids import UidLease, job_uids
 from regctl.worker.supervisor import MAX_ERROR_CHARS, one_line, plan_for, sandbox_uid, scrub, secret_paths
 
 DEADLINE_S = 30.0
@@ -63,6 +64,7 @@ class Job:
     out: Path
     model: Path
     scratch: Path
+    lease: UidLease | None  # the job's own uids, as the supervisor leases them (None: not root)
 
 
 @pytest.fixture
@@ -78,7 +80,8 @@ def job() -> Iterator[Job]:
     os.chmod(root, 0o711)
     os.chmod(model, 0o755)
     os.chmod(model / "model.py", 0o644)
-    yield Job(root, out, model, scratch)
+    with job_uids(Settings.from_env({}, home=root / "home").sandbox_uid, True) as lease:
+        yield Job(root, out, model, scratch, lease)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -89,12 +92,14 @@ def _mounts(job: Job) -> dict[str, Mount]:
     }
 
 
-def _plan(settings: Settings, job: Job, scratch: Path | None = None) -> SandboxPlan:
-    uid = sandbox_uid(settings)
-    if uid is not None:
-        for path in (job.out, job.out / "tmp"):
-            os.chown(path, uid, uid)
-    return plan_for(settings, "cpu", _mounts(job), scratch or job.scratch)
+def _plan(settings: Settings, job: Job, scratch: Path | None = None, role: str = "builder") -> SandboxPlan:
+    """A plan as the supervisor makes it: as root, with the uid leased to `role` for this job alone."""
+    if job.lease is None or settings.sandbox == "off":
+        return plan_for(settings, "cpu", _mounts(job), scratch or job.scratch)
+    uid = job.lease.uid(role)
+    for path in (job.out, job.out / "tmp"):
+        os.chown(path, uid, uid)
+    return replace(plan_for(settings, "cpu", _mounts(job), scratch or job.scratch, uid=uid), own_uid=True)
 
 
 @dataclass

@@ -10,24 +10,34 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from regctl.registry.settings import Settings
 from regctl.worker.sandbox.launch import launch
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount
+from regctl.worker.sandbox.uids import UidLease, job_uids
 
 
 def probe(settings: Settings) -> dict[str, Any]:
     """The protections a job would get here: the report's sandbox entry, plus `refused` in strict mode."""
-    from regctl.worker.supervisor import WorkDir, plan_for, sandbox_uid
+    # uids leased as a job's are (uids.py), so the probe sees what a job's builder would
+    with job_uids(settings.sandbox_uid, settings.sandbox != "off") as lease:
+        return _probe(settings, lease)
+
+
+def _probe(settings: Settings, lease: UidLease | None) -> dict[str, Any]:
+    from regctl.worker.supervisor import WorkDir, plan_for
 
     with tempfile.TemporaryDirectory(prefix="regctl-probe-") as tmp:
         root = Path(tmp)
         (root / "model").mkdir()
-        work = WorkDir.create(root, root / "model", None, sandbox_uid(settings))
-        out = Mount(str(work.side), f"{JOB_ROOT}/out", writable=True)
-        plan = plan_for(settings, "cpu", {"out": out}, root / "root-model")
+        work = WorkDir.create(root, root / "model", None, lease.by_role if lease is not None else {})
+        out = Mount(str(work.output("probe", "builder")), f"{JOB_ROOT}/out", writable=True)
+        plan = plan_for(settings, "cpu", {"out": out}, work.scratch("probe"), uid=work.uids.get("builder"))
+        if lease is not None:
+            plan = replace(plan, own_uid=True)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -55,6 +65,10 @@ def describe(protections: dict[str, Any]) -> list[str]:
         f"  uid:          {protections['uid']}",
         f"  environment:  {protections['environment']}",
         f"  processes:    {protections['process_tree']}",
+        f"  leftovers:    {protections.get('leftovers', 'not reported')}",
+        f"  seccomp:      {protections.get('seccomp', 'not reported')}",
+        f"  tracing:      {protections.get('dumpable', 'not reported')}",
+        f"  descriptors:  {protections.get('descriptors', 'not reported')}",
         "  limits:       " + (", ".join(f"{k.replace('_', ' ')} {v}" for k, v in limits.items()) or "none"),
     ]
     lines += [f"  NOT IN FORCE: {m}" for m in protections.get("missing") or []]
