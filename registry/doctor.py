@@ -4,7 +4,9 @@ Checked, each problem reported in one line:
 - the schema is the one this regctl runs on;
 - the database file is sound (SQLite's `PRAGMA quick_check`; PostgreSQL checks its own pages);
 - every blob a row references exists, has its recorded size and, unless `quick`, its sha256;
-- no blob is an orphan (referenced by no row), and no upload temp was left behind.
+- no blob is an orphan (referenced by no row), and no upload temp was left behind;
+- no job scratch folder was left that could not be removed (`regctl-undeletable-*` in the work
+  directory: the worker sets aside what a model made impossible to delete, and goes on).
 
 Blobs and temps younger than `grace_s` are not reported: a registration may be uploading them right
 now, and its row comes only after the upload. Nothing is changed; repairs are the operator's call.
@@ -12,6 +14,8 @@ now, and its row comes only after the upload. Nothing is changed; repairs are th
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -27,13 +31,17 @@ from regctl.registry.store import ArtifactStore, StoredFile, open_store
 
 GRACE_S = 3600.0  # a registration uploads its blobs before it writes its rows
 SHOWN_INTEGRITY_LINES = 10
+# The worker renames a scratch folder it could not remove to this prefix (worker/scratch.py).
+UNDELETABLE_PREFIX = "regctl-undeletable-"
+SHOWN_UNDELETABLE = 20
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with the registry, in one line, with what to do about it."""
 
-    kind: str  # schema | database | missing_blob | corrupted_blob | orphan_blob | leftover_temp
+    # schema | database | missing_blob | corrupted_blob | orphan_blob | leftover_temp | undeletable_scratch
+    kind: str
     subject: str  # what it is about: a sha256, a path, the database URL
     message: str
 
@@ -72,7 +80,31 @@ def check_registry(settings: Settings, *, quick: bool = False, grace_s: float = 
         if isinstance(exc, CorruptedArtifact):
             raise
         checkup.problems.append(Problem("database", checkup.database, str(exc)))
+    checkup.problems += undeletable_scratch(settings.work_dir)
     return checkup
+
+
+def undeletable_scratch(work_dir: str | None) -> list[Problem]:
+    """The scratch folders the worker could not remove, under `work_dir` (None: the system's temp)."""
+    base = work_dir or tempfile.gettempdir()
+    try:
+        with os.scandir(base) as entries:
+            found = sorted(e.name for e in entries if e.name.startswith(UNDELETABLE_PREFIX))
+    except OSError:
+        return []
+    problems = [
+        Problem(
+            "undeletable_scratch",
+            os.path.join(base, name),
+            f"{os.path.join(base, name)} is a job's scratch folder that could not be removed (a mount, "
+            "an immutable file or another uid's files inside); the worker's log says why: remove it as root",
+        )
+        for name in found[:SHOWN_UNDELETABLE]
+    ]
+    if len(found) > SHOWN_UNDELETABLE:
+        more = len(found) - SHOWN_UNDELETABLE
+        problems.append(Problem("undeletable_scratch", base, f"and {more} more such folders in {base}"))
+    return problems
 
 
 def _check(settings: Settings, store: ArtifactStore, checkup: Checkup, quick: bool, grace_s: float) -> None:

@@ -6,23 +6,43 @@ candidates, the exported program. Every scratch directory therefore holds an `ow
 process keeps locked (flock) while it works; the kernel drops the lock when that process dies, however
 it dies. `sweep_abandoned` removes every scratch directory whose lock it can take: nobody owns it.
 It runs before each job and after a kill, so a killed job's files live until the next one at most.
+
+Removal (`remove_tree`) trusts nothing the model left: it works without recursion, fd-relative and
+bottom-up, never follows a symlink, never crosses into another filesystem (a mount is reported, not
+emptied), unlinks FIFOs, sockets and device nodes without opening them, and gives a directory of
+mode 000 or 0o500 back its owner's access first. Memory stays bounded: the state is one (device,
+inode) pair per level of depth, and a wide directory is read a little at a time. A folder that still
+cannot be removed (an immutable file, a mount point, files of a uid this process cannot touch) is
+logged once and renamed `regctl-undeletable-*` beside it: no sweep retries it, no job fails for it,
+and `regctl doctor` lists it until an operator removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import logging
 import os
-import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from regctl.registry.doctor import UNDELETABLE_PREFIX
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "regctl-job-"
 LOCK_NAME = "owner.lock"
 # Between mkdtemp and taking the lock a directory has no owner yet: leave young ones alone.
 UNLOCKED_GRACE_S = 60.0
+# Entries of one directory that could not be removed and are stepped over; past this the directory
+# is given up whole (a model that plants a million immutable files must not make us remember them).
+MAX_SKIPPED_PER_DIR = 64
+OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @contextlib.contextmanager
@@ -37,7 +57,7 @@ def job_scratch(job_id: int, root: str | None = None) -> Iterator[Path]:
         os.rename(path / f".{LOCK_NAME}", path / LOCK_NAME)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        discard(path)
         os.close(fd)
 
 
@@ -51,9 +71,227 @@ def sweep_abandoned(root: str | None = None) -> list[Path]:
         return removed
     for path in candidates:
         if _abandoned(path):
-            shutil.rmtree(path, ignore_errors=True)
+            discard(path)
             removed.append(path)
     return removed
+
+
+def discard(path: Path) -> bool:
+    """Remove a scratch folder; never raises. What cannot go is logged once and set aside.
+
+    Returns True when the folder is gone. A folder that stays is renamed `regctl-undeletable-*`
+    in the same parent, so that no sweep tries it again and `regctl doctor` lists it.
+    """
+    try:
+        failure = remove_tree(path)
+    except Exception as exc:  # a cleanup bug must never fail the job it runs after
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is None:
+        return True
+    try:
+        kept = path.with_name(f"{UNDELETABLE_PREFIX}{path.name}")
+        os.rename(path, kept)
+    except OSError as exc:
+        kept = path
+        failure += f" (and renaming it failed: {exc.strerror})"
+    logger.warning("scratch folder %s could not be removed: %s; left as %s", path, failure, kept)
+    return False
+
+
+def remove_tree(path: Path) -> str | None:
+    """Remove `path` and everything under it; None when it is gone, else the first reason it is not.
+
+    Without recursion, fd-relative, bottom-up; see the module docstring for what it never does.
+    """
+    try:
+        parent = os.open(path.parent, OPEN_DIR)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot open {path.parent}: {exc.strerror}"
+    try:
+        try:
+            info = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            return _unlink(parent, path.name, info, path)
+        remover = _Remover(path, info.st_dev)
+        return remover.remove(parent, path.name, info)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    finally:
+        os.close(parent)
+
+
+@dataclass
+class _Level:
+    """One directory on the way down: how to find it again from its parent, and what stays in it."""
+
+    name: str
+    ino: int
+    skipped: set[str] = field(default_factory=set)
+
+
+class _Remover:
+    """The walk of remove_tree: one open directory at a time, a stack of (name, inode) to climb back."""
+
+    def __init__(self, top: Path, device: int) -> None:
+        self.top = top
+        self.device = device
+        self.failure: str | None = None
+        self.stack: list[_Level] = []
+
+    def note(self, where: str, why: str) -> None:
+        """Remember the first thing that could not be removed (the one reason reported)."""
+        if self.failure is None:
+            self.failure = f"{where}: {why}"
+
+    def remove(self, parent: int, name: str, info: os.stat_result) -> str | None:
+        """Empty and remove directory `name` of the open directory `parent`."""
+        stack = self.stack = [_Level(name, info.st_ino)]
+        fd = self._open_dir(parent, name, info.st_ino)
+        if fd is None:
+            return self.failure
+        try:
+            while stack:
+                level = stack[-1]
+                child = self._clear_files(fd, level)
+                if child is not None:  # go down into it
+                    opened = self._open_dir(fd, child[0], child[1].st_ino)
+                    if opened is None:
+                        self._skip(level, child[0])
+                        continue
+                    os.close(fd)
+                    fd = opened
+                    stack.append(_Level(child[0], child[1].st_ino))
+                    continue
+                # Empty but for what was skipped: climb to the parent and remove this one from there.
+                stack.pop()
+                up = self._climb(fd, stack[-1]) if stack else parent
+                os.close(fd)
+                fd = -1
+                if up is None:
+                    return self.failure
+                if stack:
+                    fd = up
+                self._remove_emptied(level, up)
+        finally:
+            if fd != -1:
+                os.close(fd)
+        return self.failure
+
+    def _remove_emptied(self, level: _Level, parent: int) -> None:
+        """rmdir a directory the walk emptied; one that keeps entries is stepped over in its parent."""
+        if not level.skipped:
+            try:
+                os.rmdir(level.name, dir_fd=parent)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                self.note(self._where(level.name), exc.strerror or str(exc))
+        if self.stack:
+            self._skip(self.stack[-1], level.name)
+
+    def _clear_files(self, fd: int, level: _Level) -> tuple[str, os.stat_result] | None:
+        """Unlink every non-directory in `fd`; the first subdirectory still to empty, or None."""
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.name in level.skipped:
+                    continue
+                try:
+                    info = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    if info.st_dev != self.device:
+                        self.note(self._where(entry.name), "another filesystem is mounted here")
+                        self._skip(level, entry.name)
+                        continue
+                    return entry.name, info
+                if self._unlink_in(fd, entry.name, info) is not None:
+                    self._skip(level, entry.name)
+        return None
+
+    def _unlink_in(self, fd: int, name: str, info: os.stat_result) -> str | None:
+        why = _unlink(fd, name, info, Path(name))
+        if why is not None:
+            self.note(self._where(name), why.split(": ", 1)[-1])
+        return why
+
+    def _skip(self, level: _Level, name: str) -> None:
+        level.skipped.add(name)
+        if len(level.skipped) > MAX_SKIPPED_PER_DIR:
+            raise OSError(errno.ENOTEMPTY, f"more than {MAX_SKIPPED_PER_DIR} entries of {level.name} stay")
+
+    def _open_dir(self, parent: int, name: str, ino: int) -> int | None:
+        """Open subdirectory `name` (never a symlink), giving its owner access first if it lacks it."""
+        for attempt in range(2):
+            try:
+                fd = os.open(name, OPEN_DIR, dir_fd=parent)
+            except PermissionError as exc:
+                if attempt == 0 and _grant_access(parent, name):
+                    continue
+                self.note(self._where(name), exc.strerror or str(exc))
+                return None
+            except OSError as exc:
+                self.note(self._where(name), exc.strerror or str(exc))
+                return None
+            info = os.fstat(fd)
+            if info.st_ino != ino or info.st_dev != self.device:
+                os.close(fd)
+                self.note(self._where(name), "it changed while being removed")
+                return None
+            # Unlinking inside needs write and search permission on it, which the model may have taken.
+            if info.st_mode & 0o700 != 0o700:
+                _grant_access(parent, name)
+            return fd
+        return None
+
+    def _climb(self, fd: int, level: _Level) -> int | None:
+        """The directory above `fd`, checked to be the one we came down through."""
+        try:
+            up = os.open("..", OPEN_DIR, dir_fd=fd)
+        except OSError as exc:
+            self.note(self._where(""), exc.strerror or str(exc))
+            return None
+        if os.fstat(up).st_ino != level.ino:
+            os.close(up)
+            self.note(self._where(""), "it moved while being removed")
+            return None
+        return up
+
+    def _where(self, name: str) -> str:
+        """The path of `name` in the directory the walk stands in (for the one report)."""
+        return str(self.top.parent.joinpath(*(lv.name for lv in self.stack), name))
+
+
+def _unlink(dir_fd: int, name: str, info: os.stat_result, shown: Path) -> str | None:
+    """Unlink a non-directory (file, symlink, FIFO, socket, device node): never opened, never followed."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{shown}: {exc.strerror or exc}"
+
+
+def _grant_access(parent: int, name: str) -> bool:
+    """chmod u+rwx a directory through an O_PATH descriptor (needs no permission on it, follows no link)."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        return False
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        os.chmod(f"/proc/self/fd/{fd}", mode | 0o700)
+        return True
+    except OSError:
+        return False  # not ours to change (another uid, or immutable): reported by the caller
+    finally:
+        os.close(fd)
 
 
 def _abandoned(path: Path) -> bool:

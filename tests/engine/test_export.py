@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -117,15 +118,23 @@ def test_a_saved_program_that_would_unpickle_an_object_is_refused_and_the_payloa
     tmp_path: Path,
 ) -> None:
     from regctl.worker.engine.battery import build_battery
-    from regctl.worker.engine.export import judge_program
+    from regctl.worker.engine.export import judge_program, plain_data_only
 
     program, marker = tmp_path / "model.pt2", tmp_path / "payload-ran"
     _hostile_program(program, marker)
     spec = example_spec("linear")
     outcome = judge_program(program, spec, torch.device("cpu"), build_battery(spec), [], lambda s: None)
     assert not outcome.ok
-    assert "loading the exported program failed" in (outcome.error or "")
+    assert re.fullmatch(
+        r"the exported program was refused before loading: data/weights/weight_0: "
+        r"the pickle names '(posix|os)\.system', not plain tensor data",
+        outcome.error or "",
+    )
     assert not marker.exists(), "the judge ran the program's pickled payload"
+    # The second gate, on its own: were the checker bypassed, loading refuses the pickled object too.
+    with pytest.raises(Exception, match="Weights only load failed"), plain_data_only():
+        torch.export.load(str(program))
+    assert not marker.exists(), "plain_data_only let the program's pickled payload run"
     # The control: torch.export.load on its own does run it, so the file really is hostile.
     with pytest.raises(Exception, match=r"not an instance of torch\.nn\.Parameter"):
         torch.export.load(str(program))
