@@ -81,7 +81,8 @@ from regctl.worker.engine.battery import build_battery  # noqa: E402
 from regctl.worker.engine.export import dynamic_shapes, export_example  # noqa: E402
 from regctl.worker.engine.libtorch import SWITCH_ENV  # noqa: E402
 from regctl.worker.sandbox.client import shared_zygote  # noqa: E402
-from regctl.worker.supervisor import JudgedJob, WorkDir, role_uids, run_conversion, run_validation  # noqa: E402
+from regctl.worker.sandbox.uids import job_uids  # noqa: E402
+from regctl.worker.supervisor import JudgedJob, WorkDir, run_conversion, run_validation  # noqa: E402
 
 EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")
 TARGET_RATIO = 1.2
@@ -283,18 +284,21 @@ def end_to_end_job(settings: Settings, model_dir: Path, spec: ModelSpec) -> tupl
         convert_root, validate_root = Path(convert_tmp), Path(validate_tmp)
         for job_root in (convert_root, validate_root):  # the extracted source bundle, as in a worker
             shutil.copytree(model_dir, job_root / "model")
-        uids = role_uids(settings)
         gc.collect()
         start = time.perf_counter()
-        work = WorkDir.create(convert_root, convert_root / "model", None, uids)
-        converted = run_conversion(settings, spec, work, spec.method, _ignore, _no_cancel)
+        with job_uids(settings.sandbox_uid, settings.sandbox != "off") as lease:  # as a worker does
+            uids = lease.by_role if lease is not None else {}
+            work = WorkDir.create(convert_root, convert_root / "model", None, uids)
+            converted = run_conversion(settings, spec, work, spec.method, _ignore, _no_cancel)
         validated = None
         if converted.ok and converted.torchscript_path is not None:
             artifact = validate_root / "artifact" / "model.pt"
             artifact.parent.mkdir()
             shutil.copyfile(converted.torchscript_path, artifact)
-            work = WorkDir.create(validate_root, validate_root / "model", artifact, uids)
-            validated = run_validation(settings, spec, work, _ignore, _no_cancel)
+            with job_uids(settings.sandbox_uid, settings.sandbox != "off") as lease:
+                uids = lease.by_role if lease is not None else {}
+                work = WorkDir.create(validate_root, validate_root / "model", artifact, uids)
+                validated = run_validation(settings, spec, work, _ignore, _no_cancel)
         took = time.perf_counter() - start
     return took, _outcome(converted, validated)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from regctl.registry.spec import ModelSpec
 from regctl.registry.store import ArtifactStore, open_store
 from regctl.worker.aoti_stage import add_aoti
 from regctl.worker.progress import JobCancelled, JobReporter, JobTimedOut
+from regctl.worker.sandbox.uids import job_uids
 from regctl.worker.scratch import job_scratch, sweep_abandoned
-from regctl.worker.supervisor import WorkDir, role_uids, run_conversion, run_validation
+from regctl.worker.supervisor import WorkDir, run_conversion, run_validation
 
 
 def worker_identity() -> str:
@@ -58,7 +60,11 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
         return claim.job, []
     job = claim.job
     sweep_abandoned(settings.work_dir)  # what a job killed here before left behind
-    with JobReporter(settings, job_id, worker) as reporter, job_scratch(job_id, settings.work_dir) as tmp:
+    with (
+        JobReporter(settings, job_id, worker) as reporter,
+        job_scratch(job_id, settings.work_dir) as tmp,
+        job_uids(settings.sandbox_uid, settings.sandbox != "off") as lease,
+    ):
         try:
             version = start_stage(settings, job_id, worker)
             store = open_store(settings.artifact_store)
@@ -75,6 +81,7 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
                 tmp,
                 reporter,
                 worker,
+                lease.by_role if lease is not None else {},
             )
             return job, stage(work)
         except JobCancelled as exc:
@@ -130,6 +137,7 @@ class Stage:
     tmp: Path
     reporter: JobReporter
     worker: str  # `host:pid` that claimed the job; outcomes are recorded only while it still owns it
+    uids: Mapping[str, int]  # each sandboxed role's uid, leased for this job alone (empty: not root)
 
 
 def _convert(work: Stage) -> list[JobInfo]:
@@ -240,7 +248,7 @@ def _validate(work: Stage) -> list[JobInfo]:
 
 
 def _work_dir(work: Stage, artifact: Path | None) -> WorkDir:
-    return WorkDir.create(work.tmp, work.model_dir, artifact, role_uids(work.settings))
+    return WorkDir.create(work.tmp, work.model_dir, artifact, work.uids)
 
 
 def _on_device(spec: ModelSpec, device: str | None) -> ModelSpec:

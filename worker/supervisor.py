@@ -112,17 +112,6 @@ def sandbox_uid(settings: Settings) -> int | None:
     return settings.sandbox_uid + os.getpid() % 1000
 
 
-def role_uids(settings: Settings) -> dict[str, int]:
-    """A uid per role of a job (none when the worker is not root or the sandbox is off)."""
-    base = sandbox_uid(settings)
-    if base is None:
-        return {}
-    return {role: base + 1000 * i for i, role in enumerate(ROLE_ORDER)}
-
-
-ROLE_ORDER = ("builder", "reference", "judge", "aoti")
-
-
 def run_conversion(
     settings: Settings,
     spec: ModelSpec,
@@ -302,6 +291,7 @@ def plan_for(
 ) -> SandboxPlan:
     """The sandbox plan for one role process: mounts by name, secret paths, limits, uid, devices."""
     threads = torch_threads()
+    leased = uid is not None  # a uid of this job's lease: the zygote sweeps it when the role ends
     uid = sandbox_uid(settings) if uid is None else uid
     return SandboxPlan(
         mode=settings.sandbox,
@@ -318,6 +308,7 @@ def plan_for(
         devices=gpu_device_nodes() if device == "cuda" else [],
         env=allowlisted_env(),
         scratch=str(scratch),
+        own_uid=leased and settings.sandbox != "off",
     )
 
 

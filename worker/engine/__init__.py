@@ -1,10 +1,11 @@
 """The conversion and validation engine: model directory + spec in, proven TorchScript artifact out.
 
-Pure: it knows nothing of the database, Celery or the artifact store. It has two halves that never
-share a process in a job: `model_side` (imports and runs the model's code) and `judge` (proves the
-candidates against the eager outputs, never importing model code). `convert_model` and
-`validate_artifact` chain both in one process for unit tests. Importing the engine imports torch;
-the names below load lazily so `regctl.worker.engine.<module>` can be imported on its own.
+Pure: it knows nothing of the database, Celery or the artifact store. Its parts never share a
+process in a job: `model_side` (imports and runs the model's code, as the candidate builder and as
+the reference runner) and `judge` (proves the candidates against the eager outputs, never importing
+model code). `convert_model` and `validate_artifact` chain them in one process for unit tests.
+Importing the engine imports torch; the names below load lazily so `regctl.worker.engine.<module>`
+can be imported on its own.
 """
 
 from __future__ import annotations
