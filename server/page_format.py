@@ -1,12 +1,19 @@
-"""Jinja2 filters for the pages: times, sizes, seconds and errors as people read them."""
+"""Jinja2 filters for the pages: times, sizes, seconds and errors as people read them; and `page_text`,
+the pages' finalize, which shows every hidden character of every value as a visible escape."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from markupsafe import Markup
+
 from regctl.registry.sizes import human_size
+from regctl.registry.text import visible, visible_data
 
 
 def when(value: datetime | None) -> str:
@@ -51,3 +58,34 @@ def percent(value: Any) -> str:
 
 
 FILTERS = {"when": when, "num": num, "seconds": seconds, "size": size, "percent": percent}
+
+
+def page_text(value: Any) -> Any:
+    """Every `{{ value }}` of every template: a string's hidden characters (controls, bidi overrides,
+    zero-width) as visible escapes (registry/text.py), before autoescape makes it HTML-safe.
+
+    Markup (the pages' own charts) passes unchanged; line breaks stay (the CSS decides how they show).
+    """
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
+async def visible_events(chunks: AsyncIterable[str | bytes]) -> AsyncIterator[str | bytes]:
+    """Server-sent events for the pages' script, every string in their JSON shown by `page_text`'s rule.
+
+    The script writes values with textContent (never markup); this keeps bidi overrides and other
+    hidden characters of a live progress line or error from reaching the page either.
+    """
+    async for chunk in chunks:
+        yield _visible_event(chunk) if isinstance(chunk, str) else chunk
+
+
+def _visible_event(chunk: str) -> str:
+    lines = []
+    for line in chunk.split("\n"):
+        if line.startswith("data: "):
+            with contextlib.suppress(ValueError):  # not JSON: a line the stream itself wrote
+                line = "data: " + json.dumps(visible_data(json.loads(line[6:])), separators=(",", ":"))
+        lines.append(line)
+    return "\n".join(lines)

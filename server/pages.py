@@ -26,13 +26,14 @@ from regctl.server import artifacts_api, jobs_api
 from regctl.server.auth import caller_for, settings_of
 from regctl.server.job_view import job_row
 from regctl.server.page_auth import page_caller, safe_next, signed_in, signed_out, to_login
-from regctl.server.page_format import FILTERS
+from regctl.server.page_format import FILTERS, page_text, visible_events
 from regctl.server.report_view import build_view
 from regctl.service import aliases, jobs, models
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
+templates.env.finalize = page_text  # model and registrant text: no hidden character reaches a page
 router = APIRouter(include_in_schema=False)
 # Pages load only their own script and stylesheet; nothing may frame them.
 HEADERS = {
@@ -195,6 +196,7 @@ async def job_events(request: Request, job_id: JobId) -> Response:
     if caller is None:
         return Response("sign in first", status_code=401, media_type="text/plain")
     stream: StreamingResponse = await jobs_api.events(request, job_id, caller)
+    stream.body_iterator = visible_events(stream.body_iterator)  # the page shows what the pages show
     return stream
 
 

@@ -2,7 +2,9 @@
 report the judge wrote (worker/engine/report.py documents its shape).
 
 Reports are read defensively: an older report may lack a section, and every string in one may come
-from model code, so nothing here trusts a value's type or renders it unescaped.
+from model code, so nothing here trusts a value's type or renders it unescaped (the templates
+autoescape HTML, and the pages' finalize shows hidden characters as visible escapes: page_format).
+A report's warnings are bounded when it is made; an older or forged one is bounded here too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from markupsafe import Markup
 from regctl.registry.entities import VersionInfo
 from regctl.server.artifacts_api import SUFFIX
 from regctl.server.charts import Bar, ErrorPoint, bar_chart, error_chart
+
+MAX_SHOWN_WARNINGS = 100  # per source (trace, torch, model), as the report itself keeps them
+MAX_SHOWN_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,12 @@ class ReportView:
     why: str | None = None
     error: str | None = None
     battery_size: int = 0
+    battery_seed: int | None = None  # the secret seed the job drew (after the builder's files were sealed)
     rtol: Any = None
     atol: Any = None
     candidates: list[Candidate] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
+    warnings_dropped: int = 0  # raised but not kept in the report (or not shown here)
     battery: list[dict[str, Any]] = field(default_factory=list)
     latency_chart: Markup | None = None
     latency: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +110,7 @@ def build_view(version: VersionInfo) -> ReportView:
         why=_str(report.get("why")),
         error=_str(report.get("error")),
         battery_size=_int(report.get("battery_size")),
+        battery_seed=_int(report.get("battery_seed")) if report.get("battery_seed") is not None else None,
         rtol=validation_spec.get("rtol"),
         atol=validation_spec.get("atol"),
         libtorch=_dict(report.get("libtorch")),
@@ -113,7 +121,8 @@ def build_view(version: VersionInfo) -> ReportView:
         validation=_dict((version.summary or {}).get("validation")),
     )
     view.candidates = _candidates(report, view.method)
-    view.warnings = _warnings(report)
+    view.warnings, shown_dropped = _warnings(report)
+    view.warnings_dropped = max(0, _int(report.get("warnings_dropped"))) + shown_dropped
     chosen = next((c for c in view.candidates if c.chosen), None)
     view.battery = chosen.cases if chosen else []
     view.latency, view.latency_chart = _latency(report)
@@ -197,18 +206,24 @@ def _point_detail(case: dict[str, Any]) -> str:
     )
 
 
-def _warnings(report: dict[str, Any]) -> list[Warning_]:
+def _warnings(report: dict[str, Any]) -> tuple[list[Warning_], int]:
+    """The warnings to show, at most MAX_SHOWN_WARNINGS per source, and how many more there were."""
     found = []
+    more = 0
     trace = _dict(_dict(report.get("candidates")).get("trace"))
     sources = (("trace", trace.get("warnings")), ("torch", report.get("torch_warnings")))
     for source, entries in (*sources, ("model", report.get("model_warnings"))):
-        for w in entries or []:
-            if not isinstance(w, dict):
-                continue
+        listed = [w for w in entries if isinstance(w, dict)] if isinstance(entries, list) else []
+        for w in listed[MAX_SHOWN_WARNINGS:]:
+            more += _int(w.get("count")) or 1
+        for w in listed[:MAX_SHOWN_WARNINGS]:
             file, line = _str(w.get("file")), w.get("line")
             where = f"{file}:{line}" if file and isinstance(line, int) else file
-            found.append(Warning_(source, str(w.get("message", "")), where, _int(w.get("count")) or 1))
-    return found
+            message = str(w.get("message", ""))
+            if len(message) > MAX_SHOWN_CHARS:
+                message = message[: MAX_SHOWN_CHARS - 1] + "…"
+            found.append(Warning_(source, message, where, _int(w.get("count")) or 1))
+    return found, more
 
 
 def _latency(report: dict[str, Any]) -> tuple[dict[str, Any], Markup | None]:

@@ -163,3 +163,71 @@ def test_an_aoti_section_gets_its_own_chart_and_a_third_latency_bar() -> None:
     assert view.aoti_chart is not None and view.aoti_chart.count("<g class=") == 1
     assert view.latency_chart is not None and "AOTInductor" in view.latency_chart
     assert build_view(version(REPORT)).aoti == {}
+
+
+# -- model and registrant text on the pages: escaped, hidden characters visible, warnings bounded ------------
+
+HOSTILE = "<script>alert(1)</script> [/x] \x1b]0;pwned\x07\x1b[2J \u202egnp.exe\u200b\ufeff"
+
+
+def _render_version_page(version_info: VersionInfo) -> str:
+    from regctl.server.pages import templates
+
+    page = templates.get_template("version.html")
+    return page.render(
+        version=version_info,
+        view=build_view(version_info),
+        jobs=[],
+        may_fetch=False,
+        may_alias=False,
+        may_submit=False,
+        caller=None,
+    )
+
+
+def test_a_hostile_report_description_and_tags_show_as_text_on_the_version_page() -> None:
+    report = {
+        **REPORT,
+        "why": HOSTILE,
+        "model_warnings": [{"message": HOSTILE, "file": "model.py", "line": 3, "count": 2}],
+    }
+    html = _render_version_page(
+        version(report, description=HOSTILE, tags={"team": HOSTILE}, summary={"report": report})
+    )
+    for char in ("\x1b", "\x07", "\u202e", "\u200b", "\ufeff"):
+        assert char not in html, f"{char!r} reached the page"
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; [/x] \\x1b]0;pwned\\x07\\x1b[2J \\u202egnp.exe" in html
+
+
+def test_a_report_flooded_with_warnings_shows_a_bounded_list_and_how_many_it_left_out() -> None:
+    flood = [{"message": f"w{i}", "file": "model.py", "line": i, "count": 1} for i in range(150)]
+    report = {**REPORT, "model_warnings": flood, "warnings_dropped": 4850}
+    view = build_view(version(report))
+    assert len([w for w in view.warnings if w.source == "model"]) == 100
+    assert view.warnings_dropped == 4850 + 50
+    assert "4900 more warnings were raised and not kept" in _render_version_page(version(report))
+
+
+def test_a_forged_warnings_dropped_is_never_negative() -> None:
+    assert build_view(version({**REPORT, "warnings_dropped": -7})).warnings_dropped == 0
+    assert build_view(version({**REPORT, "warnings_dropped": "many"})).warnings_dropped == 0
+
+
+def test_live_job_events_show_hidden_characters_as_visible_escapes() -> None:
+    import asyncio
+    import json
+
+    from regctl.server.page_format import visible_events
+
+    async def stream():  # type: ignore[no-untyped-def]
+        yield "event: job\ndata: " + json.dumps({"progress": "trace \u202e", "error": "\x1b[2J"}) + "\n\n"
+        yield ": keepalive\n\n"
+
+    async def collect() -> list[str]:
+        return [chunk async for chunk in visible_events(stream())]  # type: ignore[misc]
+
+    first, keepalive = asyncio.run(collect())
+    data = json.loads(first.split("data: ", 1)[1])
+    assert data == {"progress": "trace \\u202e", "error": "\\x1b[2J"}
+    assert keepalive == ": keepalive\n\n"

@@ -8,6 +8,9 @@ import time
 
 from regctl.registry.jobs import record_progress
 from regctl.registry.settings import Settings
+from regctl.registry.text import visible
+
+MAX_PROGRESS_CHARS = 500
 
 
 class JobCancelled(Exception):
@@ -47,7 +50,12 @@ class JobReporter:
         self._thread.join(timeout=5)
 
     def __call__(self, text: str) -> None:
-        """Record progress; throttled, except that every new stage is written at once."""
+        """Record progress; throttled, except that every new stage is written at once.
+
+        The text may quote the model (a stage's detail): one line, bounded, hidden characters as
+        visible escapes (registry/text.py) before it reaches the database, the CLI and the pages.
+        """
+        text = visible(" ".join(text.split()), multiline=False)[:MAX_PROGRESS_CHARS]
         stage_changed = self._text is None or text.split(":")[0] != self._text.split(":")[0]
         self._text = text
         self.check()  # a cancel or the soft limit stops the job here, naming this stage

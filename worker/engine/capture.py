@@ -4,6 +4,11 @@ Everything the engine runs happens inside `WarningLog.capture()`: warnings (torc
 deprecation notices, `TracerWarning`s, the model's own warnings) are recorded instead of printed
 or turned into errors, each with the innermost frame of the model's code that led to it, so a
 report can say "model.py:12" even when the warning was raised deep inside torch.
+
+The log is bounded where the warnings are raised (the model may raise millions, megabytes each):
+each distinct warning (file, line, category, message clipped to MAX_WARNING_CHARS) is kept once
+with a count, at most MAX_WARNINGS of them per group, and the rest are only counted (`dropped`).
+The judge bounds them again (report.add_warnings): this side runs model code.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 import torch
+
+from regctl.worker.engine.bounds import MAX_WARNING_CHARS, MAX_WARNINGS, bounded_warnings, clip
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _NAMED_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
@@ -77,11 +84,20 @@ class ModelFrames:
 
 
 class WarningLog:
-    """Records every warning raised while `capture()` is active."""
+    """Records the warnings raised while `capture()` is active: each distinct one once, bounded.
 
-    def __init__(self, model_dir: Path) -> None:
+    `records` holds the distinct warnings in first-seen order, at most `limit` in each group
+    (TracerWarnings, torch's own, the others: so a flood of one kind never hides another);
+    `count(record)` says how often one was raised, `dropped` how many raised ones were not kept.
+    """
+
+    def __init__(self, model_dir: Path, limit: int = MAX_WARNINGS) -> None:
         self.frames = ModelFrames(model_dir)
+        self.limit = limit
         self.records: list[WarningRecord] = []
+        self.dropped = 0
+        self._counts: dict[WarningRecord, int] = {}
+        self._groups: dict[tuple[bool, bool], int] = {}
 
     @contextmanager
     def capture(self) -> Iterator[WarningLog]:
@@ -92,8 +108,29 @@ class WarningLog:
             yield self
 
     def since(self, start: int) -> list[WarningRecord]:
-        """The records added after `start = len(log.records)`."""
+        """The records first raised after `start = len(log.records)`."""
         return self.records[start:]
+
+    def count(self, record: WarningRecord) -> int:
+        """How many times `record` was raised (0 for one this log never kept)."""
+        return self._counts.get(record, 0)
+
+    def entries(self, records: Iterable[WarningRecord] | None = None) -> list[dict[str, Any]]:
+        """`records` (all kept by default) as JSON-safe dicts with their counts."""
+        chosen = self.records if records is None else records
+        return [{**_as_dict(r), "count": self.count(r) or 1} for r in chosen]
+
+    def _add(self, record: WarningRecord) -> None:
+        if record in self._counts:
+            self._counts[record] += 1
+            return
+        group = (record.category == "TracerWarning", record.from_torch)
+        if self._groups.get(group, 0) >= self.limit:
+            self.dropped += 1
+            return
+        self._groups[group] = self._groups.get(group, 0) + 1
+        self._counts[record] = 1
+        self.records.append(record)
 
     def _hook(
         self,
@@ -108,10 +145,10 @@ class WarningLog:
         rel = self.frames.relative(filename)
         if where is None and rel is not None:
             where = (rel, lineno)
-        self.records.append(
+        self._add(
             WarningRecord(
                 category=category.__name__,
-                message=str(message).strip(),
+                message=clip(str(message).strip(), MAX_WARNING_CHARS),
                 file=where[0] if where else None,
                 line=where[1] if where else None,
                 from_torch=self.frames.in_torch(filename),
@@ -119,22 +156,24 @@ class WarningLog:
         )
 
 
-def summarize(records: list[WarningRecord]) -> list[dict[str, Any]]:
-    """JSON-safe, de-duplicated warnings in first-seen order, each with how often it was raised."""
-    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in records:
-        key = (r.category, r.message, r.file, r.line)
-        if key in seen:
-            seen[key]["count"] += 1
-        else:
-            seen[key] = {
-                "category": r.category,
-                "message": r.message,
-                "file": r.file,
-                "line": r.line,
-                "count": 1,
-            }
-    return list(seen.values())
+def summarize(records: Iterable[Any]) -> list[dict[str, Any]]:
+    """JSON-safe, de-duplicated warnings in first-seen order, each with how often it was raised.
+
+    Bounded (bounds.bounded_warnings): at most MAX_WARNINGS, messages clipped. A record may carry a
+    `count` of its own (one crossed from the model process already counted); else it counts once.
+    """
+    return bounded_warnings(_as_dict(r) for r in records)[0]
+
+
+def _as_dict(record: Any) -> dict[str, Any]:
+    # WarningRecord, or any object with its fields (the exchange's WarningEntry)
+    return {
+        "category": record.category,
+        "message": record.message,
+        "file": record.file,
+        "line": record.line,
+        "count": getattr(record, "count", 1),
+    }
 
 
 def one_line(text: str) -> str:

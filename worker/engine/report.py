@@ -25,7 +25,10 @@ Shape of a conversion report (keys are always present; values may be None):
     optimize        {"applied", "note", "unoptimized_ms", "optimized_ms"}
     export          {"ok", "error", "failed_input", "notes", "max_abs_error", "max_rel_error", "seconds"}
     torch_warnings  warnings raised by torch itself (TorchScript deprecations ...), de-duplicated
-    model_warnings  other warnings (the model's own, third-party), de-duplicated
+    model_warnings  other warnings (the model's own, third-party), de-duplicated; each list holds at
+                    most bounds.MAX_WARNINGS entries {category, message, file, line, count}, messages
+                    clipped to bounds.MAX_WARNING_CHARS
+    warnings_dropped how many raised warnings neither list kept (beyond the caps; 0 when none)
     versions        {"torch", "python"}
     sandbox         added by the supervisor: {"model": ..., "judge": ...}, each the protections its
                     process ran under (worker/sandbox/confine.py: mode, namespaces, network,
@@ -41,7 +44,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ from typing import Any
 import torch
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.bounds import bounded_warnings
 from regctl.worker.engine.capture import WarningRecord, summarize
 from regctl.worker.engine.evaluate import CandidateCheck
 from regctl.worker.engine.libtorch import empty_section
@@ -84,6 +88,7 @@ def new_report(spec: ModelSpec, requested: str) -> dict[str, Any]:
         "export": {"ok": False, "error": "not attempted", "failed_input": None, "notes": []},
         "torch_warnings": [],
         "model_warnings": [],
+        "warnings_dropped": 0,
         "versions": versions(),
         "timings": dict.fromkeys(TIMING_KEYS, 0.0),
     }
@@ -153,11 +158,41 @@ def warning_entries(records: list[WarningRecord]) -> list[dict[str, Any]]:
     return [{k: w[k] for k in ("message", "file", "line", "count")} for w in summarize(records)]
 
 
-def add_warnings(report: dict[str, Any], records: list[WarningRecord]) -> None:
-    """Split the warnings a run raised (TracerWarnings excluded: they belong to the trace candidate)."""
-    rest = [r for r in records if r.category != "TracerWarning"]
-    report["torch_warnings"] = summarize([r for r in rest if r.from_torch])
-    report["model_warnings"] = summarize([r for r in rest if not r.from_torch])
+def add_warnings(report: dict[str, Any], records: Iterable[Any], dropped: int = 0) -> None:
+    """Add the warnings a run raised to the report's (TracerWarnings excluded: they belong to the
+    trace candidate); each role of a job adds its own, and the same warning is counted, not repeated.
+
+    The records come from the model side (untrusted, up to the exchange's caps): they are
+    de-duplicated and capped again here (bounds.bounded_warnings), and `warnings_dropped` adds
+    what was cut to the `dropped` the model side reported. A record may carry its own `count`.
+    """
+    torch_side = _listed(report.get("torch_warnings"))
+    model_side = _listed(report.get("model_warnings"))
+    for r in records:
+        if r.category != "TracerWarning":
+            (torch_side if r.from_torch is True else model_side).append(_entry(r))
+    report["torch_warnings"], torch_dropped = bounded_warnings(torch_side)
+    report["model_warnings"], model_dropped = bounded_warnings(model_side)
+    earlier = _count(report.get("warnings_dropped"))
+    report["warnings_dropped"] = earlier + _count(dropped) + torch_dropped + model_dropped
+
+
+def _listed(entries: Any) -> list[dict[str, Any]]:
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _entry(record: Any) -> dict[str, Any]:
+    return {
+        "category": record.category,
+        "message": record.message,
+        "file": record.file,
+        "line": record.line,
+        "count": getattr(record, "count", 1),
+    }
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def latency_entry(label: str, eager_ms: float, artifact_ms: float, runs: dict[str, int]) -> dict[str, Any]:
