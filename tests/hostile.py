@@ -222,6 +222,75 @@ def attack():
 
     Model.__init__ = memorising
 """,
+    "ptrace": """
+def attack():
+    # Trace the sandbox's init and the parent, read their memory, write to their standard streams.
+    import ctypes
+    import stat
+    libc = ctypes.CDLL(None, use_errno=True)
+    traced = []
+    for pid in sorted({1, os.getppid()}):
+        if libc.ptrace(16, pid, 0, 0) == 0:  # PTRACE_ATTACH
+            traced.append(pid)
+            libc.ptrace(17, pid, 0, 0)  # PTRACE_DETACH
+        if libc.ptrace(0x4206, pid, 0, 0) == 0:  # PTRACE_SEIZE
+            traced.append(pid)
+    reached = []
+    for pid in sorted({1, os.getppid()}):
+        for fd in (0, 1, 2, 3, 4, 5):
+            try:
+                with open(f"/proc/{pid}/fd/{fd}", "wb", buffering=0) as f:
+                    info = os.fstat(f.fileno())
+                    device = (os.major(info.st_rdev), os.minor(info.st_rdev))
+                    if stat.S_ISCHR(info.st_mode) and device == (1, 3):
+                        continue  # /dev/null: nothing reaches anyone
+                    f.write(b"\\x1b]0;pwned\\x07\\x1b[2J\\x1b[32mregctl: verified OK\\x1b[0m\\n")
+                    reached.append(f"{pid}/{fd}")
+            except OSError:
+                pass
+        try:
+            open(f"/proc/{pid}/mem", "rb").close()
+            reached.append(f"{pid}/mem")
+        except OSError:
+            pass
+    if traced or reached:
+        raise ValueError(f"ESCAPED traced {traced} reached {reached}")
+""",
+    "persistence": """
+def attack():
+    # Outlive the job: a new session, a new process group, no parent-death signal, a double fork.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.setpgid(0, 0)
+            libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG: none
+            libc.unshare(0x20000000)  # CLONE_NEWPID, should it be allowed
+            os.execv("/bin/sleep", ["sleep", TARGETS["marker"]])
+        os._exit(0)
+    if libc.ptrace(16, 1, 0, 0) == 0:  # PTRACE_ATTACH to the init, to clear its death signal
+        raise ValueError("ESCAPED: traced the sandbox's init")
+""",
+    "keyring": """
+def attack():
+    # A kernel key outlives the process that added it, and every later process of the uid sees it.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    numbers = {"x86_64": (248, 250), "aarch64": (217, 219)}[os.uname().machine]
+    add_key, keyctl = numbers
+    added = []
+    for keyring in (-4, -3, -2):  # the user, session and process keyrings
+        name = b"regctl-hostile-" + TARGETS["marker"].encode()
+        key = libc.syscall(add_key, b"user", name, b"loot", 4, keyring)
+        if key >= 0:
+            added.append(keyring)
+    if libc.syscall(keyctl, 1, b"regctl-hostile") >= 0:  # KEYCTL_JOIN_SESSION_KEYRING
+        added.append("session")
+    if added:
+        raise ValueError(f"ESCAPED: keys added to {added}")
+""",
     "memory": """
 def attack():
     hoard = []
@@ -261,6 +330,9 @@ EXPECTED = {
     "forkbomb": Expectation("failed", "fork failed after"),
     "hugefile": Expectation("failed", "File too large"),
     "memorise": Expectation("failed", "differs from eager"),
+    "ptrace": Expectation("ready"),
+    "persistence": Expectation("ready"),
+    "keyring": Expectation("ready"),
     "memory": Expectation("failed", "MemoryError"),
 }
 
