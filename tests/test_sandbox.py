@@ -31,6 +31,7 @@ import pytest
 from regctl.registry.settings import Settings
 from regctl.worker.engine.runner_location import default_cache_dir
 from regctl.worker.sandbox import launch as launch_module
+from regctl.worker.sandbox import plan as plan_module
 from regctl.worker.sandbox.client import MAX_PENDING, _Lines, allowlisted_env
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount, SandboxPlan, outermost
 from regctl.worker.sandbox.probe import probe
@@ -450,11 +451,11 @@ def _look_at_masks(args: dict[str, Any], paths: dict[str, str], progress_fd: int
 
 @needs_root
 def test_a_secret_path_inside_a_visible_tree_is_covered(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The checkout is mounted (it holds the packages), so a registry home or LibTorch cache inside it
-    # would be visible; the sandbox covers a directory with an empty tmpfs and a file with /dev/null.
-    # Both stand-ins are only read, never written.
-    checkout = Path(__file__).resolve().parents[1]
-    home, cache = checkout / "tests", checkout / "pyproject.toml"
+    # The package folders are mounted, so a registry home or LibTorch cache inside one would be
+    # visible; the sandbox covers a directory with an empty tmpfs and a file with /dev/null. Both
+    # stand-ins are only read, never written.
+    package = Path(plan_module.__file__).resolve().parent
+    home, cache = package.parent / "engine", package / "plan.py"
     assert os.listdir(home) and cache.read_text(), "the stand-ins must have content on the host"
     monkeypatch.setenv("REGCTL_LIBTORCH_CACHE", str(cache))
     plan = _plan(_settings(home, "auto"), job)
@@ -463,7 +464,9 @@ def test_a_secret_path_inside_a_visible_tree_is_covered(job: Job, monkeypatch: p
     found = launched.reported()
     assert launched.exit_code == 0, launched.log
     assert launched.protections["missing"] == []
-    # ENOENT when the whole checkout is out of sight: a checkout under /tmp is hidden by the job's /tmp
+    # ENOENT when the package is out of sight: a checkout under /tmp is hidden by the job's /tmp
+    if not str(package).startswith(tempfile.gettempdir() + "/"):
+        assert found["home"] == "allowed", found
     if found["home"] == "allowed":
         assert found["home_listing"] == []
         assert found["cache_text"] == ""
