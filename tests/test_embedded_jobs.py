@@ -188,6 +188,12 @@ def test_submit_validate_records_a_new_report_without_changing_the_artifact(embe
     reports = lambda v: [a for a in v["artifacts"] if a["kind"] == "report"]  # noqa: E731
     assert len(reports(after)) == len(reports(before)) + 1
     assert after["status"] == "ready"
+    # each job drew its own secret battery seed, and both are recorded for a re-run
+    converted_seed = before["summary"]["report"]["battery_seed"]
+    validated_seed = after["summary"]["validation"]["battery_seed"]
+    assert isinstance(converted_seed, int) and isinstance(validated_seed, int)
+    assert converted_seed != validated_seed
+    assert before["summary"]["battery_seed"] == converted_seed
 
 
 def test_submit_validate_without_an_artifact_is_refused(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

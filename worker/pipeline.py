@@ -208,6 +208,7 @@ def _proof(job_id: int, sha256: str, report: dict) -> dict:
         "by": f"convert job {job_id}: the judge ran the battery and LibTorch on these exact bytes",
         "sha256": sha256,
         "battery_size": report.get("battery_size"),
+        "battery_seed": report.get("battery_seed"),
         "libtorch": libtorch.get("ok"),
         "latency_ratio": (report.get("latency") or {}).get("ratio"),
     }
@@ -268,6 +269,7 @@ def summarize(report: dict) -> dict:
     return {
         "why": report.get("why"),
         "battery_size": report.get("battery_size"),
+        "battery_seed": report.get("battery_seed"),
         "max_abs_error": max((s.get("max_abs_error") or 0.0 for s in shapes), default=None),
         "max_rel_error": max((s.get("max_rel_error") or 0.0 for s in shapes), default=None),
         "latency_ratio": latency.get("ratio"),
