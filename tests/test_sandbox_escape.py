@@ -556,3 +556,17 @@ def test_strict_mode_refuses_a_role_whose_uid_was_not_leased_for_it_alone(tmp_pa
     assert launched.first.startswith("E per-role uid"), launched.lines
     assert launched.exit_code == launch_module.EXIT_REFUSED
     assert not (job.out / "role.log").exists(), "the role process must never have started"
+
+
+def test_a_block_that_holds_nobody_or_minus_one_is_never_leased(tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("uid leases are made by a root worker")
+    # blocks from 65530: 65530-65533, 65534-65537 (nobody, 65535), 65538-65541
+    leases = [lease_uids(65530, lease_dir=tmp_path / "leases", blocks=3) for _ in range(2)]
+    try:
+        assert sorted(lease.uids[0] for lease in leases) == [65530, 65538]
+        with pytest.raises(UidLeaseError):
+            lease_uids(65530, lease_dir=tmp_path / "leases", blocks=3)
+    finally:
+        for lease in leases:
+            lease.release()

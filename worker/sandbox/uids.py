@@ -29,6 +29,7 @@ from pathlib import Path
 ROLES = ("builder", "reference", "judge", "aoti")  # one uid each, in this order
 DEFAULT_LEASE_DIR = Path("/run/regctl-uids")
 BLOCKS = 250  # with four roles: base .. base+999, the range the pool children used before
+RESERVED = {65534, 65535, 4294967294, 4294967295}  # nobody, and (uid_t) -1 in 16 and 32 bits
 SWEEP_ROUNDS = 50
 SWEEP_DEADLINE_S = 5.0
 
@@ -88,6 +89,9 @@ def lease_uids(
     start = os.getpid() % blocks  # spread concurrent workers over the range; any free block will do
     for step in range(blocks):
         block = (start + step) % blocks
+        first = base + block * len(roles)
+        if RESERVED & set(range(first, first + len(roles))):
+            continue
         fd = os.open(
             lease_dir / f"{block}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
         )
@@ -98,7 +102,7 @@ def lease_uids(
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 continue
             raise
-        lease = UidLease(base + block * len(roles), roles, fd)
+        lease = UidLease(first, roles, fd)
         try:
             sweep(lease.uids)  # a process left by a holder that died before its release
         except BaseException:
