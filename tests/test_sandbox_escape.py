@@ -570,3 +570,22 @@ def test_a_block_that_holds_nobody_or_minus_one_is_never_leased(tmp_path: Path) 
     finally:
         for lease in leases:
             lease.release()
+
+
+@needs_root
+def test_regctl_sandbox_shows_the_new_protections_and_strict_refuses_nothing_here(tmp_path: Path) -> None:
+    regctl = str(Path(sys.executable).with_name("regctl"))
+    env = {**os.environ, "REGCTL_HOME": str(tmp_path / "home"), "REGCTL_SANDBOX": "strict"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([regctl, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    shown = run("sandbox")
+    assert shown.returncode == 0, shown.stderr
+    labels = ("seccomp:      Docker-like filter", "tracing:      not dumpable", "descriptors:", "leftovers:")
+    for label in labels:
+        assert label in shown.stdout, shown.stdout
+    assert "NOT IN FORCE" not in shown.stdout
+    as_json = run("sandbox", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert "clone3 (ENOSYS)" in json.loads(as_json.stdout)["seccomp"]
