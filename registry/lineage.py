@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from regctl.registry.errors import InvalidInput
-from regctl.registry.text import check_text
+from regctl.registry.text import check_text, first_hidden
 
 MAX_TAGS = 50
 MAX_TAG_KEY = 64
@@ -86,11 +86,13 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
             raise InvalidInput(
                 f"tag key {key!r} is not valid; use 1 to {MAX_TAG_KEY} letters, digits, '_', '.', '-' or '/'"
             )
-        if isinstance(value, str) and len(value) <= MAX_TAG_VALUE:
-            check_text(f"tag {key}'s value", value)  # names the hidden character, if that is what is wrong
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE or not value.isprintable():
+            # isprintable() refuses every control, bidi and zero-width character (registry/text.py)
+            found = first_hidden(value) if isinstance(value, str) else None
+            where = f" (it has {found[1]} at position {found[0]})" if found else ""
             raise InvalidInput(
-                f"tag {key}'s value must be printable text of at most {MAX_TAG_VALUE} characters, on one line"
+                f"tag {key}'s value must be printable text of at most {MAX_TAG_VALUE} characters, on one "
+                f"line, with no control, bidi or zero-width characters{where}"
             )
     return dict(tags)
 
