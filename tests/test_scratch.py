@@ -114,6 +114,13 @@ def test_the_sweep_leaves_what_is_not_a_scratch_directory_it_owns(tmp_path: Path
     assert (tmp_path / "other-dir").is_dir()
 
 
+@pytest.fixture(autouse=True)
+def _no_deep_tree_outlives_a_test(tmp_path: Path) -> Iterator[None]:
+    """pytest removes old temp folders with shutil.rmtree: a deep tree left here would break it."""
+    yield
+    remove_tree(tmp_path)
+
+
 def nest(top: Path, depth: int, mode: int | None = None) -> None:
     """`depth` nested directories under `top`, made fd-relative (their path is far past PATH_MAX)."""
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
@@ -266,3 +273,16 @@ def test_a_job_whose_model_left_a_deep_tree_ends_cleanly(tmp_path: Path) -> None
         (path / "out").mkdir()
         nest(path / "out", 3_000, mode=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_killed_while_removing_its_tree_is_swept_at_once(tmp_path: Path) -> None:
+    # job_scratch removes its lock last: a cleanup cut short leaves a free lock, not a lockless
+    # folder that the sweep would have to leave alone for the grace period.
+    with job_scratch(9, str(tmp_path)) as path:
+        pass
+    left = tmp_path / f"{PREFIX}9-cut-short"
+    left.mkdir()
+    (left / LOCK_NAME).touch()
+    nest(left, 3_000, mode=0)
+    assert sweep_abandoned(str(tmp_path)) == [left]
+    assert list(tmp_path.iterdir()) == [] and not path.exists()

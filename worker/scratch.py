@@ -57,7 +57,9 @@ def job_scratch(job_id: int, root: str | None = None) -> Iterator[Path]:
         os.rename(path / f".{LOCK_NAME}", path / LOCK_NAME)
         yield path
     finally:
-        discard(path)
+        # The lock goes last: were this process killed while removing a large tree, the next sweep
+        # finds the lock free and finishes the job at once, instead of waiting out the grace period.
+        discard(path, last=LOCK_NAME)
         os.close(fd)
 
 
@@ -76,14 +78,23 @@ def sweep_abandoned(root: str | None = None) -> list[Path]:
     return removed
 
 
-def discard(path: Path) -> bool:
-    """Remove a scratch folder; never raises. What cannot go is logged once and set aside.
+def discard(path: Path, last: str | None = None) -> bool:
+    """Remove a scratch folder (its entry `last`, if given, after all the others); never raises.
 
-    Returns True when the folder is gone. A folder that stays is renamed `regctl-undeletable-*`
-    in the same parent, so that no sweep tries it again and `regctl doctor` lists it.
+    Returns True when the folder is gone. What cannot go is logged once, and the folder is renamed
+    `regctl-undeletable-*` in the same parent, so that no sweep tries it again and `regctl doctor`
+    lists it.
     """
     try:
-        failure = remove_tree(path)
+        failure = None
+        if last is not None:
+            with os.scandir(path) as entries:
+                first = [e.name for e in entries if e.name != last]  # the supervisor's few folders
+            for name in first:
+                failure = failure or remove_tree(path / name)
+        failure = failure or remove_tree(path)
+    except FileNotFoundError:
+        return True
     except Exception as exc:  # a cleanup bug must never fail the job it runs after
         failure = f"{type(exc).__name__}: {exc}"
     if failure is None:
