@@ -352,6 +352,31 @@ def attack():
         except OSError:
             pass
 """,
+    "escapes": """
+def attack():
+    # Escape sequences and a fake verdict on both streams, then the exit code of a role's own crash:
+    # the supervisor quotes the end of role.log in the job's error and logs it.
+    fake = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[32mregctl: verified OK\\x1b[0m\\u202e\\x9b31m"
+    for stream in (sys.stdout, sys.stderr):
+        stream.write(fake + "\\n")
+        stream.flush()
+    os.write(1, fake.encode() + b"\\n")
+    os.write(2, fake.encode() + b"\\n")
+    os._exit(91)
+""",
+    "markup": """
+def attack():
+    # Rich markup, a bidi override and a zero-width space in the job's error: every later
+    # `regctl jobs list` and `versions show` must still work, and show it as text.
+    raise ValueError("[/x] [bold red]boom \\u202egnp.exe\\u200b [link=file:///etc/passwd]x[/link]")
+""",
+    "warnings": """
+def attack():
+    # 5,000 distinct warnings of 10 KB each: the report and the registry must stay small.
+    import warnings
+    for i in range(5000):
+        warnings.warn(f"flood {i} " + "w" * 10_000, UserWarning, stacklevel=1)
+""",
     "memory": """
 def attack():
     hoard = []
@@ -396,6 +421,9 @@ EXPECTED = {
     "keyring": Expectation("ready"),
     "sympify": Expectation("ready"),
     "deepnest": Expectation("ready"),
+    "escapes": Expectation("failed", "internal error"),
+    "markup": Expectation("failed", "[/x] [bold red]boom \\u202egnp.exe\\u200b"),
+    "warnings": Expectation("ready"),
     "memory": Expectation("failed", "MemoryError"),
 }
 

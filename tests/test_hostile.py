@@ -112,6 +112,7 @@ def victims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victims]:
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_a_hostile_model_fails_with_one_line_or_leaves_no_trace(victims: Victims, attack: str) -> None:
     directory = hostile_model(victims.root / attack, attack, victims.targets)
+    database_before = _database_bytes(victims.home)
     done = victims.regctl("register", attack, str(directory), "--wait")
     expected = EXPECTED[attack]
     version = victims.show(f"{attack}:1")
@@ -124,7 +125,40 @@ def test_a_hostile_model_fails_with_one_line_or_leaves_no_trace(victims: Victims
     assert not problems, problems
     if attack == "blind":
         assert "torchscript" not in [a["kind"] for a in version["artifacts"]]
+    # Nothing the model wrote reaches the operator's terminal as a control sequence.
+    hidden = [c for c in ("\x1b", "\x07", "\x9b", "\u202e") if c in done.stdout + done.stderr]
+    assert not hidden, f"{hidden} reached the operator's output: {done.stderr[-2000:]!r}"
+    if attack == "markup":
+        _assert_shown_as_text(victims, attack)
+    if attack == "warnings":
+        _assert_report_bounded(version, _database_bytes(victims.home) - database_before)
     _assert_victims_intact(victims)
+
+
+def _assert_shown_as_text(victims: Victims, attack: str) -> None:
+    """The human views of a job whose error holds markup and a bidi override work, and show it as text."""
+    wide = {**victims.env, "COLUMNS": "1000"}  # no table cell wraps the text under test
+    for args in (("jobs", "list"), ("versions", "show", f"{attack}:1"), ("jobs", "list", "--json")):
+        shown = subprocess.run(
+            [REGCTL, *args], env=wide, capture_output=True, text=True, timeout=60, cwd=victims.root
+        )
+        assert shown.returncode == 0, (args, shown.stderr[-2000:])
+        assert "[/x] [bold red]boom" in shown.stdout, (args, shown.stdout[-2000:])
+        assert "\u202e" not in shown.stdout + shown.stderr
+
+
+def _assert_report_bounded(version: dict, database_growth: int) -> None:
+    """A flood of warnings leaves a bounded report, says how many it dropped, and a small database."""
+    report = version["summary"]["report"]
+    assert len(json.dumps(version["summary"])) < 1024 * 1024
+    assert len(report["model_warnings"]) <= 100
+    assert all(len(w["message"]) <= 2000 for w in report["model_warnings"])
+    assert database_growth < 4 * 1024 * 1024, f"registry.db grew by {database_growth} bytes"
+
+
+def _database_bytes(home: Path) -> int:
+    # SQLite's write-ahead log holds what is not yet checkpointed: count it too.
+    return sum(p.stat().st_size for p in home.glob("registry.db*") if p.is_file())
 
 
 def _assert_victims_intact(victims: Victims) -> None:
