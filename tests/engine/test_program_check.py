@@ -51,6 +51,18 @@ class Upsample(torch.nn.Module):
         return torch.nn.functional.interpolate(x, scale_factor=1.5)
 
 
+class Encoder(torch.nn.Module):
+    """Embedding, attention, layer norm: the operators and shape expressions of a real transformer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 8)
+        self.layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.layer(self.embed(tokens)).max(1).values
+
+
 PROGRAMS: dict[str, Callable[[], tuple[torch.nn.Module, tuple[torch.Tensor, ...], Any]]] = {
     "min-and-reshape": lambda: (
         Slices(),
@@ -59,6 +71,11 @@ PROGRAMS: dict[str, Callable[[], tuple[torch.nn.Module, tuple[torch.Tensor, ...]
     ),
     "divisible": lambda: (Halves(), (torch.randn(6, 4),), ({0: Dim("b", min=2, max=64) * 2},)),
     "float-scale": lambda: (Upsample(), (torch.randn(1, 2, 8),), ({2: Dim("length", min=2, max=100)},)),
+    "transformer": lambda: (
+        Encoder().eval(),
+        (torch.randint(0, 50, (2, 9)),),
+        ({0: Dim("batch", min=1, max=8), 1: Dim("seq", min=2, max=64)},),
+    ),
 }
 
 
@@ -156,6 +173,34 @@ def test_a_node_calling_a_module_function_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ProgramRefused, match=r"node target 'torch\.os\.system'"):
         check_program(edit_program(saved_program(tmp_path), change))
+
+
+def test_names_and_text_that_would_break_out_of_generated_python_are_refused(tmp_path: Path) -> None:
+    # FX writes get_attr targets as getattr(self, "<segment>") and stack traces as comments into
+    # the forward() it generates and execs; forward's argument names become its parameters.
+    payload = 'b")or getattr(__import__("os"),"system")("id")or("'
+
+    def rename(doc: dict[str, Any]) -> None:
+        doc["graph_module"]["signature"]["input_specs"][2]["buffer"]["buffer_name"] = payload
+
+    def argument(doc: dict[str, Any]) -> None:
+        signature = doc["graph_module"]["module_call_graph"][0]["signature"]
+        signature["forward_arg_names"] = ["x", "y=__import__('os').system('id')"]
+
+    def comment(doc: dict[str, Any]) -> None:
+        doc["graph_module"]["graph"]["nodes"][0]["metadata"]["stack_trace"] = "x = 1\r__import__('os')"
+
+    original = saved_program(tmp_path).read_bytes()
+    cases = [
+        (rename, "buffer_name .* is not a dotted name"),
+        (argument, "forward_arg_names .* are not identifiers"),
+        (comment, "stack_trace .* holds a control character"),
+    ]
+    for change, why in cases:
+        path = tmp_path / "program.pt2"
+        path.write_bytes(original)
+        with pytest.raises(ProgramRefused, match=why):
+            check_program(edit_program(path, change))
 
 
 def test_a_tree_spec_that_imports_a_module_is_refused(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ torch.export.load is not a data parser. Given a `.pt2` the model process wrote i
 - resolve every node's `target` by `getattr` from `torch`, `operator` or `math` and call it when the
   program runs (`torch.os.system` is reachable that way);
 - `importlib.import_module` names found in the in/out tree specs (`__enum__`, `defaultdict`);
+- write names (parameters, buffers, forward's arguments) and stack traces into the Python source
+  FX generates and execs for the module, unescaped;
 - unpickle weights, constants and sample inputs, `pickle.loads` opaque objects;
 - dlopen an AOTInductor library shipped under `data/aotinductor/`.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import keyword
 import pickletools
 import re
 import zipfile
@@ -101,6 +104,13 @@ TREESPEC_TYPES = frozenset(
     }
 )
 VERIFIER = re.compile(r"[A-Z_]{1,32}")
+# Every name the program gives a value, a parameter, a buffer, a constant or a submodule: FX puts
+# them into generated Python source, so letters, digits, `_` and `.` only.
+NAME_KEYS = frozenset(
+    {"name", "as_name", "parameter_name", "buffer_name", "tensor_constant_name", "custom_obj_name", "fqn"}
+)
+FQN_TEXT = re.compile(r"[A-Za-z0-9_.]{0,1000}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # The globals a plain tensor pickle (torch.save of tensors, tuples, dicts) names: what torch's
 # weights_only unpickler would allow of them, narrowed to what torch.export.save writes.
@@ -327,13 +337,35 @@ def check_program_json(document: Any, name: str) -> None:
         isinstance(v, str) and VERIFIER.fullmatch(v) for v in verifiers
     ):
         raise ProgramRefused(f"{name}: verifiers {_shown(str(verifiers))} are not dialect names")
+    _check_walk(document, name)
+
+
+def _check_walk(document: Any, name: str) -> None:
+    """Every string of the document; expressions, names, targets and tree specs wherever they are."""
     for key, value in _walk(document):
+        if isinstance(value, str) and _CONTROL.search(value):
+            # FX writes names and stack traces into the Python source it generates and execs: a
+            # carriage return would end a comment line there.
+            raise ProgramRefused(f"{name}: {key} {_shown(value)} holds a control character")
+        if key in NAME_KEYS and not (value is None or (isinstance(value, str) and FQN_TEXT.fullmatch(value))):
+            # get_attr targets become `getattr(self, "<segment>")` in that source, unescaped.
+            raise ProgramRefused(f"{name}: {key} {_shown(str(value))} is not a dotted name")
+        if key == "forward_arg_names" and not (
+            isinstance(value, list) and all(_identifier(v) for v in value)
+        ):
+            raise ProgramRefused(f"{name}: forward_arg_names {_shown(str(value))} are not identifiers")
         if key == "expr_str":
             check_expression(value, f"{name} expr_str")
         elif key == "nodes":
             _check_nodes(value, name)
         elif key in ("in_spec", "out_spec") and value is not None:
             _check_treespec(value, name)
+
+
+def _identifier(value: Any) -> bool:
+    return (
+        isinstance(value, str) and value.isidentifier() and value.isascii() and not keyword.iskeyword(value)
+    )
 
 
 def _items(table: Any, name: str, what: str) -> Iterator[tuple[str, Any]]:
@@ -354,7 +386,11 @@ def _walk(document: Any) -> Iterator[tuple[str, Any]]:
                 yield key, value
                 stack.append(value)
         elif isinstance(item, list):
-            stack.extend(item)
+            for element in item:
+                if isinstance(element, str):
+                    yield "[]", element  # a list's strings get the checks every string gets
+                else:
+                    stack.append(element)
 
 
 def _check_nodes(nodes: Any, name: str) -> None:
@@ -518,8 +554,8 @@ class _Expression(_Grammar):
     def _symbol(self, node: ast.Call) -> None:
         if len(node.args) != 1 or not _is_str(node.args[0]) or not SYMBOL.fullmatch(node.args[0].value):
             self.refuse("a Symbol's name must be one of the program's symbols (s0, u0, ...)")
-        for keyword in node.keywords:
-            if keyword.arg not in SYMBOL_ASSUMPTIONS or not _is_bool(keyword.value):
+        for option in node.keywords:
+            if option.arg not in SYMBOL_ASSUMPTIONS or not _is_bool(option.value):
                 self.refuse("a Symbol takes only True/False assumptions")
 
     def _float(self, node: ast.Call) -> None:
@@ -528,9 +564,9 @@ class _Expression(_Grammar):
         value = node.args[0]
         if not (_is_str(value) and FLOAT_TEXT.fullmatch(value.value)):
             self.visit(value)
-        for keyword in node.keywords:
-            if keyword.arg != "precision" or not (
-                isinstance(keyword.value, ast.Constant) and type(keyword.value.value) is int
+        for option in node.keywords:
+            if option.arg != "precision" or not (
+                isinstance(option.value, ast.Constant) and type(option.value.value) is int
             ):
                 self.refuse("a Float takes only an integer precision")
 
