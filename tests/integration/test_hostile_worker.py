@@ -10,6 +10,7 @@ and the pool children never loaded torch or model code.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,16 @@ def test_hostile_models_in_a_real_worker_fail_cleanly_or_leave_no_trace(
                 f"{name}: took {convert.attempts} attempts; a model's failure is not the worker's"
             )
     assert not problems, problems
+
+    # Model text reaches neither the worker's log nor a terminal as control sequences, and reads as text.
+    logged = worker.log.read_bytes()
+    assert b"\x1b" not in logged and b"\x07" not in logged, "an escape sequence reached the worker's log"
+    for args in (("jobs", "list"), ("versions", "show", "markup:1")):
+        shown = service.regctl(*args, COLUMNS="1000")
+        assert shown.returncode == 0 and "[/x] [bold red]boom" in shown.stdout, (args, shown.stderr[-2000:])
+        assert "\x1b" not in shown.stdout + shown.stderr and "\u202e" not in shown.stdout
+    flooded = service.version("warnings:1").summary
+    assert len(json.dumps(flooded)) < 1024 * 1024 and len(flooded["report"]["model_warnings"]) <= 100
 
     assert service.version("blind:1").status == "failed"
     assert "torchscript" not in [a.kind for a in service.version("blind:1").artifacts]
