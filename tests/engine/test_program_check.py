@@ -234,6 +234,18 @@ def test_a_shipped_native_library_and_odd_member_names_are_refused(tmp_path: Pat
             check_program(path)
 
 
+def test_an_archive_comment_is_refused(tmp_path: Path) -> None:
+    # A comment can hide a second end-of-central-directory record: zip readers may disagree on it.
+    original = saved_program(tmp_path).read_bytes()
+    for comment, why in ((b"a comment", "has a comment"), (b"PK\x05\x06" + bytes(18), ".")):
+        path = tmp_path / "program.pt2"
+        path.write_bytes(original)
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.comment = comment
+        with pytest.raises(ProgramRefused, match=why):
+            check_program(path)
+
+
 def test_a_duplicate_member_is_refused(tmp_path: Path) -> None:
     path = saved_program(tmp_path)
     with zipfile.ZipFile(path, "a") as archive, pytest.warns(UserWarning, match="Duplicate name"):

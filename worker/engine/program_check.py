@@ -45,6 +45,7 @@ from typing import Any
 MAX_MEMBERS = 10_000
 MAX_JSON_BYTES = 64 << 20  # a transformer's model.json is a few MB
 MAX_PICKLE_BYTES = 256 << 20  # sample inputs and pickled tensors: their data.pkl only is scanned
+MAX_TOTAL_BYTES = 256 << 30  # the weights of the largest model a worker could judge
 MAX_SMALL_BYTES = 4096  # archive_format, byteorder, versions
 MAX_EXPR_CHARS = 20_000
 MAX_NESTING = 100
@@ -159,44 +160,56 @@ def check_program(path: Path) -> None:
         raise ProgramRefused(f"{path.name} is not a readable .pt2 archive: {_shown(str(exc))}") from None
 
 
+SMALL_MEMBERS = ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id")
+CONFIGS = {
+    "weights": "data/weights/model_weights_config.json",
+    "constants": "data/constants/model_constants_config.json",
+}
+PROGRAM = "models/model.json"
+SAMPLE_INPUTS = "data/sample_inputs/model.pt"
+
+
 def _check_archive(archive: zipfile.ZipFile) -> None:
-    infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise ProgramRefused(f"the archive holds {len(infos)} members, more than {MAX_MEMBERS}")
-    names = [info.filename for info in infos]
-    if len(set(names)) != len(names):
-        raise ProgramRefused("the archive names one member twice")
-    root = _root(names)
-    files = {name[len(root) + 1 :]: info for name, info in zip(names, infos, strict=True)}
-    for name in ("archive_format", "archive_version", "byteorder", ".data/version"):
-        if name not in files:
-            raise ProgramRefused(f"the archive lacks {name}")
-    for name in ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"):
+    files = _members(archive)
+    for name in SMALL_MEMBERS:
         if name in files:
             _check_small_text(archive, files[name], name)
-    if set(n for n in files if n.startswith("models/")) != {"models/model.json"}:
-        raise ProgramRefused("the archive must hold exactly one program, models/model.json")
-    raw = set()
-    pickled = {"data/sample_inputs/model.pt"}
-    for folder, config in (
-        ("weights", "model_weights_config.json"),
-        ("constants", "model_constants_config.json"),
-    ):
-        document = _json(archive, files, f"data/{folder}/{config}")
-        new_raw, new_pickled = _payloads(document, folder, f"data/{folder}/{config}")
+        elif name != ".data/serialization_id":
+            raise ProgramRefused(f"the archive lacks {name}")
+    if {n for n in files if n.startswith("models/")} != {PROGRAM}:
+        raise ProgramRefused(f"the archive must hold exactly one program, {PROGRAM}")
+    raw: set[str] = set()
+    pickled = {SAMPLE_INPUTS}
+    for folder, config in CONFIGS.items():
+        new_raw, new_pickled = _payloads(_json(archive, files, config), folder, config)
         raw |= new_raw
         pickled |= new_pickled
-    check_program_json(_json(archive, files, "models/model.json"), "models/model.json")
-    known = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"}
-    known |= {"models/model.json", "data/weights/model_weights_config.json"}
-    known |= {"data/constants/model_constants_config.json"} | raw | pickled
-    unexpected = sorted(set(files) - known)
+    check_program_json(_json(archive, files, PROGRAM), PROGRAM)
+    unexpected = sorted(set(files) - {*SMALL_MEMBERS, PROGRAM, *CONFIGS.values(), *raw, *pickled})
     if unexpected:
         raise ProgramRefused(f"unexpected member {_shown(unexpected[0])} in the archive")
     for name in sorted(pickled):
         if name not in files:
             raise ProgramRefused(f"the archive lacks {name}")
         _check_tensor_pickle(archive, files[name], name)
+
+
+def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by name below its one top folder, once the directory itself is checked."""
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise ProgramRefused(f"the archive holds {len(infos)} members, more than {MAX_MEMBERS}")
+    if archive.comment:
+        # A comment can hide a second end-of-directory record that another zip reader would use.
+        raise ProgramRefused("the archive has a comment; torch.export.save writes none")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise ProgramRefused(f"the archive unpacks to {total} bytes, more than {MAX_TOTAL_BYTES}")
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise ProgramRefused("the archive names one member twice")
+    root = _root(names)
+    return {name[len(root) + 1 :]: info for name, info in zip(names, infos, strict=True)}
 
 
 def _root(names: list[str]) -> str:
