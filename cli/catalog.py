@@ -93,6 +93,7 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
             ("source sha256", info.source_sha256),
             ("weights sha256", info.weights_sha256),
             *[(key, value) for key, value in summary.items() if not isinstance(value, dict | list)],
+            ("warnings", _warnings_line(summary.get("report"))),
         ],
     )
     table(
@@ -106,6 +107,23 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
             ("id", "kind", "state", "attempts", "error"),
             [(j.id, j.kind, j.state, f"{j.attempts}/{j.max_attempts}", j.error) for j in info.jobs],
         )
+
+
+def _warnings_line(report: object) -> str | None:
+    """'3 distinct (41 raised), 4900 more not kept' from a report's warning lists; None without one."""
+    if not isinstance(report, dict):
+        return None
+    listed = [
+        w
+        for key in ("torch_warnings", "model_warnings")
+        if isinstance(report.get(key), list)
+        for w in report[key]
+        if isinstance(w, dict)
+    ]
+    raised = sum(w["count"] for w in listed if isinstance(w.get("count"), int))
+    dropped = report.get("warnings_dropped")
+    more = f", {dropped} more not kept" if isinstance(dropped, int) and dropped > 0 else ""
+    return f"{len(listed)} distinct ({raised} raised){more}" if listed or more else None
 
 
 @versions.command("list")

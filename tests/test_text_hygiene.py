@@ -201,3 +201,16 @@ def test_the_registry_checks_name_the_hidden_character_and_its_position() -> Non
     assert check_description("résumé · [bold] <b>") == "résumé · [bold] <b>"
     assert first_hidden("fine\ttext", multiline=True) is None
     assert first_hidden("fine\ttext") == (4, "\\x09")
+
+
+def test_versions_show_says_how_many_warnings_the_report_left_out(  # type: ignore[no-untyped-def]
+    run, settings: Settings, model_dir: Path
+) -> None:
+    assert run("register", "victim", str(model_dir), "--no-convert").exit_code == 0
+    job = create_job(settings, parse_ref("victim:1"), "convert")
+    warnings = [{"message": "w\u202e", "count": 4}, {"message": "[bold]v", "count": 1}]
+    report = {"model_warnings": warnings, "torch_warnings": [], "warnings_dropped": 4900}
+    record_failure(settings, job.id, None, "failed", summary={"report": report})
+    shown = run("versions", "show", "victim:1")
+    assert shown.exit_code == 0, shown.output
+    assert "2 distinct (5 raised), 4900 more not kept" in shown.stdout
