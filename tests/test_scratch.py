@@ -286,3 +286,78 @@ def test_a_job_killed_while_removing_its_tree_is_swept_at_once(tmp_path: Path) -
     nest(left, 3_000, mode=0)
     assert sweep_abandoned(str(tmp_path)) == [left]
     assert list(tmp_path.iterdir()) == [] and not path.exists()
+
+
+NOBODY = 65534
+# Everything is imported first: the interpreter's own files may be closed to uid 65534.
+AS_NOBODY = """
+import logging, os, sys
+from pathlib import Path
+from regctl.worker.scratch import discard
+logging.basicConfig()
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+print(discard(Path(sys.argv[1])))
+"""
+
+
+@pytest.fixture
+def nobody_dir() -> Iterator[Path]:
+    """A folder under /tmp that uid 65534 owns (tmp_path's parents are closed to other uids)."""
+    if os.geteuid() != 0:
+        pytest.skip("changing uid needs root")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="regctl-test-nobody-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    os.chown(base, NOBODY, NOBODY)
+    yield base
+    remove_tree(base)
+
+
+def _as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+
+
+def _chown_tree(top: Path, uid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [*dirnames, *filenames]:
+            os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+    os.chown(top, uid, uid)
+
+
+def test_without_root_the_owner_still_removes_its_unreadable_folders(nobody_dir: Path) -> None:
+    top = nobody_dir / f"{PREFIX}10-own"
+    for mode in (0o000, 0o500, 0o100):
+        (top / f"mode-{mode:o}" / "inner").mkdir(parents=True)
+        (top / f"mode-{mode:o}" / "inner" / "file").write_text("x")
+    os.mkfifo(top / "fifo")
+    _chown_tree(top, NOBODY)
+    for mode in (0o000, 0o500, 0o100):
+        os.chmod(top / f"mode-{mode:o}", mode)
+    done = _as_nobody(top)
+    assert done.stdout.strip() == "True", done.stderr
+    assert list(nobody_dir.iterdir()) == []
+
+
+def test_without_root_another_uids_locked_folder_is_reported_and_set_aside(nobody_dir: Path) -> None:
+    top = nobody_dir / f"{PREFIX}11-foreign"
+    (top / "theirs" / "inner").mkdir(parents=True)
+    (top / "mine").write_text("x")
+    _chown_tree(top, NOBODY)
+    os.chown(top / "theirs", 0, 0)  # another uid's folder, closed to us: we may not open or chmod it
+    os.chmod(top / "theirs", 0o000)
+    done = _as_nobody(top)
+    assert done.stdout.strip() == "False", done.stderr
+    assert done.stderr.count("could not be removed") == 1, done.stderr
+    assert "theirs: Permission denied" in done.stderr
+    kept = nobody_dir / f"{UNDELETABLE_PREFIX}{top.name}"
+    assert kept.is_dir() and not (kept / "mine").exists()
+    assert [p.subject for p in undeletable_scratch(str(nobody_dir))] == [str(kept)]
