@@ -258,9 +258,12 @@ def test_an_immutable_file_is_reported_and_never_fails_the_job(tmp_path: Path) -
         stuck.write_text("x")
         if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode:
             pytest.skip("this filesystem has no immutable flag")
+        (path / "out").mkdir()  # comes after "model": still removed, whatever "model" did
+        nest(path / "out", 100, mode=0)
     try:
         kept = tmp_path / f"{UNDELETABLE_PREFIX}{path.name}"
         assert kept.is_dir() and not path.exists()
+        assert sorted(p.name for p in kept.iterdir()) == ["model"]
         assert [p.subject for p in undeletable_scratch(str(tmp_path))] == [str(kept)]
     finally:
         subprocess.run(

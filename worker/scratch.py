@@ -91,8 +91,10 @@ def discard(path: Path, last: str | None = None) -> bool:
             with os.scandir(path) as entries:
                 first = [e.name for e in entries if e.name != last]  # the supervisor's few folders
             for name in first:
-                failure = failure or remove_tree(path / name)
-        failure = failure or remove_tree(path)
+                why = remove_tree(path / name)  # each one tried, whatever the others did
+                failure = failure or why
+        why = remove_tree(path)
+        failure = failure or why
     except FileNotFoundError:
         return True
     except Exception as exc:  # a cleanup bug must never fail the job it runs after
