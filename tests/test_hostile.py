@@ -153,6 +153,7 @@ def _assert_report_bounded(version: dict, database_growth: int) -> None:
     assert len(json.dumps(version["summary"])) < 1024 * 1024
     assert len(report["model_warnings"]) <= 100
     assert all(len(w["message"]) <= 2000 for w in report["model_warnings"])
+    assert report["warnings_dropped"] > 0, "the report says how many warnings it did not keep"
     assert database_growth < 4 * 1024 * 1024, f"registry.db grew by {database_growth} bytes"
 
 

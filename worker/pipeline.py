@@ -23,6 +23,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.store import ArtifactStore, open_store
 from regctl.worker.aoti_stage import add_aoti
+from regctl.worker.engine.bounds import trim_report
 from regctl.worker.progress import JobCancelled, JobReporter, JobTimedOut
 from regctl.worker.sandbox.uids import job_uids
 from regctl.worker.scratch import job_scratch, sweep_abandoned
@@ -120,7 +121,7 @@ def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Pat
 
 def _store_report(store: ArtifactStore, report: dict, tmp: Path) -> NewArtifact:
     path = tmp / "report.json"
-    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    path.write_text(json.dumps(trim_report(report), indent=2, sort_keys=True, default=str))
     return NewArtifact("report", store.put_file(path), torch_version=report.get("versions", {}).get("torch"))
 
 
@@ -278,7 +279,7 @@ def summarize(report: dict) -> dict:
         "aoti": aoti.get("ok") if aoti.get("requested") else None,
         "aoti_error": aoti.get("error") if aoti.get("requested") and not aoti.get("ok") else None,
         "torch": (report.get("versions") or {}).get("torch"),
-        "report": report,
+        "report": trim_report(report),
     }
 
 

@@ -37,6 +37,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.text import visible
 from regctl.worker.embedded import describe_exit
+from regctl.worker.engine.bounds import trim_report
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
@@ -437,9 +438,9 @@ def _verdict(judge_dir: Path, sealed: _Sealed | None, sandbox: dict[str, Any]) -
     try:
         result = json.loads(data)
         report = dict(result["report"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         return _failed(f"the judge's result cannot be read: {exc}", sandbox)
-    report = scrub(report)
+    report = trim_report(scrub(report))
     report["sandbox"] = sandbox
     ok = bool(result.get("ok"))
     torchscript = _proved_file(sealed, report, "torchscript") if ok else None
@@ -450,7 +451,7 @@ def _verdict(judge_dir: Path, sealed: _Sealed | None, sandbox: dict[str, Any]) -
         return _failed("the judge accepted an artifact the builder did not seal", sandbox)
     if exported is None and (report.get("export") or {}).get("ok"):
         report["export"].update(ok=False, error="the exported program the judge ran is not the one sealed")
-    retry = scrub(result["retry"]) if not ok and isinstance(result.get("retry"), dict) else None
+    retry = trim_report(scrub(result["retry"])) if not ok and isinstance(result.get("retry"), dict) else None
     error = one_line(result.get("error")) if not ok else None
     if not ok:
         report["error"] = error

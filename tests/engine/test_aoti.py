@@ -16,7 +16,7 @@ import torch
 from regctl.registry.digests import sha256_file
 from regctl.worker.engine import convert_model
 from regctl.worker.engine.aoti import compile_and_judge, judge_package
-from regctl.worker.engine.convert import REFERENCE_DIR
+from regctl.worker.engine.convert import BUILDER_DIR, REFERENCE_DIR
 from regctl.worker.engine.judge import judge_inputs
 from regctl.worker.engine.libtorch import build_runner
 from regctl.worker.engine.sections import PACKAGE_FILE, empty_aoti_section
@@ -115,8 +115,8 @@ def test_a_package_that_does_not_match_eager_is_refused_in_python(
 def test_a_program_that_changed_after_it_was_proved_is_not_compiled(
     transformer: Compiled, tmp_path: Path
 ) -> None:
-    program = next(transformer.side_dir.glob("*.pt2"))
-    battery, reference = _inputs(transformer.model_dir, transformer.side_dir)
+    program = next((transformer.reference_dir.parent / BUILDER_DIR).glob("*.pt2"))
+    battery, reference = _inputs(transformer.model_dir, transformer.reference_dir, transformer.seed)
     section = compile_and_judge(
         program,
         "0" * 64,

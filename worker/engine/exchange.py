@@ -38,10 +38,11 @@ class WarningEntry(_Strict):
     """One warning raised while the model ran (capture.WarningRecord as JSON)."""
 
     category: str = Field(max_length=200)
-    message: str = Field(max_length=20_000)
+    message: str = Field(max_length=2000)
     file: str | None = Field(default=None, max_length=4096)
     line: int | None = None
     from_torch: bool = False
+    count: int = Field(default=1, ge=1, le=2**31 - 1)  # how often it was raised
 
 
 class CandidateSide(_Strict):
@@ -90,7 +91,8 @@ class ModelSide(_Strict):
     candidates: dict[str, CandidateSide] = Field(default_factory=dict)
     export: ExportSide | None = None
     eager_latency: EagerLatency | None = None
-    warnings: list[WarningEntry] = Field(default_factory=list, max_length=100_000)
+    warnings: list[WarningEntry] = Field(default_factory=list, max_length=1000)
+    warnings_dropped: int = Field(default=0, ge=0, le=2**31 - 1)  # raised but not kept (capture.py)
     timings: dict[str, float] = Field(default_factory=dict)
 
 

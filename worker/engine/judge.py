@@ -45,7 +45,7 @@ import torch
 from regctl.registry.digests import sha256_file
 from regctl.registry.spec import METHODS, ModelSpec
 from regctl.worker.engine.battery import BatteryCase, build_battery
-from regctl.worker.engine.capture import WarningLog, WarningRecord, describe_exception
+from regctl.worker.engine.capture import WarningLog, describe_exception
 from regctl.worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
 from regctl.worker.engine.exchange import (
     BUILDER_FILE,
@@ -216,7 +216,7 @@ def _side_into(report: dict[str, Any], side: ModelSide) -> None:
     """Add one model role's facts (kind, size, warnings, its timings) to a report."""
     report["model"]["kind"] = report["model"]["kind"] or side.kind
     report["battery_size"] = report["battery_size"] or side.battery_size
-    add_warnings(report, [WarningRecord(**w.model_dump()) for w in side.warnings])
+    add_warnings(report, side.warnings, dropped=side.warnings_dropped)
     for key, value in side.timings.items():
         if key == "model_total_s":
             report["timings"]["total_s"] += value  # the judge adds its own time to it
@@ -344,9 +344,7 @@ class _Conversion:
                 result = self._result(None, None, error) if error else self._convert(side, battery, reference)
             except (ExchangeError, ModelLoadError) as exc:
                 result = self._result(None, None, str(exc))
-        self.report["torch_warnings"] += [
-            w for w in _judge_warnings(log.records) if w not in self.report["torch_warnings"]
-        ]
+        add_warnings(self.report, [r for r in log.records if r.from_torch])
         self.timings["total_s"] += time.perf_counter() - start
         self.report["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
         report = json_safe(self.report)
@@ -548,12 +546,6 @@ class _Conversion:
         return ConversionResult(
             error is None, method, torchscript_path, exported_path, self.report, error, full_round
         )
-
-
-def _judge_warnings(records: list[WarningRecord]) -> list[dict[str, Any]]:
-    from regctl.worker.engine.capture import summarize
-
-    return summarize([r for r in records if r.from_torch and r.category != "TracerWarning"])
 
 
 def _write_result(

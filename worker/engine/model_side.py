@@ -60,6 +60,7 @@ from regctl.worker.engine.trace import trace_model
 PREFERENCE = ("script", "trace")
 ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
 DETAIL_CHARS = 100_000
+WARNING_CHARS = 2000  # the exchange's cap on one warning's message
 EXPORTED_FILE = "model.pt2"
 SLOWER_TOLERANCE = 1.05  # the optimized form is dropped if its median is more than 5% slower
 
@@ -134,10 +135,11 @@ def _side(
         except (ModelLoadError, EagerFailure, UnsupportedOutput) as exc:
             side.error = clip(str(exc))
     side.warnings = [
-        WarningEntry(**{**asdict(r), "message": clip(r.message, DETAIL_CHARS // 10)})
+        WarningEntry(**{**asdict(r), "message": clip(r.message, WARNING_CHARS), "count": log.count(r)})
         for r in log.records
         if r.category != "TracerWarning"
     ]
+    side.warnings_dropped = log.dropped
     side.timings = {k: round(v, 4) for k, v in side.timings.items()}
     side.timings["model_total_s"] = round(time.perf_counter() - start, 4)
     write_side(out_dir / file_name, side)
