@@ -174,6 +174,12 @@ def test_a_node_calling_a_module_function_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProgramRefused, match=r"node target 'torch\.os\.system'"):
         check_program(edit_program(saved_program(tmp_path), change))
 
+    def argument(doc: dict[str, Any]) -> None:
+        doc["graph_module"]["graph"]["nodes"][0]["inputs"][0]["arg"] = {"as_operator": "math.os.system"}
+
+    with pytest.raises(ProgramRefused, match=r"node target 'math\.os\.system'"):
+        check_program(edit_program(saved_program(tmp_path), argument))
+
 
 def test_names_and_text_that_would_break_out_of_generated_python_are_refused(tmp_path: Path) -> None:
     # FX writes get_attr targets as getattr(self, "<segment>") and stack traces as comments into
@@ -190,8 +196,12 @@ def test_names_and_text_that_would_break_out_of_generated_python_are_refused(tmp
     def comment(doc: dict[str, Any]) -> None:
         doc["graph_module"]["graph"]["nodes"][0]["metadata"]["stack_trace"] = "x = 1\r__import__('os')"
 
+    def string_input(doc: dict[str, Any]) -> None:
+        doc["graph_module"]["graph"]["nodes"][0]["inputs"][1]["arg"] = {"as_string": "a' or print(1) or '"}
+
     original = saved_program(tmp_path).read_bytes()
     cases = [
+        (string_input, "string argument .* holds a quote"),
         (rename, "buffer_name .* is not a dotted name"),
         (argument, "forward_arg_names .* are not identifiers"),
         (comment, "stack_trace .* holds a control character"),

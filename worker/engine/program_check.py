@@ -3,11 +3,12 @@
 torch.export.load is not a data parser. Given a `.pt2` the model process wrote it would:
 - `sympy.sympify` every symbolic-shape string (`expr_str`), which is `eval`;
 - `exec` the program's `guards_code` as Python when `.module()` builds its guard function;
-- resolve every node's `target` by `getattr` from `torch`, `operator` or `math` and call it when the
-  program runs (`torch.os.system` is reachable that way);
+- resolve every node's `target` (and every operator passed as an argument) by `getattr` from
+  `torch`, `operator` or `math` and call it when the program runs (`torch.os.system` is reachable);
 - `importlib.import_module` names found in the in/out tree specs (`__enum__`, `defaultdict`);
 - write names (parameters, buffers, forward's arguments) and stack traces into the Python source
-  FX generates and execs for the module, unescaped;
+  FX generates and execs for the module, and a string input between quotes into the guard code,
+  unescaped;
 - unpickle weights, constants and sample inputs, `pickle.loads` opaque objects;
 - dlopen an AOTInductor library shipped under `data/aotinductor/`.
 
@@ -371,8 +372,18 @@ def _check_walk(document: Any, name: str) -> None:
             check_expression(value, f"{name} expr_str")
         elif key == "nodes":
             _check_nodes(value, name)
+        elif key in ("as_string", "as_strings") and _quoted(value):
+            # A string input's value is written between quotes into the guard code .module() execs.
+            raise ProgramRefused(f"{name}: string argument {_shown(str(value))} holds a quote or backslash")
+        elif key == "as_operator":  # an operator passed as an argument, resolved like a node's target
+            _check_target(value, name)
         elif key in ("in_spec", "out_spec") and value is not None:
             _check_treespec(value, name)
+
+
+def _quoted(value: Any) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return any(not isinstance(v, str) or any(c in v for c in "'\"\\") for v in items)
 
 
 def _identifier(value: Any) -> bool:
@@ -410,9 +421,12 @@ def _check_nodes(nodes: Any, name: str) -> None:
     if not isinstance(nodes, list):
         raise ProgramRefused(f"{name}: a graph's nodes are not a list")
     for node in nodes:
-        target = node.get("target") if isinstance(node, dict) else None
-        if not isinstance(target, str) or not TARGETS.fullmatch(target) or "__" in target:
-            raise ProgramRefused(f"{name}: node target {_shown(str(target))} is not one of torch's operators")
+        _check_target(node.get("target") if isinstance(node, dict) else None, name)
+
+
+def _check_target(target: Any, name: str) -> None:
+    if not isinstance(target, str) or not TARGETS.fullmatch(target) or "__" in target:
+        raise ProgramRefused(f"{name}: node target {_shown(str(target))} is not one of torch's operators")
 
 
 def _check_treespec(text: Any, name: str) -> None:
