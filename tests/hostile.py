@@ -230,11 +230,13 @@ def attack():
     libc = ctypes.CDLL(None, use_errno=True)
     traced = []
     for pid in sorted({1, os.getppid()}):
-        if libc.ptrace(16, pid, 0, 0) == 0:  # PTRACE_ATTACH
+        if libc.ptrace(16, pid, 0, 0) == 0:  # PTRACE_ATTACH: stops it
             traced.append(pid)
-            libc.ptrace(17, pid, 0, 0)  # PTRACE_DETACH
-        if libc.ptrace(0x4206, pid, 0, 0) == 0:  # PTRACE_SEIZE
+            os.waitpid(pid, 0x40000000)  # __WALL: until it has stopped
+            libc.ptrace(17, pid, 0, 0)  # PTRACE_DETACH: and it runs on (a test must fail, not hang)
+        if libc.ptrace(0x4206, pid, 0, 0) == 0:  # PTRACE_SEIZE: no stop
             traced.append(pid)
+            libc.ptrace(17, pid, 0, 0)
     reached = []
     for pid in sorted({1, os.getppid()}):
         for fd in (0, 1, 2, 3, 4, 5):
