@@ -420,3 +420,19 @@ def test_a_refused_program_never_reaches_torch_in_the_aoti_stage(tmp_path: Path)
     )
     assert section["ok"] is False and "refused before loading" in section["error"]
     assert not canary.exists()
+
+
+def test_the_checker_imports_neither_torch_nor_anything_of_the_engine() -> None:
+    # The supervisor, which never imports torch, can check a program as well as the judge.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, regctl.worker.engine.program_check; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'regctl.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert (
+        done.stdout.strip()
+        == "['regctl.worker', 'regctl.worker.engine', 'regctl.worker.engine.program_check']"
+    )
