@@ -91,11 +91,10 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
     os.chdir("/")
     protections = Protections(plan.mode)
     protections.descriptors = DESCRIPTORS
-    if plan.mode != "off":
-        forbid_tracing(protections)
     zygote = os.getppid()
     try:
         if plan.mode != "off":
+            forbid_tracing(protections)
             enter_namespaces(protections)
     except SandboxRefused as exc:
         _refuse(progress_fd, str(exc))
