@@ -74,7 +74,7 @@ def test_a_size_one_opt_is_exported_on_a_larger_example(tmp_path: Path) -> None:
     )
     notes = export["notes"]
     assert notes == [
-        "exported on input 'batch=2 seq=64 draw 0 negative': torch.export specializes sizes 0 and 1, "
+        "exported on input 'example batch=2 seq=64': torch.export specializes sizes 0 and 1, "
         "which the opt shape has"
     ]
 
