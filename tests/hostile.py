@@ -379,6 +379,21 @@ def attack():
     for i in range(5000):
         warnings.warn(f"flood {i} " + "w" * 10_000, UserWarning, stacklevel=1)
 """,
+    # Its own log replaced by a FIFO, then a role's crash code: the supervisor reads the log's tail
+    # for the error, and an open() of a FIFO with no writer would block it past every time limit.
+    "fifo": """
+def attack():
+    os.unlink("role.log")
+    os.mkfifo("role.log")
+    os._exit(91)
+""",
+    # The neighbour: its log replaced by a link to a file it cannot read (the supervisor is root).
+    "loglink": """
+def attack():
+    os.unlink("role.log")
+    os.symlink("/etc/shadow", "role.log")
+    os._exit(91)
+""",
     "memory": """
 def attack():
     hoard = []
@@ -426,6 +441,8 @@ EXPECTED = {
     "escapes": Expectation("failed", "internal error"),
     "markup": Expectation("failed", "[/x] [bold red]boom \\u202egnp.exe\\u200b"),
     "warnings": Expectation("ready"),
+    "fifo": Expectation("failed", "internal error (no output)"),
+    "loglink": Expectation("failed", "internal error (no output)"),
     "memory": Expectation("failed", "MemoryError"),
 }
 

@@ -15,6 +15,8 @@ from multiprocessing.process import BaseProcess
 
 from regctl.registry.settings import Settings
 
+CLEANUP_GRACE_S = 60.0  # a finished job's child removing a large scratch folder
+
 
 def _child(settings: Settings, job_id: int) -> None:
     from regctl.registry.db import dispose_engines
@@ -65,6 +67,19 @@ class EmbeddedJob:
                 f"the model crashed the worker process: it died with {describe_exit(self.process.exitcode)}"
             )
         return True
+
+    def finish(self, grace_s: float = CLEANUP_GRACE_S) -> None:
+        """Let a child whose job is recorded remove its scratch and exit; kill it past `grace_s`.
+
+        The child is a daemon: a caller that returned at once would kill it mid-cleanup on exit,
+        leaving its job's folder to the next sweep.
+        """
+        self.process.join(grace_s)
+        if self.process.is_alive():
+            from regctl.worker.scratch import sweep_abandoned
+
+            self._kill()
+            sweep_abandoned(self.settings.work_dir)
 
     def stop(self, reason: str = "the process running it stopped") -> None:
         """Kill the child now and put its job back in the queue (or fail it past the attempt cap)."""

@@ -39,6 +39,8 @@ def _follow_one(settings: Settings, job: JobInfo, run_here: bool) -> Iterator[Jo
             seen = (current.state, current.progress, current.attempts)
             yield current
         if current.finished:
+            if running is not None:
+                running.finish()
             return current
         if gone:
             # The child exited without finishing the job (a duplicate or a lost claim): stop following.

@@ -253,6 +253,7 @@ class _Job:
 
 
 MAX_SEALED_FILES = 64
+MAX_LISTED = 4096
 
 
 def seal(directory: Path, *, take_over: bool) -> dict[str, str]:
@@ -262,7 +263,9 @@ def seal(directory: Path, *, take_over: bool) -> dict[str, str]:
     so no later role can change a sealed byte; links, folders and the role's own log are skipped.
     """
     sealed: dict[str, str] = {}
-    names = sorted(os.listdir(directory))[: MAX_SEALED_FILES * 4]
+    with os.scandir(directory) as entries:
+        # bounded: a role that floods its folder gets no more sealed than it could name
+        names = sorted(e.name for e, _ in zip(entries, range(MAX_LISTED), strict=False))
     for name in names:
         path = directory / name
         if name == ROLE_LOG or regular(path) is None or len(sealed) >= MAX_SEALED_FILES:
@@ -513,11 +516,17 @@ def _open_regular(path: Path) -> BinaryIO | None:
 
 
 def _readable_tree(directory: Path) -> None:
-    for dirpath, _, filenames in os.walk(directory):
-        os.chmod(dirpath, 0o755)
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            mode = os.lstat(path).st_mode
-            # Only add read bits: the weights are a hard link to a store blob, which stays read-only.
-            if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o444 != 0o444:
-                os.chmod(path, stat.S_IMODE(mode) | 0o444)
+    """Add read bits where the roles need them; an explicit stack, so no nesting depth can stop it."""
+    pending = [str(directory)]
+    while pending:
+        current = pending.pop()
+        os.chmod(current, 0o755)
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+                mode = entry.stat(follow_symlinks=False).st_mode
+                # Only add read bits: the weights are a hard link to a store blob, which stays read-only.
+                if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o444 != 0o444:
+                    os.chmod(entry.path, stat.S_IMODE(mode) | 0o444)
