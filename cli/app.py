@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Any
@@ -28,6 +29,11 @@ class RegctlGroup(click.Group):
         except KeyboardInterrupt:
             echo("error: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`regctl ... | head`): nothing to say, and Python's final flush of
+            # stdout must not fail again (the Python docs' recipe for SIGPIPE).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
         except Exception as exc:
             _report(ctx, f"internal error: {type(exc).__name__}: {exc}; rerun with --debug for the traceback")
             ctx.exit(1)
