@@ -118,7 +118,7 @@ class WarningLog:
     def entries(self, records: Iterable[WarningRecord] | None = None) -> list[dict[str, Any]]:
         """`records` (all kept by default) as JSON-safe dicts with their counts."""
         chosen = self.records if records is None else records
-        return [{**_as_dict(r), "count": self.count(r) or 1} for r in chosen]
+        return [{**warning_dict(r), "count": self.count(r) or 1} for r in chosen]
 
     def _add(self, record: WarningRecord) -> None:
         if record in self._counts:
@@ -162,11 +162,11 @@ def summarize(records: Iterable[Any]) -> list[dict[str, Any]]:
     Bounded (bounds.bounded_warnings): at most MAX_WARNINGS, messages clipped. A record may carry a
     `count` of its own (one crossed from the model process already counted); else it counts once.
     """
-    return bounded_warnings(_as_dict(r) for r in records)[0]
+    return bounded_warnings(warning_dict(r) for r in records)[0]
 
 
-def _as_dict(record: Any) -> dict[str, Any]:
-    # WarningRecord, or any object with its fields (the exchange's WarningEntry)
+def warning_dict(record: Any) -> dict[str, Any]:
+    """A warning as the report keeps it; `record` is a WarningRecord or has its fields (WarningEntry)."""
     return {
         "category": record.category,
         "message": record.message,

@@ -53,7 +53,7 @@ import torch
 
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.bounds import bounded_warnings
-from regctl.worker.engine.capture import WarningRecord, summarize
+from regctl.worker.engine.capture import WarningRecord, summarize, warning_dict
 from regctl.worker.engine.evaluate import CandidateCheck
 from regctl.worker.engine.libtorch import empty_section
 
@@ -170,7 +170,7 @@ def add_warnings(report: dict[str, Any], records: Iterable[Any], dropped: int = 
     model_side = _listed(report.get("model_warnings"))
     for r in records:
         if r.category != "TracerWarning":
-            (torch_side if r.from_torch is True else model_side).append(_entry(r))
+            (torch_side if r.from_torch is True else model_side).append(warning_dict(r))
     report["torch_warnings"], torch_dropped = bounded_warnings(torch_side)
     report["model_warnings"], model_dropped = bounded_warnings(model_side)
     earlier = _count(report.get("warnings_dropped"))
@@ -179,16 +179,6 @@ def add_warnings(report: dict[str, Any], records: Iterable[Any], dropped: int = 
 
 def _listed(entries: Any) -> list[dict[str, Any]]:
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-
-def _entry(record: Any) -> dict[str, Any]:
-    return {
-        "category": record.category,
-        "message": record.message,
-        "file": record.file,
-        "line": record.line,
-        "count": getattr(record, "count", 1),
-    }
 
 
 def _count(value: Any) -> int:
