@@ -216,6 +216,7 @@ def test_a_forged_warnings_dropped_is_never_negative() -> None:
 
 def test_live_job_events_show_hidden_characters_as_visible_escapes() -> None:
     import asyncio
+    import concurrent.futures
     import json
 
     from regctl.server.page_format import visible_events
@@ -227,7 +228,9 @@ def test_live_job_events_show_hidden_characters_as_visible_escapes() -> None:
     async def collect() -> list[str]:
         return [chunk async for chunk in visible_events(stream())]  # type: ignore[misc]
 
-    first, keepalive = asyncio.run(collect())
+    # In a thread of its own: the browser tests' Playwright may leave an event loop running here.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first, keepalive = pool.submit(asyncio.run, collect()).result(timeout=30)
     data = json.loads(first.split("data: ", 1)[1])
     assert data == {"progress": "trace \\u202e", "error": "\\x1b[2J"}
     assert keepalive == ": keepalive\n\n"
