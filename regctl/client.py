@@ -49,8 +49,9 @@ class RegistryClient(abc.ABC):
         """Who this client acts as (a token's name and role, or the local user as admin)."""
 
     @abc.abstractmethod
-    def models(self) -> list[ModelSummary]:
-        """Every model this client may see."""
+    def models(self, search: str | None = None, *, limit: int = 100) -> list[ModelSummary]:
+        """Every model this client may see; with `search`, the first `limit` whose name, description or
+        tags contain that text (ignoring case)."""
 
     @abc.abstractmethod
     def model(self, name: str) -> ModelDetail:
@@ -59,14 +60,15 @@ class RegistryClient(abc.ABC):
     @abc.abstractmethod
     def versions(
         self,
-        name: str,
+        name: str | None,
         *,
         status: str | None = None,
         tags: dict[str, str] | None = None,
         archived: bool = False,
         limit: int = 100,
     ) -> list[VersionRow]:
-        """The newest versions of a model, filtered by status and tags; archived ones on request."""
+        """The newest versions of a model (of every model when `name` is None, each naming its model),
+        filtered by status and tags; archived ones on request."""
 
     @abc.abstractmethod
     def version(self, ref: str) -> VersionInfo:

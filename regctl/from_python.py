@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from regctl.client import RegistryClient
+from regctl.registry.card import CARD_FILENAME, check_card
 from regctl.registry.entities import VersionInfo
 from regctl.registry.errors import InvalidInput
 from regctl.registry.lineage import Lineage, with_git
@@ -55,6 +56,7 @@ def register_module(
     timeout: float | None = None,
     client: RegistryClient | None = None,
     formats: Iterable[str] | None = None,
+    card: str | None = None,
 ) -> VersionInfo:
     """Register `module` (an `nn.Module` instance or a function) as the next version of `name`.
 
@@ -62,7 +64,8 @@ def register_module(
     `(min, max)`); `init` are the keyword arguments `build()` passes to the class. The client is
     `client`, else the server `regctl login` or `REGCTL_URL` names, else this machine's registry.
     `convert=False` only records the version; `formats=["torchscript", "aoti"]` also builds a proved
-    AOTInductor package (default: the registry's REGCTL_FORMATS).
+    AOTInductor package (default: the registry's REGCTL_FORMATS). `card` is the version's model card:
+    markdown, as a README.md in a model directory would be (at most 256 KB).
     With `wait` (and always on the embedded default, where nothing else runs jobs), returns the
     version once its conversion chain has finished.
     """
@@ -77,6 +80,8 @@ def register_module(
         (bundle / ENTRY_FILE).write_text(_entry_source(target, import_name, init, inspect.isfunction(module)))
         spec = _spec(inputs, dims, method, device, validation, weights)
         (bundle / "regctl.toml").write_text(spec)
+        if card is not None:  # checked here, so a bad card is refused before anything is uploaded
+            (bundle / CARD_FILENAME).write_text(check_card(card), encoding="utf-8")
         lineage = Lineage(description=description, tags=dict(tags or {}), run_url=run_url)
         # The commit of the code's own work tree, not of the temporary copy.
         lineage = with_git(lineage, root, [path.relative_to(root).as_posix() for path in originals])

@@ -151,9 +151,10 @@ class Client(RegistryClient):
         """Who the token acts as."""
         return self._json("GET", "/whoami", Identity)
 
-    def models(self) -> list[ModelSummary]:
-        """Every model the token may see."""
-        return self._json("GET", "/models", list[ModelSummary])
+    def models(self, search: str | None = None, *, limit: int = 100) -> list[ModelSummary]:
+        """Every model the token may see; with `search`, those whose name, description or tags contain it."""
+        params = {"q": search, "limit": limit} if search is not None and search.strip() else {}
+        return self._json("GET", "/models", list[ModelSummary], params=params)
 
     def model(self, name: str) -> ModelDetail:
         """A model with its newest versions and its aliases."""
@@ -161,20 +162,19 @@ class Client(RegistryClient):
 
     def versions(
         self,
-        name: str,
+        name: str | None,
         *,
         status: str | None = None,
         tags: dict[str, str] | None = None,
         archived: bool = False,
         limit: int = 100,
     ) -> list[VersionRow]:
-        """The newest versions of a model."""
+        """The newest versions of a model, or of every model when `name` is None."""
         params: list[tuple[str, Any]] = [("limit", limit), ("archived", "true" if archived else "false")]
         params += [("status", status)] if status else []
         params += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
-        return self._json(
-            "GET", f"/models/{_seg(check_model_name(name))}/versions", list[VersionRow], params=params
-        )
+        path = "/versions" if name is None else f"/models/{_seg(check_model_name(name))}/versions"
+        return self._json("GET", path, list[VersionRow], params=params)
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
         """Set and remove tags on a version."""

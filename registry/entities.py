@@ -93,6 +93,7 @@ class VersionInfo(Record):
     git_dirty: bool | None = None  # the bundled files differ from git_commit
     run_url: str | None = None  # the training run that produced it
     archived_at: datetime | None = None  # hidden from NAME and lists; still fetchable by number
+    card: str | None = None  # the model card: its README.md, markdown as written (registry/card.py)
 
     @property
     def ref(self) -> str:
@@ -111,6 +112,7 @@ class VersionRow(Record):
     archived: bool = False
     created_by: str | None = None
     torch_version: str | None = None  # of its TorchScript artifact, once converted
+    model: str | None = None  # named when a listing spans models (`versions list --tag` without NAME)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from regctl.registry import audit
 from regctl.registry.access import Caller
+from regctl.registry.card import check_card
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.errors import CorruptedArtifact, InvalidInput
 from regctl.registry.export import FORMAT, FORMAT_VERSION, MANIFEST
@@ -180,6 +181,8 @@ def _check_version(version: Any, blobs: dict, where: str) -> int:
         version.get("run_url"),
         version.get("git_commit"),
     ).checked()
+    if version.get("card") is not None:
+        check_card(version["card"], f"{here} card")
     artifacts = version.get("artifacts")
     if not isinstance(artifacts, list):
         raise InvalidInput(f"{here} lists no artifacts")
@@ -306,6 +309,7 @@ def _version_row(
         git_commit=version.get("git_commit"),
         git_dirty=version.get("git_dirty") if isinstance(version.get("git_dirty"), bool) else None,
         run_url=version.get("run_url"),
+        card=check_card(version["card"]) if version.get("card") is not None else None,
         archived_at=_moment(version.get("archived_at")),
     )
     session.add(row)

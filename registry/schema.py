@@ -33,7 +33,7 @@ ROLES = tuple(ROLE_RANK)
 DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0006_aoti"
+HEAD_REVISION = "0008_card"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -120,6 +120,8 @@ class ModelVersion(Base):
     run_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Archived versions are hidden from NAME resolution and lists, and still fetchable by number.
     archived_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The model card: the directory's README.md as written (markdown, at most 256 KB; registry/card.py).
+    card: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class VersionTag(Base):

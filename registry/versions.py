@@ -62,7 +62,7 @@ def register_version(
         blob = store.put_file(bundle.path)
         lineage = with_git(lineage, directory, [*bundle.files, *spec.data_files()])
         weights_blob = store.put_file(weights) if weights is not None else None
-        info = _insert(settings, name, spec, blob, weights_blob, lineage, jobs, caller)
+        info = _insert(settings, name, spec, blob, weights_blob, lineage, jobs, caller, bundle.card)
         # `regctl gc` may have deleted a reused blob between the upload and the commit: store it again.
         for ref, path in ((blob, bundle.path), (weights_blob, weights)):
             if ref is not None and path is not None and not store.exists(ref.sha256):
@@ -79,6 +79,7 @@ def _insert(
     lineage: Lineage,
     jobs: tuple[str, ...],
     caller: Caller,
+    card: str | None = None,
 ) -> VersionInfo:
     """The version's rows, its artifacts, tags and queued jobs, in one transaction."""
     with session_scope(settings.database_url) as session:
@@ -96,6 +97,7 @@ def _insert(
             git_commit=lineage.git_commit,
             git_dirty=lineage.git_dirty,
             run_url=lineage.run_url,
+            card=card,
         )
         session.add(row)
         session.flush()

@@ -19,6 +19,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import parse_formats
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
+from regctl.server.responses import public_version
 from regctl.service.models import register_upload
 
 router = APIRouter(tags=["versions"])
@@ -75,7 +76,7 @@ async def register(
     with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
         upload = FilePath(tmp) / "bundle.tar"
         await _receive(request, upload, limit, settings)
-        return await run_in_threadpool(
+        info = await run_in_threadpool(
             register_upload,
             settings,
             caller,
@@ -88,6 +89,7 @@ async def register(
             lineage=lineage,
             formats=parse_formats(",".join(formats), "format") if formats else None,
         )
+    return public_version(info)  # artifact uris as download paths, never the store's
 
 
 async def _receive(request: Request, dest: FilePath, limit: int, settings: Settings) -> None:
