@@ -150,7 +150,9 @@ def _warnings_line(report: object) -> str | None:
 
 @versions.command("list")
 @click.argument("name", required=False)
-@click.option("--status", type=click.Choice(["registered", "converting", "validating", "ready", "failed"]))
+@click.option(
+    "--status", type=click.Choice(["registered", "converting", "validating", "ready", "failed", "cancelled"])
+)
 @click.option(
     "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only versions with this tag (repeatable)."
 )
@@ -209,6 +211,9 @@ def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> N
     info = client_of(ctx).alias(target, version)
     if as_json:
         emit_json(info.to_json())
+        return
+    if info.previous == info.version:  # nothing moved, and nothing was recorded
+        echo(f"{info.model}@{info.name} is already at {info.version}")
         return
     moved = f" (was {info.previous})" if info.previous else ""
     echo(f"{info.model}@{info.name} -> {info.version}{moved}")

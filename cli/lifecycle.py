@@ -118,7 +118,9 @@ def register(
 )
 @click.option(
     "--kind",
-    type=click.Choice(["source", "weights", "torchscript", "exported", "report", "aoti"]),
+    type=click.Choice(
+        ["source", "weights", "torchscript", "exported", "conversion-report", "validation-report", "aoti"]
+    ),
     help="Fetch any stored artifact kind (overrides --format).",
 )
 @click.option(

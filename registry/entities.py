@@ -62,6 +62,8 @@ class JobInfo(Record):
     started_at: datetime | None
     finished_at: datetime | None
     parent_id: int | None = None
+    # The stage timeline, oldest first: {"stage": "trace", "at": ISO 8601 time} per new stage.
+    stages: tuple[dict[str, str], ...] = ()
 
     @property
     def finished(self) -> bool:

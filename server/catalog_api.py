@@ -23,7 +23,7 @@ Name = Annotated[str, Path(description="A model name, e.g. resnet", max_length=1
 AliasName = Annotated[str, Path(description="An alias, e.g. prod", max_length=64)]
 Ref = Annotated[str, Path(description="NAME, NAME:VERSION or NAME@ALIAS", max_length=200)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
-Status = Literal["registered", "converting", "validating", "ready", "failed"]
+Status = Literal["registered", "converting", "validating", "ready", "failed", "cancelled"]
 
 
 class AliasTarget(BaseModel):

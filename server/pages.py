@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -28,16 +28,16 @@ from regctl.registry.settings import Settings
 from regctl.server import artifacts_api, jobs_api
 from regctl.server.auth import caller_for, settings_of
 from regctl.server.cards import render_card
-from regctl.server.job_view import job_row
+from regctl.server.job_view import clock, job_row
 from regctl.server.page_auth import page_caller, safe_next, signed_in, signed_out, to_login
 from regctl.server.page_format import FILTERS, page_text, visible_events
-from regctl.server.report_view import build_view
+from regctl.server.report_view import build_view, segments
 from regctl.server.responses import redact_paths
 from regctl.service import aliases, catalog, jobs, models
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters.update(FILTERS)
+templates.env.filters.update(FILTERS, clock=clock, segments=segments)
 templates.env.finalize = page_text  # model and registrant text: no hidden character reaches a page
 router = APIRouter(include_in_schema=False)
 # Pages load only their own script and stylesheet; nothing may frame them.
@@ -82,6 +82,16 @@ async def page(request: Request, template: str, build: Callable[[Caller], dict[s
             exc.http_status,
         )
     return render(request, template, {"caller": caller, **context})
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """The pages' icon, where browsers look for it first (an SVG: every current browser takes one)."""
+    return FileResponse(
+        HERE / "static" / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/login")

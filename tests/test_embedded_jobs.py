@@ -51,7 +51,8 @@ def test_register_wait_converts_validates_and_fetch_runs_without_the_model_code(
     version = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     assert version["status"] == "ready" and version["method"] in ("script", "trace")
     kinds = sorted(a["kind"] for a in version["artifacts"])
-    assert kinds.count("torchscript") == 1 and kinds.count("report") == 1
+    assert kinds.count("torchscript") == 1 and kinds.count("conversion-report") == 1
+    assert "validation-report" not in kinds, "a proved conversion needs no validate job"
     # Proved once: the judge ran the battery and LibTorch on exactly the bytes that were stored, so
     # no validate job repeats that work.
     assert [(j["kind"], j["state"], j["attempts"]) for j in version["jobs"]] == [("convert", "succeeded", 1)]
@@ -185,8 +186,8 @@ def test_submit_validate_records_a_new_report_without_changing_the_artifact(embe
     after = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     scripted = lambda v: [a["sha256"] for a in v["artifacts"] if a["kind"] == "torchscript"]  # noqa: E731
     assert scripted(after) == scripted(before)
-    reports = lambda v: [a for a in v["artifacts"] if a["kind"] == "report"]  # noqa: E731
-    assert len(reports(after)) == len(reports(before)) + 1
+    reports = lambda v: [a["kind"] for a in v["artifacts"] if a["kind"].endswith("-report")]  # noqa: E731
+    assert reports(after) == [*reports(before), "validation-report"], "the validate job's report is named so"
     assert after["status"] == "ready"
     # each job drew its own secret battery seed, and both are recorded for a re-run
     converted_seed = before["summary"]["report"]["battery_seed"]
