@@ -22,6 +22,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    RegisteredVersion,
     TokenInfo,
     VersionInfo,
     VersionRow,
@@ -86,10 +87,13 @@ class RegistryClient(abc.ABC):
         convert: bool = True,
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
-    ) -> VersionInfo:
+        new_version: bool = False,
+    ) -> RegisteredVersion:
         """Register a model directory as the next version of `name`; conversion starts unless told not to.
 
-        `formats` adds what to produce besides TorchScript, e.g. ("torchscript", "aoti").
+        `formats` adds what to produce besides TorchScript, e.g. ("torchscript", "aoti"). When the code,
+        weights and spec equal the newest version's, nothing is created and that version comes back
+        with `unchanged=True` (its jobs as they stand); `new_version=True` registers a new one anyway.
         """
 
     @abc.abstractmethod
@@ -213,7 +217,8 @@ class RegistryClient(abc.ABC):
     def wait(self, job: JobInfo | int, timeout: float | None = None) -> JobInfo:
         """Follow a job chain to its end and return the last job (a convert's validate job, say).
 
-        Raises WaitTimeout after `timeout` seconds; the job goes on.
+        Raises WaitTimeout after `timeout` seconds; the job goes on (on the embedded default, where
+        this process was running it, it goes back to the queue and runs when next followed).
         """
         current = self.job(job) if isinstance(job, int) else job
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -19,6 +19,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    RegisteredVersion,
     TokenInfo,
     VersionInfo,
     VersionRow,
@@ -99,8 +100,9 @@ class LocalClient(RegistryClient):
         convert: bool = True,
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
-    ) -> VersionInfo:
-        """Register a model directory; in embedded mode its jobs run when followed (`wait`)."""
+        new_version: bool = False,
+    ) -> RegisteredVersion:
+        """Register a model directory (or find it unchanged); in embedded mode its jobs run when followed."""
         from regctl.service.models import register_directory
 
         return register_directory(
@@ -114,6 +116,7 @@ class LocalClient(RegistryClient):
             convert=convert,
             lineage=lineage,
             formats=formats,
+            new_version=new_version,
         )
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:

@@ -34,6 +34,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    RegisteredVersion,
     TokenInfo,
     VersionInfo,
     VersionRow,
@@ -233,7 +234,8 @@ class Client(RegistryClient):
         convert: bool = True,
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
-    ) -> VersionInfo:
+        new_version: bool = False,
+    ) -> RegisteredVersion:
         """Build the bundle here (the same checks as a local register) and upload it.
 
         The git commit is read here, from the work tree the bundle comes from, and sent with it.
@@ -248,6 +250,7 @@ class Client(RegistryClient):
         spec = prepare_spec(directory, method, device, formats)
         lineage = (lineage or Lineage(description=description)).checked()
         params: list[tuple[str, Any]] = [("convert", "true" if convert else "false")]
+        params += [("new_version", "true")] if new_version else []
         params += [("format", f) for f in formats or ()]
         for key, value in (("method", method), ("device", device), ("description", lineage.description)):
             if value is not None:
@@ -268,7 +271,7 @@ class Client(RegistryClient):
                 return self._json(
                     "POST",
                     f"/models/{_seg(name)}/versions",
-                    VersionInfo,
+                    RegisteredVersion,
                     params=params,
                     content=_chunks(body),
                     headers=headers,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +101,22 @@ class VersionInfo(Record):
     def ref(self) -> str:
         """`name:version`."""
         return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion(VersionInfo):
+    """What a registration answers: the new version, or the newest one when nothing changed.
+
+    `unchanged` is True when the code, weights and spec equal the newest version's and no new version
+    was asked for: nothing was created, and this is that existing version as it stands.
+    """
+
+    unchanged: bool = False
+
+    @classmethod
+    def of(cls, info: VersionInfo, *, unchanged: bool) -> RegisteredVersion:
+        """`info` as a registration's answer."""
+        return cls(**{f.name: getattr(info, f.name) for f in fields(info)}, unchanged=unchanged)
 
 
 @dataclass(frozen=True)

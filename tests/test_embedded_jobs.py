@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -257,3 +258,55 @@ def test_a_model_whose_optimized_form_is_wrong_gets_a_full_round_and_its_plain_a
         [sys.executable, "-c", check, str(out)], capture_output=True, text=True, timeout=120
     )
     assert shape.stdout.strip() == "(3, 2)", shape.stderr
+
+
+def _pids(pattern: str) -> list[int]:
+    """The processes whose command line matches `pattern` (pgrep -f), zombies left out."""
+    found = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found if _alive(int(pid))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_job_process_dies_with_the_command_that_started_it(tmp_path: Path) -> None:
+    from regctl.local import LocalClient
+    from tests.api_server import REGCTL
+    from tests.conftest import wait_until
+
+    directory = linear_model(tmp_path / "hangs", forward="time.sleep(600)")
+    home = tmp_path / "home"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "REGCTL_HOME": str(home),
+        "REGCTL_LIBTORCH_CACHE": os.environ["REGCTL_LIBTORCH_CACHE"],
+    }
+    caller = subprocess.Popen(
+        [REGCTL, "register", "hangs", str(directory), "--wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    children: list[int] = []
+    try:
+        # A clean interpreter running the module, never a multiprocessing child of the caller's script.
+        children = wait_until(
+            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
+        )
+        local = LocalClient(Settings.from_env({}, home=home))
+        wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait(timeout=10)
+        wait_until(lambda: not any(_alive(pid) for pid in children), 30, "the job's process to die with it")
+    finally:
+        for pid in [caller.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        caller.wait(timeout=10)
