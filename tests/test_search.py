@@ -197,3 +197,23 @@ def test_the_models_page_search_box_uses_the_same_search(api: tuple[TestClient, 
     assert 'href="/models/pct"' in page.text and 'href="/models/bert"' not in page.text
     page = client.get("/", params={"q": "a\x1bb"})
     assert page.status_code == 400 and "hidden character" in page.text
+
+
+def test_the_python_client_searches_through_the_server_the_same_way(api: tuple[TestClient, str]) -> None:
+    from regctl.remote import Client
+
+    app, reader = api
+    remote = Client("http://testserver", reader)
+    remote._http.close()
+    # The same requests, carried in-process to the app instead of over a socket.
+    remote._http = TestClient(
+        app.app, base_url="http://testserver/api/v1", headers={"Authorization": f"Bearer {reader}"}
+    )
+    assert names(remote.models("VISION")) == ["resnet"]
+    assert names(remote.models("e", limit=1)) == ["bert"]
+    assert [(v.model, v.version) for v in remote.versions(None, tags={"team": "nlp"})] == [("bert", 1)]
+    assert [a.uri for a in remote.version("resnet:1").artifacts] == [
+        "/api/v1/versions/resnet:1/artifacts/source"
+    ]
+    with pytest.raises(InvalidInput, match="hidden character"):
+        remote.models("a\x1bb")
