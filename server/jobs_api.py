@@ -12,7 +12,7 @@ from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
-from regctl.server.responses import typed_json
+from regctl.server.responses import public_job, typed_json
 from regctl.service import jobs
 
 router = APIRouter(tags=["jobs"], responses=error_responses())
@@ -54,14 +54,16 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
     """The newest jobs first."""
-    found = jobs.list_jobs(settings_of(request), caller, state=state, model=model, limit=limit)
-    return typed_json(list[JobInfo], found)
+    settings = settings_of(request)
+    found = jobs.list_jobs(settings, caller, state=state, model=model, limit=limit)
+    return typed_json(list[JobInfo], [public_job(settings, job) for job in found])
 
 
 @router.get("/jobs/{job_id}", response_model=JobInfo)
 def show_job(request: Request, job_id: JobId, caller: CallerDep) -> Response:
     """One job: state, attempts, worker, progress, timings and error."""
-    return typed_json(JobInfo, jobs.show_job(settings_of(request), caller, job_id))
+    settings = settings_of(request)
+    return typed_json(JobInfo, public_job(settings, jobs.show_job(settings, caller, job_id)))
 
 
 @router.post(

@@ -32,7 +32,7 @@ from regctl.server.job_view import clock, job_row
 from regctl.server.page_auth import page_caller, safe_next, signed_in, signed_out, to_login
 from regctl.server.page_format import FILTERS, page_text, visible_events
 from regctl.server.report_view import build_view, segments
-from regctl.server.responses import redact_paths
+from regctl.server.responses import public_job, redact_paths
 from regctl.service import aliases, catalog, jobs, models
 
 HERE = Path(__file__).parent
@@ -190,7 +190,7 @@ async def version_page(request: Request, ref: Ref) -> Response:
             "version": version,
             "view": build_view(version),
             "card": render_card(version.card) if version.card else None,
-            "jobs": [job_row(j) for j in version.jobs],
+            "jobs": [job_row(public_job(settings, j)) for j in version.jobs],
             "may_fetch": caller.can("fetch", version.model),
             "may_alias": caller.can("alias", version.model),
             "may_submit": caller.can("submit", version.model),
@@ -210,7 +210,7 @@ async def jobs_page(
 
     def build(caller: Caller) -> dict[str, Any]:
         found = jobs.list_jobs(settings, caller, state=state, model=model or None, limit=100)
-        return {"jobs": [job_row(j) for j in found], "state": state, "model": model}
+        return {"jobs": [job_row(public_job(settings, j)) for j in found], "state": state, "model": model}
 
     return await page(request, "jobs.html", build)
 
@@ -222,7 +222,7 @@ async def job_page(request: Request, job_id: JobId) -> Response:
 
     def build(caller: Caller) -> dict[str, Any]:
         job = jobs.show_job(settings, caller, job_id)
-        return {"job": job_row(job), "may_cancel": caller.can("cancel", job.model)}
+        return {"job": job_row(public_job(settings, job)), "may_cancel": caller.can("cancel", job.model)}
 
     return await page(request, "job.html", build)
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
-from regctl.registry.entities import VersionInfo
+from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -45,6 +45,13 @@ def public_version(info: VersionInfo) -> VersionInfo:
     """`info` as a client may see it: each artifact's `uri` is its download path on this API."""
     artifacts = tuple(replace(a, uri=download_path(info.ref, a.kind)) for a in info.artifacts)
     return replace(info, artifacts=artifacts)
+
+
+def public_job(settings: Settings, job: JobInfo) -> JobInfo:
+    """`job` as a client may see it: its error and progress without the registry's own paths (a job that
+    met a damaged blob records the store's message)."""
+    error = redact_paths(settings, job.error) if job.error else job.error
+    return replace(job, error=error, progress=redact_paths(settings, job.progress))
 
 
 def redact_paths(settings: Settings, text: str) -> str:

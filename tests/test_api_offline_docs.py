@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from regctl.local import LocalClient
 from regctl.registry.bundle import build_bundle
+from regctl.registry.db import session_scope
+from regctl.registry.schema import Job
 from regctl.registry.settings import Settings
 from regctl.registry.spec import prepare_spec
 from regctl.registry.store import open_store
@@ -65,6 +68,14 @@ def test_no_api_response_or_page_names_the_servers_paths(
     directory = write_model_dir(tmp_path / "model", files={"README.md": "# m\n"})
     direct.register("m", directory, convert=False)
     direct.alias("m@staging", 1)
+    # A job that met a damaged blob records the store's own message, which names its folder.
+    job = direct.register("j", write_model_dir(tmp_path / "j"), convert=True).jobs[0]
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(state="failed", error=f"blob missing from the store {settings.artifact_store}/sha256/ab")
+        )
     admin = direct.create_token("admin", "admin").secret
     reader = direct.create_token("reader", "reader").secret
     spec = prepare_spec(directory, None, None, None, settings.formats)
@@ -88,8 +99,8 @@ def test_no_api_response_or_page_names_the_servers_paths(
 
     reads = [
         "/models", "/models?q=m", "/models/m", "/models/m/versions", "/versions", "/versions?tag=a=b",
-        "/versions/m:1", "/versions/m@staging", "/models/m/alias-history", "/jobs", "/whoami",
-        "/openapi.json", "/docs",
+        "/versions/m:1", "/versions/m@staging", "/models/m/alias-history", "/jobs", f"/jobs/{job.id}",
+        "/whoami", "/openapi.json", "/docs",
     ]  # fmt: skip
     for secret in (reader, admin):
         for path in reads:
@@ -106,7 +117,7 @@ def test_no_api_response_or_page_names_the_servers_paths(
     assert download.status_code == 200 and download.headers["x-regctl-ref"] == "m:1"
 
     app.post("/login", data={"token": reader, "next": "/"}, follow_redirects=False)
-    for path in ("/", "/?q=m", "/models/m", "/versions/m:1", "/jobs"):
+    for path in ("/", "/?q=m", "/models/m", "/versions/m:1", "/jobs", f"/jobs/{job.id}", "/versions/j:1"):
         page = app.get(path)
         assert page.status_code == 200, path
         clean(page, path)
