@@ -310,3 +310,45 @@ def test_a_job_process_dies_with_the_command_that_started_it(tmp_path: Path) -> 
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         caller.wait(timeout=10)
+
+
+def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_path: Path) -> None:
+    from regctl.local import LocalClient
+    from tests.api_server import REGCTL
+    from tests.conftest import wait_until
+
+    directory = linear_model(tmp_path / "hangs", forward="time.sleep(600)")
+    home = tmp_path / "home"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "REGCTL_HOME": str(home),
+        "REGCTL_LIBTORCH_CACHE": os.environ["REGCTL_LIBTORCH_CACHE"],
+    }
+    caller = subprocess.Popen(
+        [REGCTL, "register", "hangs", str(directory), "--wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    children: list[int] = []
+    try:
+        children = wait_until(
+            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
+        )
+        local = LocalClient(Settings.from_env({}, home=home))
+        wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")
+        os.killpg(caller.pid, signal.SIGINT)  # what a terminal sends its foreground process group
+        _, stderr = caller.communicate(timeout=60)
+        assert caller.returncode != 0, stderr
+        assert not any(_alive(pid) for pid in children)
+        job = local.job(1)
+        assert job.state == "queued" and "stopped following it" in (job.error or ""), job
+        assert [v.version for v in local.model("hangs").versions] == [1]
+    finally:
+        for pid in [caller.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        caller.wait(timeout=10)
