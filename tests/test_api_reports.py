@@ -84,3 +84,13 @@ def test_the_api_names_both_reports_shows_cancelled_and_records_no_alias_no_op(
     )
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads(out.read_text()) == {"validated": True}
+
+
+def test_metrics_count_versions_by_status_cancelled_included(served: tuple[ApiServer, str, int]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server, _, _ = served
+    body = httpx.get(f"{server.url}/metrics", timeout=30).text
+    (family,) = [f for f in text_string_to_metric_families(body) if f.name == "regctl_versions"]
+    counts = {s.labels["status"]: s.value for s in family.samples}
+    assert counts["ready"] == 1 and counts["cancelled"] == 1 and counts["failed"] == 0
