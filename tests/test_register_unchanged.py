@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,7 @@ import pytest
 
 from regctl.local import LocalClient
 from regctl.registry.bundle import build_bundle
+from regctl.registry.entities import RegisteredVersion
 from regctl.registry.settings import Settings
 from regctl.registry.spec import prepare_spec
 from regctl.remote import Client
@@ -186,3 +189,23 @@ def test_the_remote_client_and_cli_say_unchanged_through_the_server(
     assert json.loads(shown.stdout)["version"] == 2
     assert remote("--new-version").stdout.startswith("registered lin:3 (registered)")
     assert _versions(LocalClient(sqlite_settings), "lin") == [1, 2, 3]
+
+
+def test_identical_registrations_racing_each_other_make_one_version(
+    settings: Settings, model_dir: Path
+) -> None:
+    from regctl.registry.versions import register_version
+
+    register_version(settings, "warm-up", model_dir)  # the schema exists before the race starts
+    racers = 6
+    barrier = threading.Barrier(racers)
+
+    def race(_: int) -> RegisteredVersion:
+        barrier.wait(timeout=60)
+        return register_version(settings, "m", model_dir, skip_unchanged=True)
+
+    with ThreadPoolExecutor(racers) as pool:
+        answers = list(pool.map(race, range(racers)))
+    assert sorted(a.unchanged for a in answers) == [False] + [True] * (racers - 1)
+    assert {a.version for a in answers} == {1}
+    assert register_version(settings, "m", model_dir).version == 2  # the registry's own default: always new
