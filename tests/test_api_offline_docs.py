@@ -111,6 +111,12 @@ def test_no_api_response_or_page_names_the_servers_paths(
         response = app.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {admin}"})
         assert response.status_code == 200
         clean(response, path)
+    with app.stream(
+        "GET", f"/api/v1/jobs/{job.id}/events", headers={"Authorization": f"Bearer {reader}"}
+    ) as events:
+        streamed = events.read().decode()
+    assert "event: end" in streamed and "REGCTL_ARTIFACT_STORE" in streamed
+    assert all(secret not in streamed for secret in secrets), streamed
     version = app.get("/api/v1/versions/m:1", headers={"Authorization": f"Bearer {reader}"}).json()
     assert [a["uri"] for a in version["artifacts"]] == ["/api/v1/versions/m:1/artifacts/source"]
     download = app.get(version["artifacts"][0]["uri"], headers={"Authorization": f"Bearer {reader}"})
