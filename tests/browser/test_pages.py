@@ -165,6 +165,16 @@ def test_signing_in_keeps_the_token_in_an_httponly_strict_cookie_and_a_bad_token
     context.close()
 
 
+def test_the_sign_in_page_fits_both_widths(browser: Any, site: Site, screenshots: Path) -> None:
+    for width in WIDTHS:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        page.goto(f"{site.url}/login")
+        nothing_clipped(page, f"sign-in at {width} px")
+        shoot(page, screenshots, "login", width)
+        context.close()
+
+
 def test_signing_in_never_redirects_to_another_site(site: Site) -> None:
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
         response = httpx.post(f"{site.url}/login", data={"token": site.reader, "next": target})
@@ -268,6 +278,13 @@ def test_a_running_job_shows_its_stage_and_percentage_changing_without_a_reload(
     )
     until(page, "window.__stages.size >= 3 && window.__percents.size >= 3", 120)
     shoot(page, screenshots, "job-running", 1280)
+    # While it runs, at phone width: its bar and its stages so far, nothing cut off.
+    page.set_viewport_size({"width": 390, "height": 900})
+    assert page.locator("section.live progress").is_visible()
+    assert page.locator("ol.timeline li").count() >= 2
+    nothing_clipped(page, "running job at 390 px")
+    shoot(page, screenshots, "job-running", 390)
+    page.set_viewport_size({"width": 1280, "height": 900})
     until(page, "document.querySelector('section.live').dataset.live === 'ended'", READY_S)
     assert page.evaluate("window.__samePage") is True, "the page must update in place, not reload"
     assert page.inner_text("section.live [data-field=state-cell] .badge") == "succeeded"
