@@ -143,11 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent(parent)
     settings = Settings.from_env(json.loads(sys.stdin.read()))
     # Imported here, not at the top: the parent imports this module too, and must not pay for the
-    # engine (measured: the CLI's start-up never loads it).
-    from regctl.worker.pipeline import run_job
+    # engine (measured: the CLI's start-up never loads it). The zygote first: it imports torch in the
+    # background while this process imports the pipeline (0.5 s) and claims and fetches the job.
     from regctl.worker.sandbox.client import shared_zygote
 
-    shared_zygote()  # imports torch in the background while the job is claimed and fetched
+    shared_zygote()
+    from regctl.worker.pipeline import run_job
+
     run_job(settings, job_id)
     return 0
 
