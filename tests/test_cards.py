@@ -267,3 +267,17 @@ def test_export_and_import_carry_the_card(settings: Settings, tmp_path: Path) ->
     imported = direct_cli(other, "import", str(archive))
     assert imported.exit_code == 0, imported.output
     assert LocalClient(other).version("doubler:1").card == CARD
+
+
+def test_a_changed_card_is_a_new_version_and_an_unchanged_one_is_not(
+    settings: Settings, tmp_path: Path
+) -> None:
+    client = LocalClient(settings)
+    directory = card_dir(tmp_path, CARD)
+    assert client.register("doubler", directory, convert=False).version == 1
+    (directory / "README.md").write_text(CARD + "\nNow with more detail.\n")
+    second = client.register("doubler", directory, convert=False)
+    assert (second.version, second.unchanged) == (2, False)
+    assert second.card is not None and second.card.endswith("Now with more detail.\n")
+    again = client.register("doubler", directory, convert=False)
+    assert (again.version, again.unchanged) == (2, True)
