@@ -80,5 +80,5 @@ def version_info(
         git_dirty=row.git_dirty,
         run_url=row.run_url,
         archived_at=row.archived_at,
-        card=getattr(row, "card", None),  # a row loaded without the column (an old archive) has none
+        card=row.card,
     )
