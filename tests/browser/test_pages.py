@@ -385,3 +385,26 @@ def test_pages_send_a_content_security_policy_and_refuse_framing(site: Site) -> 
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "&lt;script&gt;window.__pwned" in response.text and "<script>window.__pwned" not in response.text
+
+
+def test_after_a_validate_job_each_report_downloads_as_itself(
+    browser: Any, site: Site, tmp_path: Path
+) -> None:
+    # Last in the module: it adds a validation to conditional:1, which the tests above read as converted.
+    job = site.direct.wait(site.direct.submit("conditional:1", "validate"), timeout=READY_S)
+    assert job.state == "succeeded", job
+    reports = {a.kind: a.sha256 for a in site.direct.version("conditional:1").artifacts if "report" in a.kind}
+    assert set(reports) == {"conversion-report", "validation-report"}
+    page = signed_in(browser, site, site.reader, 390)
+    page.goto(f"{site.url}/versions/conditional:1")
+    for kind, sha256 in reports.items():
+        with page.expect_download() as caught:
+            page.click(f"a[aria-label='Download the {kind} artifact of conditional:1']")
+        assert caught.value.suggested_filename == f"conditional-1.{kind}.json"
+        target = tmp_path / f"{kind}.json"
+        caught.value.save_as(target)
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == sha256, kind
+    assert page.inner_text("#validation-heading + p").startswith("Passed")
+    assert "conversion-report" in page.inner_text(".report-source")
+    nothing_clipped(page, "version with both reports at 390 px")
+    page.context.close()
