@@ -111,7 +111,7 @@ def register_module(
             name, bundle, lineage=lineage, convert=convert, formats=wanted, new_version=new_version
         )
     if info.unchanged:
-        say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered")
+        say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered{_retry_hint(info)}")
     else:
         say(f"registered {info.ref} ({info.status}) in {time.monotonic() - started:.1f}s")
     # Direct mode with no broker has nobody else to run the jobs: follow them, as the CLI does.
@@ -149,6 +149,19 @@ def _follow(client: RegistryClient, job: JobInfo, timeout: float | None, say: Sa
         error = " ".join((last.error or "no reason recorded").split())[:600]
         say(f"{last.kind} job {last.id} for {last.model}:{last.version} {last.state}: {error}")
     return last
+
+
+def _retry_hint(info: RegisteredVersion) -> str:
+    """How to try an identical version again whose job chain ended without making it ready."""
+    if info.status == "ready" or any(not job.finished for job in info.jobs):
+        return ""
+    ended = [job for job in info.jobs if job.state in ("failed", "cancelled")]
+    if not ended:
+        return ""
+    return (
+        f"; its {ended[-1].kind} job {ended[-1].id} {ended[-1].state}: run it again with "
+        f"client.retry({ended[-1].id}) ('regctl jobs retry {ended[-1].id}'), or pass new_version=True"
+    )
 
 
 def _sayer(progress: bool | Say) -> Say:

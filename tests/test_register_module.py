@@ -231,6 +231,24 @@ def test_an_interrupted_wait_leaves_the_job_queued_and_running_again_finishes_it
     assert [v.version for v in client.model("net").versions] == [1]
 
 
+def test_an_identical_version_whose_job_was_cancelled_says_how_to_try_again(
+    project, client: LocalClient
+) -> None:  # type: ignore[no-untyped-def]
+    kwargs = {"inputs": INPUTS, "dims": DIMS, "client": client, "progress": False}
+    with pytest.raises(WaitTimeout):
+        register_module("double", project.double, wait=True, timeout=0.0, **kwargs)
+    [job] = client.version("double:1").jobs
+    client.cancel(job.id)
+    lines: list[str] = []
+    again = register_module("double", project.double, **{**kwargs, "progress": lines.append})
+    assert again.unchanged and again.ref == "double:1" and again.status != "ready"
+    assert lines[-1].startswith("unchanged: identical to double:1")
+    assert lines[-1].endswith(
+        f"its convert job {job.id} cancelled: run it again with client.retry({job.id}) "
+        f"('regctl jobs retry {job.id}'), or pass new_version=True"
+    )
+
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train-and-register"
 GUARD = 'if __name__ == "__main__":\n    sys.exit(main())\n'
 
