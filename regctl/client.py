@@ -88,12 +88,14 @@ class RegistryClient(abc.ABC):
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
         new_version: bool = False,
+        progress: Progress | None = None,
     ) -> RegisteredVersion:
         """Register a model directory as the next version of `name`; conversion starts unless told not to.
 
         `formats` adds what to produce besides TorchScript, e.g. ("torchscript", "aoti"). When the code,
         weights and spec equal the newest version's, nothing is created and that version comes back
         with `unchanged=True` (its jobs as they stand); `new_version=True` registers a new one anyway.
+        `progress(sent, total)` follows an upload to a server (a local client reads the files in place).
         """
 
     @abc.abstractmethod

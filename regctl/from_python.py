@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from regctl.client import RegistryClient, WaitTimeout
+from regctl.client import Progress, RegistryClient, WaitTimeout
 from regctl.registry.card import CARD_FILENAME, check_card
 from regctl.registry.entities import JobInfo, RegisteredVersion
 from regctl.registry.errors import InvalidInput
@@ -41,6 +41,7 @@ ENTRY_FILE = "regctl_entry.py"
 WEIGHTS_FILE = "weights.safetensors"
 _SKIPPED_PARTS = {"site-packages", "dist-packages", ".venv", "venv", "__pycache__", ".git"}
 _MAIN_MODULES = ("__main__", "__mp_main__")  # the script being run is not one of its imports
+UPLOAD_LINES_FROM = 8 * 1024 * 1024  # smaller uploads take a moment: the "registered" line says enough
 
 Say = Callable[[str], None]
 
@@ -108,7 +109,13 @@ def register_module(
             + f" ({time.monotonic() - started:.1f}s); registering {name} on {_where(client)}"
         )
         info = client.register(
-            name, bundle, lineage=lineage, convert=convert, formats=wanted, new_version=new_version
+            name,
+            bundle,
+            lineage=lineage,
+            convert=convert,
+            formats=wanted,
+            new_version=new_version,
+            progress=_uploading(say),
         )
     if info.unchanged:
         say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered{_retry_hint(info)}")
@@ -149,6 +156,20 @@ def _follow(client: RegistryClient, job: JobInfo, timeout: float | None, say: Sa
         error = " ".join((last.error or "no reason recorded").split())[:600]
         say(f"{last.kind} job {last.id} for {last.model}:{last.version} {last.state}: {error}")
     return last
+
+
+def _uploading(say: Say) -> Progress:
+    """An upload's progress as a line per tenth sent, for uploads large enough to take a while."""
+    said = -1
+
+    def report(sent: int, total: int) -> None:
+        nonlocal said
+        tenth = sent * 10 // total if total else 10
+        if total >= UPLOAD_LINES_FROM and tenth > said:
+            said = tenth
+            say(f"uploading: {human_size(sent)} of {human_size(total)}")
+
+    return report
 
 
 def _retry_hint(info: RegisteredVersion) -> str:

@@ -101,6 +101,7 @@ class LocalClient(RegistryClient):
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
         new_version: bool = False,
+        progress: Progress | None = None,
     ) -> RegisteredVersion:
         """Register a model directory (or find it unchanged); in embedded mode its jobs run when followed."""
         from regctl.service.models import register_directory

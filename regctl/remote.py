@@ -235,6 +235,7 @@ class Client(RegistryClient):
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
         new_version: bool = False,
+        progress: Progress | None = None,
     ) -> RegisteredVersion:
         """Build the bundle here (the same checks as a local register) and upload it.
 
@@ -273,7 +274,7 @@ class Client(RegistryClient):
                     f"/models/{_seg(name)}/versions",
                     RegisteredVersion,
                     params=params,
-                    content=_chunks(body),
+                    content=_chunks(body, progress, bundle.size),
                     headers=headers,
                     timeout=httpx.Timeout(30.0, read=600.0),
                 )
@@ -561,9 +562,13 @@ def _seg(text: str) -> str:
     return quote(text, safe=":@")
 
 
-def _chunks(body: BinaryIO) -> Iterator[bytes]:
+def _chunks(body: BinaryIO, progress: Progress | None = None, total: int = 0) -> Iterator[bytes]:
+    sent = 0
     while chunk := body.read(CHUNK):
         yield chunk
+        sent += len(chunk)
+        if progress is not None:
+            progress(sent, total)
 
 
 class _Sink:

@@ -209,3 +209,43 @@ def test_identical_registrations_racing_each_other_make_one_version(
     assert sorted(a.unchanged for a in answers) == [False] + [True] * (racers - 1)
     assert {a.version for a in answers} == {1}
     assert register_version(settings, "m", model_dir).version == 2  # the registry's own default: always new
+
+
+def test_register_module_through_a_server_shows_its_upload_and_then_says_unchanged(
+    served: tuple[ApiServer, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import sys
+
+    from regctl.from_python import register_module
+
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "wide_net.py").write_text(
+        "import torch\n\n\nclass WideNet(torch.nn.Module):\n"
+        "    def __init__(self) -> None:\n"
+        "        super().__init__()\n"
+        "        self.linear = torch.nn.Linear(1500, 1500)  # 9 MB of weights: long enough to show\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+        "        return self.linear(x)\n"
+    )
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "wide_net", raising=False)
+    model = importlib.import_module("wide_net").WideNet()
+    server, secret = served
+    inputs = [{"name": "x", "dtype": "float32", "shape": ["b", 1500]}]
+    with Client(server.url, secret) as client:
+        lines: list[str] = []
+        kwargs = {"inputs": inputs, "dims": {"b": (1, 2)}, "convert": False, "client": client}
+        first = register_module("wide", model, progress=lines.append, **kwargs)
+        uploads = [line for line in lines if line.startswith("uploading: ")]
+        sent, total = uploads[-1].removeprefix("uploading: ").split(" of ")
+        assert len(uploads) >= 2 and sent == total, lines
+        assert lines[0].endswith(f"registering wide on {server.url}") and lines[-1].startswith(
+            "registered wide:1"
+        )
+        lines.clear()
+        again = register_module("wide", model, progress=lines.append, **kwargs)
+        assert not first.unchanged and again.unchanged and again.ref == "wide:1"
+        assert lines[-1] == "unchanged: identical to wide:1 (registered); nothing was registered"
+    sys.modules.pop("wide_net", None)
