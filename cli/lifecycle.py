@@ -94,16 +94,19 @@ def register(
     client = client_of(ctx)
     lineage = Lineage(description=description, tags=parse_tags(tags), run_url=run_url)
     wanted = parse_formats(formats) if formats is not None else None
-    info = client.register(
-        name,
-        directory,
-        method=method,
-        device=device,
-        convert=not no_convert,
-        lineage=lineage,
-        formats=wanted,
-        new_version=new_version,
-    )
+    # A bar while the bundle uploads to a server; a local register reads the directory in place.
+    with _progress_bar(enabled=client.mode == "remote" and not as_json and sys.stderr.isatty()) as progress:
+        info = client.register(
+            name,
+            directory,
+            method=method,
+            device=device,
+            convert=not no_convert,
+            lineage=lineage,
+            formats=wanted,
+            new_version=new_version,
+            progress=progress,
+        )
     if info.unchanged:
         ctx.exit(_unchanged(client, info, wait=wait, convert=not no_convert, as_json=as_json))
     if not as_json:
