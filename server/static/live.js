@@ -90,6 +90,10 @@
     if (own) {
       setState(root, job.state);
       timeline(root, job);
+      // What only a live job offers (the cancel line) goes when it ends.
+      if (finished) {
+        document.querySelectorAll("[data-until-finished]").forEach(function (el) { el.hidden = true; });
+      }
     } else {
       each(root, "following", function (el) { el.textContent = "then " + job.kind + " job " + job.id + ": " + job.state; });
     }

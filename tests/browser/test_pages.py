@@ -293,8 +293,9 @@ def test_a_running_job_shows_its_stage_and_percentage_changing_without_a_reload(
     percents = page.evaluate("Array.from(window.__percents)")
     assert any(p.endswith("%") and p not in ("0%", "100%") for p in percents), percents
     assert site.direct.job(job.id).state == "succeeded"
-    # Ended in place: no bar, and its stages with their lengths, as a reload shows them.
+    # Ended in place: no bar and no cancel line, and its stages with their lengths, as a reload shows them.
     assert page.locator("section.live progress:visible").count() == 0
+    assert page.locator("[data-write]:visible").count() == 0, "nothing left to cancel"
     live_stages = page.locator("ol.timeline li .stage-name").all_inner_texts()
     assert live_stages[-1] == "done" and len(live_stages) >= 3, live_stages
     for width in WIDTHS:
