@@ -17,11 +17,24 @@ def models() -> None:
 
 
 @models.command("list")
+@click.option(
+    "--search",
+    metavar="TEXT",
+    help="Only models whose name, description, or a version's description or tag contains TEXT "
+    "(ignoring case; % and _ are plain characters).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=1000),
+    default=100,
+    show_default=True,
+    help="At most this many models (with --search).",
+)
 @json_option
 @click.pass_context
-def models_list(ctx: click.Context, as_json: bool) -> None:
-    """List every model with its version count and newest (ready) version."""
-    found = client_of(ctx).models()
+def models_list(ctx: click.Context, search: str | None, limit: int, as_json: bool) -> None:
+    """List every model with its version count and newest (ready) version, or those matching --search."""
+    found = client_of(ctx).models(search, limit=limit)
     if as_json:
         emit_json([m.to_json() for m in found])
         return
@@ -89,6 +102,7 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
                 f"{info.git_commit}{' (dirty)' if info.git_dirty else ''}" if info.git_commit else None,
             ),
             ("run", info.run_url),
+            ("model card", _card_line(info.card)),
             ("archived", f"{info.archived_at:%Y-%m-%d %H:%M:%S}" if info.archived_at else None),
             ("source sha256", info.source_sha256),
             ("weights sha256", info.weights_sha256),
@@ -109,6 +123,14 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
         )
 
 
+def _card_line(card: str | None) -> str | None:
+    """'12 lines of markdown (--json has it)'; None without a card."""
+    if not card:
+        return None
+    lines = card.count("\n") + (not card.endswith("\n"))
+    return f"{lines} line{'s' if lines != 1 else ''} of markdown (--json and the version page show it)"
+
+
 def _warnings_line(report: object) -> str | None:
     """'3 distinct (41 raised), 4900 more not kept' from a report's warning lists; None without one."""
     if not isinstance(report, dict):
@@ -127,8 +149,10 @@ def _warnings_line(report: object) -> str | None:
 
 
 @versions.command("list")
-@click.argument("name")
-@click.option("--status", type=click.Choice(["registered", "converting", "validating", "ready", "failed"]))
+@click.argument("name", required=False)
+@click.option(
+    "--status", type=click.Choice(["registered", "converting", "validating", "ready", "failed", "cancelled"])
+)
 @click.option(
     "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only versions with this tag (repeatable)."
 )
@@ -138,19 +162,32 @@ def _warnings_line(report: object) -> str | None:
 @click.pass_context
 def versions_list(
     ctx: click.Context,
-    name: str,
+    name: str | None,
     status: str | None,
     tags: tuple[str, ...],
     archived: bool,
     limit: int,
     as_json: bool,
 ) -> None:
-    """List NAME's newest versions first, filtered by status and tags (in the database)."""
+    """List NAME's newest versions first, filtered by status and tags (in the database).
+
+    Without NAME, the newest versions of every model, named NAME:VERSION (`versions list --tag team=vision`).
+    """
     from regctl.registry.lineage import parse_tags
 
     rows = client_of(ctx).versions(name, status=status, tags=parse_tags(tags), archived=archived, limit=limit)
     if as_json:
         emit_json([v.to_json() for v in rows])
+        return
+    if name is None:  # across models: each row names its version as NAME:VERSION
+        table(
+            None,
+            ("version", "status", "method", "created", "archived"),
+            [
+                (f"{v.model}:{v.version}", v.status, v.method, v.created_at, "yes" if v.archived else "")
+                for v in rows
+            ],
+        )
         return
     table(
         None,
@@ -174,6 +211,9 @@ def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> N
     info = client_of(ctx).alias(target, version)
     if as_json:
         emit_json(info.to_json())
+        return
+    if info.previous == info.version:  # nothing moved, and nothing was recorded
+        echo(f"{info.model}@{info.name} is already at {info.version}")
         return
     moved = f" (was {info.previous})" if info.previous else ""
     echo(f"{info.model}@{info.name} -> {info.version}{moved}")

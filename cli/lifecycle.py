@@ -54,6 +54,11 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 )
 @click.option("--no-convert", is_flag=True, help="Only record the version; start no conversion.")
 @click.option(
+    "--new-version",
+    is_flag=True,
+    help="Register a new version even when the code, weights and spec equal the newest version's.",
+)
+@click.option(
     "--wait", is_flag=True, help="Follow the conversion and exit with its outcome (0 ready, 1 failed)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
@@ -69,6 +74,7 @@ def register(
     run_url: str | None,
     formats: str | None,
     no_convert: bool,
+    new_version: bool,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -76,6 +82,10 @@ def register(
 
     Conversion to TorchScript and validation start by themselves unless --no-convert is given. Where
     DIR is in a git work tree, the commit and whether DIR's files differ from it are recorded.
+
+    When the code, weights and spec equal the newest version's, nothing is created: it says
+    "unchanged: identical to NAME:N" and exits 0 (--new-version registers one anyway). With --wait it
+    follows that version's unfinished jobs, and exits with its outcome (0 ready, 1 failed).
     """
     from regctl.cli.follow import start_and_follow
     from regctl.registry.lineage import Lineage, parse_tags
@@ -84,18 +94,71 @@ def register(
     client = client_of(ctx)
     lineage = Lineage(description=description, tags=parse_tags(tags), run_url=run_url)
     wanted = parse_formats(formats) if formats is not None else None
-    info = client.register(
-        name, directory, method=method, device=device, convert=not no_convert, lineage=lineage, formats=wanted
-    )
+    # A bar while the bundle uploads to a server; a local register reads the directory in place.
+    with _progress_bar(enabled=client.mode == "remote" and not as_json and sys.stderr.isatty()) as progress:
+        info = client.register(
+            name,
+            directory,
+            method=method,
+            device=device,
+            convert=not no_convert,
+            lineage=lineage,
+            formats=wanted,
+            new_version=new_version,
+            progress=progress,
+        )
+    if info.unchanged:
+        ctx.exit(_unchanged(client, info, wait=wait, convert=not no_convert, as_json=as_json))
     if not as_json:
         echo(f"registered {info.ref} ({info.status})", err=wait)
     if info.jobs:
         code = start_and_follow(client, list(info.jobs), wait=wait, quiet=as_json)
         if as_json:
-            emit_json(client.version(info.ref).to_json())
+            emit_json({**client.version(info.ref).to_json(), "unchanged": False})
         ctx.exit(code)
     if as_json:
         emit_json(info.to_json())
+
+
+def _unchanged(client, info, *, wait: bool, convert: bool, as_json: bool) -> int:  # type: ignore[no-untyped-def]
+    """Say that nothing changed; follow the existing version's unfinished jobs where register would.
+
+    Embedded, that runs a job an interrupted earlier register left queued (not with --no-convert,
+    unless --wait). Returns the exit code: 0, or with --wait the version's outcome (1 when it failed).
+    """
+    from regctl.cli.follow import must_follow, watch
+
+    if not as_json:
+        echo(f"unchanged: identical to {info.ref} ({info.status}){_unchanged_hint(info)}", err=wait)
+    pending = [job for job in info.jobs if not job.finished]
+    code = 0
+    if pending and (wait or (convert and must_follow(client, wait))):
+        code = watch(client, pending[0], quiet=as_json)
+    elif wait and _ended_badly(info):
+        code = 1
+    if as_json:
+        emit_json({**client.version(info.ref).to_json(), "unchanged": True})
+    return code
+
+
+def _ended_badly(info) -> bool:  # type: ignore[no-untyped-def]
+    """True when the version's job chain is over and did not make it ready."""
+    if info.status == "ready" or any(not job.finished for job in info.jobs):
+        return False
+    return info.status in ("failed", "cancelled") or any(
+        job.state in ("failed", "cancelled") for job in info.jobs
+    )
+
+
+def _unchanged_hint(info) -> str:  # type: ignore[no-untyped-def]
+    """What to do when the identical version is not what the caller hoped for."""
+    if _ended_badly(info):
+        last = [job for job in info.jobs if job.state in ("failed", "cancelled")][-1:]
+        retry = f"run 'regctl jobs retry {last[0].id}'" if last else "retry its job"
+        return f"; {retry} or register with --new-version to try again"
+    if not info.jobs and info.status == "registered":
+        return f"; convert it with 'regctl submit {info.ref} --job convert'"
+    return ""
 
 
 @cli.command()
@@ -118,7 +181,9 @@ def register(
 )
 @click.option(
     "--kind",
-    type=click.Choice(["source", "weights", "torchscript", "exported", "report", "aoti"]),
+    type=click.Choice(
+        ["source", "weights", "torchscript", "exported", "conversion-report", "validation-report", "aoti"]
+    ),
     help="Fetch any stored artifact kind (overrides --format).",
 )
 @click.option(

@@ -22,6 +22,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    RegisteredVersion,
     TokenInfo,
     VersionInfo,
     VersionRow,
@@ -49,8 +50,9 @@ class RegistryClient(abc.ABC):
         """Who this client acts as (a token's name and role, or the local user as admin)."""
 
     @abc.abstractmethod
-    def models(self) -> list[ModelSummary]:
-        """Every model this client may see."""
+    def models(self, search: str | None = None, *, limit: int = 100) -> list[ModelSummary]:
+        """Every model this client may see; with `search`, the first `limit` whose name, description or
+        tags contain that text (ignoring case)."""
 
     @abc.abstractmethod
     def model(self, name: str) -> ModelDetail:
@@ -59,14 +61,15 @@ class RegistryClient(abc.ABC):
     @abc.abstractmethod
     def versions(
         self,
-        name: str,
+        name: str | None,
         *,
         status: str | None = None,
         tags: dict[str, str] | None = None,
         archived: bool = False,
         limit: int = 100,
     ) -> list[VersionRow]:
-        """The newest versions of a model, filtered by status and tags; archived ones on request."""
+        """The newest versions of a model (of every model when `name` is None, each naming its model),
+        filtered by status and tags; archived ones on request."""
 
     @abc.abstractmethod
     def version(self, ref: str) -> VersionInfo:
@@ -84,10 +87,15 @@ class RegistryClient(abc.ABC):
         convert: bool = True,
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
-    ) -> VersionInfo:
+        new_version: bool = False,
+        progress: Progress | None = None,
+    ) -> RegisteredVersion:
         """Register a model directory as the next version of `name`; conversion starts unless told not to.
 
-        `formats` adds what to produce besides TorchScript, e.g. ("torchscript", "aoti").
+        `formats` adds what to produce besides TorchScript, e.g. ("torchscript", "aoti"). When the code,
+        weights and spec equal the newest version's, nothing is created and that version comes back
+        with `unchanged=True` (its jobs as they stand); `new_version=True` registers a new one anyway.
+        `progress(sent, total)` follows an upload to a server (a local client reads the files in place).
         """
 
     @abc.abstractmethod
@@ -211,7 +219,8 @@ class RegistryClient(abc.ABC):
     def wait(self, job: JobInfo | int, timeout: float | None = None) -> JobInfo:
         """Follow a job chain to its end and return the last job (a convert's validate job, say).
 
-        Raises WaitTimeout after `timeout` seconds; the job goes on.
+        Raises WaitTimeout after `timeout` seconds; the job goes on (on the embedded default, where
+        this process was running it, it goes back to the queue and runs when next followed).
         """
         current = self.job(job) if isinstance(job, int) else job
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -21,20 +21,29 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from regctl.client import RegistryClient
-from regctl.registry.entities import VersionInfo
+from regctl.client import Progress, RegistryClient, WaitTimeout
+from regctl.registry.card import CARD_FILENAME, check_card
+from regctl.registry.entities import JobInfo, RegisteredVersion
 from regctl.registry.errors import InvalidInput
 from regctl.registry.lineage import Lineage, with_git
+from regctl.registry.sizes import human_size
+from regctl.registry.text import visible
 
 ENTRY_FILE = "regctl_entry.py"
 WEIGHTS_FILE = "weights.safetensors"
 _SKIPPED_PARTS = {"site-packages", "dist-packages", ".venv", "venv", "__pycache__", ".git"}
+_MAIN_MODULES = ("__main__", "__mp_main__")  # the script being run is not one of its imports
+UPLOAD_LINES_FROM = 8 * 1024 * 1024  # smaller uploads take a moment: the "registered" line says enough
+
+Say = Callable[[str], None]
 
 
 def register_module(
@@ -55,21 +64,32 @@ def register_module(
     timeout: float | None = None,
     client: RegistryClient | None = None,
     formats: Iterable[str] | None = None,
-) -> VersionInfo:
+    new_version: bool = False,
+    progress: bool | Say = True,
+    card: str | None = None,
+) -> RegisteredVersion:
     """Register `module` (an `nn.Module` instance or a function) as the next version of `name`.
 
     `inputs` and `dims` take the shapes of `regctl.toml`'s `[[inputs]]` and `[dims]` (a dim may be
     `(min, max)`); `init` are the keyword arguments `build()` passes to the class. The client is
     `client`, else the server `regctl login` or `REGCTL_URL` names, else this machine's registry.
     `convert=False` only records the version; `formats=["torchscript", "aoti"]` also builds a proved
-    AOTInductor package (default: the registry's REGCTL_FORMATS).
+    AOTInductor package (default: the registry's REGCTL_FORMATS). `card` is the version's model card:
+    markdown, as a README.md in a model directory would be (at most 256 KB).
     With `wait` (and always on the embedded default, where nothing else runs jobs), returns the
-    version once its conversion chain has finished.
+    version once its conversion chain has finished; `timeout` raises WaitTimeout after that many
+    seconds (a job this process was running goes back to the queue).
+    When the code, weights and spec equal the newest version's, nothing is created: the answer is
+    that version with `unchanged=True` (its unfinished jobs followed as above), unless `new_version`.
+    `progress` prints one line per step to stderr (bundling, registering, each job change); pass
+    False for silence, or a callable that takes each line.
     """
+    say = _sayer(progress)
     target = module if inspect.isfunction(module) else type(module)
     source, import_name = _defining_file(target)
     root = _import_root(source, import_name)
     client = client or _default_client()
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="regctl-module-") as tmp:
         bundle = Path(tmp) / "model"
         originals = _copy_local_files(root, source, bundle)
@@ -77,19 +97,120 @@ def register_module(
         (bundle / ENTRY_FILE).write_text(_entry_source(target, import_name, init, inspect.isfunction(module)))
         spec = _spec(inputs, dims, method, device, validation, weights)
         (bundle / "regctl.toml").write_text(spec)
+        if card is not None:  # checked here, so a bad card is refused before anything is uploaded
+            (bundle / CARD_FILENAME).write_text(check_card(card), encoding="utf-8")
         lineage = Lineage(description=description, tags=dict(tags or {}), run_url=run_url)
         # The commit of the code's own work tree, not of the temporary copy.
         lineage = with_git(lineage, root, [path.relative_to(root).as_posix() for path in originals])
         wanted = tuple(formats) if formats is not None else None
-        info = client.register(name, bundle, lineage=lineage, convert=convert, formats=wanted)
+        say(
+            f"bundled {target.__qualname__}: {_count(len(originals), 'file')} from {root}"
+            + (f", weights {human_size((bundle / WEIGHTS_FILE).stat().st_size)}" if weights else "")
+            + f" ({time.monotonic() - started:.1f}s); registering {name} on {_where(client)}"
+        )
+        info = client.register(
+            name,
+            bundle,
+            lineage=lineage,
+            convert=convert,
+            formats=wanted,
+            new_version=new_version,
+            progress=_uploading(say),
+        )
+    if info.unchanged:
+        say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered{_retry_hint(info)}")
+    else:
+        say(f"registered {info.ref} ({info.status}) in {time.monotonic() - started:.1f}s")
     # Direct mode with no broker has nobody else to run the jobs: follow them, as the CLI does.
     embedded = (
         client.mode == "direct" and getattr(client, "settings", None) is not None and client.settings.embedded
     )
-    if (wait or embedded) and info.jobs:
-        client.wait(info.jobs[0], timeout=timeout)
-        return client.version(info.ref)
+    pending = [job for job in info.jobs if not job.finished]
+    if pending and (wait or (embedded and convert)):
+        _follow(client, pending[0], timeout, say)
+        return RegisteredVersion.of(client.version(info.ref), unchanged=info.unchanged)
     return info
+
+
+def _follow(client: RegistryClient, job: JobInfo, timeout: float | None, say: Say) -> JobInfo:
+    """Follow the job chain as `client.wait` does, saying each change in the words `regctl --wait` uses."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = job
+    for update in client.follow(job):
+        last = update
+        say(
+            " ".join(
+                f"{update.model}:{update.version} {update.kind} job {update.id} [{update.state}] "
+                f"{update.progress}".split()
+            )
+        )
+        if deadline is not None and time.monotonic() > deadline and not update.finished:
+            raise WaitTimeout(f"job {update.id} is still {update.state} after {timeout:g}s")
+    if last.state == "succeeded":
+        say(
+            f"{last.model}:{last.version} is ready"
+            if last.kind == "validate" or (last.result or {}).get("proved")
+            else f"job {last.id} succeeded"
+        )
+    else:
+        error = " ".join((last.error or "no reason recorded").split())[:600]
+        say(f"{last.kind} job {last.id} for {last.model}:{last.version} {last.state}: {error}")
+    return last
+
+
+def _uploading(say: Say) -> Progress:
+    """An upload's progress as a line per tenth sent, for uploads large enough to take a while."""
+    said = -1
+
+    def report(sent: int, total: int) -> None:
+        nonlocal said
+        tenth = sent * 10 // total if total else 10
+        if total >= UPLOAD_LINES_FROM and tenth > said:
+            said = tenth
+            say(f"uploading: {human_size(sent)} of {human_size(total)}")
+
+    return report
+
+
+def _retry_hint(info: RegisteredVersion) -> str:
+    """How to try an identical version again whose job chain ended without making it ready."""
+    if info.status == "ready" or any(not job.finished for job in info.jobs):
+        return ""
+    ended = [job for job in info.jobs if job.state in ("failed", "cancelled")]
+    if not ended:
+        return ""
+    return (
+        f"; its {ended[-1].kind} job {ended[-1].id} {ended[-1].state}: run it again with "
+        f"client.retry({ended[-1].id}) ('regctl jobs retry {ended[-1].id}'), or pass new_version=True"
+    )
+
+
+def _sayer(progress: bool | Say) -> Say:
+    """Where progress lines go: stderr, a caller's function, or nowhere."""
+    if callable(progress):
+        return progress
+    if not progress:
+        return lambda line: None
+
+    def to_stderr(line: str) -> None:
+        # A model's progress and error text is shown as text: hidden characters become escapes.
+        print(f"regctl: {visible(line, multiline=False)}", file=sys.stderr, flush=True)
+
+    return to_stderr
+
+
+def _where(client: RegistryClient) -> str:
+    """The registry a client talks to, in words."""
+    url = getattr(client, "url", None)
+    if url:
+        return str(url)
+    settings = getattr(client, "settings", None)
+    home = getattr(settings, "home", None)
+    return f"this machine's registry ({home})" if home is not None else "this machine's registry"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _defining_file(target: Any) -> tuple[Path, str]:
@@ -137,13 +258,10 @@ def _import_root(source: Path, import_name: str) -> Path:
 def _copy_local_files(root: Path, source: Path, bundle: Path) -> list[Path]:
     """The defining file, plus every module this process imported from under `root`, paths kept."""
     files = {source}
-    for loaded in list(sys.modules.values()):
-        path = getattr(loaded, "__file__", None)
-        if not path or not path.endswith(".py"):
-            continue
-        resolved = Path(path).resolve()
-        if resolved.is_relative_to(root) and not _SKIPPED_PARTS & set(resolved.relative_to(root).parts):
-            files.add(resolved)
+    for module_name, loaded in list(sys.modules.items()):
+        path = _imported_from(module_name, loaded, root)
+        if path is not None:
+            files.add(path)
     for path in sorted(files):
         relative = path.relative_to(root)
         for parent in relative.parents:  # keep packages importable: their __init__.py comes along
@@ -155,6 +273,27 @@ def _copy_local_files(root: Path, source: Path, bundle: Path) -> list[Path]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(path.read_bytes())
     return sorted(files)
+
+
+def _imported_from(module_name: str, loaded: Any, root: Path) -> Path | None:
+    """The .py file under `root` that `loaded` was imported from, or None.
+
+    Only a real import counts: a module whose `__file__` is relative names no file at all (torch
+    sets `torch.classes.__file__ = "_classes.py"` and `torch.ops.__file__ = "_ops.py"`), so it is
+    never resolved against the current folder; nor does the script being run (`__main__`).
+    """
+    path = getattr(loaded, "__file__", None)
+    if module_name in _MAIN_MODULES or not isinstance(path, str) or not path.endswith(".py"):
+        return None
+    if not os.path.isabs(path):
+        return None
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError):  # a link loop or an unreadable folder: not a file we can bundle
+        return None
+    if not resolved.is_relative_to(root) or _SKIPPED_PARTS & set(resolved.relative_to(root).parts):
+        return None
+    return resolved if resolved.is_file() else None
 
 
 def _write_weights(module: Any, bundle: Path) -> bool:
@@ -264,6 +403,7 @@ def _toml(value: Any) -> str:
 
 
 def _default_client() -> RegistryClient:
+    """The server `regctl login` or REGCTL_URL names, else this machine's registry."""
     from regctl.login import find_login
 
     login = find_login(url=None)

@@ -19,6 +19,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    RegisteredVersion,
     TokenInfo,
     VersionInfo,
     VersionRow,
@@ -43,10 +44,15 @@ class LocalClient(RegistryClient):
         """The local user, trusted as an admin because it holds the database credentials."""
         return Identity(self.caller.name, self.caller.role, self.caller.model_pattern)
 
-    def models(self) -> list[ModelSummary]:
-        """Every model, by name."""
+    def models(self, search: str | None = None, *, limit: int = 100) -> list[ModelSummary]:
+        """Every model, by name; with `search`, those whose name, description or tags contain it."""
         from regctl.service.models import list_models
 
+        if search is not None and search.strip():
+            from regctl.registry.search import ModelSearch
+            from regctl.service.catalog import search_models
+
+            return search_models(self.settings, self.caller, ModelSearch(search, limit))
         return list_models(self.settings, self.caller)
 
     def model(self, name: str) -> ModelDetail:
@@ -57,16 +63,22 @@ class LocalClient(RegistryClient):
 
     def versions(
         self,
-        name: str,
+        name: str | None,
         *,
         status: str | None = None,
         tags: dict[str, str] | None = None,
         archived: bool = False,
         limit: int = 100,
     ) -> list[VersionRow]:
-        """The newest versions of a model."""
+        """The newest versions of a model, or of every model when `name` is None."""
         from regctl.service.models import list_versions
 
+        if name is None:
+            from regctl.registry.search import VersionSearch
+            from regctl.service.catalog import search_versions
+
+            search = VersionSearch(tags or {}, status, archived, limit)
+            return search_versions(self.settings, self.caller, search)
         return list_versions(
             self.settings, self.caller, name, status=status, tags=tags, archived=archived, limit=limit
         )
@@ -88,8 +100,10 @@ class LocalClient(RegistryClient):
         convert: bool = True,
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
-    ) -> VersionInfo:
-        """Register a model directory; in embedded mode its jobs run when followed (`wait`)."""
+        new_version: bool = False,
+        progress: Progress | None = None,
+    ) -> RegisteredVersion:
+        """Register a model directory (or find it unchanged); in embedded mode its jobs run when followed."""
         from regctl.service.models import register_directory
 
         return register_directory(
@@ -103,6 +117,7 @@ class LocalClient(RegistryClient):
             convert=convert,
             lineage=lineage,
             formats=formats,
+            new_version=new_version,
         )
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:

@@ -34,6 +34,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    RegisteredVersion,
     TokenInfo,
     VersionInfo,
     VersionRow,
@@ -151,9 +152,10 @@ class Client(RegistryClient):
         """Who the token acts as."""
         return self._json("GET", "/whoami", Identity)
 
-    def models(self) -> list[ModelSummary]:
-        """Every model the token may see."""
-        return self._json("GET", "/models", list[ModelSummary])
+    def models(self, search: str | None = None, *, limit: int = 100) -> list[ModelSummary]:
+        """Every model the token may see; with `search`, those whose name, description or tags contain it."""
+        params = {"q": search, "limit": limit} if search is not None and search.strip() else {}
+        return self._json("GET", "/models", list[ModelSummary], params=params)
 
     def model(self, name: str) -> ModelDetail:
         """A model with its newest versions and its aliases."""
@@ -161,20 +163,19 @@ class Client(RegistryClient):
 
     def versions(
         self,
-        name: str,
+        name: str | None,
         *,
         status: str | None = None,
         tags: dict[str, str] | None = None,
         archived: bool = False,
         limit: int = 100,
     ) -> list[VersionRow]:
-        """The newest versions of a model."""
+        """The newest versions of a model, or of every model when `name` is None."""
         params: list[tuple[str, Any]] = [("limit", limit), ("archived", "true" if archived else "false")]
         params += [("status", status)] if status else []
         params += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
-        return self._json(
-            "GET", f"/models/{_seg(check_model_name(name))}/versions", list[VersionRow], params=params
-        )
+        path = "/versions" if name is None else f"/models/{_seg(check_model_name(name))}/versions"
+        return self._json("GET", path, list[VersionRow], params=params)
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
         """Set and remove tags on a version."""
@@ -233,7 +234,9 @@ class Client(RegistryClient):
         convert: bool = True,
         lineage: Lineage | None = None,
         formats: tuple[str, ...] | None = None,
-    ) -> VersionInfo:
+        new_version: bool = False,
+        progress: Progress | None = None,
+    ) -> RegisteredVersion:
         """Build the bundle here (the same checks as a local register) and upload it.
 
         The git commit is read here, from the work tree the bundle comes from, and sent with it.
@@ -248,6 +251,7 @@ class Client(RegistryClient):
         spec = prepare_spec(directory, method, device, formats)
         lineage = (lineage or Lineage(description=description)).checked()
         params: list[tuple[str, Any]] = [("convert", "true" if convert else "false")]
+        params += [("new_version", "true")] if new_version else []
         params += [("format", f) for f in formats or ()]
         for key, value in (("method", method), ("device", device), ("description", lineage.description)):
             if value is not None:
@@ -268,9 +272,9 @@ class Client(RegistryClient):
                 return self._json(
                     "POST",
                     f"/models/{_seg(name)}/versions",
-                    VersionInfo,
+                    RegisteredVersion,
                     params=params,
-                    content=_chunks(body),
+                    content=_chunks(body, progress, bundle.size),
                     headers=headers,
                     timeout=httpx.Timeout(30.0, read=600.0),
                 )
@@ -558,9 +562,13 @@ def _seg(text: str) -> str:
     return quote(text, safe=":@")
 
 
-def _chunks(body: BinaryIO) -> Iterator[bytes]:
+def _chunks(body: BinaryIO, progress: Progress | None = None, total: int = 0) -> Iterator[bytes]:
+    sent = 0
     while chunk := body.read(CHUNK):
         yield chunk
+        sent += len(chunk)
+        if progress is not None:
+            progress(sent, total)
 
 
 class _Sink:

@@ -11,24 +11,35 @@ from regctl.registry.entities import AliasInfo
 from regctl.registry.errors import NotFound
 from regctl.registry.lookup import find_model, find_version, local_caller
 from regctl.registry.refs import Ref, check_alias_name, check_model_name
-from regctl.registry.schema import Alias, AliasEvent, ModelVersion, utcnow
+from regctl.registry.schema import Alias, AliasEvent, Model, ModelVersion, utcnow
 from regctl.registry.settings import Settings
 
 
 def set_alias(
     settings: Settings, name: str, alias: str, version: int, caller: Caller | None = None
 ) -> AliasInfo:
-    """Point `name@alias` at `version` (creating or moving it) and record who did it and when."""
+    """Point `name@alias` at `version` (creating or moving it) and record who did it and when.
+
+    When the alias already points at `version`, nothing changes and nothing is recorded: the answer's
+    `previous` equals its `version`, and names who set it there and when.
+    """
     check_model_name(name)
     check_alias_name(alias)
     caller = caller or local_caller()
     actor = caller.name[:128]
     with session_scope(settings.database_url) as session:
         model, target = find_version(session, Ref(name, version=version))
+        # The model row's lock orders every change to its aliases, a first set included (there is no
+        # alias row to lock yet), so what `previous` reads is what this change replaces; SQLite's
+        # transactions already hold the write lock from their start (registry/db.py).
+        session.execute(select(Model.id).where(Model.id == model.id).with_for_update()).one()
         row = session.scalars(
             select(Alias).where(Alias.model_id == model.id, Alias.name == alias).with_for_update()
         ).one_or_none()
         previous = session.get_one(ModelVersion, row.version_id).version if row else None
+        if row is not None and previous == version:
+            # Already there: nothing moves, so nothing is recorded (no history, audit or webhook).
+            return AliasInfo(name, alias, version, previous, row.updated_by, row.updated_at)
         if row is None:
             row = Alias(model_id=model.id, name=alias, version_id=target.id)
             session.add(row)
@@ -45,8 +56,7 @@ def set_alias(
         )
         detail = {"from": previous, "to": version}
         audit.record(session, caller, "alias.set", f"{name}@{alias}", model=name, detail=detail)
-        if previous != version:
-            outbox.alias_moved(session, name, alias, previous, version, actor)
+        outbox.alias_moved(session, name, alias, previous, version, actor)
         return AliasInfo(name, alias, version, previous, actor, row.updated_at)
 
 

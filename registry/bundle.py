@@ -1,8 +1,9 @@
 """The source bundle: a model directory's code and data in one deterministic tar, for any worker to rebuild.
 
 A bundle holds every `*.py` file under the directory (recursively, skipping `__pycache__`, hidden files and
-directories, and virtualenv-like directories), `regctl.toml`, and the recorded inputs the spec names. Nothing
-else is included: READMEs, notebooks, datasets and other files stay behind.
+directories, and virtualenv-like directories), `regctl.toml`, the recorded inputs the spec names, and the
+top-level `README.md`, the version's model card (registry/card.py). Nothing else is included: other
+READMEs, notebooks, datasets and other files stay behind.
 
 The weights file is not in the bundle: it is stored as its own content-addressed blob (the `weights`
 artifact), so a version that changes only code reuses the stored weights and one that changes only weights
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from regctl.registry.card import CARD_FILENAME, card_file, read_card
 from regctl.registry.errors import CorruptedArtifact, InvalidSpec
 from regctl.registry.spec import SPEC_FILENAME, ModelSpec, entrypoint_files
 
@@ -36,13 +38,15 @@ _VENV_MARKERS = ("pyvenv.cfg", "conda-meta")
 
 @dataclass(frozen=True)
 class BundleInfo:
-    """A written bundle: where it is, its digest and size, its members, and the digest of the weights file."""
+    """A written bundle: where it is, its digest and size, its members, the digest of the weights file,
+    and the model card (README.md) it carries, checked."""
 
     path: Path
     sha256: str
     size: int
     files: tuple[str, ...]
     weights_sha256: str | None
+    card: str | None = None
 
 
 def build_bundle(
@@ -57,6 +61,7 @@ def build_bundle(
     root = directory.resolve()
     files = collect_files(directory, spec)
     _check_size(directory, files, max_bytes)
+    card = read_card(directory) if CARD_FILENAME in files else None
     if include_weights and spec.weights:
         files = dict(sorted({**files, Path(spec.weights).as_posix(): directory / spec.weights}.items()))
     weights = Path(spec.weights).as_posix() if spec.weights else None
@@ -80,6 +85,7 @@ def build_bundle(
         size=out.size,
         files=tuple(files),
         weights_sha256=weights_digest[0] if weights_digest else None,
+        card=card,
     )
 
 
@@ -106,6 +112,8 @@ def collect_files(directory: Path, spec: ModelSpec) -> dict[str, Path]:
     files = dict(_walk_code(directory, root, "", {root}))
     for name in [SPEC_FILENAME, *spec.data_files()]:
         files[Path(name).as_posix()] = _named_file(directory, root, name)
+    if card_file(directory) is not None:  # the model card travels with the code (registry/card.py)
+        files[CARD_FILENAME] = _named_file(directory, root, CARD_FILENAME)
     if spec.weights:  # checked above like every named file, but stored as its own blob
         files.pop(Path(spec.weights).as_posix())
     _check_entrypoint_included(directory, spec, files)

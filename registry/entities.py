@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,8 @@ class JobInfo(Record):
     started_at: datetime | None
     finished_at: datetime | None
     parent_id: int | None = None
+    # The stage timeline, oldest first: {"stage": "trace", "at": ISO 8601 time} per new stage.
+    stages: tuple[dict[str, str], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -93,11 +95,28 @@ class VersionInfo(Record):
     git_dirty: bool | None = None  # the bundled files differ from git_commit
     run_url: str | None = None  # the training run that produced it
     archived_at: datetime | None = None  # hidden from NAME and lists; still fetchable by number
+    card: str | None = None  # the model card: its README.md, markdown as written (registry/card.py)
 
     @property
     def ref(self) -> str:
         """`name:version`."""
         return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion(VersionInfo):
+    """What a registration answers: the new version, or the newest one when nothing changed.
+
+    `unchanged` is True when the code, weights and spec equal the newest version's and no new version
+    was asked for: nothing was created, and this is that existing version as it stands.
+    """
+
+    unchanged: bool = False
+
+    @classmethod
+    def of(cls, info: VersionInfo, *, unchanged: bool) -> RegisteredVersion:
+        """`info` as a registration's answer."""
+        return cls(**{f.name: getattr(info, f.name) for f in fields(info)}, unchanged=unchanged)
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class VersionRow(Record):
     archived: bool = False
     created_by: str | None = None
     torch_version: str | None = None  # of its TorchScript artifact, once converted
+    model: str | None = None  # named when a listing spans models (`versions list --tag` without NAME)
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ def _version_entry(session: Session, row: ModelVersion) -> dict:
         "git_commit": row.git_commit,
         "git_dirty": row.git_dirty,
         "run_url": row.run_url,
+        "card": row.card,
         "archived_at": row.archived_at.isoformat() if row.archived_at else None,
         "artifacts": [
             {

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from regctl.registry import audit
 from regctl.registry.access import Caller
+from regctl.registry.card import check_card
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.errors import CorruptedArtifact, InvalidInput
 from regctl.registry.export import FORMAT, FORMAT_VERSION, MANIFEST
@@ -33,6 +34,7 @@ from regctl.registry.lookup import local_caller
 from regctl.registry.refs import check_alias_name, check_model_name
 from regctl.registry.schema import (
     ARTIFACT_KINDS,
+    REPORT_KINDS,
     VERSION_STATUSES,
     Alias,
     AliasEvent,
@@ -50,6 +52,7 @@ _BLOB_NAME = re.compile(r"blobs/([0-9a-f]{64})")
 _SHA = re.compile(r"[0-9a-f]{64}")
 # A version caught mid-job is imported as registered: its jobs do not travel.
 _IN_FLIGHT = {"converting": "registered", "validating": "registered"}
+LEGACY_REPORT = "report"  # both reports' kind in archives written before they were named apart
 
 
 @dataclass
@@ -180,13 +183,15 @@ def _check_version(version: Any, blobs: dict, where: str) -> int:
         version.get("run_url"),
         version.get("git_commit"),
     ).checked()
+    if version.get("card") is not None:
+        check_card(version["card"], f"{here} card")
     artifacts = version.get("artifacts")
     if not isinstance(artifacts, list):
         raise InvalidInput(f"{here} lists no artifacts")
     for artifact in artifacts:
         if (
             not isinstance(artifact, dict)
-            or artifact.get("kind") not in ARTIFACT_KINDS
+            or artifact.get("kind") not in (*ARTIFACT_KINDS, LEGACY_REPORT)
             or artifact.get("sha256") not in blobs
             or artifact.get("size") != blobs[artifact["sha256"]]
         ):
@@ -306,6 +311,7 @@ def _version_row(
         git_commit=version.get("git_commit"),
         git_dirty=version.get("git_dirty") if isinstance(version.get("git_dirty"), bool) else None,
         run_url=version.get("run_url"),
+        card=check_card(version["card"]) if version.get("card") is not None else None,
         archived_at=_moment(version.get("archived_at")),
     )
     session.add(row)
@@ -313,19 +319,37 @@ def _version_row(
     session.add_all(
         VersionTag(version_id=row.id, key=k, value=v) for k, v in (version.get("tags") or {}).items()
     )
+    kinds = named_reports([a["kind"] for a in version["artifacts"]])
     session.add_all(
         Artifact(
             version_id=row.id,
-            kind=a["kind"],
+            kind=kind,
             sha256=a["sha256"],
             size=a["size"],
             uri=store.uri_for(a["sha256"]),
             torch_version=str(a["torch_version"])[:64] if a.get("torch_version") else None,
             method=str(a["method"])[:16] if a.get("method") else None,
         )
-        for a in version["artifacts"]
+        for a, kind in zip(version["artifacts"], kinds, strict=True)
     )
     return row
+
+
+def named_reports(kinds: list[str]) -> list[str]:
+    """A version's artifact kinds in archive order, each old `report` named for what it reports.
+
+    Archives written before the split call both reports `report`, and carry no jobs. A validate job
+    records nothing but its report, while a convert job records its report after its candidates (or
+    after the version's source when it failed), so a report that directly follows another report is
+    a validation report. Migration 0007 names the rows of an older database by the same rule.
+    """
+    named: list[str] = []
+    for kind in kinds:
+        if kind == LEGACY_REPORT:
+            follows_report = bool(named) and named[-1] in REPORT_KINDS
+            kind = "validation-report" if follows_report else "conversion-report"
+        named.append(kind)
+    return named
 
 
 def _import_aliases(

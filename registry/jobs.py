@@ -5,6 +5,7 @@ The database is the source of truth for job state; a broker message only says "l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,9 @@ from regctl.registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersi
 from regctl.registry.settings import Settings
 
 FINISHED = ("succeeded", "failed", "cancelled")
+MAX_STAGES = 40  # a job's timeline: a convert job names about a dozen stages
+MAX_STAGE_CHARS = 80
+_COUNT = re.compile(r"\d+/\d+")
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,20 @@ def create_job(
             max_attempts=settings.max_attempts,
         )
         session.add(job)
+        _requeued(session, version.id)
         session.flush()
         target = f"job {job.id}"
         detail = {"kind": kind, "version": version.version, "method": job.method, "queue": job.queue}
         audit.record(session, caller or local_caller(), "job.submit", target, model=model.name, detail=detail)
         return job_info(job, model.name, version.version)
+
+
+def _requeued(session: Session, version_id: int) -> None:
+    # A cancelled version waits for its new job as a registered one does; it moves on to converting
+    # (or validating) when the job starts.
+    version = session.get_one(ModelVersion, version_id)
+    if version.status == "cancelled":
+        version.status = "registered"
 
 
 def _has_torchscript(session: Session, version_id: int) -> bool:
@@ -152,6 +165,7 @@ def claim_job(
             return Claim("finished", job_info(job, name, version))
         if job.cancel_requested:
             _finish(job, "cancelled", now, error="cancelled before it started")
+            settle_cancelled(session, job)
             return Claim("cancelled", job_info(job, name, version))
         if job.state == "running" and not _owner_gone(job, now, settings, owner_is_dead):
             return Claim("busy", job_info(job, name, version))
@@ -162,6 +176,7 @@ def claim_job(
         job.state, job.worker, job.attempts = "running", worker, job.attempts + 1
         job.started_at = job.heartbeat_at = now
         job.progress = f"attempt {job.attempts} started"
+        _add_stage(job, job.progress, now)
         return Claim("claimed", job_info(job, name, version))
 
 
@@ -183,7 +198,28 @@ def record_progress(settings: Settings, job_id: int, worker: str, progress: str 
         job.heartbeat_at = utcnow()
         if progress is not None:
             job.progress = progress[:2000]
+            _add_stage(job, job.progress, job.heartbeat_at)
         return job.cancel_requested
+
+
+def stage_of(progress: str) -> str:
+    """The stage a progress line names: the text before its first colon or count ("trace: battery 3/9")."""
+    head = progress.split(":", 1)[0]
+    match = _COUNT.search(head)
+    return (head[: match.start()] if match else head).strip()[:MAX_STAGE_CHARS]
+
+
+def _add_stage(job: Job, progress: str, at: datetime) -> None:
+    """Append to the job's timeline when the progress line names a new stage (bounded: MAX_STAGES)."""
+    stage = stage_of(progress)
+    stages = list(job.stages or [])
+    if not stage or (stages and stages[-1].get("stage") == stage):
+        return
+    if len(stages) >= MAX_STAGES:
+        # Keep the first stages and the newest: the timeline still starts and ends where the job did.
+        stages = stages[: MAX_STAGES // 2] + stages[-(MAX_STAGES // 2 - 1) :]
+    stages.append({"stage": stage, "at": at.isoformat()})
+    job.stages = stages  # a new list, so the JSON column is seen as changed
 
 
 def note_attempt_error(settings: Settings, job_id: int, error: str) -> None:
@@ -235,6 +271,24 @@ def _finish(
     if result is not None:
         job.result = result
     job.progress = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[state]
+    _add_stage(job, job.progress, now)
+
+
+def settle_cancelled(session: Session, job: Job) -> None:
+    """The version of a job just cancelled: as it stood if it was ever proved, else `cancelled`.
+
+    A cancelled re-validation leaves a ready version ready; a version that never got that far shows
+    that its job was cancelled, rather than looking freshly `registered`.
+    """
+    version = session.get_one(ModelVersion, job.version_id)
+    if version.status in ("ready", "failed"):
+        return
+    validated = (version.summary or {}).get("validated") is True or session.scalar(
+        select(Job.id)
+        .where(Job.version_id == version.id, Job.kind == "validate", Job.state == "succeeded")
+        .limit(1)
+    )
+    version.status = "ready" if validated else "cancelled"
 
 
 def _give_up(session: Session, job: Job, name: str, now: datetime, error: str) -> None:
@@ -254,6 +308,7 @@ def request_cancel(settings: Settings, job_id: int, caller: Caller | None = None
         job.cancel_requested = True
         if job.state == "queued":
             _finish(job, "cancelled", utcnow(), error="cancelled by the user")
+            settle_cancelled(session, job)
         else:
             job.progress = "cancel requested"
         audit.record(session, caller or local_caller(), "job.cancel", f"job {job_id}", model=name)
@@ -272,6 +327,8 @@ def retry_job(settings: Settings, job_id: int, caller: Caller | None = None) -> 
         job.error = job.worker = job.started_at = job.finished_at = job.heartbeat_at = None
         job.published_at = None
         job.progress = "queued again"
+        job.stages = None  # a new run, a new timeline
+        _requeued(session, job.version_id)
         audit.record(session, caller or local_caller(), "job.retry", f"job {job_id}", model=name)
         return job_info(job, name, version)
 

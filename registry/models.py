@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import Session
 
 from regctl.registry.db import session_scope
 from regctl.registry.entities import ModelDetail, ModelSummary, VersionRow
@@ -16,10 +17,16 @@ SHOWN_VERSIONS = 20
 
 def list_models(settings: Settings) -> list[ModelSummary]:
     """Every model with its version count, newest version and newest ready version, by name."""
+    with session_scope(settings.database_url) as session:
+        return summaries(session, summary_query())
+
+
+def summary_query() -> Select:
+    """The columns of a ModelSummary, one row per model, by name; callers add filters and a limit."""
     ready = case(
         ((ModelVersion.status == "ready") & ModelVersion.archived_at.is_(None), ModelVersion.version)
     )
-    query = (
+    return (
         select(
             Model.name,
             Model.description,
@@ -32,18 +39,21 @@ def list_models(settings: Settings) -> list[ModelSummary]:
         .group_by(Model.id)
         .order_by(Model.name)
     )
-    with session_scope(settings.database_url) as session:
-        return [
-            ModelSummary(
-                name=name,
-                description=description,
-                created_at=created_at,
-                versions=count,
-                latest_version=latest,
-                latest_ready=latest_ready,
-            )
-            for name, description, created_at, count, latest, latest_ready in session.execute(query)
-        ]
+
+
+def summaries(session: Session, query: Select) -> list[ModelSummary]:
+    """The ModelSummary records of a `summary_query()` (with whatever filters the caller added)."""
+    return [
+        ModelSummary(
+            name=name,
+            description=description,
+            created_at=created_at,
+            versions=count,
+            latest_version=latest,
+            latest_ready=latest_ready,
+        )
+        for name, description, created_at, count, latest, latest_ready in session.execute(query)
+    ]
 
 
 def show_model(settings: Settings, name: str, limit: int = SHOWN_VERSIONS) -> ModelDetail:

@@ -16,7 +16,7 @@ from regctl.registry import outbox
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors import InvalidTransition
-from regctl.registry.jobs import finish_job
+from regctl.registry.jobs import finish_job, settle_cancelled
 from regctl.registry.records import job_info, version_info
 from regctl.registry.schema import Artifact, Job, Model, ModelVersion
 from regctl.registry.settings import Settings
@@ -134,6 +134,8 @@ def record_failure(
 ) -> JobInfo:
     """Fail (or cancel) a job and its version, keeping any report it produced; `worker=None` forces it.
 
+    A cancelled job leaves its version `cancelled`, or as it stood if a validation ever passed.
+
     `keep_version` fails only the job and leaves the version as it stood before the job (for a
     validate job that met a damaged blob: the failure is the store's, not the version's).
     """
@@ -149,17 +151,18 @@ def record_failure(
             version.summary = {**(version.summary or {}), **summary}
         if state == "failed" and not keep_version:
             version.status = "failed"
-        else:
+        elif state != "cancelled":
             version.status = _status_before_job(session, version)
         finished = finish_job(settings, job_id, state, error=error, session=session)
+        if state == "cancelled":
+            settle_cancelled(session, job)
         if version.status == "failed":
             outbox.version_settled(session, version, name, job, error)
         return finished
 
 
 def _status_before_job(session: Session, version: ModelVersion) -> str:
-    # A cancelled job, or one that met a damaged blob, leaves the version as it stood: ready if a
-    # validation ever passed.
+    # A job that met a damaged blob leaves the version as it stood: ready if a validation ever passed.
     if (version.summary or {}).get("validated") is True:
         return "ready"
     validated = session.scalar(

@@ -46,6 +46,7 @@ def job_info(row: Job, model: str, version: int) -> JobInfo:
         published_at=row.published_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        stages=tuple(e for e in row.stages or () if isinstance(e, dict)),
     )
 
 
@@ -79,4 +80,5 @@ def version_info(
         git_dirty=row.git_dirty,
         run_url=row.run_url,
         archived_at=row.archived_at,
+        card=row.card,
     )

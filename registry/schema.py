@@ -25,15 +25,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from regctl.registry.access import ROLE_RANK
 
-VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed")
+# `cancelled`: its last job was cancelled before the version was ever proved (submit or retry again).
+VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed", "cancelled")
 JOB_KINDS = ("convert", "validate")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", "report", "aoti")
+# A convert job stores the conversion report, a validate job the validation report; archives and
+# databases from before the split call both `report` (registry/importer.py and 0007 map them).
+REPORT_KINDS = ("conversion-report", "validation-report")
+ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", *REPORT_KINDS, "aoti")
 ROLES = tuple(ROLE_RANK)
 DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0006_aoti"
+HEAD_REVISION = "0008_card"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -49,9 +53,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _enum(values: tuple[str, ...], name: str) -> Enum:
+def _enum(values: tuple[str, ...], name: str, length: int = 16) -> Enum:
     # A CHECK constraint rather than a native type, so SQLite and PostgreSQL both refuse bad values.
-    return Enum(*values, name=name, native_enum=False, create_constraint=True, length=16)
+    return Enum(*values, name=name, native_enum=False, create_constraint=True, length=length)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -120,6 +124,8 @@ class ModelVersion(Base):
     run_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Archived versions are hidden from NAME resolution and lists, and still fetchable by number.
     archived_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The model card: the directory's README.md as written (markdown, at most 256 KB; registry/card.py).
+    card: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class VersionTag(Base):
@@ -143,7 +149,7 @@ class Artifact(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(_enum(ARTIFACT_KINDS, "artifact_kind"))
+    kind: Mapped[str] = mapped_column(_enum(ARTIFACT_KINDS, "artifact_kind", length=32))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     uri: Mapped[str] = mapped_column(Text)
@@ -178,6 +184,8 @@ class Job(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     progress: Mapped[str] = mapped_column(Text, default="")
+    # The stage timeline: [{"stage": ..., "at": ISO time}], one entry per new stage, bounded (jobs.py).
+    stages: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False)

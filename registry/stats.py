@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, case, func, literal, select
 
 from regctl.registry.db import session_scope
-from regctl.registry.schema import Job, ModelVersion
+from regctl.registry.schema import VERSION_STATUSES, Job, ModelVersion
 from regctl.registry.settings import Settings
 
 DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -34,6 +34,7 @@ class RegistryStats:
     queued: dict[str, int]  # queue -> jobs waiting
     conversions: dict[tuple[str, str], int]  # (method, outcome) -> finished convert jobs
     durations: dict[str, Durations]  # kind -> histogram
+    versions: dict[str, int] = field(default_factory=dict)  # status -> versions (cancelled included)
 
 
 def _seconds(dialect: str) -> ColumnElement:
@@ -43,7 +44,8 @@ def _seconds(dialect: str) -> ColumnElement:
 
 
 def registry_stats(settings: Settings) -> RegistryStats:
-    """Jobs by kind and state, queue depths, conversion outcomes by method and job durations."""
+    """Jobs by kind and state, queue depths, conversion outcomes by method, job durations and versions
+    by status."""
     with session_scope(settings.database_url) as session:
         dialect = session.get_bind().dialect.name
         jobs = {
@@ -80,4 +82,10 @@ def registry_stats(settings: Settings) -> RegistryStats:
                 int(count),
                 float(total or 0.0),
             )
-    return RegistryStats(jobs, queued, conversions, durations)
+        versions = {status: 0 for status in VERSION_STATUSES} | {
+            status: n
+            for status, n in session.execute(
+                select(ModelVersion.status, func.count()).group_by(ModelVersion.status)
+            )
+        }
+    return RegistryStats(jobs, queued, conversions, durations, versions)

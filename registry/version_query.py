@@ -45,7 +45,9 @@ JOB_FIELDS = (
     "published_at",
     "started_at",
     "finished_at",
+    "stages",
 )
+_JSON_FIELDS = ("result", "stages")
 _MOMENTS = ("created_at", "heartbeat_at", "published_at", "started_at", "finished_at")
 
 
@@ -94,7 +96,7 @@ def _array(dialect: str, table: Table, fields: tuple[str, ...], owner: ColumnEle
         return select(func.coalesce(agg, literal_column("'[]'::json"))).where(where).scalar_subquery()
     # json(): a JSON column is stored as text and must be embedded as JSON, not as a string.
     pairs = chain.from_iterable(
-        (literal_column(f"'{name}'"), func.json(column) if name == "result" else column)
+        (literal_column(f"'{name}'"), func.json(column) if name in _JSON_FIELDS else column)
         for name, column in columns
     )
     return select(func.json_group_array(func.json_object(*pairs))).where(where).scalar_subquery()

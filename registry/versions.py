@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.bundle import build_bundle, weights_file
 from regctl.registry.db import ensure_schema, session_scope
-from regctl.registry.entities import VersionInfo, VersionRow
+from regctl.registry.entities import RegisteredVersion, VersionInfo, VersionRow
 from regctl.registry.errors import InvalidInput
 from regctl.registry.jobs import queue_for
 from regctl.registry.lineage import Lineage, check_tags, with_git
@@ -24,6 +25,7 @@ from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec, prepare_spec
 from regctl.registry.store import BlobRef, open_store
+from regctl.registry.version_query import SUPPORTED, load_version
 
 
 def register_version(
@@ -38,10 +40,14 @@ def register_version(
     caller: Caller | None = None,
     lineage: Lineage | None = None,
     formats: tuple[str, ...] | None = None,
-) -> VersionInfo:
+    skip_unchanged: bool = False,
+) -> RegisteredVersion:
     """Register the model directory as the next version of `name`; create the model on first use.
 
     `formats` (from --format) overrides the spec's `formats`, which overrides REGCTL_FORMATS.
+    With `skip_unchanged` (what every front door asks for unless told `--new-version`), content whose
+    source bundle, weights and spec equal the newest unarchived version's creates nothing: that
+    version is returned with `unchanged=True`.
 
     Everything that can be wrong with the input is checked before anything is written. The source
     bundle and the weights are stored first, each as its own blob (content-addressed, so a retry or a
@@ -62,7 +68,11 @@ def register_version(
         blob = store.put_file(bundle.path)
         lineage = with_git(lineage, directory, [*bundle.files, *spec.data_files()])
         weights_blob = store.put_file(weights) if weights is not None else None
-        info = _insert(settings, name, spec, blob, weights_blob, lineage, jobs, caller)
+        info = _insert(
+            settings, name, spec, blob, weights_blob, lineage, jobs, caller, skip_unchanged, bundle.card
+        )
+        if info.unchanged:
+            return info
         # `regctl gc` may have deleted a reused blob between the upload and the commit: store it again.
         for ref, path in ((blob, bundle.path), (weights_blob, weights)):
             if ref is not None and path is not None and not store.exists(ref.sha256):
@@ -79,10 +89,24 @@ def _insert(
     lineage: Lineage,
     jobs: tuple[str, ...],
     caller: Caller,
-) -> VersionInfo:
-    """The version's rows, its artifacts, tags and queued jobs, in one transaction."""
+    skip_unchanged: bool,
+    card: str | None = None,
+) -> RegisteredVersion:
+    """The version's rows, its artifacts, tags and queued jobs, in one transaction.
+
+    The identical-content check runs under the model's lock, so two identical registrations racing
+    each other make one version, not two.
+    """
     with session_scope(settings.database_url) as session:
-        model = _lock_model(session, name, lineage.description)
+        model = _lock_model(session, name)
+        same = _same_as_newest(session, model, spec, blob, weights_blob) if skip_unchanged else None
+        if same is not None:
+            found = load_version(session, Ref(name, same)) if _one_statement(session) else None
+            if found is None:
+                found = _version_detail(session, Ref(name, same))
+            return RegisteredVersion.of(found, unchanged=True)
+        if lineage.description and model.description != lineage.description:
+            model.description = lineage.description
         model.last_version += 1
         row = ModelVersion(
             model_id=model.id,
@@ -96,6 +120,7 @@ def _insert(
             git_commit=lineage.git_commit,
             git_dirty=lineage.git_dirty,
             run_url=lineage.run_url,
+            card=card,
         )
         session.add(row)
         session.flush()
@@ -114,7 +139,37 @@ def _insert(
             "git_commit": lineage.git_commit,
         }
         audit.record(session, caller, "version.register", f"{name}:{row.version}", model=name, detail=detail)
-        return version_info(row, name, artifacts=stored, jobs=queued, tags=lineage.tags)
+        info = version_info(row, name, artifacts=stored, jobs=queued, tags=lineage.tags)
+        return RegisteredVersion.of(info, unchanged=False)
+
+
+def _same_as_newest(
+    session: Session, model: Model, spec: ModelSpec, blob: BlobRef, weights_blob: BlobRef | None
+) -> int | None:
+    """The newest unarchived version's number when its code, weights and spec equal these; else None.
+
+    An archived version does not count: its owner hid it, so registering its content again is news.
+    """
+    newest = session.execute(
+        select(
+            ModelVersion.version, ModelVersion.source_sha256, ModelVersion.weights_sha256, ModelVersion.spec
+        )
+        .where(ModelVersion.model_id == model.id, ModelVersion.archived_at.is_(None))
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    ).first()
+    if newest is None:
+        return None
+    weights = weights_blob.sha256 if weights_blob is not None else None
+    # The spec as the database hands it back (JSON: tuples become lists), so equal specs compare equal.
+    same_spec = _canonical(newest.spec) == _canonical(spec.to_dict())
+    if newest.source_sha256 == blob.sha256 and newest.weights_sha256 == weights and same_spec:
+        return int(newest.version)
+    return None
+
+
+def _canonical(spec: object) -> str:
+    return json.dumps(spec if not isinstance(spec, str) else json.loads(spec), sort_keys=True)
 
 
 def _artifact(row: ModelVersion, kind: str, blob: BlobRef) -> Artifact:
@@ -133,20 +188,17 @@ def _new_job(row: ModelVersion, kind: str, spec: ModelSpec, settings: Settings) 
     )
 
 
-def _lock_model(session: Session, name: str, description: str | None) -> Model:
+def _lock_model(session: Session, name: str) -> Model:
     """Create the model row if missing, then lock it so version numbers are handed out one at a time."""
     dialect = session.get_bind().dialect.name
-    values = {"name": name, "description": description or "", "last_version": 0}
+    values = {"name": name, "description": "", "last_version": 0}
     if dialect in ("postgresql", "sqlite"):
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         session.execute(insert(Model).values(**values).on_conflict_do_nothing(index_elements=["name"]))
     elif session.scalar(select(Model.id).where(Model.name == name)) is None:
         session.add(Model(**values))
         session.flush()
-    model = session.scalars(select(Model).where(Model.name == name).with_for_update()).one()
-    if description and model.description != description:
-        model.description = description
-    return model
+    return session.scalars(select(Model).where(Model.name == name).with_for_update()).one()
 
 
 def resolve(settings: Settings, ref: Ref) -> VersionInfo:
@@ -162,21 +214,29 @@ def get_version(settings: Settings, ref: Ref) -> VersionInfo:
     On PostgreSQL and SQLite one statement (`registry.version_query`); a miss falls back to
     `find_version` for its precise message.
     """
-    from regctl.registry.version_query import SUPPORTED, load_version
-
     with session_scope(settings.database_url) as session:
-        if session.get_bind().dialect.name in SUPPORTED:
+        if _one_statement(session):
             found = load_version(session, ref)
             if found is not None:
                 return found
-        model, row = find_version(session, ref)
-        artifacts = session.scalars(
-            select(Artifact).where(Artifact.version_id == row.id).order_by(Artifact.id)
-        ).all()
-        aliases = session.scalars(select(Alias.name).where(Alias.version_id == row.id)).all()
-        jobs = session.scalars(select(Job).where(Job.version_id == row.id).order_by(Job.id)).all()
-        tags = tags_of(session, row.id)
-        return version_info(row, model.name, list(artifacts), list(aliases), list(jobs), tags)
+        return _version_detail(session, ref)
+
+
+def _one_statement(session: Session) -> bool:
+    """True where `registry.version_query` loads a version with everything in one statement."""
+    return session.get_bind().dialect.name in SUPPORTED
+
+
+def _version_detail(session: Session, ref: Ref) -> VersionInfo:
+    """A version with its artifacts, aliases, jobs and tags, read row by row (NotFound when missing)."""
+    model, row = find_version(session, ref)
+    artifacts = session.scalars(
+        select(Artifact).where(Artifact.version_id == row.id).order_by(Artifact.id)
+    ).all()
+    aliases = session.scalars(select(Alias.name).where(Alias.version_id == row.id)).all()
+    jobs = session.scalars(select(Job).where(Job.version_id == row.id).order_by(Job.id)).all()
+    tags = tags_of(session, row.id)
+    return version_info(row, model.name, list(artifacts), list(aliases), list(jobs), tags)
 
 
 def list_versions(

@@ -19,13 +19,16 @@ from regctl.server.ranges import Unsatisfiable, byte_range, etag_matches
 from regctl.service import artifacts
 
 router = APIRouter(tags=["artifacts"])
-Kind = Literal["torchscript", "exported", "source", "weights", "report", "aoti"]
+Kind = Literal[
+    "torchscript", "exported", "source", "weights", "conversion-report", "validation-report", "aoti"
+]
 SUFFIX = {
     "torchscript": ".pt",
     "exported": ".pt2",
     "source": ".tar",
     "weights": ".weights",  # .safetensors or a state_dict: the spec names the file
-    "report": ".json",
+    "conversion-report": ".conversion-report.json",
+    "validation-report": ".validation-report.json",
     "aoti": ".aoti.pt2",  # AOTIModelPackageLoader wants the .pt2 suffix
 }
 # Big enough that per-chunk overhead vanishes, small enough that a slow client holds little memory.

@@ -12,17 +12,18 @@ from regctl.registry.access import Caller
 from regctl.registry.entities import AliasInfo, Identity, ModelDetail, ModelSummary, VersionInfo, VersionRow
 from regctl.registry.lineage import parse_tags
 from regctl.registry.refs import MAX_VERSION
+from regctl.registry.search import MAX_LIMIT, MAX_SEARCH_CHARS, ModelSearch, VersionSearch
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
-from regctl.server.responses import typed_json
-from regctl.service import aliases, models
+from regctl.server.responses import public_version, typed_json
+from regctl.service import aliases, catalog, models
 
 router = APIRouter(responses=error_responses())
 Name = Annotated[str, Path(description="A model name, e.g. resnet", max_length=128)]
 AliasName = Annotated[str, Path(description="An alias, e.g. prod", max_length=64)]
 Ref = Annotated[str, Path(description="NAME, NAME:VERSION or NAME@ALIAS", max_length=200)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
-Status = Literal["registered", "converting", "validating", "ready", "failed"]
+Status = Literal["registered", "converting", "validating", "ready", "failed", "cancelled"]
 
 
 class AliasTarget(BaseModel):
@@ -38,9 +39,26 @@ def whoami(caller: CallerDep) -> Identity:
 
 
 @router.get("/models", response_model=list[ModelSummary], tags=["models"])
-def list_models(request: Request, caller: CallerDep) -> Response:
-    """Every model the token may see, with version counts and the newest ready version."""
-    return typed_json(list[ModelSummary], models.list_models(settings_of(request), caller))
+def list_models(
+    request: Request,
+    caller: CallerDep,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_SEARCH_CHARS,
+            description="Only models whose name, description, or a version's description or tag "
+            "(KEY=VALUE) contains this text, ignoring case; % and _ match themselves",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many (with q)")] = 100,
+) -> Response:
+    """Every model the token may see, with version counts and the newest ready version; `q` searches."""
+    settings = settings_of(request)
+    if q is not None and q.strip():
+        found = catalog.search_models(settings, caller, ModelSearch(q, limit))
+    else:
+        found = models.list_models(settings, caller)
+    return typed_json(list[ModelSummary], found)
 
 
 @router.get("/models/{name}", response_model=ModelDetail, tags=["models"])
@@ -67,10 +85,27 @@ def list_versions(
     return typed_json(list[VersionRow], found)
 
 
+@router.get("/versions", response_model=list[VersionRow], tags=["versions"])
+def search_versions(
+    request: Request,
+    caller: CallerDep,
+    status: Status | None = None,
+    tag: Annotated[list[str] | None, Query(max_length=330, description="KEY=VALUE; all must match")] = None,
+    archived: bool = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> Response:
+    """The newest versions of every model the token may see, filtered by status and tags; each names its
+    model."""
+    search = VersionSearch(parse_tags(tag or []), status, archived, limit)
+    return typed_json(list[VersionRow], catalog.search_versions(settings_of(request), caller, search))
+
+
 @router.get("/versions/{ref}", response_model=VersionInfo, tags=["versions"])
 def show_version(request: Request, ref: Ref, caller: CallerDep) -> Response:
-    """A version with its spec, artifacts, aliases, jobs and validation summary."""
-    return typed_json(VersionInfo, models.show_version(settings_of(request), caller, ref))
+    """A version with its spec, model card, artifacts (`uri`: the download path), aliases, jobs and
+    validation summary."""
+    info = models.show_version(settings_of(request), caller, ref)
+    return typed_json(VersionInfo, public_version(info))
 
 
 @router.get("/models/{name}/alias-history", response_model=list[AliasInfo], tags=["aliases"])

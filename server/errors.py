@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from regctl.registry.errors import RegctlError
+from regctl.server.responses import redact_paths
 
 log = logging.getLogger("regctl.server")
 
@@ -58,11 +59,13 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map regctl errors, schema errors, unknown routes and crashes to JSON error bodies."""
 
     @app.exception_handler(RegctlError)
-    async def _regctl(_request: Request, exc: RegctlError) -> JSONResponse:
+    async def _regctl(request: Request, exc: RegctlError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         if exc.http_status >= 500:
             log.error("%s: %s", type(exc).__name__, exc)
-        return error_response(exc.http_status, exc.code, str(exc), headers)
+        # The server's log keeps the paths; a client reads the settings' names instead (a damaged blob).
+        message = redact_paths(request.app.state.settings, str(exc))
+        return error_response(exc.http_status, exc.code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

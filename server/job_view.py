@@ -7,7 +7,9 @@ static/live.js reads the same lines the same way for the live updates.
 
 from __future__ import annotations
 
+import itertools
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from regctl.registry.entities import JobInfo
@@ -26,11 +28,50 @@ def progress_parts(text: str | None) -> tuple[str, int | None]:
     return stage, (min(100, round(100 * done / total)) if total else None)
 
 
+def timeline(job: JobInfo) -> list[dict[str, Any]]:
+    """The job's stages, oldest first, each with when it began and how long it lasted.
+
+    A stage lasts until the next one begins; the last lasts until the job finished (the final
+    "done", "failed" or "cancelled" entry has no length), or is still going. Malformed entries, which
+    only a forged row could hold, are left out.
+    """
+    found = []
+    for entry in job.stages:
+        at = _moment(entry.get("at"))
+        stage = entry.get("stage")
+        if at is not None and isinstance(stage, str) and stage:
+            found.append({"stage": stage, "at": at, "seconds": None, "final": False})
+    for here, after in itertools.pairwise(found):
+        here["seconds"] = max(0.0, (after["at"] - here["at"]).total_seconds())
+    if found and job.finished:
+        found[-1]["final"] = True
+    return found
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def clock(value: datetime) -> str:
+    """'02:35:12 UTC': a stage's start, on a page whose facts already give the day."""
+    return value.astimezone(UTC).strftime("%H:%M:%S UTC")
+
+
 def job_row(job: JobInfo) -> dict[str, Any]:
-    """The fields a job table row and the job page show."""
+    """The fields a job table row and the job page show.
+
+    A finished job has no stage and no percentage: its state says it all, and a bar stuck at 15% on
+    a failed job (or a second "done") would only mislead.
+    """
     stage, percent = progress_parts(job.progress)
-    if job.state == "succeeded":
-        percent = 100
+    if job.finished:
+        stage, percent = None, None
     duration = None
     if job.started_at is not None and job.finished_at is not None:
         duration = (job.finished_at - job.started_at).total_seconds()
@@ -56,4 +97,5 @@ def job_row(job: JobInfo) -> dict[str, Any]:
         "duration_s": duration,
         "finished": job.finished,
         "parent_id": job.parent_id,
+        "timeline": timeline(job),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -10,9 +11,10 @@ from pydantic import BaseModel
 
 from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
+from regctl.registry.settings import Settings
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
-from regctl.server.responses import typed_json
+from regctl.server.responses import public_job, redact_paths, typed_json
 from regctl.service import jobs
 
 router = APIRouter(tags=["jobs"], responses=error_responses())
@@ -54,14 +56,16 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
     """The newest jobs first."""
-    found = jobs.list_jobs(settings_of(request), caller, state=state, model=model, limit=limit)
-    return typed_json(list[JobInfo], found)
+    settings = settings_of(request)
+    found = jobs.list_jobs(settings, caller, state=state, model=model, limit=limit)
+    return typed_json(list[JobInfo], [public_job(settings, job) for job in found])
 
 
 @router.get("/jobs/{job_id}", response_model=JobInfo)
 def show_job(request: Request, job_id: JobId, caller: CallerDep) -> Response:
     """One job: state, attempts, worker, progress, timings and error."""
-    return typed_json(JobInfo, jobs.show_job(settings_of(request), caller, job_id))
+    settings = settings_of(request)
+    return typed_json(JobInfo, public_job(settings, jobs.show_job(settings, caller, job_id)))
 
 
 @router.post(
@@ -97,10 +101,17 @@ async def events(request: Request, job_id: JobId, caller: CallerDep) -> Streamin
     """Follow a job and the job its success created, as server-sent events."""
     from starlette.concurrency import run_in_threadpool
 
-    job = await run_in_threadpool(jobs.show_job, settings_of(request), caller, job_id)
+    settings = settings_of(request)
+    job = await run_in_threadpool(jobs.show_job, settings, caller, job_id)
     hub = request.app.state.hub
     return StreamingResponse(
-        hub.stream(job, request.is_disconnected),
+        _redacted(settings, hub.stream(job, request.is_disconnected)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+async def _redacted(settings: Settings, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The events as `public_job` shows a job: an error or progress line never names the registry's paths."""
+    async for event in events:
+        yield redact_paths(settings, event)

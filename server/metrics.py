@@ -39,6 +39,10 @@ class RegistryCollector(Collector):
         for queue, count in sorted(stats.queued.items()):
             queued.add_metric([queue], count)
         yield queued
+        versions = GaugeMetricFamily("regctl_versions", "Model versions by status", labels=["status"])
+        for status, count in sorted(stats.versions.items()):
+            versions.add_metric([status], count)
+        yield versions
         outcomes = GaugeMetricFamily(
             "regctl_conversions",
             "Finished conversions by chosen method and outcome",

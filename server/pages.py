@@ -16,23 +16,28 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.access import Caller
-from regctl.registry.errors import RegctlError, Unauthenticated
+from regctl.registry.entities import ModelDetail
+from regctl.registry.errors import NotFound, RegctlError, Unauthenticated
+from regctl.registry.search import ModelSearch
+from regctl.registry.settings import Settings
 from regctl.server import artifacts_api, jobs_api
 from regctl.server.auth import caller_for, settings_of
-from regctl.server.job_view import job_row
+from regctl.server.cards import render_card
+from regctl.server.job_view import clock, job_row
 from regctl.server.page_auth import page_caller, safe_next, signed_in, signed_out, to_login
 from regctl.server.page_format import FILTERS, page_text, visible_events
-from regctl.server.report_view import build_view
-from regctl.service import aliases, jobs, models
+from regctl.server.report_view import build_view, segments
+from regctl.server.responses import public_job, redact_paths
+from regctl.service import aliases, catalog, jobs, models
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters.update(FILTERS)
+templates.env.filters.update(FILTERS, clock=clock, segments=segments)
 templates.env.finalize = page_text  # model and registrant text: no hidden character reaches a page
 router = APIRouter(include_in_schema=False)
 # Pages load only their own script and stylesheet; nothing may frame them.
@@ -47,6 +52,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 LOGIN_BODY_LIMIT = 8192
+SEARCH_LIMIT = 200  # models a search shows; the page says when there may be more
 Name = Annotated[str, PathParam(max_length=128)]
 Ref = Annotated[str, PathParam(max_length=200)]
 JobId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
@@ -68,10 +74,24 @@ async def page(request: Request, template: str, build: Callable[[Caller], dict[s
         return render(
             request,
             "error.html",
-            {"caller": caller, "error": str(exc), "status": exc.http_status},
+            {
+                "caller": caller,
+                "error": redact_paths(settings_of(request), str(exc)),
+                "status": exc.http_status,
+            },
             exc.http_status,
         )
     return render(request, template, {"caller": caller, **context})
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """The pages' icon, where browsers look for it first (an SVG: every current browser takes one)."""
+    return FileResponse(
+        HERE / "static" / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/login")
@@ -112,15 +132,15 @@ def logout() -> Response:
 
 @router.get("/")
 async def models_page(request: Request, q: Annotated[str, Query(max_length=128)] = "") -> Response:
-    """Every model the token may read, with its newest ready version; `q` filters by name or description."""
+    """Every model the token may read, with its newest ready version; `q` searches names, descriptions
+    and tags (the API's search, in SQL)."""
     settings = settings_of(request)
 
     def build(caller: Caller) -> dict[str, Any]:
-        found = models.list_models(settings, caller)
-        needle = q.strip().lower()
-        if needle:
-            found = [m for m in found if needle in m.name.lower() or needle in (m.description or "").lower()]
-        return {"models": found, "q": q}
+        if not q.strip():
+            return {"models": models.list_models(settings, caller), "q": q, "limited": False}
+        found = catalog.search_models(settings, caller, ModelSearch(q, SEARCH_LIMIT))
+        return {"models": found, "q": q, "limited": len(found) >= SEARCH_LIMIT}
 
     return await page(request, "models.html", build)
 
@@ -132,14 +152,31 @@ async def model_page(request: Request, name: Name) -> Response:
 
     def build(caller: Caller) -> dict[str, Any]:
         detail = models.show_model(settings, caller, name)
+        card = _newest_card(settings, caller, detail)
         return {
             "model": detail,
+            "card": render_card(card[1]) if card else None,
+            "card_ref": card[0] if card else None,
             "versions": models.list_versions(settings, caller, name, archived=True, limit=200),
             "history": list(reversed(aliases.alias_history(settings, caller, name)))[:100],
             "may_alias": caller.can("alias", name),
         }
 
     return await page(request, "model.html", build)
+
+
+def _newest_card(settings: Settings, caller: Caller, detail: ModelDetail) -> tuple[str, str] | None:
+    """(ref, markdown) of the card a model page shows: its newest ready version's, else its newest's."""
+    refs = [detail.name]
+    if detail.versions:
+        refs.append(f"{detail.name}:{detail.versions[0].version}")
+    for ref in refs:
+        try:
+            version = models.show_version(settings, caller, ref)
+        except NotFound:  # no ready version yet
+            continue
+        return (version.ref, version.card) if version.card else None
+    return None
 
 
 @router.get("/versions/{ref}")
@@ -152,7 +189,8 @@ async def version_page(request: Request, ref: Ref) -> Response:
         return {
             "version": version,
             "view": build_view(version),
-            "jobs": [job_row(j) for j in version.jobs],
+            "card": render_card(version.card) if version.card else None,
+            "jobs": [job_row(public_job(settings, j)) for j in version.jobs],
             "may_fetch": caller.can("fetch", version.model),
             "may_alias": caller.can("alias", version.model),
             "may_submit": caller.can("submit", version.model),
@@ -172,7 +210,7 @@ async def jobs_page(
 
     def build(caller: Caller) -> dict[str, Any]:
         found = jobs.list_jobs(settings, caller, state=state, model=model or None, limit=100)
-        return {"jobs": [job_row(j) for j in found], "state": state, "model": model}
+        return {"jobs": [job_row(public_job(settings, j)) for j in found], "state": state, "model": model}
 
     return await page(request, "jobs.html", build)
 
@@ -184,7 +222,7 @@ async def job_page(request: Request, job_id: JobId) -> Response:
 
     def build(caller: Caller) -> dict[str, Any]:
         job = jobs.show_job(settings, caller, job_id)
-        return {"job": job_row(job), "may_cancel": caller.can("cancel", job.model)}
+        return {"job": job_row(public_job(settings, job)), "may_cancel": caller.can("cancel", job.model)}
 
     return await page(request, "job.html", build)
 

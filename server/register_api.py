@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.access import Caller
-from regctl.registry.entities import VersionInfo
+from regctl.registry.entities import RegisteredVersion
 from regctl.registry.errors import InvalidInput, TooLarge
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.refs import check_model_name
@@ -19,6 +19,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import parse_formats
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
+from regctl.server.responses import public_version
 from regctl.service.models import register_upload
 
 router = APIRouter(tags=["versions"])
@@ -33,9 +34,16 @@ def upload_limit(settings: Settings) -> int:
 
 @router.post(
     "/models/{name}/versions",
-    response_model=VersionInfo,
+    response_model=RegisteredVersion,
     status_code=201,
-    responses=error_responses(400, 401, 403, 409, 413, 422, 503),
+    responses={
+        200: {
+            "model": RegisteredVersion,
+            "description": "Unchanged: the code, weights and spec equal the newest version's, so nothing "
+            "was created; this is that version, with unchanged=true",
+        },
+        **error_responses(400, 401, 403, 409, 413, 422, 503),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -47,12 +55,16 @@ def upload_limit(settings: Settings) -> int:
 )
 async def register(
     request: Request,
+    response: Response,
     name: Annotated[str, Path(description="The model's name; created on first use", max_length=128)],
     caller: Annotated[Caller, Depends(current_caller)],
     method: Literal["auto", "trace", "script"] | None = None,
     device: Literal["cpu", "cuda"] | None = None,
     description: Annotated[str | None, Query(max_length=4000)] = None,
     convert: bool = True,
+    new_version: Annotated[
+        bool, Query(description="Register a new version even when nothing changed since the newest one")
+    ] = False,
     tag: Annotated[list[str] | None, Query(max_length=330, description="KEY=VALUE, repeatable")] = None,
     run_url: Annotated[str | None, Query(max_length=2048)] = None,
     git_commit: Annotated[str | None, Query(max_length=64, description="read by the client")] = None,
@@ -61,8 +73,12 @@ async def register(
         list[Literal["torchscript", "aoti"]] | None,
         Query(alias="format", max_length=2, description="What to produce besides TorchScript: aoti"),
     ] = None,
-) -> VersionInfo:
-    """Register the uploaded bundle as NAME's next version; conversion starts unless convert=false."""
+) -> RegisteredVersion:
+    """Register the uploaded bundle as NAME's next version; conversion starts unless convert=false.
+
+    Content equal to the newest version's answers 200 with that version and `unchanged: true`,
+    creating nothing (new_version=true registers it again); a new version answers 201.
+    """
     settings = settings_of(request)
     caller.require("register", check_model_name(name))
     if description is not None and not description.isprintable():
@@ -75,7 +91,7 @@ async def register(
     with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
         upload = FilePath(tmp) / "bundle.tar"
         await _receive(request, upload, limit, settings)
-        return await run_in_threadpool(
+        info = await run_in_threadpool(
             register_upload,
             settings,
             caller,
@@ -87,7 +103,11 @@ async def register(
             convert=convert,
             lineage=lineage,
             formats=parse_formats(",".join(formats), "format") if formats else None,
+            new_version=new_version,
         )
+    if info.unchanged:
+        response.status_code = 200
+    return public_version(info)  # artifact uris as download paths, never the store's
 
 
 async def _receive(request: Request, dest: FilePath, limit: int, settings: Settings) -> None:

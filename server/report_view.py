@@ -53,6 +53,14 @@ class Warning_:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A piece of a warning's message: plain text, or code that torch quoted in backticks."""
+
+    text: str
+    code: bool
+
+
+@dataclass(frozen=True)
 class Download:
     """An artifact with its digest, a link for the browser and the CLI line that fetches it."""
 
@@ -75,7 +83,9 @@ class ReportView:
     rtol: Any = None
     atol: Any = None
     candidates: list[Candidate] = field(default_factory=list)
-    warnings: list[Warning_] = field(default_factory=list)
+    warnings: list[Warning_] = field(default_factory=list)  # the model's: TracerWarnings and its own
+    # torch's own notices (its deprecations), shown apart in one collapsed line: they are not the model's
+    torch_warnings: list[Warning_] = field(default_factory=list)
     warnings_dropped: int = 0  # raised but not kept in the report (or not shown here)
     battery: list[dict[str, Any]] = field(default_factory=list)
     latency_chart: Markup | None = None
@@ -121,7 +131,9 @@ def build_view(version: VersionInfo) -> ReportView:
         validation=_dict((version.summary or {}).get("validation")),
     )
     view.candidates = _candidates(report, view.method)
-    view.warnings, shown_dropped = _warnings(report)
+    shown, shown_dropped = _warnings(report)
+    view.warnings = [w for w in shown if w.source != "torch"]
+    view.torch_warnings = [w for w in shown if w.source == "torch"]
     view.warnings_dropped = max(0, _int(report.get("warnings_dropped"))) + shown_dropped
     chosen = next((c for c in view.candidates if c.chosen), None)
     view.battery = chosen.cases if chosen else []
@@ -141,18 +153,32 @@ def downloads(version: VersionInfo) -> list[Download]:
         newest[artifact.kind] = artifact
     ref = version.ref
     found = []
-    for kind in ("torchscript", "aoti", "exported", "report", "weights", "source"):
+    kinds = ("torchscript", "aoti", "exported", "conversion-report", "validation-report", "weights", "source")
+    for kind in kinds:
         artifact = newest.get(kind)
         if artifact is None:
             continue
         target = f"{version.model}-{version.version}{SUFFIX[kind]}"
         fetch = f"regctl fetch {shlex.quote(ref)} -o {shlex.quote(target)}"
-        if kind != "torchscript":
+        if kind in ("exported", "aoti"):
             fetch += f" --format {kind}"
+        elif kind != "torchscript":  # not a deployable format: named by its artifact kind
+            fetch += f" --kind {kind}"
         found.append(
             Download(kind, artifact.sha256, artifact.size, f"/files/{quote(ref, safe='')}/{kind}", fetch)
         )
     return found
+
+
+def segments(message: str) -> list[Segment]:
+    """A message split at its backticks: torch writes `torch.jit.script` and the page shows it as code.
+
+    An unpaired backtick stays as text.
+    """
+    pieces = message.split("`")
+    if len(pieces) % 2 == 0:  # an odd number of backticks: the last one opens nothing
+        pieces[-2:] = ["`".join(pieces[-2:])]
+    return [Segment(piece, i % 2 == 1) for i, piece in enumerate(pieces) if piece]
 
 
 def _candidates(report: dict[str, Any], method: str | None) -> list[Candidate]:

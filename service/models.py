@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from regctl.registry.access import Caller
-from regctl.registry.entities import ModelDetail, ModelSummary, VersionInfo, VersionRow
+from regctl.registry.entities import ModelDetail, ModelSummary, RegisteredVersion, VersionInfo, VersionRow
 from regctl.registry.errors import RegctlError
 from regctl.registry.lineage import Lineage
 from regctl.registry.refs import check_model_name, parse_ref
@@ -68,8 +68,13 @@ def register_directory(
     convert: bool = True,
     lineage: Lineage | None = None,
     formats: tuple[str, ...] | None = None,
-) -> VersionInfo:
-    """Register a model directory on this machine as the next version of `name`; start its conversion."""
+    new_version: bool = False,
+) -> RegisteredVersion:
+    """Register a model directory on this machine as the next version of `name`; start its conversion.
+
+    Content equal to the newest version's (code, weights and spec) creates nothing and answers that
+    version with `unchanged=True`, unless `new_version` asks for a new one anyway.
+    """
     from regctl.registry.versions import register_version
 
     caller.require("register", check_model_name(name))
@@ -87,8 +92,10 @@ def register_directory(
         caller=caller,
         lineage=lineage,
         formats=formats,
+        skip_unchanged=not new_version,
     )
-    dispatch.start(settings, info.jobs)
+    if not info.unchanged:  # an unchanged version's jobs were handed out when it was registered
+        dispatch.start(settings, info.jobs)
     return info
 
 
@@ -104,7 +111,8 @@ def register_upload(
     convert: bool = True,
     lineage: Lineage | None = None,
     formats: tuple[str, ...] | None = None,
-) -> VersionInfo:
+    new_version: bool = False,
+) -> RegisteredVersion:
     """Register an uploaded bundle: unpacked safely, then checked and rebuilt exactly like a local directory.
 
     Messages about the unpacked files name them relative to the upload, never the server's paths.
@@ -128,6 +136,7 @@ def register_upload(
                 convert=convert,
                 lineage=lineage,
                 formats=formats,
+                new_version=new_version,
             )
         except RegctlError as exc:
             exc.message = exc.message.replace(f"{directory}/", "").replace(str(directory), "the bundle")

@@ -144,7 +144,7 @@ def test_each_role_can_do_exactly_what_it_should(
     server: ApiServer, direct: LocalClient, model_dir: Path
 ) -> None:
     direct.register("net", model_dir, convert=False)
-    direct.register("net", model_dir, convert=False)
+    direct.register("net", model_dir, convert=False, new_version=True)
     reader, writer, admin = (token(direct, role, role) for role in ("reader", "writer", "admin"))
 
     def status(secret: str, method: str, path: str, **kwargs: object) -> int:
@@ -560,7 +560,9 @@ def test_lineage_tags_archive_delete_and_gc_work_the_same_through_the_server(
     )  # fmt: skip
     assert registered.returncode == 0, registered.stderr
     assert (
-        remote_cli(server, writer, "register", "m", str(directory), "--no-convert", cwd=tmp_path).returncode
+        remote_cli(
+            server, writer, "register", "m", str(directory), "--no-convert", "--new-version", cwd=tmp_path
+        ).returncode
         == 0
     )
     version = direct.version("m:1")

@@ -132,7 +132,7 @@ def test_a_link_to_a_file_the_bundle_ignores_may_point_anywhere(
     sqlite_settings: Settings, tmp_path: Path
 ) -> None:
     directory = write_model_dir(tmp_path / "m")
-    (tmp_path / "README.md").write_text("outside")
-    (directory / "README.md").symlink_to(tmp_path / "README.md")  # not bundled, so not refused
+    (tmp_path / "NOTES.md").write_text("outside")
+    (directory / "NOTES.md").symlink_to(tmp_path / "NOTES.md")  # not bundled, so not refused
     info = register_version(sqlite_settings, "m", directory)
     assert info.version == 1

@@ -32,8 +32,9 @@ def make_model_dir(root: Path, toml: str = FULL_TOML, files: dict[str, bytes] | 
         "pkg/layers.py": b"LAYERS = 2\n",
         "w.safetensors": WEIGHTS,
         "data/rec.safetensors": b"recorded",
+        "README.md": b"# readme\n",  # the model card
         # clutter
-        "README.md": b"# readme\n",
+        "pkg/README.md": b"# only the top-level README is the card\n",
         "data/train.csv": b"a,b\n1,2\n",
         "pkg/__pycache__/layers.cpython-311.pyc": b"\x00",
         "pkg/__pycache__/stale.py": b"",
@@ -69,6 +70,7 @@ def bundle_error(directory: Path, dest: Path, max_bytes: int = CAP, spec: ModelS
 
 
 EXPECTED_FILES = (
+    "README.md",
     "data/rec.safetensors",
     "model.py",
     "pkg/__init__.py",
@@ -77,9 +79,10 @@ EXPECTED_FILES = (
 )
 
 
-def test_the_bundle_holds_code_spec_and_named_data_files_and_nothing_else(tmp_path: Path) -> None:
+def test_the_bundle_holds_code_spec_card_and_named_data_files_and_nothing_else(tmp_path: Path) -> None:
     info = bundle(make_model_dir(tmp_path), tmp_path / "out" / "source.tar")
     assert info.files == EXPECTED_FILES
+    assert info.card == "# readme\n"
     with tarfile.open(info.path) as tar:
         assert tuple(tar.getnames()) == EXPECTED_FILES
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -51,7 +52,8 @@ def test_register_wait_converts_validates_and_fetch_runs_without_the_model_code(
     version = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     assert version["status"] == "ready" and version["method"] in ("script", "trace")
     kinds = sorted(a["kind"] for a in version["artifacts"])
-    assert kinds.count("torchscript") == 1 and kinds.count("report") == 1
+    assert kinds.count("torchscript") == 1 and kinds.count("conversion-report") == 1
+    assert "validation-report" not in kinds, "a proved conversion needs no validate job"
     # Proved once: the judge ran the battery and LibTorch on exactly the bytes that were stored, so
     # no validate job repeats that work.
     assert [(j["kind"], j["state"], j["attempts"]) for j in version["jobs"]] == [("convert", "succeeded", 1)]
@@ -185,8 +187,8 @@ def test_submit_validate_records_a_new_report_without_changing_the_artifact(embe
     after = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     scripted = lambda v: [a["sha256"] for a in v["artifacts"] if a["kind"] == "torchscript"]  # noqa: E731
     assert scripted(after) == scripted(before)
-    reports = lambda v: [a for a in v["artifacts"] if a["kind"] == "report"]  # noqa: E731
-    assert len(reports(after)) == len(reports(before)) + 1
+    reports = lambda v: [a["kind"] for a in v["artifacts"] if a["kind"].endswith("-report")]  # noqa: E731
+    assert reports(after) == [*reports(before), "validation-report"], "the validate job's report is named so"
     assert after["status"] == "ready"
     # each job drew its own secret battery seed, and both are recorded for a re-run
     converted_seed = before["summary"]["report"]["battery_seed"]
@@ -256,3 +258,97 @@ def test_a_model_whose_optimized_form_is_wrong_gets_a_full_round_and_its_plain_a
         [sys.executable, "-c", check, str(out)], capture_output=True, text=True, timeout=120
     )
     assert shape.stdout.strip() == "(3, 2)", shape.stderr
+
+
+def _pids(pattern: str) -> list[int]:
+    """The processes whose command line matches `pattern` (pgrep -f), zombies left out."""
+    found = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found if _alive(int(pid))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_job_process_dies_with_the_command_that_started_it(tmp_path: Path) -> None:
+    from regctl.local import LocalClient
+    from tests.api_server import REGCTL
+    from tests.conftest import wait_until
+
+    directory = linear_model(tmp_path / "hangs", forward="time.sleep(600)")
+    home = tmp_path / "home"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "REGCTL_HOME": str(home),
+        "REGCTL_LIBTORCH_CACHE": os.environ["REGCTL_LIBTORCH_CACHE"],
+    }
+    caller = subprocess.Popen(
+        [REGCTL, "register", "hangs", str(directory), "--wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    children: list[int] = []
+    try:
+        # A clean interpreter running the module, never a multiprocessing child of the caller's script.
+        children = wait_until(
+            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
+        )
+        local = LocalClient(Settings.from_env({}, home=home))
+        wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait(timeout=10)
+        wait_until(lambda: not any(_alive(pid) for pid in children), 30, "the job's process to die with it")
+    finally:
+        for pid in [caller.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        caller.wait(timeout=10)
+
+
+def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_path: Path) -> None:
+    from regctl.local import LocalClient
+    from tests.api_server import REGCTL
+    from tests.conftest import wait_until
+
+    directory = linear_model(tmp_path / "hangs", forward="time.sleep(600)")
+    home = tmp_path / "home"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "REGCTL_HOME": str(home),
+        "REGCTL_LIBTORCH_CACHE": os.environ["REGCTL_LIBTORCH_CACHE"],
+    }
+    caller = subprocess.Popen(
+        [REGCTL, "register", "hangs", str(directory), "--wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    children: list[int] = []
+    try:
+        children = wait_until(
+            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
+        )
+        local = LocalClient(Settings.from_env({}, home=home))
+        wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")
+        os.killpg(caller.pid, signal.SIGINT)  # what a terminal sends its foreground process group
+        _, stderr = caller.communicate(timeout=60)
+        assert caller.returncode != 0, stderr
+        assert not any(_alive(pid) for pid in children)
+        job = local.job(1)
+        assert job.state == "queued" and "stopped following it" in (job.error or ""), job
+        assert [v.version for v in local.model("hangs").versions] == [1]
+    finally:
+        for pid in [caller.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        caller.wait(timeout=10)

@@ -32,7 +32,7 @@ def workdir_victims(victims: Victims, tmp_path: Path) -> Iterator[Victims]:
 
 
 def _report(version: dict) -> dict:
-    uri = next(a["uri"] for a in version["artifacts"] if a["kind"] == "report")
+    uri = next(a["uri"] for a in version["artifacts"] if a["kind"] == "conversion-report")
     return json.loads(Path(uri).read_text())
 
 

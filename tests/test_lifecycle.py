@@ -233,3 +233,139 @@ def test_a_registration_racing_gc_for_the_same_blob_never_loses_it(
     assert get_version(settings, parse_ref("m:2")).source_sha256 == first.source_sha256
     assert result.kept_referenced == (1 if when == "before gc looks again" else 0)
     assert regctl(settings, "doctor").exit_code == 0
+
+
+# -- cancelled versions, alias no-ops and the job's stage timeline ------------------------------------
+
+
+def test_a_version_whose_queued_job_is_cancelled_shows_cancelled_and_converts_again_on_retry(
+    settings: Settings, model_dir: Path
+) -> None:
+    from regctl.registry.jobs import claim_job, retry_job
+    from regctl.registry.outcomes import start_stage
+
+    job = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    cancelled = regctl(settings, "jobs", "cancel", str(job.id))
+    assert cancelled.exit_code == 0, cancelled.output
+    assert get_version(settings, parse_ref("m:1")).status == "cancelled"
+    listed = json.loads(regctl(settings, "versions", "list", "m", "--status", "cancelled", "--json").stdout)
+    assert [v["version"] for v in listed] == [1]
+    assert "cancelled" in regctl(settings, "versions", "show", "m:1").stdout
+
+    # (the registry's retry: the CLI's would also run the job here, in direct embedded mode)
+    retry_job(settings, job.id)
+    assert get_version(settings, parse_ref("m:1")).status == "registered"  # waiting for its job
+    assert claim_job(settings, job.id, "host:1").should_run
+    start_stage(settings, job.id, "host:1")
+    assert get_version(settings, parse_ref("m:1")).status == "converting"
+
+
+def test_a_running_job_cancelled_leaves_its_version_cancelled_unless_it_was_ever_proved(
+    settings: Settings, model_dir: Path
+) -> None:
+    from regctl.registry.jobs import claim_job, create_job
+    from regctl.registry.outcomes import record_failure, start_stage
+
+    job = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    assert claim_job(settings, job.id, "host:1").should_run
+    start_stage(settings, job.id, "host:1")
+    record_failure(settings, job.id, "host:1", "cancelled by the user", state="cancelled")
+    assert get_version(settings, parse_ref("m:1")).status == "cancelled"
+    create_job(settings, parse_ref("m:1"), "convert")  # what `regctl submit` queues
+    assert get_version(settings, parse_ref("m:1")).status == "registered"
+
+    # A ready version whose re-validation is cancelled stays ready: its proof stands.
+    register_version(settings, "r", model_dir)
+    _mark_ready(settings, "r:1")
+    from regctl.registry.db import session_scope
+    from regctl.registry.lookup import find_version
+    from regctl.registry.schema import Artifact
+
+    with session_scope(settings.database_url) as session:
+        version = find_version(session, parse_ref("r:1"))[1]
+        version.summary = {"validated": True}
+        session.add(Artifact(version_id=version.id, kind="torchscript", sha256="b" * 64, size=1, uri="x"))
+    validate = create_job(settings, parse_ref("r:1"), "validate")
+    assert claim_job(settings, validate.id, "host:1").should_run
+    start_stage(settings, validate.id, "host:1")
+    assert get_version(settings, parse_ref("r:1")).status == "validating"
+    record_failure(settings, validate.id, "host:1", "cancelled by the user", state="cancelled")
+    assert get_version(settings, parse_ref("r:1")).status == "ready"
+
+
+def test_setting_an_alias_to_where_it_points_records_nothing_and_says_so(
+    settings: Settings, model_dir: Path
+) -> None:
+    def alias_audits() -> int:  # PostgreSQL's audit table is shared by the session's tests
+        return len([e for e in list_audit(settings, model="m") if e.action == "alias.set"])
+
+    for _ in range(2):
+        register_version(settings, "m", model_dir)
+    audits = alias_audits()
+    assert regctl(settings, "alias", "set", "m@prod", "2").stdout.strip() == "m@prod -> 2"
+    again = regctl(settings, "alias", "set", "m@prod", "2")
+    assert again.exit_code == 0 and again.stdout.strip() == "m@prod is already at 2"
+    shown = json.loads(regctl(settings, "alias", "set", "m@prod", "2", "--json").stdout)
+    assert shown["version"] == shown["previous"] == 2
+    assert [(e.previous, e.version) for e in alias_history(settings, "m")] == [(None, 2)]
+    assert alias_audits() == audits + 1
+    assert regctl(settings, "alias", "set", "m@prod", "1").stdout.strip() == "m@prod -> 1 (was 2)"
+    assert [(e.previous, e.version) for e in alias_history(settings, "m")] == [(None, 2), (2, 1)]
+
+
+def test_concurrent_alias_sets_never_record_a_no_op_move(settings: Settings, model_dir: Path) -> None:
+    import threading
+
+    for _ in range(3):
+        register_version(settings, "m", model_dir)
+    threads, barrier, errors = 24, threading.Barrier(24), []
+
+    def setter(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for round_ in range(4):
+                set_alias(settings, "m", "prod", 1 + (i + round_) % 3)
+        except Exception as exc:  # reported below: an assertion in a thread would be lost
+            errors.append(exc)
+
+    running = [threading.Thread(target=setter, args=(i,)) for i in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join(timeout=120)
+    assert errors == [] and not any(t.is_alive() for t in running)
+    history = [(e.previous, e.version) for e in alias_history(settings, "m")]
+    assert history, "some calls moved the alias"
+    assert all(before != after for before, after in history), "no-op moves were recorded"
+    # Each move starts where the one before it ended: the history is one unbroken chain.
+    assert history[0][0] is None
+    assert all(history[i][1] == history[i + 1][0] for i in range(len(history) - 1))
+    from regctl.registry.versions import get_version as version_of
+
+    assert version_of(settings, parse_ref("m@prod")).version == history[-1][1]
+
+
+def test_a_job_keeps_a_bounded_timeline_of_its_stages(settings: Settings, model_dir: Path) -> None:
+    from regctl.registry.jobs import MAX_STAGES, claim_job, finish_job, get_job, record_progress, stage_of
+
+    assert stage_of("trace: battery 12/40, ~3 s left") == "trace"
+    assert stage_of("eager reference 9/9") == "eager reference"
+    job = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    assert claim_job(settings, job.id, "host:1").should_run
+    for line in ("converting", "trace: battery 1/9", "trace: battery 2/9", "script: battery 1/9"):
+        record_progress(settings, job.id, "host:1", line)
+    record_progress(settings, job.id, "host:1")  # a heartbeat adds nothing
+    finish_job(settings, job.id, "succeeded", worker="host:1")
+    done = get_job(settings, job.id)
+    assert [s["stage"] for s in done.stages] == ["attempt 1 started", "converting", "trace", "script", "done"]
+    times = [s["at"] for s in done.stages]
+    assert times == sorted(times)
+    shown = json.loads(regctl(settings, "jobs", "show", str(job.id), "--json").stdout)
+    assert [s["stage"] for s in shown["stages"]] == [s["stage"] for s in done.stages]
+
+    flooded = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    assert claim_job(settings, flooded.id, "host:1").should_run
+    for i in range(3 * MAX_STAGES):
+        record_progress(settings, flooded.id, "host:1", f"stage {i}")
+    stages = [s["stage"] for s in get_job(settings, flooded.id).stages]
+    assert len(stages) <= MAX_STAGES and stages[0] == "attempt 1 started" and stages[-1] == "stage 119"

@@ -4,15 +4,17 @@ progress lines and the sign-in redirect. The browser tests (tests/browser) cover
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
-from regctl.registry.entities import ArtifactInfo, VersionInfo
-from regctl.server.charts import ErrorPoint, error_chart
-from regctl.server.job_view import progress_parts
+from regctl.registry.entities import ArtifactInfo, JobInfo, VersionInfo
+from regctl.server.charts import WIDTH, Bar, ErrorPoint, bar_chart, error_chart
+from regctl.server.job_view import job_row, progress_parts, timeline
 from regctl.server.page_auth import safe_next
 from regctl.server.page_format import num, percent, size
-from regctl.server.report_view import build_view
+from regctl.server.report_view import Segment, build_view, segments
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -234,3 +236,177 @@ def test_live_job_events_show_hidden_characters_as_visible_escapes() -> None:
     data = json.loads(first.split("data: ", 1)[1])
     assert data == {"progress": "trace \\u202e", "error": "\\x1b[2J"}
     assert keepalive == ": keepalive\n\n"
+
+
+# -- reports that read right, and pages at 390 px ------------------------------------------------------
+
+
+def _marks(chart: str) -> list[str]:
+    return re.findall(r'<g class="(?:pass|fail)[^"]*">.*?</g>', chart)
+
+
+def test_a_zero_error_sits_on_the_line_labelled_zero_below_the_log_scale() -> None:
+    chart = error_chart("t", [ErrorPoint("exact", 0.0, True, "exact"), ErrorPoint("small", 1e-3, True, "s")])
+    zero_label = re.search(r'<text[^>]*y="([\d.]+)"[^>]*class="tick zero"[^>]*>0</text>', chart)
+    assert zero_label is not None, "the zero line is labelled"
+    exact, small = _marks(chart)
+    exact_y = float(re.search(r'cy="([\d.]+)"', exact).group(1))  # type: ignore[union-attr]
+    small_y = float(re.search(r'cy="([\d.]+)"', small).group(1))  # type: ignore[union-attr]
+    assert abs(exact_y - (float(zero_label.group(1)) - 4)) < 0.2, "the exact match is drawn on zero"
+    assert small_y < exact_y - 20, "the log scale lies above the zero line, apart from it"
+    assert "clamped" not in exact and "10⁻⁶" in chart
+
+
+def test_an_off_scale_mark_is_clamped_to_the_edge_with_its_true_value_beside_it() -> None:
+    points = [
+        ErrorPoint("ok", 0.5, True, "ok"),
+        ErrorPoint("far over", 3400.2, False, "far over"),
+        ErrorPoint("raised", None, False, "raised"),
+        ErrorPoint("not finite", math.inf, False, "inf"),
+        ErrorPoint("tiny", 1e-15, True, "tiny"),
+    ]
+    chart = error_chart("t", points)
+    ok, over, raised, infinite, tiny = _marks(chart)
+    assert "clamped" not in ok
+    assert 'class="fail clamped"' in over and "3,400 × tolerance" in over
+    assert "raised" in raised and "∞ × tolerance" in infinite
+    assert "1e-15 × tolerance" in tiny
+    assert "10⁻¹²" in chart, "the scale reaches down to the smallest error it can show"
+    # every mark and every label lies inside the drawing
+    for x in re.findall(r'(?:cx|x)="(-?[\d.]+)"', chart):
+        assert 0 <= float(x) <= WIDTH, x
+    for label in re.finditer(r'<text x="([\d.]+)"[^>]*text-anchor="(start|end)"[^>]*>([^<]*)</text>', chart):
+        x, anchor, text = float(label.group(1)), label.group(2), label.group(3)
+        extent = len(text) * 0.62 * 12  # what the chart reserves per character
+        assert (x + extent <= WIDTH + 1) if anchor == "start" else (x - extent >= -1), text
+
+
+def test_charts_scale_to_their_box_and_bar_labels_sit_above_their_bars() -> None:
+    chart = bar_chart("latency", [Bar("eager PyTorch", 12.5), Bar("TorchScript unoptimized", 0.04)])
+    assert f'viewBox="0 0 {WIDTH} ' in chart and "width=" not in chart.split(">")[0]
+    labels = re.findall(r'<text x="([\d.]+)"[^>]*text-anchor="start"[^>]*>([^<]*)</text>', chart)
+    assert labels == [("0.0", "eager PyTorch: 12.5 ms"), ("0.0", "TorchScript unoptimized: 0.04 ms")]
+    css = (Path(__file__).resolve().parents[1] / "server" / "static" / "regctl.css").read_text()
+    rule = re.search(r"svg\.chart \{([^}]*)\}", css).group(1)  # type: ignore[union-attr]
+    assert "width: 100%" in rule and "min-width" not in rule
+
+
+def test_torch_notices_are_grouped_apart_from_the_model_warnings() -> None:
+    notice = "`torch.jit.script` is deprecated. Please switch to `torch.compile` or `torch.export`."
+    report = {
+        **REPORT,
+        "torch_warnings": [{"message": notice, "file": "torch/jit/_script.py", "line": 1, "count": 5}],
+        "model_warnings": [{"message": "mine", "file": "model.py", "line": 3, "count": 1}],
+    }
+    view = build_view(version(report))
+    assert [w.source for w in view.warnings] == ["trace", "model"]
+    assert [w.message for w in view.torch_warnings] == [notice]
+    html = _render_version_page(version(report))
+    details = html[html.index('<details class="torch-notices">') : html.index("</details>")]
+    assert "1 notice from torch itself (5 raised)" in details
+    assert "<code>torch.jit.script</code> is deprecated" in details and "`" not in details
+    table = html[
+        html.index('<table class="warnings">') : html.index("</table>", html.index('class="warnings"'))
+    ]
+    assert "deprecated" not in table and "mine" in table
+    assert segments("a `b` c `d") == [Segment("a ", False), Segment("b", True), Segment(" c `d", False)]
+
+
+def test_the_battery_table_shows_the_input_once() -> None:
+    html = _render_version_page(version(REPORT))
+    battery = html[html.index('<table class="battery">') :]
+    battery = battery[: battery.index("</table>")]
+    assert "Shapes" not in battery
+    assert re.findall(r'<th scope="col">([^<]*)</th>', battery) == [
+        "Input",
+        "Result",
+        "Tolerance used",
+        "Max abs error",
+        "Max rel error",
+    ]
+    assert battery.count(">b=2<") == 0, "the group is not repeated beside the input's label"
+
+
+def test_both_reports_get_their_own_download_link() -> None:
+    artifacts = tuple(
+        ArtifactInfo(kind, sha * 64, 10, "file:///x", "2.13.0", None, NOW)
+        for kind, sha in (("conversion-report", "c"), ("validation-report", "d"))
+    )
+    view = build_view(version({"method": "script"}, artifacts=artifacts))
+    assert [(d.kind, d.href) for d in view.downloads] == [
+        ("conversion-report", "/files/m%3A3/conversion-report"),
+        ("validation-report", "/files/m%3A3/validation-report"),
+    ]
+    fetch = "regctl fetch m:3 -o m-3.validation-report.json --kind validation-report"
+    assert view.downloads[1].fetch == fetch
+
+
+def _job(state: str, progress: str, stages: tuple[dict[str, str], ...]) -> JobInfo:
+    return JobInfo(
+        id=7,
+        model="m",
+        version=1,
+        kind="convert",
+        state=state,
+        queue="cpu",
+        method="auto",
+        attempts=1,
+        max_attempts=3,
+        worker="host:1",
+        progress=progress,
+        error="boom" if state == "failed" else None,
+        result=None,
+        cancel_requested=False,
+        heartbeat_at=NOW,
+        created_at=NOW,
+        published_at=NOW,
+        started_at=NOW,
+        finished_at=None if state == "running" else NOW.replace(minute=2),
+        stages=stages,
+    )
+
+
+STAGES = (
+    {"stage": "attempt 1 started", "at": "2026-11-30T00:00:00+00:00"},
+    {"stage": "trace", "at": "2026-11-30T00:00:04+00:00"},
+    {"stage": "failed", "at": "2026-11-30T00:00:34.500000+00:00"},
+    {"stage": "", "at": "garbage"},
+)
+
+
+def _render_job_page(job: JobInfo) -> str:
+    from regctl.server.pages import templates
+
+    return templates.get_template("job.html").render(job=job_row(job), may_cancel=False, caller=None)
+
+
+def test_a_finished_job_shows_no_progress_bar_and_a_timeline_of_its_stages() -> None:
+    failed = _job("failed", "trace: battery 3/20", STAGES)
+    row = job_row(failed)
+    assert row["percent"] is None and row["stage"] is None
+    assert [(s["stage"], s["seconds"], s["final"]) for s in timeline(failed)] == [
+        ("attempt 1 started", 4.0, False),
+        ("trace", 30.5, False),
+        ("failed", None, True),
+    ]
+    html = _render_job_page(failed)
+    assert "<progress" not in html and "15%" not in html
+    listed = html[html.index('<ol class="timeline"') : html.index("</ol>")]
+    assert "4 s" in listed and "30.5 s" in listed and "00:00:04 UTC" in listed
+
+    done = _render_job_page(
+        _job("succeeded", "done", ({"stage": "done", "at": "2026-11-30T00:01:00+00:00"},))
+    )
+    assert len(re.findall(r">\s*done\s*<", done)) == 1, "done appears once"
+
+    running = _render_job_page(_job("running", "trace: battery 3/20", STAGES[:2]))
+    assert '<progress max="100" data-field="bar" value="15"' in running
+    assert "running" in running[running.index('<ol class="timeline"') :]
+
+
+def test_the_base_page_links_the_favicon_and_the_favicon_is_an_svg() -> None:
+    from regctl.server.pages import HERE, templates
+
+    html = templates.get_template("login.html").render(caller=None, next="/", error=None)
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in html
+    assert (HERE / "static" / "favicon.svg").read_text().startswith("<svg")

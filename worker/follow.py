@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from regctl.registry.entities import JobInfo
 from regctl.registry.jobs import following_job, get_job
 from regctl.registry.settings import Settings
+from regctl.worker.embedded import EmbeddedJob
 
 POLL_S = 0.2
 
@@ -24,11 +25,21 @@ def follow(settings: Settings, job: JobInfo, *, run_here: bool = False) -> Itera
 
 
 def _follow_one(settings: Settings, job: JobInfo, run_here: bool) -> Iterator[JobInfo]:
-    running = None
-    if run_here and job.state == "queued":
-        from regctl.worker.embedded import EmbeddedJob
+    running = EmbeddedJob(settings, job.id) if run_here and job.state == "queued" else None
+    try:
+        return (yield from _watch(settings, job, running))
+    except BaseException as exc:
+        # The follower stopped early (Ctrl-C, a wait timeout, an error): a job run here would be
+        # left `running` with nobody to finish it, so stop its child and put the job back in the queue.
+        if running is not None and running.running:
+            try:
+                running.stop("the command running it stopped following it")
+            except Exception as cleanup:  # what stopped the follower matters more; say what is left
+                exc.add_note(f"job {job.id} may still show as running: {cleanup}")
+        raise
 
-        running = EmbeddedJob(settings, job.id)
+
+def _watch(settings: Settings, job: JobInfo, running: EmbeddedJob | None) -> Iterator[JobInfo]:
     seen = None
     while True:
         gone = running.poll() if running is not None else False

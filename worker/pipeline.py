@@ -119,10 +119,11 @@ def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Pat
     return model_dir, spec
 
 
-def _store_report(store: ArtifactStore, report: dict, tmp: Path) -> NewArtifact:
-    path = tmp / "report.json"
+def _store_report(store: ArtifactStore, report: dict, tmp: Path, kind: str) -> NewArtifact:
+    """The report as a JSON artifact: `conversion-report` from a convert job, `validation-report` else."""
+    path = tmp / f"{kind}.json"
     path.write_text(json.dumps(trim_report(report), indent=2, sort_keys=True, default=str))
-    return NewArtifact("report", store.put_file(path), torch_version=report.get("versions", {}).get("torch"))
+    return NewArtifact(kind, store.put_file(path), torch_version=report.get("versions", {}).get("torch"))
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _convert(work: Stage) -> list[JobInfo]:
     result = add_aoti(work.settings, work.spec, work_dir, result, work.reporter, work.reporter.check)
     work.reporter.checkpoint("storing artifacts")
     if not result.ok or result.torchscript_path is None:
-        report = _store_report(work.store, result.report, work.tmp)
+        report = _store_report(work.store, result.report, work.tmp, "conversion-report")
         record_failure(
             work.settings,
             work.job.id,
@@ -184,7 +185,7 @@ def _convert(work: Stage) -> list[JobInfo]:
             changed = "the AOTInductor package changed after it was proved"
             result.report["aoti"].update(ok=False, error=changed)
     proven = scripted.sha256 == proved.get("torchscript")
-    report = _store_report(work.store, result.report, work.tmp)
+    report = _store_report(work.store, result.report, work.tmp, "conversion-report")
     artifacts.append(report)
     summary = summarize(result.report)
     if proven:
@@ -231,7 +232,7 @@ def _validate(work: Stage) -> list[JobInfo]:
     result = run_validation(
         work.settings, work.spec, _work_dir(work, artifact), progress=work.reporter, check=work.reporter.check
     )
-    report = _store_report(work.store, result.report, work.tmp)
+    report = _store_report(work.store, result.report, work.tmp, "validation-report")
     summary = {"validated": result.ok, "validation": summarize(result.report)}
     if not result.ok:
         record_failure(

@@ -222,6 +222,9 @@ class _Job:
         }
         if sealed is not None:
             mounts["candidates"] = Mount(str(sealed.directory), f"{JOB_ROOT}/candidates")
+        # The first job on a machine compiles the LibTorch runner (15-30 s on 2 cores): a stage of its
+        # own, so the wait is not charged to whatever the last role said it was doing.
+        self.progress("libtorch runner: compiled by a machine's first job, then cached")
         runner, skip = runner_mounts()
         mounts.update(runner)
         args = {**args, "seed": reference.seed}

@@ -1,9 +1,11 @@
 """Train a tiny model for a few steps and register it from Python, the way a training job would.
 
-    python examples/train-and-register/train.py      # the registry REGCTL_* or `regctl login` names
+    cd examples/train-and-register && python train.py   # the registry REGCTL_* or `regctl login` names
 
 It registers the in-memory module (its source files, its weights as safetensors, a generated
-regctl.toml), waits for the conversion to be proven against eager PyTorch and prints the outcome.
+regctl.toml), waits for the conversion to be proven against eager PyTorch and prints the outcome;
+regctl's own progress lines go to stderr. Run it again and nothing new is registered: the same seed
+trains the same weights, so it answers "unchanged: identical to tiny-net:1".
 """
 
 import sys

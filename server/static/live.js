@@ -38,12 +38,65 @@
     return d.toISOString().slice(0, 19).replace("T", " ") + " UTC";
   }
 
+  var FINISHED = ["succeeded", "failed", "cancelled"];
+
+  // Seconds as server/page_format.py writes them: "0.42 s", "12.3 s", "3 min 5 s".
+  function seconds(value) {
+    if (value >= 120) return Math.floor(value / 60) + " min " + Math.floor(value % 60) + " s";
+    return Number(value.toPrecision(3)) + " s";
+  }
+
+  // The stage timeline, rebuilt from the job's stages as server/job_view.py lays it out.
+  function timeline(root, job) {
+    var stages = (job.stages || []).filter(function (s) { return s && s.stage && !isNaN(new Date(s.at)); });
+    each(root, "timeline", function (list) {
+      while (list.firstChild) list.removeChild(list.firstChild);
+      stages.forEach(function (s, i) {
+        var item = document.createElement("li");
+        var name = document.createElement("span");
+        name.className = "stage-name";
+        name.textContent = s.stage;
+        var at = document.createElement("time");
+        at.dateTime = s.at;
+        at.textContent = when(s.at).slice(11);
+        var length = document.createElement("span");
+        length.className = "stage-length";
+        var next = stages[i + 1];
+        var last = !next && FINISHED.indexOf(job.state) >= 0;
+        if (next) length.textContent = seconds(Math.max(0, (new Date(next.at) - new Date(s.at)) / 1000));
+        else if (!last) length.textContent = "running";
+        if (last) item.className = "final";
+        item.append(name, " ", at, " ", length);
+        list.appendChild(item);
+      });
+    });
+    each(root, "timeline-empty", function (el) { el.hidden = stages.length > 0; });
+  }
+
   function update(root, job) {
     var own = String(job.id) === root.dataset.job;
+    var finished = FINISHED.indexOf(job.state) >= 0;
     var p = parts(job.progress);
     if (job.state === "succeeded") p.percent = 100;
-    if (own) setState(root, job.state);
-    else each(root, "following", function (el) { el.textContent = "then " + job.kind + " job " + job.id + ": " + job.state; });
+    // A finished job shows no bar, stage or percentage (a bar stuck at 15% on a failed job misleads).
+    ["progress-line", "progress-text", "stage", "bar", "percent"].forEach(function (field) {
+      each(root, field, function (el) { el.hidden = finished; });
+    });
+    each(root, "took", function (el) {
+      el.hidden = !finished;
+      var took = (new Date(job.finished_at) - new Date(job.started_at)) / 1000;
+      el.textContent = finished && took >= 0 ? "took " + seconds(took) : "—";
+    });
+    if (own) {
+      setState(root, job.state);
+      timeline(root, job);
+      // What only a live job offers (the cancel line) goes when it ends.
+      if (finished) {
+        document.querySelectorAll("[data-until-finished]").forEach(function (el) { el.hidden = true; });
+      }
+    } else {
+      each(root, "following", function (el) { el.textContent = "then " + job.kind + " job " + job.id + ": " + job.state; });
+    }
     each(root, "stage", function (el) { el.textContent = (own ? "" : job.kind + ": ") + (p.stage || job.state); });
     each(root, "percent", function (el) { el.textContent = p.percent === null ? "" : p.percent + "%"; });
     each(root, "bar", function (el) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,62 @@ def shoot(page: Any, screenshots: Path, name: str, width: int) -> None:
     page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
 
 
+# What a reader cannot see: text cut off by its box, chart text outside its chart, a chart wider than
+# the screen, and a box that scrolls sideways with no cue that it does. Returns one line per finding.
+CLIPPED = """() => {
+    const found = [];
+    const width = document.documentElement.clientWidth;
+    const shown = (el) => el.getClientRects().length > 0 && !el.closest("[hidden]");
+    const blocks = "main td, main th, main h1, main h2, main h3, main p, main dd, main dt, main li, "
+        + "main figcaption, main summary, main caption, header a, header span";
+    for (const el of document.querySelectorAll(blocks)) {
+        if (!shown(el) || el.clientWidth === 0) continue;
+        const style = getComputedStyle(el);
+        if (el.scrollWidth > el.clientWidth + 1 && !["auto", "scroll"].includes(style.overflowX)) {
+            found.push("cut off: " + el.tagName + " " + el.textContent.trim().slice(0, 50));
+        }
+    }
+    for (const svg of document.querySelectorAll("svg.chart")) {
+        const box = svg.getBoundingClientRect();
+        if (box.left < -1 || box.right > width + 1) {
+            found.push("chart off-screen: " + svg.getAttribute("aria-label"));
+        }
+        for (const text of svg.querySelectorAll("text")) {
+            const r = text.getBoundingClientRect();
+            const outside = r.left < box.left - 1 || r.right > box.right + 1
+                || r.top < box.top - 1 || r.bottom > box.bottom + 1;
+            if (outside) {
+                found.push("chart text outside its chart: " + text.textContent);
+            }
+        }
+    }
+    for (const box of document.querySelectorAll(".scroll")) {
+        if (shown(box) && box.scrollWidth > box.clientWidth + 1
+            && !getComputedStyle(box).backgroundImage.includes("gradient")) {
+            found.push("scrolls with no cue: " + box.getAttribute("aria-label"));
+        }
+    }
+    return found;
+}"""
+
+
+def nothing_clipped(page: Any, where: str) -> None:
+    """No text on the page is cut off and no chart runs off the screen (CLIPPED)."""
+    found = page.evaluate(CLIPPED)
+    assert found == [], f"{where}: {found}"
+    width = page.viewport_size["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{where} scrolls sideways"
+
+
+def inside_viewport(page: Any, locator: Any, what: str) -> None:
+    """The element's box lies within the viewport's width."""
+    box = locator.bounding_box()
+    width = page.viewport_size["width"]
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (
+        f"{what}: {box}, {width} px"
+    )
+
+
 def test_signing_in_keeps_the_token_in_an_httponly_strict_cookie_and_a_bad_token_is_refused(
     browser: Any, site: Site
 ) -> None:
@@ -108,6 +165,16 @@ def test_signing_in_keeps_the_token_in_an_httponly_strict_cookie_and_a_bad_token
     context.close()
 
 
+def test_the_sign_in_page_fits_both_widths(browser: Any, site: Site, screenshots: Path) -> None:
+    for width in WIDTHS:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        page.goto(f"{site.url}/login")
+        nothing_clipped(page, f"sign-in at {width} px")
+        shoot(page, screenshots, "login", width)
+        context.close()
+
+
 def test_signing_in_never_redirects_to_another_site(site: Site) -> None:
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
         response = httpx.post(f"{site.url}/login", data={"token": site.reader, "next": target})
@@ -126,11 +193,16 @@ def test_a_version_page_names_the_input_that_exposed_the_trace_and_draws_the_err
         page.on("dialog", lambda dialog: dialog.dismiss())
         page.goto(f"{site.url}/")
         assert page.locator("table a", has_text="conditional").count() >= 1
+        # The key columns stay on screen: the model and its newest ready version.
+        inside_viewport(page, page.locator("tbody th a", has_text="conditional").first, "model name")
+        inside_viewport(page, page.locator("td.ready a").first, "newest ready version")
+        nothing_clipped(page, f"models at {width} px")
         shoot(page, screenshots, "models", width)
 
         page.click("table a:text-is('conditional')")
         page.wait_for_url(f"{site.url}/models/conditional")
         assert page.locator("tbody .badge.status-ready").count() >= 1
+        nothing_clipped(page, f"model at {width} px")
         shoot(page, screenshots, "model", width)
 
         page.click("a[aria-label='conditional version 1']")
@@ -143,6 +215,9 @@ def test_a_version_page_names_the_input_that_exposed_the_trace_and_draws_the_err
         marks = rejected.locator("svg.chart g")
         assert marks.count() == len(trace["cases"]) >= 1
         assert rejected.locator("svg.chart g.fail").count() == 1
+        # The failing mark is on screen at every width, without scrolling anything sideways.
+        inside_viewport(page, rejected.locator("svg.chart g.fail"), f"the trace's failing mark at {width} px")
+        inside_viewport(page, rejected.locator("svg.chart"), f"the trace's chart at {width} px")
         assert page.locator("article.candidate.kept svg.chart g.pass").count() == report["battery_size"]
         assert "model.py:11" in page.inner_text("#warnings-heading + div table")
         assert page.locator("table.battery tbody tr").count() == report["battery_size"]
@@ -151,6 +226,11 @@ def test_a_version_page_names_the_input_that_exposed_the_trace_and_draws_the_err
         assert HOSTILE in page.inner_text("main")
         assert page.evaluate("window.__pwned") is None
         assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scrolling"
+        inside_viewport(
+            page, page.locator("svg.bar-chart text").first, f"the eager latency label at {width} px"
+        )
+        assert page.locator("table.battery thead th").all_inner_texts()[:2] == ["Input", "Result"]
+        nothing_clipped(page, f"version at {width} px")
         shoot(page, screenshots, "version", width)
         page.context.close()
 
@@ -198,6 +278,13 @@ def test_a_running_job_shows_its_stage_and_percentage_changing_without_a_reload(
     )
     until(page, "window.__stages.size >= 3 && window.__percents.size >= 3", 120)
     shoot(page, screenshots, "job-running", 1280)
+    # While it runs, at phone width: its bar and its stages so far, nothing cut off.
+    page.set_viewport_size({"width": 390, "height": 900})
+    assert page.locator("section.live progress").is_visible()
+    assert page.locator("ol.timeline li").count() >= 2
+    nothing_clipped(page, "running job at 390 px")
+    shoot(page, screenshots, "job-running", 390)
+    page.set_viewport_size({"width": 1280, "height": 900})
     until(page, "document.querySelector('section.live').dataset.live === 'ended'", READY_S)
     assert page.evaluate("window.__samePage") is True, "the page must update in place, not reload"
     assert page.inner_text("section.live [data-field=state-cell] .badge") == "succeeded"
@@ -206,13 +293,56 @@ def test_a_running_job_shows_its_stage_and_percentage_changing_without_a_reload(
     percents = page.evaluate("Array.from(window.__percents)")
     assert any(p.endswith("%") and p not in ("0%", "100%") for p in percents), percents
     assert site.direct.job(job.id).state == "succeeded"
+    # Ended in place: no bar and no cancel line, and its stages with their lengths, as a reload shows them.
+    assert page.locator("section.live progress:visible").count() == 0
+    assert page.locator("[data-write]:visible").count() == 0, "nothing left to cancel"
+    live_stages = page.locator("ol.timeline li .stage-name").all_inner_texts()
+    assert live_stages[-1] == "done" and len(live_stages) >= 3, live_stages
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         shoot(page, screenshots, "job", width)
         page.goto(f"{site.url}/jobs")
         assert page.locator(f"tr[data-job='{job.id}'] .badge").inner_text() == "succeeded"
+        assert page.locator(f"tr[data-job='{job.id}'] progress:visible").count() == 0
+        nothing_clipped(page, f"jobs at {width} px")
         shoot(page, screenshots, "jobs", width)
         page.goto(f"{site.url}/jobs/{job.id}")
+        assert page.locator("ol.timeline li .stage-name").all_inner_texts() == live_stages
+        assert len(re.findall(r"\bdone\b", page.inner_text("main"))) == 1, "done appears once"
+        nothing_clipped(page, f"job at {width} px")
+    page.context.close()
+
+
+def test_a_failed_job_shows_its_outcome_and_stages_without_a_progress_bar(
+    browser: Any, site: Site, screenshots: Path, tmp_path: Path
+) -> None:
+    broken = linear_model(tmp_path / "broken", forward="raise RuntimeError('boom')")
+    job = site.direct.wait(site.direct.register("broken", broken).jobs[0], timeout=READY_S)
+    assert job.state == "failed", job
+    for width in WIDTHS:
+        page = signed_in(browser, site, site.reader, width)
+        page.goto(f"{site.url}/jobs/{job.id}")
+        assert page.inner_text("section.live [data-field=state-cell] .badge") == "failed"
+        assert page.locator("main progress").count() == 0, "a finished job shows no progress bar"
+        stages = page.locator("ol.timeline li")
+        assert stages.count() >= 2 and stages.last.get_attribute("class") == "final"
+        assert stages.last.locator(".stage-name").inner_text() == "failed"
+        lengths = page.locator("ol.timeline li:not(.final) .stage-length").all_inner_texts()
+        assert lengths and all(t.endswith(" s") for t in lengths), lengths
+        nothing_clipped(page, f"failed job at {width} px")
+        shoot(page, screenshots, "job-failed", width)
+        page.goto(f"{site.url}/versions/broken:1")
+        assert page.locator("h1 .badge").inner_text() == "failed"
+        page.context.close()
+
+
+def test_the_favicon_is_served_and_linked(browser: Any, site: Site) -> None:
+    icon = httpx.get(f"{site.url}/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
+    page = signed_in(browser, site, site.reader)
+    assert page.locator("link[rel=icon]").get_attribute("href") == "/static/favicon.svg"
+    assert page.request.get(f"{site.url}/static/favicon.svg").ok
     page.context.close()
 
 
@@ -256,3 +386,26 @@ def test_pages_send_a_content_security_policy_and_refuse_framing(site: Site) -> 
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "&lt;script&gt;window.__pwned" in response.text and "<script>window.__pwned" not in response.text
+
+
+def test_after_a_validate_job_each_report_downloads_as_itself(
+    browser: Any, site: Site, tmp_path: Path
+) -> None:
+    # Last in the module: it adds a validation to conditional:1, which the tests above read as converted.
+    job = site.direct.wait(site.direct.submit("conditional:1", "validate"), timeout=READY_S)
+    assert job.state == "succeeded", job
+    reports = {a.kind: a.sha256 for a in site.direct.version("conditional:1").artifacts if "report" in a.kind}
+    assert set(reports) == {"conversion-report", "validation-report"}
+    page = signed_in(browser, site, site.reader, 390)
+    page.goto(f"{site.url}/versions/conditional:1")
+    for kind, sha256 in reports.items():
+        with page.expect_download() as caught:
+            page.click(f"a[aria-label='Download the {kind} artifact of conditional:1']")
+        assert caught.value.suggested_filename == f"conditional-1.{kind}.json"
+        target = tmp_path / f"{kind}.json"
+        caught.value.save_as(target)
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == sha256, kind
+    assert page.inner_text("#validation-heading + p").startswith("Passed")
+    assert "conversion-report" in page.inner_text(".report-source")
+    nothing_clipped(page, "version with both reports at 390 px")
+    page.context.close()

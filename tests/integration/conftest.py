@@ -223,12 +223,16 @@ class Service:
 
         wait_until(answered, WORKER_READY_S, f"worker {worker.name} to answer a ping", interval=0.2)
 
-    def register(self, name: str, directory: Path, *, convert: bool = True) -> VersionInfo:
+    def register(
+        self, name: str, directory: Path, *, convert: bool = True, new_version: bool = False
+    ) -> VersionInfo:
         """Register a version through the service layer, which publishes its convert job."""
         from regctl.registry.lookup import local_caller
         from regctl.service.models import register_directory
 
-        return register_directory(self.settings, local_caller(), name, directory, convert=convert)
+        return register_directory(
+            self.settings, local_caller(), name, directory, convert=convert, new_version=new_version
+        )
 
     def version(self, ref: str) -> VersionInfo:
         """A version with its artifacts and jobs."""

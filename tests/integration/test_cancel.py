@@ -37,7 +37,7 @@ def test_a_queued_job_is_cancelled_at_once_and_skipped_when_a_worker_later_recei
     job = service.job(convert.id)
     assert (job.state, job.attempts, job.worker) == ("cancelled", 0, None)
     version = service.version("lin:1")
-    assert version.status == "registered"
+    assert version.status == "cancelled"
     assert [a.kind for a in version.artifacts] == ["source"]
     assert [j.kind for j in version.jobs] == ["convert"]
 
@@ -80,7 +80,7 @@ def test_a_running_job_is_cancelled_at_once_even_inside_a_hung_forward_and_the_w
     assert how in (job.error or "")
     assert job.attempts == 1
     version = service.version("slow:1")
-    assert version.status == "registered"
+    assert version.status == "cancelled"
     assert "torchscript" not in [a.kind for a in version.artifacts]
     assert [j.kind for j in version.jobs] == ["convert"]
 

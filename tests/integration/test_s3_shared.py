@@ -44,7 +44,7 @@ def test_workers_and_cli_share_artifacts_through_one_bucket(
         version = service.version(f"{name}:1")
         assert version.status == "ready"
         kinds = {a.kind for a in version.artifacts}
-        assert {"source", "torchscript", "report"} <= kinds
+        assert {"source", "torchscript", "conversion-report"} <= kinds
         for artifact in version.artifacts:
             assert artifact.uri.startswith(f"s3://{bucket}/regctl/sha256/")
             assert artifact.uri.removeprefix(f"s3://{bucket}/") in keys

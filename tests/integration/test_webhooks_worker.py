@@ -50,7 +50,7 @@ def test_a_worker_posts_version_ready_signed_and_a_slow_receiver_never_delays_th
         baseline = service.wait_version("linear:1").jobs[0]
         [first] = fast.received(1, timeout=30)
         sleepy = add_webhook(service.settings, ADMIN, slow.url, ["version.ready"])
-        service.register("linear", model)
+        service.register("linear", model, new_version=True)
         version = service.wait_version("linear:2")
         second = fast.received(2, timeout=30)[1]
         [late] = slow.received(1, timeout=30)
