@@ -8,6 +8,7 @@ from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.follow import start_and_follow, watch
 from regctl.cli.render import echo, emit_json, fields, table
+from regctl.registry.timeline import timeline
 
 
 @cli.command()
@@ -100,8 +101,17 @@ def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
             ("finished", job.finished_at),
             ("heartbeat", job.heartbeat_at),
             ("error", job.error),
+            *[(f"  {entry['stage']}", _stage_time(entry)) for entry in timeline(job)],
         ],
     )
+
+
+def _stage_time(entry: dict) -> str:
+    """When a stage began, and how long it lasted (nothing for the final entry, '…' while it runs)."""
+    began = entry["at"].strftime("%H:%M:%S")
+    if entry["final"]:
+        return began
+    return f"{began}  {entry['seconds']:.1f}s" if entry["seconds"] is not None else f"{began}  …"
 
 
 @jobs.command("watch")

@@ -7,12 +7,12 @@ static/live.js reads the same lines the same way for the live updates.
 
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from regctl.registry.entities import JobInfo
+from regctl.registry.timeline import timeline
 
 _COUNT = re.compile(r"(\d+)/(\d+)")
 
@@ -26,36 +26,6 @@ def progress_parts(text: str | None) -> tuple[str, int | None]:
     done, total = int(match.group(1)), int(match.group(2))
     stage = text[: match.start()].rstrip(" :") or text
     return stage, (min(100, round(100 * done / total)) if total else None)
-
-
-def timeline(job: JobInfo) -> list[dict[str, Any]]:
-    """The job's stages, oldest first, each with when it began and how long it lasted.
-
-    A stage lasts until the next one begins; the last lasts until the job finished (the final
-    "done", "failed" or "cancelled" entry has no length), or is still going. Malformed entries, which
-    only a forged row could hold, are left out.
-    """
-    found = []
-    for entry in job.stages:
-        at = _moment(entry.get("at"))
-        stage = entry.get("stage")
-        if at is not None and isinstance(stage, str) and stage:
-            found.append({"stage": stage, "at": at, "seconds": None, "final": False})
-    for here, after in itertools.pairwise(found):
-        here["seconds"] = max(0.0, (after["at"] - here["at"]).total_seconds())
-    if found and job.finished:
-        found[-1]["final"] = True
-    return found
-
-
-def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def clock(value: datetime) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -184,6 +185,9 @@ def test_submit_validate_records_a_new_report_without_changing_the_artifact(embe
     result = embedded("submit", "linear:1", "--job", "validate", "--wait", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["state"] == "succeeded"
+    # `jobs show` lists the job's stage timeline, each stage with when it began
+    shown = embedded("jobs", "show", str(json.loads(result.stdout)["id"])).stdout
+    assert "validating" in shown and "done" in shown and re.search(r"\d\d:\d\d:\d\d  \d+\.\ds", shown), shown
     after = json.loads(embedded("versions", "show", "linear:1", "--json").stdout)
     scripted = lambda v: [a["sha256"] for a in v["artifacts"] if a["kind"] == "torchscript"]  # noqa: E731
     assert scripted(after) == scripted(before)

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from regctl.registry.entities import ArtifactInfo, JobInfo, VersionInfo
+from regctl.registry.timeline import timeline
 from regctl.server.charts import WIDTH, Bar, ErrorPoint, bar_chart, error_chart
-from regctl.server.job_view import job_row, progress_parts, timeline
+from regctl.server.job_view import job_row, progress_parts
 from regctl.server.page_auth import safe_next
 from regctl.server.page_format import num, percent, size
 from regctl.server.report_view import Segment, build_view, segments
