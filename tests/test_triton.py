@@ -56,7 +56,8 @@ def regctl(home: Path) -> Invoke:
 def registry(regctl: Invoke, home: Path) -> Settings:
     """linear:1, linear:2 and varlen-sequence:1 converted and ready; dynamic-loop:1 only registered."""
     for name, example in (("linear", "linear"), ("linear", "linear"), ("varlen", "varlen-sequence")):
-        result = regctl("register", name, str(EXAMPLES / example), "--wait")
+        # the same folder twice: a second version only when asked for (unchanged content is not one)
+        result = regctl("register", name, str(EXAMPLES / example), "--wait", "--new-version")
         assert result.exit_code == 0, result.stderr
     assert regctl("register", "loop", str(EXAMPLES / "dynamic-loop"), "--no-convert").exit_code == 0
     return Settings.from_env({}, home=home)
