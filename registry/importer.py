@@ -46,6 +46,7 @@ from regctl.registry.schema import (
 from regctl.registry.settings import Settings
 from regctl.registry.spec import parse_spec
 from regctl.registry.store import ArtifactStore, open_store
+from regctl.registry.timeline import parse_moment
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 _BLOB_NAME = re.compile(r"blobs/([0-9a-f]{64})")
@@ -379,10 +380,7 @@ def _import_aliases(
 
 
 def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{value[:40]!r} in the archive's manifest is not a time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = parse_moment(value)
+    if moment is None and isinstance(value, str):
+        raise InvalidInput(f"{value[:40]!r} in the archive's manifest is not a time")
+    return moment

@@ -21,7 +21,7 @@ def timeline(job: JobInfo) -> list[dict[str, Any]]:
     """
     found = []
     for entry in job.stages:
-        at = _moment(entry.get("at"))
+        at = parse_moment(entry.get("at"))
         stage = entry.get("stage")
         if at is not None and isinstance(stage, str) and stage:
             found.append({"stage": stage, "at": at, "seconds": None, "final": False})
@@ -32,7 +32,8 @@ def timeline(job: JobInfo) -> list[dict[str, Any]]:
     return found
 
 
-def _moment(value: Any) -> datetime | None:
+def parse_moment(value: Any) -> datetime | None:
+    """An ISO 8601 time as stored in JSON (naive ones are UTC); None for anything else."""
     if not isinstance(value, str):
         return None
     try:

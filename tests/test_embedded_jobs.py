@@ -5,6 +5,7 @@ Real torch, real conversions, real SQLite; the CLI is driven through click's Cli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,7 +14,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -278,45 +281,12 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def test_a_job_process_dies_with_the_command_that_started_it(tmp_path: Path) -> None:
-    from regctl.local import LocalClient
-    from tests.api_server import REGCTL
-    from tests.conftest import wait_until
+@contextlib.contextmanager
+def _hanging_registration(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[int], Any]]:
+    """`regctl register --wait` of a model that hangs, once its job process runs the model.
 
-    directory = linear_model(tmp_path / "hangs", forward="time.sleep(600)")
-    home = tmp_path / "home"
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "REGCTL_HOME": str(home),
-        "REGCTL_LIBTORCH_CACHE": os.environ["REGCTL_LIBTORCH_CACHE"],
-    }
-    caller = subprocess.Popen(
-        [REGCTL, "register", "hangs", str(directory), "--wait"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    children: list[int] = []
-    try:
-        # A clean interpreter running the module, never a multiprocessing child of the caller's script.
-        children = wait_until(
-            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
-        )
-        local = LocalClient(Settings.from_env({}, home=home))
-        wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")
-        os.kill(caller.pid, signal.SIGKILL)
-        caller.wait(timeout=10)
-        wait_until(lambda: not any(_alive(pid) for pid in children), 30, "the job's process to die with it")
-    finally:
-        for pid in [caller.pid, *children]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        caller.wait(timeout=10)
-
-
-def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_path: Path) -> None:
+    Yields the command, its job process(es) and a client on its registry; kills what is left after.
+    """
     from regctl.local import LocalClient
     from tests.api_server import REGCTL
     from tests.conftest import wait_until
@@ -339,11 +309,31 @@ def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_pat
     )
     children: list[int] = []
     try:
+        # A clean interpreter running the module, never a multiprocessing child of the caller's script.
         children = wait_until(
             lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
         )
         local = LocalClient(Settings.from_env({}, home=home))
         wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")
+        yield caller, children, local
+    finally:
+        for pid in [caller.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        caller.communicate(timeout=10)
+
+
+def test_a_job_process_dies_with_the_command_that_started_it(tmp_path: Path) -> None:
+    from tests.conftest import wait_until
+
+    with _hanging_registration(tmp_path) as (caller, children, _):
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait(timeout=10)
+        wait_until(lambda: not any(_alive(pid) for pid in children), 30, "the job's process to die with it")
+
+
+def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_path: Path) -> None:
+    with _hanging_registration(tmp_path) as (caller, children, local):
         os.killpg(caller.pid, signal.SIGINT)  # what a terminal sends its foreground process group
         _, stderr = caller.communicate(timeout=60)
         assert caller.returncode != 0, stderr
@@ -351,8 +341,3 @@ def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_pat
         job = local.job(1)
         assert job.state == "queued" and "stopped following it" in (job.error or ""), job
         assert [v.version for v in local.model("hangs").versions] == [1]
-    finally:
-        for pid in [caller.pid, *children]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        caller.wait(timeout=10)
