@@ -82,7 +82,7 @@ from regctl.worker.engine.export import dynamic_shapes, export_example  # noqa: 
 from regctl.worker.engine.libtorch import SWITCH_ENV  # noqa: E402
 from regctl.worker.sandbox.client import shared_zygote  # noqa: E402
 from regctl.worker.sandbox.uids import job_uids  # noqa: E402
-from regctl.worker.supervisor import JudgedJob, WorkDir, run_conversion, run_validation  # noqa: E402
+from regctl.worker.supervisor.supervisor import JudgedJob, WorkDir, run_conversion, run_validation  # noqa: E402
 
 EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")
 TARGET_RATIO = 1.2

@@ -302,7 +302,9 @@ def test_a_job_process_dies_with_the_command_that_started_it(tmp_path: Path) -> 
     try:
         # A clean interpreter running the module, never a multiprocessing child of the caller's script.
         children = wait_until(
-            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
+            lambda: _pids(f"-m regctl.worker.supervisor.embedded 1 {caller.pid}$"),
+            60,
+            "the job's process to start",
         )
         local = LocalClient(Settings.from_env({}, home=home))
         wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")
@@ -340,7 +342,9 @@ def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_pat
     children: list[int] = []
     try:
         children = wait_until(
-            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
+            lambda: _pids(f"-m regctl.worker.supervisor.embedded 1 {caller.pid}$"),
+            60,
+            "the job's process to start",
         )
         local = LocalClient(Settings.from_env({}, home=home))
         wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")

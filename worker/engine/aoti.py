@@ -1,9 +1,9 @@
 """AOTInductor packages: the exported program compiled to native code, proved like a TorchScript file.
 
-Runs in its own sandboxed role process (worker/aoti_stage.py starts it after the judge), which never
-imports model code: it loads the exported program the judge already proved (`model.pt2` from the
-model process, only if its sha256 is the proved one and program_check.py passes it again, tensors
-and plain data only), compiles it
+Runs in its own sandboxed role process (worker/supervisor/aoti_stage.py starts it after the
+judge), which never imports model code: it loads the exported program the judge already proved
+(`model.pt2` from the model process, only if its sha256 is the proved one and program_check.py
+passes it again, tensors and plain data only), compiles it
 with `torch._inductor.aoti_compile_and_package`, then loads the package with
 `torch._inductor.aoti_load_package` and runs the whole battery against the eager outputs, then runs
 it again in C++ (libtorch_runner.cpp with `aoti`, through torch::inductor::AOTIModelPackageLoader).

@@ -1,7 +1,7 @@
 """`convert_model`: the builder, the reference runner and the judge run one after the other in this process.
 
 For the engine's own unit tests and for tools that trust the model (a notebook checking its own
-model): there is no isolation here. Jobs never use it: the supervisor (worker/supervisor.py) runs
+model): there is no isolation here. Jobs never use it: the supervisor (worker/supervisor/supervisor.py) runs
 the three roles in separate sandboxed processes, so a model can never judge itself nor see the
 battery it is judged on.
 """

@@ -1,7 +1,7 @@
 """Report sections of stages that did not run, and the AOTInductor role's file names: no torch here.
 
 The supervisor fills these in when a stage could not start (its process died, the program was not
-exportable), and it must never import torch (worker/aoti_stage.py); the engine fills them in as the
+exportable), and it must never import torch (worker/supervisor/aoti_stage.py); the engine fills them in as the
 stages run (libtorch.py, aoti.py).
 """
 

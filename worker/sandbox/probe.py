@@ -28,7 +28,7 @@ def probe(settings: Settings) -> dict[str, Any]:
 
 
 def _probe(settings: Settings, lease: UidLease | None) -> dict[str, Any]:
-    from regctl.worker.supervisor import WorkDir, plan_for
+    from regctl.worker.supervisor.supervisor import WorkDir, plan_for
 
     with tempfile.TemporaryDirectory(prefix="regctl-probe-") as tmp:
         root = Path(tmp)

@@ -2,7 +2,7 @@
 
 Used by the Celery tasks and by the embedded runner alike; it holds no Celery code. This is the
 trusted supervisor: it holds the database and the store, and never imports torch or model code
-(worker/supervisor.py runs the model process and the judge).
+(worker/supervisor/supervisor.py runs the model process and the judge).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from regctl.registry.outcomes import NewArtifact, record_failure, record_success
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.store import ArtifactStore, open_store
-from regctl.worker.aoti_stage import add_aoti
 from regctl.worker.engine.bounds import trim_report
-from regctl.worker.progress import JobCancelled, JobReporter, JobTimedOut
 from regctl.worker.sandbox.uids import job_uids
-from regctl.worker.scratch import job_scratch, sweep_abandoned
-from regctl.worker.supervisor import WorkDir, run_conversion, run_validation
+from regctl.worker.supervisor.aoti_stage import add_aoti
+from regctl.worker.supervisor.progress import JobCancelled, JobReporter, JobTimedOut
+from regctl.worker.supervisor.scratch import job_scratch, sweep_abandoned
+from regctl.worker.supervisor.supervisor import WorkDir, run_conversion, run_validation
 
 
 def worker_identity() -> str:

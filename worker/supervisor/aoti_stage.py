@@ -20,7 +20,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.sections import PACKAGE_FILE, RESULT_FILE, empty_aoti_section
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount
-from regctl.worker.supervisor import (
+from regctl.worker.supervisor.supervisor import (
     JudgedJob,
     WorkDir,
     plan_for,

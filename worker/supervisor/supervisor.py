@@ -36,12 +36,12 @@ from regctl.registry.seeds import draw_seed
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.text import visible
-from regctl.worker.embedded import describe_exit
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
 from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
+from regctl.worker.supervisor.exits import describe_exit
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
@@ -61,7 +61,8 @@ class JudgedJob:
     torchscript_path: Path | None = None
     exported_path: Path | None = None
     retry: dict[str, Any] | None = None  # the lean round found nothing: the full round's `first_round`
-    aoti_path: Path | None = None  # the AOTInductor package the aoti stage proved (worker/aoti_stage.py)
+    # the AOTInductor package the aoti stage proved (worker/supervisor/aoti_stage.py)
+    aoti_path: Path | None = None
     reference_dir: Path | None = None  # the reference runner's outputs (eager outputs for the battery)
     seed: int | None = None  # the battery's secret seed
 

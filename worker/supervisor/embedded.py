@@ -1,11 +1,11 @@
 """Embedded mode: with no broker, jobs run on this machine, supervised by a child process.
 
-The child is the job's supervisor (worker/supervisor.py): it starts the sandboxed model process and
+The child is the job's supervisor (worker/supervisor/supervisor.py): it starts the sandboxed model process and
 judge, so a model that calls `os.abort()` or segfaults kills only its sandboxed process, and the
 job fails with the reason. The child itself is killed at the job's hard time limit should it ever
 hang, which takes its sandboxes with it (they die with their parent).
 
-The child is a clean interpreter, `python -P -m regctl.worker.embedded JOB_ID PARENT_PID`, never a
+The child is a clean interpreter, `python -P -m regctl.worker.supervisor.embedded JOB_ID PARENT_PID`, never a
 multiprocessing "spawn" child: spawn re-imports the caller's `__main__`, so a training script that
 calls `regctl.register_module` without an `if __name__ == "__main__":` guard would train (and
 register) again inside the child. `-P` keeps the caller's folder off `sys.path`, so no file of
@@ -24,19 +24,10 @@ import sys
 import time
 
 from regctl.registry.settings import Settings
+from regctl.worker.supervisor.exits import describe_exit
 
 CLEANUP_GRACE_S = 60.0  # a finished job's child removing a large scratch folder
-CHILD_MODULE = "regctl.worker.embedded"
-
-
-def describe_exit(exitcode: int) -> str:
-    """Plain words for how a worker process ended (`signal 6 (SIGABRT)`, `exit code 3`)."""
-    if exitcode < 0:
-        try:
-            return f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
+CHILD_MODULE = "regctl.worker.supervisor.embedded"
 
 
 class EmbeddedJob:
@@ -88,7 +79,7 @@ class EmbeddedJob:
         try:
             self.process.wait(grace_s)
         except subprocess.TimeoutExpired:
-            from regctl.worker.scratch import sweep_abandoned
+            from regctl.worker.supervisor.scratch import sweep_abandoned
 
             self._kill()
             sweep_abandoned(self.settings.work_dir)
@@ -96,7 +87,7 @@ class EmbeddedJob:
     def stop(self, reason: str = "the process running it stopped") -> None:
         """Kill the child now and put its job back in the queue (or fail it past the attempt cap)."""
         from regctl.registry.jobs import requeue_stale
-        from regctl.worker.scratch import sweep_abandoned
+        from regctl.worker.supervisor.scratch import sweep_abandoned
 
         self._kill()
         requeue_stale(self.settings, self.job_id, reason)
@@ -118,8 +109,8 @@ class EmbeddedJob:
             self.process.wait()
 
     def _fail(self, reason: str) -> None:
-        from regctl.worker.pipeline import fail_unless_finished
-        from regctl.worker.scratch import sweep_abandoned
+        from regctl.worker.supervisor.pipeline import fail_unless_finished
+        from regctl.worker.supervisor.scratch import sweep_abandoned
 
         fail_unless_finished(self.settings, self.job_id, reason)
         sweep_abandoned(self.settings.work_dir)  # the killed child never ran its own cleanup
@@ -138,7 +129,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The child: `python -P -m regctl.worker.embedded JOB_ID PARENT_PID`, the settings on stdin."""
+    """The child: `python -P -m regctl.worker.supervisor.embedded JOB_ID PARENT_PID`, settings on stdin."""
     job_id, parent = (int(arg) for arg in (argv if argv is not None else sys.argv[1:]))
     _die_with_parent(parent)
     settings = Settings.from_env(json.loads(sys.stdin.read()))
@@ -148,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from regctl.worker.sandbox.client import shared_zygote
 
     shared_zygote()
-    from regctl.worker.pipeline import run_job
+    from regctl.worker.supervisor.pipeline import run_job
 
     run_job(settings, job_id)
     return 0
