@@ -44,6 +44,7 @@ from regctl.worker.sandbox.confine import (
     forbid_tracing,
 )
 from regctl.worker.sandbox.plan import SandboxPlan
+from regctl.worker.sandbox.protocol import PROTECTIONS, REFUSED
 from regctl.worker.sandbox.waiters import become, init_waits, launcher_waits
 
 EXIT_REFUSED = 90  # strict mode could not set up the sandbox
@@ -75,7 +76,10 @@ def _report_crash(text: str) -> None:
     if _unreported != -1:  # nothing said yet: the supervisor shows this as the reason
         last = text.strip().splitlines()[-1] if text.strip() else "unknown"
         with contextlib.suppress(OSError):
-            os.write(_unreported, b"E internal error in the sandbox's setup: " + last.encode()[:2000] + b"\n")
+            os.write(
+                _unreported,
+                REFUSED.encode() + b"internal error in the sandbox's setup: " + last.encode()[:2000] + b"\n",
+            )
 
 
 def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoReturn:
@@ -133,7 +137,7 @@ def _init(
     except SandboxRefused as exc:
         _refuse(progress_fd, str(exc))
     _rearm_death_signal(launcher)
-    os.write(progress_fd, b"S " + json.dumps(protections.to_json()).encode() + b"\n")
+    os.write(progress_fd, PROTECTIONS.encode() + json.dumps(protections.to_json()).encode() + b"\n")
     _unreported = -1
     paths = {name: (m.inside if private else m.host) for name, m in plan.mounts.items()}
     go_r, go_w = os.pipe()
@@ -210,7 +214,7 @@ def _null_standard_streams() -> None:
 
 
 def _refuse(progress_fd: int, reason: str) -> NoReturn:
-    os.write(progress_fd, b"E " + reason.encode()[:3000] + b"\n")
+    os.write(progress_fd, REFUSED.encode() + reason.encode()[:3000] + b"\n")
     os._exit(EXIT_REFUSED)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.sandbox.protocol import PROGRESS
 
 ROLES = ("builder", "reference", "judge", "aoti", "probe")
 
@@ -23,7 +24,7 @@ class PipeProgress:
         self.fd = fd
 
     def __call__(self, text: str) -> None:
-        line = "P " + " ".join(text.split())[:500] + "\n"
+        line = PROGRESS + " ".join(text.split())[:500] + "\n"
         os.write(self.fd, line.encode())
 
 
