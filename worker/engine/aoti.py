@@ -34,6 +34,7 @@ import torch
 
 from regctl.registry.digests import sha256_file
 from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import AOTI_RESULT_FILE, PACKAGE_FILE, empty_aoti_section, empty_section
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception, one_line
 from regctl.worker.engine.evaluate import check_candidate
@@ -42,7 +43,6 @@ from regctl.worker.engine.latency import measure
 from regctl.worker.engine.libtorch import Runner, run_libtorch_stage
 from regctl.worker.engine.program_check import ProgramRefused, check_program
 from regctl.worker.engine.report import case_entries, json_safe
-from regctl.worker.engine.sections import PACKAGE_FILE, RESULT_FILE, empty_aoti_section, empty_section
 
 MAX_WARNINGS = 20
 
@@ -152,7 +152,7 @@ def write_section(out_dir: Path, section: dict[str, Any]) -> None:
     """The role's one result file, strict JSON."""
     import json
 
-    (out_dir / RESULT_FILE).write_text(json.dumps(json_safe(section), allow_nan=False))
+    (out_dir / AOTI_RESULT_FILE).write_text(json.dumps(json_safe(section), allow_nan=False))
 
 
 def run_aoti_role(

@@ -44,13 +44,17 @@ import torch
 
 from regctl.registry.digests import sha256_file
 from regctl.registry.spec import METHODS, ModelSpec
+from regctl.worker.contract import (
+    BUILDER_FILE,
+    REFERENCE_FILE,
+    REFERENCE_SIDE_FILE,
+    RESULT_FILE,
+    candidate_order,
+)
 from regctl.worker.engine.battery import BatteryCase, build_battery
 from regctl.worker.engine.capture import WarningLog, describe_exception
 from regctl.worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
 from regctl.worker.engine.exchange import (
-    BUILDER_FILE,
-    REFERENCE_FILE,
-    REFERENCE_SIDE_FILE,
     CandidateSide,
     ExchangeError,
     ModelSide,
@@ -64,7 +68,6 @@ from regctl.worker.engine.latency import Latency, measure
 from regctl.worker.engine.libtorch import Runner, empty_section, run_libtorch_stage
 from regctl.worker.engine.libtorch import failure as libtorch_failure
 from regctl.worker.engine.loader import ModelLoadError, device_for
-from regctl.worker.engine.model_side import candidate_order
 from regctl.worker.engine.outputs import describe_outputs
 from regctl.worker.engine.report import (
     add_warnings,
@@ -76,7 +79,6 @@ from regctl.worker.engine.report import (
     versions,
 )
 
-RESULT_FILE = "result.json"
 MAX_LABELS = 20
 RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
 

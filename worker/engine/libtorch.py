@@ -56,11 +56,11 @@ from typing import Any
 import torch
 from torch.jit import _pickle as jit_pickle
 
+from regctl.worker.contract import empty_section
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.compare import compare_outputs
 from regctl.worker.engine.loader import SEED
 from regctl.worker.engine.runner_location import CACHE_ENV, SWITCH_ENV, default_cache_dir, enabled  # noqa: F401
-from regctl.worker.engine.sections import empty_section
 
 SOURCE = Path(__file__).with_name("libtorch_runner.cpp")
 BUILD_TIMEOUT_S = 900.0

@@ -34,13 +34,17 @@ from typing import Any
 import torch
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import (
+    BUILDER_FILE,
+    EXPORTED_FILE,
+    REFERENCE_FILE,
+    REFERENCE_SIDE_FILE,
+    candidate_order,
+)
 from regctl.worker.engine.battery import BatteryCase, build_battery, example_cases
 from regctl.worker.engine.capture import WarningLog, describe_exception
 from regctl.worker.engine.evaluate import EagerFailure, eager_reference
 from regctl.worker.engine.exchange import (
-    BUILDER_FILE,
-    REFERENCE_FILE,
-    REFERENCE_SIDE_FILE,
     CandidateSide,
     EagerLatency,
     ExportSide,
@@ -57,11 +61,9 @@ from regctl.worker.engine.report import timed, warning_entries
 from regctl.worker.engine.script import script_model
 from regctl.worker.engine.trace import trace_model
 
-PREFERENCE = ("script", "trace")
 ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
 DETAIL_CHARS = 100_000
 WARNING_CHARS = 2000  # the exchange's cap on one warning's message
-EXPORTED_FILE = "model.pt2"
 SLOWER_TOLERANCE = 1.05  # the optimized form is dropped if its median is more than 5% slower
 
 
@@ -70,11 +72,6 @@ def clip(text: str | None, limit: int = ERROR_CHARS) -> str | None:
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
-
-
-def candidate_order(requested: str) -> tuple[str, ...]:
-    """The candidates tried for a requested method, preferred first."""
-    return PREFERENCE if requested == "auto" else (requested,)
 
 
 def build_candidates(

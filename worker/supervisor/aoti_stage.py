@@ -18,7 +18,7 @@ from typing import Any
 
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
-from regctl.worker.engine.sections import PACKAGE_FILE, RESULT_FILE, empty_aoti_section
+from regctl.worker.contract import AOTI_RESULT_FILE, PACKAGE_FILE, empty_aoti_section
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount
 from regctl.worker.supervisor.supervisor import (
     JudgedJob,
@@ -90,7 +90,7 @@ def add_aoti(
 
 
 def _read_section(out: Path) -> dict[str, Any]:
-    data = read_regular(out / RESULT_FILE, MAX_SECTION_BYTES)
+    data = read_regular(out / AOTI_RESULT_FILE, MAX_SECTION_BYTES)
     if data is None:
         return empty_aoti_section(True, "the AOTInductor stage wrote no result")
     try:

@@ -36,6 +36,7 @@ from regctl.registry.seeds import draw_seed
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.text import visible
+from regctl.worker.contract import RESULT_FILE, ROLE_LOG
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
@@ -44,8 +45,6 @@ from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 from regctl.worker.supervisor.exits import describe_exit
 
 logger = logging.getLogger(__name__)
-RESULT_FILE = "result.json"
-ROLE_LOG = "role.log"
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 _ARTIFACT_INSIDE = f"{JOB_ROOT}/artifact/model.pt"
 
