@@ -78,8 +78,8 @@ from regctl.registry.settings import Settings  # noqa: E402
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
 from regctl.worker.engine import convert_model  # noqa: E402
 from regctl.worker.engine.battery import build_battery  # noqa: E402
-from regctl.worker.engine.export import dynamic_shapes, export_example  # noqa: E402
-from regctl.worker.engine.libtorch import SWITCH_ENV  # noqa: E402
+from regctl.worker.judge.libtorch import SWITCH_ENV  # noqa: E402
+from regctl.worker.model.export import dynamic_shapes, export_example  # noqa: E402
 from regctl.worker.sandbox.client import shared_zygote  # noqa: E402
 from regctl.worker.sandbox.uids import job_uids  # noqa: E402
 from regctl.worker.supervisor.supervisor import JudgedJob, WorkDir, run_conversion, run_validation  # noqa: E402

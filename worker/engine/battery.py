@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
-from regctl.worker.engine.loader import ModelLoadError
+from regctl.worker.engine.devices import ModelLoadError
 
 REGIMES = ("mixed", "positive", "negative", "large")
 LARGE_SCALE = 1e3

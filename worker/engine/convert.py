@@ -15,8 +15,8 @@ from typing import Any
 
 from regctl.registry.seeds import draw_seed
 from regctl.registry.spec import METHODS, ModelSpec
-from regctl.worker.engine.judge import ConversionResult, judge_conversion
-from regctl.worker.engine.model_side import build_candidates, run_reference
+from regctl.worker.judge.judge import ConversionResult, judge_conversion
+from regctl.worker.model.model_side import build_candidates, run_reference
 
 __all__ = ["ConversionResult", "convert_model"]
 BUILDER_DIR = "builder"

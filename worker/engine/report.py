@@ -52,10 +52,10 @@ from typing import Any
 import torch
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import empty_section
 from regctl.worker.engine.bounds import bounded_warnings
 from regctl.worker.engine.capture import WarningRecord, summarize, warning_dict
-from regctl.worker.engine.evaluate import CandidateCheck
-from regctl.worker.engine.libtorch import empty_section
+from regctl.worker.judge.evaluate import CandidateCheck
 
 TIMING_KEYS = (
     "load_s",

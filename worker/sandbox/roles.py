@@ -39,7 +39,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
     spec = ModelSpec.from_dict(args["spec"])
     out = Path(paths["out"])
     if role == "builder":
-        from regctl.worker.engine.model_side import build_candidates
+        from regctl.worker.model.model_side import build_candidates
 
         build_candidates(
             Path(paths["model"]),
@@ -50,13 +50,13 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
             progress=progress,
         )
     elif role == "reference":
-        from regctl.worker.engine.model_side import run_reference
+        from regctl.worker.model.model_side import run_reference
 
         run_reference(Path(paths["model"]), spec, out, seed=int(args["seed"]), progress=progress)
     elif role == "judge":
         _judge(spec, args, paths, out, progress)
     elif role == "aoti":
-        from regctl.worker.engine.aoti import run_aoti_role
+        from regctl.worker.judge.aoti import run_aoti_role
 
         run_aoti_role(spec, paths, args, progress)
     else:
@@ -66,8 +66,8 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
 def _judge(
     spec: ModelSpec, args: dict[str, Any], paths: dict[str, str], out: Path, progress: PipeProgress
 ) -> None:
-    from regctl.worker.engine.judge import judge_conversion, judge_validation
-    from regctl.worker.engine.libtorch import Runner
+    from regctl.worker.judge.judge import judge_conversion, judge_validation
+    from regctl.worker.judge.libtorch import Runner
 
     runner: Runner | str = (
         Runner(Path(paths["runner"])) if "runner" in paths else args.get("runner_skip") or "not attempted"

@@ -44,9 +44,9 @@ def main() -> None:
     sock = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     import torch  # noqa: F401  (the point of the zygote: pay this once)
 
-    import regctl.worker.engine.aoti
-    import regctl.worker.engine.judge
-    import regctl.worker.engine.model_side
+    import regctl.worker.judge.aoti
+    import regctl.worker.judge.judge
+    import regctl.worker.model.model_side
     import regctl.worker.sandbox.launch
     import regctl.worker.sandbox.roles  # noqa: F401
 
@@ -171,7 +171,7 @@ def _kill_group(pid: int) -> None:
 def _runner(message: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
-    from regctl.worker.engine.libtorch import RunnerUnavailable, build_runner
+    from regctl.worker.judge.libtorch import RunnerUnavailable, build_runner
 
     if not message.get("enabled", True):
         return {"runner": None, "skip": message.get("skip") or "disabled"}

@@ -1,7 +1,7 @@
 """The AOTInductor stage of a convert job, on the supervisor's side: after the judge, in a third sandbox.
 
 When the spec asks for `aoti` and the judge proved the exported program, a fresh sandboxed `aoti`
-role (worker/engine/aoti.py) compiles that program and proves the package; it sees the model's files
+role (worker/judge/aoti.py) compiles that program and proves the package; it sees the model's files
 and the model process's outputs read-only and writes only its own directory. Whatever happens there,
 the TorchScript verdict stands: the report's `aoti` section says what became of the package, and the
 package is kept only when the role proved it and its bytes are the ones it proved.

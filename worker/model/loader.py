@@ -40,20 +40,15 @@ from torch import nn
 
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.capture import ModelFrames, describe_exception
+from regctl.worker.engine.devices import SEED, ModelLoadError, device_for
 
 NAMESPACE_PREFIX = "_regctl_model_"
-SEED = 0
 # Import state and warning filters are process-global: one engine call runs at a time per process.
 ENGINE_LOCK = threading.RLock()
 _NEVER_SHADOWED = frozenset({"torch", "numpy", "safetensors", "registry", "worker", "typing_extensions"})
 _MAX_KEYS_SHOWN = 5
 _INSTALL_ROOT = Path(sysconfig.get_paths()["stdlib"]).resolve()
 _SITE_DIRS = tuple({Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")})
-
-
-class ModelLoadError(Exception):
-    """Raised when a model directory cannot be made into a runnable model: a bad entrypoint,
-    an import error, weights that do not fit the model, unusable recorded inputs."""
 
 
 @dataclass(frozen=True)
@@ -103,16 +98,6 @@ def loaded_model(model_dir: Path, spec: ModelSpec) -> Iterator[LoadedModel]:
                 "which has no parameters to load them into"
             )
         yield LoadedModel(built, module, model_dir, importer.namespace, device, frames)
-
-
-def reseed(device: torch.device) -> None:
-    """Reset the random state a model run draws from (CPU, and the CUDA device when used).
-
-    Cheaper than torch.manual_seed, which also seeds every other backend on every call.
-    """
-    torch.default_generator.manual_seed(SEED)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(SEED)
 
 
 def load_weights(module: nn.Module, path: Path, name: str) -> None:
@@ -365,13 +350,6 @@ def _torch_load(path: Path) -> Any:
         if "mmap" not in str(exc):
             raise
         return torch.load(path, map_location="cpu", weights_only=True)  # the legacy format
-
-
-def device_for(name: str) -> torch.device:
-    """The torch device a spec names; ModelLoadError when it asks for CUDA and there is none."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("the spec asks for device 'cuda', but CUDA is not available on this worker")
-    return torch.device(name)
 
 
 def _listing(items: list[str]) -> str:

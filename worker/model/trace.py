@@ -24,7 +24,7 @@ import torch
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import WarningLog, WarningRecord, describe_exception
-from regctl.worker.engine.loader import LoadedModel
+from regctl.worker.model.loader import LoadedModel
 
 # the tracer prints the whole offending output (tensor values included) between these two parts
 _UNSUPPORTED_OUTPUT = re.compile(

@@ -30,7 +30,7 @@ cannot exchange data (inputs of dtype uint16/32/64, float8 or complex32, which t
 unpickler cannot read). `failure(section)` is the one-line error that fails the job when the stage
 ran and the artifact did not load, raised, crashed or differed from eager.
 
-The same runner proves AOTInductor packages (`kind="aoti"`, worker/engine/aoti.py): it loads them
+The same runner proves AOTInductor packages (`kind="aoti"`, worker/judge/aoti.py): it loads them
 with torch::inductor::AOTIModelPackageLoader, passes each case's tensors as a flat list and returns
 the outputs flat, which are compared with the tensors of eager's output in pytree order.
 
@@ -58,9 +58,9 @@ from torch.jit import _pickle as jit_pickle
 
 from regctl.worker.contract import empty_section
 from regctl.worker.engine.battery import BatteryCase
-from regctl.worker.engine.compare import compare_outputs
-from regctl.worker.engine.loader import SEED
+from regctl.worker.engine.devices import SEED
 from regctl.worker.engine.runner_location import CACHE_ENV, SWITCH_ENV, default_cache_dir, enabled  # noqa: F401
+from regctl.worker.judge.compare import compare_outputs
 
 SOURCE = Path(__file__).with_name("libtorch_runner.cpp")
 BUILD_TIMEOUT_S = 900.0

@@ -37,12 +37,13 @@ from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import AOTI_RESULT_FILE, PACKAGE_FILE, empty_aoti_section, empty_section
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception, one_line
-from regctl.worker.engine.evaluate import check_candidate
-from regctl.worker.engine.export import plain_data_only, quiet_torch
+from regctl.worker.engine.exported import quiet_torch
 from regctl.worker.engine.latency import measure
-from regctl.worker.engine.libtorch import Runner, run_libtorch_stage
-from regctl.worker.engine.program_check import ProgramRefused, check_program
 from regctl.worker.engine.report import case_entries, json_safe
+from regctl.worker.judge.evaluate import check_candidate
+from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
+from regctl.worker.judge.program import plain_data_only
+from regctl.worker.judge.program_check import ProgramRefused, check_program
 
 MAX_WARNINGS = 20
 
@@ -159,7 +160,7 @@ def run_aoti_role(
     spec: ModelSpec, paths: dict[str, str], args: dict[str, Any], progress: Callable[[str], None]
 ) -> None:
     """The sandboxed `aoti` role: the judge's inputs, the proved program, the compile and the verdict."""
-    from regctl.worker.engine.judge import judge_inputs
+    from regctl.worker.judge.judge import judge_inputs
 
     out = Path(paths["out"])
     name = str(args.get("program") or "")

@@ -53,7 +53,7 @@ from regctl.worker.contract import (
 )
 from regctl.worker.engine.battery import BatteryCase, build_battery
 from regctl.worker.engine.capture import WarningLog, describe_exception
-from regctl.worker.engine.evaluate import CandidateCheck, check_candidate, per_shape
+from regctl.worker.engine.devices import ModelLoadError, device_for
 from regctl.worker.engine.exchange import (
     CandidateSide,
     ExchangeError,
@@ -63,11 +63,7 @@ from regctl.worker.engine.exchange import (
     load_reference,
     read_side,
 )
-from regctl.worker.engine.export import judge_program
 from regctl.worker.engine.latency import Latency, measure
-from regctl.worker.engine.libtorch import Runner, empty_section, run_libtorch_stage
-from regctl.worker.engine.libtorch import failure as libtorch_failure
-from regctl.worker.engine.loader import ModelLoadError, device_for
 from regctl.worker.engine.outputs import describe_outputs
 from regctl.worker.engine.report import (
     add_warnings,
@@ -78,6 +74,10 @@ from regctl.worker.engine.report import (
     timed,
     versions,
 )
+from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
+from regctl.worker.judge.libtorch import Runner, empty_section, run_libtorch_stage
+from regctl.worker.judge.libtorch import failure as libtorch_failure
+from regctl.worker.judge.program import judge_program
 
 MAX_LABELS = 20
 RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here

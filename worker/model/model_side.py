@@ -43,7 +43,7 @@ from regctl.worker.contract import (
 )
 from regctl.worker.engine.battery import BatteryCase, build_battery, example_cases
 from regctl.worker.engine.capture import WarningLog, describe_exception
-from regctl.worker.engine.evaluate import EagerFailure, eager_reference
+from regctl.worker.engine.devices import ModelLoadError
 from regctl.worker.engine.exchange import (
     CandidateSide,
     EagerLatency,
@@ -54,12 +54,13 @@ from regctl.worker.engine.exchange import (
     save_reference,
     write_side,
 )
-from regctl.worker.engine.export import export_program
 from regctl.worker.engine.latency import measure
-from regctl.worker.engine.loader import ENGINE_LOCK, LoadedModel, ModelLoadError, loaded_model
 from regctl.worker.engine.report import timed, warning_entries
-from regctl.worker.engine.script import script_model
-from regctl.worker.engine.trace import trace_model
+from regctl.worker.model.eager import EagerFailure, eager_reference
+from regctl.worker.model.export import export_program
+from regctl.worker.model.loader import ENGINE_LOCK, LoadedModel, loaded_model
+from regctl.worker.model.script import script_model
+from regctl.worker.model.trace import trace_model
 
 ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
 DETAIL_CHARS = 100_000

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from regctl.worker.engine.capture import ModelFrames, one_line
-from regctl.worker.engine.loader import LoadedModel
+from regctl.worker.model.loader import LoadedModel
 
 HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (
