@@ -17,7 +17,8 @@ import pytest
 from regctl.registry.settings import Settings
 from regctl.worker.sandbox.client import RoleOutcome
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
-from regctl.worker.supervisor.supervisor import _log_tail, read_regular, role_failure
+from regctl.worker.supervisor.files import read_regular
+from regctl.worker.supervisor.supervisor import _log_tail, role_failure
 
 DEADLINE_S = 5.0
 HOSTILE_TAIL = (

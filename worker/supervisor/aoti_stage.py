@@ -19,17 +19,16 @@ from typing import Any
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import AOTI_RESULT_FILE, PACKAGE_FILE, empty_aoti_section
+from regctl.worker.sandbox.client import shared_zygote
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount
+from regctl.worker.supervisor.files import read_regular, regular
 from regctl.worker.supervisor.supervisor import (
     JudgedJob,
     WorkDir,
     plan_for,
-    read_regular,
-    regular,
     role_failure,
     runner_mounts,
     scrub,
-    shared_zygote,
 )
 
 MAX_SECTION_BYTES = 16 * 1024 * 1024

@@ -29,20 +29,20 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from regctl.registry.digests import sha256_file
 from regctl.registry.seeds import draw_seed
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.text import visible
-from regctl.worker.contract import RESULT_FILE, ROLE_LOG
+from regctl.worker.contract import RESULT_FILE
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
 from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 from regctl.worker.supervisor.exits import describe_exit
+from regctl.worker.supervisor.files import open_regular, read_regular, readable_tree, regular, seal
 
 logger = logging.getLogger(__name__)
 MAX_RESULT_BYTES = 64 * 1024 * 1024
@@ -84,7 +84,7 @@ class WorkDir:
         if uids:
             # the role uids must reach their directories even when no private root can be built
             os.chmod(root, 0o711)
-            _readable_tree(model)
+            readable_tree(model)
             if artifact is not None and stat.S_IMODE(os.stat(artifact).st_mode) != 0o444:
                 os.chmod(artifact, 0o444)
         return cls(root, model, artifact, dict(uids))
@@ -255,34 +255,6 @@ class _Job:
         return Mount(str(path), f"{JOB_ROOT}/out", writable=True)
 
 
-MAX_SEALED_FILES = 64
-MAX_LISTED = 4096
-
-
-def seal(directory: Path, *, take_over: bool) -> dict[str, str]:
-    """The sha256 of every regular file a role left at the top of `directory`.
-
-    With `take_over` (the worker is root) the directory and its files become root's and read-only,
-    so no later role can change a sealed byte; links, folders and the role's own log are skipped.
-    """
-    sealed: dict[str, str] = {}
-    with os.scandir(directory) as entries:
-        # bounded: a role that floods its folder gets no more sealed than it could name
-        names = sorted(e.name for e, _ in zip(entries, range(MAX_LISTED), strict=False))
-    for name in names:
-        path = directory / name
-        if name == ROLE_LOG or regular(path) is None or len(sealed) >= MAX_SEALED_FILES:
-            continue
-        if take_over:
-            os.chown(path, 0, 0, follow_symlinks=False)
-            os.chmod(path, 0o444, follow_symlinks=False)
-        sealed[name] = sha256_file(path)
-    if take_over:
-        os.chown(directory, 0, 0)
-        os.chmod(directory, 0o755)
-    return sealed
-
-
 def runner_mounts() -> tuple[dict[str, Mount], str | None]:
     """The LibTorch runner's mount for a role, built here (its cache is outside every sandbox); or why not."""
     if not enabled():
@@ -376,11 +348,11 @@ def role_failure(who: str, outcome: RoleOutcome, settings: Settings, out: Path) 
 def _log_tail(path: Path, size: int = 8192) -> str:
     """The last `size` bytes of a sandboxed process's log, fit for the worker's log and a terminal.
 
-    Opened like every file a sandbox left (`_open_regular`: no link, no FIFO that would block), and
+    Opened like every file a sandbox left (`open_regular`: no link, no FIFO that would block), and
     the model's escape sequences, bidi overrides and other hidden characters come back as visible
     escapes (registry/text.py); line breaks stay.
     """
-    handle = _open_regular(path)
+    handle = open_regular(path)
     if handle is None:
         return ""
     with handle:
@@ -481,55 +453,3 @@ def _proved_file(sealed: _Sealed | None, report: dict[str, Any], key: str) -> Pa
     if sealed is None or not isinstance(name, str) or sealed.files.get(name) != sha256:
         return None
     return regular(sealed.directory / name)
-
-
-def regular(path: Path) -> Path | None:
-    try:
-        return path if stat.S_ISREG(os.lstat(path).st_mode) else None
-    except OSError:
-        return None
-
-
-def read_regular(path: Path, limit: int) -> bytes | None:
-    """The bytes of the regular file `path`, or None: missing, a link, not a file, or over `limit`."""
-    handle = _open_regular(path)
-    if handle is None:
-        return None
-    with handle:
-        data = handle.read(limit + 1)
-    return data if len(data) <= limit else None
-
-
-def _open_regular(path: Path) -> BinaryIO | None:
-    """`path` opened for reading if it is a regular file; never through a link a sandbox planted.
-
-    O_NONBLOCK: a FIFO planted in its place opens at once (a blocking open would wait for a writer
-    for ever, and the soft time limit with it); fstat then turns it away. On a regular file the flag
-    changes nothing.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    handle = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        handle.close()
-        return None
-    return handle
-
-
-def _readable_tree(directory: Path) -> None:
-    """Add read bits where the roles need them; an explicit stack, so no nesting depth can stop it."""
-    pending = [str(directory)]
-    while pending:
-        current = pending.pop()
-        os.chmod(current, 0o755)
-        with os.scandir(current) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                    continue
-                mode = entry.stat(follow_symlinks=False).st_mode
-                # Only add read bits: the weights are a hard link to a store blob, which stays read-only.
-                if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o444 != 0o444:
-                    os.chmod(entry.path, stat.S_IMODE(mode) | 0o444)
