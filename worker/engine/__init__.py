@@ -15,7 +15,7 @@ from typing import Any
 
 _EXPORTS = {
     "ConversionResult": "regctl.worker.judge.judge",
-    "ValidationResult": "regctl.worker.judge.judge",
+    "ValidationResult": "regctl.worker.judge.validation",
     "ModelLoadError": "regctl.worker.engine.devices",
     "convert_model": "regctl.worker.engine.convert",
     "validate_artifact": "regctl.worker.engine.validate",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from regctl.registry.seeds import draw_seed
 from regctl.registry.spec import ModelSpec
-from regctl.worker.judge.judge import ValidationResult, judge_validation
+from regctl.worker.judge.validation import ValidationResult, judge_validation
 from regctl.worker.model.model_side import run_reference
 
 __all__ = ["ValidationResult", "validate_artifact"]

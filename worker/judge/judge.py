@@ -25,8 +25,8 @@ artifact cannot answer the battery's inputs from memory.
 Files written to out_dir: `result.json` (ok, method, error, retry, report). The artifacts are proved
 where the builder left them and never copied; the report's `proved` section names each file
 and the sha256 the battery ran on, so the supervisor stores exactly those bytes (and checks them
-against the seal it took before the battery existed). Validation (`judge_validation`) runs an
-existing artifact on the whole battery, LibTorch stage included.
+against the seal it took before the battery existed). Validation (`judge_validation`, in
+validation.py) runs an existing artifact on the whole battery, LibTorch stage included.
 
 Memory: a candidate is loaded from its file (no second copy of its bytes in memory) and the
 candidates that lost are dropped as soon as the choice is made.
@@ -50,6 +50,7 @@ from regctl.worker.contract import (
     REFERENCE_SIDE_FILE,
     RESULT_FILE,
     candidate_order,
+    empty_section,
 )
 from regctl.worker.engine.battery import BatteryCase, build_battery
 from regctl.worker.engine.capture import WarningLog, describe_exception
@@ -72,10 +73,9 @@ from regctl.worker.engine.report import (
     latency_entry,
     new_report,
     timed,
-    versions,
 )
 from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
-from regctl.worker.judge.libtorch import Runner, empty_section, run_libtorch_stage
+from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
 from regctl.worker.judge.libtorch import failure as libtorch_failure
 from regctl.worker.judge.program import judge_program
 
@@ -107,15 +107,6 @@ class ConversionResult:
     retry: dict[str, Any] | None = None  # a lean round found nothing: the full round's `first_round`
 
 
-@dataclass(frozen=True)
-class ValidationResult:
-    """Whether the artifact still matches eager on the whole battery, and the report that says so."""
-
-    ok: bool
-    report: dict[str, Any]
-    error: str | None
-
-
 def judge_conversion(
     model_dir: Path,
     spec: ModelSpec,
@@ -140,7 +131,7 @@ def judge_conversion(
     sources = _Sources(Path(model_dir), Path(candidates_dir), Path(reference_dir), seed)
     conversion = _Conversion(sources, spec, out_dir, requested, runner, progress, first_round)
     result = conversion.run()
-    _write_result(out_dir, result.ok, result.error, result.report, method=result.method, retry=result.retry)
+    write_result(out_dir, result.ok, result.error, result.report, method=result.method, retry=result.retry)
     return result
 
 
@@ -152,52 +143,6 @@ class _Sources:
     candidates_dir: Path
     reference_dir: Path
     seed: int
-
-
-def judge_validation(
-    model_dir: Path,
-    spec: ModelSpec,
-    reference_dir: Path,
-    artifact_path: Path,
-    out_dir: Path,
-    *,
-    seed: int,
-    runner: RunnerChoice = None,
-    progress: Callable[[str], None] = lambda s: None,
-) -> ValidationResult:
-    """Run the saved artifact on the whole battery of `seed` against the reference runner's outputs."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    report: dict[str, Any] = {
-        "ok": False,
-        "error": None,
-        "artifact": Path(artifact_path).name,
-        "model": {"entrypoint": spec.entrypoint, "kind": None, "device": spec.device},
-        "battery_size": 0,
-        "battery_seed": seed,
-        "failures": 0,
-        "failed_inputs": [],
-        "shapes": [],
-        "libtorch": empty_section(),
-        "latency": None,
-        "versions": versions(),
-        "timings": {"load_s": 0.0, "battery_s": 0.0, "libtorch_s": 0.0, "latency_s": 0.0, "total_s": 0.0},
-    }
-    try:
-        side, battery, reference, device = judge_inputs(model_dir, spec, reference_dir, seed, progress)
-        _side_into(report, side)
-        error = side.error or _validate(
-            spec, device, battery, reference, side, Path(artifact_path), report, runner, progress
-        )
-    except (ExchangeError, ModelLoadError) as exc:
-        error = str(exc)
-    report.update(ok=error is None, error=error)
-    report["timings"]["total_s"] += time.perf_counter() - start
-    report["timings"] = {k: round(v, 4) for k, v in report["timings"].items()}
-    safe = json_safe(report)
-    _write_result(out_dir, error is None, error, safe)
-    return ValidationResult(error is None, safe, error)
 
 
 def judge_inputs(
@@ -214,7 +159,7 @@ def judge_inputs(
     return side, battery, reference, device
 
 
-def _side_into(report: dict[str, Any], side: ModelSide) -> None:
+def side_into(report: dict[str, Any], side: ModelSide) -> None:
     """Add one model role's facts (kind, size, warnings, its timings) to a report."""
     report["model"]["kind"] = report["model"]["kind"] or side.kind
     report["battery_size"] = report["battery_size"] or side.battery_size
@@ -226,57 +171,7 @@ def _side_into(report: dict[str, Any], side: ModelSide) -> None:
             report["timings"][key] = report["timings"].get(key, 0.0) + value
 
 
-def _validate(
-    spec: ModelSpec,
-    device: torch.device,
-    battery: list[BatteryCase],
-    reference: list[Any],
-    side: ModelSide,
-    artifact_path: Path,
-    report: dict[str, Any],
-    runner: RunnerChoice,
-    progress: Callable[[str], None],
-) -> str | None:
-    try:
-        artifact = torch.jit.load(str(artifact_path), map_location=device)
-    except Exception as exc:
-        return f"cannot load the artifact {artifact_path.name}: {describe_exception(exc)}"
-    started = time.perf_counter()
-    v = spec.validation
-    check = check_candidate(
-        artifact,
-        battery,
-        reference,
-        device,
-        rtol=v.rtol,
-        atol=v.atol,
-        name="artifact",
-        progress=progress,
-        stop_at_first=False,
-    )
-    report["timings"]["battery_s"] += time.perf_counter() - started
-    report.update(
-        shapes=per_shape(check.results),
-        failures=len(check.failures),
-        failed_inputs=check.failures[:MAX_LABELS],
-    )
-    if not check.ok:
-        more = f" (and {len(check.failures) - 1} more inputs)" if len(check.failures) > 1 else ""
-        return f"the artifact {check.error}{more}"
-    started = time.perf_counter()
-    report["libtorch"] = _libtorch_stage(runner, artifact_path, battery, reference, spec, device, progress)
-    report["timings"]["libtorch_s"] = time.perf_counter() - started
-    if error := libtorch_failure(report["libtorch"]):
-        return error
-    progress("measuring latency")
-    started = time.perf_counter()
-    art = measure(artifact, battery[0], device)
-    report["latency"] = _latency(side, art)
-    report["timings"]["latency_s"] += time.perf_counter() - started
-    return None
-
-
-def _latency(side: ModelSide, artifact: Latency) -> dict[str, Any] | None:
+def latency_section(side: ModelSide, artifact: Latency) -> dict[str, Any] | None:
     eager = side.eager_latency
     if eager is None:
         return None
@@ -285,7 +180,7 @@ def _latency(side: ModelSide, artifact: Latency) -> dict[str, Any] | None:
     )
 
 
-def _libtorch_stage(
+def libtorch_stage(
     runner: RunnerChoice,
     artifact_path: Path,
     battery: list[BatteryCase],
@@ -330,7 +225,7 @@ class _Conversion:
         with log.capture():
             try:
                 built = read_side(self.side_dir / BUILDER_FILE)
-                _side_into(self.report, built)
+                side_into(self.report, built)
                 ran, battery, reference, self.device = judge_inputs(
                     self.sources.model_dir,
                     self.spec,
@@ -338,7 +233,7 @@ class _Conversion:
                     self.sources.seed,
                     self.progress,
                 )
-                _side_into(self.report, ran)
+                side_into(self.report, ran)
                 side = built.model_copy(
                     update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
                 )
@@ -461,17 +356,17 @@ class _Conversion:
 
     def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
         with timed(self.timings, "libtorch_s"):
-            section = _libtorch_stage(
+            section = libtorch_stage(
                 self.runner, path, battery, reference, self.spec, self.device, self.progress
             )
         self.report["libtorch"] = section
         return libtorch_failure(section)
 
-    def _latency(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
+    def latency_section(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
         self.progress("measuring latency")
         with timed(self.timings, "latency_s"):
             artifact = measure(final.loaded, case, self.device)
-        self.report["latency"] = _latency(side, artifact)
+        self.report["latency"] = latency_section(side, artifact)
 
     def _export(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> Path | None:
         claimed = side.export
@@ -550,7 +445,7 @@ class _Conversion:
         )
 
 
-def _write_result(
+def write_result(
     out_dir: Path,
     ok: bool,
     error: str | None,

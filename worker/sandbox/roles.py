@@ -66,8 +66,9 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
 def _judge(
     spec: ModelSpec, args: dict[str, Any], paths: dict[str, str], out: Path, progress: PipeProgress
 ) -> None:
-    from regctl.worker.judge.judge import judge_conversion, judge_validation
+    from regctl.worker.judge.judge import judge_conversion
     from regctl.worker.judge.libtorch import Runner
+    from regctl.worker.judge.validation import judge_validation
 
     runner: Runner | str = (
         Runner(Path(paths["runner"])) if "runner" in paths else args.get("runner_skip") or "not attempted"

@@ -46,6 +46,7 @@ def main() -> None:
 
     import regctl.worker.judge.aoti
     import regctl.worker.judge.judge
+    import regctl.worker.judge.validation
     import regctl.worker.model.model_side
     import regctl.worker.sandbox.launch
     import regctl.worker.sandbox.roles  # noqa: F401
