@@ -158,7 +158,7 @@ def attack():
     torch.Tensor.equal = always
     torch.testing.assert_close = lambda *args, **kwargs: None
     for name, module in list(sys.modules.items()):
-        if name.startswith("regctl.worker.engine"):
+        if name.startswith(("regctl.worker.engine", "regctl.worker.judge", "regctl.worker.model")):
             if hasattr(module, "compare_outputs"):
                 ok = module.Comparison(True) if hasattr(module, "Comparison") else None
                 module.compare_outputs = lambda *args, **kwargs: ok

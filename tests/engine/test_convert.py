@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from regctl.registry.spec import ModelSpec
-from regctl.worker.engine import convert_model
+from regctl.worker.inprocess import convert_model
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
 
 

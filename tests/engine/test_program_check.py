@@ -433,6 +433,5 @@ def test_the_checker_imports_neither_torch_nor_anything_of_the_engine() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert (
-        done.stdout.strip()
-        == "['regctl.worker', 'regctl.worker.engine', 'regctl.worker.judge.program_check']"
+        done.stdout.strip() == "['regctl.worker', 'regctl.worker.judge', 'regctl.worker.judge.program_check']"
     )
