@@ -1,11 +1,13 @@
-"""Calling a model, or a candidate, on one battery case, and saying how far a pass has got: shared
-by the model side (the eager reference) and the judge (the candidates), so both call alike.
+"""Calling a model, or a candidate, on one battery case, saying how far a pass has got, and timing
+the steps: shared by the model side (the eager reference) and the judge (the candidates), so both
+call alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -48,3 +50,13 @@ def detached(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: detached(v) for k, v in value.items()}
     return value
+
+
+@contextmanager
+def timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the seconds the block takes to `timings[key]`."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from regctl.worker.judge.evaluate import CandidateCheck
+if TYPE_CHECKING:  # typing only: the judge fills it in; no module of engine/ imports the judge
+    from regctl.worker.judge.evaluate import CandidateCheck
 
 
 @dataclass

@@ -39,11 +39,11 @@ from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception, one_line
 from regctl.worker.engine.exported import quiet_torch
 from regctl.worker.engine.latency import measure
-from regctl.worker.engine.report import case_entries, json_safe
 from regctl.worker.judge.evaluate import check_candidate
 from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
 from regctl.worker.judge.program import plain_data_only
 from regctl.worker.judge.program_check import ProgramRefused, check_program
+from regctl.worker.judge.report import case_entries, json_safe
 
 MAX_WARNINGS = 20
 

@@ -53,6 +53,7 @@ from regctl.worker.contract import (
     empty_section,
 )
 from regctl.worker.engine.battery import BatteryCase, build_battery
+from regctl.worker.engine.calls import timed
 from regctl.worker.engine.capture import WarningLog, describe_exception
 from regctl.worker.engine.devices import ModelLoadError, device_for
 from regctl.worker.engine.exchange import (
@@ -66,18 +67,17 @@ from regctl.worker.engine.exchange import (
 )
 from regctl.worker.engine.latency import Latency, measure
 from regctl.worker.engine.outputs import describe_outputs
-from regctl.worker.engine.report import (
+from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
+from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
+from regctl.worker.judge.libtorch import failure as libtorch_failure
+from regctl.worker.judge.program import judge_program
+from regctl.worker.judge.report import (
     add_warnings,
     candidate_entry,
     json_safe,
     latency_entry,
     new_report,
-    timed,
 )
-from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
-from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
-from regctl.worker.judge.libtorch import failure as libtorch_failure
-from regctl.worker.judge.program import judge_program
 
 MAX_LABELS = 20
 RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here

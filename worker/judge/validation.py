@@ -20,7 +20,6 @@ from regctl.worker.engine.capture import describe_exception
 from regctl.worker.engine.devices import ModelLoadError
 from regctl.worker.engine.exchange import ExchangeError, ModelSide
 from regctl.worker.engine.latency import measure
-from regctl.worker.engine.report import json_safe, versions
 from regctl.worker.judge.evaluate import check_candidate, per_shape
 from regctl.worker.judge.judge import (
     MAX_LABELS,
@@ -32,6 +31,7 @@ from regctl.worker.judge.judge import (
     write_result,
 )
 from regctl.worker.judge.libtorch import failure as libtorch_failure
+from regctl.worker.judge.report import json_safe, versions
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from regctl.worker.contract import (
     candidate_order,
 )
 from regctl.worker.engine.battery import BatteryCase, build_battery, example_cases
-from regctl.worker.engine.capture import WarningLog, describe_exception
+from regctl.worker.engine.calls import timed
+from regctl.worker.engine.capture import WarningLog, describe_exception, warning_entries
 from regctl.worker.engine.devices import ModelLoadError
 from regctl.worker.engine.exchange import (
     CandidateSide,
@@ -55,7 +56,6 @@ from regctl.worker.engine.exchange import (
     write_side,
 )
 from regctl.worker.engine.latency import measure
-from regctl.worker.engine.report import timed, warning_entries
 from regctl.worker.model.eager import EagerFailure, eager_reference
 from regctl.worker.model.export import export_program
 from regctl.worker.model.loader import ENGINE_LOCK, LoadedModel, loaded_model

@@ -43,9 +43,7 @@ from __future__ import annotations
 
 import math
 import platform
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +52,7 @@ import torch
 from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import empty_section
 from regctl.worker.engine.bounds import bounded_warnings
-from regctl.worker.engine.capture import WarningRecord, summarize, warning_dict
+from regctl.worker.engine.capture import warning_dict
 from regctl.worker.judge.evaluate import CandidateCheck
 
 TIMING_KEYS = (
@@ -153,11 +151,6 @@ def case_entries(check: CandidateCheck) -> list[dict[str, Any]]:
     return entries
 
 
-def warning_entries(records: list[WarningRecord]) -> list[dict[str, Any]]:
-    """TracerWarnings for a candidate entry: message, model file and line, count."""
-    return [{k: w[k] for k in ("message", "file", "line", "count")} for w in summarize(records)]
-
-
 def add_warnings(report: dict[str, Any], records: Iterable[Any], dropped: int = 0) -> None:
     """Add the warnings a run raised to the report's (TracerWarnings excluded: they belong to the
     trace candidate); each role of a job adds its own, and the same warning is counted, not repeated.
@@ -216,13 +209,3 @@ def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, str | int | bool):
         return value
     return str(value)
-
-
-@contextmanager
-def timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    """Add the seconds the block takes to `timings[key]`."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
