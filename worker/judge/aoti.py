@@ -23,6 +23,7 @@ job: the TorchScript artifact stands on its own.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -40,6 +41,7 @@ from regctl.worker.engine.capture import describe_exception, one_line
 from regctl.worker.engine.exported import quiet_torch
 from regctl.worker.engine.latency import measure
 from regctl.worker.judge.evaluate import check_candidate
+from regctl.worker.judge.judge import judge_inputs
 from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
 from regctl.worker.judge.program import plain_data_only
 from regctl.worker.judge.program_check import ProgramRefused, check_program
@@ -90,6 +92,7 @@ def compile_and_judge(
 
 
 def _compile(exported: Any, package: Path) -> None:
+    # lazy: Inductor costs seconds to import and only the aoti role uses it
     import torch._inductor
     import torch._inductor.config
 
@@ -110,7 +113,7 @@ def judge_package(
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     """Load the package, run the battery in Python and then in C++; fills and returns `section`."""
-    import torch._inductor
+    import torch._inductor  # lazy: see _compile
 
     try:
         loaded = torch._inductor.aoti_load_package(str(package))
@@ -151,8 +154,6 @@ def judge_package(
 
 def write_section(out_dir: Path, section: dict[str, Any]) -> None:
     """The role's one result file, strict JSON."""
-    import json
-
     (out_dir / AOTI_RESULT_FILE).write_text(json.dumps(json_safe(section), allow_nan=False))
 
 
@@ -160,8 +161,6 @@ def run_aoti_role(
     spec: ModelSpec, paths: dict[str, str], args: dict[str, Any], progress: Callable[[str], None]
 ) -> None:
     """The sandboxed `aoti` role: the judge's inputs, the proved program, the compile and the verdict."""
-    from regctl.worker.judge.judge import judge_inputs
-
     out = Path(paths["out"])
     name = str(args.get("program") or "")
     if not name or os.path.basename(name) != name or name.startswith("."):

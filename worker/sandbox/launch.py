@@ -32,6 +32,7 @@ import sys
 import traceback
 from typing import NoReturn
 
+from regctl.worker.contract import ROLE_LOG
 from regctl.worker.sandbox import linux
 from regctl.worker.sandbox.confine import (
     Protections,
@@ -177,9 +178,7 @@ def _role(
             "TORCHINDUCTOR_CACHE_DIR": os.path.join(out, "tmp", "inductor"),
         }
     )
-    log = os.open(
-        os.path.join(out, "role.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
-    )
+    log = os.open(os.path.join(out, ROLE_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)
@@ -187,7 +186,7 @@ def _role(
     os.chdir(out)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    from regctl.worker.sandbox.roles import run_role
+    from regctl.worker.sandbox.roles import run_role  # preloaded by the zygote; bound in the role
 
     os.read(go_r, 1)  # until the init's waiter is not dumpable again (end of file; or the init died)
     os.close(go_r)

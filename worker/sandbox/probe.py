@@ -28,6 +28,7 @@ def probe(settings: Settings) -> dict[str, Any]:
 
 
 def _probe(settings: Settings, lease: UidLease | None) -> dict[str, Any]:
+    # lazy: only a probe needs the supervisor's plan (the sandbox package otherwise never imports it)
     from regctl.worker.supervisor.supervisor import WorkDir, plan_for
 
     with tempfile.TemporaryDirectory(prefix="regctl-probe-") as tmp:

@@ -32,6 +32,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
     """Run `role` (one of ROLES; "probe" does nothing); its results land in paths['out']."""
     if role == "probe":
         return
+    # lazy, here and below: the zygote has imported them already; a probe role never needs them
     import torch
 
     torch.set_num_threads(max(1, threads))

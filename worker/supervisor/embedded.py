@@ -79,14 +79,18 @@ class EmbeddedJob:
         try:
             self.process.wait(grace_s)
         except subprocess.TimeoutExpired:
-            from regctl.worker.supervisor.scratch import sweep_abandoned
+            from regctl.worker.supervisor.scratch import (
+                sweep_abandoned,  # lazy: EmbeddedJob lives in the CLI's process (start-up; see main)
+            )
 
             self._kill()
             sweep_abandoned(self.settings.work_dir)
 
     def stop(self, reason: str = "the process running it stopped") -> None:
         """Kill the child now and put its job back in the queue (or fail it past the attempt cap)."""
-        from regctl.registry.jobs import requeue_stale
+        from regctl.registry.jobs import (
+            requeue_stale,  # lazy: EmbeddedJob lives in the CLI's process (start-up; see main)
+        )
         from regctl.worker.supervisor.scratch import sweep_abandoned
 
         self._kill()
@@ -109,7 +113,9 @@ class EmbeddedJob:
             self.process.wait()
 
     def _fail(self, reason: str) -> None:
-        from regctl.worker.supervisor.pipeline import fail_unless_finished
+        from regctl.worker.supervisor.pipeline import (
+            fail_unless_finished,  # lazy: EmbeddedJob lives in the CLI's process (start-up; see main)
+        )
         from regctl.worker.supervisor.scratch import sweep_abandoned
 
         fail_unless_finished(self.settings, self.job_id, reason)
@@ -119,7 +125,7 @@ class EmbeddedJob:
 def _die_with_parent(parent: int) -> None:
     """Be killed when the process that started this one dies; exit now if it already has."""
     if sys.platform == "linux":
-        from regctl.worker.sandbox.linux import die_with_parent
+        from regctl.worker.sandbox.linux import die_with_parent  # Linux only (prctl)
 
         # The kernel sends it when the thread that started us ends: EmbeddedJob's users (a CLI's
         # main thread, the server's runner thread) outlive the job, and finish() waits for it.

@@ -7,6 +7,7 @@ trusted supervisor: it holds the database and the store, and never imports torch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 from regctl.registry.bundle import extract_stream
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors import CorruptedArtifact
-from regctl.registry.jobs import claim_job
+from regctl.registry.jobs import claim_job, get_job
 from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
@@ -257,8 +258,6 @@ def _work_dir(work: Stage, artifact: Path | None) -> WorkDir:
 def _on_device(spec: ModelSpec, device: str | None) -> ModelSpec:
     # The gpu queue mapped onto the CPU (tests, CPU-only development) runs cuda specs on the CPU.
     if device and device != spec.device:
-        import dataclasses
-
         return dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
     return spec
 
@@ -286,7 +285,5 @@ def summarize(report: dict) -> dict:
 
 def fail_unless_finished(settings: Settings, job_id: int, reason: str) -> None:
     """Fail a job (and its version) from outside its process, unless it already finished."""
-    from regctl.registry.jobs import get_job
-
     if not get_job(settings, job_id).finished:
         record_failure(settings, job_id, None, reason)

@@ -7,6 +7,7 @@ import threading
 import time
 
 from regctl.registry.jobs import record_progress
+from regctl.registry.outcomes import record_failure
 from regctl.registry.settings import Settings
 from regctl.registry.text import visible
 
@@ -100,8 +101,6 @@ class JobReporter:
         self._cancel_seen = self._cancel_seen or now
         if now - self._cancel_seen < self.settings.cancel_grace:
             return
-        from regctl.registry.outcomes import record_failure
-
         try:
             record_failure(
                 self.settings,

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import stat
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from regctl.registry.text import visible
 from regctl.worker.contract import RESULT_FILE
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
+from regctl.worker.runtime import CONCURRENCY_ENV
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
 from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
@@ -293,8 +295,6 @@ def plan_for(
 
 def torch_threads() -> int:
     """Intra-op threads per job: the machine's cores shared among the pool's processes."""
-    from regctl.worker.runtime import CONCURRENCY_ENV
-
     concurrency = int(os.environ.get(CONCURRENCY_ENV) or 1)
     return max(1, (os.cpu_count() or 1) // max(1, concurrency))
 
@@ -315,8 +315,6 @@ def secret_paths(settings: Settings) -> list[str]:
     url = settings.database_url
     if url.startswith("sqlite:///"):
         paths.append(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))))
-    import tempfile
-
     paths.append(tempfile.gettempdir())  # other jobs' work directories
     return sorted({os.path.abspath(p) for p in paths if p})
 
