@@ -34,7 +34,7 @@ The same runner proves AOTInductor packages (`kind="aoti"`, worker/judge/aoti.py
 with torch::inductor::AOTIModelPackageLoader, passes each case's tensors as a flat list and returns
 the outputs flat, which are compared with the tensors of eager's output in pytree order.
 
-`python -m worker.engine.libtorch` builds the runner ahead of time (for a worker image) and prints
+`python -m regctl.worker.judge.libtorch` builds the runner ahead of time (for a worker image) and prints
 its path.
 """
 

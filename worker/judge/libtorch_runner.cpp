@@ -18,7 +18,7 @@
 //
 // Exit codes: 0 every case ran (each may still have failed: see its tuple), 2 bad usage,
 // 3 the artifact cannot be loaded (the message is on stderr), 4 the cases cannot be read or the
-// results cannot be written. Built by worker/engine/libtorch.py against the LibTorch inside the
+// results cannot be written. Built by worker/judge/libtorch.py against the LibTorch inside the
 // installed torch wheel.
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
