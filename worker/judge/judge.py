@@ -172,6 +172,7 @@ def side_into(report: dict[str, Any], side: ModelSide) -> None:
 
 
 def latency_section(side: ModelSide, artifact: Latency) -> dict[str, Any] | None:
+    """The artifact's latency beside the eager latency the reference runner measured (None without it)."""
     eager = side.eager_latency
     if eager is None:
         return None
@@ -189,6 +190,7 @@ def libtorch_stage(
     device: torch.device,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
+    """The LibTorch stage's report section: skipped with the reason `runner` gives, or run."""
     if isinstance(runner, str):
         return empty_section(runner)
     v = spec.validation
@@ -454,5 +456,6 @@ def write_result(
     method: str | None = None,
     retry: dict[str, Any] | None = None,
 ) -> None:
+    """The verdict the supervisor reads: result.json in `out_dir`, strict JSON."""
     payload = {"ok": ok, "error": error, "method": method, "report": report, "retry": retry}
     (out_dir / RESULT_FILE).write_text(dumps(payload))
