@@ -16,13 +16,13 @@ import torch
 from regctl.registry.spec import ModelSpec
 from regctl.worker.judge.program import judge_program
 from regctl.worker.judge.program_check import (
-    MAX_EXPR_CHARS,
     ProgramRefused,
     check_expression,
     check_guard,
     check_pickle,
     check_program,
 )
+from regctl.worker.judge.program_grammar import MAX_EXPR_CHARS
 from tests.engine.conftest import seq_spec
 
 Dim = torch.export.Dim
@@ -433,5 +433,7 @@ def test_the_checker_imports_neither_torch_nor_anything_of_the_engine() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert (
-        done.stdout.strip() == "['regctl.worker', 'regctl.worker.judge', 'regctl.worker.judge.program_check']"
+        done.stdout.strip()
+        == "['regctl.worker', 'regctl.worker.judge', 'regctl.worker.judge.program_check', "
+        "'regctl.worker.judge.program_grammar']"
     )

@@ -17,21 +17,11 @@ string. It parses with zipfile, json, ast (which never runs code) and pickletool
 builds objects), reads every member through a size cap, extracts nothing to disk, and imports
 neither torch nor model code, so the supervisor can use it as well as the judge.
 
-The grammar an expression must parse under (Python's own syntax, a strict subset of node types):
-integers (and decimal floats), the program's symbols (`s77`, `u0`, `zf1`, `zuf0`, `ps2`, bare or as
-`Symbol('s77', positive=True, integer=True)`), `+ - * / // % **` (a literal exponent at most 64),
-unary minus and `not`, comparisons, `and`/`or`, `True`/`False`, and calls of the sympy and torch
-shape functions torch itself prints (`SHAPE_FUNCTIONS`). No attribute access, subscripts,
-lambdas, f-strings, starred or keyword arguments except a Symbol's assumptions and a Float's
-precision, no string but a Symbol's name or a Float's digits, no name beginning with `_`.
-
-Guards use a second, equally small grammar: `L['x'].size()[0]`-style references to the inputs,
-`min`/`max`, a few `math` functions, the same arithmetic and comparisons.
+The grammar every shape expression and guard must parse under is program_grammar.py's.
 """
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import keyword
@@ -43,46 +33,21 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from regctl.worker.judge.program_grammar import (
+    IDENTIFIER,
+    ProgramRefused,
+    check_expression,
+    check_guard,
+    shown,
+)
+
 MAX_MEMBERS = 10_000
 MAX_JSON_BYTES = 64 << 20  # a transformer's model.json is a few MB
 MAX_PICKLE_BYTES = 256 << 20  # sample inputs and pickled tensors: their data.pkl only is scanned
 MAX_TOTAL_BYTES = 256 << 30  # the weights of the largest model a worker could judge
 MAX_SMALL_BYTES = 4096  # archive_format, byteorder, versions
-MAX_EXPR_CHARS = 20_000
-MAX_NESTING = 100
-MAX_EXPONENT = 64
-MAX_INT_DIGITS = 40
-SHOWN_CHARS = 80
-
-SYMBOL = re.compile(r"(?:s|u|zf|zuf|ps)\d{1,9}")
-IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,199}")
-FLOAT_TEXT = re.compile(r"-?\d{1,40}(?:\.\d{0,40})?(?:[eE][+-]?\d{1,4})?")
 FQN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}(?:\.[A-Za-z0-9_]{1,200}){0,64}")
 NAME_PART = r"[A-Za-z][A-Za-z0-9_]*"
-
-# What torch's serializer names sympy/torch shape functions (serialize.py's sympy_functions and the
-# sympy classes srepr prints); sympify resolves exactly these and nothing else is callable.
-SHAPE_FUNCTIONS = frozenset(
-    {
-        "Symbol", "Integer", "Float", "Rational", "Add", "Mul", "Pow", "Min", "Max", "Abs",
-        "Mod", "FloorDiv", "CeilDiv", "CleanDiv", "PythonMod", "ModularIndexing", "CeilToInt",
-        "FloorToInt", "TruncToInt", "TruncToFloat", "RoundToInt", "ToFloat", "IntTrueDiv",
-        "FloatTrueDiv", "PowByNatural", "FloatPow", "LShift", "RShift", "Identity", "Where",
-        "Equality", "Unequality", "LessThan", "StrictLessThan", "GreaterThan", "StrictGreaterThan",
-        "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not",
-    }
-)  # fmt: skip
-SYMBOL_ASSUMPTIONS = frozenset(
-    {"positive", "negative", "integer", "nonnegative", "nonpositive", "real", "finite", "nonzero", "zero"}
-)
-CONSTANT_NAMES = frozenset({"True", "False", "true", "false"})
-GUARD_FUNCTIONS = frozenset({"min", "max"})
-GUARD_MATH = frozenset({"floor", "ceil", "trunc", "sqrt", "isnan", "inf"})
-GUARD_METHODS = frozenset({"size", "stride", "storage_offset", "dim"})
-
-BIN_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
-UNARY_OPS = (ast.USub, ast.UAdd, ast.Not)
-COMPARE_OPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 
 # Node targets the deserializer may resolve: torch's own operators, the symbolic-int operators
 # serialize.py lists as _SYM_OPS, and nothing reached by walking attributes of a module.
@@ -142,10 +107,6 @@ MEMO_GET_OPS = frozenset({"BINGET", "LONG_BINGET", "GET"})
 REFUSED_OPS = frozenset({"INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID"})
 
 
-class ProgramRefused(Exception):
-    """Raised when a saved program holds something torch.export.load would run or unpickle unsafely."""
-
-
 def check_program(path: Path) -> None:
     """Refuse (ProgramRefused, one line) a `.pt2` whose loading could run anything but torch's parser.
 
@@ -158,7 +119,7 @@ def check_program(path: Path) -> None:
     except ProgramRefused:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, RuntimeError) as exc:
-        raise ProgramRefused(f"{path.name} is not a readable .pt2 archive: {_shown(str(exc))}") from None
+        raise ProgramRefused(f"{path.name} is not a readable .pt2 archive: {shown(str(exc))}") from None
 
 
 SMALL_MEMBERS = ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id")
@@ -188,7 +149,7 @@ def _check_archive(archive: zipfile.ZipFile) -> None:
     check_program_json(_json(archive, files, PROGRAM), PROGRAM)
     unexpected = sorted(set(files) - {*SMALL_MEMBERS, PROGRAM, *CONFIGS.values(), *raw, *pickled})
     if unexpected:
-        raise ProgramRefused(f"unexpected member {_shown(unexpected[0])} in the archive")
+        raise ProgramRefused(f"unexpected member {shown(unexpected[0])} in the archive")
     for name in sorted(pickled):
         if name not in files:
             raise ProgramRefused(f"the archive lacks {name}")
@@ -218,10 +179,10 @@ def _root(names: list[str]) -> str:
     roots = set()
     for name in names:
         if not name or len(name) > 1024 or any(not c.isprintable() or c == "\\" for c in name):
-            raise ProgramRefused(f"member name {_shown(name)} is not a plain relative path")
+            raise ProgramRefused(f"member name {shown(name)} is not a plain relative path")
         parts = name.split("/")
         if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(parts) < 2:
-            raise ProgramRefused(f"member name {_shown(name)} is not a plain relative path")
+            raise ProgramRefused(f"member name {shown(name)} is not a plain relative path")
         roots.add(parts[0])
     if len(roots) != 1:
         raise ProgramRefused("the archive's members are not under one top folder")
@@ -241,7 +202,7 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limit: int
 def _check_small_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> None:
     text = _read(archive, info, name, MAX_SMALL_BYTES).decode("ascii", errors="replace")
     if not all(c.isalnum() or c in "._-\n" for c in text):
-        raise ProgramRefused(f"{name} holds {_shown(text)}, not a version or format word")
+        raise ProgramRefused(f"{name} holds {shown(text)}, not a version or format word")
 
 
 def _json(archive: zipfile.ZipFile, files: dict[str, zipfile.ZipInfo], name: str) -> Any:
@@ -251,7 +212,7 @@ def _json(archive: zipfile.ZipFile, files: dict[str, zipfile.ZipInfo], name: str
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
-        raise ProgramRefused(f"{name} is not JSON: {_shown(str(exc))}") from None
+        raise ProgramRefused(f"{name} is not JSON: {shown(str(exc))}") from None
 
 
 def _payloads(document: Any, folder: str, name: str) -> tuple[set[str], set[str]]:
@@ -263,15 +224,15 @@ def _payloads(document: Any, folder: str, name: str) -> tuple[set[str], set[str]
     for key, entry in config.items():
         path_name = entry.get("path_name") if isinstance(entry, dict) else None
         if not isinstance(key, str) or not FQN.fullmatch(key) or "__" in key:
-            raise ProgramRefused(f"{name}: {_shown(str(key))} is not a dotted attribute name")
+            raise ProgramRefused(f"{name}: {shown(str(key))} is not a dotted attribute name")
         if not isinstance(path_name, str) or not IDENTIFIER.fullmatch(path_name):
-            raise ProgramRefused(f"{name}: entry {_shown(str(key))} names no plain member")
+            raise ProgramRefused(f"{name}: entry {shown(str(key))} names no plain member")
         if folder == "constants" and not path_name.startswith("tensor_"):
             # custom_obj_* goes to torch's TorchScript unpickler, opaque_obj_* to pickle.loads.
-            raise ProgramRefused(f"{name}: constant {_shown(str(key))} is a pickled object, not a tensor")
+            raise ProgramRefused(f"{name}: constant {shown(str(key))} is a pickled object, not a tensor")
         use_pickle = entry.get("use_pickle")
         if not isinstance(use_pickle, bool):
-            raise ProgramRefused(f"{name}: entry {_shown(str(key))} has no use_pickle flag")
+            raise ProgramRefused(f"{name}: entry {shown(str(key))} has no use_pickle flag")
         (pickled if use_pickle else raw).add(f"data/{folder}/{path_name}")
     return raw, pickled
 
@@ -322,13 +283,13 @@ def check_pickle(data: bytes, name: str) -> None:
     except ProgramRefused:
         raise
     except Exception as exc:  # pickletools raises ValueError and friends on a malformed stream
-        raise ProgramRefused(f"{name} is not a readable pickle: {_shown(str(exc))}") from None
+        raise ProgramRefused(f"{name} is not a readable pickle: {shown(str(exc))}") from None
 
 
 def _allowed_global(module: str, attr: str, name: str) -> None:
     if (module, attr) in PICKLE_GLOBALS or (module == "torch" and TORCH_PICKLE_NAME.fullmatch(attr)):
         return
-    raise ProgramRefused(f"{name}: the pickle names {_shown(f'{module}.{attr}')}, not plain tensor data")
+    raise ProgramRefused(f"{name}: the pickle names {shown(f'{module}.{attr}')}, not plain tensor data")
 
 
 def check_program_json(document: Any, name: str) -> None:
@@ -340,7 +301,7 @@ def check_program_json(document: Any, name: str) -> None:
         if not isinstance(bounds, dict) or not all(
             v is None or (type(v) is int and abs(v) < 1 << 63) for v in bounds.values()
         ):
-            raise ProgramRefused(f"{name}: the range of {_shown(key)} is not a pair of integers")
+            raise ProgramRefused(f"{name}: the range of {shown(key)} is not a pair of integers")
     guards = document.get("guards_code") or []
     if not isinstance(guards, list):
         raise ProgramRefused(f"{name}: guards_code is not a list")
@@ -350,7 +311,7 @@ def check_program_json(document: Any, name: str) -> None:
     if not isinstance(verifiers, list) or not all(
         isinstance(v, str) and VERIFIER.fullmatch(v) for v in verifiers
     ):
-        raise ProgramRefused(f"{name}: verifiers {_shown(str(verifiers))} are not dialect names")
+        raise ProgramRefused(f"{name}: verifiers {shown(str(verifiers))} are not dialect names")
     _check_walk(document, name)
 
 
@@ -360,21 +321,21 @@ def _check_walk(document: Any, name: str) -> None:
         if isinstance(value, str) and _CONTROL.search(value):
             # FX writes names and stack traces into the Python source it generates and execs: a
             # carriage return would end a comment line there.
-            raise ProgramRefused(f"{name}: {key} {_shown(value)} holds a control character")
+            raise ProgramRefused(f"{name}: {key} {shown(value)} holds a control character")
         if key in NAME_KEYS and not (value is None or (isinstance(value, str) and FQN_TEXT.fullmatch(value))):
             # get_attr targets become `getattr(self, "<segment>")` in that source, unescaped.
-            raise ProgramRefused(f"{name}: {key} {_shown(str(value))} is not a dotted name")
+            raise ProgramRefused(f"{name}: {key} {shown(str(value))} is not a dotted name")
         if key == "forward_arg_names" and not (
             isinstance(value, list) and all(_identifier(v) for v in value)
         ):
-            raise ProgramRefused(f"{name}: forward_arg_names {_shown(str(value))} are not identifiers")
+            raise ProgramRefused(f"{name}: forward_arg_names {shown(str(value))} are not identifiers")
         if key == "expr_str":
             check_expression(value, f"{name} expr_str")
         elif key == "nodes":
             _check_nodes(value, name)
         elif key in ("as_string", "as_strings") and _quoted(value):
             # A string input's value is written between quotes into the guard code .module() execs.
-            raise ProgramRefused(f"{name}: string argument {_shown(str(value))} holds a quote or backslash")
+            raise ProgramRefused(f"{name}: string argument {shown(str(value))} holds a quote or backslash")
         elif key == "as_operator":  # an operator passed as an argument, resolved like a node's target
             _check_target(value, name)
         elif key in ("in_spec", "out_spec") and value is not None:
@@ -426,7 +387,7 @@ def _check_nodes(nodes: Any, name: str) -> None:
 
 def _check_target(target: Any, name: str) -> None:
     if not isinstance(target, str) or not TARGETS.fullmatch(target) or "__" in target:
-        raise ProgramRefused(f"{name}: node target {_shown(str(target))} is not one of torch's operators")
+        raise ProgramRefused(f"{name}: node target {shown(str(target))} is not one of torch's operators")
 
 
 def _check_treespec(text: Any, name: str) -> None:
@@ -435,17 +396,17 @@ def _check_treespec(text: Any, name: str) -> None:
     try:
         spec = json.loads(text)
     except (ValueError, RecursionError):
-        raise ProgramRefused(f"{name}: tree spec {_shown(text)} is not JSON") from None
+        raise ProgramRefused(f"{name}: tree spec {shown(text)} is not JSON") from None
     if not isinstance(spec, list) or len(spec) != 2 or spec[0] != 1:
-        raise ProgramRefused(f"{name}: tree spec {_shown(text)} is not protocol 1")
+        raise ProgramRefused(f"{name}: tree spec {shown(text)} is not protocol 1")
     stack = [spec[1]]
     while stack:
         node = stack.pop()
         if not isinstance(node, dict) or set(node) != {"type", "context", "children_spec"}:
-            raise ProgramRefused(f"{name}: tree spec {_shown(text)} has a malformed node")
+            raise ProgramRefused(f"{name}: tree spec {shown(text)} has a malformed node")
         if node["type"] not in TREESPEC_TYPES:
             raise ProgramRefused(
-                f"{name}: tree spec type {_shown(str(node['type']))} is not a plain container"
+                f"{name}: tree spec type {shown(str(node['type']))} is not a plain container"
             )
         context = node["context"]
         if context is not None:
@@ -455,9 +416,9 @@ def _check_treespec(text: Any, name: str) -> None:
             except (ValueError, RecursionError):
                 decoded = None
             if not isinstance(context, str) or "__enum__" in context or not _plain(decoded):
-                raise ProgramRefused(f"{name}: tree spec context {_shown(str(context))} is not plain data")
+                raise ProgramRefused(f"{name}: tree spec context {shown(str(context))} is not plain data")
         if not isinstance(node["children_spec"], list):
-            raise ProgramRefused(f"{name}: tree spec {_shown(text)} has a malformed node")
+            raise ProgramRefused(f"{name}: tree spec {shown(text)} has a malformed node")
         stack.extend(node["children_spec"])
 
 
@@ -471,212 +432,3 @@ def _plain(value: Any) -> bool:
         elif not (item is None or isinstance(item, (str, int, float, bool))):
             return False
     return True
-
-
-def check_expression(text: Any, where: str) -> None:
-    """Refuse a symbolic expression outside the grammar in the module docstring (one-line reason)."""
-    tree = _parse(text, where)
-    _Expression(text, where).visit(tree)
-
-
-def check_guard(text: Any, where: str) -> None:
-    """Refuse a guard outside the guard grammar in the module docstring (one-line reason)."""
-    tree = _parse(text, where)
-    _Guard(text, where).visit(tree)
-
-
-def _parse(text: Any, where: str) -> ast.Expression:
-    if not isinstance(text, str):
-        raise ProgramRefused(f"{where}: {_shown(str(text))} is not a string")
-    if len(text) > MAX_EXPR_CHARS:
-        raise ProgramRefused(f"{where}: expression {_shown(text)} is longer than {MAX_EXPR_CHARS} characters")
-    if any(not c.isascii() or (not c.isprintable() and c != "\n") for c in text):
-        raise ProgramRefused(f"{where}: expression {_shown(text)} holds a character outside printable ASCII")
-    depth = deepest = 0
-    for c in text:
-        depth += (c in "([{") - (c in ")]}")
-        deepest = max(deepest, depth)
-    if deepest > MAX_NESTING:
-        raise ProgramRefused(f"{where}: expression {_shown(text)} nests deeper than {MAX_NESTING}")
-    try:
-        return ast.parse(text, mode="eval")  # parsing builds a tree and runs nothing
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        raise ProgramRefused(f"{where}: expression {_shown(text)} is not an expression") from None
-
-
-class _Grammar(ast.NodeVisitor):
-    """Visits every node; any node type without a visit_ method is refused."""
-
-    def __init__(self, text: str, where: str) -> None:
-        self.text = text
-        self.where = where
-
-    def refuse(self, why: str) -> None:
-        raise ProgramRefused(f"{self.where}: refused expression {_shown(self.text)}: {why}")
-
-    def generic_visit(self, node: ast.AST) -> None:
-        self.refuse(f"{type(node).__name__} is not allowed")
-
-    def visit_Expression(self, node: ast.Expression) -> None:
-        self.visit(node.body)
-
-    def visit_Constant(self, node: ast.Constant) -> None:
-        value = node.value
-        if type(value) is bool or (type(value) is float and FLOAT_TEXT.fullmatch(repr(value))):
-            return
-        if type(value) is int and len(str(abs(value))) <= MAX_INT_DIGITS:
-            return
-        self.refuse(f"the constant {_shown(repr(value))} is not an integer")
-
-    def visit_BinOp(self, node: ast.BinOp) -> None:
-        if not isinstance(node.op, BIN_OPS):
-            self.refuse(f"operator {type(node.op).__name__} is not allowed")
-        if isinstance(node.op, ast.Pow) and not _small_exponent(node.right):
-            self.refuse(f"an exponent must be an integer up to {MAX_EXPONENT}")
-        self.visit(node.left)
-        self.visit(node.right)
-
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> None:
-        if not isinstance(node.op, UNARY_OPS):
-            self.refuse(f"operator {type(node.op).__name__} is not allowed")
-        self.visit(node.operand)
-
-    def visit_Compare(self, node: ast.Compare) -> None:
-        if not all(isinstance(op, COMPARE_OPS) for op in node.ops):
-            self.refuse("only <, <=, ==, !=, >, >= compare")
-        self.visit(node.left)
-        for item in node.comparators:
-            self.visit(item)
-
-    def visit_BoolOp(self, node: ast.BoolOp) -> None:
-        for item in node.values:
-            self.visit(item)
-
-
-class _Expression(_Grammar):
-    """sympy's srepr and str forms of shape expressions."""
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if not (SYMBOL.fullmatch(node.id) or node.id in CONSTANT_NAMES):
-            self.refuse(f"{_shown(node.id)} is neither a symbol of the program nor a constant")
-
-    def visit_Call(self, node: ast.Call) -> None:
-        func = node.func.id if isinstance(node.func, ast.Name) else None
-        if func not in SHAPE_FUNCTIONS:
-            self.refuse("only torch's shape functions may be called")
-        if func == "Symbol":
-            self._symbol(node)
-        elif func == "Float":
-            self._float(node)
-        else:
-            if node.keywords:
-                self.refuse(f"{func} takes no keyword arguments")
-            for arg in node.args:
-                self.visit(arg)
-            if func in ("Pow", "PowByNatural", "FloatPow") and (
-                len(node.args) != 2 or not _small_exponent(node.args[1])
-            ):
-                self.refuse(f"an exponent must be an integer up to {MAX_EXPONENT}")
-
-    def _symbol(self, node: ast.Call) -> None:
-        if len(node.args) != 1 or not _is_str(node.args[0]) or not SYMBOL.fullmatch(node.args[0].value):
-            self.refuse("a Symbol's name must be one of the program's symbols (s0, u0, ...)")
-        for option in node.keywords:
-            if option.arg not in SYMBOL_ASSUMPTIONS or not _is_bool(option.value):
-                self.refuse("a Symbol takes only True/False assumptions")
-
-    def _float(self, node: ast.Call) -> None:
-        if len(node.args) != 1:
-            self.refuse("a Float takes one value")
-        value = node.args[0]
-        if not (_is_str(value) and FLOAT_TEXT.fullmatch(value.value)):
-            self.visit(value)
-        for option in node.keywords:
-            if option.arg != "precision" or not (
-                isinstance(option.value, ast.Constant) and type(option.value.value) is int
-            ):
-                self.refuse("a Float takes only an integer precision")
-
-
-class _Guard(_Grammar):
-    """Guards as torch writes them: `L['x'].size()[0] <= 64`, `min(...)`, `math.isnan(...)`."""
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id not in CONSTANT_NAMES:
-            self.refuse(f"{_shown(node.id)} may not stand alone in a guard")
-
-    def visit_Subscript(self, node: ast.Subscript) -> None:
-        if not _input_reference(node):
-            self.refuse("a subscript must name an input (L['x'][0]) or a size (.size()[0])")
-        if isinstance(node.value, ast.Call):
-            self.visit_Call(node.value)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if not (isinstance(node.value, ast.Name) and node.value.id == "math" and node.attr == "inf"):
-            self.refuse(f"attribute {_shown(node.attr)} is not allowed")
-
-    def visit_Call(self, node: ast.Call) -> None:
-        if node.keywords:
-            self.refuse("no keyword arguments")
-        func = node.func
-        if isinstance(func, ast.Name) and func.id in GUARD_FUNCTIONS:
-            pass
-        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "math":
-            if func.attr not in GUARD_MATH:
-                self.refuse(f"math.{_shown(func.attr)} is not allowed")
-        elif isinstance(func, ast.Attribute) and func.attr in GUARD_METHODS and _input_reference(func.value):
-            if len(node.args) > 1 or not all(
-                isinstance(a, ast.Constant) and type(a.value) is int for a in node.args
-            ):
-                self.refuse(f".{func.attr}() takes at most one integer")
-            return
-        else:
-            self.refuse("only min, max, math functions and .size() may be called")
-        for arg in node.args:
-            self.visit(arg)
-
-
-def _input_reference(node: ast.AST) -> bool:
-    """`L['x']`, `L['x'][0]`, `L['x']['k']` or `<one of those>.size()[1]`."""
-    if not isinstance(node, ast.Subscript):
-        return False
-    index = node.slice
-    value = node.value
-    if isinstance(value, ast.Name):
-        return value.id == "L" and _is_str(index) and bool(IDENTIFIER.fullmatch(index.value))
-    if isinstance(value, ast.Call):
-        func = value.func
-        return (
-            isinstance(func, ast.Attribute)
-            and func.attr in GUARD_METHODS
-            and not value.args
-            and _input_reference(func.value)
-            and isinstance(index, ast.Constant)
-            and type(index.value) is int
-        )
-    ok_index = (_is_str(index) and IDENTIFIER.fullmatch(index.value)) or (
-        isinstance(index, ast.Constant) and type(index.value) is int
-    )
-    return bool(ok_index) and _input_reference(value)
-
-
-def _is_str(node: ast.AST) -> bool:
-    return isinstance(node, ast.Constant) and type(node.value) is str
-
-
-def _is_bool(node: ast.AST) -> bool:
-    return isinstance(node, ast.Constant) and type(node.value) is bool
-
-
-def _small_exponent(node: ast.AST) -> bool:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Integer":
-        node = node.args[0] if len(node.args) == 1 else node
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        node = node.operand
-    return isinstance(node, ast.Constant) and type(node.value) is int and node.value <= MAX_EXPONENT
-
-
-def _shown(text: str) -> str:
-    """A string from the archive as one printable line: truncated, every non-printable escaped."""
-    cut = text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
-    return ascii(cut)
