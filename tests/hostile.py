@@ -522,7 +522,7 @@ def require_full_sandbox() -> None:
     import pytest
 
     from regctl.registry.settings import Settings
-    from regctl.worker.sandbox.probe import probe
+    from regctl.worker.supervisor.probe import probe
 
     found = probe(Settings.from_env({"REGCTL_HOME": "/nonexistent"}))
     if found.get("missing") or "pid" not in found.get("namespaces", []):

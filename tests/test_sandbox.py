@@ -34,8 +34,8 @@ from regctl.worker.sandbox import launch as launch_module
 from regctl.worker.sandbox import plan as plan_module
 from regctl.worker.sandbox.client import MAX_PENDING, _Lines, allowlisted_env
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount, SandboxPlan, outermost
-from regctl.worker.sandbox.probe import probe
 from regctl.worker.sandbox.uids import UidLease, job_uids
+from regctl.worker.supervisor.probe import probe
 from regctl.worker.supervisor.supervisor import (
     MAX_ERROR_CHARS,
     one_line,

@@ -42,3 +42,9 @@ def test_the_shared_contract_imports_neither_torch_nor_a_role() -> None:
 def test_the_supervisors_sandbox_client_never_imports_the_zygote() -> None:
     imported = _imported_modules(WORKER / "sandbox" / "client.py")
     assert not {m for m in imported if m.startswith("regctl.worker.sandbox.zygote")}, imported
+
+
+@pytest.mark.parametrize("path", _modules("sandbox"), ids=lambda p: p.name)
+def test_the_sandbox_mechanism_never_imports_its_supervisor(path: Path) -> None:
+    above = sorted(m for m in _imported_modules(path) if m.startswith("regctl.worker.supervisor"))
+    assert above == [], f"worker/sandbox/{path.name} imports {above}"

@@ -2,7 +2,9 @@
 
 `regctl worker` prints the answer at start-up and `regctl sandbox` shows it on demand. The probe
 forks the calling process (trusted code only: no model, no torch) and goes through the same
-confinement steps as a job's role process, then reports what the sandbox's init said.
+confinement steps as a job's role process, with the plan the supervisor would give it
+(`plan_for`), then reports what the sandbox's init said. It lives with the supervisor, so the
+sandbox package never imports its user.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from regctl.registry.settings import Settings
 from regctl.worker.sandbox.launch import launch
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount
 from regctl.worker.sandbox.uids import UidLease, job_uids
+from regctl.worker.supervisor.supervisor import WorkDir, plan_for
 
 
 def probe(settings: Settings) -> dict[str, Any]:
@@ -28,9 +31,6 @@ def probe(settings: Settings) -> dict[str, Any]:
 
 
 def _probe(settings: Settings, lease: UidLease | None) -> dict[str, Any]:
-    # lazy: only a probe needs the supervisor's plan (the sandbox package otherwise never imports it)
-    from regctl.worker.supervisor.supervisor import WorkDir, plan_for
-
     with tempfile.TemporaryDirectory(prefix="regctl-probe-") as tmp:
         root = Path(tmp)
         (root / "model").mkdir()
