@@ -106,17 +106,19 @@ class ArtifactStore(ABC):
     def put_back(self, trash: str, path: str) -> None:
         """Undo `set_aside`: a row came to name the blob while gc was deciding."""
 
-    def identity(self, sha256: str) -> tuple[int, ...] | None:
-        """For a local blob, what changes whenever its file is replaced or rewritten; None otherwise."""
-        return None
-
-    def presign(self, sha256: str, expires_s: int = 300) -> str | None:
-        """A time-limited URL that serves blob `sha256` without credentials, or None for a local store."""
-        return None
-
     @abstractmethod
     def _refresh(self, sha256: str) -> None:
         """Make a reused blob as young as its newest use, where the backend can (see `regctl gc`)."""
+
+    # What a backend may refine -----------------------------------------------------------------
+
+    def identity(self, sha256: str) -> tuple[int, ...] | None:
+        """What changes whenever the blob's file is replaced or rewritten, where a backend can tell."""
+        return None
+
+    def presign(self, sha256: str, expires_s: int = 300) -> str | None:
+        """A time-limited URL that serves blob `sha256` without credentials; None where none can be made."""
+        return None
 
     def link_to(self, sha256: str, dest: Path) -> BlobRef:
         """Make blob `sha256` appear at `dest`, checked; a backend that cannot link copies (`copy_to`)."""
