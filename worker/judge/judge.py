@@ -364,7 +364,7 @@ class _Conversion:
         self.report["libtorch"] = section
         return libtorch_failure(section)
 
-    def latency_section(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
+    def _latency(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
         self.progress("measuring latency")
         with timed(self.timings, "latency_s"):
             artifact = measure(final.loaded, case, self.device)
