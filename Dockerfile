@@ -16,7 +16,7 @@ RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "torch==2.13.0" 
 # Build the LibTorch runner once, where every user can run it and none but root can change it, so no
 # worker compiles it on its first job and no sandboxed model can replace it.
 ENV REGCTL_LIBTORCH_CACHE=/opt/regctl/libtorch-runner
-RUN python -m regctl.worker.engine.libtorch && chmod -R a+rX,go-w /opt/regctl
+RUN python -m regctl.worker.judge.libtorch && chmod -R a+rX,go-w /opt/regctl
 # The CLI runs as an ordinary user. Workers run as root in compose: root is what lets the sandbox
 # build namespaces and drop each model process to an unprivileged uid of its own (README, Trust model).
 USER regctl

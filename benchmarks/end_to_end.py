@@ -265,7 +265,7 @@ def measure_worker(
 def build_libtorch_runner() -> None:
     """Build (or find cached) the engine's LibTorch runner, as a worker image does, before any timing."""
     done = subprocess.run(
-        [sys.executable, "-m", "regctl.worker.engine.libtorch"], cwd=REPO, env=base_env(), capture_output=True
+        [sys.executable, "-m", "regctl.worker.judge.libtorch"], cwd=REPO, env=base_env(), capture_output=True
     )
     if done.returncode != 0:  # not fatal: the engine then skips that stage, and the report says so
         tail = done.stderr.decode(errors="replace")[-2000:]

@@ -3,7 +3,7 @@
 For each example model and a 6-layer nn.TransformerEncoder (d_model 256, 4 heads, batch_first,
 dynamic batch and seq; built from code with a fixed seed in a temporary model dir), time:
 
-  regctl  `worker.engine.convert_model` (load, battery, script + trace, save/reload, comparison
+  regctl  `worker.inprocess.convert_model` (load, battery, script + trace, save/reload, comparison
           on the battery, freeze + optimize_for_inference and its comparison, latency, export).
   bare    the same work written plainly: import the model file, compute eager outputs on the
           same battery (same inputs, same count), torch.jit.script and torch.jit.trace (trace
@@ -76,13 +76,13 @@ sys.path.insert(0, str(ROOT))
 
 from regctl.registry.settings import Settings  # noqa: E402
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
-from regctl.worker.engine import convert_model  # noqa: E402
 from regctl.worker.engine.battery import build_battery  # noqa: E402
-from regctl.worker.engine.export import dynamic_shapes, export_example  # noqa: E402
-from regctl.worker.engine.libtorch import SWITCH_ENV  # noqa: E402
+from regctl.worker.inprocess import convert_model  # noqa: E402
+from regctl.worker.judge.libtorch import SWITCH_ENV  # noqa: E402
+from regctl.worker.model.export import dynamic_shapes, export_example  # noqa: E402
 from regctl.worker.sandbox.client import shared_zygote  # noqa: E402
 from regctl.worker.sandbox.uids import job_uids  # noqa: E402
-from regctl.worker.supervisor import JudgedJob, WorkDir, run_conversion, run_validation  # noqa: E402
+from regctl.worker.supervisor.supervisor import JudgedJob, WorkDir, run_conversion, run_validation  # noqa: E402
 
 EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")
 TARGET_RATIO = 1.2

@@ -127,7 +127,7 @@ def wait_ready(settings: Settings, ref: str, timeout: float = 60) -> None:
 def direct(settings: Settings, name: str, directory: Path) -> float:
     """register -> convert -> validate, all in this process; seconds."""
     from regctl.registry.versions import register_version
-    from regctl.worker.pipeline import run_job
+    from regctl.worker.supervisor.pipeline import run_job
 
     start = time.perf_counter()
     info = register_version(settings, name, directory, jobs=("convert",))

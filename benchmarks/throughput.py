@@ -61,7 +61,7 @@ def _init_direct(settings: Settings, processes: int) -> None:
 
 def _run_direct(job_id: int) -> str:
     from regctl.registry.jobs import get_job
-    from regctl.worker.pipeline import run_job
+    from regctl.worker.supervisor.pipeline import run_job
 
     settings = _SETTINGS
     run_job(settings, job_id)
@@ -89,7 +89,7 @@ def validate_jobs(settings: Settings, refs: list[str], count: int) -> list[int]:
 def converted_versions(settings: Settings, directory: Path, prefix: str, count: int) -> list[str]:
     """`count` ready versions, converted and validated in this process."""
     from regctl.registry.versions import register_version
-    from regctl.worker.pipeline import run_job
+    from regctl.worker.supervisor.pipeline import run_job
 
     refs = []
     for i in range(count):

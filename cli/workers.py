@@ -74,7 +74,7 @@ def worker(
     ensure_schema(settings.database_url)
     check_broker(settings)
     from regctl.cli.sandbox import checked_protections
-    from regctl.worker.sandbox.probe import describe
+    from regctl.worker.supervisor.probe import describe
 
     for line in describe(checked_protections(settings)):
         echo(line, err=True)

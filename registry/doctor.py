@@ -31,7 +31,7 @@ from regctl.registry.store import ArtifactStore, StoredFile, open_store
 
 GRACE_S = 3600.0  # a registration uploads its blobs before it writes its rows
 SHOWN_INTEGRITY_LINES = 10
-# The worker renames a scratch folder it could not remove to this prefix (worker/scratch.py).
+# The worker renames a scratch folder it could not remove to this prefix (worker/supervisor/scratch.py).
 UNDELETABLE_PREFIX = "regctl-undeletable-"
 SHOWN_UNDELETABLE = 20
 

@@ -1,7 +1,7 @@
 """The battery's secret seed: drawn by the trusted side of a job, never by model code.
 
 The supervisor draws one per job after the candidate builder's files are sealed and hands it only
-to the reference runner and the judge (worker/supervisor.py); the report records it, so a validate
+to the reference runner and the judge (worker/supervisor/supervisor.py); the report records it, so a validate
 job can draw the same battery again. torch-free, so the supervisor can use it.
 """
 

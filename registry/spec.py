@@ -21,7 +21,7 @@ from regctl.registry.errors import InvalidInput, InvalidSpec
 SPEC_FILENAME = "regctl.toml"
 METHODS = ("auto", "trace", "script")
 # What a conversion produces: TorchScript always (it decides whether the version is ready), and on
-# request an AOTInductor package compiled from the exported program (worker/engine/aoti.py).
+# request an AOTInductor package compiled from the exported program (worker/judge/aoti.py).
 FORMATS = ("torchscript", "aoti")
 DEVICES = ("cpu", "cuda")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")

@@ -1,5 +1,5 @@
 """A version's validation report laid out for people: what the version page shows, computed from the
-report the judge wrote (worker/engine/report.py documents its shape).
+report the judge wrote (worker/judge/report.py documents its shape).
 
 Reports are read defensively: an older report may lack a section, and every string in one may come
 from model code, so nothing here trusts a value's type or renders it unescaped (the templates

@@ -63,7 +63,7 @@ class LocalRunner(LocalRunnerHook):
             self._run(min(queued, key=lambda job: job.id).id)
 
     def _run(self, job_id: int) -> None:
-        from regctl.worker.embedded import EmbeddedJob
+        from regctl.worker.supervisor.embedded import EmbeddedJob
 
         job = EmbeddedJob(self.settings, job_id)
         while not job.poll():

@@ -158,7 +158,7 @@ def attack():
     torch.Tensor.equal = always
     torch.testing.assert_close = lambda *args, **kwargs: None
     for name, module in list(sys.modules.items()):
-        if name.startswith("regctl.worker.engine"):
+        if name.startswith(("regctl.worker.engine", "regctl.worker.judge", "regctl.worker.model")):
             if hasattr(module, "compare_outputs"):
                 ok = module.Comparison(True) if hasattr(module, "Comparison") else None
                 module.compare_outputs = lambda *args, **kwargs: ok
@@ -522,7 +522,7 @@ def require_full_sandbox() -> None:
     import pytest
 
     from regctl.registry.settings import Settings
-    from regctl.worker.sandbox.probe import probe
+    from regctl.worker.supervisor.probe import probe
 
     found = probe(Settings.from_env({"REGCTL_HOME": "/nonexistent"}))
     if found.get("missing") or "pid" not in found.get("namespaces", []):

@@ -208,7 +208,7 @@ def test_a_validate_job_meeting_a_damaged_blob_fails_itself_not_the_versions(
     settings: Settings, model_dir: Path
 ) -> None:
     from regctl.registry.jobs import create_job, get_job
-    from regctl.worker.pipeline import run_job
+    from regctl.worker.supervisor.pipeline import run_job
 
     for name in ("a", "b"):
         sha = ready_version(settings, model_dir, name, b"shared torchscript bytes")

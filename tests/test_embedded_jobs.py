@@ -311,7 +311,9 @@ def _hanging_registration(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str
     try:
         # A clean interpreter running the module, never a multiprocessing child of the caller's script.
         children = wait_until(
-            lambda: _pids(f"-m regctl.worker.embedded 1 {caller.pid}$"), 60, "the job's process to start"
+            lambda: _pids(f"-m regctl.worker.supervisor.embedded 1 {caller.pid}$"),
+            60,
+            "the job's process to start",
         )
         local = LocalClient(Settings.from_env({}, home=home))
         wait_until(lambda: local.job(1).state == "running", 120, "the job to run the model")

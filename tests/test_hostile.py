@@ -66,7 +66,7 @@ class Victims:
 @pytest.fixture(scope="module")
 def victims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victims]:
     require_full_sandbox()
-    from regctl.worker.engine.libtorch import runner_path
+    from regctl.worker.judge.libtorch import runner_path
 
     root = tmp_path_factory.mktemp("hostile")
     user_home = root / "user"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from regctl.worker.scratch import remove_tree, sweep_abandoned
+from regctl.worker.supervisor.scratch import remove_tree, sweep_abandoned
 from tests.factories import linear_model
 from tests.hostile import hostile_model
 from tests.test_hostile import Victims, _assert_victims_intact

@@ -62,7 +62,7 @@ def test_the_sdist_and_the_wheel_install_into_a_fresh_venv_and_run(tmp_path: Pat
         names = archive.namelist()
     assert top == {"regctl", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert "regctl/migrations/versions/0001_initial.py" in names
-    assert "regctl/worker/engine/libtorch_runner.cpp" in names
+    assert "regctl/worker/judge/libtorch_runner.cpp" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

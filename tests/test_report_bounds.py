@@ -17,7 +17,7 @@ from regctl.worker.engine.bounds import (
     trim_report,
 )
 from regctl.worker.engine.capture import WarningLog, WarningRecord, summarize
-from regctl.worker.engine.report import add_warnings
+from regctl.worker.judge.report import add_warnings
 
 TEN_KB = "x" * 10_000
 

@@ -17,7 +17,8 @@ import pytest
 from regctl.registry.settings import Settings
 from regctl.worker.sandbox.client import RoleOutcome
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
-from regctl.worker.supervisor import _log_tail, read_regular, role_failure
+from regctl.worker.supervisor.files import read_regular
+from regctl.worker.supervisor.supervisor import _log_tail, role_failure
 
 DEADLINE_S = 5.0
 HOSTILE_TAIL = (
@@ -87,7 +88,7 @@ def test_a_role_that_exits_91_leaves_a_job_error_and_a_log_line_without_escapes(
     (tmp_path / "role.log").write_text(HOSTILE_TAIL)
     outcome = RoleOutcome(status=EXIT_ROLE_ERROR << 8, protections=None, refused=None)
     settings = Settings.from_env({}, home=tmp_path / "home")
-    with caplog.at_level(logging.ERROR, logger="regctl.worker.supervisor"):
+    with caplog.at_level(logging.ERROR, logger="regctl.worker.supervisor.supervisor"):
         error = role_failure("the model process", outcome, settings, tmp_path)
     assert "\\x1b]0;pwned\\x07\\x1b[2J verified OK \\u202egnp.exe" in error
     logged = "\n".join(record.getMessage() for record in caplog.records)

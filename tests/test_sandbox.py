@@ -34,9 +34,16 @@ from regctl.worker.sandbox import launch as launch_module
 from regctl.worker.sandbox import plan as plan_module
 from regctl.worker.sandbox.client import MAX_PENDING, _Lines, allowlisted_env
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount, SandboxPlan, outermost
-from regctl.worker.sandbox.probe import probe
 from regctl.worker.sandbox.uids import UidLease, job_uids
-from regctl.worker.supervisor import MAX_ERROR_CHARS, one_line, plan_for, sandbox_uid, scrub, secret_paths
+from regctl.worker.supervisor.probe import probe
+from regctl.worker.supervisor.supervisor import (
+    MAX_ERROR_CHARS,
+    one_line,
+    plan_for,
+    sandbox_uid,
+    scrub,
+    secret_paths,
+)
 
 DEADLINE_S = 30.0
 
@@ -778,7 +785,7 @@ def test_the_sandbox_uid_is_one_of_the_unprivileged_range_and_none_when_off(tmp_
 
 
 def test_a_cuda_job_gets_the_gpu_device_nodes_and_a_cpu_job_none(tmp_path: Path) -> None:
-    from regctl.worker.supervisor import gpu_device_nodes
+    from regctl.worker.supervisor.supervisor import gpu_device_nodes
 
     settings = _settings(tmp_path / "home", "auto")
     out = Mount(str(tmp_path / "out"), "/job/out", writable=True)

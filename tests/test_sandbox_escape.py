@@ -32,9 +32,9 @@ import pytest
 from regctl.worker.sandbox import launch as launch_module
 from regctl.worker.sandbox import linux
 from regctl.worker.sandbox.plan import SandboxPlan
-from regctl.worker.sandbox.probe import describe, probe
 from regctl.worker.sandbox.uids import UidLeaseError, lease_uids, processes_of, sweep
 from regctl.worker.sandbox.zygote import Zygote
+from regctl.worker.supervisor.probe import describe, probe
 from tests.conftest import wait_until
 from tests.hostile import processes_with
 from tests.test_sandbox import DEADLINE_S, Job, _launch, _plan, _read_to_end, _settings, job, needs_root

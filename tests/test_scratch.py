@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from regctl.registry.doctor import UNDELETABLE_PREFIX, undeletable_scratch
-from regctl.worker.scratch import (
+from regctl.worker.supervisor.scratch import (
     LOCK_NAME,
     PREFIX,
     UNLOCKED_GRACE_S,
@@ -32,7 +32,7 @@ from regctl.worker.scratch import (
 
 HOLDER = """
 import sys, time
-from regctl.worker.scratch import job_scratch
+from regctl.worker.supervisor.scratch import job_scratch
 with job_scratch(7, sys.argv[1]) as path:
     (path / "candidate.pt").write_bytes(b"x" * 4096)
     print(path, flush=True)
@@ -226,7 +226,7 @@ def test_a_folder_that_cannot_be_removed_is_reported_once_set_aside_and_listed_b
     mounted: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     work = mounted.parent
-    with caplog.at_level(logging.WARNING, logger="regctl.worker.scratch"):
+    with caplog.at_level(logging.WARNING, logger="regctl.worker.supervisor.scratch"):
         assert discard(mounted) is False
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1, warnings
@@ -237,7 +237,7 @@ def test_a_folder_that_cannot_be_removed_is_reported_once_set_aside_and_listed_b
     assert not (kept / "inner" / "removable").exists()  # everything else went
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="regctl.worker.scratch"):
+    with caplog.at_level(logging.WARNING, logger="regctl.worker.supervisor.scratch"):
         assert sweep_abandoned(str(work)) == []  # never tried again
         with job_scratch(5, str(work)) as path:  # and the next job runs and cleans up as ever
             (path / "model").mkdir()
@@ -296,7 +296,7 @@ NOBODY = 65534
 AS_NOBODY = """
 import logging, os, sys
 from pathlib import Path
-from regctl.worker.scratch import discard
+from regctl.worker.supervisor.scratch import discard
 logging.basicConfig()
 os.setgroups([])
 os.setgid(65534)

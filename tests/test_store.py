@@ -15,22 +15,22 @@ from pathlib import Path
 import pytest
 
 from regctl.registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, NotFound, ServiceUnavailable
-from regctl.registry.store import ArtifactStore, open_store, sha256_file
+from regctl.registry.store import ArtifactStore, LocalStore, RemoteStore, open_store, sha256_file
 
 MiB = 1 << 20
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(str(tmp_path / "artifacts"))
+    return open_store(str(tmp_path / "artifacts"))
 
 
 @pytest.fixture
 def memory_store() -> Iterator[ArtifactStore]:
     # A fresh prefix per test: fsspec's memory filesystem is one process-wide dict.
     url = f"memory://regctl-test-{uuid.uuid4().hex}"
-    yield ArtifactStore(url)
-    fs = ArtifactStore(url).fs
+    yield open_store(url)
+    fs = open_store(url).fs
     if fs.exists(url):
         fs.rm(url, recursive=True)
 
@@ -75,7 +75,7 @@ def test_blob_key_is_sha256_then_two_hex_directory_then_the_other_62(
 
 
 def test_file_url_and_plain_path_name_the_same_store(tmp_path: Path) -> None:
-    ref = ArtifactStore(f"file://{tmp_path}/a").put_bytes(b"same")
+    ref = open_store(f"file://{tmp_path}/a").put_bytes(b"same")
     assert open_store(str(tmp_path / "a")).read_bytes(ref.sha256) == b"same"
     assert ref.uri.startswith(str(tmp_path / "a") + "/sha256/")
 
@@ -203,7 +203,15 @@ def test_malformed_sha256_is_rejected_as_invalid_input(store: ArtifactStore, bad
 
 def test_unknown_protocol_is_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="nosuchproto://x"):
-        ArtifactStore("nosuchproto://x")
+        open_store("nosuchproto://x")
+
+
+def test_the_url_scheme_alone_chooses_the_backend(tmp_path: Path) -> None:
+    for local in (str(tmp_path / "a"), f"file://{tmp_path}/a", "~/regctl-artifacts", "relative/artifacts"):
+        assert type(open_store(local)) is LocalStore
+    assert type(open_store(f"memory://regctl-test-{uuid.uuid4().hex}")) is RemoteStore
+    with pytest.raises(TypeError):
+        ArtifactStore(str(tmp_path / "a"))  # type: ignore[abstract]  (the interface alone stores nothing)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from regctl.registry.entities import JobInfo
 from regctl.registry.jobs import following_job, get_job
 from regctl.registry.settings import Settings
-from regctl.worker.embedded import EmbeddedJob
+from regctl.worker.supervisor.embedded import EmbeddedJob
 
 POLL_S = 0.2
 

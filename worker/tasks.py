@@ -41,8 +41,8 @@ class JobRequest(Request):
         """The hard limit fails the job (the child is killed and the message acknowledged)."""
         super().on_timeout(soft, timeout)
         if not soft:
-            from regctl.worker.pipeline import fail_unless_finished
-            from regctl.worker.scratch import sweep_abandoned
+            from regctl.worker.supervisor.pipeline import fail_unless_finished
+            from regctl.worker.supervisor.scratch import sweep_abandoned
 
             fail_unless_finished(
                 settings(),
@@ -58,7 +58,7 @@ class JobRequest(Request):
         how = _how_the_child_ended(exc_info.exception)
         if how is not None and self.args:
             from regctl.registry.jobs import note_attempt_error
-            from regctl.worker.scratch import sweep_abandoned
+            from regctl.worker.supervisor.scratch import sweep_abandoned
 
             note_attempt_error(settings(), self.args[0], f"the worker process died with {how}")
             sweep_abandoned(settings().work_dir)
@@ -101,7 +101,7 @@ def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
 def run_job_task(job_id: int) -> None:
     """Run job `job_id`, then publish its follow-ups; a repeated delivery of a done or live job is a no-op."""
     from regctl.worker.dispatch import publish
-    from regctl.worker.pipeline import fail_unless_finished, run_job
+    from regctl.worker.supervisor.pipeline import fail_unless_finished, run_job
 
     config = settings()
     # The pool signals the soft time limit with SIGUSR1 (billiard installs its handler after our

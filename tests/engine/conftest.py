@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec
-from regctl.worker.engine import ConversionResult, convert_model
+from regctl.worker.inprocess import ConversionResult, convert_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_NAMES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-fails")

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from regctl.registry.digests import sha256_file
-from regctl.worker.engine import convert_model
-from regctl.worker.engine.aoti import compile_and_judge, judge_package
-from regctl.worker.engine.convert import BUILDER_DIR, REFERENCE_DIR
-from regctl.worker.engine.judge import judge_inputs
-from regctl.worker.engine.libtorch import build_runner
-from regctl.worker.engine.sections import PACKAGE_FILE, empty_aoti_section
+from regctl.worker.contract import PACKAGE_FILE, empty_aoti_section
+from regctl.worker.inprocess import convert_model
+from regctl.worker.inprocess.convert import BUILDER_DIR, REFERENCE_DIR
+from regctl.worker.judge.aoti import compile_and_judge, judge_package
+from regctl.worker.judge.judge import judge_inputs
+from regctl.worker.judge.libtorch import build_runner
 from tests.engine.conftest import EXAMPLES, example_spec
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec
 from regctl.worker.engine.battery import build_battery, shape_grid
-from regctl.worker.engine.loader import ModelLoadError
+from regctl.worker.engine.devices import ModelLoadError
 
 TWO_DIMS = ModelSpec(
     inputs=(

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from regctl.worker.engine.compare import compare_outputs
+from regctl.worker.judge.compare import compare_outputs
 
 
 class Pair(NamedTuple):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from regctl.registry.spec import ModelSpec
-from regctl.worker.engine import convert_model
+from regctl.worker.inprocess import convert_model
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
 
 
@@ -246,7 +246,7 @@ def test_optimize_false_keeps_the_artifact_as_converted(tmp_path: Path) -> None:
 def test_progress_estimates_the_time_left_from_the_pace_so_far() -> None:
     import time
 
-    from regctl.worker.engine.evaluate import remaining
+    from regctl.worker.engine.calls import remaining
 
     assert remaining(time.monotonic() - 10.0, 5, 10) in (", ~10 s left", ", ~11 s left")
     assert remaining(time.monotonic() - 10.0, 10, 10) == ""  # done: nothing left to estimate

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from regctl.worker.engine import ConversionResult
 from regctl.worker.engine.battery import build_battery, example_cases
-from regctl.worker.engine.evaluate import call
-from regctl.worker.engine.loader import loaded_model
+from regctl.worker.engine.calls import call
+from regctl.worker.inprocess import ConversionResult
+from regctl.worker.model.loader import loaded_model
 from tests.engine.conftest import EXAMPLE_NAMES, EXAMPLES, example_spec
 
 Converted = Callable[[str], ConversionResult]

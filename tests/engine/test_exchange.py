@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from regctl.worker.contract import BUILDER_FILE, REFERENCE_FILE
 from regctl.worker.engine.exchange import (
-    BUILDER_FILE,
     MAX_JSON_BYTES,
-    REFERENCE_FILE,
     CandidateSide,
     EagerLatency,
     ExchangeError,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from regctl.worker.engine import convert_model
+from regctl.worker.inprocess import convert_model
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
 
 
@@ -118,7 +118,7 @@ def test_a_saved_program_that_would_unpickle_an_object_is_refused_and_the_payloa
     tmp_path: Path,
 ) -> None:
     from regctl.worker.engine.battery import build_battery
-    from regctl.worker.engine.export import judge_program, plain_data_only
+    from regctl.worker.judge.program import judge_program, plain_data_only
 
     program, marker = tmp_path / "model.pt2", tmp_path / "payload-ran"
     _hostile_program(program, marker)

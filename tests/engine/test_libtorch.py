@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from regctl.registry.spec import load_spec
-from regctl.worker.engine import ConversionResult, convert_model, libtorch, validate_artifact
 from regctl.worker.engine.battery import BatteryCase
-from regctl.worker.engine.libtorch import CACHE_ENV, SWITCH_ENV, Runner, build_runner, run_libtorch_stage
+from regctl.worker.inprocess import ConversionResult, convert_model, validate_artifact
+from regctl.worker.judge import libtorch
+from regctl.worker.judge.libtorch import CACHE_ENV, SWITCH_ENV, Runner, build_runner, run_libtorch_stage
 from tests.conftest import service_missing
 from tests.engine.conftest import write_model
 

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from regctl.registry.spec import ModelSpec
-from regctl.worker.engine import ModelLoadError, convert_model
-from regctl.worker.engine.loader import NAMESPACE_PREFIX, loaded_model
+from regctl.worker.inprocess import ModelLoadError, convert_model
+from regctl.worker.model.loader import NAMESPACE_PREFIX, loaded_model
 from tests.engine.conftest import seq_spec, write_model
 
 LINEAR = """

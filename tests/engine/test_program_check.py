@@ -14,15 +14,15 @@ import pytest
 import torch
 
 from regctl.registry.spec import ModelSpec
-from regctl.worker.engine.export import judge_program
-from regctl.worker.engine.program_check import (
-    MAX_EXPR_CHARS,
+from regctl.worker.judge.program import judge_program
+from regctl.worker.judge.program_check import (
     ProgramRefused,
     check_expression,
     check_guard,
     check_pickle,
     check_program,
 )
+from regctl.worker.judge.program_grammar import MAX_EXPR_CHARS
 from tests.engine.conftest import seq_spec
 
 Dim = torch.export.Dim
@@ -410,7 +410,7 @@ def test_the_guard_grammar_refuses_anything_else(text: str) -> None:
 
 def test_a_refused_program_never_reaches_torch_in_the_aoti_stage(tmp_path: Path) -> None:
     from regctl.registry.digests import sha256_file
-    from regctl.worker.engine.aoti import compile_and_judge
+    from regctl.worker.judge.aoti import compile_and_judge
 
     canary = tmp_path / "PWNED"
     payload = f"__import__('pathlib').Path({str(canary)!r}).write_text('pwned')"
@@ -428,11 +428,12 @@ def test_the_checker_imports_neither_torch_nor_anything_of_the_engine() -> None:
     import sys
 
     probe = (
-        "import sys, regctl.worker.engine.program_check; "
+        "import sys, regctl.worker.judge.program_check; "
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'regctl.'))))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert (
         done.stdout.strip()
-        == "['regctl.worker', 'regctl.worker.engine', 'regctl.worker.engine.program_check']"
+        == "['regctl.worker', 'regctl.worker.judge', 'regctl.worker.judge.program_check', "
+        "'regctl.worker.judge.program_grammar']"
     )

@@ -13,8 +13,8 @@ import torch
 
 from regctl.registry.seeds import draw_seed
 from regctl.registry.spec import load_spec
-from regctl.worker.engine import convert_model
 from regctl.worker.engine.battery import build_battery, example_cases, shape_grid
+from regctl.worker.inprocess import convert_model
 from tests.engine.conftest import seq_spec
 from tests.hostile import Targets, hostile_model
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from regctl.worker.engine import validate_artifact
+from regctl.worker.inprocess import validate_artifact
 from tests.engine.conftest import EXAMPLES, example_spec
 
 

@@ -331,7 +331,7 @@ def prebuilt_libtorch_runner(libtorch_runner_cache: Path) -> None:
     small time limits used here. A failed build is not an error: the engine then skips that stage.
     """
     subprocess.run(
-        [sys.executable, "-m", "regctl.worker.engine.libtorch"],
+        [sys.executable, "-m", "regctl.worker.judge.libtorch"],
         env=base_env(),
         capture_output=True,
         timeout=900,

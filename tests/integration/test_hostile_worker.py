@@ -43,7 +43,7 @@ def _with_password(url: str) -> str:
 def test_hostile_models_in_a_real_worker_fail_cleanly_or_leave_no_trace(
     service: Service, tmp_path: Path
 ) -> None:
-    from regctl.worker.engine.libtorch import runner_path
+    from regctl.worker.judge.libtorch import runner_path
 
     require_full_sandbox()
     # Trust authentication accepts any password: the worker's URL now carries a secret to steal.

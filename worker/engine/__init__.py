@@ -1,29 +1,7 @@
-"""The conversion and validation engine: model directory + spec in, proven TorchScript artifact out.
+"""Torch-level helpers shared by the model side (worker/model/) and the judge (worker/judge/).
 
-Pure: it knows nothing of the database, Celery or the artifact store. Its parts never share a
-process in a job: `model_side` (imports and runs the model's code, as the candidate builder and as
-the reference runner) and `judge` (proves the candidates against the eager outputs, never importing
-model code). `convert_model` and `validate_artifact` chain them in one process for unit tests.
-Importing the engine imports torch; the names below load lazily so `regctl.worker.engine.<module>`
-can be imported on its own.
+The battery, capturing warnings and errors, the exchange files' formats, seeds and devices,
+calling a function on a case, latency, report entries: no model code is imported here, and
+nothing here imports worker/model/. `convert_model` and `validate_artifact`, which chain the model
+side and the judge in one process for unit tests, are in worker/inprocess/.
 """
-
-from __future__ import annotations
-
-from importlib import import_module
-from typing import Any
-
-_EXPORTS = {
-    "ConversionResult": "regctl.worker.engine.judge",
-    "ValidationResult": "regctl.worker.engine.judge",
-    "ModelLoadError": "regctl.worker.engine.loader",
-    "convert_model": "regctl.worker.engine.convert",
-    "validate_artifact": "regctl.worker.engine.validate",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'regctl.worker.engine' has no attribute {name!r}")

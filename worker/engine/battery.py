@@ -27,7 +27,7 @@ number of samples. Tensors are cast to the spec's dtype; scalars are stored as 0
 
 Everything is deterministic given `seed`: each case has its own torch.Generator. A job's battery
 uses a seed the supervisor draws after the candidates are sealed and hands only to the reference
-runner and the judge, so no artifact can know its values (`draw_seed` in worker/supervisor.py).
+runner and the judge, so no artifact can know its values (`draw_seed` in worker/supervisor/supervisor.py).
 
 Examples (`example_cases`). The candidate builder never sees the battery: it traces and exports on
 the spec's public examples, one draw per shape of the same grid (all-opt first), from a fixed seed
@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
-from regctl.worker.engine.loader import ModelLoadError
+from regctl.worker.engine.devices import ModelLoadError
 
 REGIMES = ("mixed", "positive", "negative", "large")
 LARGE_SCALE = 1e3

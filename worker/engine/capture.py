@@ -196,3 +196,8 @@ def describe_exception(exc: BaseException, frames: ModelFrames | None = None) ->
         head = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     where = frames.innermost_traceback(exc.__traceback__) if frames else None
     return f"{head} ({where[0]}:{where[1]})" if where else head
+
+
+def warning_entries(records: list[WarningRecord]) -> list[dict[str, Any]]:
+    """TracerWarnings for a candidate entry: message, model file and line, count."""
+    return [{k: w[k] for k in ("message", "file", "line", "count")} for w in summarize(records)]

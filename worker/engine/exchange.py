@@ -19,9 +19,6 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-REFERENCE_FILE = "reference.pt"  # the reference runner's eager outputs
-BUILDER_FILE = "builder.json"  # the candidate builder's ModelSide
-REFERENCE_SIDE_FILE = "reference.json"  # the reference runner's ModelSide
 MAX_JSON_BYTES = 64 * 1024 * 1024
 _SCALARS = (bool, int, float, complex, str, type(None))
 

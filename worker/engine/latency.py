@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from regctl.worker.engine.battery import BatteryCase
-from regctl.worker.engine.loader import reseed
+from regctl.worker.engine.devices import reseed
 
 WARMUP = 3
 BUDGET_S = 0.1

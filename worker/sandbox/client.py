@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from regctl.worker.sandbox.plan import SandboxPlan
-from regctl.worker.sandbox.zygote import CONTROL_FD_ENV, MAX_MESSAGE, PARENT_ENV
+from regctl.worker.sandbox.protocol import (
+    CONTROL_FD_ENV,
+    MAX_MESSAGE,
+    PARENT_ENV,
+    PROGRESS,
+    PROTECTIONS,
+    REFUSED,
+    ZYGOTE_MODULE,
+)
 
 # Variables a model or a judge may legitimately need; everything else (REGCTL_*, AWS_*, tokens,
 # the user's shell settings) stays with the supervisor.
@@ -97,7 +105,7 @@ class Zygote:
             "PYTORCH_NVML_BASED_CUDA_CHECK": "1",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "regctl.worker.sandbox.zygote"],
+            [sys.executable, "-P", "-m", ZYGOTE_MODULE],
             env=env,
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
@@ -249,13 +257,13 @@ class _Lines:
             line = raw.decode("utf-8", "replace")
             if self.first:  # written by the sandbox's init before any model code ran
                 self.first = False
-                if line.startswith("S "):
-                    self.protections = _json_or_none(line[2:])
-                elif line.startswith("E "):
-                    self.refused = line[2:]
+                if line.startswith(PROTECTIONS):
+                    self.protections = _json_or_none(line[len(PROTECTIONS) :])
+                elif line.startswith(REFUSED):
+                    self.refused = line[len(REFUSED) :]
                 continue
-            if line.startswith("P "):
-                progress.append("".join(ch for ch in line[2:] if ch.isprintable()))
+            if line.startswith(PROGRESS):
+                progress.append("".join(ch for ch in line[len(PROGRESS) :] if ch.isprintable()))
         return progress
 
 

@@ -32,6 +32,7 @@ import sys
 import traceback
 from typing import NoReturn
 
+from regctl.worker.contract import ROLE_LOG
 from regctl.worker.sandbox import linux
 from regctl.worker.sandbox.confine import (
     Protections,
@@ -44,6 +45,7 @@ from regctl.worker.sandbox.confine import (
     forbid_tracing,
 )
 from regctl.worker.sandbox.plan import SandboxPlan
+from regctl.worker.sandbox.protocol import PROTECTIONS, REFUSED
 from regctl.worker.sandbox.waiters import become, init_waits, launcher_waits
 
 EXIT_REFUSED = 90  # strict mode could not set up the sandbox
@@ -75,7 +77,10 @@ def _report_crash(text: str) -> None:
     if _unreported != -1:  # nothing said yet: the supervisor shows this as the reason
         last = text.strip().splitlines()[-1] if text.strip() else "unknown"
         with contextlib.suppress(OSError):
-            os.write(_unreported, b"E internal error in the sandbox's setup: " + last.encode()[:2000] + b"\n")
+            os.write(
+                _unreported,
+                REFUSED.encode() + b"internal error in the sandbox's setup: " + last.encode()[:2000] + b"\n",
+            )
 
 
 def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoReturn:
@@ -133,7 +138,7 @@ def _init(
     except SandboxRefused as exc:
         _refuse(progress_fd, str(exc))
     _rearm_death_signal(launcher)
-    os.write(progress_fd, b"S " + json.dumps(protections.to_json()).encode() + b"\n")
+    os.write(progress_fd, PROTECTIONS.encode() + json.dumps(protections.to_json()).encode() + b"\n")
     _unreported = -1
     paths = {name: (m.inside if private else m.host) for name, m in plan.mounts.items()}
     go_r, go_w = os.pipe()
@@ -173,9 +178,7 @@ def _role(
             "TORCHINDUCTOR_CACHE_DIR": os.path.join(out, "tmp", "inductor"),
         }
     )
-    log = os.open(
-        os.path.join(out, "role.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
-    )
+    log = os.open(os.path.join(out, ROLE_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)
@@ -183,7 +186,7 @@ def _role(
     os.chdir(out)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    from regctl.worker.sandbox.roles import run_role
+    from regctl.worker.sandbox.roles import run_role  # preloaded by the zygote; bound in the role
 
     os.read(go_r, 1)  # until the init's waiter is not dumpable again (end of file; or the init died)
     os.close(go_r)
@@ -210,7 +213,7 @@ def _null_standard_streams() -> None:
 
 
 def _refuse(progress_fd: int, reason: str) -> NoReturn:
-    os.write(progress_fd, b"E " + reason.encode()[:3000] + b"\n")
+    os.write(progress_fd, REFUSED.encode() + reason.encode()[:3000] + b"\n")
     os._exit(EXIT_REFUSED)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.sandbox.protocol import PROGRESS
 
 ROLES = ("builder", "reference", "judge", "aoti", "probe")
 
@@ -23,7 +24,7 @@ class PipeProgress:
         self.fd = fd
 
     def __call__(self, text: str) -> None:
-        line = "P " + " ".join(text.split())[:500] + "\n"
+        line = PROGRESS + " ".join(text.split())[:500] + "\n"
         os.write(self.fd, line.encode())
 
 
@@ -31,6 +32,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
     """Run `role` (one of ROLES; "probe" does nothing); its results land in paths['out']."""
     if role == "probe":
         return
+    # lazy, here and below: the zygote has imported them already; a probe role never needs them
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -38,7 +40,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
     spec = ModelSpec.from_dict(args["spec"])
     out = Path(paths["out"])
     if role == "builder":
-        from regctl.worker.engine.model_side import build_candidates
+        from regctl.worker.model.model_side import build_candidates
 
         build_candidates(
             Path(paths["model"]),
@@ -49,13 +51,13 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
             progress=progress,
         )
     elif role == "reference":
-        from regctl.worker.engine.model_side import run_reference
+        from regctl.worker.model.model_side import run_reference
 
         run_reference(Path(paths["model"]), spec, out, seed=int(args["seed"]), progress=progress)
     elif role == "judge":
         _judge(spec, args, paths, out, progress)
     elif role == "aoti":
-        from regctl.worker.engine.aoti import run_aoti_role
+        from regctl.worker.judge.aoti import run_aoti_role
 
         run_aoti_role(spec, paths, args, progress)
     else:
@@ -65,8 +67,9 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
 def _judge(
     spec: ModelSpec, args: dict[str, Any], paths: dict[str, str], out: Path, progress: PipeProgress
 ) -> None:
-    from regctl.worker.engine.judge import judge_conversion, judge_validation
-    from regctl.worker.engine.libtorch import Runner
+    from regctl.worker.judge.judge import judge_conversion
+    from regctl.worker.judge.libtorch import Runner
+    from regctl.worker.judge.validation import judge_validation
 
     runner: Runner | str = (
         Runner(Path(paths["runner"])) if "runner" in paths else args.get("runner_skip") or "not attempted"

@@ -1,11 +1,12 @@
 """The zygote: a warm template process that has imported torch and the engine but never model code.
 
 A fresh Python that imports torch costs seconds; a fork of one that already has costs
-milliseconds. The supervisor starts one zygote (`python -P -m worker.sandbox.zygote`) with an
+milliseconds. The supervisor starts one zygote (`python -P -m regctl.worker.sandbox.zygote`) with an
 allowlisted environment, so nothing it holds, and nothing a fork of it inherits, is a secret: not
 the database URL, not the broker, not the store's keys. It never runs model code itself.
 
-Protocol, over a SOCK_SEQPACKET socket inherited as fd $REGCTL_ZYGOTE_FD, one JSON message per packet:
+Protocol (constants in protocol.py), over a SOCK_SEQPACKET socket inherited as fd $REGCTL_ZYGOTE_FD,
+one JSON message per packet:
 
     -> {"op": "run", "role": ..., "plan": {...}, "args": {...}}  + the progress pipe's write end
     <- {"started": pid}      later   <- {"exited": pid, "status": raw wait status}
@@ -29,11 +30,8 @@ import socket
 import sys
 from typing import Any
 
+from regctl.worker.sandbox.protocol import CONTROL_FD_ENV, MAX_MESSAGE, PARENT_ENV
 from regctl.worker.sandbox.uids import sweep
-
-CONTROL_FD_ENV = "REGCTL_ZYGOTE_FD"
-PARENT_ENV = "REGCTL_ZYGOTE_PARENT"
-MAX_MESSAGE = 1 << 20
 
 
 def main() -> None:
@@ -46,9 +44,10 @@ def main() -> None:
     sock = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     import torch  # noqa: F401  (the point of the zygote: pay this once)
 
-    import regctl.worker.engine.aoti
-    import regctl.worker.engine.judge
-    import regctl.worker.engine.model_side
+    import regctl.worker.judge.aoti
+    import regctl.worker.judge.judge
+    import regctl.worker.judge.validation
+    import regctl.worker.model.model_side
     import regctl.worker.sandbox.launch
     import regctl.worker.sandbox.roles  # noqa: F401
 
@@ -173,7 +172,7 @@ def _kill_group(pid: int) -> None:
 def _runner(message: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
-    from regctl.worker.engine.libtorch import RunnerUnavailable, build_runner
+    from regctl.worker.judge.libtorch import RunnerUnavailable, build_runner
 
     if not message.get("enabled", True):
         return {"runner": None, "skip": message.get("skip") or "disabled"}

@@ -1,0 +1,67 @@
+"""What the store's backends share beneath the interface: blob references, key checks, chunked reads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from regctl.registry.errors import InvalidInput
+
+CHUNK_SIZE = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A stored blob: its checksum, its size in bytes and the full URI it lives at."""
+
+    sha256: str
+    size: int
+    uri: str
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file found under the store's root: a blob (with its sha256) or an upload temp (sha256 None)."""
+
+    path: str
+    sha256: str | None
+    size: int
+    modified: float  # seconds since the epoch
+    area: str = "sha256"  # sha256 (blobs), tmp (uploads in flight or abandoned) or trash (set aside by gc)
+
+
+def check_sha(sha256: str) -> str:
+    """Return `sha256` when it is a digest; raise InvalidInput otherwise (it becomes part of a key)."""
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise InvalidInput(f"{sha256!r} is not a sha256 digest; expected 64 lowercase hex characters")
+    return sha256
+
+
+def read_chunks(f: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Yield what `f` holds, `chunk_size` bytes at a time."""
+    while chunk := f.read(chunk_size):
+        yield chunk
+
+
+def remove_quietly(path: str) -> None:
+    """Remove the local file at `path`; one already gone is not an error."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def facts(info: dict) -> tuple[int, float]:
+    """(size, mtime) from an fsspec info dict, local (`mtime`) or S3 (`LastModified`)."""
+    modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
+    if hasattr(modified, "timestamp"):
+        modified = modified.timestamp()
+    return int(info.get("size") or 0), float(modified)
+
+
+def is_sha(candidate: str) -> bool:
+    """True when `candidate` is a sha256 digest as the store spells it (64 lowercase hex characters)."""
+    return bool(_SHA256.fullmatch(candidate))

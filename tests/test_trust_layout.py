@@ -1,0 +1,50 @@
+"""The trust boundary is drawn by folders, and their imports keep to it (DESIGN.md, Trust boundaries)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).resolve().parent.parent / "worker"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth (inside functions too), as absolute names."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import of {node.module!r}"
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _modules(folder: str) -> list[Path]:
+    paths = sorted((WORKER / folder).rglob("*.py"))
+    assert paths, f"worker/{folder}/ holds no Python files"
+    return paths
+
+
+@pytest.mark.parametrize("path", _modules("judge"), ids=lambda p: p.name)
+def test_the_judge_never_imports_the_model_side(path: Path) -> None:
+    model_side = sorted(m for m in _imported_modules(path) if m.startswith("regctl.worker.model"))
+    assert model_side == [], f"worker/judge/{path.name} imports {model_side}"
+
+
+def test_the_shared_contract_imports_neither_torch_nor_a_role() -> None:
+    imported = _imported_modules(WORKER / "contract.py")
+    assert not {m for m in imported if m.split(".")[0] == "torch" or m.startswith("regctl.worker.")}
+
+
+def test_the_supervisors_sandbox_client_never_imports_the_zygote() -> None:
+    imported = _imported_modules(WORKER / "sandbox" / "client.py")
+    assert not {m for m in imported if m.startswith("regctl.worker.sandbox.zygote")}, imported
+
+
+@pytest.mark.parametrize("path", _modules("sandbox"), ids=lambda p: p.name)
+def test_the_sandbox_mechanism_never_imports_its_supervisor(path: Path) -> None:
+    above = sorted(m for m in _imported_modules(path) if m.startswith("regctl.worker.supervisor"))
+    assert above == [], f"worker/sandbox/{path.name} imports {above}"

@@ -1,0 +1,73 @@
+"""What the roles of a job hand each other, as plain data: file names and report sections. No torch.
+
+The supervisor (worker/supervisor/), the model side (worker/model/) and the judge
+(worker/judge/) each read these names here, so none imports another to learn them. The supervisor
+fills in the empty sections when a stage could not start (its process died, the program was not
+exportable); the judge fills them in as the stages run (libtorch.py, aoti.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The candidate builder's and the reference runner's outputs (worker/model/model_side.py).
+BUILDER_FILE = "builder.json"  # the candidate builder's ModelSide
+REFERENCE_FILE = "reference.pt"  # the reference runner's eager outputs
+REFERENCE_SIDE_FILE = "reference.json"  # the reference runner's ModelSide
+EXPORTED_FILE = "model.pt2"  # the candidate builder's exported program
+
+# The judge's verdict, and the log every role writes beside its outputs (never sealed).
+RESULT_FILE = "result.json"
+ROLE_LOG = "role.log"
+
+# The aoti role's outputs.
+PACKAGE_FILE = "model.aoti.pt2"  # what the aoti role compiles into its output directory
+AOTI_RESULT_FILE = "aoti.json"  # and its verdict beside it
+
+# The candidates `--method auto` tries, preferred first.
+PREFERENCE = ("script", "trace")
+
+
+def candidate_order(requested: str) -> tuple[str, ...]:
+    """The candidates tried for a requested method, preferred first."""
+    return PREFERENCE if requested == "auto" else (requested,)
+
+
+def empty_section(skipped: str | None = "not attempted") -> dict[str, Any]:
+    """The LibTorch stage's report section when it did not run (or has not run yet)."""
+    return {
+        "ran": False,
+        "ok": False,
+        "skipped": skipped,
+        "error": None,
+        "detail": None,
+        "cases": 0,
+        "failures": 0,
+        "failed_input": None,
+        "max_abs_error": None,
+        "max_rel_error": None,
+        "build_s": 0.0,
+        "run_s": 0.0,
+    }
+
+
+def empty_aoti_section(requested: bool, error: str | None = None) -> dict[str, Any]:
+    """The `aoti` report section before (or without) a compile: not requested, or why it did not run."""
+    return {
+        "requested": requested,
+        "ok": False,
+        "error": error if requested else None,
+        "failed_input": None,
+        "detail": None,
+        "notes": [],
+        "compile_s": None,
+        "battery_s": None,
+        "max_abs_error": None,
+        "max_rel_error": None,
+        "cases": [],
+        "libtorch": empty_section(),
+        "latency_ms": None,
+        "sha256": None,
+        "file": None,
+        "warnings": [],
+    }

@@ -1,0 +1,189 @@
+"""AOTInductor packages: the exported program compiled to native code, proved like a TorchScript file.
+
+Runs in its own sandboxed role process (worker/supervisor/aoti_stage.py starts it after the
+judge), which never imports model code: it loads the exported program the judge already proved
+(`model.pt2` from the model process, only if its sha256 is the proved one and program_check.py
+passes it again, tensors and plain data only), compiles it
+with `torch._inductor.aoti_compile_and_package`, then loads the package with
+`torch._inductor.aoti_load_package` and runs the whole battery against the eager outputs, then runs
+it again in C++ (libtorch_runner.cpp with `aoti`, through torch::inductor::AOTIModelPackageLoader).
+The compiler writes only under this process's /tmp (the job's own scratch), so no job can leave a
+compiled kernel behind for another.
+
+Compiling here and not in the model process is deliberate: a package is native code that the
+checks load and run, and code the model process could have chosen must never run where verdicts are
+written. What the model process contributes is the exported program, which is data.
+
+The report section (`aoti`): requested, ok, error, failed_input, detail, notes, compile_s,
+battery_s, max_abs_error, max_rel_error, cases (per input, as for candidates), libtorch (the C++
+section, as libtorch.py writes it), latency_ms (median, on the same input as eager and TorchScript),
+sha256, file and warnings (what the compiler warned, de-duplicated). A failure here never fails the
+job: the TorchScript artifact stands on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from regctl.registry.digests import sha256_file
+from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import AOTI_RESULT_FILE, PACKAGE_FILE, empty_aoti_section, empty_section
+from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.capture import describe_exception, one_line
+from regctl.worker.engine.exported import quiet_torch
+from regctl.worker.engine.latency import measure
+from regctl.worker.judge.evaluate import check_candidate
+from regctl.worker.judge.judge import judge_inputs
+from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
+from regctl.worker.judge.program import plain_data_only
+from regctl.worker.judge.program_check import ProgramRefused, check_program
+from regctl.worker.judge.report import case_entries, json_safe
+
+MAX_WARNINGS = 20
+
+
+def compile_and_judge(
+    program: Path,
+    expected_sha256: str,
+    spec: ModelSpec,
+    battery: list[BatteryCase],
+    reference: list[Any],
+    out_dir: Path,
+    device: torch.device,
+    runner: Runner | str,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Compile the proved exported program into a package in out_dir and judge it; the report section."""
+    section = empty_aoti_section(True)
+    if sha256_file(program) != expected_sha256:
+        section["error"] = "the exported program changed after the judge proved it; not compiled"
+        return section
+    try:
+        check_program(program)  # as in the judge: torch.export.load evals strings of the archive
+    except ProgramRefused as exc:
+        section["error"] = f"the exported program was refused before loading: {exc}"
+        return section
+    progress("aoti: compiling")
+    started = time.perf_counter()
+    package = out_dir / PACKAGE_FILE
+    try:
+        with quiet_torch(), plain_data_only(), warnings.catch_warnings(record=True) as caught:
+            # torch's own deprecation notices from inside the compiler are noise, never an error here.
+            warnings.simplefilter("always")
+            exported = torch.export.load(str(program))
+            _compile(exported, package)
+        section["warnings"] = sorted({one_line(str(w.message)) for w in caught})[:MAX_WARNINGS]
+    except Exception as exc:
+        section["error"] = f"AOTInductor compilation failed: {describe_exception(exc)}"
+        section["detail"] = str(exc)[:4000]
+        return section
+    finally:
+        section["compile_s"] = round(time.perf_counter() - started, 4)
+    section.update(sha256=sha256_file(package), file=package.name)
+    return judge_package(section, package, spec, battery, reference, device, runner, progress)
+
+
+def _compile(exported: Any, package: Path) -> None:
+    # lazy: Inductor costs seconds to import and only the aoti role uses it
+    import torch._inductor
+    import torch._inductor.config
+
+    # One compile thread: a pool of compile workers would be more processes than the sandbox allows.
+    torch._inductor.config.compile_threads = 1
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "inductor"))
+    torch._inductor.aoti_compile_and_package(exported, package_path=str(package))
+
+
+def judge_package(
+    section: dict[str, Any],
+    package: Path,
+    spec: ModelSpec,
+    battery: list[BatteryCase],
+    reference: list[Any],
+    device: torch.device,
+    runner: Runner | str,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Load the package, run the battery in Python and then in C++; fills and returns `section`."""
+    import torch._inductor  # lazy: see _compile
+
+    try:
+        loaded = torch._inductor.aoti_load_package(str(package))
+    except Exception as exc:
+        section["error"] = f"the package does not load: {describe_exception(exc)}"
+        return section
+    v = spec.validation
+    started = time.perf_counter()
+    check = check_candidate(
+        loaded, battery, reference, device, rtol=v.rtol, atol=v.atol, name="aoti: battery", progress=progress
+    )
+    section.update(
+        battery_s=round(time.perf_counter() - started, 4),
+        max_abs_error=check.max_abs_error,
+        max_rel_error=check.max_rel_error,
+        cases=case_entries(check),
+        failed_input=check.failed_input,
+    )
+    if not check.ok:
+        section["error"] = f"the AOTInductor package {check.error}"
+        return section
+    progress("aoti: measuring latency")
+    section["latency_ms"] = measure(loaded, battery[0], device).median_ms
+    del loaded
+    if isinstance(runner, str):
+        section["libtorch"] = empty_section(runner)
+    else:
+        section["libtorch"] = run_libtorch_stage(
+            package, battery, reference, v.rtol, v.atol, progress, device=device, runner=runner, kind="aoti"
+        )
+    libtorch = section["libtorch"]
+    if libtorch["ran"] and not libtorch["ok"]:
+        section["error"] = f"the package runs in Python but not in LibTorch: {libtorch['error']}"
+        return section
+    section["ok"] = True
+    return section
+
+
+def write_section(out_dir: Path, section: dict[str, Any]) -> None:
+    """The role's one result file, strict JSON."""
+    (out_dir / AOTI_RESULT_FILE).write_text(json.dumps(json_safe(section), allow_nan=False))
+
+
+def run_aoti_role(
+    spec: ModelSpec, paths: dict[str, str], args: dict[str, Any], progress: Callable[[str], None]
+) -> None:
+    """The sandboxed `aoti` role: the judge's inputs, the proved program, the compile and the verdict."""
+    out = Path(paths["out"])
+    name = str(args.get("program") or "")
+    if not name or os.path.basename(name) != name or name.startswith("."):
+        write_section(out, empty_aoti_section(True, "no proved exported program to compile"))
+        return
+    side, battery, reference, device = judge_inputs(
+        Path(paths["model"]), spec, Path(paths["reference"]), int(args["seed"]), progress
+    )
+    if side.error is not None:
+        write_section(out, empty_aoti_section(True, side.error))
+        return
+    runner: Runner | str = (
+        Runner(Path(paths["runner"])) if "runner" in paths else str(args.get("runner_skip"))
+    )
+    section = compile_and_judge(
+        Path(paths["candidates"]) / name,
+        str(args.get("sha256")),
+        spec,
+        battery,
+        reference,
+        out,
+        device,
+        runner,
+        progress,
+    )
+    write_section(out, section)

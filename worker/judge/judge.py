@@ -1,0 +1,461 @@
+"""The judge: proves candidate artifacts against the eager outputs, without ever importing model code.
+
+Runs in the sandboxed judge process, a fresh fork of a template that has imported torch but no
+model. It rebuilds the battery itself from the spec and the job's secret seed (recorded inputs are
+read as safetensors), reads the eager outputs and `reference.json` the reference runner left and
+`builder.json` the candidate builder left beside the candidates, and then:
+
+1. Candidates, in order (`auto`: script then trace): each file the builder saved is loaded
+   with torch.jit.load and run on the whole battery; the first case where it raises or differs
+   from eager rejects it. Script is preferred when both pass; when none passes the conversion
+   fails with every candidate's diagnosis. In a lean round (model_side.py) the builder saved
+   the preferred candidate frozen and optimized for inference (when `optimize` is on and that was
+   not slower); if that one fails, `retry` asks for the full round, where every candidate comes as
+   compiled and the optimization's failure is reported.
+2. (`optimize` is reported from what the builder did: the judge proves the form it saved.)
+3. The LibTorch stage (libtorch.py): the saved artifact runs on the battery in a C++ process,
+   whose outputs are compared here.
+4. The artifact's latency against the eager latency the reference runner measured; then the
+   exported program, judged on the battery like a candidate (it never fails the conversion).
+
+The builder never saw the battery (its examples are public, the battery's values come from a seed
+drawn after its files were sealed), and the reference runner never saw the candidates, so an
+artifact cannot answer the battery's inputs from memory.
+
+Files written to out_dir: `result.json` (ok, method, error, retry, report). The artifacts are proved
+where the builder left them and never copied; the report's `proved` section names each file
+and the sha256 the battery ran on, so the supervisor stores exactly those bytes (and checks them
+against the seal it took before the battery existed). Validation (`judge_validation`, in
+validation.py) runs an existing artifact on the whole battery, LibTorch stage included.
+
+Memory: a candidate is loaded from its file (no second copy of its bytes in memory) and the
+candidates that lost are dropped as soon as the choice is made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from regctl.registry.digests import sha256_file
+from regctl.registry.spec import METHODS, ModelSpec
+from regctl.worker.contract import (
+    BUILDER_FILE,
+    REFERENCE_FILE,
+    REFERENCE_SIDE_FILE,
+    RESULT_FILE,
+    candidate_order,
+    empty_section,
+)
+from regctl.worker.engine.battery import BatteryCase, build_battery
+from regctl.worker.engine.calls import timed
+from regctl.worker.engine.capture import WarningLog, describe_exception
+from regctl.worker.engine.devices import ModelLoadError, device_for
+from regctl.worker.engine.exchange import (
+    CandidateSide,
+    ExchangeError,
+    ModelSide,
+    candidate_path,
+    dumps,
+    load_reference,
+    read_side,
+)
+from regctl.worker.engine.latency import Latency, measure
+from regctl.worker.engine.outputs import describe_outputs
+from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
+from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
+from regctl.worker.judge.libtorch import failure as libtorch_failure
+from regctl.worker.judge.program import judge_program
+from regctl.worker.judge.report import (
+    add_warnings,
+    candidate_entry,
+    json_safe,
+    latency_entry,
+    new_report,
+)
+
+MAX_LABELS = 20
+RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
+
+
+@dataclass(frozen=True)
+class JudgedArtifact:
+    """A loaded TorchScript artifact, the file it was loaded from (and its sha256), and its battery result."""
+
+    name: str
+    path: Path
+    sha256: str
+    loaded: Any
+    check: CandidateCheck
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What a conversion produced: the accepted artifact, the optional export, and the report."""
+
+    ok: bool
+    method: str | None  # "script" | "trace" chosen, None on failure
+    torchscript_path: Path | None  # the model process's file the judge accepted (possibly optimized)
+    exported_path: Path | None  # the model process's model.pt2 when torch.export worked and validated
+    report: dict[str, Any]  # JSON-safe, see report.py
+    error: str | None  # one line for the user when not ok
+    retry: dict[str, Any] | None = None  # a lean round found nothing: the full round's `first_round`
+
+
+def judge_conversion(
+    model_dir: Path,
+    spec: ModelSpec,
+    candidates_dir: Path,
+    reference_dir: Path,
+    out_dir: Path,
+    *,
+    seed: int,
+    requested: str,
+    runner: RunnerChoice = None,
+    progress: Callable[[str], None] = lambda s: None,
+    first_round: dict[str, Any] | None = None,
+) -> ConversionResult:
+    """Judge the builder's candidates on the battery of `seed` (module docstring); writes result.json.
+
+    `first_round` is the report of a lean round whose candidates all failed (this is the full round).
+    """
+    if requested not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {requested!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = _Sources(Path(model_dir), Path(candidates_dir), Path(reference_dir), seed)
+    conversion = _Conversion(sources, spec, out_dir, requested, runner, progress, first_round)
+    result = conversion.run()
+    write_result(out_dir, result.ok, result.error, result.report, method=result.method, retry=result.retry)
+    return result
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Where a conversion's judge reads from: the model's files, the two model roles' outputs, the seed."""
+
+    model_dir: Path
+    candidates_dir: Path
+    reference_dir: Path
+    seed: int
+
+
+def judge_inputs(
+    model_dir: Path, spec: ModelSpec, reference_dir: Path, seed: int, progress: Callable[[str], None]
+) -> tuple[ModelSide, list[BatteryCase], list[Any], torch.device]:
+    """What the judge works from: the reference runner's claims, its own battery, the eager outputs."""
+    side = read_side(reference_dir / REFERENCE_SIDE_FILE)
+    if side.error is not None:
+        return side, [], [], torch.device("cpu")
+    device = device_for(spec.device)
+    progress("building battery")
+    battery = build_battery(spec, model_dir, seed=seed)
+    reference = load_reference(reference_dir / REFERENCE_FILE, len(battery))
+    return side, battery, reference, device
+
+
+def side_into(report: dict[str, Any], side: ModelSide) -> None:
+    """Add one model role's facts (kind, size, warnings, its timings) to a report."""
+    report["model"]["kind"] = report["model"]["kind"] or side.kind
+    report["battery_size"] = report["battery_size"] or side.battery_size
+    add_warnings(report, side.warnings, dropped=side.warnings_dropped)
+    for key, value in side.timings.items():
+        if key == "model_total_s":
+            report["timings"]["total_s"] += value  # the judge adds its own time to it
+        else:
+            report["timings"][key] = report["timings"].get(key, 0.0) + value
+
+
+def latency_section(side: ModelSide, artifact: Latency) -> dict[str, Any] | None:
+    """The artifact's latency beside the eager latency the reference runner measured (None without it)."""
+    eager = side.eager_latency
+    if eager is None:
+        return None
+    return latency_entry(
+        eager.input, eager.median_ms, artifact.median_ms, {"eager": eager.runs, "artifact": artifact.runs}
+    )
+
+
+def libtorch_stage(
+    runner: RunnerChoice,
+    artifact_path: Path,
+    battery: list[BatteryCase],
+    reference: list[Any],
+    spec: ModelSpec,
+    device: torch.device,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """The LibTorch stage's report section: skipped with the reason `runner` gives, or run."""
+    if isinstance(runner, str):
+        return empty_section(runner)
+    v = spec.validation
+    return run_libtorch_stage(
+        artifact_path, battery, reference, v.rtol, v.atol, progress, device=device, runner=runner
+    )
+
+
+class _Conversion:
+    """One judged conversion; holds the report while the stages fill it in."""
+
+    def __init__(
+        self,
+        sources: _Sources,
+        spec: ModelSpec,
+        out_dir: Path,
+        requested: str,
+        runner: RunnerChoice,
+        progress: Callable[[str], None],
+        first_round: dict[str, Any] | None = None,
+    ) -> None:
+        self.sources, self.spec, self.out_dir = sources, spec, out_dir
+        self.side_dir = sources.candidates_dir
+        self.requested, self.runner, self.progress = requested, runner, progress
+        self.first_round = first_round
+        self.report = new_report(spec, requested)
+        self.report["battery_seed"] = sources.seed
+        self.timings = self.report["timings"]
+        self.device = torch.device("cpu")
+
+    def run(self) -> ConversionResult:
+        start = time.perf_counter()
+        log = WarningLog(self.sources.model_dir)
+        with log.capture():
+            try:
+                built = read_side(self.side_dir / BUILDER_FILE)
+                side_into(self.report, built)
+                ran, battery, reference, self.device = judge_inputs(
+                    self.sources.model_dir,
+                    self.spec,
+                    self.sources.reference_dir,
+                    self.sources.seed,
+                    self.progress,
+                )
+                side_into(self.report, ran)
+                side = built.model_copy(
+                    update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
+                )
+                error = built.error or ran.error
+                result = self._result(None, None, error) if error else self._convert(side, battery, reference)
+            except (ExchangeError, ModelLoadError) as exc:
+                result = self._result(None, None, str(exc))
+        add_warnings(self.report, [r for r in log.records if r.from_torch])
+        self.timings["total_s"] += time.perf_counter() - start
+        self.report["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
+        report = json_safe(self.report)
+        return ConversionResult(
+            result.ok,
+            result.method,
+            result.torchscript_path,
+            result.exported_path,
+            report,
+            result.error,
+            result.retry,
+        )
+
+    def _convert(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> ConversionResult:
+        self.report["outputs"] = describe_outputs(battery, reference)
+        order = candidate_order(self.requested)
+        passed = [a for a in (self._candidate(name, side, battery, reference) for name in order) if a]
+        rejected = [n for n in order if side.candidates.get(n) and side.candidates[n].optimized]
+        rejected = [n for n in rejected if not self.report["candidates"][n]["ok"]]
+        if rejected:  # the optimization may be what broke it: the full round decides without it
+            error = f"the optimized {rejected[0]} artifact {self.report['candidates'][rejected[0]]['error']}"
+            return self._result(None, None, error, retry=True)
+        if not passed:
+            return self._result(None, None, self._no_candidate_error(order))
+        chosen = passed[0]
+        del passed  # the losing candidate's module is freed before anything else is built
+        self.report["why"] = self._why(chosen, order, len(battery))
+        self._optimize_section(side.candidates[chosen.name])
+        self.report["shapes"] = per_shape(chosen.check.results)
+        # The artifact is the model process's file itself: proved here, stored as it is, never copied.
+        self.report["proved"] = {"torchscript": chosen.sha256, "torchscript_file": chosen.path.name}
+        self._latency(chosen, side, battery[0])
+        method, path = chosen.name, chosen.path
+        # Released before the LibTorch runner loads the same file: never two copies of the weights.
+        del chosen
+        if error := self._libtorch(path, battery, reference):
+            return self._result(None, None, error)
+        return self._result(method, path, None, self._export(side, battery, reference))
+
+    def _optimize_section(self, claimed: CandidateSide) -> None:
+        """What the model process did to optimize the accepted artifact (or why it was not)."""
+        section = self.report["optimize"]
+        section.update(unoptimized_ms=claimed.unoptimized_ms, optimized_ms=claimed.optimized_ms)
+        if not self.spec.optimize:
+            section["note"] = "optimize = false in the spec"
+        elif claimed.optimized:
+            section.update(
+                applied=True,
+                note="frozen and optimized for inference; this form matches eager on the whole battery",
+            )
+        elif self.first_round is not None:
+            section["note"] = self._first_round_note()
+        else:
+            section["note"] = claimed.optimize_note
+
+    def _first_round_note(self) -> str:
+        rejected = self.first_round or {}
+        optimized = [n for n, c in (rejected.get("candidates") or {}).items() if c.get("optimized")]
+        if optimized:
+            entry = rejected["candidates"][optimized[0]]
+            return f"the optimized artifact {entry.get('error')}; kept the unoptimized artifact"
+        return "kept the artifact as compiled (the first round's candidates did not match eager)"
+
+    def _candidate(
+        self, name: str, side: ModelSide, battery: list[BatteryCase], reference: list[Any]
+    ) -> JudgedArtifact | None:
+        claimed = side.candidates.get(name)
+        if claimed is None:
+            self.report["candidates"][name] = candidate_entry(error=f"the model process did not try {name}")
+            return None
+        extra: dict[str, Any] = {}
+        if name == "trace":
+            extra = {"warnings": claimed.warnings, "strict": claimed.strict, "note": claimed.note}
+        entry = self.report["candidates"][name] = {
+            **candidate_entry(
+                error=claimed.error, detail=claimed.detail, hint=claimed.hint, compile_s=claimed.compile_s
+            ),
+            **extra,
+            "optimized": claimed.optimized,
+        }
+        if claimed.error is not None:
+            return None
+        path = candidate_path(self.side_dir, claimed.file)
+        try:
+            if path is None:
+                raise FileNotFoundError(f"{claimed.file!r} is not a file the model process wrote")
+            sha256 = sha256_file(path)
+            loaded = torch.jit.load(str(path), map_location=self.device)
+        except Exception as exc:
+            entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
+            return None
+        started = time.perf_counter()
+        with timed(self.timings, "battery_s"):
+            check = self._check(loaded, name, battery, reference)
+        hint = claimed.hint
+        if name == "trace" and not check.ok and hint is None:
+            hint = (
+                f"the trace was recorded on input {side.example or 'the example'!r} and replays that run: "
+                "shape- or data-dependent Python code is baked in"
+            )
+        entry.update(
+            candidate_entry(
+                error=None,
+                detail=claimed.detail,
+                hint=hint,
+                check=check,
+                compile_s=claimed.compile_s,
+                battery_s=time.perf_counter() - started,
+            )
+        )
+        return JudgedArtifact(name, path, sha256, loaded, check) if check.ok else None
+
+    def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
+        with timed(self.timings, "libtorch_s"):
+            section = libtorch_stage(
+                self.runner, path, battery, reference, self.spec, self.device, self.progress
+            )
+        self.report["libtorch"] = section
+        return libtorch_failure(section)
+
+    def _latency(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
+        self.progress("measuring latency")
+        with timed(self.timings, "latency_s"):
+            artifact = measure(final.loaded, case, self.device)
+        self.report["latency"] = latency_section(side, artifact)
+
+    def _export(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> Path | None:
+        claimed = side.export
+        section = self.report["export"]
+        if claimed is None:
+            return None
+        section.update(error=claimed.error, notes=list(claimed.notes), seconds=claimed.seconds)
+        section.update(failed_input=None, max_abs_error=None, max_rel_error=None, ok=False)
+        path = candidate_path(self.side_dir, claimed.file)
+        if claimed.error is not None or path is None:
+            section["error"] = claimed.error or "the model process saved no exported program"
+            return None
+        self.progress("export")
+        with timed(self.timings, "export_s"):
+            outcome = judge_program(path, self.spec, self.device, battery, reference, self.progress)
+        check = outcome.check
+        section.update(
+            ok=outcome.ok,
+            error=outcome.error,
+            failed_input=outcome.failed_input,
+            seconds=round(claimed.seconds + outcome.seconds, 4),
+            max_abs_error=check.max_abs_error if check else None,
+            max_rel_error=check.max_rel_error if check else None,
+        )
+        if not outcome.ok:
+            return None
+        self.report["proved"].update(exported=sha256_file(path), exported_file=path.name)
+        return path
+
+    def _check(self, fn: Any, name: str, battery: list[BatteryCase], reference: list[Any]) -> CandidateCheck:
+        v = self.spec.validation
+        return check_candidate(
+            fn, battery, reference, self.device, rtol=v.rtol, atol=v.atol, name=name, progress=self.progress
+        )
+
+    def _why(self, chosen: JudgedArtifact, order: tuple[str, ...], size: int) -> str:
+        if len(order) == 1:
+            return f"method = {chosen.name} was requested; it matches eager on all {size} inputs"
+        other = next(n for n in order if n != chosen.name)
+        entry = self.report["candidates"][other]
+        if entry["ok"]:
+            return (
+                f"script and trace both match eager on all {size} inputs; script preferred because "
+                "it keeps control flow and shape logic"
+            )
+        verb = "failed" if other == "script" else "was rejected"
+        return f"{other} {verb}: {entry['error']}; {chosen.name} matches eager on all {size} inputs"
+
+    def _no_candidate_error(self, order: tuple[str, ...]) -> str:
+        reasons = "; ".join(f"{n}: {self.report['candidates'][n]['error']}" for n in order)
+        return (
+            f"neither method works: {reasons}"
+            if len(order) > 1
+            else f"{order[0]} failed: {reasons.split(': ', 1)[1]}"
+        )
+
+    def _result(
+        self,
+        method: str | None,
+        torchscript_path: Path | None,
+        error: str | None,
+        exported_path: Path | None = None,
+        *,
+        retry: bool = False,
+    ) -> ConversionResult:
+        self.report["method"] = method
+        self.report["error"] = error
+        if error is not None:
+            self.report["why"] = error
+        if self.first_round is not None:
+            self.report["first_round"] = self.first_round
+        # What the full round is told of this one: its verdict and each candidate's.
+        full_round = json_safe({"error": error, "candidates": self.report["candidates"]}) if retry else None
+        return ConversionResult(
+            error is None, method, torchscript_path, exported_path, self.report, error, full_round
+        )
+
+
+def write_result(
+    out_dir: Path,
+    ok: bool,
+    error: str | None,
+    report: dict[str, Any],
+    *,
+    method: str | None = None,
+    retry: dict[str, Any] | None = None,
+) -> None:
+    """The verdict the supervisor reads: result.json in `out_dir`, strict JSON."""
+    payload = {"ok": ok, "error": error, "method": method, "report": report, "retry": retry}
+    (out_dir / RESULT_FILE).write_text(dumps(payload))

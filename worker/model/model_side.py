@@ -1,0 +1,269 @@
+"""The model side of a job: the only engine code that imports and runs the model's own code.
+
+It runs as two sandboxed roles that never meet (each a fresh fork, with its own uid and directory):
+
+- the candidate builder (`build_candidates`) loads the model and compiles the candidates (script,
+  trace, the `.pt2`) on the spec's public examples only (battery.example_cases). It never sees the
+  battery: the supervisor seals (hashes) what it saved before the battery's seed exists.
+- the reference runner (`run_reference`) loads the model and runs eager on the battery drawn from
+  the job's secret seed, writing the eager outputs (`reference.pt`) and its timings. It never sees
+  the candidates.
+
+Each writes a `ModelSide` JSON (builder.json, reference.json). Neither judges anything: whatever
+they claim is checked by the judge, which never imports the model.
+
+A `lean` build (a job's first round) writes each artifact once, in its final form: the preferred
+candidate (the first that compiles) is frozen and optimized for inference here, kept only if it is
+not slower on the example, and the judge proves and stores that very file. Every other candidate is
+saved as compiled, so the judge still says why each one would be right or wrong. Should the
+optimized candidate fail the judge's battery, the job runs a full round (`lean=False`): every
+candidate as compiled, so an optimization that breaks a model costs time, never the conversion.
+
+Model problems (import errors, bad weights, a forward that raises) end up as `error` in the JSON;
+only exceptions raised by the `progress` callback propagate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import (
+    BUILDER_FILE,
+    EXPORTED_FILE,
+    REFERENCE_FILE,
+    REFERENCE_SIDE_FILE,
+    candidate_order,
+)
+from regctl.worker.engine.battery import BatteryCase, build_battery, example_cases
+from regctl.worker.engine.calls import timed
+from regctl.worker.engine.capture import WarningLog, describe_exception, warning_entries
+from regctl.worker.engine.devices import ModelLoadError
+from regctl.worker.engine.exchange import (
+    CandidateSide,
+    EagerLatency,
+    ExportSide,
+    ModelSide,
+    UnsupportedOutput,
+    WarningEntry,
+    save_reference,
+    write_side,
+)
+from regctl.worker.engine.latency import measure
+from regctl.worker.model.eager import EagerFailure, eager_reference
+from regctl.worker.model.export import export_program
+from regctl.worker.model.loader import ENGINE_LOCK, LoadedModel, loaded_model
+from regctl.worker.model.script import script_model
+from regctl.worker.model.trace import trace_model
+
+ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
+DETAIL_CHARS = 100_000
+WARNING_CHARS = 2000  # the exchange's cap on one warning's message
+SLOWER_TOLERANCE = 1.05  # the optimized form is dropped if its median is more than 5% slower
+
+
+def clip(text: str | None, limit: int = ERROR_CHARS) -> str | None:
+    """`text` cut to `limit` characters, marked when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def build_candidates(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_dir: Path,
+    *,
+    method: str | None = None,
+    lean: bool = False,
+    progress: Callable[[str], None] = lambda s: None,
+) -> ModelSide:
+    """The candidate builder: compile every candidate on the public examples; write builder.json."""
+    return _side(
+        model_dir,
+        spec,
+        out_dir,
+        BUILDER_FILE,
+        progress,
+        lambda run: run.build(method or spec.method),
+        lean=lean,
+    )
+
+
+def run_reference(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_dir: Path,
+    *,
+    seed: int,
+    progress: Callable[[str], None] = lambda s: None,
+) -> ModelSide:
+    """The reference runner: eager on the battery of `seed`, its latency; write reference.json."""
+    return _side(model_dir, spec, out_dir, REFERENCE_SIDE_FILE, progress, lambda run: run.reference(seed))
+
+
+def _side(
+    model_dir: Path,
+    spec: ModelSpec,
+    out_dir: Path,
+    file_name: str,
+    progress: Callable[[str], None],
+    work: Callable[[_ModelRun], None],
+    *,
+    lean: bool = False,
+) -> ModelSide:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    side = ModelSide()
+    log = WarningLog(Path(model_dir))
+    start = time.perf_counter()
+    with ENGINE_LOCK, log.capture():
+        try:
+            progress("loading model")
+            with loaded_model(Path(model_dir), spec) as model:
+                side.timings["load_s"] = time.perf_counter() - start
+                side.kind = model.kind
+                work(_ModelRun(model, spec, out_dir, side, log, progress, lean=lean))
+        except (ModelLoadError, EagerFailure, UnsupportedOutput) as exc:
+            side.error = clip(str(exc))
+    side.warnings = [
+        WarningEntry(**{**asdict(r), "message": clip(r.message, WARNING_CHARS), "count": log.count(r)})
+        for r in log.records
+        if r.category != "TracerWarning"
+    ]
+    side.warnings_dropped = log.dropped
+    side.timings = {k: round(v, 4) for k, v in side.timings.items()}
+    side.timings["model_total_s"] = round(time.perf_counter() - start, 4)
+    write_side(out_dir / file_name, side)
+    return side
+
+
+class _ModelRun:
+    """One role's run over the loaded model: the candidates, or the eager reference."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        spec: ModelSpec,
+        out_dir: Path,
+        side: ModelSide,
+        log: WarningLog,
+        progress: Callable[[str], None],
+        *,
+        lean: bool,
+    ) -> None:
+        self.model, self.spec, self.out_dir, self.side = model, spec, out_dir, side
+        self.log, self.progress, self.lean = log, progress, lean
+
+    def reference(self, seed: int) -> None:
+        """Eager on every battery case, saved as plain tensors; eager latency on the first case."""
+        with timed(self.side.timings, "battery_s"):
+            self.progress("building battery")
+            battery = build_battery(self.spec, self.model.model_dir, seed=seed)
+            self.side.battery_size = len(battery)
+            reference = eager_reference(
+                self.model.eager, battery, self.model.device, self.model.frames, self.progress
+            )
+            save_reference(reference, self.out_dir / REFERENCE_FILE)
+        del reference
+        self.progress("measuring latency")
+        with timed(self.side.timings, "latency_s"):
+            eager = measure(self.model.eager, battery[0], self.model.device)
+        self.side.eager_latency = EagerLatency(
+            input=battery[0].label, median_ms=eager.median_ms, runs=eager.runs
+        )
+
+    def build(self, requested: str) -> None:
+        """Every candidate of `requested`, then the exported program, all from the public examples."""
+        examples = example_cases(self.spec)
+        self.side.example = examples[0].label
+        with timed(self.side.timings, "example_s"):
+            first = eager_reference(
+                self.model.eager, examples[:1], self.model.device, self.model.frames, self.progress
+            )[0]
+        for name in candidate_order(requested):
+            self.side.candidates[name] = self._candidate(name, examples[0], first)
+        self.progress("export")
+        with timed(self.side.timings, "export_s"):
+            self.side.export = self._export(examples)
+
+    def _candidate(self, name: str, example: BatteryCase, example_output: Any) -> CandidateSide:
+        self.progress(f"{name}: {'compiling' if name == 'script' else 'tracing'}")
+        with timed(self.side.timings, f"{name}_s"):
+            if name == "script":
+                outcome: Any = script_model(self.model)
+                entry = CandidateSide(
+                    error=clip(outcome.error),
+                    detail=clip(outcome.detail, DETAIL_CHARS),
+                    hint=clip(outcome.hint),
+                )
+            else:
+                outcome = trace_model(self.model, self.spec, example, example_output, self.log)
+                entry = CandidateSide(
+                    error=clip(outcome.error),
+                    hint=clip(outcome.hint),
+                    warnings=warning_entries(outcome.warnings),
+                    strict=outcome.strict,
+                    note=outcome.note,
+                )
+            entry.compile_s = round(outcome.seconds, 4)
+            if outcome.artifact is None:
+                return entry
+            artifact = outcome.artifact
+            del outcome
+        preferred = not any(c.file for c in self.side.candidates.values())
+        if self.lean and self.spec.optimize and preferred:
+            with timed(self.side.timings, "optimize_s"):
+                artifact = self._optimized(artifact, entry, example)
+        try:
+            torch.jit.save(artifact, str(self.out_dir / f"{name}.pt"))
+        except Exception as exc:
+            entry.error = f"saving the {name} artifact failed: {describe_exception(exc)}"
+            return entry
+        entry.file = f"{name}.pt"
+        return entry
+
+    def _optimized(self, artifact: Any, entry: CandidateSide, case: BatteryCase) -> Any:
+        """The frozen, optimized-for-inference form when it builds and is not slower, else `artifact`.
+
+        The judge proves whichever form is saved, so a wrong optimization fails the first round
+        and the full round keeps the artifact as compiled.
+        """
+        self.progress("optimizing")
+        try:
+            optimized = torch.jit.optimize_for_inference(torch.jit.freeze(artifact.eval()))
+            plain_ms = measure(artifact, case, self.model.device).median_ms
+            optimized_ms = measure(optimized, case, self.model.device).median_ms
+        except Exception as exc:
+            entry.optimize_note = (
+                f"freeze/optimize_for_inference failed ({describe_exception(exc)}); "
+                "kept the unoptimized artifact"
+            )
+            return artifact
+        entry.unoptimized_ms, entry.optimized_ms = plain_ms, optimized_ms
+        if optimized_ms > plain_ms * SLOWER_TOLERANCE:
+            entry.optimize_note = (
+                f"the optimized artifact was slower ({optimized_ms:.3g} ms vs {plain_ms:.3g} ms "
+                "median); kept the unoptimized artifact"
+            )
+            return artifact
+        entry.optimized = True
+        return optimized
+
+    def _export(self, examples: list[BatteryCase]) -> ExportSide:
+        outcome = export_program(self.model, self.spec, examples, self.out_dir / EXPORTED_FILE)
+        side = ExportSide(
+            error=clip(outcome.error),
+            detail=clip(outcome.detail, DETAIL_CHARS),
+            notes=outcome.notes,
+            seconds=round(outcome.seconds, 4),
+        )
+        if outcome.saved is not None:
+            side.file = EXPORTED_FILE
+        return side

@@ -1,0 +1,93 @@
+"""Files a sandboxed role left behind, as the supervisor handles them: sealed (sha256, made root's
+and read-only) before the next role starts, and read only when they are regular files, never
+through a link or a FIFO a sandbox planted.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from regctl.registry.digests import sha256_file
+from regctl.worker.contract import ROLE_LOG
+
+MAX_SEALED_FILES = 64
+MAX_LISTED = 4096
+
+
+def seal(directory: Path, *, take_over: bool) -> dict[str, str]:
+    """The sha256 of every regular file a role left at the top of `directory`.
+
+    With `take_over` (the worker is root) the directory and its files become root's and read-only,
+    so no later role can change a sealed byte; links, folders and the role's own log are skipped.
+    """
+    sealed: dict[str, str] = {}
+    with os.scandir(directory) as entries:
+        # bounded: a role that floods its folder gets no more sealed than it could name
+        names = sorted(e.name for e, _ in zip(entries, range(MAX_LISTED), strict=False))
+    for name in names:
+        path = directory / name
+        if name == ROLE_LOG or regular(path) is None or len(sealed) >= MAX_SEALED_FILES:
+            continue
+        if take_over:
+            os.chown(path, 0, 0, follow_symlinks=False)
+            os.chmod(path, 0o444, follow_symlinks=False)
+        sealed[name] = sha256_file(path)
+    if take_over:
+        os.chown(directory, 0, 0)
+        os.chmod(directory, 0o755)
+    return sealed
+
+
+def regular(path: Path) -> Path | None:
+    try:
+        return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+    except OSError:
+        return None
+
+
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """The bytes of the regular file `path`, or None: missing, a link, not a file, or over `limit`."""
+    handle = open_regular(path)
+    if handle is None:
+        return None
+    with handle:
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def open_regular(path: Path) -> BinaryIO | None:
+    """`path` opened for reading if it is a regular file; never through a link a sandbox planted.
+
+    O_NONBLOCK: a FIFO planted in its place opens at once (a blocking open would wait for a writer
+    for ever, and the soft time limit with it); fstat then turns it away. On a regular file the flag
+    changes nothing.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        return None
+    return handle
+
+
+def readable_tree(directory: Path) -> None:
+    """Add read bits where the roles need them; an explicit stack, so no nesting depth can stop it."""
+    pending = [str(directory)]
+    while pending:
+        current = pending.pop()
+        os.chmod(current, 0o755)
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+                mode = entry.stat(follow_symlinks=False).st_mode
+                # Only add read bits: the weights are a hard link to a store blob, which stays read-only.
+                if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o444 != 0o444:
+                    os.chmod(entry.path, stat.S_IMODE(mode) | 0o444)

@@ -1,0 +1,289 @@
+"""Running one job end to end: claim it, fetch its inputs, have it judged in sandboxes, record the outcome.
+
+Used by the Celery tasks and by the embedded runner alike; it holds no Celery code. This is the
+trusted supervisor: it holds the database and the store, and never imports torch or model code
+(worker/supervisor/supervisor.py runs the model process and the judge).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from regctl.registry.bundle import extract_stream
+from regctl.registry.entities import JobInfo, VersionInfo
+from regctl.registry.errors import CorruptedArtifact
+from regctl.registry.jobs import claim_job, get_job
+from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
+from regctl.registry.settings import Settings
+from regctl.registry.spec import ModelSpec
+from regctl.registry.store import ArtifactStore, open_store
+from regctl.worker.engine.bounds import trim_report
+from regctl.worker.sandbox.uids import job_uids
+from regctl.worker.supervisor.aoti_stage import add_aoti
+from regctl.worker.supervisor.progress import JobCancelled, JobReporter, JobTimedOut
+from regctl.worker.supervisor.scratch import job_scratch, sweep_abandoned
+from regctl.worker.supervisor.supervisor import WorkDir, run_conversion, run_validation
+
+
+def worker_identity() -> str:
+    """`host:pid` of this process, recorded on the jobs it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead_here(worker: str) -> bool:
+    """True when `worker` names a process on this host that no longer exists."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not (pid.isascii() and pid.isdigit()):
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple[JobInfo, list[JobInfo]]:
+    """Claim and run job `job_id`; return the job as claimed and the follow-up jobs to publish.
+
+    A delivery of a job that is finished or alive elsewhere does nothing. Model failures are
+    recorded on the job; only infrastructure errors (database, store) propagate.
+    """
+    worker = worker_identity()
+    claim = claim_job(settings, job_id, worker, owner_is_dead=owner_is_dead_here)
+    if not claim.should_run:
+        return claim.job, []
+    job = claim.job
+    sweep_abandoned(settings.work_dir)  # what a job killed here before left behind
+    with (
+        JobReporter(settings, job_id, worker) as reporter,
+        job_scratch(job_id, settings.work_dir) as tmp,
+        job_uids(settings.sandbox_uid, settings.sandbox != "off") as lease,
+    ):
+        try:
+            version = start_stage(settings, job_id, worker)
+            store = open_store(settings.artifact_store)
+            reporter.checkpoint("fetching source")
+            model_dir, spec = _prepare(store, version, tmp)
+            stage = _convert if job.kind == "convert" else _validate
+            work = Stage(
+                settings,
+                job,
+                version,
+                store,
+                model_dir,
+                _on_device(spec, device),
+                tmp,
+                reporter,
+                worker,
+                lease.by_role if lease is not None else {},
+            )
+            return job, stage(work)
+        except JobCancelled as exc:
+            record_failure(settings, job_id, worker, str(exc), state="cancelled")
+            return job, []
+        except JobTimedOut as exc:
+            record_failure(settings, job_id, worker, str(exc))
+            return job, []
+        except CorruptedArtifact as exc:
+            # The store's copy is damaged, not the model: a ready version stays ready (its proof
+            # stands, and fetch refuses the damaged bytes), like every other version sharing the blob.
+            record_failure(
+                settings, job_id, worker, str(exc), state="failed", keep_version=job.kind == "validate"
+            )
+            return job, []
+        except Exception as exc:
+            # An engine bug or a store that went away: fail the job with the reason rather than leave
+            # it running until the reconciler notices; if the database is what broke, this raises too.
+            record_failure(
+                settings, job_id, worker, f"internal error in the worker: {type(exc).__name__}: {exc}"
+            )
+            raise
+
+
+def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Path, ModelSpec]:
+    """The model directory: the bundle unpacked as it streams from the store, the weights linked in."""
+    spec = ModelSpec.from_dict(version.spec)
+    source = next(a for a in version.artifacts if a.kind == "source")
+    model_dir = extract_stream(store.open_chunks(source.sha256), tmp / "model", f"{version.ref} source")
+    weights = next((a for a in version.artifacts if a.kind == "weights"), None)
+    if weights is not None and spec.weights:
+        # Versions registered before weights became their own artifact carry them in the bundle.
+        store.link_to(weights.sha256, model_dir / spec.weights)
+    return model_dir, spec
+
+
+def _store_report(store: ArtifactStore, report: dict, tmp: Path, kind: str) -> NewArtifact:
+    """The report as a JSON artifact: `conversion-report` from a convert job, `validation-report` else."""
+    path = tmp / f"{kind}.json"
+    path.write_text(json.dumps(trim_report(report), indent=2, sort_keys=True, default=str))
+    return NewArtifact(kind, store.put_file(path), torch_version=report.get("versions", {}).get("torch"))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Everything a convert or validate stage works with."""
+
+    settings: Settings
+    job: JobInfo
+    version: VersionInfo
+    store: ArtifactStore
+    model_dir: Path
+    spec: ModelSpec
+    tmp: Path
+    reporter: JobReporter
+    worker: str  # `host:pid` that claimed the job; outcomes are recorded only while it still owns it
+    uids: Mapping[str, int]  # each sandboxed role's uid, leased for this job alone (empty: not root)
+
+
+def _convert(work: Stage) -> list[JobInfo]:
+    work.reporter.checkpoint("converting")
+    work_dir = _work_dir(work, None)
+    result = run_conversion(
+        work.settings,
+        work.spec,
+        work_dir,
+        work.job.method or work.spec.method,
+        progress=work.reporter,
+        check=work.reporter.check,
+    )
+    result = add_aoti(work.settings, work.spec, work_dir, result, work.reporter, work.reporter.check)
+    work.reporter.checkpoint("storing artifacts")
+    if not result.ok or result.torchscript_path is None:
+        report = _store_report(work.store, result.report, work.tmp, "conversion-report")
+        record_failure(
+            work.settings,
+            work.job.id,
+            work.worker,
+            result.error or "conversion failed",
+            artifacts=[report],
+            summary=summarize(result.report),
+        )
+        return []
+    torch_version = result.report.get("versions", {}).get("torch")
+    proved = result.report.get("proved") or {}
+    scripted = work.store.adopt_file(result.torchscript_path)
+    artifacts = [NewArtifact("torchscript", scripted, torch_version, result.method)]
+    if result.exported_path is not None:
+        exported = work.store.adopt_file(result.exported_path)
+        if exported.sha256 == proved.get("exported"):
+            artifacts.append(NewArtifact("exported", exported, torch_version, "export"))
+        else:  # changed after the judge ran it: not what was proved, so not kept
+            result.report["export"]["ok"] = False
+            result.report["export"]["error"] = "the exported program changed after it was judged"
+    if result.aoti_path is not None:
+        package = work.store.adopt_file(result.aoti_path)
+        if package.sha256 == proved.get("aoti"):
+            artifacts.append(NewArtifact("aoti", package, torch_version, "aoti"))
+        else:  # as for the exported program: only the proved bytes are kept
+            changed = "the AOTInductor package changed after it was proved"
+            result.report["aoti"].update(ok=False, error=changed)
+    proven = scripted.sha256 == proved.get("torchscript")
+    report = _store_report(work.store, result.report, work.tmp, "conversion-report")
+    artifacts.append(report)
+    summary = summarize(result.report)
+    if proven:
+        summary.update(validated=True, validation=_proof(work.job.id, scripted.sha256, result.report))
+    work.reporter.checkpoint("recording")
+    return record_success(
+        work.settings,
+        work.job.id,
+        work.worker,
+        artifacts,
+        summary,
+        {"method": result.method, "report_sha256": report.blob.sha256, "proved": proven},
+        method=result.method,
+        proved=proven,
+    )
+
+
+def _proof(job_id: int, sha256: str, report: dict) -> dict:
+    """The version's validation summary when the convert job's judge proved the stored bytes."""
+    libtorch = report.get("libtorch") or {}
+    return {
+        "by": f"convert job {job_id}: the judge ran the battery and LibTorch on these exact bytes",
+        "sha256": sha256,
+        "battery_size": report.get("battery_size"),
+        "battery_seed": report.get("battery_seed"),
+        "libtorch": libtorch.get("ok"),
+        "latency_ratio": (report.get("latency") or {}).get("ratio"),
+    }
+
+
+def _validate(work: Stage) -> list[JobInfo]:
+    scripted = [a for a in work.version.artifacts if a.kind == "torchscript"]
+    if not scripted:
+        record_failure(
+            work.settings,
+            work.job.id,
+            work.worker,
+            f"{work.version.ref} has no TorchScript artifact; submit a convert job",
+        )
+        return []
+    artifact = work.tmp / "artifact" / "model.pt"
+    work.store.link_to(scripted[-1].sha256, artifact)
+    work.reporter.checkpoint("validating")
+    result = run_validation(
+        work.settings, work.spec, _work_dir(work, artifact), progress=work.reporter, check=work.reporter.check
+    )
+    report = _store_report(work.store, result.report, work.tmp, "validation-report")
+    summary = {"validated": result.ok, "validation": summarize(result.report)}
+    if not result.ok:
+        record_failure(
+            work.settings,
+            work.job.id,
+            work.worker,
+            result.error or "validation failed",
+            artifacts=[report],
+            summary=summary,
+        )
+        return []
+    work.reporter.checkpoint("recording")
+    return record_success(
+        work.settings, work.job.id, work.worker, [report], summary, {"report_sha256": report.blob.sha256}
+    )
+
+
+def _work_dir(work: Stage, artifact: Path | None) -> WorkDir:
+    return WorkDir.create(work.tmp, work.model_dir, artifact, work.uids)
+
+
+def _on_device(spec: ModelSpec, device: str | None) -> ModelSpec:
+    # The gpu queue mapped onto the CPU (tests, CPU-only development) runs cuda specs on the CPU.
+    if device and device != spec.device:
+        return dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
+    return spec
+
+
+def summarize(report: dict) -> dict:
+    """The few report fields kept on the version row and shown by `regctl versions show`."""
+    latency = report.get("latency") or {}
+    shapes = report.get("shapes") or []
+    aoti = report.get("aoti") or {}
+    return {
+        "why": report.get("why"),
+        "battery_size": report.get("battery_size"),
+        "battery_seed": report.get("battery_seed"),
+        "max_abs_error": max((s.get("max_abs_error") or 0.0 for s in shapes), default=None),
+        "max_rel_error": max((s.get("max_rel_error") or 0.0 for s in shapes), default=None),
+        "latency_ratio": latency.get("ratio"),
+        "optimized": (report.get("optimize") or {}).get("applied"),
+        "exported": (report.get("export") or {}).get("ok"),
+        "aoti": aoti.get("ok") if aoti.get("requested") else None,
+        "aoti_error": aoti.get("error") if aoti.get("requested") and not aoti.get("ok") else None,
+        "torch": (report.get("versions") or {}).get("torch"),
+        "report": trim_report(report),
+    }
+
+
+def fail_unless_finished(settings: Settings, job_id: int, reason: str) -> None:
+    """Fail a job (and its version) from outside its process, unless it already finished."""
+    if not get_job(settings, job_id).finished:
+        record_failure(settings, job_id, None, reason)
