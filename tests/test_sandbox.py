@@ -509,13 +509,10 @@ def _block(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> Non
     select.select([], [], [])  # until killed
 
 
-@needs_root
-def test_the_role_dies_when_its_launcher_is_killed_even_after_dropping_privileges(
-    tmp_path: Path, job: Job
-) -> None:
-    # Dropping privileges clears the kernel's parent-death signal; the init must arm it again, or
-    # it and the role outlive a killed launcher (as they would a killed zygote or worker).
-    plan = _plan(_settings(tmp_path / "home", "auto"), job)
+@contextlib.contextmanager
+def _running(plan: SandboxPlan, job: Job, role: Callable = _block) -> Iterator[tuple[int, int]]:
+    """A sandbox whose role blocks: yields the launcher's pid and the progress pipe once the role said so;
+    kills it all after."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -523,7 +520,7 @@ def test_the_role_dies_when_its_launcher_is_killed_even_after_dropping_privilege
             os.close(read_end)
             from regctl.worker.sandbox import roles
 
-            roles.run_role = lambda name, args, paths, fd, threads: _block(args, paths, fd)
+            roles.run_role = lambda name, args, paths, fd, threads: role(args, paths, fd)
             log = os.open(job.root / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.dup2(log, 1)
             os.dup2(log, 2)
@@ -537,15 +534,39 @@ def test_the_role_dies_when_its_launcher_is_killed_even_after_dropping_privilege
         deadline = time.monotonic() + DEADLINE_S
         while b"blocking" not in seen and time.monotonic() < deadline:
             if select.select([read_end], [], [], 1)[0]:
-                seen += os.read(read_end, 4096)
-        assert b"blocking" in seen, seen
-        os.kill(pid, signal.SIGKILL)  # the launcher alone, not its process group
-        os.waitpid(pid, 0)
-        # the pipe reaches its end only once the role, which holds it, is gone too
-        rest = _read_to_end(read_end, pid)
-        assert b"blocking" not in rest
+                data = os.read(read_end, 4096)
+                if not data:
+                    break
+                seen += data
+        assert b"blocking" in seen, (seen, _logs(job))
+        yield pid, read_end
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        _read_to_end(read_end, pid)
         os.close(read_end)
+
+
+def _logs(job: Job) -> str:
+    path = job.root / "launcher.log"
+    return path.read_text(errors="replace") if path.is_file() else "(no launcher log)"
+
+
+@needs_root
+def test_the_role_dies_when_its_launcher_is_killed_even_after_dropping_privileges(
+    tmp_path: Path, job: Job
+) -> None:
+    # Dropping privileges clears the kernel's parent-death signal; the init must arm it again, or
+    # it and the role outlive a killed launcher (as they would a killed zygote or worker).
+    plan = _plan(_settings(tmp_path / "home", "auto"), job)
+    with _running(plan, job) as (launcher, read_end):
+        os.kill(launcher, signal.SIGKILL)  # the launcher alone, not its process group
+        os.waitpid(launcher, 0)
+        # the pipe reaches its end only once the role, which holds it, is gone too
+        rest = _read_to_end(read_end, launcher)
+        assert b"blocking" not in rest
 
 
 def _exit_three(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> None:

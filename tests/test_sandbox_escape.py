@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,21 @@ import pytest
 
 from regctl.worker.sandbox import launch as launch_module
 from regctl.worker.sandbox import linux
-from regctl.worker.sandbox.plan import SandboxPlan
 from regctl.worker.sandbox.uids import UidLeaseError, lease_uids, processes_of, sweep
 from regctl.worker.sandbox.zygote import Zygote
 from regctl.worker.supervisor.probe import describe, probe
 from tests.conftest import wait_until
 from tests.hostile import processes_with
-from tests.test_sandbox import DEADLINE_S, Job, _launch, _plan, _read_to_end, _settings, job, needs_root
+from tests.test_sandbox import (
+    DEADLINE_S,
+    Job,
+    _launch,
+    _plan,
+    _running,
+    _settings,
+    job,
+    needs_root,
+)
 
 __all__ = ["job"]  # the fixture, shared with tests/test_sandbox.py
 
@@ -223,50 +231,6 @@ def _block(args: dict[str, Any], paths: dict[str, str], progress_fd: int) -> Non
     select.select([], [], [])  # until killed
 
 
-@contextlib.contextmanager
-def _running(plan: SandboxPlan, job: Job, role: Callable = _block) -> Iterator[int]:
-    """A sandbox whose role blocks: yields the launcher's pid once the role said so; kills it all after."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            from regctl.worker.sandbox import roles
-
-            roles.run_role = lambda name, args, paths, fd, threads: role(args, paths, fd)
-            log = os.open(job.root / "launcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            os.chdir(job.root)
-            launch_module.launch(plan, "probe", {}, write_end)
-        finally:
-            os._exit(99)
-    os.close(write_end)
-    try:
-        seen = b""
-        deadline = time.monotonic() + DEADLINE_S
-        while b"blocking" not in seen and time.monotonic() < deadline:
-            if select.select([read_end], [], [], 1)[0]:
-                data = os.read(read_end, 4096)
-                if not data:
-                    break
-                seen += data
-        assert b"blocking" in seen, (seen, _logs(job))
-        yield pid
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-        _read_to_end(read_end, pid)
-        os.close(read_end)
-
-
-def _logs(job: Job) -> str:
-    path = job.root / "launcher.log"
-    return path.read_text(errors="replace") if path.is_file() else "(no launcher log)"
-
-
 def _children(pid: int) -> list[int]:
     found = []
     for name in os.listdir("/proc"):
@@ -286,7 +250,7 @@ def test_the_launcher_and_init_hold_no_descriptor_to_the_workers_output_and_noth
     tmp_path: Path, job: Job
 ) -> None:
     plan = _plan(_settings(tmp_path / "home", "auto"), job)
-    with _running(plan, job) as launcher:
+    with _running(plan, job) as (launcher, _):
         init = wait_until(lambda: _children(launcher), DEADLINE_S, "the sandbox's init")[0]
         role = wait_until(lambda: _children(init), DEADLINE_S, "the role")[0]
         assert _std_streams(launcher) == ["/dev/null"] * 3
