@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,14 @@ from tests.conftest import service_missing
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("REGCTL_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WIDTHS = (1280, 390)
+
+
+def until(page: Any, condition: str, seconds: float) -> None:
+    """Poll a JavaScript condition until it holds (page.wait_for_function would need CSP's unsafe-eval)."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(f"() => Boolean({condition})"):
+        assert time.monotonic() < deadline, f"{condition} did not hold within {seconds} s"
+        page.wait_for_timeout(100)
 
 
 def chromium_executable() -> str | None:

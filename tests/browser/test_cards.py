@@ -4,7 +4,6 @@ nothing in it runs, nothing is fetched for it, and it never makes the page wider
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from regctl.local import LocalClient
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
-from tests.browser.conftest import WIDTHS
+from tests.browser.conftest import WIDTHS, until
 from tests.conftest import write_model_dir
 
 CARD = """# Doubler
@@ -65,14 +64,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     server = ApiServer.start({k: v for k, v in env.items() if v != ""}, root)
     yield Site(server, reader)
     server.stop()
-
-
-def until(page: Any, condition: str, seconds: float) -> None:
-    """Poll a JavaScript condition (page.wait_for_function would need CSP's unsafe-eval)."""
-    deadline = time.monotonic() + seconds
-    while not page.evaluate(f"() => Boolean({condition})"):
-        assert time.monotonic() < deadline, f"{condition} did not hold within {seconds} s"
-        page.wait_for_timeout(100)
 
 
 @pytest.mark.parametrize("width", WIDTHS)

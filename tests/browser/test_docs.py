@@ -4,7 +4,6 @@ under the pages' Content-Security-Policy, without one violation or one request t
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
-from tests.browser.conftest import WIDTHS
+from tests.browser.conftest import WIDTHS, until
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +24,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     server = ApiServer.start({k: v for k, v in env.items() if v != ""}, root)
     yield server
     server.stop()
-
-
-def until(page: Any, condition: str, seconds: float) -> None:
-    """Poll a JavaScript condition (page.wait_for_function would need CSP's unsafe-eval)."""
-    deadline = time.monotonic() + seconds
-    while not page.evaluate(f"() => Boolean({condition})"):
-        assert time.monotonic() < deadline, f"{condition} did not hold within {seconds} s"
-        page.wait_for_timeout(100)
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from regctl.local import LocalClient
 from regctl.registry.entities import JobInfo
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
-from tests.browser.conftest import WIDTHS
+from tests.browser.conftest import WIDTHS, until
 from tests.factories import linear_model
 
 pytestmark = pytest.mark.slow
@@ -65,14 +64,6 @@ def signed_in(browser: Any, site: Site, secret: str, width: int = 1280) -> Any:
     page.click("form.login button[type=submit]")
     page.wait_for_url(f"{site.url}/")
     return page
-
-
-def until(page: Any, condition: str, seconds: float) -> None:
-    """Poll a JavaScript condition until it holds (page.wait_for_function would need CSP's unsafe-eval)."""
-    deadline = time.monotonic() + seconds
-    while not page.evaluate(f"() => Boolean({condition})"):
-        assert time.monotonic() < deadline, f"{condition} did not hold within {seconds} s"
-        page.wait_for_timeout(100)
 
 
 def shoot(page: Any, screenshots: Path, name: str, width: int) -> None:
