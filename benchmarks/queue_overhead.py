@@ -52,7 +52,8 @@ def distributed_settings(redis_url: str, tmp: Path) -> Iterator[Settings]:
     import redis
     from sqlalchemy import create_engine, text
 
-    from regctl.registry.db import dispose_engines, normalize_url
+    from regctl.registry.db import dispose_engines
+    from regctl.registry.engines import normalize_url
     from regctl.registry.migrate import upgrade
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT")

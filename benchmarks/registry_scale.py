@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert
 
-from regctl.registry.db import get_engine, normalize_url
+from regctl.registry.engines import get_engine, normalize_url
 from regctl.registry.migrate import upgrade
 from regctl.registry.models import show_model
 from regctl.registry.refs import Ref

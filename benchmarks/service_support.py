@@ -36,7 +36,8 @@ def scratch_database() -> Iterator[str]:
     """A new database `regctl_bench_<pid>` on the admin server; dropped with its connections afterwards."""
     from sqlalchemy import create_engine, text
 
-    from regctl.registry.db import dispose_engines, normalize_url
+    from regctl.registry.db import dispose_engines
+    from regctl.registry.engines import normalize_url
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT")
     name = f"regctl_bench_{os.getpid()}"
@@ -59,7 +60,7 @@ def connection_probe(database_url: str) -> Iterator[Callable[[], int]]:
     """
     from sqlalchemy import create_engine, text
 
-    from regctl.registry.db import normalize_url
+    from regctl.registry.engines import normalize_url
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL), pool_size=1)
     name = database_url.rsplit("/", 1)[1]
@@ -79,7 +80,7 @@ def max_connections() -> int:
     """PostgreSQL's max_connections setting."""
     from sqlalchemy import create_engine, text
 
-    from regctl.registry.db import normalize_url
+    from regctl.registry.engines import normalize_url
 
     admin = create_engine(normalize_url(POSTGRES_ADMIN_URL))
     try:
@@ -179,7 +180,7 @@ def regctl_server_argv(threads: int) -> list[str]:
 
 def bare_server_argv(database_url: str, threads: int) -> list[str]:
     """The bare FastAPI baseline (benchmarks/service_bare_app.py) on loopback."""
-    from regctl.registry.db import normalize_url
+    from regctl.registry.engines import normalize_url
 
     app = REPO / "benchmarks" / "service_bare_app.py"
     return [

@@ -6,7 +6,7 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.render import echo, emit_json, fields, table
-from regctl.registry.sizes import human_size
+from regctl.registry.text import human_size
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 

@@ -6,7 +6,7 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.render import echo, emit_json
-from regctl.registry.sizes import human_size
+from regctl.registry.text import human_size
 
 
 @cli.command("export-triton")

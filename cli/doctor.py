@@ -8,7 +8,7 @@ from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
 from regctl.registry.errors import RegistryNeedsAttention
-from regctl.registry.sizes import human_size
+from regctl.registry.text import human_size
 
 PROBLEMS_EXIT = RegistryNeedsAttention.exit_code
 
@@ -25,7 +25,7 @@ def doctor(ctx: click.Context, quick: bool, as_json: bool) -> None:
     Runs against the database and the store directly (REGCTL_DATABASE_URL, REGCTL_ARTIFACT_STORE),
     like 'regctl db upgrade'. Exits 6 when it finds a problem; changes nothing.
     """
-    from regctl.registry.doctor import check_registry
+    from regctl.registry.ops.doctor import check_registry
 
     checkup = check_registry(settings_of(ctx), quick=quick)
     if as_json:

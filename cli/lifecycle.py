@@ -12,7 +12,7 @@ import click
 
 from regctl.cli.app import cli, client_of, settings_of
 from regctl.cli.render import echo, emit_json
-from regctl.registry.sizes import human_size
+from regctl.registry.text import human_size
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
 
@@ -27,7 +27,8 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Create or upgrade the registry schema (run once per release on PostgreSQL; SQLite upgrades itself)."""
-    from regctl.registry.db import current_revision, redact
+    from regctl.registry.db import current_revision
+    from regctl.registry.engines import redact
     from regctl.registry.migrate import upgrade
 
     settings = settings_of(ctx)

@@ -7,7 +7,7 @@ import click
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option, versions
 from regctl.cli.render import echo, emit_json
-from regctl.registry.sizes import human_size
+from regctl.registry.text import human_size
 
 
 @versions.command("tag")

@@ -40,7 +40,8 @@ def serve(
     """
     import uvicorn
 
-    from regctl.registry.db import configure_pool, ensure_schema
+    from regctl.registry.db import ensure_schema
+    from regctl.registry.engines import configure_pool
     from regctl.server.app import create_app
 
     settings = settings_of(ctx)

@@ -9,7 +9,7 @@ import click
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
-from regctl.registry.sizes import human_size
+from regctl.registry.text import human_size
 
 
 @cli.command("export")
@@ -27,7 +27,7 @@ def export(ctx: click.Context, ref: str, output: Path, create_dirs: bool, as_jso
     against its sha256 as it is written; the archive replaces OUTPUT only once complete.
     """
     from regctl.destination import check_destination
-    from regctl.registry.export import export_models
+    from regctl.registry.ops.export import export_models
     from regctl.registry.refs import parse_ref
 
     dest = check_destination(output, create_dirs=create_dirs)
@@ -51,7 +51,7 @@ def import_(ctx: click.Context, archive: Path, as_json: bool) -> None:
     free ones (and said so); aliases are set where this registry has none of that name.
     """
     from regctl.registry.errors import InvalidInput
-    from regctl.registry.importer import import_archive
+    from regctl.registry.ops.importer import import_archive
 
     if not archive.is_file():
         raise InvalidInput(f"{archive} is not a file; give the archive 'regctl export -o' wrote")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from regctl.registry.db import get_engine, normalize_url
+from regctl.registry.engines import get_engine, normalize_url
 from regctl.registry.schema import Base
 
 config = context.config

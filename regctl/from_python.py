@@ -34,8 +34,7 @@ from regctl.registry.card import CARD_FILENAME, check_card
 from regctl.registry.entities import JobInfo, RegisteredVersion
 from regctl.registry.errors import InvalidInput
 from regctl.registry.lineage import Lineage, with_git
-from regctl.registry.sizes import human_size
-from regctl.registry.text import visible
+from regctl.registry.text import human_size, visible
 
 ENTRY_FILE = "regctl_entry.py"
 WEIGHTS_FILE = "weights.safetensors"

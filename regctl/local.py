@@ -235,8 +235,8 @@ class LocalClient(RegistryClient):
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
     ):  # type: ignore[no-untyped-def]
         """Write a ready version into a Triton model repository."""
+        from regctl.registry.ops.triton import export_triton
         from regctl.registry.refs import parse_ref
-        from regctl.registry.triton import export_triton
 
         parsed = parse_ref(ref)
         self.caller.require("fetch", parsed.name)

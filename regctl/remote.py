@@ -518,7 +518,7 @@ class Client(RegistryClient):
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
     ):  # type: ignore[no-untyped-def]
         """Write a ready version into a Triton repository, downloading its TorchScript through the API."""
-        from regctl.registry.triton import write_to_repo
+        from regctl.registry.ops.triton import write_to_repo
 
         info = self.version(ref)
 

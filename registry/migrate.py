@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regctl.registry.db import get_engine, normalize_url
+from regctl.registry.engines import get_engine, normalize_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -30,7 +30,7 @@ VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed",
 JOB_KINDS = ("convert", "validate")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 # A convert job stores the conversion report, a validate job the validation report; archives and
-# databases from before the split call both `report` (registry/importer.py and 0007 map them).
+# databases from before the split call both `report` (registry/ops/importer.py and 0007 map them).
 REPORT_KINDS = ("conversion-report", "validation-report")
 ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", *REPORT_KINDS, "aoti")
 ROLES = tuple(ROLE_RANK)

@@ -97,3 +97,13 @@ def check_text(what: str, text: str, *, multiline: bool = False) -> str:
             f"{kinds}{lines}: remove it and try again"
         )
     return text
+
+
+def human_size(size: int) -> str:
+    """`1.5 MB`-style size (powers of 1024)."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

@@ -12,8 +12,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from regctl.registry.sizes import human_size
-from regctl.registry.text import visible, visible_data
+from regctl.registry.text import human_size, visible, visible_data
 
 
 def when(value: datetime | None) -> str:

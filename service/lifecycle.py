@@ -43,7 +43,7 @@ def delete_version(settings: Settings, caller: Caller, ref: str, *, force: bool 
 
 def collect_garbage(settings: Settings, caller: Caller, *, dry_run: bool = False) -> dict:
     """Delete the blobs no row names (admin); the pass as data."""
-    from regctl.registry.gc import collect_garbage as collect
+    from regctl.registry.ops.gc import collect_garbage as collect
 
     caller.require("gc")
     return collect(settings, dry_run=dry_run, caller=caller).to_json()

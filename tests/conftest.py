@@ -13,7 +13,8 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import create_engine, text
 
-from regctl.registry.db import dispose_engines, normalize_url
+from regctl.registry.db import dispose_engines
+from regctl.registry.engines import normalize_url
 from regctl.registry.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get("REGCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

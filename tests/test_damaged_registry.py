@@ -11,8 +11,8 @@ import pytest
 
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.db import dispose_engines
-from regctl.registry.doctor import check_registry
 from regctl.registry.jobs import claim_job
+from regctl.registry.ops.doctor import check_registry
 from regctl.registry.outcomes import NewArtifact, record_success, start_stage
 from regctl.registry.refs import parse_ref
 from regctl.registry.settings import Settings

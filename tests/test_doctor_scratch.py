@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from regctl.registry.doctor import UNDELETABLE_PREFIX
 from regctl.registry.migrate import upgrade
+from regctl.registry.ops.doctor import UNDELETABLE_PREFIX
 from regctl.registry.settings import Settings
 from tests.conftest import direct_cli
 

@@ -204,8 +204,8 @@ def test_gc_deletes_only_old_unreferenced_blobs_and_records_it(settings: Setting
 def test_a_registration_racing_gc_for_the_same_blob_never_loses_it(
     settings: Settings, model_dir: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
-    from regctl.registry import gc
     from regctl.registry.lifecycle import delete_version
+    from regctl.registry.ops import gc
 
     first = register_version(settings, "m", model_dir)
     delete_version(settings, parse_ref("m:1"))

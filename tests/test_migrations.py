@@ -12,7 +12,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from regctl.registry.db import current_revision, get_engine
+from regctl.registry.db import current_revision
+from regctl.registry.engines import get_engine
 from regctl.registry.migrate import alembic_config, downgrade, upgrade
 from regctl.registry.schema import HEAD_REVISION, Base
 from tests.conftest import create_postgres_database, drop_postgres_database

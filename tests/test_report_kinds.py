@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import text
 
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
-from regctl.registry.db import dispose_engines, get_engine
-from regctl.registry.importer import named_reports
+from regctl.registry.db import dispose_engines
+from regctl.registry.engines import get_engine
 from regctl.registry.jobs import claim_job
 from regctl.registry.migrate import downgrade, upgrade
+from regctl.registry.ops.importer import named_reports
 from regctl.registry.outcomes import NewArtifact, record_success, start_stage
 from regctl.registry.refs import parse_ref
 from regctl.registry.settings import Settings

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from regctl.registry.doctor import UNDELETABLE_PREFIX, undeletable_scratch
+from regctl.registry.ops.doctor import UNDELETABLE_PREFIX, undeletable_scratch
 from regctl.worker.supervisor.scratch import (
     LOCK_NAME,
     PREFIX,

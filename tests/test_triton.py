@@ -21,10 +21,10 @@ from tritonclient.grpc import model_config_pb2
 from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.errors import InvalidInput
+from regctl.registry.ops.triton import triton_config
 from regctl.registry.settings import Settings
 from regctl.registry.spec import load_spec
 from regctl.registry.store import open_store
-from regctl.registry.triton import triton_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 Invoke = Callable[..., Result]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-WORKER = Path(__file__).resolve().parent.parent / "worker"
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "worker"
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -48,3 +50,26 @@ def test_the_supervisors_sandbox_client_never_imports_the_zygote() -> None:
 def test_the_sandbox_mechanism_never_imports_its_supervisor(path: Path) -> None:
     above = sorted(m for m in _imported_modules(path) if m.startswith("regctl.worker.supervisor"))
     assert above == [], f"worker/sandbox/{path.name} imports {above}"
+
+
+def test_no_import_loops_anywhere_in_regctl() -> None:
+    """Every arrow points down: no two modules import each other, even through a function's import."""
+    spec = importlib.util.spec_from_file_location("codebase_shape", ROOT / "benchmarks" / "codebase_shape.py")
+    assert spec is not None and spec.loader is not None
+    shape = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shape)
+    assert shape.measure()["import_loops"] == []
+
+
+def test_the_domain_never_imports_the_operations_on_it() -> None:
+    """registry/ops/ (doctor, gc, export, import, Triton) builds on the domain, never the other way."""
+    domain = [
+        p for p in (ROOT / "registry").rglob("*.py") if "ops" not in p.relative_to(ROOT / "registry").parts
+    ]
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(
+            m for m in _imported_modules(p) if m.startswith("regctl.registry.ops")
+        )
+        for p in domain
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from celery import Celery
 
-from regctl.registry.db import redact
+from regctl.registry.engines import redact
 from regctl.registry.entities import JobInfo
 from regctl.registry.errors import ServiceUnavailable
 from regctl.registry.jobs import mark_published

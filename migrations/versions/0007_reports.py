@@ -10,7 +10,7 @@ Create Date: 2026-12-05 09:00:00.000000
   versions, and rows whose job link an earlier SQLite batch copy of `jobs` cleared) the order
   decides: a report that directly follows another report of the same version (by artifact id) is a
   validation report, because a validate job records nothing but its report, while a convert job
-  records its report after the candidates or after the version's source. registry/importer.py names
+  records its report after the candidates or after the version's source. registry/ops/importer.py names
   the reports of old archives by the same rule.
 - model_versions.status may be `cancelled`.
 - jobs.stages: the stage timeline, a small JSON list.

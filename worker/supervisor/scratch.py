@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regctl.registry.doctor import UNDELETABLE_PREFIX
+from regctl.registry.ops.doctor import UNDELETABLE_PREFIX
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`regctl import`: load an archive `regctl export` wrote (`regctl.registry.export`) into this registry.
+"""`regctl import`: load an archive `regctl export` wrote (`regctl.registry.ops.export`) into this registry.
 
 The archive is hostile input. It is read as a stream and never extracted: only regular members
 named `manifest.json` or `blobs/<sha256>` listed in the manifest are accepted, every field of the
@@ -28,9 +28,9 @@ from regctl.registry.access import Caller
 from regctl.registry.card import check_card
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.errors import CorruptedArtifact, InvalidInput
-from regctl.registry.export import FORMAT, FORMAT_VERSION, MANIFEST
 from regctl.registry.lineage import Lineage
 from regctl.registry.lookup import local_caller
+from regctl.registry.ops.export import FORMAT, FORMAT_VERSION, MANIFEST
 from regctl.registry.refs import check_alias_name, check_model_name
 from regctl.registry.schema import (
     ARTIFACT_KINDS,

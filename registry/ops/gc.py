@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
-from regctl.registry.doctor import GRACE_S, referenced_blobs, unreferenced
 from regctl.registry.lookup import local_caller
+from regctl.registry.ops.doctor import GRACE_S, referenced_blobs, unreferenced
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 

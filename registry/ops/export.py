@@ -4,7 +4,7 @@ The archive is an uncompressed tar (its blobs are weights and TorchScript, which
 - `manifest.json` first: the format, the models, their versions (spec, status, method, summary,
   description, tags, lineage), each version's artifacts (kind, sha256, size) and the aliases;
 - `blobs/<sha256>`, each blob once, named by its sha256, verified against it as it is written.
-`regctl.registry.importer` reads it back.
+`regctl.registry.ops.importer` reads it back.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select, text
 
-from regctl.registry.db import current_revision, get_engine, redact, session_scope
+from regctl.registry.db import current_revision, session_scope
+from regctl.registry.engines import get_engine, redact
 from regctl.registry.errors import CorruptedArtifact, RegctlError, RegistryNeedsAttention
 from regctl.registry.schema import HEAD_REVISION, Artifact, Model, ModelVersion
 from regctl.registry.settings import Settings
