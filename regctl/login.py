@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regctl.registry.errors import InvalidInput
+from regctl.registry.settings import ClientSettings
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,7 @@ class Login:
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
     """Where `regctl login` keeps the URL and token."""
-    env = os.environ if env is None else env
-    if env.get("REGCTL_CONFIG"):
-        return Path(env["REGCTL_CONFIG"]).expanduser()
-    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "regctl" / "login.json"
+    return ClientSettings.from_env(env).config
 
 
 def check_url(url: str) -> str:
@@ -47,18 +44,18 @@ def check_url(url: str) -> str:
 
 def find_login(env: Mapping[str, str] | None = None, url: str | None = None) -> Login | None:
     """The server to talk to: `url` or REGCTL_URL (with REGCTL_TOKEN), else the login file, else None."""
-    env = os.environ if env is None else env
-    url = url or env.get("REGCTL_URL")
+    client = ClientSettings.from_env(env)
+    url = url or client.url
     if url:
-        return Login(check_url(url), env.get("REGCTL_TOKEN") or _saved_token(env, check_url(url)))
-    saved = _read(config_path(env))
+        return Login(check_url(url), client.token or _saved_token(client, check_url(url)))
+    saved = _read(client.config)
     if saved is None:
         return None
-    return Login(check_url(saved["url"]), env.get("REGCTL_TOKEN") or saved.get("token"))
+    return Login(check_url(saved["url"]), client.token or saved.get("token"))
 
 
-def _saved_token(env: Mapping[str, str], url: str) -> str | None:
-    saved = _read(config_path(env))
+def _saved_token(client: ClientSettings, url: str) -> str | None:
+    saved = _read(client.config)
     return saved.get("token") if saved and saved.get("url", "").rstrip("/") == url else None
 
 

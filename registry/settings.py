@@ -8,6 +8,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
+from pydantic import Field, TypeAdapter, ValidationError
+
+from regctl.registry.errors import InvalidInput
+from regctl.registry.refs import check_alias_name
+from regctl.registry.spec import parse_formats
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -38,6 +44,11 @@ class Settings:
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
     formats: tuple[str, ...] = ("torchscript",)  # what a registration converts to unless told otherwise
+    # This machine's own settings (see _MACHINE): never written by to_env, so each worker keeps its own.
+    libtorch: bool = True  # off skips the LibTorch stage (no C++ compiler here)
+    libtorch_cache: Path | None = None  # where built LibTorch runners are kept; None: the user's cache
+    worker_concurrency: int = 1  # processes of this worker's pool, which share the machine's cores
+    worker_gpus: tuple[str, ...] = ()  # GPU ids the pool's children take round robin
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that rebuild these settings in another process (a worker)."""
@@ -65,6 +76,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from `REGCTL_*` environment variables; `overrides` win (CLI options)."""
         env = os.environ if env is None else env
+        local = {**os.environ, **env}  # machine settings come from this process when `env` lacks them
         home = Path(env.get("REGCTL_HOME") or Path.home() / ".regctl").expanduser()
         if overrides.get("home"):
             home = Path(str(overrides.pop("home"))).expanduser()
@@ -84,12 +96,35 @@ class Settings:
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
             work_dir=_work_dir(env.get("REGCTL_WORK_DIR") or None),
             formats=_formats(env.get("REGCTL_FORMATS") or "torchscript"),
+            libtorch=parse_flag(LIBTORCH_ENV, local.get(LIBTORCH_ENV), default=True),
+            libtorch_cache=_runner_cache(local),
+            worker_concurrency=int(_number(local, CONCURRENCY_ENV, 1, 1)),
+            worker_gpus=tuple(g.strip() for g in local.get(GPUS_ENV, "").split(",") if g.strip()),
             **numbers,  # type: ignore[arg-type]
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(settings, **given) if given else settings
         _check_pairs(settings)
         return settings
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a client of `regctl serve` reads from its environment: the server, its token, the login file."""
+
+    config: Path  # REGCTL_CONFIG: where `regctl login` keeps the URL and token
+    url: str | None = None  # REGCTL_URL
+    token: str | None = None  # REGCTL_TOKEN
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
+        """Build them from REGCTL_URL, REGCTL_TOKEN and REGCTL_CONFIG (default: ~/.config/regctl)."""
+        env = os.environ if env is None else env
+        if env.get("REGCTL_CONFIG"):
+            config = Path(env["REGCTL_CONFIG"]).expanduser()
+        else:
+            config = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "regctl" / "login.json"
+        return cls(url=env.get("REGCTL_URL") or None, token=env.get("REGCTL_TOKEN") or None, config=config)
 
 
 _NUMERIC = {
@@ -111,13 +146,30 @@ _NUMERIC = {
     "REGCTL_WEBHOOK_RETRY_BASE_S": "webhook_retry_base",
 }
 SANDBOX_MODES = ("auto", "strict", "off")
+# Settings of this machine and process rather than of the registry: an embedded child or a worker
+# rebuilt from a registry's mapping still reads them from its own environment, because they name
+# this machine's compiler, runner cache and pool.
+LIBTORCH_ENV = "REGCTL_LIBTORCH"
+LIBTORCH_CACHE_ENV = "REGCTL_LIBTORCH_CACHE"
+QUEUES_ENV = "REGCTL_WORKER_QUEUES"  # written for a worker's children and logs; nothing reads it back
+CONCURRENCY_ENV = "REGCTL_WORKER_CONCURRENCY"
+GPUS_ENV = "REGCTL_WORKER_GPUS"
+
+
+def user_runner_cache() -> Path:
+    """The LibTorch runner cache when REGCTL_LIBTORCH_CACHE is unset: the user's cache directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "regctl" / "libtorch-runner"
+
+
+def _runner_cache(env: Mapping[str, str]) -> Path:
+    raw = env.get(LIBTORCH_CACHE_ENV)
+    return Path(raw).expanduser() if raw else user_runner_cache()
 
 
 def _sandbox_mode(raw: str) -> str:
     mode = raw.strip().lower()
     if mode not in SANDBOX_MODES:
-        from regctl.registry.errors import InvalidInput
-
         raise InvalidInput(
             f"REGCTL_SANDBOX={raw!r} is not a sandbox mode; set it to auto (confine model code as far "
             "as this machine allows), strict (refuse to run without the full sandbox) or off"
@@ -130,8 +182,6 @@ def _work_dir(raw: str | None) -> str | None:
         return None
     path = Path(raw).expanduser()
     if not path.is_dir():
-        from regctl.registry.errors import InvalidInput
-
         raise InvalidInput(
             f"REGCTL_WORK_DIR={raw!r} is not a directory; create it, or unset it to use the system's "
             "temp directory"
@@ -140,14 +190,10 @@ def _work_dir(raw: str | None) -> str | None:
 
 
 def _formats(raw: str) -> tuple[str, ...]:
-    from regctl.registry.spec import parse_formats
-
     return parse_formats(raw, "REGCTL_FORMATS=")
 
 
 def _aliases(raw: str) -> tuple[str, ...]:
-    from regctl.registry.refs import check_alias_name
-
     return tuple(check_alias_name(a.strip()) for a in raw.split(",") if a.strip())
 
 
@@ -161,8 +207,6 @@ def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int
     raw = env.get(key)
     if raw is None or raw.strip() == "":
         return default
-    from pydantic import Field, TypeAdapter, ValidationError
-
     if isinstance(default, int):
         kind: Any = Annotated[int, Field(ge=minimum, strict=False)]
         wanted = f"a whole number of at least {minimum}"
@@ -172,8 +216,6 @@ def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int
     try:
         return TypeAdapter(kind).validate_python(raw.strip())
     except ValidationError:
-        from regctl.registry.errors import InvalidInput
-
         raise InvalidInput(f"{key}={raw!r} is not {wanted}; set it to e.g. {default}") from None
 
 
@@ -186,15 +228,11 @@ def parse_flag(key: str, raw: str | None, *, default: bool) -> bool:
         return True
     if value in {"0", "false", "no", "off"}:
         return False
-    from regctl.registry.errors import InvalidInput
-
     raise InvalidInput(f"{key}={raw!r} is not on or off; set it to {_FLAGS}")
 
 
 def _check_home(home: Path) -> None:
     if home.exists() and not home.is_dir():
-        from regctl.registry.errors import InvalidInput
-
         raise InvalidInput(
             f"REGCTL_HOME={str(home)!r} is a file, not a directory; point it at a directory "
             "(it is created when missing)"
@@ -203,8 +241,6 @@ def _check_home(home: Path) -> None:
 
 def _check_pairs(settings: Settings) -> None:
     """Settings that only make sense against each other."""
-    from regctl.registry.errors import InvalidInput
-
     if settings.heartbeat_interval >= settings.heartbeat_timeout:
         raise InvalidInput(
             f"REGCTL_HEARTBEAT_INTERVAL ({settings.heartbeat_interval:g} s) must be below "

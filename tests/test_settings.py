@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 from pathlib import Path
@@ -109,3 +110,108 @@ def test_a_database_on_another_schema_revision_exits_6(postgres_url: str) -> Non
         assert "run 'regctl db upgrade'" in done.stderr and done.stderr.count("\n") == 1
     finally:
         drop_postgres_database(empty)
+
+
+# -- one reader ----------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("registry", "worker", "server", "service", "cli", "regctl")
+# The sandbox hands its zygote a socket through these; they carry no setting of regctl's.
+NOT_SETTINGS = {"REGCTL_ZYGOTE_FD", "REGCTL_ZYGOTE_PARENT"}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+
+
+def _regctl_constants(trees: dict[Path, ast.Module]) -> dict[str, str]:
+    """Every module-level NAME = "REGCTL_..." in the code, by name (imports keep the name or alias it)."""
+    found: dict[str, str] = {}
+    for tree in trees.values():
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                value = node.value.value
+                if isinstance(value, str) and value.startswith("REGCTL_"):
+                    found.update({t.id: value for t in node.targets if isinstance(t, ast.Name)})
+    for tree in trees.values():  # SWITCH_ENV = LIBTORCH_ENV and `import X as Y`
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id in found:
+                found.update({t.id: found[node.value.id] for t in node.targets if isinstance(t, ast.Name)})
+            if isinstance(node, ast.ImportFrom):
+                found.update({a.asname: found[a.name] for a in node.names if a.asname and a.name in found})
+    return found
+
+
+def _key(node: ast.expr, constants: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name | ast.Attribute):
+        return constants.get(node.id if isinstance(node, ast.Name) else node.attr)
+    return None
+
+
+def _is_environ(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
+        isinstance(node, ast.Name) and node.id == "environ"
+    )
+
+
+def _reads(tree: ast.Module, constants: dict[str, str]) -> list[tuple[int, str]]:
+    """(line, variable) of every read of a variable: env.get(K), getenv(K), environ[K], K in environ."""
+    reads = []
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Attribute | ast.Name):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if name in {"get", "getenv", "pop", "setdefault"}:
+                key = _key(node.args[0], constants)
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
+            key = _key(node.slice, constants)
+        elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
+            key = _key(node.left, constants)
+        if key and key.startswith("REGCTL_") and key not in NOT_SETTINGS:
+            reads.append((node.lineno, key))
+    return reads
+
+
+def test_no_module_but_settings_reads_a_regctl_variable() -> None:
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in _modules()}
+    constants = _regctl_constants(trees)
+    assert "REGCTL_WORKER_CONCURRENCY" in constants.values()  # the scan sees constants, not only literals
+    readers = [
+        f"{path.relative_to(ROOT)}:{line} reads {key}"
+        for path, tree in trees.items()
+        if path != ROOT / "registry" / "settings.py"
+        for line, key in _reads(tree, constants)
+    ]
+    assert readers == []
+
+
+def test_the_scan_finds_a_read_however_it_is_spelled() -> None:
+    code = 'import os\nK = "REGCTL_X"\nos.environ.get(K)\nos.getenv("REGCTL_Y")\nos.environ["REGCTL_Z"]\n'
+    tree = ast.parse(code)
+    assert [key for _, key in _reads(tree, _regctl_constants({Path("m.py"): tree}))] == [
+        "REGCTL_X",
+        "REGCTL_Y",
+        "REGCTL_Z",
+    ]
+
+
+def test_machine_settings_come_from_this_process_when_a_mapping_lacks_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REGCTL_LIBTORCH", "off")
+    monkeypatch.setenv("REGCTL_LIBTORCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("REGCTL_WORKER_CONCURRENCY", "3")
+    monkeypatch.setenv("REGCTL_WORKER_GPUS", "0,2")
+    settings = Settings.from_env({"REGCTL_HOME": str(tmp_path)})
+    assert (settings.libtorch, settings.libtorch_cache) == (False, tmp_path / "cache")
+    assert (settings.worker_concurrency, settings.worker_gpus) == (3, ("0", "2"))
+    assert "REGCTL_LIBTORCH" not in settings.to_env()  # each worker keeps its own
+    given = Settings.from_env({"REGCTL_HOME": str(tmp_path), "REGCTL_LIBTORCH": "on"})
+    assert given.libtorch is True
+
+
+def test_a_malformed_worker_concurrency_is_refused_by_name() -> None:
+    with pytest.raises(InvalidInput, match="REGCTL_WORKER_CONCURRENCY='many' is not a whole number"):
+        Settings.from_env({"REGCTL_WORKER_CONCURRENCY": "many"})

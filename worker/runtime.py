@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 from regctl.registry.errors import InvalidInput
+from regctl.registry.settings import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV
+from regctl.worker.sandbox.client import shared_zygote
 
-QUEUES_ENV = "REGCTL_WORKER_QUEUES"
-CONCURRENCY_ENV = "REGCTL_WORKER_CONCURRENCY"
-GPUS_ENV = "REGCTL_WORKER_GPUS"
+__all__ = ["CONCURRENCY_ENV", "GPUS_ENV", "QUEUES_ENV", "init_child", "plan_gpu_worker"]
 
 
 def count_gpus_in_subprocess(timeout: float = 120.0) -> int:
@@ -47,15 +47,12 @@ def plan_gpu_worker(
     return concurrency or len(ids), ids
 
 
-def init_child(index: int) -> None:
-    """Set up one pool child: its GPU (one per child, round robin) and a warm sandbox zygote.
+def init_child(index: int, gpus: tuple[str, ...]) -> None:
+    """Set up one pool child: its GPU (one of `gpus`, round robin) and a warm sandbox zygote.
 
     The child itself never imports torch or model code; its zygote imports torch in the
     background, so the first job does not wait for it.
     """
-    gpus = [g for g in os.environ.get(GPUS_ENV, "").split(",") if g]
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    from regctl.worker.sandbox.client import shared_zygote
-
     shared_zygote()

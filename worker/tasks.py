@@ -173,4 +173,4 @@ def _init_child(**_: object) -> None:
     from regctl.worker.runtime import init_child
 
     dispose_engines(close=False)  # connections inherited from the parent belong to it
-    init_child(getattr(current_process(), "index", 0) or 0)
+    init_child(getattr(current_process(), "index", 0) or 0, settings().worker_gpus)

@@ -1,27 +1,25 @@
-"""Where the LibTorch runner is cached and whether the stage is on: settings read without torch.
+"""Where the LibTorch runner is cached and whether the stage is on: read from Settings, without torch.
 
-The supervisor, which never imports torch, decides both and hands them to the zygote.
+The supervisor, which never imports torch, decides both from its Settings and hands them to the
+zygote. The runner's own build script and the engine's tests, which hold no Settings, use this
+process's (`Settings.from_env()`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-SWITCH_ENV = "REGCTL_LIBTORCH"
-CACHE_ENV = "REGCTL_LIBTORCH_CACHE"
+from regctl.registry.settings import LIBTORCH_CACHE_ENV, LIBTORCH_ENV, Settings, user_runner_cache
+
+SWITCH_ENV = LIBTORCH_ENV
+CACHE_ENV = LIBTORCH_CACHE_ENV
 
 
-def enabled() -> bool:
-    """False when REGCTL_LIBTORCH is 0, false, no or off; InvalidInput for anything but an on/off word."""
-    from regctl.registry.settings import parse_flag
-
-    return parse_flag(SWITCH_ENV, os.environ.get(SWITCH_ENV), default=True)
+def enabled(settings: Settings | None = None) -> bool:
+    """False when the LibTorch stage is off (REGCTL_LIBTORCH=0) in `settings` (default: this process's)."""
+    return (settings or Settings.from_env()).libtorch
 
 
-def default_cache_dir() -> Path:
-    """Where built runners are kept ($REGCTL_LIBTORCH_CACHE, else the user's cache directory)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "regctl" / "libtorch-runner"
+def default_cache_dir(settings: Settings | None = None) -> Path:
+    """Where built runners are kept (REGCTL_LIBTORCH_CACHE, else the user's cache directory)."""
+    return (settings or Settings.from_env()).libtorch_cache or user_runner_cache()

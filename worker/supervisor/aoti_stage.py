@@ -67,7 +67,7 @@ def add_aoti(
         "sha256": proved.get("exported"),
         "seed": judged.seed,
     }
-    extra_mounts, skip = runner_mounts()
+    extra_mounts, skip = runner_mounts(settings)
     mounts.update(extra_mounts)
     if skip:
         args["runner_skip"] = skip

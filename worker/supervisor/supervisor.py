@@ -39,7 +39,6 @@ from regctl.registry.text import visible
 from regctl.worker.contract import RESULT_FILE
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
-from regctl.worker.runtime import CONCURRENCY_ENV
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
 from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
@@ -227,7 +226,7 @@ class _Job:
         # The first job on a machine compiles the LibTorch runner (15-30 s on 2 cores): a stage of its
         # own, so the wait is not charged to whatever the last role said it was doing.
         self.progress("libtorch runner: compiled by a machine's first job, then cached")
-        runner, skip = runner_mounts()
+        runner, skip = runner_mounts(self.settings)
         mounts.update(runner)
         args = {**args, "seed": reference.seed}
         if skip:
@@ -257,11 +256,11 @@ class _Job:
         return Mount(str(path), f"{JOB_ROOT}/out", writable=True)
 
 
-def runner_mounts() -> tuple[dict[str, Mount], str | None]:
+def runner_mounts(settings: Settings) -> tuple[dict[str, Mount], str | None]:
     """The LibTorch runner's mount for a role, built here (its cache is outside every sandbox); or why not."""
-    if not enabled():
+    if not enabled(settings):
         return {}, f"disabled ({SWITCH_ENV}=0)"
-    runner = shared_zygote().runner(str(default_cache_dir()), True)
+    runner = shared_zygote().runner(str(default_cache_dir(settings)), True)
     if runner.get("runner"):
         return {"runner": Mount(runner["runner"], f"{JOB_ROOT}/runner/runner")}, None
     return {}, runner.get("skip") or "not attempted"
@@ -271,7 +270,7 @@ def plan_for(
     settings: Settings, device: str, mounts: dict[str, Mount], scratch: Path, *, uid: int | None = None
 ) -> SandboxPlan:
     """The sandbox plan for one role process: mounts by name, secret paths, limits, uid, devices."""
-    threads = torch_threads()
+    threads = torch_threads(settings)
     leased = uid is not None  # a uid of this job's lease: the zygote sweeps it when the role ends
     uid = sandbox_uid(settings) if uid is None else uid
     return SandboxPlan(
@@ -293,10 +292,9 @@ def plan_for(
     )
 
 
-def torch_threads() -> int:
+def torch_threads(settings: Settings) -> int:
     """Intra-op threads per job: the machine's cores shared among the pool's processes."""
-    concurrency = int(os.environ.get(CONCURRENCY_ENV) or 1)
-    return max(1, (os.cpu_count() or 1) // max(1, concurrency))
+    return max(1, (os.cpu_count() or 1) // max(1, settings.worker_concurrency))
 
 
 def memory_limit(settings: Settings) -> int:
@@ -308,7 +306,7 @@ def memory_limit(settings: Settings) -> int:
 
 def secret_paths(settings: Settings) -> list[str]:
     """Host paths a sandbox must never see: registry home, database, store, LibTorch cache, homes."""
-    paths = [str(settings.home), str(default_cache_dir()), os.path.expanduser("~"), "/root", "/home"]
+    paths = [str(settings.home), str(default_cache_dir(settings)), os.path.expanduser("~"), "/root", "/home"]
     store = settings.artifact_store
     if "://" not in store or store.startswith("file://"):
         paths.append(store.removeprefix("file://"))
