@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from regctl.client import Progress, RegistryClient
+from regctl.limits import server_limits
 from regctl.login import check_url
 from regctl.registry.entities import (
     AliasInfo,
@@ -243,7 +244,6 @@ class Client(RegistryClient):
         """
         from regctl.registry.bundle import build_bundle, weights_file
         from regctl.registry.lineage import with_git
-        from regctl.registry.settings import Settings
         from regctl.registry.spec import prepare_spec
 
         check_model_name(name)
@@ -259,7 +259,7 @@ class Client(RegistryClient):
         params += [("tag", f"{k}={v}") for k, v in lineage.tags.items()]
         params += [("run_url", lineage.run_url)] if lineage.run_url else []
         with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
-            caps = Settings.from_env()
+            caps = server_limits(self._json)  # the server's caps, not this machine's
             weights_file(directory, spec, caps.max_weights_bytes)  # refused here rather than after an upload
             upload = Path(tmp) / "upload.tar"
             bundle = build_bundle(directory, spec, upload, caps.max_bundle_bytes, include_weights=True)

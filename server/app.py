@@ -26,6 +26,7 @@ from regctl.server import (
     catalog_api,
     jobs_api,
     lifecycle_api,
+    limits_api,
     pages,
     register_api,
     webhooks_api,
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     for module in (catalog_api, register_api, jobs_api, artifacts_api, lifecycle_api, admin_api):
         api.include_router(module.router)
     api.include_router(webhooks_api.router)
+    api.include_router(limits_api.router)
     app.include_router(api)
     app.include_router(pages.router)
     app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
