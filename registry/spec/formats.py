@@ -1,0 +1,35 @@
+"""The formats a conversion produces: one rule for the spec's `formats`, --format and REGCTL_FORMATS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from regctl.registry.errors import InvalidInput
+from regctl.registry.spec.checked import FORMATS
+
+
+def check_formats(formats: tuple[str, ...], error: Callable[[str], Exception]) -> tuple[str, ...]:
+    """Formats in their canonical order; `error(problem)` builds the exception for a bad list."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise error(f"names {unknown[0]!r}, which is not one of {', '.join(FORMATS)}")
+    if "torchscript" not in formats:
+        raise error("leaves out torchscript, which every conversion produces and proves first")
+    if len(set(formats)) != len(formats):
+        raise error("names a format twice")
+    return tuple(f for f in FORMATS if f in formats)
+
+
+def parse_formats(text: str, option: str = "--format") -> tuple[str, ...]:
+    """`--format aoti` or `--format torchscript,aoti`: TorchScript is always included."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    wanted = tuple(dict.fromkeys(["torchscript", *names]))
+
+    sep = "" if option.endswith("=") else " "  # an environment variable reads REGCTL_FORMATS=aoti
+
+    def error(problem: str) -> InvalidInput:
+        return InvalidInput(
+            f"{option}{sep}{text!r} {problem}; use {option}{sep}aoti or {option}{sep}torchscript,aoti"
+        )
+
+    return check_formats(wanted, error)

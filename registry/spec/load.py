@@ -1,0 +1,121 @@
+"""Reading a model directory's `regctl.toml`: decode, check with the file's models, build the ModelSpec.
+
+Every error is one line that names the file, the key, the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from regctl.registry.dtypes import canonical_dtype
+from regctl.registry.errors import InvalidInput, InvalidSpec
+from regctl.registry.spec.checked import (
+    DEVICES,
+    METHODS,
+    MINIMAL_SPEC,
+    SPEC_FILENAME,
+    DimSpec,
+    InputSpec,
+    ModelSpec,
+    ValidationSpec,
+)
+from regctl.registry.spec.file import TABLES, InputTable, SpecFile
+from regctl.registry.spec.formats import parse_formats
+from regctl.registry.spec.messages import spec_error
+
+
+def load_spec(directory: Path) -> ModelSpec:
+    """Read and check `DIR/regctl.toml`; raise InvalidSpec naming the file, key, value and expectation."""
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise InvalidSpec(
+            f"model directory {directory} {what}; pass the directory that holds {SPEC_FILENAME}"
+        )
+    path = directory / SPEC_FILENAME
+    if not path.is_file():
+        raise InvalidSpec(
+            f"model directory {directory} has no {SPEC_FILENAME}; create one with at least {MINIMAL_SPEC}"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidSpec(f"{path}: not valid TOML: {exc}; fix the syntax there") from None
+    except RecursionError:
+        raise InvalidSpec(
+            f"{path}: tables or arrays nest too deeply to read; a spec needs only a few levels"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidSpec(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
+    return parse_spec(data, str(path), directory)
+
+
+def parse_spec(data: dict[str, Any], source: str, directory: Path | None = None) -> ModelSpec:
+    """Check a decoded `regctl.toml` and build its ModelSpec; `source` names the file in error messages.
+
+    With `directory`, the files the spec names must exist inside it; without, only their form is checked.
+    """
+    try:
+        written = SpecFile.model_validate(data, context={"directory": directory})
+    except ValidationError as exc:
+        raise spec_error(exc, source, data, TABLES) from None
+    except RecursionError:
+        raise InvalidSpec(f"{source}: nests too deeply; a spec needs only a few levels") from None
+    v = written.validation
+    return ModelSpec(
+        entrypoint=written.entrypoint,
+        weights=written.weights,
+        method=written.method,
+        device=written.device,
+        optimize=written.optimize,
+        inputs=tuple(_input(table) for table in written.inputs),
+        dims={
+            name: DimSpec(name, d.min, d.max, d.opt if d.opt is not None else (d.min + d.max) // 2, d.batch)
+            for name, d in written.dims.items()
+        },
+        validation=ValidationSpec(float(v.rtol), float(v.atol), v.samples, v.inputs),
+        formats=tuple(written.formats) if written.formats is not None else None,
+    )
+
+
+def _input(table: InputTable) -> InputSpec:
+    scalar = table.shape is None
+    return InputSpec(
+        name=table.name,
+        dtype=table.dtype if scalar else str(canonical_dtype(table.dtype)),
+        shape=None if scalar else tuple(table.shape or ()),
+        low=table.low,
+        high=table.high,
+    )
+
+
+def prepare_spec(
+    directory: Path,
+    method: str | None = None,
+    device: str | None = None,
+    formats: tuple[str, ...] | None = None,
+    default_formats: tuple[str, ...] = ("torchscript",),
+) -> ModelSpec:
+    """Load the spec from `directory` and apply command-line overrides of method, device and formats.
+
+    The formats are settled here for good: `formats` (from --format), else the file's, else the
+    registry's default (REGCTL_FORMATS).
+    """
+    spec = load_spec(directory)
+    wanted = parse_formats(",".join(formats)) if formats else None
+    spec = dataclasses.replace(spec, formats=wanted or spec.formats or default_formats)
+    if method is not None:
+        if method not in METHODS:
+            raise InvalidInput(f"--method {method!r} is not one of {', '.join(METHODS)}")
+        spec = dataclasses.replace(spec, method=method)  # type: ignore[arg-type]
+    if device is not None:
+        if device not in DEVICES:
+            raise InvalidInput(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+        spec = dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
+    return spec
