@@ -2,11 +2,11 @@
 
 The archive is hostile input. It is read as a stream and never extracted: only regular members
 named `manifest.json` or `blobs/<sha256>` listed in the manifest are accepted, every field of the
-manifest is checked as registration checks it, and every blob is hashed before it reaches the store
-and must match its name and size. Rows are written only after every blob has arrived, in one
-transaction; on any failure the blobs this import added are removed again. Version numbers are kept
-where the target model never handed them out, otherwise the next free numbers are used, and the
-mapping is returned so the CLI can say so.
+manifest is checked as registration checks it (registry/ops/manifest.py), and every blob is hashed
+before it reaches the store and must match its name and size. Rows are written only after every blob
+has arrived, in one transaction; on any failure the blobs this import added are removed again.
+Version numbers are kept where the target model never handed them out, otherwise the next free
+numbers are used, and the mapping is returned so the CLI can say so.
 """
 
 from __future__ import annotations
@@ -28,14 +28,11 @@ from regctl.registry.access import Caller
 from regctl.registry.card import check_card
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.errors import CorruptedArtifact, InvalidInput
-from regctl.registry.lineage import Lineage
 from regctl.registry.lookup import local_caller
-from regctl.registry.ops.export import FORMAT, FORMAT_VERSION, MANIFEST
-from regctl.registry.refs import check_alias_name, check_model_name
+from regctl.registry.ops.export import MANIFEST
+from regctl.registry.ops.manifest import LEGACY_REPORT, check_manifest
 from regctl.registry.schema import (
-    ARTIFACT_KINDS,
     REPORT_KINDS,
-    VERSION_STATUSES,
     Alias,
     AliasEvent,
     Artifact,
@@ -44,16 +41,13 @@ from regctl.registry.schema import (
     VersionTag,
 )
 from regctl.registry.settings import Settings
-from regctl.registry.spec import parse_spec
 from regctl.registry.store import ArtifactStore, open_store
 from regctl.registry.timeline import parse_moment
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 _BLOB_NAME = re.compile(r"blobs/([0-9a-f]{64})")
-_SHA = re.compile(r"[0-9a-f]{64}")
 # A version caught mid-job is imported as registered: its jobs do not travel.
 _IN_FLIGHT = {"converting": "registered", "validating": "registered"}
-LEGACY_REPORT = "report"  # both reports' kind in archives written before they were named apart
 
 
 @dataclass
@@ -122,106 +116,7 @@ def _read_manifest(tar: tarfile.TarFile, members: Iterator[tarfile.TarInfo], sou
         manifest = json.loads(data.read() if data else b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{source}'s manifest is not JSON ({exc}); export it again") from None
-    return _checked_manifest(manifest, source)
-
-
-def _checked_manifest(manifest: Any, source: Path) -> dict:
-    """The manifest, each field checked as a registration checks it; InvalidInput names the first bad one."""
-    where = f"{source}'s manifest"
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise InvalidInput(f"{source} is not a regctl export archive (no '{FORMAT}' manifest)")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise InvalidInput(
-            f"{where} has format version {manifest.get('format_version')!r}; "
-            f"this regctl reads {FORMAT_VERSION}"
-        )
-    blobs = manifest.get("blobs")
-    if not isinstance(blobs, dict) or not all(
-        isinstance(k, str) and _SHA.fullmatch(k) and isinstance(v, int) and v >= 0 for k, v in blobs.items()
-    ):
-        raise InvalidInput(f"{where} lists blobs that are not sha256 -> size")
-    models = manifest.get("models")
-    if not isinstance(models, list) or not models:
-        raise InvalidInput(f"{where} holds no models")
-    for model in models:
-        _check_model(model, blobs, where)
-    return manifest
-
-
-def _check_model(model: Any, blobs: dict, where: str) -> None:
-    if not isinstance(model, dict) or not isinstance(model.get("versions"), list):
-        raise InvalidInput(f"{where} has a model entry that is not a table of versions")
-    check_model_name(model.get("name") if isinstance(model.get("name"), str) else "")
-    if not isinstance(model.get("description", ""), str):
-        raise InvalidInput(f"{where}: model {model['name']}'s description is not text")
-    numbers = set()
-    for version in model["versions"]:
-        numbers.add(_check_version(version, blobs, f"{where}, {model['name']}"))
-    aliases = model.get("aliases", {})
-    if not isinstance(aliases, dict):
-        raise InvalidInput(f"{where}: {model['name']}'s aliases are not a table")
-    for alias, number in aliases.items():
-        check_alias_name(alias)
-        if number not in numbers:
-            raise InvalidInput(f"{where}: {model['name']}@{alias} points at a version the archive lacks")
-
-
-def _check_version(version: Any, blobs: dict, where: str) -> int:
-    if not isinstance(version, dict):
-        raise InvalidInput(f"{where} has a version entry that is not a table")
-    number = version.get("version")
-    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 2**31 - 1:
-        raise InvalidInput(f"{where} has a version number that is not a positive integer")
-    here = f"{where}:{number}"
-    if version.get("status") not in VERSION_STATUSES:
-        raise InvalidInput(f"{here} has status {version.get('status')!r}")
-    if not isinstance(version.get("spec"), dict):
-        raise InvalidInput(f"{here} has no spec")
-    parse_spec(_as_toml_shape(version["spec"]), f"{here} spec")
-    Lineage(
-        version.get("description"),
-        version.get("tags") or {},
-        version.get("run_url"),
-        version.get("git_commit"),
-    ).checked()
-    if version.get("card") is not None:
-        check_card(version["card"], f"{here} card")
-    artifacts = version.get("artifacts")
-    if not isinstance(artifacts, list):
-        raise InvalidInput(f"{here} lists no artifacts")
-    for artifact in artifacts:
-        if (
-            not isinstance(artifact, dict)
-            or artifact.get("kind") not in (*ARTIFACT_KINDS, LEGACY_REPORT)
-            or artifact.get("sha256") not in blobs
-            or artifact.get("size") != blobs[artifact["sha256"]]
-        ):
-            raise InvalidInput(f"{here} has an artifact that is not one of the archive's blobs")
-    shas = {a["sha256"] for a in artifacts}
-    for key in ("source_sha256", "weights_sha256"):
-        if version.get(key) is not None and version[key] not in shas:
-            raise InvalidInput(f"{here}'s {key} is not among its artifacts")
-    if version.get("source_sha256") is None:
-        raise InvalidInput(f"{here} has no source")
-    return number
-
-
-def _as_toml_shape(spec: dict) -> dict:
-    """A stored spec (`ModelSpec.to_dict`) in regctl.toml's shape, so `parse_spec` checks it."""
-    data = {k: v for k, v in spec.items() if v is not None and k not in ("inputs", "dims", "validation")}
-    data["inputs"] = [
-        {k: v for k, v in item.items() if v is not None}
-        for item in spec.get("inputs") or []
-        if isinstance(item, dict)
-    ]
-    dims = spec.get("dims") or {}
-    data["dims"] = {
-        name: {k: v for k, v in d.items() if k != "name"} for name, d in dims.items() if isinstance(d, dict)
-    }
-    validation = spec.get("validation") or {}
-    if isinstance(validation, dict):
-        data["validation"] = {k: v for k, v in validation.items() if v is not None}
-    return data
+    return check_manifest(manifest, source)
 
 
 def _receive_blobs(
