@@ -12,6 +12,7 @@ from regctl.cli import (  # noqa: F401  (registers commands)
     retire,
     sandbox,
     serve,
+    spec,
     transfer,
     webhooks,
     workers,

@@ -195,7 +195,9 @@ class SpecFile(_Table):
         description="The dynamic dims the inputs' shapes name, e.g. seq = { min = 1, max = 128 }",
         json_schema_extra={"propertyNames": {"pattern": IDENTIFIER}},
     )
-    validation: ValidationTable = Field(default_factory=ValidationTable)
+    validation: ValidationTable = Field(
+        default_factory=ValidationTable, description="How the converted model is proven against eager PyTorch"
+    )
 
     @field_validator("entrypoint")
     @classmethod
@@ -274,4 +276,20 @@ TABLES: dict[str, type[BaseModel]] = {
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of regctl.toml, for editors (Even Better TOML, taplo) to check it as you type."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **SpecFile.model_json_schema()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **_without_null(SpecFile.model_json_schema()),
+    }
+
+
+def _without_null(node: Any) -> Any:
+    """TOML has no null: an optional key is one left out, so `X | None` is just X in the schema."""
+    if isinstance(node, list):
+        return [_without_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _without_null(v) for k, v in node.items() if not (k == "default" and v is None)}
+    branches = [b for b in node.get("anyOf", ()) if b != {"type": "null"}]
+    if "anyOf" in node and len(branches) == 1:
+        return {**{k: v for k, v in node.items() if k != "anyOf"}, **branches[0]}
+    return node
