@@ -8,11 +8,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter, ValidationError
-
 from regctl.registry.errors import InvalidInput
+from regctl.registry.formats import parse_formats
 from regctl.registry.refs import check_alias_name
-from regctl.registry.spec import parse_formats
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class Settings:
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
     formats: tuple[str, ...] = ("torchscript",)  # what a registration converts to unless told otherwise
-    # This machine's own settings (see _MACHINE): never written by to_env, so each worker keeps its own.
+    # This machine's own settings (see LIBTORCH_ENV): never written by to_env, so each worker keeps its own.
     libtorch: bool = True  # off skips the LibTorch stage (no C++ compiler here)
     libtorch_cache: Path | None = None  # where built LibTorch runners are kept; None: the user's cache
     worker_concurrency: int = 1  # processes of this worker's pool, which share the machine's cores
@@ -207,6 +205,10 @@ def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int
     raw = env.get(key)
     if raw is None or raw.strip() == "":
         return default
+    # Here, not at the top: pydantic adds ~100 ms to every CLI start (measured with -X importtime),
+    # and only a numeric variable that is set needs it.
+    from pydantic import Field, TypeAdapter, ValidationError
+
     if isinstance(default, int):
         kind: Any = Annotated[int, Field(ge=minimum, strict=False)]
         wanted = f"a whole number of at least {minimum}"

@@ -4,15 +4,14 @@ checked.py   the checked spec (ModelSpec, InputSpec, DimSpec, ValidationSpec) an
 file.py      the file as written, as pydantic models: the checks, and the JSON Schema for editors
 messages.py  a pydantic error as one line naming the file, the key, the value and what was expected
 paths.py     the files a spec names stay inside the model directory and exist
-formats.py   what a conversion produces (the spec's formats, --format, REGCTL_FORMATS)
 load.py      load_spec, parse_spec, prepare_spec
 """
 
 from __future__ import annotations
 
+from regctl.registry.formats import FORMATS, check_formats, parse_formats
 from regctl.registry.spec.checked import (
     DEVICES,
-    FORMATS,
     MAX_DIM,
     MAX_ELEMENTS,
     MAX_SAMPLES,
@@ -27,7 +26,6 @@ from regctl.registry.spec.checked import (
     ValidationSpec,
 )
 from regctl.registry.spec.file import json_schema
-from regctl.registry.spec.formats import check_formats, parse_formats
 from regctl.registry.spec.load import load_spec, parse_spec, prepare_spec
 from regctl.registry.spec.paths import entrypoint_files
 

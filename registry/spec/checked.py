@@ -11,9 +11,6 @@ from typing import Any, Literal
 
 SPEC_FILENAME = "regctl.toml"
 METHODS = ("auto", "trace", "script")
-# What a conversion produces: TorchScript always (it decides whether the version is ready), and on
-# request an AOTInductor package compiled from the exported program (worker/judge/aoti.py).
-FORMATS = ("torchscript", "aoti")
 DEVICES = ("cpu", "cuda")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 RECORDED_INPUT_SUFFIXES = (".safetensors",)

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from regctl.registry.dtypes import SCALAR_DTYPES, TENSOR_DTYPES, all_dtype_names, canonical_dtype
+from regctl.registry.formats import check_formats
 from regctl.registry.spec import paths
 from regctl.registry.spec.checked import (
     MAX_DIM,
@@ -32,7 +33,6 @@ from regctl.registry.spec.checked import (
     RECORDED_INPUT_SUFFIXES,
     WEIGHT_SUFFIXES,
 )
-from regctl.registry.spec.formats import check_formats
 from regctl.registry.spec.messages import EXPECTED, did_you_mean, fail, is_identifier, kind, show
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from regctl.registry.dtypes import canonical_dtype
 from regctl.registry.errors import InvalidInput, InvalidSpec
+from regctl.registry.formats import parse_formats
 from regctl.registry.spec.checked import (
     DEVICES,
     METHODS,
@@ -25,7 +26,6 @@ from regctl.registry.spec.checked import (
     ValidationSpec,
 )
 from regctl.registry.spec.file import TABLES, InputTable, SpecFile
-from regctl.registry.spec.formats import parse_formats
 from regctl.registry.spec.messages import spec_error
 
 

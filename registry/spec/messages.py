@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from regctl.registry.errors import InvalidSpec
-from regctl.registry.spec.checked import DEVICES, FORMATS, MAX_DIM, MAX_SAMPLES, METHODS
+from regctl.registry.formats import FORMATS
+from regctl.registry.spec.checked import DEVICES, MAX_DIM, MAX_SAMPLES, METHODS
 
 _DIM_SIZE = f"an integer >= 1 and <= {MAX_DIM}"
 _INPUTS = 'at least one [[inputs]] table, e.g. name = "x", dtype = "float32", shape = [1, 8]'

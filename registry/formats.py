@@ -1,11 +1,17 @@
-"""The formats a conversion produces: one rule for the spec's `formats`, --format and REGCTL_FORMATS."""
+"""The formats a conversion produces: one rule for the spec's `formats`, --format and REGCTL_FORMATS.
+
+Apart from registry/spec/ so that Settings reads REGCTL_FORMATS without the spec's pydantic models.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from regctl.registry.errors import InvalidInput
-from regctl.registry.spec.checked import FORMATS
+
+# What a conversion produces: TorchScript always (it decides whether the version is ready), and on
+# request an AOTInductor package compiled from the exported program (worker/judge/aoti.py).
+FORMATS = ("torchscript", "aoti")
 
 
 def check_formats(formats: tuple[str, ...], error: Callable[[str], Exception]) -> tuple[str, ...]:
