@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -119,3 +121,13 @@ def test_specs_regctl_accepts_are_valid(validator: Draft202012Validator, toml: s
 )
 def test_specs_regctl_refuses_are_invalid(validator: Draft202012Validator, toml: str) -> None:
     assert _errors(validator, toml) != []
+
+
+def test_the_cli_starts_without_pydantic_or_the_spec_models() -> None:
+    # The schema command imports them when it runs: at start-up they cost ~100 ms of every command.
+    code = (
+        "import sys, regctl.cli.main\n"
+        "print(sorted(m for m in ('pydantic', 'regctl.registry.spec') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
