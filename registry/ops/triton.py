@@ -3,7 +3,8 @@
 `export_triton` writes `<repo>/<name>/<version>/model.pt` (the stored TorchScript artifact,
 checksum-verified while it streams) and then `<repo>/<name>/config.pbtxt`. Other versions already
 in the entry are left alone; the config is rewritten from the version exported, and only when its
-inputs and outputs are the ones already declared (else the other versions would break). The repo is
+inputs and outputs are the ones already declared (else the other versions would break), compared
+as parsed ModelConfig messages (protobuf's text_format), not as text. The repo is
 a local directory or any fsspec URL (s3://bucket/models); every file is written to a temporary
 name beside it and renamed into place, so Triton's repository polling never sees a partial file.
 
