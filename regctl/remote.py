@@ -8,7 +8,6 @@ dropped connection. Job following reads the server-sent-event stream.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import queue
 import tempfile
@@ -22,8 +21,10 @@ from urllib.parse import quote
 import httpx
 
 from regctl.client import Progress, RegistryClient
+from regctl.events import job_events
 from regctl.limits import server_limits
 from regctl.login import check_url
+from regctl.registry.chunks import read_chunks
 from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
@@ -50,23 +51,12 @@ from regctl.registry.errors import (
 )
 from regctl.registry.lineage import Lineage
 from regctl.registry.refs import check_model_name, parse_ref
+from regctl.retries import reconnecting, resuming
 
 T = TypeVar("T")
 
 
-def _read_in_bigger_pieces() -> None:
-    # httpcore receives 64 KiB per recv(); a gigabyte artifact then costs 16,000 trips through h11
-    # and the socket's timeout bookkeeping, which caps a download at a few hundred MB/s.
-    try:
-        from httpcore._sync.http11 import HTTP11Connection
-    except ImportError:  # a future httpcore moved it: downloads are slower, not wrong
-        return
-    HTTP11Connection.READ_NUM_BYTES = max(getattr(HTTP11Connection, "READ_NUM_BYTES", 0), 1 << 20)
-
-
-_read_in_bigger_pieces()
 CHUNK = 1 << 20
-RESUMES = 3
 
 
 @cache
@@ -359,33 +349,20 @@ class Client(RegistryClient):
     def follow(self, job: JobInfo) -> Iterator[JobInfo]:
         """Follow the job chain through the server-sent-event stream, reconnecting if it drops."""
         current = job
-        for _ in range(RESUMES + 1):
-            try:
-                for update in self._events(current.id):
-                    current = update
-                    yield update
-                return
-            except httpx.TransportError:
-                current = self.job(current.id)  # the stream dropped: pick up where the job is now
-                if current.finished:
-                    yield current
+        for attempt in reconnecting(lambda exc: isinstance(exc, httpx.TransportError)):
+            with attempt:
+                try:
+                    for data in job_events(self._http, current.id, self._error):
+                        current = _parse(JobInfo, data)
+                        yield current
                     return
+                except httpx.TransportError:
+                    current = self.job(current.id)  # the stream dropped: pick up where the job is now
+                    if current.finished:
+                        yield current
+                        return
+                    raise
         raise self._unreachable(ConnectionError("the job event stream kept dropping"))
-
-    def _events(self, job_id: int) -> Iterator[JobInfo]:
-        timeout = httpx.Timeout(30.0, read=60.0)  # the server sends a keep-alive every 15 s
-        with self._http.stream("GET", f"/jobs/{job_id}/events", timeout=timeout) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise self._error(response)
-            event = None
-            for line in response.iter_lines():
-                if line.startswith("event:"):
-                    event = line.partition(":")[2].strip()
-                elif line.startswith("data:") and event == "job":
-                    yield _parse(JobInfo, json.loads(line.partition(":")[2]))
-                elif line.startswith("data:") and event == "end":
-                    return
 
     # -- artifacts ---------------------------------------------------------------------------------
 
@@ -435,22 +412,19 @@ class Client(RegistryClient):
     def _download(self, ref: str, kind: str, out: BinaryIO, progress: Progress | None) -> FetchedArtifact:
         path = _artifact_path(ref, kind)
         with _Sink(out) as sink:
-            for attempt in range(RESUMES + 1):
-                try:
-                    self._receive(path, kind, sink, progress)
-                    if sink.meta is not None and sink.done == sink.meta.artifact.size:
-                        break
-                except httpx.TransportError as exc:
-                    # A dropped connection resumes with a Range once the artifact is known.
-                    if sink.meta is not None and attempt < RESUMES:
-                        continue
-                    if isinstance(exc, httpx.RemoteProtocolError):
-                        # The server also cuts a download short on purpose when the blob fails its check.
-                        raise CorruptedArtifact(
-                            f"the download of {ref} {kind} was cut short {attempt + 1} time(s), at "
-                            f"{sink.done} bytes; the stored artifact may be damaged (see the server's log)"
-                        ) from exc
-                    raise self._unreachable(exc) from exc
+            # A dropped connection resumes with a Range once the artifact is known.
+            tries = resuming(lambda exc: isinstance(exc, httpx.TransportError) and sink.meta is not None)
+            try:
+                tries(self._receive, path, kind, sink, progress)
+            except httpx.TransportError as exc:
+                if isinstance(exc, httpx.RemoteProtocolError):
+                    # The server also cuts a download short on purpose when the blob fails its check.
+                    cuts = tries.statistics["attempt_number"]
+                    raise CorruptedArtifact(
+                        f"the download of {ref} {kind} was cut short {cuts} time(s), at {sink.done} "
+                        "bytes; the stored artifact may be damaged (see the server's log)"
+                    ) from exc
+                raise self._unreachable(exc) from exc
             digest = sink.hexdigest()
         meta = sink.meta
         if meta is None or digest != meta.artifact.sha256:
@@ -496,8 +470,11 @@ class Client(RegistryClient):
             )
         return _announced(version_ref, kind, digest, sink.done)
 
-    def _receive(self, path: str, kind: str, sink: _Sink, progress: Progress | None) -> None:
-        """One request for the rest of the artifact: all of it, or a Range resuming after `sink.done`."""
+    def _receive(self, path: str, kind: str, sink: _Sink, progress: Progress | None) -> bool:
+        """One request for the rest of the artifact: all of it, or a Range resuming after `sink.done`.
+
+        True when the whole artifact has arrived.
+        """
         meta = sink.meta
         headers = {}
         if meta is not None and sink.done > 0:
@@ -513,6 +490,7 @@ class Client(RegistryClient):
                 sink.feed(piece)
                 if progress is not None:
                     progress(sink.done, meta.artifact.size)
+        return sink.done == meta.artifact.size
 
     def export_triton(
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
@@ -526,8 +504,7 @@ class Client(RegistryClient):
             with tempfile.TemporaryFile() as spool:
                 self._download(info.ref, "torchscript", spool, None)
                 spool.seek(0)
-                while chunk := spool.read(CHUNK):
-                    yield chunk
+                yield from read_chunks(spool, CHUNK)
 
         return write_to_repo(info, chunks, repo, max_batch_size=max_batch_size, instance_kind=instance_kind)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from regctl.registry.card import CARD_FILENAME, card_file, read_card
+from regctl.registry.chunks import ChunkReader
 from regctl.registry.errors import CorruptedArtifact, InvalidSpec
 from regctl.registry.spec import SPEC_FILENAME, ModelSpec, entrypoint_files
 
@@ -96,7 +97,7 @@ def extract_stream(chunks: Iterator[bytes], dest_dir: Path, name: str) -> Path:
     so it is read to its end even past the tar's own end marker: nothing counts as unpacked unchecked.
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
-    reader = _ChunkReader(chunks)
+    reader = ChunkReader(chunks)
     try:
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[arg-type]
             tar.extractall(dest_dir, filter="data")
@@ -266,27 +267,3 @@ class _HashingWriter:
 
     def tell(self) -> int:
         return self.size
-
-
-class _ChunkReader:
-    """A read-only, forward-only file over an iterator of byte chunks (what tarfile's stream mode needs)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = memoryview(b"")
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            return bytes(self._buffer) + b"".join(self._chunks)
-        while not self._buffer:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return b""
-            self._buffer = memoryview(chunk)
-        piece, self._buffer = self._buffer[:size], self._buffer[size:]
-        return bytes(piece)
-
-    def drain(self) -> None:
-        """Read what is left, so the underlying stream runs its end-of-stream check."""
-        for _ in self._chunks:
-            pass

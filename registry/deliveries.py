@@ -60,6 +60,8 @@ class SendResult:
 
 def retry_delay(base: float, attempts: int) -> float:
     """Seconds to wait after the `attempts`-th failed attempt: base, 2·base, 4·base … at most RETRY_CAP_S."""
+    # Not tenacity: this schedule is stored (next_attempt_at) and read by any sender in any process,
+    # while tenacity's waits serve one loop that sleeps in-process and take its live RetryCallState.
     return min(base * 2.0 ** max(0, attempts - 1), RETRY_CAP_S)
 
 

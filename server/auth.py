@@ -15,11 +15,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
+from cachetools import TLRUCache
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.access import Caller
 from regctl.registry.settings import Settings
+from regctl.registry.tokens import authenticate_token
 
 TOKEN_CACHE_S = 2.0
 _CACHE_LIMIT = 10_000
@@ -31,30 +34,32 @@ bearer = HTTPBearer(
 
 
 class TokenCache:
-    """Recently accepted tokens: digest -> (caller, monotonic deadline)."""
+    """Recently accepted tokens: digest -> caller, each for `ttl` seconds or until its expiry if sooner."""
 
     def __init__(self, ttl: float = TOKEN_CACHE_S) -> None:
         self.ttl = ttl
-        self._entries: dict[str, tuple[Caller, float]] = {}
-        self._lock = threading.Lock()
+        # TLRU rather than TTL: each entry's lifetime is cut short by its own token's expiry.
+        self._entries: TLRUCache[str, tuple[Caller, datetime | None]] = TLRUCache(
+            maxsize=_CACHE_LIMIT, ttu=self._until, timer=time.monotonic
+        )
+        self._lock = threading.Lock()  # cachetools caches are not thread-safe
+
+    def _until(self, _digest: str, entry: tuple[Caller, datetime | None], now: float) -> float:
+        expires_at = entry[1]
+        if expires_at is None:
+            return now + self.ttl
+        return now + min(self.ttl, (expires_at - datetime.now(UTC)).total_seconds())
 
     def get(self, digest: str) -> Caller | None:
         """The cached caller for a token digest, if still fresh."""
         with self._lock:
             entry = self._entries.get(digest)
-        if entry is None or entry[1] < time.monotonic():
-            return None
-        return entry[0]
+        return None if entry is None else entry[0]
 
     def put(self, digest: str, caller: Caller, expires_at: datetime | None) -> None:
         """Remember an accepted token, never past its own expiry."""
-        deadline = time.monotonic() + self.ttl
-        if expires_at is not None:
-            deadline = min(deadline, time.monotonic() + (expires_at - datetime.now(UTC)).total_seconds())
         with self._lock:
-            if len(self._entries) >= _CACHE_LIMIT:
-                self._entries.clear()
-            self._entries[digest] = (caller, deadline)
+            self._entries[digest] = (caller, expires_at)
 
     def forget_all(self) -> None:
         """Drop every entry (after a token is revoked through this server)."""
@@ -79,10 +84,6 @@ async def caller_for(request: Request, presented: str | None) -> Caller:
 
     A cached token is answered on the event loop; only a lookup goes to a thread.
     """
-    from starlette.concurrency import run_in_threadpool
-
-    from regctl.registry.tokens import authenticate_token
-
     address = request.client.host if request.client else None
     cache: TokenCache = request.app.state.tokens
     digest = hashlib.sha256(presented.encode()).hexdigest() if presented else ""

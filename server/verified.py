@@ -13,25 +13,27 @@ import threading
 import time
 from collections.abc import Iterator
 
+from cachetools import TTLCache
+
 VERIFIED_TTL_S = 600.0
 _LIMIT = 100_000
 
 
 class VerifiedBlobs:
-    """sha256 -> (file identity, monotonic time of the check)."""
+    """sha256 -> the identity of the file found matching it, for `ttl` seconds."""
 
     def __init__(self, ttl: float = VERIFIED_TTL_S) -> None:
         self.ttl = ttl
-        self._seen: dict[str, tuple[tuple[int, ...], float]] = {}
-        self._lock = threading.Lock()
+        self._seen: TTLCache[str, tuple[int, ...]] = TTLCache(maxsize=_LIMIT, ttl=ttl, timer=time.monotonic)
+        self._lock = threading.Lock()  # cachetools caches are not thread-safe
 
     def fresh(self, sha256: str, identity: tuple[int, ...] | None) -> bool:
         """True when this exact file was verified less than `ttl` seconds ago."""
         if identity is None:
             return False
         with self._lock:
-            entry = self._seen.get(sha256)
-        return entry is not None and entry[0] == identity and time.monotonic() - entry[1] < self.ttl
+            seen = self._seen.get(sha256)
+        return seen == identity
 
     def checked(
         self, sha256: str, identity: tuple[int, ...] | None, chunks: Iterator[bytes]
@@ -40,6 +42,4 @@ class VerifiedBlobs:
         yield from chunks
         if identity is not None:
             with self._lock:
-                if len(self._seen) >= _LIMIT:
-                    self._seen.clear()
-                self._seen[sha256] = (identity, time.monotonic())
+                self._seen[sha256] = identity

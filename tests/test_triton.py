@@ -147,6 +147,28 @@ def test_adding_version_2_leaves_version_1_untouched(
     assert parse_config(f"{url}/linear/config.pbtxt").max_batch_size == 8
 
 
+def test_an_entry_is_compared_as_a_parsed_config_not_as_text(
+    registry: Settings, regctl: Invoke, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    assert regctl("export-triton", "linear:1", "--repo", str(repo)).exit_code == 0
+    config_path = repo / "linear" / "config.pbtxt"
+
+    # the same message written by protobuf's own tools (one line, no comments) still serves version 2
+    config_path.write_text(text_format.MessageToString(parse_config(config_path), as_one_line=True))
+    result = regctl("export-triton", "linear:2", "--repo", str(repo))
+    assert result.exit_code == 0, result.stderr
+
+    # other dims, or a file that is no ModelConfig at all, would break the versions already there
+    changed = parse_config(config_path)
+    changed.input[0].dims[0] = 11
+    for text in (text_format.MessageToString(changed), "input [ {\n"):
+        config_path.write_text(text)
+        refused = regctl("export-triton", "linear:2", "--repo", str(repo))
+        assert refused.exit_code == 2 and "the versions already there would break" in refused.stderr
+        assert config_path.read_text() == text
+
+
 def test_a_damaged_artifact_exports_nothing_and_leaves_no_empty_version_folder(
     registry: Settings, regctl: Invoke, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from regctl.registry.chunks import ChunkReader
 from regctl.registry.db import session_scope
 from regctl.registry.errors import CorruptedArtifact
 from regctl.registry.lookup import find_model, find_version, tags_of
@@ -136,28 +137,10 @@ def _version_entry(session: Session, row: ModelVersion) -> dict:
     }
 
 
-class _ChunkReader:
-    """A file-like view of a chunk iterator, for tarfile.addfile."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks, self._buffer = chunks, b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
-
-
 def _add(tar: tarfile.TarFile, name: str, size: int, chunks: Iterator[bytes]) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, 0
-    reader = _ChunkReader(iter(chunks))
+    reader = ChunkReader(chunks)
     tar.addfile(info, reader)  # type: ignore[arg-type]
     # Read to the end: a verifying stream raises on a mismatch only after its last chunk.
     if reader.read():

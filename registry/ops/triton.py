@@ -3,7 +3,8 @@
 `export_triton` writes `<repo>/<name>/<version>/model.pt` (the stored TorchScript artifact,
 checksum-verified while it streams) and then `<repo>/<name>/config.pbtxt`. Other versions already
 in the entry are left alone; the config is rewritten from the version exported, and only when its
-inputs and outputs are the ones already declared (else the other versions would break). The repo is
+inputs and outputs are the ones already declared (else the other versions would break), compared
+as parsed ModelConfig messages (protobuf's text_format), not as text. The repo is
 a local directory or any fsspec URL (s3://bucket/models); every file is written to a temporary
 name beside it and renamed into place, so Triton's repository polling never sees a partial file.
 
@@ -26,14 +27,17 @@ The config (`triton_config`), for Triton's PyTorch backend:
 from __future__ import annotations
 
 import contextlib
-import re
+import importlib.util
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from google.protobuf import text_format
+from google.protobuf.message import Message
 
 from regctl.registry.entities import ArtifactInfo, Record, VersionInfo
 from regctl.registry.errors import InvalidInput, NotFound, ServiceUnavailable
@@ -61,7 +65,26 @@ TRITON_DTYPES = {
     "float32": "TYPE_FP32",
     "float64": "TYPE_FP64",
 }
-_MAX_BATCH_SIZE = re.compile(r"^max_batch_size:\s*(\d+)", re.MULTILINE)
+
+
+def _model_config_type() -> type[Message]:
+    """Triton's own ModelConfig message, from tritonclient's generated module loaded on its own.
+
+    `from tritonclient.grpc import model_config_pb2` would run tritonclient.grpc's __init__, which
+    needs grpcio and starts the whole gRPC client (numpy included): 0.17 s, for a message class.
+    """
+    package = importlib.util.find_spec("tritonclient")
+    if package is None or not package.submodule_search_locations:
+        raise ServiceUnavailable("export-triton needs the tritonclient package: pip install tritonclient")
+    source = Path(package.submodule_search_locations[0]) / "grpc" / "model_config_pb2.py"
+    spec = importlib.util.spec_from_file_location("regctl_triton_model_config_pb2", source)
+    assert spec is not None and spec.loader is not None  # a .py file always has a loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ModelConfig
+
+
+ModelConfig = _model_config_type()
 
 
 @dataclass(frozen=True)
@@ -394,14 +417,30 @@ def _check_entry(fs: fsspec.AbstractFileSystem, entry: str, config: TritonConfig
     if not fs.isfile(path) or not _other_versions(fs, entry, info.version):
         return
     with fs.open(path, "rb") as f:
-        existing = f.read().decode("utf-8", errors="replace")
-    found = _MAX_BATCH_SIZE.search(existing)
-    batched = found is not None and int(found.group(1)) > 0
-    if config.io_block() not in existing or batched != (config.max_batch_size > 0):
+        existing = parse_config(f.read().decode("utf-8", errors="replace"))
+    wanted = parse_config(config.to_pbtxt())
+    if existing is None or not _serves_the_same(existing, wanted):
         raise InvalidInput(
             f"{path} declares other inputs, outputs or batching than {info.ref} needs; the versions "
             "already there would break: export to another --repo, or remove that entry first"
         )
+
+
+def parse_config(text: str) -> Any:
+    """A config.pbtxt read as Triton's ModelConfig message; None when it is not one."""
+    try:
+        return text_format.Parse(text, ModelConfig())
+    except text_format.ParseError:
+        return None
+
+
+def _serves_the_same(existing: Any, wanted: Any) -> bool:
+    """Same inputs and outputs (names, types, dims, reshapes), and batched or not alike."""
+    return (
+        list(existing.input) == list(wanted.input)
+        and list(existing.output) == list(wanted.output)
+        and (existing.max_batch_size > 0) == (wanted.max_batch_size > 0)
+    )
 
 
 def _other_versions(fs: fsspec.AbstractFileSystem, entry: str, version: int) -> list[str]:

@@ -12,9 +12,10 @@ import os
 
 import fsspec
 
+from regctl.registry.chunks import CHUNK_SIZE
 from regctl.registry.digests import sha256_file
 from regctl.registry.store.base import ArtifactStore
-from regctl.registry.store.blobs import CHUNK_SIZE, BlobRef, StoredFile
+from regctl.registry.store.blobs import BlobRef, StoredFile
 from regctl.registry.store.local import LocalStore
 from regctl.registry.store.remote import RemoteStore
 

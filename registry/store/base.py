@@ -26,16 +26,15 @@ from typing import Any, BinaryIO
 
 import fsspec
 
+from regctl.registry.chunks import CHUNK_SIZE, read_chunks
 from regctl.registry.digests import sha256_file
 from regctl.registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, ServiceUnavailable
 from regctl.registry.store.blobs import (
-    CHUNK_SIZE,
     BlobRef,
     StoredFile,
     check_sha,
     facts,
     is_sha,
-    read_chunks,
     remove_quietly,
 )
 

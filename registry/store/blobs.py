@@ -1,17 +1,17 @@
-"""What the store's backends share beneath the interface: blob references, key checks, chunked reads."""
+"""What the store's backends share beneath the interface: blob references and key checks.
+
+Chunked reads live in registry/chunks.py, which the remote client uses without the store.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from regctl.registry.errors import InvalidInput
 
-CHUNK_SIZE = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -40,12 +40,6 @@ def check_sha(sha256: str) -> str:
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise InvalidInput(f"{sha256!r} is not a sha256 digest; expected 64 lowercase hex characters")
     return sha256
-
-
-def read_chunks(f: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Yield what `f` holds, `chunk_size` bytes at a time."""
-    while chunk := f.read(chunk_size):
-        yield chunk
 
 
 def remove_quietly(path: str) -> None:

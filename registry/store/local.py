@@ -20,9 +20,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
+from regctl.registry.chunks import CHUNK_SIZE
 from regctl.registry.errors import InvalidInput
 from regctl.registry.store.base import ArtifactStore
-from regctl.registry.store.blobs import CHUNK_SIZE, BlobRef, check_sha, remove_quietly
+from regctl.registry.store.blobs import BlobRef, check_sha, remove_quietly
 
 # link() fails with these where a copy still works: another file system, links not supported or not allowed.
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
