@@ -9,6 +9,7 @@ import click
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
+from regctl.registry.errors.files import ArchiveNotFile
 from regctl.registry.text import human_size
 
 
@@ -50,11 +51,10 @@ def import_(ctx: click.Context, archive: Path, as_json: bool) -> None:
     Version numbers are kept where this registry never handed them out, else mapped to the next
     free ones (and said so); aliases are set where this registry has none of that name.
     """
-    from regctl.registry.errors import InvalidInput
     from regctl.registry.ops.importer import import_archive
 
     if not archive.is_file():
-        raise InvalidInput(f"{archive} is not a file; give the archive 'regctl export -o' wrote")
+        raise ArchiveNotFile(archive=archive)
     done = import_archive(settings_of(ctx), archive)
     if as_json:
         emit_json(done.to_json())

@@ -8,7 +8,7 @@ from celery import Celery
 
 from regctl.registry.engines import redact
 from regctl.registry.entities import JobInfo
-from regctl.registry.errors import ServiceUnavailable
+from regctl.registry.errors.services import BrokerUnreachable
 from regctl.registry.jobs import mark_published
 from regctl.registry.settings import Settings
 from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
@@ -22,12 +22,9 @@ def app_for(settings: Settings) -> Celery:
     return make_app(settings)
 
 
-def broker_unavailable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
+def broker_unavailable(settings: Settings, exc: BaseException) -> BrokerUnreachable:
     """The error for a broker that cannot be reached, naming its URL without the password."""
-    return ServiceUnavailable(
-        f"cannot reach the broker at {redact(settings.broker_url or '')} ({type(exc).__name__}: {exc}); "
-        "check REGCTL_BROKER_URL and that Redis is running"
-    )
+    return BrokerUnreachable(url=redact(settings.broker_url or ""), reason=f"{type(exc).__name__}: {exc}")
 
 
 def check_broker(settings: Settings) -> None:
