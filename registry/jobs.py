@@ -18,7 +18,6 @@ from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo
-from regctl.registry.errors import InvalidInput
 from regctl.registry.errors.inputs import JobFinished, JobNotOwned, JobNotRetryable, NothingToValidate
 from regctl.registry.errors.lookup import NotAChoice, UnknownJob
 from regctl.registry.lookup import find_model, find_version, local_caller
@@ -242,7 +241,7 @@ def finish_job(
 ) -> JobInfo:
     """Record a job's outcome; with `worker`, only if that worker still owns it (else InvalidTransition)."""
     if state not in FINISHED:
-        raise InvalidInput(f"{state!r} is not a final job state; use one of {', '.join(FINISHED)}")
+        raise NotAChoice(what="final job state", value=state, choices=FINISHED)
     if session is not None:
         return _finish_in(session, job_id, state, worker, error, result)
     with session_scope(settings.database_url) as own:
