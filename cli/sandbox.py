@@ -7,7 +7,7 @@ import click
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import SandboxUnavailable
 from regctl.registry.settings import Settings
 
 
@@ -18,10 +18,7 @@ def checked_protections(settings: Settings) -> dict:
     protections = probe(settings)
     missing = protections.get("missing") or []
     if settings.sandbox == "strict" and missing:
-        raise InvalidInput(
-            f"REGCTL_SANDBOX=strict, but this machine cannot confine model code ({missing[0]}); "
-            "see README, Trust model, or set REGCTL_SANDBOX=auto"
-        )
+        raise SandboxUnavailable(missing=missing[0])
     return protections
 
 

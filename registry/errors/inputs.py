@@ -156,6 +156,15 @@ class NoCudaForGpuQueue(InvalidInput):
     )
 
 
+class SandboxUnavailable(InvalidInput):
+    """Raised when REGCTL_SANDBOX=strict and this machine lacks a protection the sandbox needs."""
+
+    template = (
+        "REGCTL_SANDBOX=strict, but this machine cannot confine model code ({missing}); "
+        "see README, Trust model, or set REGCTL_SANDBOX=auto"
+    )
+
+
 class NothingToValidate(InvalidTransition):
     """Raised when a validate job is asked for a version that has no TorchScript artifact."""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from regctl.registry.bundle import extract_stream
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors import ConversionFailed, CorruptedArtifact
+from regctl.registry.errors.inputs import NothingToValidate
 from regctl.registry.jobs import claim_job, get_job
 from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
 from regctl.registry.settings import Settings
@@ -217,7 +218,8 @@ def _proof(job_id: int, sha256: str, report: dict) -> dict:
 def _validate(work: Stage) -> list[JobInfo]:
     scripted = [a for a in work.version.artifacts if a.kind == "torchscript"]
     if not scripted:
-        raise _failed(work, f"{work.version.ref} has no TorchScript artifact; submit a convert job")
+        # create_job refuses this up front; a job that gets here anyway fails in the same words.
+        raise _failed(work, NothingToValidate.render(ref=work.version.ref))
     artifact = work.tmp / "artifact" / "model.pt"
     work.store.link_to(scripted[-1].sha256, artifact)
     work.reporter.checkpoint("validating")
