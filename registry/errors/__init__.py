@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 # A field holding several values renders as "a, b, c" (choices, names), so no raise site joins them.
-_LISTS = (list, tuple, set, frozenset)
+_LISTS = (list, tuple)
 
 
 class RegctlError(Exception):
