@@ -23,7 +23,7 @@ from regctl.registry.errors.lookup import NotAChoice, UnknownJob
 from regctl.registry.lookup import find_model, find_version, local_caller
 from regctl.registry.records import job_info
 from regctl.registry.refs import Ref
-from regctl.registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersion, utcnow
+from regctl.registry.schema import JOB_KINDS, JOB_STATES, Artifact, Job, Model, ModelVersion, utcnow
 from regctl.registry.settings import Settings
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -116,8 +116,6 @@ def _requeued(session: Session, version_id: int) -> None:
 
 
 def _has_torchscript(session: Session, version_id: int) -> bool:
-    from regctl.registry.schema import Artifact
-
     query = select(Artifact.id).where(Artifact.version_id == version_id, Artifact.kind == "torchscript")
     return session.scalar(query.limit(1)) is not None
 
