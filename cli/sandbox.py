@@ -13,7 +13,7 @@ from regctl.registry.settings import Settings
 
 def checked_protections(settings: Settings) -> dict:
     """Probe the sandbox; in strict mode, refuse (exit 2) when any protection is missing."""
-    from regctl.worker.supervisor.probe import probe
+    from regctl.worker.supervisor.probe import probe  # ~60 ms (the supervisor): not at the CLI's start
 
     protections = probe(settings)
     missing = protections.get("missing") or []
@@ -27,7 +27,7 @@ def checked_protections(settings: Settings) -> dict:
 @click.pass_context
 def sandbox(ctx: click.Context, as_json: bool) -> None:
     """Show how model code and the judge are confined here (REGCTL_SANDBOX=auto|strict|off)."""
-    from regctl.worker.supervisor.probe import describe
+    from regctl.worker.supervisor.probe import describe  # as above
 
     protections = checked_protections(settings_of(ctx))
     if as_json:
