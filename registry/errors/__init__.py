@@ -5,6 +5,11 @@ Every error carries the CLI exit code that DESIGN.md documents:
 5 not allowed (no valid token, or the token's role or model pattern does not cover the action),
 6 the registry's data cannot be used as it is: a schema this regctl does not run on, a damaged
   database file, or a stored blob that is missing or no longer matches its sha256.
+
+The named errors, each with its message written once as a template, live beside this module by
+subject: lookup (names, refs, what is not found), access (tokens), inputs (settings, tags, search,
+webhooks, job and version moves), files (model directories, uploads, stores, destinations) and
+services (database, broker, server, store, damaged data).
 """
 
 from __future__ import annotations
