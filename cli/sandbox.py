@@ -7,21 +7,18 @@ import click
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import SandboxUnavailable
 from regctl.registry.settings import Settings
 
 
 def checked_protections(settings: Settings) -> dict:
     """Probe the sandbox; in strict mode, refuse (exit 2) when any protection is missing."""
-    from regctl.worker.supervisor.probe import probe
+    from regctl.worker.supervisor.probe import probe  # ~60 ms (the supervisor): not at the CLI's start
 
     protections = probe(settings)
     missing = protections.get("missing") or []
     if settings.sandbox == "strict" and missing:
-        raise InvalidInput(
-            f"REGCTL_SANDBOX=strict, but this machine cannot confine model code ({missing[0]}); "
-            "see README, Trust model, or set REGCTL_SANDBOX=auto"
-        )
+        raise SandboxUnavailable(missing=missing[0])
     return protections
 
 
@@ -30,7 +27,7 @@ def checked_protections(settings: Settings) -> dict:
 @click.pass_context
 def sandbox(ctx: click.Context, as_json: bool) -> None:
     """Show how model code and the judge are confined here (REGCTL_SANDBOX=auto|strict|off)."""
-    from regctl.worker.supervisor.probe import describe
+    from regctl.worker.supervisor.probe import describe  # as above
 
     protections = checked_protections(settings_of(ctx))
     if as_json:

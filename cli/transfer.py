@@ -9,6 +9,9 @@ import click
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
+from regctl.destination import check_destination
+from regctl.registry.errors.files import ArchiveNotFile
+from regctl.registry.refs import parse_ref
 from regctl.registry.text import human_size
 
 
@@ -26,9 +29,7 @@ def export(ctx: click.Context, ref: str, output: Path, create_dirs: bool, as_jso
     Runs against the database and the store directly, like 'regctl doctor'. Every blob is verified
     against its sha256 as it is written; the archive replaces OUTPUT only once complete.
     """
-    from regctl.destination import check_destination
-    from regctl.registry.ops.export import export_models
-    from regctl.registry.refs import parse_ref
+    from regctl.registry.ops.export import export_models  # SQLAlchemy: never at the CLI's start
 
     dest = check_destination(output, create_dirs=create_dirs)
     manifest = export_models(settings_of(ctx), parse_ref(ref), dest)
@@ -50,11 +51,10 @@ def import_(ctx: click.Context, archive: Path, as_json: bool) -> None:
     Version numbers are kept where this registry never handed them out, else mapped to the next
     free ones (and said so); aliases are set where this registry has none of that name.
     """
-    from regctl.registry.errors import InvalidInput
-    from regctl.registry.ops.importer import import_archive
+    from regctl.registry.ops.importer import import_archive  # SQLAlchemy: never at the CLI's start
 
     if not archive.is_file():
-        raise InvalidInput(f"{archive} is not a file; give the archive 'regctl export -o' wrote")
+        raise ArchiveNotFile(archive=archive)
     done = import_archive(settings_of(ctx), archive)
     if as_json:
         emit_json(done.to_json())

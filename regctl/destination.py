@@ -14,7 +14,15 @@ import os
 import stat
 from pathlib import Path
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.files import (
+    CannotCreateDirectory,
+    CannotWrite,
+    DestinationIsDirectory,
+    DestinationIsLink,
+    DestinationNotRegular,
+    MissingDirectory,
+    ParentNotDirectory,
+)
 
 _KINDS = {
     stat.S_IFIFO: "a named pipe",
@@ -32,20 +40,20 @@ def check_destination(path: Path, *, create_dirs: bool = False) -> Path:
     except FileNotFoundError:
         found = None
     except OSError as exc:
-        raise InvalidInput(f"cannot write to {path}: {exc.strerror}") from None
+        raise CannotWrite(path=path, reason=exc.strerror) from None
     if found is not None:
         _check_existing(path, found.st_mode)
     parent = path.absolute().parent
     if parent.is_dir():
         return path
     if parent.exists():
-        raise InvalidInput(f"{parent} is not a directory; name a file inside a directory")
+        raise ParentNotDirectory(parent=parent)
     if not create_dirs:
-        raise InvalidInput(f"directory {parent} does not exist; create it, or pass --create-dirs")
+        raise MissingDirectory(parent=parent)
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidInput(f"cannot create directory {parent}: {exc.strerror}") from None
+        raise CannotCreateDirectory(parent=parent, reason=exc.strerror) from None
     return path
 
 
@@ -53,11 +61,8 @@ def _check_existing(path: Path, mode: int) -> None:
     if stat.S_ISREG(mode):
         return
     if stat.S_ISDIR(mode):
-        raise InvalidInput(f"{path} is a directory; name the file to write, e.g. {path / 'model.pt'}")
+        raise DestinationIsDirectory(path=path, example=path / "model.pt")
     if stat.S_ISLNK(mode):
-        raise InvalidInput(
-            f"{path} is a symbolic link; name the file it points at ({os.path.realpath(path)}) "
-            "or remove the link"
-        )
+        raise DestinationIsLink(path=path, real=os.path.realpath(path))
     what = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-    raise InvalidInput(f"{path} is {what}; fetch to a regular file, or use '-o -' to write to stdout")
+    raise DestinationNotRegular(path=path, what=what)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.files import BadServerUrl, LoginUnreadable, LoginWithoutUrl
 from regctl.registry.settings import ClientSettings
 
 
@@ -38,7 +38,7 @@ def check_url(url: str) -> str:
         or len(url.split("://", 1)[1]) == 0
         or not url.isprintable()
     ):
-        raise InvalidInput(f"server URL {url!r} is not valid; use e.g. https://regctl.example.com")
+        raise BadServerUrl(url=url)
     return url
 
 
@@ -65,9 +65,9 @@ def _read(path: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{path} cannot be read ({exc}); run 'regctl login URL' again") from None
+        raise LoginUnreadable(path=path, reason=exc) from None
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-        raise InvalidInput(f"{path} has no server URL; run 'regctl login URL' again")
+        raise LoginWithoutUrl(path=path)
     return data
 
 

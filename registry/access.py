@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from regctl.registry.errors import NotAllowed
+from regctl.registry.errors.access import ModelNotCovered, RoleTooLow
 
 ROLE_RANK = {"reader": 0, "writer": 1, "admin": 2}
 
@@ -63,14 +63,8 @@ class Caller:
             return
         if ROLE_RANK[self.role] < ROLE_RANK[NEEDS[action]]:
             what = f"{action} on {model}" if model else action
-            raise NotAllowed(
-                f"token {self.name!r} has role {self.role}; {what} needs role {NEEDS[action]}; "
-                "ask an admin for a token with that role"
-            )
-        raise NotAllowed(
-            f"token {self.name!r} is limited to models matching {self.model_pattern!r}, "
-            f"not {model!r}; ask an admin for a token that covers it"
-        )
+            raise RoleTooLow(name=self.name, role=self.role, what=what, needed=NEEDS[action])
+        raise ModelNotCovered(name=self.name, pattern=self.model_pattern, model=model)
 
 
 def alias_action(alias: str, protected: tuple[str, ...]) -> str:

@@ -8,7 +8,7 @@ from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import AliasInfo
-from regctl.registry.errors import NotFound
+from regctl.registry.errors.lookup import AliasNotSet
 from regctl.registry.lookup import find_model, find_version, local_caller
 from regctl.registry.refs import Ref, check_alias_name, check_model_name
 from regctl.registry.schema import Alias, AliasEvent, Model, ModelVersion, utcnow
@@ -72,7 +72,7 @@ def remove_alias(settings: Settings, name: str, alias: str, caller: Caller | Non
             select(Alias).where(Alias.model_id == model.id, Alias.name == alias).with_for_update()
         ).one_or_none()
         if row is None:
-            raise NotFound(f"alias {name}@{alias} is not set; 'regctl models show {name}' lists its aliases")
+            raise AliasNotSet(name=name, alias=alias)
         previous = session.get_one(ModelVersion, row.version_id).version
         session.delete(row)
         event = AliasEvent(model_id=model.id, name=alias, action="remove", from_version=previous, actor=actor)

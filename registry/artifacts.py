@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from regctl.registry.db import session_scope
 from regctl.registry.entities import ArtifactInfo
-from regctl.registry.errors import InvalidInput, NotFound
+from regctl.registry.errors.lookup import MissingArtifact, NotAChoice
 from regctl.registry.lookup import find_version
 from regctl.registry.records import artifact_info
 from regctl.registry.refs import Ref
@@ -17,7 +17,7 @@ from regctl.registry.settings import Settings
 def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tuple[str, ArtifactInfo]:
     """The newest artifact of `kind` of the version `ref` points at, with that version's `name:version`."""
     if kind not in ARTIFACT_KINDS:
-        raise InvalidInput(f"artifact kind {kind!r} is not one of {', '.join(ARTIFACT_KINDS)}")
+        raise NotAChoice(what="artifact kind", value=kind, choices=ARTIFACT_KINDS)
     with session_scope(settings.database_url) as session:
         model, version = find_version(session, ref)
         row = session.scalars(
@@ -30,5 +30,5 @@ def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tu
             hint = "its conversion has not produced one yet ('regctl versions show')"
             if kind == "exported":
                 hint = "torch.export did not succeed for it (see the report in 'regctl versions show')"
-            raise NotFound(f"{model.name}:{version.version} has no {kind} artifact; {hint}")
+            raise MissingArtifact(ref=f"{model.name}:{version.version}", kind=kind, hint=hint)
         return f"{model.name}:{version.version}", artifact_info(row)

@@ -29,7 +29,20 @@ from typing import IO
 
 from regctl.registry.card import CARD_FILENAME, card_file, read_card
 from regctl.registry.chunks import ChunkReader
-from regctl.registry.errors import CorruptedArtifact, InvalidSpec
+from regctl.registry.errors.files import (
+    BrokenSymlink,
+    BundleTooBig,
+    EntrypointLeftOut,
+    NamedFileMissing,
+    NamedPathNotFile,
+    PathEscapes,
+    SpecialFile,
+    SymlinkLoop,
+    SymlinkOutside,
+    TooManyFiles,
+    WeightsTooBig,
+)
+from regctl.registry.errors.services import BundleDamaged
 from regctl.registry.spec import SPEC_FILENAME, ModelSpec, entrypoint_files
 
 BUNDLE_SUFFIX = ".tar"
@@ -103,7 +116,7 @@ def extract_stream(chunks: Iterator[bytes], dest_dir: Path, name: str) -> Path:
             tar.extractall(dest_dir, filter="data")
         reader.drain()
     except tarfile.TarError as exc:
-        raise CorruptedArtifact(f"source bundle {name} cannot be unpacked safely: {exc}") from None
+        raise BundleDamaged(name=name, reason=exc) from None
     return dest_dir
 
 
@@ -126,10 +139,7 @@ def _check_entrypoint_included(directory: Path, spec: ModelSpec, files: dict[str
     candidates = entrypoint_files(spec.entrypoint)
     if any(c in files for c in candidates):
         return
-    raise InvalidSpec(
-        f"{directory / candidates[0]}: the entrypoint {spec.entrypoint} lives where the bundle does not "
-        "look (hidden files and folders, __pycache__ and virtualenv folders are left out); move it"
-    )
+    raise EntrypointLeftOut(path=directory / candidates[0], entrypoint=spec.entrypoint)
 
 
 def weights_file(directory: Path, spec: ModelSpec, max_bytes: int) -> Path | None:
@@ -139,10 +149,7 @@ def weights_file(directory: Path, spec: ModelSpec, max_bytes: int) -> Path | Non
     path = _named_file(directory, directory.resolve(), spec.weights)
     size = path.stat().st_size
     if size > max_bytes:
-        raise InvalidSpec(
-            f"weights file {path} holds {_mb(size)}, more than the cap of {_mb(max_bytes)} "
-            "(REGCTL_MAX_WEIGHTS_BYTES); raise REGCTL_MAX_WEIGHTS_BYTES if the model really is that big"
-        )
+        raise WeightsTooBig(path=path, size=_mb(size), cap=_mb(max_bytes))
     return path
 
 
@@ -150,12 +157,12 @@ def _named_file(directory: Path, root: Path, name: str) -> Path:
     """A file the spec names, refused when it escapes the directory or is missing."""
     path = directory / name
     if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise InvalidSpec(f"{path}: the path escapes the model directory {directory}; keep files inside it")
+        raise PathEscapes(path=path, directory=directory)
     _check_inside(path, root)
     if path.exists() and not path.is_file():
-        raise InvalidSpec(f"{path} is not a regular file; the spec must name a file in {directory}")
+        raise NamedPathNotFile(path=path, directory=directory)
     if not path.is_file():
-        raise InvalidSpec(f"{path}: the file is missing; the spec names it, so it must be in {directory}")
+        raise NamedFileMissing(path=path, directory=directory)
     return path
 
 
@@ -174,11 +181,9 @@ def _walk_code(current: Path, root: Path, prefix: str, seen: set[Path]) -> Itera
             yield from _walk_code(path, root, f"{name}/", seen | {real})
         elif entry.name.endswith(".py"):
             if entry.is_symlink() and not _check_inside(path, root).exists():
-                raise InvalidSpec(f"{path} is a broken symlink; remove it or point it at a file in {root}")
+                raise BrokenSymlink(path=path, root=root)
             if not entry.is_file(follow_symlinks=True):
-                raise InvalidSpec(
-                    f"{path} is not a regular file (a named pipe, socket or device); remove it from {root}"
-                )
+                raise SpecialFile(path=path, root=root)
             yield name, path
 
 
@@ -186,18 +191,13 @@ def _resolve(path: Path) -> Path:
     try:
         return path.resolve()
     except (RuntimeError, OSError):  # a symlink loop
-        raise InvalidSpec(
-            f"{path} is a symlink loop; replace the link with the file it should name"
-        ) from None
+        raise SymlinkLoop(path=path) from None
 
 
 def _check_inside(path: Path, root: Path) -> Path:
     real = _resolve(path)
     if not real.is_relative_to(root):
-        raise InvalidSpec(
-            f"{path} is a symlink to {real}, outside the model directory {root}; "
-            "copy the file into the directory instead of linking to it"
-        )
+        raise SymlinkOutside(path=path, real=real, root=root)
     return real
 
 
@@ -206,19 +206,18 @@ MAX_FILES = 10_000  # members of one bundle; an upload is held to the same numbe
 
 def _check_size(directory: Path, files: dict[str, Path], max_bytes: int) -> None:
     if len(files) > MAX_FILES:
-        raise InvalidSpec(
-            f"model directory {directory} holds {len(files)} files to bundle, more than {MAX_FILES}; "
-            "keep data out of the directory (only .py files and the spec's files are bundled)"
-        )
+        raise TooManyFiles(directory=directory, count=len(files), limit=MAX_FILES)
     sizes = {name: path.stat().st_size for name, path in files.items()}
     # What the tar really takes: a 512-byte header per member and each file padded to 512 bytes.
     total = sum(512 + -(-size // 512) * 512 for size in sizes.values()) + 1024
     if total > max_bytes:
         largest = max(sizes, key=lambda name: sizes[name])
-        raise InvalidSpec(
-            f"model directory {directory} holds {_mb(total)} of code and data, more than the cap of "
-            f"{_mb(max_bytes)} (REGCTL_MAX_BUNDLE_BYTES); the largest file is {largest} "
-            f"({_mb(sizes[largest])}): remove what the model does not need or raise REGCTL_MAX_BUNDLE_BYTES"
+        raise BundleTooBig(
+            directory=directory,
+            size=_mb(total),
+            cap=_mb(max_bytes),
+            largest=largest,
+            largest_size=_mb(sizes[largest]),
         )
 
 

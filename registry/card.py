@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from regctl.registry.errors import InvalidInput, InvalidSpec
+from regctl.registry.errors.files import CardNotAFile, CardNotText, CardNotUtf8, CardTooLarge
 from regctl.registry.text import check_text
 
 CARD_FILENAME = "README.md"
@@ -25,7 +26,7 @@ def card_file(directory: Path) -> Path | None:
     if not path.exists() and not path.is_symlink():
         return None
     if not path.is_file():
-        raise InvalidSpec(f"{path} is not a regular file; the model card must be a markdown file")
+        raise CardNotAFile(path=path)
     return path
 
 
@@ -42,17 +43,14 @@ def read_card(directory: Path) -> str | None:
 def check_card(data: bytes | str, where: str = "the model card") -> str:
     """Card text as stored: UTF-8, at most MAX_CARD_BYTES, newlines only, nothing hidden; else InvalidSpec."""
     if not isinstance(data, bytes | str):
-        raise InvalidSpec(f"{where} must be markdown text, not {type(data).__name__}")
+        raise CardNotText(where=where, kind=type(data).__name__)
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if len(raw) > MAX_CARD_BYTES:
-        raise InvalidSpec(
-            f"{where} is larger than {MAX_CARD_BYTES // 1024} KB, the cap on a model card; shorten it "
-            "(link to longer documents instead)"
-        )
+        raise CardTooLarge(where=where, limit_kb=MAX_CARD_BYTES // 1024)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidSpec(f"{where} is not UTF-8 text (byte {exc.start} is not); save it as UTF-8") from None
+        raise CardNotUtf8(where=where, position=exc.start) from None
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     try:
         return check_text(where, text, multiline=True)

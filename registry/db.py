@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from regctl.registry.engines import damaged, database_failure, drop_engines, get_engine, normalize_url, redact
-from regctl.registry.errors import AlreadyExists, RegistryNeedsAttention
+from regctl.registry.errors.services import Conflict, SchemaOutdated
 from regctl.registry.migrate import upgrade
 from regctl.registry.schema import HEAD_REVISION
 
@@ -35,10 +35,7 @@ def ensure_schema(url: str) -> None:
             upgrade(url)
         else:
             found = current or "an empty schema"
-            raise RegistryNeedsAttention(
-                f"database {redact(url)} is at {found}, this regctl needs {HEAD_REVISION}; "
-                "run 'regctl db upgrade'"
-            )
+            raise SchemaOutdated(url=redact(url), found=found, head=HEAD_REVISION)
     _checked.add(normalize_url(url))
 
 
@@ -75,7 +72,7 @@ def session_scope(url: str) -> Iterator[Session]:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise AlreadyExists(f"that change conflicts with existing data: {exc.orig}") from exc
+        raise Conflict(detail=exc.orig) from exc
     except OperationalError as exc:
         session.rollback()
         raise database_failure(url, exc) from exc

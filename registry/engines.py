@@ -12,7 +12,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from regctl.registry.errors import InvalidInput, RegistryNeedsAttention, ServiceUnavailable
+from regctl.registry.errors import RegistryNeedsAttention, ServiceUnavailable
+from regctl.registry.errors.services import (
+    DatabaseDamaged,
+    DatabaseEmpty,
+    DatabaseUnreachable,
+    DatabaseUrlUnparsed,
+    UnsupportedDatabase,
+)
 
 CONNECT_TIMEOUT_S = 3
 # Connections per engine: SQLAlchemy's default of 5 (+10 overflow) suits a CLI or a worker; the API
@@ -63,7 +70,6 @@ def drop_engines(close: bool = True) -> None:
 
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-_URL_HINT = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
 
 
 def _parsed(url: str):  # type: ignore[no-untyped-def]
@@ -71,14 +77,9 @@ def _parsed(url: str):  # type: ignore[no-untyped-def]
     try:
         parsed = make_url(url)
     except Exception:  # sqlalchemy's ArgumentError and ValueError both mean "does not parse"
-        raise InvalidInput(
-            f"REGCTL_DATABASE_URL {redact(url)!r} does not parse as a URL; {_URL_HINT}"
-        ) from None
+        raise DatabaseUrlUnparsed(url=redact(url)) from None
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
-        raise InvalidInput(
-            f"REGCTL_DATABASE_URL names the database {parsed.get_backend_name()!r}, which regctl does not "
-            f"run on; {_URL_HINT}"
-        )
+        raise UnsupportedDatabase(backend=parsed.get_backend_name())
     return parsed
 
 
@@ -117,10 +118,7 @@ def _open_sqlite_file(path: Path, url: str) -> None:
         except OSError:
             return  # unreadable: the connection itself reports it
     if emptied:
-        raise RegistryNeedsAttention(
-            f"the registry database {redact(url)} is an empty file: its data was lost; restore it from a "
-            "backup, or delete it to start a new, empty registry"
-        )
+        raise DatabaseEmpty(url=redact(url))
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -154,10 +152,7 @@ def database_failure(url: str, exc: DBAPIError) -> RegistryNeedsAttention | Serv
     """The one-line error for a database call that failed: damaged data, or a database out of reach."""
     reason = _reason(exc)
     if damaged(exc):
-        return RegistryNeedsAttention(
-            f"the registry database {redact(url)} is damaged ({reason}); restore it from a backup "
-            "('regctl doctor' checks the whole registry)"
-        )
+        return DatabaseDamaged(url=redact(url), reason=reason)
     return _unavailable(url, exc)
 
 
@@ -168,7 +163,4 @@ def _reason(exc: Exception) -> str:
 
 def _unavailable(url: str, exc: Exception) -> ServiceUnavailable:
     reason = _reason(exc)
-    return ServiceUnavailable(
-        f"cannot reach the database at {redact(url)} ({reason}); "
-        "check REGCTL_DATABASE_URL and that the server is running"
-    )
+    return DatabaseUnreachable(url=redact(url), reason=reason)

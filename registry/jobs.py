@@ -18,11 +18,12 @@ from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo
-from regctl.registry.errors import InvalidInput, InvalidTransition, NotFound
+from regctl.registry.errors.inputs import JobFinished, JobNotOwned, JobNotRetryable, NothingToValidate
+from regctl.registry.errors.lookup import NotAChoice, UnknownJob
 from regctl.registry.lookup import find_model, find_version, local_caller
 from regctl.registry.records import job_info
 from regctl.registry.refs import Ref
-from regctl.registry.schema import JOB_KINDS, JOB_STATES, Job, Model, ModelVersion, utcnow
+from regctl.registry.schema import JOB_KINDS, JOB_STATES, Artifact, Job, Model, ModelVersion, utcnow
 from regctl.registry.settings import Settings
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -63,7 +64,7 @@ def _load(session: Session, job_id: int, lock: bool = False) -> tuple[Job, str, 
         query = query.with_for_update(of=Job)
     row = session.execute(query).one_or_none()
     if row is None:
-        raise NotFound(f"job {job_id} not found; 'regctl jobs list' shows the jobs")
+        raise UnknownJob(job_id=job_id)
     return row[0], row[1], row[2]
 
 
@@ -83,13 +84,11 @@ def create_job(
 ) -> JobInfo:
     """Queue a `convert` or `validate` job for an existing version (committed before any message is sent)."""
     if kind not in JOB_KINDS:
-        raise InvalidInput(f"job kind {kind!r} is not one of {', '.join(JOB_KINDS)}")
+        raise NotAChoice(what="job kind", value=kind, choices=JOB_KINDS)
     with session_scope(settings.database_url) as session:
         model, version = find_version(session, ref)
         if kind == "validate" and not _has_torchscript(session, version.id):
-            raise InvalidTransition(
-                f"{ref} has no TorchScript artifact to validate; submit a convert job first"
-            )
+            raise NothingToValidate(ref=ref)
         job = Job(
             version_id=version.id,
             kind=kind,
@@ -117,8 +116,6 @@ def _requeued(session: Session, version_id: int) -> None:
 
 
 def _has_torchscript(session: Session, version_id: int) -> bool:
-    from regctl.registry.schema import Artifact
-
     query = select(Artifact.id).where(Artifact.version_id == version_id, Artifact.kind == "torchscript")
     return session.scalar(query.limit(1)) is not None
 
@@ -135,7 +132,7 @@ def list_jobs(
 ) -> list[JobInfo]:
     """The newest jobs first, optionally only those in `state` or of `model`."""
     if state is not None and state not in JOB_STATES:
-        raise InvalidInput(f"job state {state!r} is not one of {', '.join(JOB_STATES)}")
+        raise NotAChoice(what="job state", value=state, choices=JOB_STATES)
     query = _with_version()
     with session_scope(settings.database_url) as session:
         if model is not None:
@@ -242,7 +239,7 @@ def finish_job(
 ) -> JobInfo:
     """Record a job's outcome; with `worker`, only if that worker still owns it (else InvalidTransition)."""
     if state not in FINISHED:
-        raise InvalidInput(f"{state!r} is not a final job state; use one of {', '.join(FINISHED)}")
+        raise NotAChoice(what="final job state", value=state, choices=FINISHED)
     if session is not None:
         return _finish_in(session, job_id, state, worker, error, result)
     with session_scope(settings.database_url) as own:
@@ -254,9 +251,7 @@ def _finish_in(
 ) -> JobInfo:
     job, name, version = _load(session, job_id, lock=True)
     if job.state in FINISHED or (worker is not None and job.worker != worker):
-        raise InvalidTransition(
-            f"job {job_id} is {job.state} and no longer owned by {worker}; outcome dropped"
-        )
+        raise JobNotOwned(job_id=job_id, state=job.state, owner=job.worker, worker=worker)
     _finish(job, state, utcnow(), error=error, result=result)
     if state == "failed":
         outbox.job_failed(session, job, name, version, job.error)
@@ -304,7 +299,7 @@ def request_cancel(settings: Settings, job_id: int, caller: Caller | None = None
     with session_scope(settings.database_url) as session:
         job, name, version = _load(session, job_id, lock=True)
         if job.state in FINISHED:
-            raise InvalidTransition(f"job {job_id} is already {job.state}; nothing to cancel")
+            raise JobFinished(job_id=job_id, state=job.state)
         job.cancel_requested = True
         if job.state == "queued":
             _finish(job, "cancelled", utcnow(), error="cancelled by the user")
@@ -320,9 +315,7 @@ def retry_job(settings: Settings, job_id: int, caller: Caller | None = None) -> 
     with session_scope(settings.database_url) as session:
         job, name, version = _load(session, job_id, lock=True)
         if job.state not in ("failed", "cancelled"):
-            raise InvalidTransition(
-                f"job {job_id} is {job.state}; only failed or cancelled jobs can be retried"
-            )
+            raise JobNotRetryable(job_id=job_id, state=job.state)
         job.state, job.attempts, job.cancel_requested = "queued", 0, False
         job.error = job.worker = job.started_at = job.finished_at = job.heartbeat_at = None
         job.published_at = None

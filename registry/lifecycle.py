@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
-from regctl.registry.errors import InvalidInput, InvalidTransition
+from regctl.registry.errors.inputs import AliasesPointAt, TooManyTags, VersionBusy
 from regctl.registry.lineage import MAX_TAGS, check_tags
 from regctl.registry.lookup import find_version, local_caller, tags_of
 from regctl.registry.refs import Ref
@@ -44,7 +44,7 @@ def tag_version(
         session.flush()
         tags = tags_of(session, row.id)
         if len(tags) > MAX_TAGS:
-            raise InvalidInput(f"{model.name}:{row.version} would carry {len(tags)} tags; at most {MAX_TAGS}")
+            raise TooManyTags(whose=f"{model.name}:{row.version}", count=len(tags), limit=MAX_TAGS)
         detail = {"set": set_tags, "removed": list(remove)}
         audit.record(
             session, caller, "version.tag", f"{model.name}:{row.version}", model=model.name, detail=detail
@@ -82,18 +82,10 @@ def delete_version(
             select(Job.id).where(Job.version_id == row.id, Job.state.in_(("queued", "running")))
         ).all()
         if active:
-            raise InvalidTransition(
-                f"{target} has a job queued or running (job {active[0]}); cancel it first "
-                f"('regctl jobs cancel {active[0]}'), then delete"
-            )
+            raise VersionBusy(ref=target, job_id=active[0])
         aliases = session.scalars(select(Alias).where(Alias.version_id == row.id).order_by(Alias.name)).all()
         if aliases and not force:
-            names = ", ".join(f"{model.name}@{a.name}" for a in aliases)
-            raise InvalidTransition(
-                f"{names} point{'s' if len(aliases) == 1 else ''} at {target}; move "
-                f"{'it' if len(aliases) == 1 else 'them'} first, or delete with --force to remove "
-                f"{'it' if len(aliases) == 1 else 'them'} too"
-            )
+            raise AliasesPointAt.of([f"{model.name}@{a.name}" for a in aliases], target)
         for alias in aliases:
             session.add(
                 AliasEvent(

@@ -17,8 +17,17 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import (
+    BadGitCommit,
+    BadRunUrl,
+    BadTagKey,
+    BadTagPair,
+    BadTagValue,
+    TextTooLong,
+    TooManyTags,
+)
 from regctl.registry.text import check_text, first_hidden
 
 MAX_TAGS = 50
@@ -46,9 +55,7 @@ class Lineage:
     def checked(self) -> Lineage:
         """The same lineage, or InvalidInput naming the first bad field."""
         if self.git_commit is not None and not _COMMIT.fullmatch(self.git_commit):
-            raise InvalidInput(
-                f"git commit {self.git_commit[:80]!r} is not a 40- or 64-digit hex object name"
-            )
+            raise BadGitCommit(commit=self.git_commit[:80])
         return Lineage(
             check_description(self.description),
             check_tags(self.tags),
@@ -72,7 +79,7 @@ def parse_tags(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise InvalidInput(f"tag {pair!r} is not KEY=VALUE; write it as --tag team=vision")
+            raise BadTagPair(pair=pair)
         tags[key] = value
     return check_tags(tags)
 
@@ -80,20 +87,15 @@ def parse_tags(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
 def check_tags(tags: dict[str, str]) -> dict[str, str]:
     """Tags as given, or InvalidInput: keys are short identifiers, values short single lines."""
     if len(tags) > MAX_TAGS:
-        raise InvalidInput(f"{len(tags)} tags given; a version carries at most {MAX_TAGS}")
+        raise TooManyTags(whose="a version", count=len(tags), limit=MAX_TAGS)
     for key, value in tags.items():
         if not isinstance(key, str) or not _TAG_KEY.fullmatch(key):
-            raise InvalidInput(
-                f"tag key {key!r} is not valid; use 1 to {MAX_TAG_KEY} letters, digits, '_', '.', '-' or '/'"
-            )
+            raise BadTagKey(key=key, limit=MAX_TAG_KEY)
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE or not value.isprintable():
             # isprintable() refuses every control, bidi and zero-width character (registry/text.py)
             found = first_hidden(value) if isinstance(value, str) else None
             where = f" (it has {found[1]} at position {found[0]})" if found else ""
-            raise InvalidInput(
-                f"tag {key}'s value must be printable text of at most {MAX_TAG_VALUE} characters, on one "
-                f"line, with no control, bidi or zero-width characters{where}"
-            )
+            raise BadTagValue(key=key, limit=MAX_TAG_VALUE, where=where)
     return dict(tags)
 
 
@@ -101,14 +103,9 @@ def check_run_url(url: str | None) -> str | None:
     """A training run's address: http(s), one line, of sane length; None stays None."""
     if url is None:
         return None
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url) if url.isprintable() and len(url) <= MAX_URL else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidInput(
-            f"--run-url {url[:100]!r} is not an http(s) URL of at most {MAX_URL} characters; "
-            "give the address of the training run (https://wandb.ai/..., an MLflow run page)"
-        )
+        raise BadRunUrl(url=url[:100], limit=MAX_URL)
     return url
 
 
@@ -119,7 +116,7 @@ def check_description(text: str | None) -> str | None:
     the same in a terminal, on a page and in JSON.
     """
     if text is not None and len(text) > MAX_DESCRIPTION:
-        raise InvalidInput(f"the description has {len(text)} characters; keep it under {MAX_DESCRIPTION}")
+        raise TextTooLong(what="the description", length=len(text), fix=f"keep it under {MAX_DESCRIPTION}")
     return None if text is None else check_text("the description", text)
 
 

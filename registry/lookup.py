@@ -9,7 +9,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from regctl.registry.access import Caller
-from regctl.registry.errors import NotFound
+from regctl.registry.errors.lookup import NoReadyVersion, UnknownAlias, UnknownModel, UnknownVersion
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, Artifact, Model, ModelVersion, VersionTag
 
@@ -31,7 +31,7 @@ def find_model(session: Session, name: str) -> Model:
     """The model row named `name`, or NotFound with a hint."""
     model = session.scalars(select(Model).where(Model.name == name)).one_or_none()
     if model is None:
-        raise NotFound(f"model {name!r} not found; 'regctl models list' shows the registered models")
+        raise UnknownModel(name=name)
     return model
 
 
@@ -62,17 +62,10 @@ def find_version(session: Session, ref: Ref) -> tuple[Model, ModelVersion]:
         return found[0], found[1]
     model = find_model(session, ref.name)
     if ref.version is not None:
-        raise NotFound(
-            f"version {ref} not found; {ref.name} has versions 1 to {model.last_version}"
-            if model.last_version
-            else f"version {ref} not found; {ref.name} has no versions"
-        )
+        raise UnknownVersion.of(ref, ref.name, model.last_version)
     if ref.alias is not None:
-        raise NotFound(f"alias {ref} not found; set it with 'regctl alias set {ref} VERSION'")
-    raise NotFound(
-        f"model {ref.name!r} has no ready version yet; name one with {ref.name}:VERSION "
-        "or wait for its conversion ('regctl jobs list')"
-    )
+        raise UnknownAlias(ref=ref)
+    raise NoReadyVersion(name=ref.name)
 
 
 def count_versions(session: Session, model_id: int) -> int:

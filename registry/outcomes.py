@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from regctl.registry import outbox
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo, VersionInfo
-from regctl.registry.errors import InvalidTransition
+from regctl.registry.errors.inputs import JobNotOwned
 from regctl.registry.jobs import finish_job, settle_cancelled
 from regctl.registry.records import job_info, version_info
 from regctl.registry.schema import Artifact, Job, Model, ModelVersion
@@ -43,7 +43,7 @@ def _owned(session: Session, job_id: int, worker: str) -> tuple[Job, ModelVersio
     ).one()
     job, version, name = row
     if job.state != "running" or job.worker != worker:
-        raise InvalidTransition(f"job {job_id} is {job.state} and owned by {job.worker}, not {worker}")
+        raise JobNotOwned(job_id=job_id, state=job.state, owner=job.worker, worker=worker)
     return job, version, name
 
 

@@ -6,6 +6,14 @@ import re
 from dataclasses import dataclass
 
 from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.lookup import (
+    BadRefVersion,
+    InvalidAliasName,
+    InvalidModelName,
+    RefWithoutAlias,
+    RefWithoutVersion,
+    UnparsedRef,
+)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would allow a "\n"
 MAX_VERSION = 2**31 - 1  # the database's integer column
@@ -32,32 +40,25 @@ class Ref:
 def check_model_name(name: str) -> str:
     """Return `name` if it is a valid model name, else raise InvalidInput saying what is allowed."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidInput(
-            f"model name {name!r} is not valid; use letters, digits, '.', '_' and '-' "
-            "(no spaces or slashes), starting with a letter or digit, at most 128 characters"
-        )
+        raise InvalidModelName(name=name)
     return name
 
 
 def check_alias_name(alias: str) -> str:
     """Return `alias` if valid, else raise InvalidInput; an alias starts with a letter, never a number."""
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
-        raise InvalidInput(
-            f"alias {alias!r} is not valid; use a letter followed by letters, digits, '_' or '-' "
-            "(at most 64 characters), e.g. prod or staging"
-        )
+        raise InvalidAliasName(alias=alias)
     return alias
 
 
 def parse_ref(text: str) -> Ref:
     """Parse `NAME`, `NAME:VERSION` or `NAME@ALIAS`; raise InvalidInput with the accepted forms."""
-    usage = "expected NAME, NAME:VERSION (e.g. resnet:3) or NAME@ALIAS (e.g. resnet@prod)"
     if not text or text.count(":") + text.count("@") > 1:
-        raise InvalidInput(f"reference {text!r} does not parse; {usage}")
+        raise UnparsedRef(text=text)
     if ":" in text:
         name, _, number = text.partition(":")
         if not _DIGITS.fullmatch(number) or not 1 <= int(number) <= MAX_VERSION:
-            raise InvalidInput(f"reference {text!r} has version {number!r}, not a positive integer; {usage}")
+            raise BadRefVersion(text=text, number=number)
         return Ref(check_model_name(name), version=int(number))
     if "@" in text:
         name, _, alias = text.partition("@")
@@ -65,14 +66,14 @@ def parse_ref(text: str) -> Ref:
     try:
         return Ref(check_model_name(text))
     except InvalidInput:
-        raise InvalidInput(f"reference {text!r} does not parse; {usage}") from None
+        raise UnparsedRef(text=text) from None
 
 
 def parse_alias_ref(text: str) -> Ref:
     """Parse a reference that must name an alias (`NAME@ALIAS`)."""
     ref = parse_ref(text)
     if ref.alias is None:
-        raise InvalidInput(f"{text!r} names no alias; expected NAME@ALIAS, e.g. {ref.name}@prod")
+        raise RefWithoutAlias(text=text, name=ref.name)
     return ref
 
 
@@ -80,5 +81,5 @@ def parse_version_ref(text: str) -> Ref:
     """Parse a reference that must name an exact version (`NAME:VERSION`)."""
     ref = parse_ref(text)
     if ref.version is None:
-        raise InvalidInput(f"{text!r} names no version; expected NAME:VERSION, e.g. {ref.name}:1")
+        raise RefWithoutVersion(text=text, name=ref.name)
     return ref

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, aliased
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import ModelSummary, VersionRow
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import BadLimit, TextTooLong
+from regctl.registry.errors.lookup import NotAChoice
 from regctl.registry.lineage import check_tags
 from regctl.registry.lookup import version_row_query
 from regctl.registry.models import summaries, summary_query
@@ -41,8 +42,8 @@ class ModelSearch:
         """The same search with its text trimmed, or InvalidInput naming what is wrong."""
         text = check_text("the search text", self.text.strip())
         if len(text) > MAX_SEARCH_CHARS:
-            raise InvalidInput(
-                f"the search text has {len(text)} characters; search for at most {MAX_SEARCH_CHARS}"
+            raise TextTooLong(
+                what="the search text", length=len(text), fix=f"search for at most {MAX_SEARCH_CHARS}"
             )
         return ModelSearch(text, _checked_limit(self.limit))
 
@@ -59,13 +60,13 @@ class VersionSearch:
     def checked(self) -> VersionSearch:
         """The same search, or InvalidInput naming the bad tag, status or limit."""
         if self.status is not None and self.status not in VERSION_STATUSES:
-            raise InvalidInput(f"version status {self.status!r} is not one of {', '.join(VERSION_STATUSES)}")
+            raise NotAChoice(what="version status", value=self.status, choices=VERSION_STATUSES)
         return VersionSearch(check_tags(self.tags), self.status, self.archived, _checked_limit(self.limit))
 
 
 def _checked_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit {limit!r} is not a whole number from 1 to {MAX_LIMIT}")
+        raise BadLimit(limit=limit, most=MAX_LIMIT)
     return limit
 
 

@@ -8,7 +8,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import (
+    BadFlag,
+    BadSandboxMode,
+    BadSetting,
+    HeartbeatTooSlow,
+    HomeIsFile,
+    WorkDirMissing,
+)
 from regctl.registry.formats import parse_formats
 from regctl.registry.refs import check_alias_name
 
@@ -168,10 +175,7 @@ def _runner_cache(env: Mapping[str, str]) -> Path:
 def _sandbox_mode(raw: str) -> str:
     mode = raw.strip().lower()
     if mode not in SANDBOX_MODES:
-        raise InvalidInput(
-            f"REGCTL_SANDBOX={raw!r} is not a sandbox mode; set it to auto (confine model code as far "
-            "as this machine allows), strict (refuse to run without the full sandbox) or off"
-        )
+        raise BadSandboxMode(raw=raw)
     return mode
 
 
@@ -180,10 +184,7 @@ def _work_dir(raw: str | None) -> str | None:
         return None
     path = Path(raw).expanduser()
     if not path.is_dir():
-        raise InvalidInput(
-            f"REGCTL_WORK_DIR={raw!r} is not a directory; create it, or unset it to use the system's "
-            "temp directory"
-        )
+        raise WorkDirMissing(raw=raw)
     return str(path.resolve())
 
 
@@ -197,7 +198,6 @@ def _aliases(raw: str) -> tuple[str, ...]:
 
 # The smallest value each numeric setting takes (1 where absent); floats must be above 0.
 _MINIMUM = {"sandbox_memory_mb": 0, "sandbox_uid": 1000}
-_FLAGS = "1, true, yes or on; 0, false, no or off"
 
 
 def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int) -> int | float:
@@ -218,7 +218,7 @@ def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int
     try:
         return TypeAdapter(kind).validate_python(raw.strip())
     except ValidationError:
-        raise InvalidInput(f"{key}={raw!r} is not {wanted}; set it to e.g. {default}") from None
+        raise BadSetting(key=key, raw=raw, wanted=wanted, default=default) from None
 
 
 def parse_flag(key: str, raw: str | None, *, default: bool) -> bool:
@@ -230,21 +230,15 @@ def parse_flag(key: str, raw: str | None, *, default: bool) -> bool:
         return True
     if value in {"0", "false", "no", "off"}:
         return False
-    raise InvalidInput(f"{key}={raw!r} is not on or off; set it to {_FLAGS}")
+    raise BadFlag(key=key, raw=raw)
 
 
 def _check_home(home: Path) -> None:
     if home.exists() and not home.is_dir():
-        raise InvalidInput(
-            f"REGCTL_HOME={str(home)!r} is a file, not a directory; point it at a directory "
-            "(it is created when missing)"
-        )
+        raise HomeIsFile(home=str(home))
 
 
 def _check_pairs(settings: Settings) -> None:
     """Settings that only make sense against each other."""
     if settings.heartbeat_interval >= settings.heartbeat_timeout:
-        raise InvalidInput(
-            f"REGCTL_HEARTBEAT_INTERVAL ({settings.heartbeat_interval:g} s) must be below "
-            f"REGCTL_HEARTBEAT_TIMEOUT ({settings.heartbeat_timeout:g} s), or live jobs look dead"
-        )
+        raise HeartbeatTooSlow(interval=settings.heartbeat_interval, timeout=settings.heartbeat_timeout)

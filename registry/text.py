@@ -28,7 +28,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import HiddenCharacter
 
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _LINE_CHARACTERS = frozenset("\n\t")
@@ -90,12 +90,8 @@ def check_text(what: str, text: str, *, multiline: bool = False) -> str:
     found = first_hidden(text, multiline=multiline)
     if found is not None:
         position, escaped = found
-        kinds = "control, bidi or zero-width characters"
         lines = "" if multiline else ", nor line breaks or tabs"
-        raise InvalidInput(
-            f"{what} has a hidden character ({escaped} at position {position}); it may not contain "
-            f"{kinds}{lines}: remove it and try again"
-        )
+        raise HiddenCharacter(what=what, escaped=escaped, position=position, lines=lines)
     return text
 
 

@@ -19,7 +19,18 @@ from regctl.registry import audit
 from regctl.registry.access import ROLE_RANK, Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import NewToken, TokenInfo
-from regctl.registry.errors import InvalidInput, NotFound, Unauthenticated
+from regctl.registry.errors.access import (
+    AdminTokenWithModel,
+    BadDuration,
+    InvalidModelPattern,
+    InvalidToken,
+    InvalidTokenName,
+    TokenExpired,
+    TokenNameTaken,
+    TokenRequired,
+    TokenRevoked,
+)
+from regctl.registry.errors.lookup import NotAChoice, UnknownToken
 from regctl.registry.refs import check_model_name
 from regctl.registry.schema import Token, utcnow
 from regctl.registry.settings import Settings
@@ -39,7 +50,7 @@ def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | No
         return None
     match = _DURATION.match(text.strip().lower())
     if match is None:
-        raise InvalidInput(f"--expires {text!r} is not a duration; use e.g. 12h, 90d, 2w or never")
+        raise BadDuration(text=text)
     return (now or utcnow()) + int(match.group(1)) * _UNIT[match.group(2)]
 
 
@@ -63,26 +74,19 @@ def _info(row: Token) -> TokenInfo:
 def check_token_request(name: str, role: str, model_pattern: str | None) -> None:
     """Refuse a bad name, role or pattern before anything is written."""
     if not _TOKEN_NAME.match(name or ""):
-        raise InvalidInput(
-            f"token name {name!r} is not valid; use letters, digits, '.', '_', '@' and '-', "
-            "starting with a letter or digit, at most 128 characters (e.g. ci-deploy)"
-        )
+        raise InvalidTokenName(name=name)
     if role not in ROLE_RANK:
-        raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLE_RANK)}")
+        raise NotAChoice(what="role", value=role, choices=tuple(ROLE_RANK))
     if model_pattern is not None:
         if role == "admin":
-            raise InvalidInput(
-                "an admin token covers every model; drop --model or pick role reader or writer"
-            )
+            raise AdminTokenWithModel()
         check_model_pattern(model_pattern)
 
 
 def check_model_pattern(pattern: str) -> str:
     """A model name or glob (`resnet*`) as tokens and webhooks take it; InvalidInput otherwise."""
     if not _PATTERN.match(pattern):
-        raise InvalidInput(
-            f"model pattern {pattern!r} is not valid; use a model name or a glob such as 'resnet*'"
-        )
+        raise InvalidModelPattern(pattern=pattern)
     if not any(c in pattern for c in "*?["):
         check_model_name(pattern)
     return pattern
@@ -103,7 +107,7 @@ def create_token(
     secret = secrets.token_urlsafe(32)
     with session_scope(settings.database_url) as session:
         if session.scalar(select(Token.id).where(Token.name == name)) is not None:
-            raise InvalidInput(f"a token named {name!r} exists; pick another name or revoke it first")
+            raise TokenNameTaken(name=name)
         row = Token(
             name=name,
             role=role,
@@ -134,7 +138,7 @@ def revoke_token(settings: Settings, caller: Caller, name: str) -> TokenInfo:
     with session_scope(settings.database_url) as session:
         row = session.scalars(select(Token).where(Token.name == name).with_for_update()).one_or_none()
         if row is None:
-            raise NotFound(f"token {name!r} not found; 'regctl tokens list' shows the tokens")
+            raise UnknownToken(name=name)
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             audit.record(session, caller, "token.revoke", f"token {name}")
@@ -149,22 +153,21 @@ def authenticate_token(
     Unauthenticated when it is missing, unknown, expired or revoked; the message never repeats the token.
     """
     if not presented:
-        raise Unauthenticated("this request needs a token; send 'Authorization: Bearer <token>'")
+        raise TokenRequired()
     match = _TOKEN.match(presented)
-    refused = Unauthenticated("the token is not valid; check REGCTL_TOKEN or ask an admin for a new one")
     if match is None:
-        raise refused
+        raise InvalidToken()
     with session_scope(settings.database_url) as session:
         row = session.get(Token, int(match.group(1)))
         # Hash first and compare in constant time, so timing says nothing about how much matched.
         given = _digest(match.group(2))
         if row is None or not hmac.compare_digest(given, row.secret_sha256):
-            raise refused
+            raise InvalidToken()
         now = utcnow()
         if row.revoked_at is not None:
-            raise Unauthenticated(f"token {row.name!r} was revoked; ask an admin for a new one")
+            raise TokenRevoked(name=row.name)
         if row.expires_at is not None and row.expires_at <= now:
-            raise Unauthenticated(f"token {row.name!r} expired; ask an admin for a new one")
+            raise TokenExpired(name=row.name)
         if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
             row.last_used_at = now
         return Caller(row.name, row.role, row.model_pattern, address), row.expires_at

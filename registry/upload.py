@@ -9,7 +9,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.files import BadUpload, UploadTooBig
 
 MAX_MEMBERS = 10_000
 
@@ -23,15 +23,13 @@ def unpack_upload(upload: Path, dest: Path, max_bytes: int) -> Path:
             _check_members(members, max_bytes)
             tar.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, OSError) as exc:
-        raise InvalidInput(
-            f"the uploaded bundle is not a readable tar ({exc}); upload what 'regctl register' builds"
-        ) from None
+        raise BadUpload(problem=f"is not a readable tar ({exc})") from None
     return dest
 
 
 def _check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
     if len(members) > MAX_MEMBERS:
-        raise InvalidInput(f"the uploaded bundle has {len(members)} members, more than {MAX_MEMBERS}")
+        raise BadUpload(problem=f"has {len(members)} members, more than {MAX_MEMBERS}")
     total = 0
     files: set[PurePosixPath] = set()
     folders: set[PurePosixPath] = set()
@@ -41,21 +39,12 @@ def _check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
         # unpacked tree depend on the order of the members.
         kind, other = (files, folders) if member.isreg() else (folders, files)
         if path in other or (path in kind and member.isreg()) or any(p in files for p in path.parents):
-            raise InvalidInput(
-                f"the uploaded bundle names {member.name!r} twice or as both a file and a folder; "
-                "upload what 'regctl register' builds"
-            )
+            raise BadUpload(problem=f"names {member.name!r} twice or as both a file and a folder")
         kind.add(path)
         if path.is_absolute() or ".." in path.parts or not member.name or "\\" in member.name:
-            raise InvalidInput(f"the uploaded bundle has a member {member.name!r} outside its directory")
+            raise BadUpload(problem=f"has a member {member.name!r} outside its directory")
         if not (member.isreg() or member.isdir()):
-            raise InvalidInput(
-                f"the uploaded bundle member {member.name!r} is not a regular file or directory; "
-                "bundles hold only files"
-            )
+            raise BadUpload(problem=f"member {member.name!r} is not a regular file or directory")
         total += member.size
         if total > max_bytes:
-            raise InvalidInput(
-                f"the uploaded bundle unpacks to more than {max_bytes} bytes "
-                "(REGCTL_MAX_BUNDLE_BYTES + REGCTL_MAX_WEIGHTS_BYTES)"
-            )
+            raise UploadTooBig(limit=max_bytes)

@@ -17,34 +17,34 @@ from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import NewWebhook, WebhookInfo
-from regctl.registry.errors import InvalidInput, NotFound
+from regctl.registry.errors.inputs import BadWebhookEvents, BadWebhookUrl, WebhookUrlTooLong
+from regctl.registry.errors.lookup import UnknownWebhook
 from regctl.registry.schema import Webhook, WebhookDelivery, utcnow
 from regctl.registry.settings import Settings
 from regctl.registry.tokens import check_model_pattern
 
 EVENTS = ("version.ready", "version.failed", "alias.moved", "job.failed")
 MAX_URL_CHARS = 2048
-_URL_HINT = "use an http:// or https:// URL without a user or password, e.g. https://hooks.example.com/regctl"
 
 
 def check_webhook_url(url: str) -> str:
     """The URL if deliveries may go there; InvalidInput in one line otherwise (never echoing a password)."""
     if len(url) > MAX_URL_CHARS:
-        raise InvalidInput(f"the webhook URL is {len(url)} characters long; the limit is {MAX_URL_CHARS}")
+        raise WebhookUrlTooLong(length=len(url), limit=MAX_URL_CHARS)
     if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
-        raise InvalidInput(f"the webhook URL has spaces, control or non-ASCII characters; {_URL_HINT}")
+        raise BadWebhookUrl(problem="the webhook URL has spaces, control or non-ASCII characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
     except ValueError:
-        raise InvalidInput(f"the webhook URL does not parse; {_URL_HINT}") from None
+        raise BadWebhookUrl(problem="the webhook URL does not parse") from None
     if parts.scheme.lower() not in ("http", "https"):
         scheme = parts.scheme or "none"
-        raise InvalidInput(f"webhook URLs must be http or https, not {scheme!r}; {_URL_HINT}")
+        raise BadWebhookUrl(problem=f"webhook URLs must be http or https, not {scheme!r}")
     if "@" in parts.netloc:
-        raise InvalidInput(f"the webhook URL carries a user or password; {_URL_HINT}")
+        raise BadWebhookUrl(problem="the webhook URL carries a user or password")
     if not parts.hostname:
-        raise InvalidInput(f"the webhook URL names no host; {_URL_HINT}")
+        raise BadWebhookUrl(problem="the webhook URL names no host")
     return url
 
 
@@ -53,8 +53,8 @@ def check_events(events: Iterable[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(e.strip() for e in events if e.strip()))
     unknown = [e for e in chosen if e not in EVENTS]
     if not chosen or unknown:
-        what = f"unknown events {', '.join(unknown)}" if unknown else "no events"
-        raise InvalidInput(f"{what}; choose from {', '.join(EVENTS)} (comma-separated)")
+        problem = f"unknown events {', '.join(unknown)}" if unknown else "no events"
+        raise BadWebhookEvents(problem=problem, events=EVENTS)
     return chosen
 
 
@@ -115,7 +115,7 @@ def remove_webhook(settings: Settings, caller: Caller, webhook_id: int) -> Webho
     with session_scope(settings.database_url) as session:
         row = session.get(Webhook, webhook_id, with_for_update=True)
         if row is None or row.removed_at is not None:
-            raise NotFound(f"webhook {webhook_id} not found; 'regctl webhooks list' shows the webhooks")
+            raise UnknownWebhook(webhook_id=webhook_id)
         row.removed_at = utcnow()
         session.execute(
             update(WebhookDelivery)

@@ -6,28 +6,25 @@ from functools import lru_cache
 
 from celery import Celery
 
+from regctl.registry.deliveries import due_deliveries
 from regctl.registry.engines import redact
 from regctl.registry.entities import JobInfo
-from regctl.registry.errors import ServiceUnavailable
+from regctl.registry.errors.services import BrokerUnreachable
 from regctl.registry.jobs import mark_published
 from regctl.registry.settings import Settings
+from regctl.worker.app import make_app
 from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
 
 
 @lru_cache(maxsize=4)
 def app_for(settings: Settings) -> Celery:
     """The Celery app for these settings, made once per process."""
-    from regctl.worker.app import make_app
-
     return make_app(settings)
 
 
-def broker_unavailable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
+def broker_unavailable(settings: Settings, exc: BaseException) -> BrokerUnreachable:
     """The error for a broker that cannot be reached, naming its URL without the password."""
-    return ServiceUnavailable(
-        f"cannot reach the broker at {redact(settings.broker_url or '')} ({type(exc).__name__}: {exc}); "
-        "check REGCTL_BROKER_URL and that Redis is running"
-    )
+    return BrokerUnreachable(url=redact(settings.broker_url or ""), reason=f"{type(exc).__name__}: {exc}")
 
 
 def check_broker(settings: Settings) -> None:
@@ -83,8 +80,6 @@ def _send(
 
 def publish_due_deliveries(settings: Settings) -> list[int]:
     """Publish every delivery due now (after a commit that may have added some); their ids."""
-    from regctl.registry.deliveries import due_deliveries
-
     due = due_deliveries(settings)
     publish_deliveries(settings, due)
     return due

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from regctl.registry.errors.inputs import UnknownQueues
+
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 # Webhook deliveries: a worker consumes it beside its job queues unless told not to (`--no-webhooks`).
@@ -15,12 +17,8 @@ DELIVER_WEBHOOK_TASK = "regctl.deliver_webhook"
 
 def parse_queues(text: str) -> tuple[str, ...]:
     """`cpu,gpu` -> ("cpu", "gpu"); unknown names are refused rather than silently created."""
-    from regctl.registry.errors import InvalidInput
-
     names = tuple(dict.fromkeys(q.strip() for q in text.split(",") if q.strip()))
     unknown = [q for q in names if q not in QUEUES]
     if not names or unknown:
-        raise InvalidInput(
-            f"--queues {text!r} names unknown queues {unknown or '(none)'}; use cpu, gpu, webhooks or a mix"
-        )
+        raise UnknownQueues(text=text, unknown=unknown or "(none)")
     return names

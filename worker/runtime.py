@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import NoCudaForGpuQueue
 from regctl.registry.settings import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV
 from regctl.worker.sandbox.client import shared_zygote
 
@@ -38,10 +38,7 @@ def plan_gpu_worker(
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     count = count_gpus_in_subprocess()
     if count == 0:
-        raise InvalidInput(
-            "this machine has no CUDA device, so it cannot serve the gpu queue; run the worker on a GPU "
-            "machine, or set REGCTL_GPU_ON_CPU=1 to run gpu jobs on the CPU (tests, CPU-only development)"
-        )
+        raise NoCudaForGpuQueue()
     ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(count)]
     ids = ids[:count]
     return concurrency or len(ids), ids

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from regctl.registry.chunks import ChunkReader
 from regctl.registry.db import session_scope
-from regctl.registry.errors import CorruptedArtifact
+from regctl.registry.errors.services import BlobLargerThanRecorded
 from regctl.registry.lookup import find_model, find_version, tags_of
 from regctl.registry.refs import Ref
 from regctl.registry.schema import (
@@ -144,4 +144,4 @@ def _add(tar: tarfile.TarFile, name: str, size: int, chunks: Iterator[bytes]) ->
     tar.addfile(info, reader)  # type: ignore[arg-type]
     # Read to the end: a verifying stream raises on a mismatch only after its last chunk.
     if reader.read():
-        raise CorruptedArtifact(f"{name} is larger than its recorded size; run 'regctl doctor'")
+        raise BlobLargerThanRecorded(name=name)

@@ -28,7 +28,14 @@ import fsspec
 
 from regctl.registry.chunks import CHUNK_SIZE, read_chunks
 from regctl.registry.digests import sha256_file
-from regctl.registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, ServiceUnavailable
+from regctl.registry.errors import CorruptedArtifact, MissingBlob
+from regctl.registry.errors.files import ChangedWhileStored
+from regctl.registry.errors.services import (
+    BlobMismatch,
+    BytesNotAsAnnounced,
+    StoreNeedsPackage,
+    StoreUrlNotUnderstood,
+)
 from regctl.registry.store.blobs import (
     BlobRef,
     StoredFile,
@@ -50,12 +57,9 @@ class ArtifactStore(ABC):
         try:
             fs, base = fsspec.core.url_to_fs(os.path.expanduser(root), **storage_options)
         except ImportError as exc:
-            raise ServiceUnavailable(
-                f"artifact store {root} needs a filesystem package that is not installed ({exc}); "
-                "install it (for s3:// that is `pip install s3fs`)"
-            ) from None
+            raise StoreNeedsPackage(where=f"artifact store {root}", reason=exc) from None
         except ValueError as exc:
-            raise InvalidInput(f"artifact store URL {root!r} is not understood: {exc}") from None
+            raise StoreUrlNotUnderstood(what="artifact store URL", url=root, reason=exc) from None
         self.fs = fs
         self._base = base.rstrip("/") or base
 
@@ -141,18 +145,10 @@ class ArtifactStore(ABC):
         return f"{self.root}/sha256/{sha256[:2]}/{sha256[2:]}"
 
     def _not_found(self, sha256: str) -> MissingBlob:
-        return MissingBlob(
-            f"artifact blob sha256:{sha256} is missing from the store {self.root}; restore it from a backup, "
-            "or check that REGCTL_ARTIFACT_STORE names the store this registry was written with "
-            "('regctl doctor' lists every damaged blob)"
-        )
+        return MissingBlob(sha256=sha256, root=self.root)
 
     def _corrupted(self, sha256: str, digest: str) -> CorruptedArtifact:
-        return CorruptedArtifact(
-            f"artifact blob sha256:{sha256} at {self.uri_for(sha256)} does not match its checksum "
-            f"(read sha256:{digest[:12]}…); restore it from a backup, or re-register the model or re-run "
-            "the convert job ('regctl doctor' lists every damaged blob)"
-        )
+        return BlobMismatch(sha256=sha256, uri=self.uri_for(sha256), read=digest[:12])
 
     def size(self, sha256: str) -> int:
         """Return the stored size in bytes of blob `sha256`; raise MissingBlob when it is absent."""
@@ -182,9 +178,7 @@ class ArtifactStore(ABC):
             tmp, copied_sha, size = self._spool(read_chunks(f))
         if copied_sha != sha:
             self._discard(tmp)
-            raise InvalidInput(
-                f"{path} changed while it was being stored; try again once nothing writes to it"
-            )
+            raise ChangedWhileStored(path=path, change="changed")
         self._commit(tmp, sha)
         return BlobRef(sha, size, self.uri_for(sha))
 
@@ -197,10 +191,7 @@ class ArtifactStore(ABC):
         tmp, sha, size = self._spool(read_chunks(stream))
         if expect is not None and (sha, size) != expect:
             self._discard(tmp)
-            raise CorruptedArtifact(
-                f"the bytes given as blob sha256:{expect[0]} ({expect[1]} bytes) are sha256:{sha[:12]}… "
-                f"({size} bytes); nothing was stored"
-            )
+            raise BytesNotAsAnnounced(sha256=expect[0], size=expect[1], read=sha[:12], read_size=size)
         self._commit(tmp, sha)
         return BlobRef(sha, size, self.uri_for(sha))
 

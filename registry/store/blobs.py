@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.files import BadDigest
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -38,7 +38,7 @@ class StoredFile:
 def check_sha(sha256: str) -> str:
     """Return `sha256` when it is a digest; raise InvalidInput otherwise (it becomes part of a key)."""
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
-        raise InvalidInput(f"{sha256!r} is not a sha256 digest; expected 64 lowercase hex characters")
+        raise BadDigest(sha256=sha256)
     return sha256
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from regctl.registry.chunks import CHUNK_SIZE
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.files import CannotStore, ChangedWhileStored, NotOwnFile
 from regctl.registry.store.base import ArtifactStore
 from regctl.registry.store.blobs import BlobRef, check_sha, remove_quietly
 
@@ -197,11 +197,11 @@ class LocalStore(ArtifactStore):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
-            raise InvalidInput(f"{path} cannot be stored: {exc.strerror}") from None
+            raise CannotStore(path=path, reason=exc.strerror) from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-                raise InvalidInput(f"{path} is not a plain file of its own; it cannot be stored")
+                raise NotOwnFile(path=path)
             sha = _hash_fd(fd, info.st_size, None)
             if self.exists(sha):
                 return BlobRef(sha, info.st_size, self.uri_for(sha))
@@ -224,7 +224,7 @@ class LocalStore(ArtifactStore):
         """Check that `tmp` links the inode hashed, then make it the store's: this user's, read-only."""
         linked = os.lstat(tmp)
         if (linked.st_dev, linked.st_ino) != (info.st_dev, info.st_ino):
-            raise InvalidInput(f"{path} was replaced while it was being stored; it cannot be stored")
+            raise ChangedWhileStored(path=path, change="was replaced")
         if info.st_uid != os.getuid() or info.st_gid != os.getgid():
             os.fchown(fd, os.getuid(), os.getgid())
         os.fchmod(fd, 0o444)

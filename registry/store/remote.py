@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from regctl.registry.errors import RegctlError, ServiceUnavailable
+from regctl.registry.errors import RegctlError
+from regctl.registry.errors.services import StoreUnreachable
 from regctl.registry.store.base import ArtifactStore
 from regctl.registry.store.blobs import check_sha
 
@@ -57,10 +58,7 @@ class RemoteStore(ArtifactStore):
         except Exception as exc:  # ConnectionError, TimeoutError and botocore's own errors
             if isinstance(exc, RegctlError):
                 raise
-            raise ServiceUnavailable(
-                f"artifact store {self.root} is unreachable ({exc}); "
-                "check the URL, the network and the credentials"
-            ) from exc
+            raise StoreUnreachable(where=f"artifact store {self.root}", reason=exc) from exc
 
     def exists(self, sha256: str) -> bool:
         """Return True when the blob `sha256` is in the store (its content is not checked)."""

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from regctl.registry.bundle import extract_stream
 from regctl.registry.entities import JobInfo, VersionInfo
-from regctl.registry.errors import CorruptedArtifact
+from regctl.registry.errors import ConversionFailed, CorruptedArtifact
+from regctl.registry.errors.inputs import NothingToValidate
 from regctl.registry.jobs import claim_job, get_job
 from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
 from regctl.registry.settings import Settings
@@ -92,6 +93,11 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
         except JobTimedOut as exc:
             record_failure(settings, job_id, worker, str(exc))
             return job, []
+        except ConversionFailed as exc:
+            failed = exc.fields
+            artifacts, summary = failed.get("artifacts"), failed.get("summary")
+            record_failure(settings, job_id, worker, failed["reason"], artifacts=artifacts, summary=summary)
+            return job, []
         except CorruptedArtifact as exc:
             # The store's copy is damaged, not the model: a ready version stays ready (its proof
             # stands, and fetch refuses the damaged bytes), like every other version sharing the blob.
@@ -158,15 +164,7 @@ def _convert(work: Stage) -> list[JobInfo]:
     work.reporter.checkpoint("storing artifacts")
     if not result.ok or result.torchscript_path is None:
         report = _store_report(work.store, result.report, work.tmp, "conversion-report")
-        record_failure(
-            work.settings,
-            work.job.id,
-            work.worker,
-            result.error or "conversion failed",
-            artifacts=[report],
-            summary=summarize(result.report),
-        )
-        return []
+        raise _failed(work, result.error or "conversion failed", [report], summarize(result.report))
     torch_version = result.report.get("versions", {}).get("torch")
     proved = result.report.get("proved") or {}
     scripted = work.store.adopt_file(result.torchscript_path)
@@ -220,13 +218,8 @@ def _proof(job_id: int, sha256: str, report: dict) -> dict:
 def _validate(work: Stage) -> list[JobInfo]:
     scripted = [a for a in work.version.artifacts if a.kind == "torchscript"]
     if not scripted:
-        record_failure(
-            work.settings,
-            work.job.id,
-            work.worker,
-            f"{work.version.ref} has no TorchScript artifact; submit a convert job",
-        )
-        return []
+        # create_job refuses this up front; a job that gets here anyway fails in the same words.
+        raise _failed(work, NothingToValidate.render(ref=work.version.ref))
     artifact = work.tmp / "artifact" / "model.pt"
     work.store.link_to(scripted[-1].sha256, artifact)
     work.reporter.checkpoint("validating")
@@ -236,18 +229,21 @@ def _validate(work: Stage) -> list[JobInfo]:
     report = _store_report(work.store, result.report, work.tmp, "validation-report")
     summary = {"validated": result.ok, "validation": summarize(result.report)}
     if not result.ok:
-        record_failure(
-            work.settings,
-            work.job.id,
-            work.worker,
-            result.error or "validation failed",
-            artifacts=[report],
-            summary=summary,
-        )
-        return []
+        raise _failed(work, result.error or "validation failed", [report], summary)
     work.reporter.checkpoint("recording")
     return record_success(
         work.settings, work.job.id, work.worker, [report], summary, {"report_sha256": report.blob.sha256}
+    )
+
+
+def _failed(
+    work: Stage, reason: str, artifacts: list[NewArtifact] | None = None, summary: dict | None = None
+) -> ConversionFailed:
+    """The model failed this stage: run_job records `reason`, the report and the summary on the job."""
+    job = work.job
+    ref = work.version.ref
+    return ConversionFailed(
+        kind=job.kind, job_id=job.id, ref=ref, reason=reason, artifacts=artifacts, summary=summary
     )
 
 

@@ -5,21 +5,49 @@ Every error carries the CLI exit code that DESIGN.md documents:
 5 not allowed (no valid token, or the token's role or model pattern does not cover the action),
 6 the registry's data cannot be used as it is: a schema this regctl does not run on, a damaged
   database file, or a stored blob that is missing or no longer matches its sha256.
+
+The named errors, each with its message written once as a template, live beside this module by
+subject: lookup (names, refs, what is not found), access (tokens), inputs (settings, tags, search,
+webhooks, job and version moves), files (model directories, uploads, stores, destinations) and
+services (database, broker, server, store, damaged data).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+# A field holding several values renders as "a, b, c" (choices, names), so no raise site joins them.
+_LISTS = (list, tuple)
+
 
 class RegctlError(Exception):
-    """Raised for any failure regctl can explain to its user in one line."""
+    """Raised for any failure regctl can explain to its user in one line.
+
+    A named error writes its message once, as `template` (str.format fields), and is raised with the
+    fields: `UnknownModel(name="resnet")`. The fields stay on the error as `fields`. A plain message
+    (`InvalidInput("...")`) still works, for one-off texts and for errors rebuilt from a server's reply.
+    """
 
     exit_code = 1
     http_status = 500
     code = "error"
+    template: ClassVar[str] = ""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str | None = None, /, **fields: Any) -> None:
+        if message is None:
+            message = self.render(**fields)
         super().__init__(message)
         self.message = message
+        self.fields: Mapping[str, Any] = fields
+
+    @classmethod
+    def render(cls, **fields: Any) -> str:
+        """The class's template filled with `fields`; a missing field is a bug at the raise site."""
+        if not cls.template:
+            raise TypeError(f"{cls.__name__} has no template; give it a message")
+        shown = {k: ", ".join(map(str, v)) if isinstance(v, _LISTS) else v for k, v in fields.items()}
+        return cls.template.format(**shown)
 
     def __str__(self) -> str:
         return self.message
@@ -63,11 +91,17 @@ class NotFound(RegctlError):
 
 
 class ConversionFailed(RegctlError):
-    """Raised when a conversion or validation job ends in failure."""
+    """Raised when a conversion or validation job fails for a reason of the model, not of regctl.
+
+    The supervisor raises it from a stage and records `fields["reason"]` (with the report artifacts
+    and summary the stage passes as `artifacts` and `summary`) on the job; its message is the line a
+    user reads about the failed job.
+    """
 
     exit_code = 1
     http_status = 409
     code = "conversion_failed"
+    template = "{kind} job {job_id} for {ref} failed: {reason}; details: regctl versions show {ref} --json"
 
 
 class ServiceUnavailable(RegctlError):
@@ -97,6 +131,11 @@ class MissingBlob(CorruptedArtifact):
     """Raised when a blob a row references is absent from the artifact store."""
 
     code = "missing_blob"
+    template = (
+        "artifact blob sha256:{sha256} is missing from the store {root}; restore it from a backup, "
+        "or check that REGCTL_ARTIFACT_STORE names the store this registry was written with "
+        "('regctl doctor' lists every damaged blob)"
+    )
 
 
 class NotAllowed(RegctlError):

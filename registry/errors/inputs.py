@@ -1,0 +1,218 @@
+"""Values regctl refuses: settings, tags and lineage, search, webhooks, text, job and version moves."""
+
+from __future__ import annotations
+
+from regctl.registry.errors import InvalidInput, InvalidTransition
+
+WEBHOOK_URL_HINT = (
+    "use an http:// or https:// URL without a user or password, e.g. https://hooks.example.com/regctl"
+)
+
+
+class BadSetting(InvalidInput):
+    """Raised when a REGCTL_* variable does not hold the kind of value it needs."""
+
+    template = "{key}={raw!r} is not {wanted}; set it to e.g. {default}"
+
+
+class BadFlag(InvalidInput):
+    """Raised when an on/off REGCTL_* variable holds neither."""
+
+    template = "{key}={raw!r} is not on or off; set it to 1, true, yes or on; 0, false, no or off"
+
+
+class BadSandboxMode(InvalidInput):
+    """Raised when REGCTL_SANDBOX names no sandbox mode."""
+
+    template = (
+        "REGCTL_SANDBOX={raw!r} is not a sandbox mode; set it to auto (confine model code as far "
+        "as this machine allows), strict (refuse to run without the full sandbox) or off"
+    )
+
+
+class WorkDirMissing(InvalidInput):
+    """Raised when REGCTL_WORK_DIR names no directory."""
+
+    template = (
+        "REGCTL_WORK_DIR={raw!r} is not a directory; create it, or unset it to use the system's "
+        "temp directory"
+    )
+
+
+class HomeIsFile(InvalidInput):
+    """Raised when REGCTL_HOME names a file."""
+
+    template = (
+        "REGCTL_HOME={home!r} is a file, not a directory; point it at a directory "
+        "(it is created when missing)"
+    )
+
+
+class HeartbeatTooSlow(InvalidInput):
+    """Raised when jobs would beat less often than the time after which they count as dead."""
+
+    template = (
+        "REGCTL_HEARTBEAT_INTERVAL ({interval:g} s) must be below REGCTL_HEARTBEAT_TIMEOUT ({timeout:g} s), "
+        "or live jobs look dead; lower the interval or raise the timeout"
+    )
+
+
+class TooManyTags(InvalidInput):
+    """Raised when a version would carry more tags than the registry keeps."""
+
+    template = "{whose} would carry {count} tags; keep to at most {limit}"
+
+
+class BadTagPair(InvalidInput):
+    """Raised when a --tag is not KEY=VALUE."""
+
+    template = "tag {pair!r} is not KEY=VALUE; write it as --tag team=vision"
+
+
+class BadTagKey(InvalidInput):
+    """Raised when a tag's key has characters or a length regctl does not allow."""
+
+    template = "tag key {key!r} is not valid; use 1 to {limit} letters, digits, '_', '.', '-' or '/'"
+
+
+class BadTagValue(InvalidInput):
+    """Raised when a tag's value is not short printable text."""
+
+    template = (
+        "tag {key}'s value is not printable text of at most {limit} characters on one line{where}; "
+        "write it without control, bidi or zero-width characters"
+    )
+
+
+class BadGitCommit(InvalidInput):
+    """Raised when a git commit is not a full hex object name."""
+
+    template = (
+        "git commit {commit!r} is not a 40- or 64-digit hex object name; give the full hash "
+        "(git rev-parse HEAD)"
+    )
+
+
+class BadRunUrl(InvalidInput):
+    """Raised when --run-url is not a short http(s) URL."""
+
+    template = (
+        "--run-url {url!r} is not an http(s) URL of at most {limit} characters; "
+        "give the address of the training run (https://wandb.ai/..., an MLflow run page)"
+    )
+
+
+class TextTooLong(InvalidInput):
+    """Raised when a piece of text (a description, a search) is longer than regctl takes."""
+
+    template = "{what} has {length} characters; {fix}"
+
+
+class HiddenCharacter(InvalidInput):
+    """Raised when given text holds a character that would not show (a control, bidi or zero-width one)."""
+
+    template = (
+        "{what} has a hidden character ({escaped} at position {position}); it may not contain "
+        "control, bidi or zero-width characters{lines}: remove it and try again"
+    )
+
+
+class BadLimit(InvalidInput):
+    """Raised when a --limit is not a whole number in range."""
+
+    template = "limit {limit!r} is not a whole number from 1 to {most}; give one in that range"
+
+
+class BadWebhookUrl(InvalidInput):
+    """Raised when a webhook URL is not a plain http(s) URL of a host."""
+
+    template = "{problem}; " + WEBHOOK_URL_HINT
+
+
+class WebhookUrlTooLong(InvalidInput):
+    """Raised when a webhook URL is longer than regctl stores."""
+
+    template = "the webhook URL is {length} characters long; the limit is {limit}, so use a shorter one"
+
+
+class BadWebhookEvents(InvalidInput):
+    """Raised when a webhook names no event or an unknown one."""
+
+    template = "{problem}; choose from {events} (comma-separated)"
+
+
+class UnknownQueues(InvalidInput):
+    """Raised when a worker is asked to serve queues that do not exist."""
+
+    template = "--queues {text!r} names unknown queues {unknown}; use cpu, gpu, webhooks or a mix"
+
+
+class NoCudaForGpuQueue(InvalidInput):
+    """Raised when a worker on a machine without CUDA is asked to serve the gpu queue."""
+
+    template = (
+        "this machine has no CUDA device, so it cannot serve the gpu queue; run the worker on a GPU "
+        "machine, or set REGCTL_GPU_ON_CPU=1 to run gpu jobs on the CPU (tests, CPU-only development)"
+    )
+
+
+class SandboxUnavailable(InvalidInput):
+    """Raised when REGCTL_SANDBOX=strict and this machine lacks a protection the sandbox needs."""
+
+    template = (
+        "REGCTL_SANDBOX=strict, but this machine cannot confine model code ({missing}); "
+        "see README, Trust model, or set REGCTL_SANDBOX=auto"
+    )
+
+
+class NothingToValidate(InvalidTransition):
+    """Raised when a validate job is asked for a version that has no TorchScript artifact."""
+
+    template = "{ref} has no TorchScript artifact to validate; submit a convert job first"
+
+
+class JobFinished(InvalidTransition):
+    """Raised when cancelling a job that already finished."""
+
+    template = (
+        "job {job_id} is already {state}; nothing to cancel ('regctl jobs show {job_id}' says how it ended)"
+    )
+
+
+class JobNotRetryable(InvalidTransition):
+    """Raised when retrying a job that neither failed nor was cancelled."""
+
+    template = (
+        "job {job_id} is {state}; only failed or cancelled jobs can be retried (submit a new job with "
+        "'regctl submit')"
+    )
+
+
+class JobNotOwned(InvalidTransition):
+    """Raised when a worker records an outcome for a job another worker owns now."""
+
+    template = (
+        "job {job_id} is {state} and owned by {owner}, not {worker}; its outcome is dropped "
+        "('regctl jobs show {job_id}' says what happened to it)"
+    )
+
+
+class VersionBusy(InvalidTransition):
+    """Raised when deleting a version with a job queued or running."""
+
+    template = (
+        "{ref} has a job queued or running (job {job_id}); cancel it first ('regctl jobs cancel {job_id}'), "
+        "then delete"
+    )
+
+
+class AliasesPointAt(InvalidTransition):
+    """Raised when deleting a version that aliases still point at, without --force."""
+
+    template = "{aliases} point{s} at {ref}; move {them} first, or delete with --force to remove {them} too"
+
+    @classmethod
+    def of(cls, aliases: list[str], ref: str) -> AliasesPointAt:
+        """The error for `aliases` (NAME@ALIAS) pointing at `ref`."""
+        one = len(aliases) == 1
+        return cls(aliases=aliases, ref=ref, s="s" if one else "", them="it" if one else "them")
