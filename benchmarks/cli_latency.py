@@ -31,6 +31,7 @@ def _median_wall(argv: list[str], env: dict[str, str], runs: int) -> float:
 
 
 def _fill(home: Path, models: int) -> None:
+    from regctl.registry.requests import RegisterRequest
     from regctl.registry.settings import Settings
     from regctl.registry.versions import register_version
     from tests.conftest import write_model_dir
@@ -38,7 +39,7 @@ def _fill(home: Path, models: int) -> None:
     settings = Settings.from_env({}, home=home)
     directory = write_model_dir(home.parent / "model")
     for i in range(models):
-        register_version(settings, f"model-{i:03d}", directory)
+        register_version(settings, RegisterRequest(f"model-{i:03d}"), directory)
 
 
 def main() -> None:

@@ -127,11 +127,12 @@ def wait_ready(settings: Settings, ref: str, timeout: float = 60) -> None:
 
 def direct(settings: Settings, name: str, directory: Path) -> float:
     """register -> convert -> validate, all in this process; seconds."""
+    from regctl.registry.requests import RegisterRequest
     from regctl.registry.versions import register_version
     from regctl.worker.supervisor.pipeline import run_job
 
     start = time.perf_counter()
-    info = register_version(settings, name, directory, jobs=("convert",))
+    info = register_version(settings, RegisterRequest(name), directory, jobs=("convert",))
     _, follow_ups = run_job(settings, info.jobs[0].id)
     for job in follow_ups:
         run_job(settings, job.id)
@@ -142,11 +143,12 @@ def direct(settings: Settings, name: str, directory: Path) -> float:
 
 def queued(settings: Settings, name: str, directory: Path) -> float:
     """register + publish, then a warm worker converts and validates; seconds until `ready` is seen."""
+    from regctl.registry.requests import RegisterRequest
     from regctl.registry.versions import register_version
     from regctl.worker.dispatch import publish
 
     start = time.perf_counter()
-    info = register_version(settings, name, directory, jobs=("convert",))
+    info = register_version(settings, RegisterRequest(name), directory, jobs=("convert",))
     publish(settings, list(info.jobs))
     wait_ready(settings, info.ref)
     return time.perf_counter() - start

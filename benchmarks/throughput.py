@@ -88,12 +88,13 @@ def validate_jobs(settings: Settings, refs: list[str], count: int) -> list[int]:
 
 def converted_versions(settings: Settings, directory: Path, prefix: str, count: int) -> list[str]:
     """`count` ready versions, converted and validated in this process."""
+    from regctl.registry.requests import RegisterRequest
     from regctl.registry.versions import register_version
     from regctl.worker.supervisor.pipeline import run_job
 
     refs = []
     for i in range(count):
-        info = register_version(settings, f"{prefix}-{i}", directory, jobs=("convert",))
+        info = register_version(settings, RegisterRequest(f"{prefix}-{i}"), directory, jobs=("convert",))
         for job in run_job(settings, info.jobs[0].id)[1]:
             run_job(settings, job.id)
         wait_ready(settings, info.ref, timeout=0)

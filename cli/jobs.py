@@ -8,6 +8,7 @@ from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.follow import start_and_follow, watch
 from regctl.cli.render import echo, emit_json, fields, table
+from regctl.registry.requests import SubmitRequest
 from regctl.registry.timeline import timeline
 
 
@@ -32,7 +33,7 @@ def submit(
 ) -> None:
     """Queue a convert or validate job for an existing version."""
     client = client_of(ctx)
-    job = client.submit(ref, kind, method=method, device=device)
+    job = client.submit(SubmitRequest(ref, kind, method=method, device=device))
     code = start_and_follow(client, [job], wait=wait, quiet=as_json)
     if as_json:
         emit_json(client.job(job.id).to_json())

@@ -12,6 +12,9 @@ import click
 
 from regctl.cli.app import cli, client_of, settings_of
 from regctl.cli.render import echo, emit_json
+from regctl.registry.lineage import Lineage, parse_tags
+from regctl.registry.requests import RegisterRequest
+from regctl.registry.spec import parse_formats
 from regctl.registry.text import human_size
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
@@ -89,27 +92,22 @@ def register(
     follows that version's unfinished jobs, and exits with its outcome (0 ready, 1 failed).
     """
     from regctl.cli.follow import start_and_follow
-    from regctl.registry.lineage import Lineage, parse_tags
-    from regctl.registry.spec import parse_formats
 
+    request = RegisterRequest(
+        name,
+        method=method,
+        device=device,
+        lineage=Lineage(description=description, tags=parse_tags(tags), run_url=run_url),
+        formats=parse_formats(formats) if formats is not None else None,
+        convert=not no_convert,
+        new_version=new_version,
+    )
     client = client_of(ctx)
-    lineage = Lineage(description=description, tags=parse_tags(tags), run_url=run_url)
-    wanted = parse_formats(formats) if formats is not None else None
     # A bar while the bundle uploads to a server; a local register reads the directory in place.
     with _progress_bar(enabled=client.mode == "remote" and not as_json and sys.stderr.isatty()) as progress:
-        info = client.register(
-            name,
-            directory,
-            method=method,
-            device=device,
-            convert=not no_convert,
-            lineage=lineage,
-            formats=wanted,
-            new_version=new_version,
-            progress=progress,
-        )
+        info = client.register(request, directory, progress=progress)
     if info.unchanged:
-        ctx.exit(_unchanged(client, info, wait=wait, convert=not no_convert, as_json=as_json))
+        ctx.exit(_unchanged(client, info, wait=wait, convert=request.convert, as_json=as_json))
     if not as_json:
         echo(f"registered {info.ref} ({info.status})", err=wait)
     if info.jobs:

@@ -9,7 +9,7 @@ import abc
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from regctl.registry.entities import (
     AliasInfo,
@@ -29,7 +29,7 @@ from regctl.registry.entities import (
     WebhookInfo,
 )
 from regctl.registry.errors import RegctlError
-from regctl.registry.lineage import Lineage
+from regctl.registry.requests import RegisterRequest, SubmitRequest
 
 Progress = Callable[[int, int], None]
 
@@ -75,28 +75,30 @@ class RegistryClient(abc.ABC):
     def version(self, ref: str) -> VersionInfo:
         """The version REF (NAME, NAME:VERSION or NAME@ALIAS) points at, with artifacts and jobs."""
 
-    @abc.abstractmethod
     def register(
         self,
-        name: str,
+        request: RegisterRequest | str,
         directory: str | Path,
         *,
-        method: str | None = None,
-        device: str | None = None,
-        description: str | None = None,
-        convert: bool = True,
-        lineage: Lineage | None = None,
-        formats: tuple[str, ...] | None = None,
-        new_version: bool = False,
         progress: Progress | None = None,
+        **options: Any,
     ) -> RegisteredVersion:
-        """Register a model directory as the next version of `name`; conversion starts unless told not to.
+        """Register a model directory as the next version of a model; conversion starts unless told not to.
 
-        `formats` adds what to produce besides TorchScript, e.g. ("torchscript", "aoti"). When the code,
-        weights and spec equal the newest version's, nothing is created and that version comes back
-        with `unchanged=True` (its jobs as they stand); `new_version=True` registers a new one anyway.
+        `request` is a `RegisterRequest`, or the model's name with the request's options as keywords:
+        `register("resnet", "models/resnet", method="trace", formats=("torchscript", "aoti"))`
+        (see `regctl.registry.requests.RegisterRequest` for every option). When the code, weights and
+        spec equal the newest version's, nothing is created and that version comes back with
+        `unchanged=True` (its jobs as they stand); `new_version=True` registers a new one anyway.
         `progress(sent, total)` follows an upload to a server (a local client reads the files in place).
         """
+        return self._register(_built(RegisterRequest, request, options), Path(directory), progress)
+
+    @abc.abstractmethod
+    def _register(
+        self, request: RegisterRequest, directory: Path, progress: Progress | None
+    ) -> RegisteredVersion:
+        """Carry out `register` with the request as built."""
 
     @abc.abstractmethod
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
@@ -114,9 +116,19 @@ class RegistryClient(abc.ABC):
     def gc(self, *, dry_run: bool = False) -> dict:
         """Delete the blobs no row names (admin)."""
 
+    def submit(self, request: SubmitRequest | str, kind: str | None = None, **options: Any) -> JobInfo:
+        """Queue a `convert` or `validate` job for NAME:VERSION.
+
+        `request` is a `SubmitRequest`, or the version's NAME:VERSION with the job's kind and its
+        options as keywords: `submit("resnet:3", "convert", method="script")`.
+        """
+        if kind is not None:
+            options["kind"] = kind
+        return self._submit(_built(SubmitRequest, request, options))
+
     @abc.abstractmethod
-    def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
-        """Queue a `convert` or `validate` job for NAME:VERSION."""
+    def _submit(self, request: SubmitRequest) -> JobInfo:
+        """Carry out `submit` with the request as built."""
 
     @abc.abstractmethod
     def jobs(self, *, state: str | None = None, model: str | None = None, limit: int = 50) -> list[JobInfo]:
@@ -238,3 +250,15 @@ class RegistryClient(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+Request = TypeVar("Request", RegisterRequest, SubmitRequest)
+
+
+def _built(kind: type[Request], request: Request | str, options: dict[str, Any]) -> Request:
+    """The request a call asked for: given whole, or built here from its first field and its options."""
+    if isinstance(request, kind):
+        if options:
+            raise TypeError(f"pass a {kind.__name__} or its options, not both (got {', '.join(options)})")
+        return request
+    return kind(request, **options)

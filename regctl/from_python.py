@@ -18,6 +18,7 @@ could import without running the whole script; it is refused with how to move it
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -34,6 +35,7 @@ from regctl.registry.card import CARD_FILENAME, check_card
 from regctl.registry.entities import JobInfo, RegisteredVersion
 from regctl.registry.errors import InvalidInput
 from regctl.registry.lineage import Lineage, with_git
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size, visible
 
 ENTRY_FILE = "regctl_entry.py"
@@ -83,6 +85,13 @@ def register_module(
     `progress` prints one line per step to stderr (bundling, registering, each job change); pass
     False for silence, or a callable that takes each line.
     """
+    request = RegisterRequest(
+        name,
+        lineage=Lineage(description=description, tags=dict(tags or {}), run_url=run_url),
+        formats=formats,
+        convert=convert,
+        new_version=new_version,
+    )
     say = _sayer(progress)
     target = module if inspect.isfunction(module) else type(module)
     source, import_name = _defining_file(target)
@@ -98,23 +107,15 @@ def register_module(
         (bundle / "regctl.toml").write_text(spec)
         if card is not None:  # checked here, so a bad card is refused before anything is uploaded
             (bundle / CARD_FILENAME).write_text(check_card(card), encoding="utf-8")
-        lineage = Lineage(description=description, tags=dict(tags or {}), run_url=run_url)
         # The commit of the code's own work tree, not of the temporary copy.
-        lineage = with_git(lineage, root, [path.relative_to(root).as_posix() for path in originals])
-        wanted = tuple(formats) if formats is not None else None
+        lineage = with_git(request.lineage, root, [path.relative_to(root).as_posix() for path in originals])
         say(
             f"bundled {target.__qualname__}: {_count(len(originals), 'file')} from {root}"
             + (f", weights {human_size((bundle / WEIGHTS_FILE).stat().st_size)}" if weights else "")
             + f" ({time.monotonic() - started:.1f}s); registering {name} on {_where(client)}"
         )
         info = client.register(
-            name,
-            bundle,
-            lineage=lineage,
-            convert=convert,
-            formats=wanted,
-            new_version=new_version,
-            progress=_uploading(say),
+            dataclasses.replace(request, lineage=lineage), bundle, progress=_uploading(say)
         )
     if info.unchanged:
         say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered{_retry_hint(info)}")

@@ -25,7 +25,7 @@ from regctl.registry.entities import (
     VersionRow,
     WebhookInfo,
 )
-from regctl.registry.lineage import Lineage
+from regctl.registry.requests import RegisterRequest, SubmitRequest
 from regctl.registry.settings import Settings
 
 
@@ -89,36 +89,13 @@ class LocalClient(RegistryClient):
 
         return show_version(self.settings, self.caller, ref)
 
-    def register(
-        self,
-        name: str,
-        directory: str | Path,
-        *,
-        method: str | None = None,
-        device: str | None = None,
-        description: str | None = None,
-        convert: bool = True,
-        lineage: Lineage | None = None,
-        formats: tuple[str, ...] | None = None,
-        new_version: bool = False,
-        progress: Progress | None = None,
+    def _register(
+        self, request: RegisterRequest, directory: Path, progress: Progress | None
     ) -> RegisteredVersion:
         """Register a model directory (or find it unchanged); in embedded mode its jobs run when followed."""
         from regctl.service.models import register_directory
 
-        return register_directory(
-            self.settings,
-            self.caller,
-            name,
-            Path(directory),
-            method=method,
-            device=device,
-            description=description,
-            convert=convert,
-            lineage=lineage,
-            formats=formats,
-            new_version=new_version,
-        )
+        return register_directory(self.settings, self.caller, request, directory)
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
         """Set and remove tags on a version."""
@@ -144,11 +121,11 @@ class LocalClient(RegistryClient):
 
         return collect_garbage(self.settings, self.caller, dry_run=dry_run)
 
-    def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
+    def _submit(self, request: SubmitRequest) -> JobInfo:
         """Queue a job for NAME:VERSION."""
         from regctl.service.jobs import submit
 
-        return submit(self.settings, self.caller, ref, kind, method=method, device=device)
+        return submit(self.settings, self.caller, request)
 
     def jobs(self, *, state: str | None = None, model: str | None = None, limit: int = 50) -> list[JobInfo]:
         """The newest jobs first."""
@@ -235,13 +212,10 @@ class LocalClient(RegistryClient):
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
     ):  # type: ignore[no-untyped-def]
         """Write a ready version into a Triton model repository."""
-        from regctl.registry.ops.triton import export_triton
-        from regctl.registry.refs import parse_ref
+        from regctl.service.deploy import export_triton
 
-        parsed = parse_ref(ref)
-        self.caller.require("fetch", parsed.name)
         return export_triton(
-            self.settings, parsed, repo, max_batch_size=max_batch_size, instance_kind=instance_kind
+            self.settings, self.caller, ref, repo, max_batch_size=max_batch_size, instance_kind=instance_kind
         )
 
     def create_token(

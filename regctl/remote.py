@@ -49,8 +49,8 @@ from regctl.registry.errors import (
     ServiceUnavailable,
     error_classes,
 )
-from regctl.registry.lineage import Lineage
 from regctl.registry.refs import check_model_name, parse_ref
+from regctl.registry.requests import RegisterRequest, SubmitRequest
 from regctl.retries import reconnecting, resuming
 
 T = TypeVar("T")
@@ -214,19 +214,8 @@ class Client(RegistryClient):
 
     # -- changing ----------------------------------------------------------------------------------
 
-    def register(
-        self,
-        name: str,
-        directory: str | Path,
-        *,
-        method: str | None = None,
-        device: str | None = None,
-        description: str | None = None,
-        convert: bool = True,
-        lineage: Lineage | None = None,
-        formats: tuple[str, ...] | None = None,
-        new_version: bool = False,
-        progress: Progress | None = None,
+    def _register(
+        self, request: RegisterRequest, directory: Path, progress: Progress | None
     ) -> RegisteredVersion:
         """Build the bundle here (the same checks as a local register) and upload it.
 
@@ -236,14 +225,16 @@ class Client(RegistryClient):
         from regctl.registry.lineage import with_git
         from regctl.registry.spec import prepare_spec
 
-        check_model_name(name)
-        directory = Path(directory)
-        spec = prepare_spec(directory, method, device, formats)
-        lineage = (lineage or Lineage(description=description)).checked()
-        params: list[tuple[str, Any]] = [("convert", "true" if convert else "false")]
-        params += [("new_version", "true")] if new_version else []
-        params += [("format", f) for f in formats or ()]
-        for key, value in (("method", method), ("device", device), ("description", lineage.description)):
+        spec = prepare_spec(directory, request.method, request.device, request.formats)
+        lineage = request.lineage
+        params: list[tuple[str, Any]] = [("convert", "true" if request.convert else "false")]
+        params += [("new_version", "true")] if request.new_version else []
+        params += [("format", f) for f in request.formats or ()]
+        for key, value in (
+            ("method", request.method),
+            ("device", request.device),
+            ("description", lineage.description),
+        ):
             if value is not None:
                 params.append((key, value))
         params += [("tag", f"{k}={v}") for k, v in lineage.tags.items()]
@@ -261,7 +252,7 @@ class Client(RegistryClient):
                 headers = {"Content-Type": "application/x-tar", "Content-Length": str(bundle.size)}
                 return self._json(
                     "POST",
-                    f"/models/{_seg(name)}/versions",
+                    f"/models/{_seg(request.name)}/versions",
                     RegisteredVersion,
                     params=params,
                     content=_chunks(body, progress, bundle.size),
@@ -269,12 +260,10 @@ class Client(RegistryClient):
                     timeout=httpx.Timeout(30.0, read=600.0),
                 )
 
-    def submit(self, ref: str, kind: str, *, method: str | None = None, device: str | None = None) -> JobInfo:
+    def _submit(self, request: SubmitRequest) -> JobInfo:
         """Queue a job for NAME:VERSION."""
-        from regctl.registry.refs import parse_version_ref
-
-        body = {"kind": kind, "method": method, "device": device}
-        return self._json("POST", f"/versions/{_seg(str(parse_version_ref(ref)))}/jobs", JobInfo, json=body)
+        body = {"kind": request.kind, "method": request.method, "device": request.device}
+        return self._json("POST", f"/versions/{_seg(request.ref)}/jobs", JobInfo, json=body)
 
     def cancel(self, job_id: int) -> JobInfo:
         """Cancel a job."""

@@ -21,6 +21,7 @@ from regctl.registry.lineage import Lineage, check_tags, with_git
 from regctl.registry.lookup import find_model, find_version, local_caller, tags_of, version_row_query
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref, check_model_name
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion, VersionTag
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec, prepare_spec
@@ -30,35 +31,29 @@ from regctl.registry.version_query import SUPPORTED, load_version
 
 def register_version(
     settings: Settings,
-    name: str,
+    request: RegisterRequest,
     directory: Path,
     *,
-    method: str | None = None,
-    device: str | None = None,
-    description: str | None = None,
     jobs: tuple[str, ...] = (),
     caller: Caller | None = None,
-    lineage: Lineage | None = None,
-    formats: tuple[str, ...] | None = None,
     skip_unchanged: bool = False,
 ) -> RegisteredVersion:
-    """Register the model directory as the next version of `name`; create the model on first use.
+    """Register the model directory as the next version of `request.name`; create the model on first use.
 
-    `formats` (from --format) overrides the spec's `formats`, which overrides REGCTL_FORMATS.
-    With `skip_unchanged` (what every front door asks for unless told `--new-version`), content whose
-    source bundle, weights and spec equal the newest unarchived version's creates nothing: that
-    version is returned with `unchanged=True`.
+    The request's `formats` override the spec's `formats`, which override REGCTL_FORMATS. What to do
+    about its `convert` and `new_version` is the service's choice, made here through `jobs` (job kinds
+    to queue in the same transaction) and `skip_unchanged`: with it (what every front door asks for
+    unless told `--new-version`), content whose source bundle, weights and spec equal the newest
+    unarchived version's creates nothing, and that version is returned with `unchanged=True`.
 
-    Everything that can be wrong with the input is checked before anything is written. The source
-    bundle and the weights are stored first, each as its own blob (content-addressed, so a retry or a
-    version that changes only the other one stores nothing again), then the rows are written in one
-    transaction. `jobs` names job kinds to queue in that same transaction.
+    Everything that can be wrong with the input is checked before anything is written (the request
+    was checked when it was built). The source bundle and the weights are stored first, each as its
+    own blob (content-addressed, so a retry or a version that changes only the other one stores
+    nothing again), then the rows are written in one transaction.
     """
-    check_model_name(name)
     caller = caller or local_caller()
     directory = Path(directory)
-    lineage = (lineage or Lineage(description=description)).checked()
-    spec = prepare_spec(directory, method, device, formats, settings.formats)
+    spec = prepare_spec(directory, request.method, request.device, request.formats, settings.formats)
     weights = weights_file(directory, spec, settings.max_weights_bytes)
     # An unreachable or outdated database fails here, before any blob is stored (no orphans).
     ensure_schema(settings.database_url)
@@ -66,10 +61,19 @@ def register_version(
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
         blob = store.put_file(bundle.path)
-        lineage = with_git(lineage, directory, [*bundle.files, *spec.data_files()])
+        lineage = with_git(request.lineage, directory, [*bundle.files, *spec.data_files()])
         weights_blob = store.put_file(weights) if weights is not None else None
         info = _insert(
-            settings, name, spec, blob, weights_blob, lineage, jobs, caller, skip_unchanged, bundle.card
+            settings,
+            request.name,
+            spec,
+            blob,
+            weights_blob,
+            lineage,
+            jobs,
+            caller,
+            skip_unchanged,
+            bundle.card,
         )
         if info.unchanged:
             return info

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
+from regctl.registry.requests import SubmitRequest
 from regctl.registry.settings import Settings
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
@@ -44,7 +45,8 @@ def submit(
     caller: CallerDep,
 ) -> JobInfo:
     """Queue a convert or validate job for an existing version."""
-    return jobs.submit(settings_of(request), caller, ref, body.kind, method=body.method, device=body.device)
+    submission = SubmitRequest(ref, body.kind, method=body.method, device=body.device)
+    return jobs.submit(settings_of(request), caller, submission)
 
 
 @router.get("/jobs", response_model=list[JobInfo])

@@ -14,13 +14,12 @@ from regctl.registry.access import Caller
 from regctl.registry.entities import RegisteredVersion
 from regctl.registry.errors import InvalidInput, TooLarge
 from regctl.registry.lineage import Lineage, parse_tags
-from regctl.registry.refs import check_model_name
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
-from regctl.registry.spec import parse_formats
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
 from regctl.server.responses import public_version
-from regctl.service.models import register_upload
+from regctl.service import models
 
 router = APIRouter(tags=["versions"])
 # A tar adds a 512-byte header and padding per member to the files' own bytes.
@@ -80,10 +79,16 @@ async def register(
     creating nothing (new_version=true registers it again); a new version answers 201.
     """
     settings = settings_of(request)
-    caller.require("register", check_model_name(name))
-    if description is not None and not description.isprintable():
-        raise InvalidInput("description has control characters; use one line of printable text")
-    lineage = Lineage(description, parse_tags(tag or []), run_url, git_commit, git_dirty).checked()
+    registration = RegisterRequest(
+        name,
+        method=method,
+        device=device,
+        lineage=Lineage(description, parse_tags(tag or []), run_url, git_commit, git_dirty),
+        formats=tuple(formats) if formats else None,
+        convert=convert,
+        new_version=new_version,
+    )
+    models.authorize_register(caller, registration)  # before a refused caller's upload is read
     limit = upload_limit(settings)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -91,20 +96,7 @@ async def register(
     with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
         upload = FilePath(tmp) / "bundle.tar"
         await _receive(request, upload, limit, settings)
-        info = await run_in_threadpool(
-            register_upload,
-            settings,
-            caller,
-            name,
-            upload,
-            method=method,
-            device=device,
-            description=description,
-            convert=convert,
-            lineage=lineage,
-            formats=parse_formats(",".join(formats), "format") if formats else None,
-            new_version=new_version,
-        )
+        info = await run_in_threadpool(models.register_upload, settings, caller, registration, upload)
     if info.unchanged:
         response.status_code = 200
     return public_version(info)  # artifact uris as download paths, never the store's

@@ -4,41 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from regctl.registry import jobs as registry_jobs
 from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
-from regctl.registry.refs import check_model_name, parse_version_ref
+from regctl.registry.refs import check_model_name
+from regctl.registry.requests import SubmitRequest
 from regctl.registry.settings import Settings
 from regctl.service import dispatch
+from regctl.worker.follow import follow as follow_chain
 
 # A token limited to some models may list jobs; fetch more than asked so filtering leaves enough.
 _OVERFETCH = 5
 
 
-def submit(
-    settings: Settings,
-    caller: Caller,
-    ref: str,
-    kind: str,
-    *,
-    method: str | None = None,
-    device: str | None = None,
-) -> JobInfo:
+def submit(settings: Settings, caller: Caller, request: SubmitRequest) -> JobInfo:
     """Queue a convert or validate job for the exact version NAME:VERSION."""
-    from regctl.registry.jobs import create_job
-
-    parsed = parse_version_ref(ref)
-    caller.require("submit", parsed.name)
+    caller.require("submit", request.version.name)
     dispatch.preflight(settings)
-    job = create_job(settings, parsed, kind, method=method, device=device, caller=caller)
+    job = registry_jobs.create_job(
+        settings, request.version, request.kind, method=request.method, device=request.device, caller=caller
+    )
     dispatch.start(settings, [job])
     return job
 
 
 def show_job(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
     """One job by id."""
-    from regctl.registry.jobs import get_job
-
-    job = get_job(settings, job_id)
+    job = registry_jobs.get_job(settings, job_id)
     caller.require("read", job.model)
     return job
 
@@ -52,32 +44,26 @@ def list_jobs(
     limit: int = 50,
 ) -> list[JobInfo]:
     """The newest jobs first that the caller may see, optionally only in `state` or of `model`."""
-    from regctl.registry.jobs import list_jobs as query
-
     if model is not None:
         check_model_name(model)
     caller.require("read", model)
     if caller.model_pattern is None or caller.role == "admin" or model is not None:
-        return query(settings, state=state, model=model, limit=limit)
-    found = query(settings, state=state, model=model, limit=limit * _OVERFETCH)
+        return registry_jobs.list_jobs(settings, state=state, model=model, limit=limit)
+    found = registry_jobs.list_jobs(settings, state=state, model=model, limit=limit * _OVERFETCH)
     return [job for job in found if caller.may_see(job.model)][:limit]
 
 
 def cancel(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
     """Cancel a job: a queued one at once, a running one at its next stage boundary."""
-    from regctl.registry.jobs import request_cancel
-
     caller.require("cancel", show_job(settings, caller, job_id).model)
-    return request_cancel(settings, job_id, caller)
+    return registry_jobs.request_cancel(settings, job_id, caller)
 
 
 def retry(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
     """Queue a failed or cancelled job again as a new attempt."""
-    from regctl.registry.jobs import retry_job
-
     caller.require("retry", show_job(settings, caller, job_id).model)
     dispatch.preflight(settings)
-    job = retry_job(settings, job_id, caller)
+    job = registry_jobs.retry_job(settings, job_id, caller)
     dispatch.start(settings, [job])
     return job
 
@@ -87,7 +73,5 @@ def follow(settings: Settings, caller: Caller, job: JobInfo) -> Iterator[JobInfo
 
     In embedded mode with no runner in this process, the job is run here while it is followed.
     """
-    from regctl.worker.follow import follow as follow_chain
-
     caller.require("read", job.model)
     return follow_chain(settings, job, run_here=dispatch.runs_here(settings))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,21 @@ def test_byte_ranges_follow_rfc_9110() -> None:
     assert etag_matches('W/"abc", "def"', etag)
     assert etag_matches("*", etag)
     assert not etag_matches('"abcd"', etag)
+
+
+def test_only_the_service_decides_what_a_caller_may_do() -> None:
+    # The HTTP handlers, the CLI and the clients say who the caller is; whether it may act is checked
+    # in one place, the service layer, whichever door the request came through.
+    root = Path(__file__).resolve().parent.parent
+
+    def checks(folder: str) -> list[str]:
+        found = []
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "require":
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+        return found
+
+    elsewhere = ("server", "cli", "regctl", "worker", "registry")
+    assert [hit for folder in elsewhere for hit in checks(folder)] == []
+    assert checks("service")  # the checks are still made, there

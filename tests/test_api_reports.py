@@ -14,6 +14,7 @@ import pytest
 from regctl.local import LocalClient
 from regctl.registry.jobs import claim_job, record_progress
 from regctl.registry.outcomes import record_failure, start_stage
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
 from tests.api_server import ApiServer
@@ -31,7 +32,7 @@ def served(tmp_path: Path) -> Iterator[tuple[ApiServer, str, int]]:
     settings = Settings.from_env({}, home=tmp_path / "home")
     directory = write_model_dir(tmp_path / "doubler")
     converted_and_validated(settings, directory)
-    job = register_version(settings, "c", directory, jobs=("convert",)).jobs[0]
+    job = register_version(settings, RegisterRequest("c"), directory, jobs=("convert",)).jobs[0]
     assert claim_job(settings, job.id, "host:1").should_run
     start_stage(settings, job.id, "host:1")
     record_progress(settings, job.id, "host:1", "converting")

@@ -10,6 +10,7 @@ import pytest
 
 from regctl.registry.bundle import MAX_FILES
 from regctl.registry.errors import InvalidSpec
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.spec import load_spec
 from regctl.registry.versions import register_version
@@ -70,7 +71,7 @@ def test_an_entrypoint_the_bundle_would_leave_out_is_refused_at_registration(
     if folder == "venv":
         (directory / folder / "pyvenv.cfg").write_text("home = /usr/bin\n")
     with pytest.raises(InvalidSpec, match="lives where the bundle does not look"):
-        register_version(sqlite_settings, "m", directory)
+        register_version(sqlite_settings, RegisterRequest("m"), directory)
 
 
 def test_a_symlink_loop_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -134,5 +135,5 @@ def test_a_link_to_a_file_the_bundle_ignores_may_point_anywhere(
     directory = write_model_dir(tmp_path / "m")
     (tmp_path / "NOTES.md").write_text("outside")
     (directory / "NOTES.md").symlink_to(tmp_path / "NOTES.md")  # not bundled, so not refused
-    info = register_version(sqlite_settings, "m", directory)
+    info = register_version(sqlite_settings, RegisterRequest("m"), directory)
     assert info.version == 1

@@ -18,11 +18,12 @@ WORKERS = 16
 def _register(args: tuple[Settings, Path, object]) -> int:
     settings, directory, barrier = args
     from regctl.registry.db import dispose_engines
+    from regctl.registry.requests import RegisterRequest
     from regctl.registry.versions import register_version
 
     dispose_engines(close=False)
     barrier.wait(timeout=60)  # type: ignore[attr-defined]
-    return register_version(settings, "contended", directory).version
+    return register_version(settings, RegisterRequest("contended"), directory).version
 
 
 @pytest.mark.postgres

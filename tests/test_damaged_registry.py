@@ -15,6 +15,7 @@ from regctl.registry.jobs import claim_job
 from regctl.registry.ops.doctor import check_registry
 from regctl.registry.outcomes import NewArtifact, record_success, start_stage
 from regctl.registry.refs import parse_ref
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, register_version
@@ -37,7 +38,7 @@ def age(path: Path, seconds: float) -> None:
 
 def ready_version(settings: Settings, directory: Path, name: str, torchscript: bytes) -> str:
     """A version made ready by a proved conversion whose artifact is `torchscript` (no torch needed)."""
-    convert = register_version(settings, name, directory, jobs=("convert",)).jobs[0]
+    convert = register_version(settings, RegisterRequest(name), directory, jobs=("convert",)).jobs[0]
     assert claim_job(settings, convert.id, "host:1").should_run
     start_stage(settings, convert.id, "host:1")
     blob = open_store(settings.artifact_store).put_bytes(torchscript)
@@ -126,7 +127,7 @@ def test_a_blob_shared_by_versions_names_them_all(settings: Settings, model_dir:
 def test_orphans_and_leftover_temps_are_reported_after_the_grace_period(
     settings: Settings, model_dir: Path
 ) -> None:
-    register_version(settings, "m", model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
     store = open_store(settings.artifact_store)
     old_orphan = store.put_bytes(b"left by a registration whose database write failed")
     fresh = store.put_bytes(b"a registration uploading right now")
@@ -150,7 +151,7 @@ def test_an_outdated_schema_is_reported_without_being_upgraded(settings: Setting
     from regctl.registry.db import current_revision
     from regctl.registry.migrate import downgrade, upgrade
 
-    register_version(settings, "m", model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
     downgrade(settings.database_url, "0002_service")
     dispose_engines()
     try:

@@ -15,6 +15,7 @@ from regctl.registry.aliases import alias_history, set_alias
 from regctl.registry.audit import list_audit
 from regctl.registry.lineage import Lineage
 from regctl.registry.refs import parse_ref
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, list_versions, register_version
@@ -51,8 +52,10 @@ def test_tags_description_and_run_url_are_kept_and_list_filters_on_tags(
         "--run-url", "https://wandb.ai/acme/run/7",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    register_version(settings, "m", model_dir, lineage=Lineage(tags={"team": "vision", "data": "v3"}))
-    register_version(settings, "m", model_dir, lineage=Lineage(tags={"team": "speech"}))
+    register_version(
+        settings, RegisterRequest("m", lineage=Lineage(tags={"team": "vision", "data": "v3"})), model_dir
+    )
+    register_version(settings, RegisterRequest("m", lineage=Lineage(tags={"team": "speech"})), model_dir)
 
     shown = json.loads(regctl(settings, "versions", "show", "m:1", "--json").stdout)
     assert shown["description"] == "first try" and shown["run_url"] == "https://wandb.ai/acme/run/7"
@@ -98,14 +101,14 @@ def test_the_git_commit_is_recorded_and_dirty_means_the_bundled_files_differ(
     git(repo, "commit", "-qm", "model")
     head = git(repo, "rev-parse", "HEAD")
 
-    clean = register_version(settings, "m", directory)
+    clean = register_version(settings, RegisterRequest("m"), directory)
     assert (clean.git_commit, clean.git_dirty) == (head, False)
     (repo / "README").write_text("changed, but not bundled")
-    assert register_version(settings, "m", directory).git_dirty is False
+    assert register_version(settings, RegisterRequest("m"), directory).git_dirty is False
     (directory / "model.py").write_text((directory / "model.py").read_text() + "\n# tweak\n")
-    dirty = register_version(settings, "m", directory)
+    dirty = register_version(settings, RegisterRequest("m"), directory)
     assert (dirty.git_commit, dirty.git_dirty) == (head, True)
-    outside = register_version(settings, "m", write_model_dir(tmp_path / "plain"))
+    outside = register_version(settings, RegisterRequest("m"), write_model_dir(tmp_path / "plain"))
     assert (outside.git_commit, outside.git_dirty) == (None, None)
 
 
@@ -123,7 +126,7 @@ def test_a_hostile_repository_cannot_run_commands_through_its_git_config(
     git(repo, "config", "filter.evil.clean", hook)
     (repo / ".gitattributes").write_text("*.py filter=evil\n")
     (directory / "model.py").write_text((directory / "model.py").read_text() + "\n")
-    info = register_version(settings, "m", directory)
+    info = register_version(settings, RegisterRequest("m"), directory)
     assert info.git_dirty is True and info.git_commit
     assert not canary.exists()
 
@@ -132,7 +135,7 @@ def test_an_archived_version_leaves_name_resolution_and_lists_but_stays_fetchabl
     settings: Settings, model_dir: Path
 ) -> None:
     for _ in range(2):
-        register_version(settings, "m", model_dir)
+        register_version(settings, RegisterRequest("m"), model_dir)
     for ref in ("m:1", "m:2"):
         _mark_ready(settings, ref)
     assert get_version(settings, parse_ref("m")).version == 2
@@ -160,7 +163,7 @@ def test_delete_refuses_while_an_alias_points_at_it_and_force_records_the_move(
     settings: Settings, model_dir: Path
 ) -> None:
     for _ in range(3):
-        register_version(settings, "m", model_dir)
+        register_version(settings, RegisterRequest("m"), model_dir)
     set_alias(settings, "m", "prod", 2)
     refused = regctl(settings, "versions", "delete", "m:2")
     assert refused.exit_code == 2 and "m@prod points at m:2" in refused.stderr
@@ -173,13 +176,16 @@ def test_delete_refuses_while_an_alias_points_at_it_and_force_records_the_move(
     assert gone.exit_code == 3
     assert [(e.name, e.version, e.previous) for e in alias_history(settings, "m")][-1] == ("prod", None, 2)
     assert any(e.action == "version.delete" and e.target == "m:2" for e in list_audit(settings, model="m"))
-    assert register_version(settings, "m", model_dir).version == 4  # numbers are never reused
+    # numbers are never reused
+    assert register_version(settings, RegisterRequest("m"), model_dir).version == 4
 
 
 def test_gc_deletes_only_old_unreferenced_blobs_and_records_it(settings: Settings, model_dir: Path) -> None:
-    kept = register_version(settings, "kept", model_dir)
+    kept = register_version(settings, RegisterRequest("kept"), model_dir)
     doomed = register_version(
-        settings, "doomed", write_model_dir(model_dir.parent / "other", files={"x.py": "X = 1\n"})
+        settings,
+        RegisterRequest("doomed"),
+        write_model_dir(model_dir.parent / "other", files={"x.py": "X = 1\n"}),
     )
     store = open_store(settings.artifact_store)
     fresh = store.put_bytes(b"a registration uploading right now")
@@ -207,7 +213,7 @@ def test_a_registration_racing_gc_for_the_same_blob_never_loses_it(
     from regctl.registry.lifecycle import delete_version
     from regctl.registry.ops import gc
 
-    first = register_version(settings, "m", model_dir)
+    first = register_version(settings, RegisterRequest("m"), model_dir)
     delete_version(settings, parse_ref("m:1"))
     store = open_store(settings.artifact_store)
     old = time.time() - DAY
@@ -219,10 +225,11 @@ def test_a_registration_racing_gc_for_the_same_blob_never_loses_it(
         calls.append(1)
         if len(calls) == 2 and when == "before gc looks again":
             # gc has listed the blob as garbage and set it aside; the same bytes register and commit.
-            register_version(settings, "m", model_dir)
+            register_version(settings, RegisterRequest("m"), model_dir)
         found = real(settings_)
         if len(calls) == 2 and when == "after gc looked again":
-            register_version(settings, "m", model_dir)  # finds the blob gone, stores it again
+            # finds the blob gone, stores it again
+            register_version(settings, RegisterRequest("m"), model_dir)
         return found
 
     monkeypatch.setattr(gc, "referenced_blobs", racing)
@@ -244,7 +251,7 @@ def test_a_version_whose_queued_job_is_cancelled_shows_cancelled_and_converts_ag
     from regctl.registry.jobs import claim_job, retry_job
     from regctl.registry.outcomes import start_stage
 
-    job = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     cancelled = regctl(settings, "jobs", "cancel", str(job.id))
     assert cancelled.exit_code == 0, cancelled.output
     assert get_version(settings, parse_ref("m:1")).status == "cancelled"
@@ -266,7 +273,7 @@ def test_a_running_job_cancelled_leaves_its_version_cancelled_unless_it_was_ever
     from regctl.registry.jobs import claim_job, create_job
     from regctl.registry.outcomes import record_failure, start_stage
 
-    job = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     assert claim_job(settings, job.id, "host:1").should_run
     start_stage(settings, job.id, "host:1")
     record_failure(settings, job.id, "host:1", "cancelled by the user", state="cancelled")
@@ -275,7 +282,7 @@ def test_a_running_job_cancelled_leaves_its_version_cancelled_unless_it_was_ever
     assert get_version(settings, parse_ref("m:1")).status == "registered"
 
     # A ready version whose re-validation is cancelled stays ready: its proof stands.
-    register_version(settings, "r", model_dir)
+    register_version(settings, RegisterRequest("r"), model_dir)
     _mark_ready(settings, "r:1")
     from regctl.registry.db import session_scope
     from regctl.registry.lookup import find_version
@@ -300,7 +307,7 @@ def test_setting_an_alias_to_where_it_points_records_nothing_and_says_so(
         return len([e for e in list_audit(settings, model="m") if e.action == "alias.set"])
 
     for _ in range(2):
-        register_version(settings, "m", model_dir)
+        register_version(settings, RegisterRequest("m"), model_dir)
     audits = alias_audits()
     assert regctl(settings, "alias", "set", "m@prod", "2").stdout.strip() == "m@prod -> 2"
     again = regctl(settings, "alias", "set", "m@prod", "2")
@@ -317,7 +324,7 @@ def test_concurrent_alias_sets_never_record_a_no_op_move(settings: Settings, mod
     import threading
 
     for _ in range(3):
-        register_version(settings, "m", model_dir)
+        register_version(settings, RegisterRequest("m"), model_dir)
     threads, barrier, errors = 24, threading.Barrier(24), []
 
     def setter(i: int) -> None:
@@ -350,7 +357,7 @@ def test_a_job_keeps_a_bounded_timeline_of_its_stages(settings: Settings, model_
 
     assert stage_of("trace: battery 12/40, ~3 s left") == "trace"
     assert stage_of("eager reference 9/9") == "eager reference"
-    job = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     assert claim_job(settings, job.id, "host:1").should_run
     for line in ("converting", "trace: battery 1/9", "trace: battery 2/9", "script: battery 1/9"):
         record_progress(settings, job.id, "host:1", line)
@@ -363,7 +370,7 @@ def test_a_job_keeps_a_bounded_timeline_of_its_stages(settings: Settings, model_
     shown = json.loads(regctl(settings, "jobs", "show", str(job.id), "--json").stdout)
     assert [s["stage"] for s in shown["stages"]] == [s["stage"] for s in done.stages]
 
-    flooded = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    flooded = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     assert claim_job(settings, flooded.id, "host:1").should_run
     for i in range(3 * MAX_STAGES):
         record_progress(settings, flooded.id, "host:1", f"stage {i}")

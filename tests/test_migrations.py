@@ -60,6 +60,7 @@ def test_a_downgrade_below_0003_refuses_to_strand_versions_with_separate_weights
     empty_database: str, tmp_path: Path
 ) -> None:
     from regctl.registry.db import dispose_engines
+    from regctl.registry.requests import RegisterRequest
     from regctl.registry.settings import Settings
     from regctl.registry.versions import register_version
     from tests.conftest import write_model_dir
@@ -70,7 +71,9 @@ def test_a_downgrade_below_0003_refuses_to_strand_versions_with_separate_weights
     settings = Settings.from_env(
         {}, home=tmp_path, database_url=empty_database, artifact_store=str(tmp_path / "store")
     )
-    assert any(a.kind == "weights" for a in register_version(settings, "m", directory).artifacts)
+    assert any(
+        a.kind == "weights" for a in register_version(settings, RegisterRequest("m"), directory).artifacts
+    )
     with pytest.raises(RuntimeError, match="would strand them"):
         downgrade(empty_database, "0002_service")
     assert current_revision(empty_database) == HEAD_REVISION

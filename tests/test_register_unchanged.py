@@ -194,21 +194,24 @@ def test_the_remote_client_and_cli_say_unchanged_through_the_server(
 def test_identical_registrations_racing_each_other_make_one_version(
     settings: Settings, model_dir: Path
 ) -> None:
+    from regctl.registry.requests import RegisterRequest
     from regctl.registry.versions import register_version
 
-    register_version(settings, "warm-up", model_dir)  # the schema exists before the race starts
+    # the schema exists before the race starts
+    register_version(settings, RegisterRequest("warm-up"), model_dir)
     racers = 6
     barrier = threading.Barrier(racers)
 
     def race(_: int) -> RegisteredVersion:
         barrier.wait(timeout=60)
-        return register_version(settings, "m", model_dir, skip_unchanged=True)
+        return register_version(settings, RegisterRequest("m"), model_dir, skip_unchanged=True)
 
     with ThreadPoolExecutor(racers) as pool:
         answers = list(pool.map(race, range(racers)))
     assert sorted(a.unchanged for a in answers) == [False] + [True] * (racers - 1)
     assert {a.version for a in answers} == {1}
-    assert register_version(settings, "m", model_dir).version == 2  # the registry's own default: always new
+    # the registry's own default: always new
+    assert register_version(settings, RegisterRequest("m"), model_dir).version == 2
 
 
 def test_register_module_through_a_server_shows_its_upload_and_then_says_unchanged(

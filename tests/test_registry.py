@@ -15,6 +15,7 @@ from regctl.registry.entities import VersionInfo
 from regctl.registry.errors import InvalidInput, InvalidSpec, NotFound
 from regctl.registry.models import list_models, show_model
 from regctl.registry.refs import Ref, parse_ref
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.schema import Artifact, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
@@ -40,7 +41,7 @@ def _counts(settings: Settings) -> tuple[int, int, int]:
 
 
 def test_first_registration_creates_the_model_and_version_one(settings: Settings, model_dir: Path) -> None:
-    info = register_version(settings, "doubler", model_dir, description="doubles")
+    info = register_version(settings, RegisterRequest("doubler", description="doubles"), model_dir)
     assert (info.model, info.version, info.status) == ("doubler", 1, "registered")
     assert len(info.source_sha256) == 64
     assert info.spec["inputs"][0]["name"] == "x"
@@ -50,16 +51,16 @@ def test_first_registration_creates_the_model_and_version_one(settings: Settings
 
 
 def test_versions_count_up_from_one_per_model(settings: Settings, model_dir: Path) -> None:
-    numbers = [register_version(settings, "a", model_dir).version for _ in range(3)]
-    numbers += [register_version(settings, "b", model_dir).version]
+    numbers = [register_version(settings, RegisterRequest("a"), model_dir).version for _ in range(3)]
+    numbers += [register_version(settings, RegisterRequest("b"), model_dir).version]
     assert numbers == [1, 2, 3, 1]
     detail = show_model(settings, "a")
     assert detail.version_count == 3 and [v.version for v in detail.versions] == [3, 2, 1]
 
 
 def test_same_directory_registered_twice_stores_one_source_blob(settings: Settings, model_dir: Path) -> None:
-    one = register_version(settings, "m", model_dir)
-    two = register_version(settings, "m", model_dir)
+    one = register_version(settings, RegisterRequest("m"), model_dir)
+    two = register_version(settings, RegisterRequest("m"), model_dir)
     assert one.source_sha256 == two.source_sha256
     assert _stored_blobs(settings) == {one.source_sha256}
 
@@ -78,20 +79,21 @@ WEIGHTS_SPEC = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "floa
 
 def test_only_the_changed_part_is_stored_again(settings: Settings, tmp_path: Path) -> None:
     directory = write_model_dir(tmp_path / "m", spec=WEIGHTS_SPEC, files={"w.safetensors": b"w" * 4096})
-    first = _kinds(register_version(settings, "m", directory))
+    first = _kinds(register_version(settings, RegisterRequest("m"), directory))
     assert set(first) == {"source", "weights"}
     assert _stored_blobs(settings) == {first["source"], first["weights"]}
 
-    assert _kinds(register_version(settings, "m", directory)) == first  # the same directory again
+    # the same directory again
+    assert _kinds(register_version(settings, RegisterRequest("m"), directory)) == first
     assert _stored_blobs(settings) == {first["source"], first["weights"]}
 
     (directory / "model.py").write_text((directory / "model.py").read_text() + "# one more line\n")
-    code_changed = _kinds(register_version(settings, "m", directory))
+    code_changed = _kinds(register_version(settings, RegisterRequest("m"), directory))
     assert code_changed["weights"] == first["weights"] and code_changed["source"] != first["source"]
     assert _stored_blobs(settings) == {first["source"], first["weights"], code_changed["source"]}
 
     (directory / "w.safetensors").write_bytes(b"v" * 4096)
-    weights_changed = _kinds(register_version(settings, "m", directory))
+    weights_changed = _kinds(register_version(settings, RegisterRequest("m"), directory))
     assert weights_changed["source"] == code_changed["source"]
     assert weights_changed["weights"] not in {first["weights"]}
     assert len(_stored_blobs(settings)) == 4
@@ -112,7 +114,7 @@ def test_a_model_over_the_old_bundle_cap_registers_with_the_defaults(
     assert sqlite_settings.max_bundle_bytes == 512 * 1024 * 1024  # the defaults, untouched
     directory = write_model_dir(tmp_path / "big", spec=WEIGHTS_SPEC)
     write_sparse_safetensors(directory / "w.safetensors", 160 * 1024 * 1024)  # 640 MiB
-    info = register_version(sqlite_settings, "big", directory)
+    info = register_version(sqlite_settings, RegisterRequest("big"), directory)
     weights = next(a for a in info.artifacts if a.kind == "weights")
     source = next(a for a in info.artifacts if a.kind == "source")
     assert weights.size == (directory / "w.safetensors").stat().st_size > 640 * 1024 * 1024
@@ -125,14 +127,14 @@ def test_weights_over_their_own_cap_are_refused_before_anything_is_written(
     directory = write_model_dir(tmp_path / "m", spec=WEIGHTS_SPEC, files={"w.safetensors": b"w" * 4096})
     capped = dataclasses.replace(settings, max_weights_bytes=1024)
     with pytest.raises(InvalidSpec, match="REGCTL_MAX_WEIGHTS_BYTES"):
-        register_version(capped, "m", directory)
+        register_version(capped, RegisterRequest("m"), directory)
     assert _counts(settings) == (0, 0, 0) and _stored_blobs(settings) == set()
 
 
 def test_weights_sha256_is_recorded(settings: Settings, tmp_path: Path) -> None:
     spec = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n'
     directory = write_model_dir(tmp_path / "w", spec=spec, files={"w.safetensors": b"not really weights"})
-    info = register_version(settings, "w", directory)
+    info = register_version(settings, RegisterRequest("w"), directory)
     import hashlib
 
     assert info.weights_sha256 == hashlib.sha256(b"not really weights").hexdigest()
@@ -140,7 +142,7 @@ def test_weights_sha256_is_recorded(settings: Settings, tmp_path: Path) -> None:
 
 def test_name_resolves_to_the_newest_ready_version(settings: Settings, model_dir: Path) -> None:
     for _ in range(3):
-        register_version(settings, "m", model_dir)
+        register_version(settings, RegisterRequest("m"), model_dir)
     with pytest.raises(NotFound, match="no ready version"):
         resolve(settings, Ref("m"))
     _mark_ready(settings, "m", 1)
@@ -150,7 +152,7 @@ def test_name_resolves_to_the_newest_ready_version(settings: Settings, model_dir
 
 
 def test_missing_model_version_and_alias_are_not_found(settings: Settings, model_dir: Path) -> None:
-    register_version(settings, "m", model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
     with pytest.raises(NotFound, match="model 'nope' not found"):
         resolve(settings, parse_ref("nope:1"))
     with pytest.raises(NotFound, match="m:7 not found; m has versions 1 to 1"):
@@ -160,8 +162,8 @@ def test_missing_model_version_and_alias_are_not_found(settings: Settings, model
 
 
 def test_alias_set_move_remove_is_recorded_in_history(settings: Settings, model_dir: Path) -> None:
-    register_version(settings, "m", model_dir)
-    register_version(settings, "m", model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
     assert set_alias(settings, "m", "prod", 1).previous is None
     assert resolve(settings, parse_ref("m@prod")).version == 1
     assert set_alias(settings, "m", "prod", 2).previous == 1
@@ -177,7 +179,7 @@ def test_alias_set_move_remove_is_recorded_in_history(settings: Settings, model_
 
 
 def test_alias_on_a_missing_version_writes_nothing(settings: Settings, model_dir: Path) -> None:
-    register_version(settings, "m", model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
     with pytest.raises(NotFound):
         set_alias(settings, "m", "prod", 5)
     assert show_model(settings, "m").aliases == {}
@@ -185,9 +187,9 @@ def test_alias_on_a_missing_version_writes_nothing(settings: Settings, model_dir
 
 
 def test_list_models_reports_counts_and_latest(settings: Settings, model_dir: Path) -> None:
-    register_version(settings, "b", model_dir)
-    register_version(settings, "a", model_dir)
-    register_version(settings, "a", model_dir)
+    register_version(settings, RegisterRequest("b"), model_dir)
+    register_version(settings, RegisterRequest("a"), model_dir)
+    register_version(settings, RegisterRequest("a"), model_dir)
     _mark_ready(settings, "a", 1)
     listed = {m.name: (m.versions, m.latest_version, m.latest_ready) for m in list_models(settings)}
     assert listed == {"a": (2, 2, 1), "b": (1, 1, None)}
@@ -198,7 +200,7 @@ def test_bad_model_names_are_refused_before_anything_is_written(
     settings: Settings, model_dir: Path, name: str
 ) -> None:
     with pytest.raises(InvalidInput, match="is not valid"):
-        register_version(settings, name, model_dir)
+        register_version(settings, RegisterRequest(name), model_dir)
     assert _counts(settings) == (0, 0, 0)
 
 
@@ -207,14 +209,14 @@ def test_bad_spec_leaves_no_row_and_no_blob(settings: Settings, tmp_path: Path) 
         tmp_path / "bad", spec='[[inputs]]\nname = "x"\ndtype = "flaot32"\nshape = [1]\n'
     )
     with pytest.raises(InvalidSpec, match="flaot32"):
-        register_version(settings, "m", directory)
+        register_version(settings, RegisterRequest("m"), directory)
     assert _counts(settings) == (0, 0, 0)
     store_root = Path(settings.artifact_store) / "sha256"
     assert not store_root.exists() or not any(p.is_file() for p in store_root.rglob("*"))
 
 
 def test_database_refuses_an_unknown_status(settings: Settings, model_dir: Path) -> None:
-    register_version(settings, "m", model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
     from regctl.registry.errors import RegctlError
 
     with pytest.raises(RegctlError), session_scope(settings.database_url) as session:
@@ -231,9 +233,10 @@ def test_the_one_statement_version_read_matches_the_row_by_row_read(
     from regctl.registry.schema import Alias, Job
     from regctl.registry.version_query import load_version
 
-    register_version(settings, "other", model_dir, jobs=("convert",))  # its rows must not leak in
-    info = register_version(settings, "m", model_dir, jobs=("convert", "validate"))
-    register_version(settings, "m", model_dir, jobs=("convert",))
+    # its rows must not leak in
+    register_version(settings, RegisterRequest("other"), model_dir, jobs=("convert",))
+    info = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert", "validate"))
+    register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",))
     set_alias(settings, "m", "later", 2)
     first, second = info.jobs
     claim_job(settings, first.id, "host:1")
@@ -266,7 +269,7 @@ def test_a_conversion_proved_on_the_stored_bytes_makes_the_version_ready_without
     from regctl.registry.jobs import claim_job
     from regctl.registry.outcomes import NewArtifact, record_success, start_stage
 
-    convert = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    convert = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     assert claim_job(settings, convert.id, "host:1").should_run
     start_stage(settings, convert.id, "host:1")
     blob = open_store(settings.artifact_store).put_bytes(b"torchscript bytes")
@@ -291,7 +294,7 @@ def test_a_conversion_proved_on_the_stored_bytes_makes_the_version_ready_without
 
 
 def test_an_alias_with_a_trailing_newline_is_refused(settings: Settings, model_dir: Path) -> None:
-    register_version(settings, "m", model_dir)
+    register_version(settings, RegisterRequest("m"), model_dir)
     with pytest.raises(InvalidInput, match="is not valid"):
         set_alias(settings, "m", "prod\n", 1)
     assert alias_history(settings, "m") == []
@@ -309,5 +312,5 @@ def test_an_unreachable_database_fails_registration_before_anything_is_stored(
         artifact_store=str(tmp_path / "home" / "artifacts"),
     )
     with pytest.raises(ServiceUnavailable):
-        register_version(settings, "m", model_dir)
+        register_version(settings, RegisterRequest("m"), model_dir)
     assert _stored_blobs(settings) == set()

@@ -21,6 +21,7 @@ from regctl.registry.migrate import downgrade, upgrade
 from regctl.registry.ops.importer import named_reports
 from regctl.registry.outcomes import NewArtifact, record_success, start_stage
 from regctl.registry.refs import parse_ref
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, register_version
@@ -32,7 +33,7 @@ regctl = direct_cli
 def converted_and_validated(settings: Settings, directory: Path) -> None:
     """m:1 with a TorchScript artifact and a conversion report, then a validate job's report."""
     store = open_store(settings.artifact_store)
-    convert = register_version(settings, "m", directory, jobs=("convert",)).jobs[0]
+    convert = register_version(settings, RegisterRequest("m"), directory, jobs=("convert",)).jobs[0]
     assert claim_job(settings, convert.id, "host:1").should_run
     start_stage(settings, convert.id, "host:1")
     artifacts = [

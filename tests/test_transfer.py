@@ -17,6 +17,7 @@ from regctl.registry.lifecycle import archive_version
 from regctl.registry.lineage import Lineage
 from regctl.registry.outcomes import NewArtifact, record_success, start_stage
 from regctl.registry.refs import parse_ref
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, register_version
@@ -42,10 +43,12 @@ def populate(settings: Settings, directory: Path) -> None:
     """m:1 ready (a proved TorchScript artifact), m:2 archived, m:3 registered; m@prod -> 1; tags."""
     convert = register_version(
         settings,
-        "m",
+        RegisterRequest(
+            "m",
+            lineage=Lineage(description="first", tags={"team": "nlp"}, run_url="https://example.com/run/1"),
+        ),
         directory,
         jobs=("convert",),
-        lineage=Lineage(description="first", tags={"team": "nlp"}, run_url="https://example.com/run/1"),
     ).jobs[0]
     assert claim_job(settings, convert.id, "host:1").should_run
     start_stage(settings, convert.id, "host:1")
@@ -55,9 +58,9 @@ def populate(settings: Settings, directory: Path) -> None:
     record_success(
         settings, convert.id, "host:1", artifacts, summary, {"proved": True}, method="script", proved=True
     )
-    register_version(settings, "m", directory)
+    register_version(settings, RegisterRequest("m"), directory)
     archive_version(settings, parse_ref("m:2"))
-    register_version(settings, "m", directory)
+    register_version(settings, RegisterRequest("m"), directory)
     set_alias(settings, "m", "prod", 1)
 
 
@@ -108,7 +111,9 @@ def test_a_model_round_trips_between_sqlite_and_postgresql(
 def test_numbers_taken_here_are_mapped_and_said(tmp_path: Path, model_dir: Path) -> None:
     source, target = sqlite_registry(tmp_path / "a"), sqlite_registry(tmp_path / "b")
     populate(source, model_dir)
-    register_version(target, "m", write_model_dir(tmp_path / "other", files={"x.py": "X = 2\n"}))
+    register_version(
+        target, RegisterRequest("m"), write_model_dir(tmp_path / "other", files={"x.py": "X = 2\n"})
+    )
     set_alias(target, "m", "prod", 1)
     archive = tmp_path / "m.tar"
     assert regctl(source, "export", "m:1", "-o", str(archive)).exit_code == 0

@@ -29,6 +29,7 @@ from regctl.registry.deliveries import (
 )
 from regctl.registry.entities import DeliveryInfo
 from regctl.registry.lookup import local_caller
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.schema import WebhookDelivery, utcnow
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
@@ -103,7 +104,7 @@ def test_retries_double_from_the_base_and_are_capped_at_an_hour() -> None:
 def test_an_event_reaches_only_the_live_webhooks_that_want_it_for_that_model(
     settings: Settings, model_dir: Path
 ) -> None:
-    register_version(settings, "net", model_dir)
+    register_version(settings, RegisterRequest("net"), model_dir)
     wanted = add_webhook(
         settings, ADMIN, "http://127.0.0.1:9/a", ["alias.moved"], model_pattern="ne*"
     ).webhook
@@ -136,10 +137,10 @@ def test_a_failed_job_and_a_ready_version_write_their_events_with_the_outcome(
     hook = add_webhook(
         settings, ADMIN, "http://127.0.0.1:9/", ["version.ready", "version.failed", "job.failed"]
     )
-    failing = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    failing = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     claim_job(settings, failing.id, "host:1")
     record_failure(settings, failing.id, "host:1", "the model raised ValueError")
-    passing = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    passing = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     claim_job(settings, passing.id, "host:1")
     start_stage(settings, passing.id, "host:1")
     record_success(settings, passing.id, "host:1", [], {"validated": True}, {}, method="script", proved=True)
@@ -164,7 +165,7 @@ def test_a_job_that_exhausts_its_attempts_fails_with_job_failed_and_version_fail
     from regctl.registry.jobs import claim_job
 
     hook = add_webhook(settings, ADMIN, "http://127.0.0.1:9/", ["job.failed", "version.failed"]).webhook
-    job = register_version(settings, "m", model_dir, jobs=("convert",)).jobs[0]
+    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     for attempt in range(settings.max_attempts):
         assert claim_job(settings, job.id, f"host:{attempt}", owner_is_dead=lambda _: True).should_run
     assert claim_job(settings, job.id, "host:9", owner_is_dead=lambda _: True).outcome == "exhausted"
@@ -180,7 +181,7 @@ def _body(settings: Settings, delivery_id: int) -> str:
 def test_a_delivery_is_claimed_by_one_sender_and_taken_over_once_its_lease_ran_out(
     settings: Settings, model_dir: Path
 ) -> None:
-    register_version(settings, "net", model_dir)
+    register_version(settings, RegisterRequest("net"), model_dir)
     hook = add_webhook(settings, ADMIN, "http://127.0.0.1:9/", ["alias.moved"])
     set_alias(settings, "net", "staging", 1)
     [delivery] = list_deliveries(settings, hook.webhook.id)
@@ -247,7 +248,7 @@ def test_an_alias_move_is_posted_signed_and_recorded(settings: Settings, model_d
 def test_a_receiver_that_answers_500_twice_gets_the_delivery_on_the_third_attempt(
     quick: Settings, model_dir: Path
 ) -> None:
-    register_version(quick, "net", model_dir)
+    register_version(quick, RegisterRequest("net"), model_dir)
     with receiving(statuses=(500, 500, 200)) as receiver:
         made = add_webhook(quick, ADMIN, receiver.url, ["alias.moved"])
         set_alias(quick, "net", "staging", 1)
@@ -272,7 +273,7 @@ def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
     sqlite_settings: Settings, model_dir: Path
 ) -> None:
     settings = sqlite_settings
-    register_version(settings, "net", model_dir)
+    register_version(settings, RegisterRequest("net"), model_dir)
     with receiving() as target, receiving(statuses=(302,), location=target.url) as redirecting:
         hook = add_webhook(settings, ADMIN, redirecting.url, ["alias.moved"]).webhook
         set_alias(settings, "net", "staging", 1)
@@ -287,7 +288,7 @@ def test_a_delivery_still_failing_a_day_after_its_event_fails_for_good(
     sqlite_settings: Settings, model_dir: Path
 ) -> None:
     settings = sqlite_settings
-    register_version(settings, "net", model_dir)
+    register_version(settings, RegisterRequest("net"), model_dir)
     with receiving(statuses=(503,)) as receiver:
         hook = add_webhook(settings, ADMIN, receiver.url, ["alias.moved"]).webhook
         set_alias(settings, "net", "staging", 1)
@@ -357,7 +358,7 @@ def test_the_api_servers_runner_sends_retries_when_their_backoff_runs_out(
     from regctl.service.runner import LocalRunner
 
     settings = dataclasses.replace(sqlite_settings, webhook_retry_base=0.2)
-    register_version(settings, "net", model_dir)
+    register_version(settings, RegisterRequest("net"), model_dir)
     with receiving(statuses=(500, 200)) as receiver:
         hook = add_webhook(settings, ADMIN, receiver.url, ["alias.moved"]).webhook
         set_alias(settings, "net", "staging", 1)
@@ -420,7 +421,7 @@ def test_a_one_shot_cli_command_sends_its_delivery_before_it_exits(
     import sys
 
     settings = sqlite_settings
-    register_version(settings, "net", model_dir)
+    register_version(settings, RegisterRequest("net"), model_dir)
     regctl = str(Path(sys.executable).with_name("regctl"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
     env = {k: v for k, v in env.items() if v != ""}

@@ -228,11 +228,11 @@ class Service:
     ) -> VersionInfo:
         """Register a version through the service layer, which publishes its convert job."""
         from regctl.registry.lookup import local_caller
+        from regctl.registry.requests import RegisterRequest
         from regctl.service.models import register_directory
 
-        return register_directory(
-            self.settings, local_caller(), name, directory, convert=convert, new_version=new_version
-        )
+        request = RegisterRequest(name, convert=convert, new_version=new_version)
+        return register_directory(self.settings, local_caller(), request, directory)
 
     def version(self, ref: str) -> VersionInfo:
         """A version with its artifacts and jobs."""

@@ -40,13 +40,16 @@ def test_registration_through_the_broker_makes_models_ready_and_each_queue_is_se
 
     # Every example, once on each queue (the gpu one through --device cuda).
     from regctl.registry.lookup import local_caller
+    from regctl.registry.requests import RegisterRequest
     from regctl.service.models import register_directory
 
     refs = ["lin:1", "lin-gpu:1"]
     for example in _examples():
         for device in ("cpu", "cuda"):
             name = f"{example.name}-{device}"
-            info = register_directory(service.settings, local_caller(), name, example, device=device)
+            info = register_directory(
+                service.settings, local_caller(), RegisterRequest(name, device=device), example
+            )
             refs.append(info.ref)
 
     served = {"cpu": set(), "gpu": set()}
