@@ -1,4 +1,7 @@
-"""Publishing jobs and webhook deliveries to the broker: rows are committed first, then messages sent."""
+"""Publishing jobs and webhook deliveries to the broker: rows are committed first, then messages sent.
+
+The Celery side of `regctl.service.dispatchers.broker`, also used by the tasks and the reconciler.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,19 @@ from functools import lru_cache
 
 from celery import Celery
 
+from regctl.registry.deliveries import due_deliveries
 from regctl.registry.engines import redact
 from regctl.registry.entities import JobInfo
 from regctl.registry.errors import ServiceUnavailable
 from regctl.registry.jobs import mark_published
 from regctl.registry.settings import Settings
+from regctl.worker.app import make_app
 from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
 
 
 @lru_cache(maxsize=4)
 def app_for(settings: Settings) -> Celery:
     """The Celery app for these settings, made once per process."""
-    from regctl.worker.app import make_app
-
     return make_app(settings)
 
 
@@ -83,8 +86,6 @@ def _send(
 
 def publish_due_deliveries(settings: Settings) -> list[int]:
     """Publish every delivery due now (after a commit that may have added some); their ids."""
-    from regctl.registry.deliveries import due_deliveries
-
     due = due_deliveries(settings)
     publish_deliveries(settings, due)
     return due
