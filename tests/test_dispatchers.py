@@ -21,7 +21,7 @@ from regctl.service.dispatchers import dispatcher_for, require_broker, serving
 from regctl.service.dispatchers.broker import BrokerDispatcher
 from regctl.service.dispatchers.inprocess import InProcessDispatcher
 from regctl.service.dispatchers.server_runner import ServerRunner
-from tests.conftest import wait_until
+from tests.conftest import direct_cli, wait_until
 from tests.factories import linear_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +54,15 @@ def test_settings_with_a_broker_choose_the_broker_dispatcher(sqlite_settings: Se
     assert require_broker(settings) is dispatcher
 
 
-def test_the_worker_commands_refuse_settings_without_a_broker(sqlite_settings: Settings) -> None:
+@pytest.mark.parametrize("command", ["worker", "beat", "reconcile"])
+def test_the_worker_commands_refuse_settings_without_a_broker(
+    sqlite_settings: Settings, command: str
+) -> None:
     with pytest.raises(InvalidInput, match="no broker is configured; set REGCTL_BROKER_URL"):
         require_broker(sqlite_settings)
+    refused = direct_cli(sqlite_settings, command)
+    assert refused.exit_code == 2
+    assert "no broker is configured; set REGCTL_BROKER_URL" in refused.stderr
 
 
 def test_an_api_server_that_runs_jobs_installs_its_runner_for_its_settings_only(
