@@ -1,4 +1,4 @@
-"""Following jobs for `--wait`, `jobs watch` and embedded mode, through whichever client is in use."""
+"""Following jobs for `--wait`, `jobs watch` and the embedded default, through whichever client is in use."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import sys
 
 from regctl.cli.render import echo, status_text
 from regctl.registry.entities import JobInfo
+from regctl.service.dispatchers import dispatcher_for
 
 
 def must_follow(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]
-    """True when the jobs must be followed: asked to, or direct with no broker to run them."""
-    return wait or (client.mode == "direct" and client.settings.embedded)
+    """True when the jobs must be followed: asked to, or direct where only a follower runs them."""
+    return wait or (client.mode == "direct" and dispatcher_for(client.settings).runs_jobs_when_followed)
 
 
 def announce(jobs: list[JobInfo]) -> None:
@@ -20,7 +21,7 @@ def announce(jobs: list[JobInfo]) -> None:
 
 
 def start_and_follow(client, jobs: list[JobInfo], *, wait: bool, quiet: bool = False) -> int:  # type: ignore[no-untyped-def]
-    """Follow the jobs when waiting (always in direct embedded mode), else announce them.
+    """Follow the jobs when waiting (always where only a follower runs them), else announce them.
 
     Returns the exit code: 0 when the chain succeeded (or was only queued), 1 when it failed.
     """

@@ -9,18 +9,14 @@ import click
 from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
-from regctl.registry.errors import InvalidInput
-from regctl.registry.settings import Settings
+from regctl.cli.sandbox import checked_protections
+from regctl.service.dispatchers import Dispatcher, require_broker
+from regctl.worker.queues import WEBHOOK_QUEUE, parse_queues
 
 
-def _distributed(ctx: click.Context) -> Settings:
-    settings = settings_of(ctx)
-    if settings.embedded:
-        raise InvalidInput(
-            "no broker is configured; set REGCTL_BROKER_URL (e.g. redis://localhost:6379/0) "
-            "or pass --broker-url"
-        )
-    return settings
+def _broker(ctx: click.Context) -> Dispatcher:
+    """The broker's dispatcher for the command's settings (InvalidInput when they name no broker)."""
+    return require_broker(settings_of(ctx))
 
 
 @cli.command()
@@ -62,20 +58,20 @@ def worker(
     A gpu worker refuses to start without CUDA unless REGCTL_GPU_ON_CPU=1 maps the gpu queue onto
     the CPU (for tests and CPU-only development).
     """
+    # Here, not at the top: the database layer, Celery and the sandbox probe stay out of the CLI's
+    # start-up (tests/test_cli_imports.py), and so does subprocess (runtime: 2 of its 38 ms, measured).
     from regctl.registry.db import ensure_schema
-    from regctl.worker.dispatch import app_for, check_broker
-    from regctl.worker.queues import WEBHOOK_QUEUE, parse_queues
+    from regctl.worker.dispatch import app_for
     from regctl.worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
+    from regctl.worker.supervisor.probe import describe
 
-    settings = _distributed(ctx)
+    broker = _broker(ctx)
+    settings = broker.settings
     named = parse_queues(queues)
     names = (*named, WEBHOOK_QUEUE) if webhooks and WEBHOOK_QUEUE not in named else named
     processes, gpus = plan_gpu_worker(names, concurrency, settings.gpu_on_cpu)
     ensure_schema(settings.database_url)
-    check_broker(settings)
-    from regctl.cli.sandbox import checked_protections
-    from regctl.worker.supervisor.probe import describe
-
+    broker.preflight()
     for line in describe(checked_protections(settings)):
         echo(line, err=True)
     # Children rebuild their settings from the environment; make it say exactly what ours say.
@@ -113,10 +109,11 @@ def worker(
 @click.pass_context
 def beat(ctx: click.Context, loglevel: str) -> None:
     """Run Celery beat, which schedules the reconciler every REGCTL_RECONCILE_INTERVAL seconds."""
-    from regctl.worker.dispatch import app_for, check_broker
+    from regctl.worker.dispatch import app_for  # Celery: not at the CLI's start-up
 
-    settings = _distributed(ctx)
-    check_broker(settings)
+    broker = _broker(ctx)
+    broker.preflight()
+    settings = broker.settings
     os.environ.update(settings.to_env())
     settings.home.mkdir(parents=True, exist_ok=True)
     app_for(settings).start(
@@ -134,12 +131,11 @@ def beat(ctx: click.Context, loglevel: str) -> None:
 @click.pass_context
 def reconcile(ctx: click.Context, queued_older_than: float | None, as_json: bool) -> None:
     """Run one reconciler pass now: re-queue jobs whose worker stopped, re-send jobs the broker lost."""
-    from regctl.worker.dispatch import check_broker
-    from regctl.worker.reconciler import reconcile as run_reconcile
+    from regctl.worker.reconciler import reconcile as run_reconcile  # Celery: not at the CLI's start-up
 
-    settings = _distributed(ctx)
-    check_broker(settings)
-    report = run_reconcile(settings, queued_older_than)
+    broker = _broker(ctx)
+    broker.preflight()
+    report = run_reconcile(broker.settings, queued_older_than)
     if as_json:
         emit_json(report.to_json())
         return

@@ -37,6 +37,7 @@ from regctl.registry.errors import InvalidInput
 from regctl.registry.lineage import Lineage, with_git
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size, visible
+from regctl.service.dispatchers import dispatcher_for
 
 ENTRY_FILE = "regctl_entry.py"
 WEIGHTS_FILE = "weights.safetensors"
@@ -121,12 +122,14 @@ def register_module(
         say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered{_retry_hint(info)}")
     else:
         say(f"registered {info.ref} ({info.status}) in {time.monotonic() - started:.1f}s")
-    # Direct mode with no broker has nobody else to run the jobs: follow them, as the CLI does.
-    embedded = (
-        client.mode == "direct" and getattr(client, "settings", None) is not None and client.settings.embedded
+    # Where only a follower runs the jobs (direct, on the embedded default), follow them, as the CLI does.
+    only_followed = (
+        client.mode == "direct"
+        and getattr(client, "settings", None) is not None
+        and dispatcher_for(client.settings).runs_jobs_when_followed
     )
     pending = [job for job in info.jobs if not job.finished]
-    if pending and (wait or (embedded and convert)):
+    if pending and (wait or (only_followed and convert)):
         _follow(client, pending[0], timeout, say)
         return RegisteredVersion.of(client.version(info.ref), unchanged=info.unchanged)
     return info

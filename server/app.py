@@ -1,5 +1,5 @@
-"""The FastAPI application: routers under /api/v1, JSON errors, the job-event hub and, without a broker,
-the in-process job runner.
+"""The FastAPI application: routers under /api/v1, JSON errors, the job-event hub and the dispatcher its
+requests hand jobs to (on the embedded default, the server's own runner thread).
 
 The API's documentation (/api/v1/docs) is Swagger UI served from the installed `fastapi-offline`
 package, not a CDN, so it works offline; its start-up script is a file of ours (static/docs.js), so the
@@ -37,6 +37,7 @@ from regctl.server.events import JobHub
 from regctl.server.metrics import install_metrics
 from regctl.server.responses import API_PREFIX as PREFIX
 from regctl.server.verified import VerifiedBlobs
+from regctl.service.dispatchers import serving
 
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 DOCS_HTML = f"""<!doctype html>
@@ -71,7 +72,7 @@ def _version() -> str:
 
 
 def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) -> FastAPI:
-    """The API for these settings; `run_jobs` starts the in-process runner when there is no broker.
+    """The API for these settings; with `run_jobs`, the server runs jobs itself when there is no broker.
 
     `threads` bounds the blocking work (database, store) done at once; the pool should match it.
     """
@@ -86,17 +87,11 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
         ensure_schema(settings.database_url)
         hub = app.state.hub = JobHub(settings)
         hub.start()
-        runner = None
-        if run_jobs and settings.embedded:
-            from regctl.service.runner import LocalRunner
-
-            runner = LocalRunner(settings).start()
-        try:
-            yield
-        finally:
-            await hub.stop()
-            if runner is not None:
-                runner.stop()
+        with serving(settings, run_jobs=run_jobs):
+            try:
+                yield
+            finally:
+                await hub.stop()
 
     app = FastAPI(
         title="regctl",

@@ -11,7 +11,7 @@ from regctl.registry.refs import check_model_name
 from regctl.registry.requests import SubmitRequest
 from regctl.registry.settings import Settings
 from regctl.service import dispatch
-from regctl.worker.follow import follow as follow_chain
+from regctl.service.dispatchers import dispatcher_for
 
 # A token limited to some models may list jobs; fetch more than asked so filtering leaves enough.
 _OVERFETCH = 5
@@ -71,7 +71,7 @@ def retry(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
 def follow(settings: Settings, caller: Caller, job: JobInfo) -> Iterator[JobInfo]:
     """Yield the job, then the job its success created, at each change until the chain ends.
 
-    In embedded mode with no runner in this process, the job is run here while it is followed.
+    On the embedded default outside an API server, the jobs run here while they are followed.
     """
     caller.require("read", job.model)
-    return follow_chain(settings, job, run_here=dispatch.runs_here(settings))
+    return dispatcher_for(settings).follow(job)

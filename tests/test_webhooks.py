@@ -34,6 +34,7 @@ from regctl.registry.schema import WebhookDelivery, utcnow
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
 from regctl.registry.webhooks import add_webhook, remove_webhook
+from regctl.service.dispatchers.server_runner import ServerRunner
 from regctl.webhook_signature import sign, verify_signature
 from regctl.worker.webhook_sender import deliver, post, send_due, wait_for_background
 from tests.conftest import direct_cli, wait_until
@@ -355,14 +356,13 @@ def test_the_embedded_job_is_recorded_before_a_slow_receiver_answers(
 def test_the_api_servers_runner_sends_retries_when_their_backoff_runs_out(
     sqlite_settings: Settings, model_dir: Path
 ) -> None:
-    from regctl.service.runner import LocalRunner
-
     settings = dataclasses.replace(sqlite_settings, webhook_retry_base=0.2)
     register_version(settings, RegisterRequest("net"), model_dir)
     with receiving(statuses=(500, 200)) as receiver:
         hook = add_webhook(settings, ADMIN, receiver.url, ["alias.moved"]).webhook
         set_alias(settings, "net", "staging", 1)
-        runner = LocalRunner(settings).start()
+        runner = ServerRunner(settings)
+        runner.start()
         try:
             [delivery] = _settled(settings, hook.id)
         finally:

@@ -1,4 +1,7 @@
-"""Publishing jobs and webhook deliveries to the broker: rows are committed first, then messages sent."""
+"""Publishing jobs and webhook deliveries to the broker: rows are committed first, then messages sent.
+
+The Celery side of `regctl.service.dispatchers.broker`, also used by the tasks and the reconciler.
+"""
 
 from __future__ import annotations
 

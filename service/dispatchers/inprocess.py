@@ -1,0 +1,54 @@
+"""The embedded default's dispatcher in a CLI or Python process: no broker and no server, so whoever
+follows a job runs it, in a supervised child process (`EmbeddedJob`), while following it.
+
+Publishing does nothing: the committed row waits, queued, for the next follower (a `--wait`, a
+`jobs watch`, or `register` itself on this default). Webhook deliveries go from a background thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+from regctl.registry.entities import JobInfo
+from regctl.service.dispatchers.base import Dispatcher
+from regctl.worker.follow import follow, watch
+from regctl.worker.supervisor.embedded import EmbeddedJob
+from regctl.worker.webhook_sender import send_in_background
+
+
+class InProcessDispatcher(Dispatcher):
+    """Runs each queued job of a chain in a child of this process while following it."""
+
+    runs_jobs_when_followed = True
+
+    def publish(self, jobs: list[JobInfo]) -> None:
+        """Nothing to hand over: the queued rows run when followed."""
+
+    def follow(self, job: JobInfo) -> Iterator[JobInfo]:
+        """Follow the chain, running each job that is still queued when its turn comes."""
+        return follow(self.settings, job, self._run_and_watch)
+
+    def send_webhooks(self) -> None:
+        """Send the due deliveries from a background thread, so a slow receiver never holds the caller."""
+        send_in_background(self.settings)
+
+    def _run_and_watch(self, job: JobInfo) -> Generator[JobInfo, None, JobInfo]:
+        if job.state != "queued":  # running elsewhere (another follower) or already over: only watch
+            return (yield from watch(self.settings, job))
+        child = EmbeddedJob(self.settings, job.id)
+        try:
+            last = yield from watch(self.settings, job, child)
+        except BaseException as exc:
+            # The follower stopped early (Ctrl-C, a wait timeout, an error): the job would be left
+            # `running` with nobody to finish it, so stop its child and put the job back in the queue.
+            if child.running:
+                try:
+                    child.stop("the command running it stopped following it")
+                except Exception as cleanup:  # what stopped the follower matters more; say what is left
+                    exc.add_note(f"job {job.id} may still show as running: {cleanup}")
+            raise
+        # The job ran here, so its webhook deliveries go from here; its outcome is already recorded.
+        self.send_webhooks()
+        if last.finished:
+            child.finish()
+        return last
