@@ -579,7 +579,7 @@ class Worker:
 def running_worker(env: dict[str, str], log: Path, concurrency: int = 1) -> Iterator[Worker]:
     """`regctl worker --queues cpu`, answered a ping over the broker before this yields; stopped after."""
     from regctl.registry.settings import Settings
-    from regctl.worker.dispatch import app_for
+    from regctl.worker.dispatch.publishing import app_for
 
     name = f"e2e-{os.getpid()}@bench"
     with log.open("wb") as out:

@@ -80,7 +80,7 @@ def distributed_settings(redis_url: str, tmp: Path) -> Iterator[Settings]:
 @contextmanager
 def running_worker(settings: Settings, concurrency: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`regctl worker` on the cpu queue, answering pings, stopped (SIGTERM, then SIGKILL) afterwards."""
-    from regctl.worker.dispatch import app_for
+    from regctl.worker.dispatch.publishing import app_for
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGCTL_")}
     name = f"bench-{uuid.uuid4().hex[:6]}@regctl"
@@ -145,7 +145,7 @@ def queued(settings: Settings, name: str, directory: Path) -> float:
     """register + publish, then a warm worker converts and validates; seconds until `ready` is seen."""
     from regctl.registry.requests import RegisterRequest
     from regctl.registry.versions import register_version
-    from regctl.worker.dispatch import publish
+    from regctl.worker.dispatch.publishing import publish
 
     start = time.perf_counter()
     info = register_version(settings, RegisterRequest(name), directory, jobs=("convert",))

@@ -148,7 +148,7 @@ def run_direct(settings: Settings, ids: list[int], pool: multiprocessing.pool.Po
 def run_queued(settings: Settings, ids: list[int]) -> float:
     """Seconds from publishing every job at once until the worker finished them all."""
     from regctl.registry.jobs import get_job
-    from regctl.worker.dispatch import publish
+    from regctl.worker.dispatch.publishing import publish
 
     jobs = [get_job(settings, i) for i in ids]
     start = time.perf_counter()

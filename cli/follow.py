@@ -6,7 +6,7 @@ import sys
 
 from regctl.cli.render import echo, status_text
 from regctl.registry.entities import JobInfo
-from regctl.service.dispatchers import dispatcher_for
+from regctl.worker.dispatch import dispatcher_for
 
 
 def must_follow(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
 from regctl.cli.sandbox import checked_protections
-from regctl.service.dispatchers import Dispatcher, require_broker
+from regctl.worker.dispatch import Dispatcher, require_broker
 from regctl.worker.queues import WEBHOOK_QUEUE, parse_queues
 
 
@@ -61,7 +61,7 @@ def worker(
     # Here, not at the top: the database layer, Celery and the sandbox probe stay out of the CLI's
     # start-up (tests/test_cli_imports.py), and so does subprocess (runtime: 2 of its 38 ms, measured).
     from regctl.registry.db import ensure_schema
-    from regctl.worker.dispatch import app_for
+    from regctl.worker.dispatch.publishing import app_for
     from regctl.worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
     from regctl.worker.supervisor.probe import describe
 
@@ -109,7 +109,7 @@ def worker(
 @click.pass_context
 def beat(ctx: click.Context, loglevel: str) -> None:
     """Run Celery beat, which schedules the reconciler every REGCTL_RECONCILE_INTERVAL seconds."""
-    from regctl.worker.dispatch import app_for  # Celery: not at the CLI's start-up
+    from regctl.worker.dispatch.publishing import app_for  # Celery: not at the CLI's start-up
 
     broker = _broker(ctx)
     broker.preflight()

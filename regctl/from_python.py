@@ -37,7 +37,7 @@ from regctl.registry.errors import InvalidInput
 from regctl.registry.lineage import Lineage, with_git
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size, visible
-from regctl.service.dispatchers import dispatcher_for
+from regctl.worker.dispatch import dispatcher_for
 
 ENTRY_FILE = "regctl_entry.py"
 WEIGHTS_FILE = "weights.safetensors"

@@ -37,7 +37,7 @@ from regctl.server.events import JobHub
 from regctl.server.metrics import install_metrics
 from regctl.server.responses import API_PREFIX as PREFIX
 from regctl.server.verified import VerifiedBlobs
-from regctl.service.dispatchers import serving
+from regctl.worker.dispatch import serving
 
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 DOCS_HTML = f"""<!doctype html>

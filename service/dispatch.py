@@ -1,4 +1,4 @@
-"""The service layer's calls into the dispatcher its settings choose (`regctl.service.dispatchers`).
+"""The service layer's calls into the dispatcher its settings choose (`regctl.worker.dispatch`).
 
 The rows are always committed first; a message only says "look at job N", and the reconciler (or
 the next follower) picks up any job whose message got lost, so a job never depends on the publish.
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from regctl.registry.entities import JobInfo
 from regctl.registry.settings import Settings
-from regctl.service.dispatchers import dispatcher_for
+from regctl.worker.dispatch import dispatcher_for
 
 log = logging.getLogger("regctl.webhooks")
 

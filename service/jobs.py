@@ -11,7 +11,7 @@ from regctl.registry.refs import check_model_name
 from regctl.registry.requests import SubmitRequest
 from regctl.registry.settings import Settings
 from regctl.service import dispatch
-from regctl.service.dispatchers import dispatcher_for
+from regctl.worker.dispatch import dispatcher_for
 
 # A token limited to some models may list jobs; fetch more than asked so filtering leaves enough.
 _OVERFETCH = 5

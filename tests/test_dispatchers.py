@@ -15,23 +15,26 @@ import pytest
 from regctl.registry.entities import JobInfo
 from regctl.registry.errors import InvalidInput
 from regctl.registry.jobs import get_job
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
-from regctl.service.dispatchers import dispatcher_for, require_broker, serving
-from regctl.service.dispatchers.broker import BrokerDispatcher
-from regctl.service.dispatchers.inprocess import InProcessDispatcher
-from regctl.service.dispatchers.server_runner import ServerRunner
+from regctl.worker.dispatch import dispatcher_for, require_broker, serving
+from regctl.worker.dispatch.broker import BrokerDispatcher
+from regctl.worker.dispatch.inprocess import InProcessDispatcher
+from regctl.worker.dispatch.server_runner import ServerRunner
 from tests.conftest import direct_cli, wait_until
 from tests.factories import linear_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_FOLDERS = ("registry", "worker", "service", "server", "cli", "regctl", "migrations")
-DISPATCHERS = ROOT / "service" / "dispatchers"
+DISPATCHERS = ROOT / "worker" / "dispatch"
 
 
 def _queued_convert(settings: Settings, root: Path) -> JobInfo:
     """A committed, queued convert job that nobody has been told about."""
-    [job] = register_version(settings, "linear", linear_model(root / "linear"), jobs=("convert",)).jobs
+    [job] = register_version(
+        settings, RegisterRequest("linear"), linear_model(root / "linear"), jobs=("convert",)
+    ).jobs
     assert job.state == "queued"
     return job
 
@@ -91,7 +94,7 @@ def test_no_module_outside_the_dispatchers_asks_whether_a_broker_is_configured()
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Attribute) and node.attr == "embedded":
                     readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert readers == [], "decide how jobs run in regctl.service.dispatchers, not here"
+    assert readers == [], "decide how jobs run in regctl.worker.dispatch, not here"
 
 
 # -- the in-process dispatcher -----------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from regctl.registry.schema import WebhookDelivery, utcnow
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
 from regctl.registry.webhooks import add_webhook, remove_webhook
-from regctl.service.dispatchers.server_runner import ServerRunner
 from regctl.webhook_signature import sign, verify_signature
+from regctl.worker.dispatch.server_runner import ServerRunner
 from regctl.worker.webhook_sender import deliver, post, send_due, wait_for_background
 from tests.conftest import direct_cli, wait_until
 from tests.webhook_receiver import Received, receiving

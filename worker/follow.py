@@ -1,7 +1,7 @@
 """Following a job and the jobs it leads to (convert -> validate) by reading their rows.
 
 Every dispatcher follows this way; the in-process one also runs each job while it watches it
-(`regctl.service.dispatchers.inprocess`), handing `watch` the child process that runs it.
+(`regctl.worker.dispatch.inprocess`), handing `watch` the child process that runs it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from regctl.registry.jobs import jobs_to_republish, requeue_stale, stale_running_jobs
 from regctl.registry.settings import Settings
-from regctl.worker.dispatch import publish, publish_due_deliveries
+from regctl.worker.dispatch.publishing import publish, publish_due_deliveries
 
 
 @dataclass(frozen=True)

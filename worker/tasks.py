@@ -100,7 +100,7 @@ def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
 @shared_task(name=RUN_JOB_TASK, base=JobTask, ignore_result=True)
 def run_job_task(job_id: int) -> None:
     """Run job `job_id`, then publish its follow-ups; a repeated delivery of a done or live job is a no-op."""
-    from regctl.worker.dispatch import publish
+    from regctl.worker.dispatch.publishing import publish
     from regctl.worker.supervisor.pipeline import fail_unless_finished, run_job
 
     config = settings()
@@ -127,7 +127,7 @@ def run_job_task(job_id: int) -> None:
 
 def _publish_webhooks(config: Settings) -> None:
     """Hand the deliveries the job's outcome added to the webhooks queue; the reconciler is the backstop."""
-    from regctl.worker.dispatch import publish_due_deliveries
+    from regctl.worker.dispatch.publishing import publish_due_deliveries
 
     try:
         publish_due_deliveries(config)

@@ -209,7 +209,7 @@ class Service:
 
     def wait_ready(self, worker: WorkerProcess) -> None:
         """Poll the worker with a broadcast ping until it answers (or fail with its log)."""
-        from regctl.worker.dispatch import app_for
+        from regctl.worker.dispatch.publishing import app_for
 
         control = app_for(self.settings).control
 
@@ -366,6 +366,6 @@ def service(
     for worker in running.workers:
         worker.stop()
     client.close()
-    from regctl.worker.dispatch import app_for
+    from regctl.worker.dispatch.publishing import app_for
 
     app_for(settings).close()

@@ -18,12 +18,13 @@ import redis
 from regctl.registry.aliases import set_alias
 from regctl.registry.jobs import get_job, request_cancel
 from regctl.registry.lookup import local_caller
+from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
 from regctl.registry.webhooks import add_webhook
-from regctl.service.dispatchers import Dispatcher, dispatcher_for
-from regctl.service.dispatchers.broker import BrokerDispatcher
-from regctl.worker.dispatch import app_for
+from regctl.worker.dispatch import Dispatcher, dispatcher_for
+from regctl.worker.dispatch.broker import BrokerDispatcher
+from regctl.worker.dispatch.publishing import app_for
 from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
 from tests.integration.conftest import linear_model
 
@@ -61,7 +62,9 @@ def test_publish_puts_one_message_per_job_on_its_queue_and_records_it(
     broker: Dispatcher, messages: Any, tmp_path: Path
 ) -> None:
     settings = broker.settings
-    [job] = register_version(settings, "linear", linear_model(tmp_path / "linear"), jobs=("convert",)).jobs
+    [job] = register_version(
+        settings, RegisterRequest("linear"), linear_model(tmp_path / "linear"), jobs=("convert",)
+    ).jobs
     assert messages(job.queue) == []  # the row is committed before any message is sent
     broker.publish([job])
     assert messages(job.queue) == [(RUN_JOB_TASK, [job.id])]
@@ -70,7 +73,9 @@ def test_publish_puts_one_message_per_job_on_its_queue_and_records_it(
 
 def test_following_reads_the_rows_and_runs_nothing_here(broker: Dispatcher, tmp_path: Path) -> None:
     settings = broker.settings
-    [job] = register_version(settings, "linear", linear_model(tmp_path / "linear"), jobs=("convert",)).jobs
+    [job] = register_version(
+        settings, RegisterRequest("linear"), linear_model(tmp_path / "linear"), jobs=("convert",)
+    ).jobs
     following = broker.follow(job)
     assert next(following).state == "queued"
     request_cancel(settings, job.id)  # nobody runs it, so it ends only when cancelled
@@ -82,7 +87,7 @@ def test_webhook_deliveries_go_to_the_webhooks_queue(
     broker: Dispatcher, messages: Any, model_dir: Path
 ) -> None:
     settings = broker.settings
-    register_version(settings, "net", model_dir)
+    register_version(settings, RegisterRequest("net"), model_dir)
     add_webhook(settings, local_caller(), "https://hooks.example.com/regctl", ["alias.moved"])
     set_alias(settings, "net", "staging", 1)
     broker.send_webhooks()

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from regctl.registry.entities import JobInfo
-from regctl.service.dispatchers.base import Dispatcher
-from regctl.worker.dispatch import check_broker, publish, publish_due_deliveries
+from regctl.worker.dispatch.base import Dispatcher
+from regctl.worker.dispatch.publishing import check_broker, publish, publish_due_deliveries
 from regctl.worker.follow import follow
 
 

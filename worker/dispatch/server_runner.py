@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from regctl.registry.entities import JobInfo
 from regctl.registry.jobs import list_jobs
 from regctl.registry.settings import Settings
-from regctl.service.dispatchers.base import Dispatcher
+from regctl.worker.dispatch.base import Dispatcher
 from regctl.worker.follow import follow
 from regctl.worker.supervisor.embedded import EmbeddedJob
 from regctl.worker.webhook_sender import send_in_background

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 
 from regctl.registry.entities import JobInfo
-from regctl.service.dispatchers.base import Dispatcher
+from regctl.worker.dispatch.base import Dispatcher
 from regctl.worker.follow import follow, watch
 from regctl.worker.supervisor.embedded import EmbeddedJob
 from regctl.worker.webhook_sender import send_in_background

@@ -1,6 +1,6 @@
 """Publishing jobs and webhook deliveries to the broker: rows are committed first, then messages sent.
 
-The Celery side of `regctl.service.dispatchers.broker`, also used by the tasks and the reconciler.
+The Celery side of `regctl.worker.dispatch.broker`, also used by the tasks and the reconciler.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every job row is committed before its dispatcher hears of it; a message (or a wake-up) only says
 "look at job N", so nothing is lost when a publish fails: the reconciler, the server's runner or the
 next follower finds the queued row. Modelled on dramatiq's `Broker` (`dramatiq/broker.py`) with its
-`brokers/stub.py`: one interface, one implementation chosen once (see `regctl.service.dispatchers`).
+`brokers/stub.py`: one interface, one implementation chosen once (see `regctl.worker.dispatch`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from regctl.registry.errors import InvalidInput
 from regctl.registry.settings import Settings
-from regctl.service.dispatchers.base import Dispatcher
+from regctl.worker.dispatch.base import Dispatcher
 
 __all__ = ["Dispatcher", "dispatcher_for", "require_broker", "serving"]
 
@@ -39,10 +39,10 @@ def _chosen(settings: Settings) -> Dispatcher:
     # Each implementation is imported only when chosen: the broker's pulls in Celery, the others the
     # database layer, and the CLI's start-up loads neither (tests/test_cli_imports.py).
     if settings.embedded:
-        from regctl.service.dispatchers.inprocess import InProcessDispatcher
+        from regctl.worker.dispatch.inprocess import InProcessDispatcher
 
         return InProcessDispatcher(settings)
-    from regctl.service.dispatchers.broker import BrokerDispatcher
+    from regctl.worker.dispatch.broker import BrokerDispatcher
 
     return BrokerDispatcher(settings)
 
@@ -59,7 +59,7 @@ def serving(settings: Settings, *, run_jobs: bool = True) -> Iterator[Dispatcher
     if not (run_jobs and settings.embedded):
         yield dispatcher_for(settings)
         return
-    from regctl.service.dispatchers.server_runner import ServerRunner  # the database layer: see _chosen
+    from regctl.worker.dispatch.server_runner import ServerRunner  # the database layer: see _chosen
 
     runner = ServerRunner(settings)
     runner.start()
