@@ -7,20 +7,17 @@ dropped connection. Job following reads the server-sent-event stream.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import queue
 import tempfile
-import threading
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
-from urllib.parse import quote
 
 import httpx
 
 from regctl.client import Progress, RegistryClient
+from regctl.downloads import Downloader, segment
 from regctl.events import job_events
 from regctl.limits import server_limits
 from regctl.login import check_url
@@ -43,15 +40,13 @@ from regctl.registry.entities import (
     WebhookInfo,
 )
 from regctl.registry.errors import (
-    CorruptedArtifact,
-    InvalidInput,
     RegctlError,
     ServiceUnavailable,
     error_classes,
 )
 from regctl.registry.refs import check_model_name, parse_ref
 from regctl.registry.requests import RegisterRequest, SubmitRequest
-from regctl.retries import reconnecting, resuming
+from regctl.retries import reconnecting
 
 T = TypeVar("T")
 
@@ -98,6 +93,11 @@ class Client(RegistryClient):
 
         login = find_login()
         return cls(login.url, login.token) if login else cls.local()
+
+    @property
+    def _downloads(self) -> Downloader:
+        # Made per use, so it always rides on the client's current connection pool.
+        return Downloader(self._http, self._error, self._unreachable)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -150,7 +150,7 @@ class Client(RegistryClient):
 
     def model(self, name: str) -> ModelDetail:
         """A model with its newest versions and its aliases."""
-        return self._json("GET", f"/models/{_seg(check_model_name(name))}", ModelDetail)
+        return self._json("GET", f"/models/{segment(check_model_name(name))}", ModelDetail)
 
     def versions(
         self,
@@ -165,19 +165,21 @@ class Client(RegistryClient):
         params: list[tuple[str, Any]] = [("limit", limit), ("archived", "true" if archived else "false")]
         params += [("status", status)] if status else []
         params += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
-        path = "/versions" if name is None else f"/models/{_seg(check_model_name(name))}/versions"
+        path = "/versions" if name is None else f"/models/{segment(check_model_name(name))}/versions"
         return self._json("GET", path, list[VersionRow], params=params)
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
         """Set and remove tags on a version."""
         body = {"set": set_tags, "remove": list(remove)}
-        return self._json("PATCH", f"/versions/{_seg(str(parse_ref(ref)))}/tags", dict[str, str], json=body)
+        return self._json(
+            "PATCH", f"/versions/{segment(str(parse_ref(ref)))}/tags", dict[str, str], json=body
+        )
 
     def archive(self, ref: str, archived: bool = True) -> str:
         """Archive or unarchive NAME:VERSION."""
         from regctl.registry.refs import parse_version_ref
 
-        path = f"/versions/{_seg(str(parse_version_ref(ref)))}/archive"
+        path = f"/versions/{segment(str(parse_version_ref(ref)))}/archive"
         return self._json("POST" if archived else "DELETE", path, dict)["ref"]
 
     def delete_version(self, ref: str, *, force: bool = False) -> dict:
@@ -185,7 +187,7 @@ class Client(RegistryClient):
         from regctl.registry.refs import parse_version_ref
 
         params = {"force": "true" if force else "false"}
-        return self._json("DELETE", f"/versions/{_seg(str(parse_version_ref(ref)))}", dict, params=params)
+        return self._json("DELETE", f"/versions/{segment(str(parse_version_ref(ref)))}", dict, params=params)
 
     def gc(self, *, dry_run: bool = False) -> dict:
         """Delete the blobs no row names (admin)."""
@@ -193,11 +195,11 @@ class Client(RegistryClient):
 
     def version(self, ref: str) -> VersionInfo:
         """The version REF points at."""
-        return self._json("GET", f"/versions/{_seg(str(parse_ref(ref)))}", VersionInfo)
+        return self._json("GET", f"/versions/{segment(str(parse_ref(ref)))}", VersionInfo)
 
     def alias_history(self, name: str) -> list[AliasInfo]:
         """Every change to a model's aliases."""
-        return self._json("GET", f"/models/{_seg(check_model_name(name))}/alias-history", list[AliasInfo])
+        return self._json("GET", f"/models/{segment(check_model_name(name))}/alias-history", list[AliasInfo])
 
     def jobs(self, *, state: str | None = None, model: str | None = None, limit: int = 50) -> list[JobInfo]:
         """The newest jobs first."""
@@ -252,7 +254,7 @@ class Client(RegistryClient):
                 headers = {"Content-Type": "application/x-tar", "Content-Length": str(bundle.size)}
                 return self._json(
                     "POST",
-                    f"/models/{_seg(request.name)}/versions",
+                    f"/models/{segment(request.name)}/versions",
                     RegisteredVersion,
                     params=params,
                     content=_chunks(body, progress, bundle.size),
@@ -263,7 +265,7 @@ class Client(RegistryClient):
     def _submit(self, request: SubmitRequest) -> JobInfo:
         """Queue a job for NAME:VERSION."""
         body = {"kind": request.kind, "method": request.method, "device": request.device}
-        return self._json("POST", f"/versions/{_seg(request.ref)}/jobs", JobInfo, json=body)
+        return self._json("POST", f"/versions/{segment(request.ref)}/jobs", JobInfo, json=body)
 
     def cancel(self, job_id: int) -> JobInfo:
         """Cancel a job."""
@@ -278,7 +280,7 @@ class Client(RegistryClient):
         from regctl.registry.refs import parse_alias_ref
 
         ref = parse_alias_ref(target)
-        path = f"/models/{_seg(ref.name)}/aliases/{_seg(ref.alias or '')}"
+        path = f"/models/{segment(ref.name)}/aliases/{segment(ref.alias or '')}"
         return self._json("PUT", path, AliasInfo, json={"version": version})
 
     def remove_alias(self, target: str) -> AliasInfo:
@@ -286,7 +288,9 @@ class Client(RegistryClient):
         from regctl.registry.refs import parse_alias_ref
 
         ref = parse_alias_ref(target)
-        return self._json("DELETE", f"/models/{_seg(ref.name)}/aliases/{_seg(ref.alias or '')}", AliasInfo)
+        return self._json(
+            "DELETE", f"/models/{segment(ref.name)}/aliases/{segment(ref.alias or '')}", AliasInfo
+        )
 
     def create_token(
         self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
@@ -301,7 +305,7 @@ class Client(RegistryClient):
 
     def revoke_token(self, name: str) -> TokenInfo:
         """Revoke a token (admin)."""
-        return self._json("DELETE", f"/tokens/{_seg(name)}", TokenInfo)
+        return self._json("DELETE", f"/tokens/{segment(name)}", TokenInfo)
 
     def audit(self, *, model: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries (admin)."""
@@ -377,9 +381,9 @@ class Client(RegistryClient):
         try:
             with os.fdopen(fd, "wb") as out:
                 # None when the server streams instead (a local store): nothing was written yet.
-                fetched = self._presigned(ref, kind, out, progress) if presign else None
+                fetched = self._downloads.presigned(ref, kind, out, progress) if presign else None
                 if fetched is None:
-                    fetched = self._download(ref, kind, out, progress)
+                    fetched = self._downloads.download(ref, kind, out, progress)
             os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
         except BaseException:
@@ -396,90 +400,7 @@ class Client(RegistryClient):
 
     def stream(self, ref: str, sink: BinaryIO, *, kind: str = "torchscript") -> FetchedArtifact:
         """Write an artifact to `sink` as it arrives; CorruptedArtifact at the end on a mismatch."""
-        return self._download(ref, kind, sink, None)
-
-    def _download(self, ref: str, kind: str, out: BinaryIO, progress: Progress | None) -> FetchedArtifact:
-        path = _artifact_path(ref, kind)
-        with _Sink(out) as sink:
-            # A dropped connection resumes with a Range once the artifact is known.
-            tries = resuming(lambda exc: isinstance(exc, httpx.TransportError) and sink.meta is not None)
-            try:
-                tries(self._receive, path, kind, sink, progress)
-            except httpx.TransportError as exc:
-                if isinstance(exc, httpx.RemoteProtocolError):
-                    # The server also cuts a download short on purpose when the blob fails its check.
-                    cuts = tries.statistics["attempt_number"]
-                    raise CorruptedArtifact(
-                        f"the download of {ref} {kind} was cut short {cuts} time(s), at {sink.done} "
-                        "bytes; the stored artifact may be damaged (see the server's log)"
-                    ) from exc
-                raise self._unreachable(exc) from exc
-            digest = sink.hexdigest()
-        meta = sink.meta
-        if meta is None or digest != meta.artifact.sha256:
-            raise CorruptedArtifact(
-                f"{ref} {kind} arrived with sha256 {digest[:16]}…, not the announced "
-                f"{meta.artifact.sha256[:16] if meta else '?'}…; fetch it again"
-            )
-        return meta
-
-    def _presigned(
-        self, ref: str, kind: str, out: BinaryIO, progress: Progress | None
-    ) -> FetchedArtifact | None:
-        """Follow the server's redirect to the store; None when the store cannot presign (a local one)."""
-        with self._http.stream("GET", _artifact_path(ref, kind), params={"presign": "true"}) as answer:
-            if answer.status_code >= 400:
-                answer.read()
-                raise self._error(answer)
-            if answer.status_code != 307:
-                return None  # the server streams instead; the caller downloads it the usual way
-            location, expected = answer.headers["location"], answer.headers.get("x-regctl-sha256", "")
-            version_ref, size = answer.headers.get("x-regctl-ref", ref), answer.headers.get("x-regctl-size")
-        with _Sink(out) as sink:
-            try:
-                # A fresh request without our token: the presigned URL is its own credential.
-                with httpx.stream("GET", location, timeout=httpx.Timeout(30.0)) as stored:
-                    if stored.status_code != 200:
-                        raise ServiceUnavailable(
-                            f"the store answered {stored.status_code} to the presigned URL for {ref}; "
-                            "fetch without --presign"
-                        )
-                    for piece in stored.iter_raw():
-                        sink.feed(piece)
-                        if progress is not None and size and size.isascii() and size.isdigit():
-                            progress(sink.done, int(size))
-            except httpx.TransportError as exc:
-                raise ServiceUnavailable(
-                    f"cannot reach the artifact store's presigned URL ({exc}); fetch without --presign"
-                ) from exc
-            digest = sink.hexdigest()
-        if digest != expected:
-            raise CorruptedArtifact(
-                f"{ref} {kind} from the store has sha256 {digest[:16]}…, not {expected[:16]}…; fetch it again"
-            )
-        return _announced(version_ref, kind, digest, sink.done)
-
-    def _receive(self, path: str, kind: str, sink: _Sink, progress: Progress | None) -> bool:
-        """One request for the rest of the artifact: all of it, or a Range resuming after `sink.done`.
-
-        True when the whole artifact has arrived.
-        """
-        meta = sink.meta
-        headers = {}
-        if meta is not None and sink.done > 0:
-            headers = {"Range": f"bytes={sink.done}-", "If-Range": f'"{meta.artifact.sha256}"'}
-        with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30.0)) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise self._error(response)
-            if response.status_code == 200 and headers:
-                raise CorruptedArtifact("the artifact changed while it was being downloaded; fetch it again")
-            meta = sink.meta = meta or _artifact_meta(response, kind)
-            for piece in response.iter_raw():
-                sink.feed(piece)
-                if progress is not None:
-                    progress(sink.done, meta.artifact.size)
-        return sink.done == meta.artifact.size
+        return self._downloads.download(ref, kind, sink, None)
 
     def export_triton(
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
@@ -491,41 +412,11 @@ class Client(RegistryClient):
 
         def chunks(artifact: Any) -> Iterator[bytes]:
             with tempfile.TemporaryFile() as spool:
-                self._download(info.ref, "torchscript", spool, None)
+                self._downloads.download(info.ref, "torchscript", spool, None)
                 spool.seek(0)
                 yield from read_chunks(spool, CHUNK)
 
         return write_to_repo(info, chunks, repo, max_batch_size=max_batch_size, instance_kind=instance_kind)
-
-
-def _artifact_path(ref: str, kind: str) -> str:
-    return f"/versions/{_seg(str(parse_ref(ref)))}/artifacts/{_seg(kind)}"
-
-
-def _announced(ref: str, kind: str, sha256: str, size: int) -> FetchedArtifact:
-    """What a download's headers say it is; `_recorded` fetches the registry's full record."""
-    from datetime import UTC, datetime
-
-    from regctl.registry.entities import ArtifactInfo
-
-    return FetchedArtifact(ref, "-", ArtifactInfo(kind, sha256, size, "", None, None, datetime.now(UTC)))
-
-
-def _artifact_meta(response: httpx.Response, kind: str) -> FetchedArtifact:
-    sha256 = response.headers.get("x-regctl-sha256", "")
-    total = response.headers.get("content-range", "").rpartition("/")[2] or response.headers.get(
-        "content-length"
-    )
-    if len(sha256) != 64 or not total or not (total.isascii() and total.isdigit()):
-        raise InvalidInput(
-            "the server sent an artifact without its sha256 or size; is REGCTL_URL a regctl server?"
-        )
-    return _announced(response.headers.get("x-regctl-ref", ""), kind, sha256, int(total))
-
-
-def _seg(text: str) -> str:
-    """One URL path segment; `:` and `@` stay readable, everything else unsafe is escaped."""
-    return quote(text, safe=":@")
 
 
 def _chunks(body: BinaryIO, progress: Progress | None = None, total: int = 0) -> Iterator[bytes]:
@@ -535,47 +426,3 @@ def _chunks(body: BinaryIO, progress: Progress | None = None, total: int = 0) ->
         sent += len(chunk)
         if progress is not None:
             progress(sent, total)
-
-
-class _Sink:
-    """Where downloaded pieces go: written as they arrive and hashed on a second thread; `done` counts bytes.
-
-    sha256 costs about as much as receiving and writing together, and hashlib releases the GIL, so
-    hashing beside the receiving loop keeps a download close to the speed of a local copy.
-    """
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out, self.done = out, 0
-        self.meta: FetchedArtifact | None = None  # known once the first response's headers arrived
-        self._digest = hashlib.sha256()
-        self._pending: queue.Queue[bytes | None] = queue.Queue(maxsize=16)  # bounds memory to 16 pieces
-        self._hasher = threading.Thread(target=self._hash, name="regctl-sha256", daemon=True)
-        self._hasher.start()
-
-    def __enter__(self) -> _Sink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._finish()
-        self.out.flush()
-
-    def _hash(self) -> None:
-        while (piece := self._pending.get()) is not None:
-            self._digest.update(piece)
-
-    def _finish(self) -> None:
-        if self._hasher.is_alive():
-            self._pending.put(None)
-            self._hasher.join()
-
-    def feed(self, piece: bytes) -> None:
-        """Take the next piece of the body."""
-        self.out.write(piece)
-        self._pending.put(piece)
-        self.done += len(piece)
-
-    def hexdigest(self) -> str:
-        """The sha256 of everything fed so far (all of it written); no piece may be fed after this."""
-        self._finish()
-        self.out.flush()
-        return self._digest.hexdigest()
