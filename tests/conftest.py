@@ -183,7 +183,8 @@ def direct_cli(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
     """Run the CLI in-process, directly against `settings`' database and store (never a server)."""
     from click.testing import CliRunner
 
-    from regctl.cli.main import cli
+    import regctl.cli.main  # noqa: F401  (registers every command)
+    from regctl.cli.app import cli
 
     env = {
         "REGCTL_HOME": str(settings.home),
@@ -193,3 +194,25 @@ def direct_cli(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
         "REGCTL_URL": "",
     }
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def cli_invoker(settings: Settings, **extra_env: str):  # type: ignore[no-untyped-def]
+    """A function that invokes regctl's CLI against the test registry (no broker); returns click's Result."""
+    from click.testing import CliRunner
+
+    import regctl.cli.main  # noqa: F401  (registers every command)
+    from regctl.cli.app import cli
+
+    runner = CliRunner()
+    env = {
+        "REGCTL_HOME": str(settings.home),
+        "REGCTL_DATABASE_URL": settings.database_url,
+        "REGCTL_ARTIFACT_STORE": settings.artifact_store,
+        "REGCTL_BROKER_URL": "",
+        **extra_env,
+    }
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    return invoke

@@ -13,24 +13,13 @@ from click.testing import CliRunner
 from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.settings import Settings
-from tests.conftest import write_model_dir
+from tests.conftest import cli_invoker, write_model_dir
 
 
 @pytest.fixture
 def run(settings: Settings):  # type: ignore[no-untyped-def]
     """Invoke regctl against the test registry; returns the click Result."""
-    runner = CliRunner()
-    env = {
-        "REGCTL_HOME": str(settings.home),
-        "REGCTL_DATABASE_URL": settings.database_url,
-        "REGCTL_ARTIFACT_STORE": settings.artifact_store,
-        "REGCTL_BROKER_URL": "",
-    }
-
-    def invoke(*args: str):  # type: ignore[no-untyped-def]
-        return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    return invoke
+    return cli_invoker(settings)
 
 
 def _blobs(settings: Settings) -> list[Path]:

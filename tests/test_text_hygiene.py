@@ -11,9 +11,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.errors import InvalidInput
 from regctl.registry.jobs import create_job
@@ -22,6 +20,7 @@ from regctl.registry.outcomes import record_failure
 from regctl.registry.refs import parse_ref
 from regctl.registry.settings import Settings
 from regctl.registry.text import HIDDEN_CATEGORIES, first_hidden, is_hidden, visible, visible_data
+from tests.conftest import cli_invoker
 
 # No NUL: PostgreSQL refuses it in text, and the supervisor's one_line escapes it before it is stored.
 HOSTILE = "[/x] [bold red]boom\x1b]0;pwned\x07\x1b[2J \u202egnp.exe\u200b\ufeff\x7f\x9b verified OK"
@@ -31,19 +30,7 @@ HIDDEN = ("\x1b", "\x07", "\x7f", "\x9b", "\u202e", "\u200b", "\ufeff")
 @pytest.fixture
 def run(settings: Settings):  # type: ignore[no-untyped-def]
     """Invoke regctl against the test registry; returns the click Result (stdout and stderr apart)."""
-    runner = CliRunner()
-    env = {
-        "REGCTL_HOME": str(settings.home),
-        "REGCTL_DATABASE_URL": settings.database_url,
-        "REGCTL_ARTIFACT_STORE": settings.artifact_store,
-        "REGCTL_BROKER_URL": "",
-        "COLUMNS": "400",  # wide enough that no table cell wraps the text under test
-    }
-
-    def invoke(*args: str):  # type: ignore[no-untyped-def]
-        return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    return invoke
+    return cli_invoker(settings, COLUMNS="400")  # wide enough that no table cell wraps the text under test
 
 
 def _failed_job(run, settings: Settings, model_dir: Path, error: str) -> int:  # type: ignore[no-untyped-def]
