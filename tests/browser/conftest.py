@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -72,3 +73,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.exists() else []
     if shots:
         terminalreporter.write_line(f"browser screenshots: {len(shots)} in {SCREENSHOTS}")
+
+
+def serve(settings: Any, root: Path) -> Any:
+    """A real `regctl serve` on `settings` (the tests' ApiServer), with only the variables that are set."""
+    from tests.api_server import ApiServer
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
+    return ApiServer.start({k: v for k, v in env.items() if v != ""}, root)
+
+
+class WatchedPage:
+    """A fresh browser context `width` px wide whose page records console lines and the hosts it asked."""
+
+    def __init__(self, browser: Any, width: int) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.hosts: set[str] = set()
+        self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
+        self.page.on("request", lambda request: self.hosts.add(urlsplit(request.url).netloc))
+
+    def refused_by_policy(self) -> list[str]:
+        """Console lines where the Content Security Policy refused something."""
+        return [line for line in self.console if "Content Security Policy" in line]

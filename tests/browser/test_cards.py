@@ -3,7 +3,6 @@ nothing in it runs, nothing is fetched for it, and it never makes the page wider
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from regctl.local import LocalClient
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
-from tests.browser.conftest import WIDTHS, until
+from tests.browser.conftest import WIDTHS, WatchedPage, serve, until
 from tests.conftest import write_model_dir
 
 CARD = """# Doubler
@@ -60,8 +59,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     direct = LocalClient(settings)
     direct.register("doubler", write_model_dir(root / "model", files={"README.md": CARD}), convert=False)
     reader = direct.create_token("reader", "reader").secret
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
-    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, root)
+    server = serve(settings, root)
     yield Site(server, reader)
     server.stop()
 
@@ -70,12 +68,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def test_a_hostile_card_reads_right_and_does_nothing_at_each_width(
     browser: Any, site: Site, screenshots: Path, width: int
 ) -> None:
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    console: list[str] = []
-    hosts: set[str] = set()
-    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
+    watched = WatchedPage(browser, width)
+    page, context = watched.page, watched.context
     try:
         page.goto(f"{site.url}/login")
         page.fill("#token", site.reader)
@@ -98,5 +92,5 @@ def test_a_hostile_card_reads_right_and_does_nothing_at_each_width(
             page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
     finally:
         context.close()
-    assert hosts == {urlsplit(site.url).netloc}, hosts
-    assert [line for line in console if "Content Security Policy" in line] == []
+    assert watched.hosts == {urlsplit(site.url).netloc}, watched.hosts
+    assert watched.refused_by_policy() == [], watched.console

@@ -3,7 +3,6 @@ under the pages' Content-Security-Policy, without one violation or one request t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,14 @@ import pytest
 
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
-from tests.browser.conftest import WIDTHS, until
+from tests.browser.conftest import WIDTHS, WatchedPage, serve, until
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     root = tmp_path_factory.mktemp("docs")
     settings = Settings.from_env({}, home=root / "home")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
-    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, root)
+    server = serve(settings, root)
     yield server
     server.stop()
 
@@ -30,12 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 def test_swagger_ui_renders_offline_under_the_pages_policy(
     browser: Any, server: ApiServer, screenshots: Path, width: int
 ) -> None:
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    console: list[str] = []
-    hosts: set[str] = set()
-    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    page.on("request", lambda request: hosts.add(urlsplit(request.url).netloc))
+    watched = WatchedPage(browser, width)
+    page, context = watched.page, watched.context
     try:
         response = page.goto(f"{server.url}/api/v1/docs")
         assert response is not None and response.status == 200
@@ -46,6 +40,5 @@ def test_swagger_ui_renders_offline_under_the_pages_policy(
         page.screenshot(path=str(screenshots / f"api-docs-{width}.png"), full_page=False)
     finally:
         context.close()
-    assert hosts == {urlsplit(server.url).netloc}, hosts
-    refused = [line for line in console if "Content Security Policy" in line]
-    assert refused == [], refused
+    assert watched.hosts == {urlsplit(server.url).netloc}, watched.hosts
+    assert watched.refused_by_policy() == [], watched.console

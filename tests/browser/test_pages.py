@@ -7,7 +7,6 @@ a battery input) and `slow` (a forward that sleeps, so a conversion lasts long e
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from regctl.local import LocalClient
 from regctl.registry.entities import JobInfo
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
-from tests.browser.conftest import WIDTHS, until
+from tests.browser.conftest import WIDTHS, serve, until
 from tests.factories import linear_model
 
 pytestmark = pytest.mark.slow
@@ -45,8 +44,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("pages")
     settings = Settings.from_env({}, home=root / "home")
     direct = LocalClient(settings)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
-    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, root)
+    server = serve(settings, root)
     try:
         info = direct.register("conditional", EXAMPLES / "conditional", description=HOSTILE)
         assert direct.wait(info.jobs[0], timeout=READY_S).state == "succeeded", server.log_text()
