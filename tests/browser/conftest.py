@@ -84,7 +84,8 @@ def serve(settings: Any, root: Path) -> Any:
 
 
 class WatchedPage:
-    """A fresh browser context `width` px wide whose page records console lines and the hosts it asked."""
+    """A fresh browser context `width` px wide whose page records console lines and the hosts it asked;
+    closed at the end of its `with` block."""
 
     def __init__(self, browser: Any, width: int) -> None:
         self.context = browser.new_context(viewport={"width": width, "height": 900})
@@ -93,6 +94,12 @@ class WatchedPage:
         self.hosts: set[str] = set()
         self.page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
         self.page.on("request", lambda request: self.hosts.add(urlsplit(request.url).netloc))
+
+    def __enter__(self) -> WatchedPage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.context.close()
 
     def refused_by_policy(self) -> list[str]:
         """Console lines where the Content Security Policy refused something."""

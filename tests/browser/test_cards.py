@@ -68,9 +68,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def test_a_hostile_card_reads_right_and_does_nothing_at_each_width(
     browser: Any, site: Site, screenshots: Path, width: int
 ) -> None:
-    watched = WatchedPage(browser, width)
-    page, context = watched.page, watched.context
-    try:
+    with WatchedPage(browser, width) as watched:
+        page = watched.page
         page.goto(f"{site.url}/login")
         page.fill("#token", site.reader)
         page.click("form.login button[type=submit]")
@@ -90,7 +89,5 @@ def test_a_hostile_card_reads_right_and_does_nothing_at_each_width(
             assert page.evaluate(OVERFLOW) == []
             assert page.locator(".card-body a[href^='javascript']").count() == 0
             page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
-    finally:
-        context.close()
     assert watched.hosts == {urlsplit(site.url).netloc}, watched.hosts
     assert watched.refused_by_policy() == [], watched.console

@@ -28,9 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 def test_swagger_ui_renders_offline_under_the_pages_policy(
     browser: Any, server: ApiServer, screenshots: Path, width: int
 ) -> None:
-    watched = WatchedPage(browser, width)
-    page, context = watched.page, watched.context
-    try:
+    with WatchedPage(browser, width) as watched:
+        page = watched.page
         response = page.goto(f"{server.url}/api/v1/docs")
         assert response is not None and response.status == 200
         until(page, "document.querySelector('.swagger-ui .info .title')", 30)
@@ -38,7 +37,5 @@ def test_swagger_ui_renders_offline_under_the_pages_policy(
         until(page, "document.querySelectorAll('.swagger-ui .opblock').length > 10", 30)
         assert "/api/v1/health" in page.inner_text(".swagger-ui")
         page.screenshot(path=str(screenshots / f"api-docs-{width}.png"), full_page=False)
-    finally:
-        context.close()
     assert watched.hosts == {urlsplit(server.url).netloc}, watched.hosts
     assert watched.refused_by_policy() == [], watched.console
