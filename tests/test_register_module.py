@@ -131,29 +131,12 @@ def test_a_trained_module_is_registered_with_its_local_imports_and_weights(
 
     # The same module again: the same bytes, so nothing new is registered and nothing converts again.
     lines: list[str] = []
-    again = register_module(
-        "net",
-        model,
-        inputs=INPUTS,
-        dims=DIMS,
-        init={"width": 4},
-        client=client,
-        wait=True,
-        progress=lines.append,
-    )
+    same = {"inputs": INPUTS, "dims": DIMS, "init": {"width": 4}, "client": client}
+    again = register_module("net", model, wait=True, progress=lines.append, **same)
     assert again.unchanged and again.ref == "net:1" and again.status == "ready"
     assert lines[-1] == "unchanged: identical to net:1 (ready); nothing was registered"
     assert [v.version for v in client.model("net").versions] == [1]
-    forced = register_module(
-        "net",
-        model,
-        inputs=INPUTS,
-        dims=DIMS,
-        init={"width": 4},
-        client=client,
-        convert=False,
-        new_version=True,
-    )
+    forced = register_module("net", model, convert=False, new_version=True, **same)
     assert not forced.unchanged and forced.ref == "net:2"
     assert (forced.source_sha256, forced.weights_sha256) == (version.source_sha256, version.weights_sha256)
 

@@ -120,14 +120,7 @@ def test_a_model_that_hangs_is_stopped_at_the_soft_time_limit_and_the_worker_kee
     worker = service.start_worker("cpu", REGCTL_JOB_SOFT_TIME_LIMIT="8", REGCTL_JOB_TIME_LIMIT="30")
     convert = service.register("hangs", linear_model(tmp_path / "hangs", forward=HANG)).jobs[0]
 
-    version = service.wait_version("hangs:1", timeout=60)
-    convert = service.job(convert.id)
-    assert convert.state == "failed"
-    assert "stopped at the soft time limit of 8s" in (convert.error or "")
-    assert convert.attempts == 1
-    assert version.status == "failed"
-    assert convert.started_at and convert.finished_at
-    assert 7.5 <= (convert.finished_at - convert.started_at).total_seconds() < 30
+    _assert_stopped_at_the_soft_limit(service, "hangs:1", convert.id, hard_limit_s=30)
 
     service.register("good", linear_model(tmp_path / "good"))
     good = service.wait_version("good:1")
@@ -144,14 +137,7 @@ def test_a_model_that_swallows_the_soft_limit_is_still_stopped_there_and_leaves_
     convert = service.register("stubborn", linear_model(tmp_path / "stubborn", forward=STUBBORN)).jobs[0]
     running = service.wait_running(convert.id)
 
-    version = service.wait_version("stubborn:1", timeout=60)
-    convert = service.job(convert.id)
-    assert convert.state == "failed"
-    assert "stopped at the soft time limit of 8s" in (convert.error or "")
-    assert convert.attempts == 1
-    assert version.status == "failed"
-    assert convert.started_at and convert.finished_at
-    assert 7.5 <= (convert.finished_at - convert.started_at).total_seconds() < 16
+    _assert_stopped_at_the_soft_limit(service, "stubborn:1", convert.id, hard_limit_s=16)
     assert process_exists(pid_of(running)), "the pool child survives"
     wait_until(lambda: not _sandboxed_descendants(worker.pid), 10, "the sandboxed processes to be gone")
 
@@ -180,3 +166,15 @@ def _sandboxed_descendants(root: int) -> list[int]:
         if pid == root:
             found.append(int(entry.name))
     return found
+
+
+def _assert_stopped_at_the_soft_limit(service: Service, ref: str, job_id: int, *, hard_limit_s: int) -> None:
+    """The convert job failed once, at the 8 s soft limit and before the hard one, and so did its version."""
+    version = service.wait_version(ref, timeout=60)
+    convert = service.job(job_id)
+    assert convert.state == "failed"
+    assert "stopped at the soft time limit of 8s" in (convert.error or "")
+    assert convert.attempts == 1
+    assert version.status == "failed"
+    assert convert.started_at and convert.finished_at
+    assert 7.5 <= (convert.finished_at - convert.started_at).total_seconds() < hard_limit_s
