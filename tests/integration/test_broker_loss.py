@@ -63,6 +63,7 @@ def test_fifty_jobs_submitted_at_once_to_two_workers_all_complete_on_their_first
     service: Service, tmp_path: Path
 ) -> None:
     from regctl.registry.lookup import local_caller
+    from regctl.registry.requests import SubmitRequest
     from regctl.service.jobs import submit
 
     first = service.start_worker("cpu", wait=False)
@@ -72,7 +73,7 @@ def test_fifty_jobs_submitted_at_once_to_two_workers_all_complete_on_their_first
     service.register("lin", linear_model(tmp_path / "lin"))
     assert service.wait_version("lin:1").status == "ready"
 
-    jobs = [submit(service.settings, local_caller(), "lin:1", "validate") for _ in range(50)]
+    jobs = [submit(service.settings, local_caller(), SubmitRequest("lin:1", "validate")) for _ in range(50)]
 
     done = [service.wait_job(job.id, timeout=120) for job in jobs]
     assert [(j.state, j.attempts) for j in done] == [("succeeded", 1)] * 50, [j.error for j in done]
