@@ -33,7 +33,7 @@ from typing import Any
 from regctl.client import Progress, RegistryClient, WaitTimeout
 from regctl.registry.card import CARD_FILENAME, check_card
 from regctl.registry.entities import JobInfo, RegisteredVersion
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors import ConversionFailed, InvalidInput
 from regctl.registry.lineage import Lineage, with_git
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size, visible
@@ -148,13 +148,15 @@ def _follow(client: RegistryClient, job: JobInfo, timeout: float | None, say: Sa
             )
         )
         if deadline is not None and time.monotonic() > deadline and not update.finished:
-            raise WaitTimeout(f"job {update.id} is still {update.state} after {timeout:g}s")
+            raise WaitTimeout(job_id=update.id, state=update.state, timeout=timeout)
     if last.state == "succeeded":
         say(
             f"{last.model}:{last.version} is ready"
             if last.kind == "validate" or (last.result or {}).get("proved")
             else f"job {last.id} succeeded"
         )
+    elif last.state == "failed":
+        say(str(ConversionFailed.of_job(last)))
     else:
         error = " ".join((last.error or "no reason recorded").split())[:600]
         say(f"{last.kind} job {last.id} for {last.model}:{last.version} {last.state}: {error}")

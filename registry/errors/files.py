@@ -232,3 +232,24 @@ class LoginWithoutUrl(InvalidInput):
     """Raised when the saved login names no server."""
 
     template = "{path} has no server URL; run 'regctl login URL' again"
+
+
+class NotAnArchive(InvalidInput):
+    """Raised when `regctl import` is given a file that is not an archive `regctl export` wrote."""
+
+    template = "{source} is not a regctl export archive ({why}); make one with 'regctl export'"
+
+
+class ArchiveFormatTooNew(InvalidInput):
+    """Raised when an export archive's format version is not the one this regctl reads."""
+
+    template = (
+        "{where} has format version {found!r}; this regctl reads {reads}: use the regctl release that "
+        "wrote the archive, or a newer one"
+    )
+
+
+class ArchiveDamaged(InvalidInput):
+    """Raised when an export archive or its manifest holds what no export writes (damaged or altered)."""
+
+    template = "{where} {problem}; the archive was damaged or altered: export it again with 'regctl export'"
