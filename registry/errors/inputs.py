@@ -316,3 +316,54 @@ class TritonEntryDiffers(InvalidInput):
         "{path} declares other inputs, outputs or batching than {ref} needs; the versions already "
         "there would break: export to another --repo, or remove that entry first"
     )
+
+
+class BadFormats(InvalidInput):
+    """Raised when --format or REGCTL_FORMATS names an unknown format or one twice, or no torchscript."""
+
+    template = "{option}{text!r} {problem}; use {option}aoti or {option}torchscript,aoti"
+
+
+class NamesGivenAsString(InvalidInput):
+    """Raised when a request's list of names (formats) is one string, which would read as its letters."""
+
+    template = "{what} is a list of names, not the string {value!r}; pass e.g. ('torchscript', 'aoti')"
+
+
+# What `register_module` is given from Python that a spec or a constructor cannot take.
+
+
+class InitNotJson(InvalidInput):
+    """Raised when `init=` holds values that cannot be written as JSON."""
+
+    template = (
+        "init for {class_name} is not JSON-safe keyword arguments ({reason}); "
+        "pass numbers, text, lists and tables"
+    )
+
+
+class InitMismatch(InvalidInput):
+    """Raised when `init=` does not fit the signature of the class it builds."""
+
+    template = (
+        "{class_name}(**init) does not match its constructor ({reason}); "
+        "pass the arguments it needs as init={{...}}"
+    )
+
+
+class BadDimRange(InvalidInput):
+    """Raised when a dim given from Python is neither (min, max) nor a table."""
+
+    template = "dims[{dim!r}] is not (min, max) or a table; give e.g. (1, 8) or {{'min': 1, 'max': 8}}"
+
+
+class NotFinite(InvalidInput):
+    """Raised when a number for the spec is inf or nan."""
+
+    template = "{value} is not a finite number; give a finite one (a spec holds no inf or nan)"
+
+
+class NotTomlValue(InvalidInput):
+    """Raised when a value for the spec is of a type regctl.toml cannot hold."""
+
+    template = "{value!r} ({kind}) cannot go in regctl.toml; use numbers, text or lists"
