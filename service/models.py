@@ -98,7 +98,7 @@ def register_upload(
         try:
             return _register(settings, caller, request, directory)
         except RegctlError as exc:
-            # from None: the error as raised names the server's paths, and so would its traceback.
+            # from None: the original, chained, would print the server's paths with the traceback.
             raise _within_upload(exc, directory).with_traceback(exc.__traceback__) from None
 
 

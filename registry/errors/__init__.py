@@ -114,7 +114,8 @@ class ConversionFailed(RegctlError):
     @classmethod
     def of_job(cls, job: Any) -> ConversionFailed:
         """The line about a failed job (a JobInfo) wherever it is followed: the CLI, the Python client."""
-        reason = " ".join((job.error or "no reason recorded").split())[:600]  # one line, as recorded
+        # A recorded reason may span lines (a traceback's tail); the line a user reads may not.
+        reason = " ".join((job.error or "no reason recorded").split())[:600]
         return cls(kind=job.kind, job_id=job.id, ref=f"{job.model}:{job.version}", reason=reason)
 
 

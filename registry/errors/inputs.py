@@ -236,7 +236,7 @@ class DeliveryOfRemovedWebhook(InvalidTransition):
 # Versions a Triton repository cannot take as they are (regctl export-triton).
 
 
-class NotReady(InvalidInput):
+class NotReadyToDeploy(InvalidInput):
     """Raised when deploying a version that is not ready (still converting, or failed)."""
 
     template = (

@@ -47,7 +47,7 @@ from regctl.registry.errors.inputs import (
     BatchTooLarge,
     NoOutputSignature,
     NotBatchable,
-    NotReady,
+    NotReadyToDeploy,
     OutputNotServable,
     ScalarInputNotServable,
     TritonEntryDiffers,
@@ -317,7 +317,7 @@ def write_to_repo(
     """
     check_servable(ModelSpec.from_dict(info.spec), info.ref)
     if info.status != "ready":
-        raise NotReady(ref=info.ref, status=info.status)
+        raise NotReadyToDeploy(ref=info.ref, status=info.status)
     artifact = _torchscript(info)
     outputs = ((info.summary or {}).get("report") or {}).get("outputs") or []
     config = triton_config(
