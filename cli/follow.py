@@ -6,6 +6,7 @@ import sys
 
 from regctl.cli.render import echo, status_text
 from regctl.registry.entities import JobInfo
+from regctl.registry.errors import ConversionFailed
 from regctl.worker.dispatch import dispatcher_for
 
 
@@ -50,7 +51,9 @@ def watch(client, job: JobInfo, *, quiet: bool = False) -> int:  # type: ignore[
                 err=True,
             )
         return 0
-    if not quiet:
+    if not quiet and last.state == "failed":
+        echo(f"error: {ConversionFailed.of_job(last)}", err=True)
+    elif not quiet:
         echo(
             f"error: {last.kind} job {last.id} for {last.model}:{last.version} {last.state}: "
             f"{_one_line(last.error)}; details: regctl versions show {last.model}:{last.version} --json",

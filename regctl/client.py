@@ -38,6 +38,10 @@ class WaitTimeout(RegctlError):
     """Raised when `wait` gives up before the job chain finished."""
 
     exit_code = 1
+    template = (
+        "job {job_id} is still {state} after {timeout:g}s; it goes on: wait longer, or follow it with "
+        "'regctl jobs watch {job_id}'"
+    )
 
 
 class RegistryClient(abc.ABC):
@@ -239,7 +243,7 @@ class RegistryClient(abc.ABC):
         for update in self.follow(current):
             current = update
             if deadline is not None and time.monotonic() > deadline and not update.finished:
-                raise WaitTimeout(f"job {update.id} is still {update.state} after {timeout:g}s")
+                raise WaitTimeout(job_id=update.id, state=update.state, timeout=timeout)
         return current
 
     def close(self) -> None:  # noqa: B027  (a hook: only the HTTP client holds connections)

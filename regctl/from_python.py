@@ -33,7 +33,9 @@ from typing import Any
 from regctl.client import Progress, RegistryClient, WaitTimeout
 from regctl.registry.card import CARD_FILENAME, check_card
 from regctl.registry.entities import JobInfo, RegisteredVersion
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors import ConversionFailed, InvalidInput
+from regctl.registry.errors.files import CodeNotImportable, InstalledPackageCode, NoSourceFile
+from regctl.registry.errors.inputs import BadDimRange, InitMismatch, InitNotJson, NotFinite, NotTomlValue
 from regctl.registry.lineage import Lineage, with_git
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size, visible
@@ -148,13 +150,15 @@ def _follow(client: RegistryClient, job: JobInfo, timeout: float | None, say: Sa
             )
         )
         if deadline is not None and time.monotonic() > deadline and not update.finished:
-            raise WaitTimeout(f"job {update.id} is still {update.state} after {timeout:g}s")
+            raise WaitTimeout(job_id=update.id, state=update.state, timeout=timeout)
     if last.state == "succeeded":
         say(
             f"{last.model}:{last.version} is ready"
             if last.kind == "validate" or (last.result or {}).get("proved")
             else f"job {last.id} succeeded"
         )
+    elif last.state == "failed":
+        say(str(ConversionFailed.of_job(last)))
     else:
         error = " ".join((last.error or "no reason recorded").split())[:600]
         say(f"{last.kind} job {last.id} for {last.model}:{last.version} {last.state}: {error}")
@@ -226,20 +230,13 @@ def _defining_file(target: Any) -> tuple[Path, str]:
             if "<locals>" in target.__qualname__
             else "in __main__ (a notebook or the script being run)"
         )
-        raise InvalidInput(
-            f"{what} is defined {where}, which the worker cannot import; move it into a .py file "
-            "beside your script (model.py), import it from there, and register again (regctl never "
-            "pickles code)"
-        )
+        raise CodeNotImportable(what=what, where=where)
     try:
         source = inspect.getsourcefile(target)
     except TypeError:
         source = None
     if source is None or not source.endswith(".py") or not Path(source).is_file():
-        raise InvalidInput(
-            f"{what} has no source file regctl can bundle ({source or 'none'}); define it in a .py file "
-            "and import it from there"
-        )
+        raise NoSourceFile(what=what, source=source or "none")
     return Path(source).resolve(), import_name
 
 
@@ -251,10 +248,7 @@ def _import_root(source: Path, import_name: str) -> Path:
     if any(part in _SKIPPED_PARTS for part in source.relative_to(root).parts) or any(
         part in _SKIPPED_PARTS for part in root.parts
     ):
-        raise InvalidInput(
-            f"{source} belongs to an installed package, not to your project; register a model defined in "
-            "your own code"
-        )
+        raise InstalledPackageCode(source=source)
     return root
 
 
@@ -338,14 +332,11 @@ def _check_init(cls: type, init: Mapping[str, Any]) -> None:
     try:
         json.dumps(dict(init), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"init must be JSON-safe keyword arguments for {cls.__name__}: {exc}") from None
+        raise InitNotJson(class_name=cls.__name__, reason=exc) from None
     try:
         inspect.signature(cls).bind(**init)
     except TypeError as exc:
-        raise InvalidInput(
-            f"{cls.__name__}(**init) does not match its constructor ({exc}); pass the arguments it needs "
-            "as init={...}"
-        ) from None
+        raise InitMismatch(class_name=cls.__name__, reason=exc) from None
     except ValueError:
         pass  # no signature to check (a C extension class): building it in the worker will say
 
@@ -374,7 +365,7 @@ def _spec(
             if isinstance(value, tuple | list) and len(value) == 2:
                 value = {"min": value[0], "max": value[1]}
             if not isinstance(value, Mapping):
-                raise InvalidInput(f"dims[{dim!r}] must be (min, max) or a table like {{'min': 1, 'max': 8}}")
+                raise BadDimRange(dim=dim)
             inner = ", ".join(f"{k} = {_toml(v)}" for k, v in value.items())
             lines.append(f"{_key(dim)} = {{ {inner} }}")
     if validation:
@@ -394,15 +385,13 @@ def _toml(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidInput(f"{value} is not a finite number; a spec holds finite numbers only")
+            raise NotFinite(value=value)
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise InvalidInput(
-        f"{value!r} ({type(value).__name__}) cannot go in regctl.toml; use numbers, text or lists"
-    )
+    raise NotTomlValue(value=value, kind=type(value).__name__)
 
 
 def _default_client() -> RegistryClient:

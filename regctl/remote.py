@@ -44,6 +44,7 @@ from regctl.registry.errors import (
     ServiceUnavailable,
     error_classes,
 )
+from regctl.registry.errors.services import ServerUnreachable
 from regctl.registry.refs import check_model_name, parse_ref
 from regctl.registry.requests import RegisterRequest, SubmitRequest
 from regctl.retries import reconnecting
@@ -118,10 +119,7 @@ class Client(RegistryClient):
         return _parse(kind, self._send(method, path, **kwargs).json())
 
     def _unreachable(self, exc: Exception) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            f"cannot reach the regctl server at {self.url} ({type(exc).__name__}: {exc}); "
-            "check REGCTL_URL and that 'regctl serve' runs there"
-        )
+        return ServerUnreachable(url=self.url, reason=f"{type(exc).__name__}: {exc}")
 
     def _error(self, response: httpx.Response) -> RegctlError:
         try:

@@ -19,7 +19,8 @@ from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import AttemptInfo, DeliveryInfo
-from regctl.registry.errors import InvalidTransition, NotFound
+from regctl.registry.errors.inputs import DeliveryBeingSent, DeliveryOfRemovedWebhook
+from regctl.registry.errors.lookup import UnknownDelivery, UnknownWebhook
 from regctl.registry.schema import Webhook, WebhookAttempt, WebhookDelivery, utcnow
 from regctl.registry.settings import Settings
 
@@ -154,7 +155,7 @@ def list_deliveries(settings: Settings, webhook_id: int, *, limit: int = 50) -> 
     """A webhook's deliveries, newest first, each with its attempts; NotFound for an unknown webhook."""
     with session_scope(settings.database_url) as session:
         if session.get(Webhook, webhook_id) is None:
-            raise NotFound(f"webhook {webhook_id} not found; 'regctl webhooks list' shows the webhooks")
+            raise UnknownWebhook(webhook_id=webhook_id)
         rows = session.scalars(
             select(WebhookDelivery)
             .where(WebhookDelivery.webhook_id == webhook_id)
@@ -182,10 +183,10 @@ def redeliver(settings: Settings, caller: Caller, delivery_id: int) -> DeliveryI
     with session_scope(settings.database_url) as session:
         row = _find(session, delivery_id, lock=True)
         if row.state == "sending" and row.claimed_until is not None and row.claimed_until >= now:
-            raise InvalidTransition(f"delivery {delivery_id} is being sent right now; look again in a minute")
+            raise DeliveryBeingSent(delivery_id=delivery_id)
         hook = session.get_one(Webhook, row.webhook_id)
         if hook.removed_at is not None:
-            raise InvalidTransition(f"delivery {delivery_id} belongs to webhook {hook.id}, which was removed")
+            raise DeliveryOfRemovedWebhook(delivery_id=delivery_id, webhook_id=hook.id)
         row.state, row.next_attempt_at, row.claimed_until = "pending", now, None
         detail = {"event": row.event, "webhook": row.webhook_id}
         audit.record(
@@ -197,9 +198,7 @@ def redeliver(settings: Settings, caller: Caller, delivery_id: int) -> DeliveryI
 def _find(session: Session, delivery_id: int, lock: bool = False) -> WebhookDelivery:
     row = session.get(WebhookDelivery, delivery_id, with_for_update=lock)
     if row is None:
-        raise NotFound(
-            f"delivery {delivery_id} not found; 'regctl webhooks deliveries WEBHOOK_ID' lists a webhook's"
-        )
+        raise UnknownDelivery(delivery_id=delivery_id)
     return row
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import BadFormats
 
 # What a conversion produces: TorchScript always (it decides whether the version is ready), and on
 # request an AOTInductor package compiled from the exported program (worker/judge/aoti.py).
@@ -34,8 +35,6 @@ def parse_formats(text: str, option: str = "--format") -> tuple[str, ...]:
     sep = "" if option.endswith("=") else " "  # an environment variable reads REGCTL_FORMATS=aoti
 
     def error(problem: str) -> InvalidInput:
-        return InvalidInput(
-            f"{option}{sep}{text!r} {problem}; use {option}{sep}aoti or {option}{sep}torchscript,aoti"
-        )
+        return BadFormats(option=f"{option}{sep}", text=text, problem=problem)
 
     return check_formats(wanted, error)

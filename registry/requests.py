@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.inputs import NamesGivenAsString
 from regctl.registry.lineage import Lineage
 from regctl.registry.refs import Ref, check_model_name, parse_version_ref
 
@@ -77,7 +78,5 @@ class SubmitRequest:
 def _names(value: Iterable[str], what: str) -> tuple[str, ...]:
     """A tuple of names; a lone string is refused (it would read as its letters)."""
     if isinstance(value, str):
-        raise InvalidInput(
-            f"{what} is a list of names, e.g. ('torchscript', 'aoti'), not the string {value!r}"
-        )
+        raise NamesGivenAsString(what=what, value=value)
     return tuple(value)

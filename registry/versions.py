@@ -15,7 +15,7 @@ from regctl.registry.access import Caller
 from regctl.registry.bundle import build_bundle, weights_file
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.entities import RegisteredVersion, VersionInfo, VersionRow
-from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.lookup import NotAChoice
 from regctl.registry.jobs import queue_for
 from regctl.registry.lineage import Lineage, check_tags, with_git
 from regctl.registry.lookup import find_model, find_version, local_caller, tags_of, version_row_query
@@ -255,7 +255,7 @@ def list_versions(
     """The newest versions of `name` first, filtered in SQL by status and tags; archived ones on request."""
     check_model_name(name)
     if status is not None and status not in VERSION_STATUSES:
-        raise InvalidInput(f"version status {status!r} is not one of {', '.join(VERSION_STATUSES)}")
+        raise NotAChoice(what="version status", value=status, choices=VERSION_STATUSES)
     tags = check_tags(tags or {})
     with session_scope(settings.database_url) as session:
         model = find_model(session, name)

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.access import Caller
 from regctl.registry.entities import RegisteredVersion
-from regctl.registry.errors import InvalidInput, TooLarge
+from regctl.registry.errors.files import BadUpload, UploadTooLarge
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
@@ -113,12 +113,8 @@ async def _receive(request: Request, dest: FilePath, limit: int, settings: Setti
                 raise _too_large(settings)
             out.write(chunk)
     if received == 0:
-        raise InvalidInput("the request has no body; upload the bundle tar that 'regctl register' builds")
+        raise BadUpload(problem="is empty: the request has no body")
 
 
-def _too_large(settings: Settings) -> TooLarge:
-    return TooLarge(
-        f"the upload is larger than this registry accepts ({settings.max_bundle_bytes} bytes of code and "
-        f"data, REGCTL_MAX_BUNDLE_BYTES, plus {settings.max_weights_bytes} of weights, "
-        "REGCTL_MAX_WEIGHTS_BYTES); keep large data out of the model directory"
-    )
+def _too_large(settings: Settings) -> UploadTooLarge:
+    return UploadTooLarge(bundle_bytes=settings.max_bundle_bytes, weights_bytes=settings.max_weights_bytes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from regctl.registry import models as registry_models
 from regctl.registry.access import Caller
@@ -97,8 +98,24 @@ def register_upload(
         try:
             return _register(settings, caller, request, directory)
         except RegctlError as exc:
-            exc.message = exc.message.replace(f"{directory}/", "").replace(str(directory), "the bundle")
-            raise
+            # from None: the original, chained, would print the server's paths with the traceback.
+            raise _within_upload(exc, directory).with_traceback(exc.__traceback__) from None
+
+
+def _within_upload(exc: RegctlError, directory: Path) -> RegctlError:
+    """The error restated with each path inside the unpacked upload named relative to it."""
+
+    def relative(text: str) -> str:
+        return text.replace(f"{directory}/", "").replace(str(directory), "the bundle")
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [shown(item) for item in value]
+        return relative(str(value)) if str(directory) in str(value) else value
+
+    if type(exc).template and exc.fields:
+        return exc.with_fields(**{key: shown(value) for key, value in exc.fields.items()})
+    return type(exc)(relative(exc.message))  # a plain message: its text is all there is
 
 
 def _register(

@@ -10,9 +10,11 @@ from __future__ import annotations
 import pickle
 import re
 import string
+from types import SimpleNamespace
 
 import pytest
 
+from regctl.client import WaitTimeout
 from regctl.registry.errors import (
     ConversionFailed,
     InvalidInput,
@@ -136,3 +138,27 @@ def test_conversion_failed_names_the_job_and_where_to_read_more() -> None:
         "details: regctl versions show m:1 --json"
     )
     assert (exc.exit_code, exc.http_status) == (1, 409)
+
+
+def test_with_fields_restates_the_error_from_its_fields() -> None:
+    exc = UnknownModel(name="/srv/tmp/resnet")
+    restated = exc.with_fields(name="resnet")
+    assert type(restated) is UnknownModel and restated.fields == {"name": "resnet"}
+    assert str(restated) == str(UnknownModel(name="resnet"))
+    assert str(exc) == str(UnknownModel(name="/srv/tmp/resnet"))  # the original is left as it was
+
+
+def test_a_failed_job_reads_as_conversion_failed_on_one_line() -> None:
+    job = SimpleNamespace(kind="convert", id=7, model="m", version=1, error="differs\n  at shape [1, 9]")
+    exc = ConversionFailed.of_job(job)
+    assert str(exc) == (
+        "convert job 7 for m:1 failed: differs at shape [1, 9]; details: regctl versions show m:1 --json"
+    )
+    unexplained = SimpleNamespace(**{**vars(job), "error": None})
+    assert "failed: no reason recorded;" in str(ConversionFailed.of_job(unexplained))
+
+
+def test_a_wait_that_gives_up_names_the_job_and_how_to_follow_it() -> None:
+    exc = WaitTimeout(job_id=7, state="running", timeout=2.5)
+    assert str(exc).startswith("job 7 is still running after 2.5s; ")
+    assert "regctl jobs watch 7" in str(exc) and exc.exit_code == 1

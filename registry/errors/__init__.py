@@ -49,6 +49,14 @@ class RegctlError(Exception):
         shown = {k: ", ".join(map(str, v)) if isinstance(v, _LISTS) else v for k, v in fields.items()}
         return cls.template.format(**shown)
 
+    def with_fields(self, **changes: Any) -> RegctlError:
+        """A new error of this class, its message rendered again from its fields with `changes` made.
+
+        A layer that must not show a field as it was raised (a server's own path) restates the error
+        rather than editing its text.
+        """
+        return type(self)(**{**self.fields, **changes})
+
     def __str__(self) -> str:
         return self.message
 
@@ -102,6 +110,13 @@ class ConversionFailed(RegctlError):
     http_status = 409
     code = "conversion_failed"
     template = "{kind} job {job_id} for {ref} failed: {reason}; details: regctl versions show {ref} --json"
+
+    @classmethod
+    def of_job(cls, job: Any) -> ConversionFailed:
+        """The line about a failed job (a JobInfo) wherever it is followed: the CLI, the Python client."""
+        # A recorded reason may span lines (a traceback's tail); the line a user reads may not.
+        reason = " ".join((job.error or "no reason recorded").split())[:600]
+        return cls(kind=job.kind, job_id=job.id, ref=f"{job.model}:{job.version}", reason=reason)
 
 
 class ServiceUnavailable(RegctlError):

@@ -232,3 +232,81 @@ class LoginWithoutUrl(InvalidInput):
     """Raised when the saved login names no server."""
 
     template = "{path} has no server URL; run 'regctl login URL' again"
+
+
+class NotAnArchive(InvalidInput):
+    """Raised when `regctl import` is given a file that is not an archive `regctl export` wrote."""
+
+    template = "{source} is not a regctl export archive ({why}); make one with 'regctl export'"
+
+
+class ArchiveFormatTooNew(InvalidInput):
+    """Raised when an export archive's format version is not the one this regctl reads."""
+
+    template = (
+        "{where} has format version {found!r}; this regctl reads {reads}: use the regctl release that "
+        "wrote the archive, or a newer one"
+    )
+
+
+class ArchiveDamaged(InvalidInput):
+    """Raised when an export archive or its manifest holds what no export writes (damaged or altered)."""
+
+    template = "{where} {problem}; the archive was damaged or altered: export it again with 'regctl export'"
+
+
+class ModelDirMissing(InvalidSpec):
+    """Raised when the model directory given does not exist or is a file."""
+
+    template = "model directory {directory} {what}; pass the directory that holds regctl.toml"
+
+
+class SpecFileMissing(InvalidSpec):
+    """Raised when the model directory holds no regctl.toml."""
+
+    template = "model directory {directory} has no regctl.toml; create one with at least {minimal}"
+
+
+class SpecNotToml(InvalidSpec):
+    """Raised when regctl.toml is not valid TOML."""
+
+    template = "{path}: not valid TOML: {reason}; check the syntax there"
+
+
+class SpecNestsTooDeeply(InvalidSpec):
+    """Raised when a spec's tables or arrays nest deeper than Python can read (hostile input)."""
+
+    template = "{source}: tables or arrays nest too deeply to read; keep the spec to a few levels"
+
+
+class SpecNotUtf8(InvalidSpec):
+    """Raised when regctl.toml is not UTF-8 text."""
+
+    template = "{path}: not UTF-8 text ({reason} at byte {position}); save it as UTF-8"
+
+
+# Model code that `register_module` cannot bundle from where it is defined.
+
+
+class CodeNotImportable(InvalidInput):
+    """Raised when a class or function to register is defined where a worker cannot import it from."""
+
+    template = (
+        "{what} is defined {where}, which the worker cannot import; move it into a .py file beside your "
+        "script (model.py), import it from there, and register again (regctl never pickles code)"
+    )
+
+
+class NoSourceFile(InvalidInput):
+    """Raised when a class or function to register has no .py file to bundle."""
+
+    template = "{what} has no source file regctl can bundle ({source}); move it into a .py file and import it"
+
+
+class InstalledPackageCode(InvalidInput):
+    """Raised when a class or function to register belongs to an installed package, not to the project."""
+
+    template = (
+        "{source} belongs to an installed package, not to your project; use a class or function "
+        "defined in your own code"
+    )

@@ -216,3 +216,154 @@ class AliasesPointAt(InvalidTransition):
         """The error for `aliases` (NAME@ALIAS) pointing at `ref`."""
         one = len(aliases) == 1
         return cls(aliases=aliases, ref=ref, s="s" if one else "", them="it" if one else "them")
+
+
+class DeliveryBeingSent(InvalidTransition):
+    """Raised when redelivering a webhook delivery that a sender holds right now."""
+
+    template = "delivery {delivery_id} is being sent right now; look again in a minute"
+
+
+class DeliveryOfRemovedWebhook(InvalidTransition):
+    """Raised when redelivering a delivery whose webhook was removed."""
+
+    template = (
+        "delivery {delivery_id} belongs to webhook {webhook_id}, which was removed; nothing can send it "
+        "('regctl webhooks list' shows the webhooks that remain)"
+    )
+
+
+# Versions a Triton repository cannot take as they are (regctl export-triton).
+
+
+class NotReadyToDeploy(InvalidInput):
+    """Raised when deploying a version that is not ready (still converting, or failed)."""
+
+    template = (
+        "{ref} is {status}, not ready; only a validated version can be deployed "
+        "('regctl versions show' says why; 'regctl jobs list' shows running jobs)"
+    )
+
+
+class ScalarInputNotServable(InvalidInput):
+    """Raised when a version with a Python scalar input is exported to Triton, which passes tensors only."""
+
+    template = (
+        "{ref} cannot be served by Triton: input {name!r} is a Python {dtype} and Triton's PyTorch backend "
+        "passes only tensors to forward(); make it a tensor input (a shape such as [1]) in regctl.toml "
+        "and register a new version"
+    )
+
+
+class OutputNotServable(InvalidInput):
+    """Raised when a version's output is not a tensor or a flat tuple of tensors of fixed rank."""
+
+    template = (
+        "{ref} cannot be served by Triton: {path} {problem}; Triton's PyTorch backend serves a tensor "
+        "or a tuple of tensors{fix}"
+    )
+
+
+class NoOutputSignature(InvalidInput):
+    """Raised when a version's conversion report predates output signatures, which a Triton config needs."""
+
+    template = (
+        "the conversion report of {ref} does not describe its outputs (it predates output signatures); "
+        "convert it again with 'regctl submit {ref} --job convert' and export again"
+    )
+
+
+class BatchDimMissing(InvalidInput):
+    """Raised when --max-batch-size is given for a spec that marks no batch dim."""
+
+    template = (
+        "--max-batch-size {wanted}: the spec of {ref} marks no dim as the batch dim; "
+        "set batch = true on that dim in [dims], or drop --max-batch-size"
+    )
+
+
+class NotBatchable(InvalidInput):
+    """Raised when --max-batch-size is given for a version whose tensors do not lead with the batch dim."""
+
+    template = (
+        "--max-batch-size {wanted}: {reason}, so {ref} cannot be batched by Triton; "
+        "drop --max-batch-size to export it unbatched"
+    )
+
+
+class BatchTooLarge(InvalidInput):
+    """Raised when --max-batch-size is above the largest batch the version was validated on."""
+
+    template = (
+        "--max-batch-size {wanted} is above the largest batch {ref} was validated on "
+        "({dim} max = {max}); raise that max in regctl.toml and register again"
+    )
+
+
+class TritonHasNoType(InvalidInput):
+    """Raised when an input or output has a dtype Triton has no data type for (complex, float8)."""
+
+    template = (
+        "{what} has dtype {dtype}, for which Triton has no data type; "
+        "change it to a real or integer dtype to serve the model with Triton"
+    )
+
+
+class TritonEntryDiffers(InvalidInput):
+    """Raised when a Triton entry's config serves other inputs or outputs than the version exported."""
+
+    template = (
+        "{path} declares other inputs, outputs or batching than {ref} needs; the versions already "
+        "there would break: export to another --repo, or remove that entry first"
+    )
+
+
+class BadFormats(InvalidInput):
+    """Raised when --format or REGCTL_FORMATS names an unknown format or one twice, or no torchscript."""
+
+    template = "{option}{text!r} {problem}; use {option}aoti or {option}torchscript,aoti"
+
+
+class NamesGivenAsString(InvalidInput):
+    """Raised when a request's list of names (formats) is one string, which would read as its letters."""
+
+    template = "{what} is a list of names, not the string {value!r}; pass e.g. ('torchscript', 'aoti')"
+
+
+# What `register_module` is given from Python that a spec or a constructor cannot take.
+
+
+class InitNotJson(InvalidInput):
+    """Raised when `init=` holds values that cannot be written as JSON."""
+
+    template = (
+        "init for {class_name} is not JSON-safe keyword arguments ({reason}); "
+        "pass numbers, text, lists and tables"
+    )
+
+
+class InitMismatch(InvalidInput):
+    """Raised when `init=` does not fit the signature of the class it builds."""
+
+    template = (
+        "{class_name}(**init) does not match its constructor ({reason}); "
+        "pass the arguments it needs as init={{...}}"
+    )
+
+
+class BadDimRange(InvalidInput):
+    """Raised when a dim given from Python is neither (min, max) nor a table."""
+
+    template = "dims[{dim!r}] is not (min, max) or a table; give e.g. (1, 8) or {{'min': 1, 'max': 8}}"
+
+
+class NotFinite(InvalidInput):
+    """Raised when a number for the spec is inf or nan."""
+
+    template = "{value} is not a finite number; give a finite one (a spec holds no inf or nan)"
+
+
+class NotTomlValue(InvalidInput):
+    """Raised when a value for the spec is of a type regctl.toml cannot hold."""
+
+    template = "{value!r} ({kind}) cannot go in regctl.toml; use numbers, text or lists"

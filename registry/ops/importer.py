@@ -27,7 +27,8 @@ from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.card import check_card
 from regctl.registry.db import ensure_schema, session_scope
-from regctl.registry.errors import CorruptedArtifact, InvalidInput
+from regctl.registry.errors import CorruptedArtifact
+from regctl.registry.errors.files import ArchiveDamaged, NotAnArchive
 from regctl.registry.lookup import local_caller
 from regctl.registry.ops.export import MANIFEST
 from regctl.registry.ops.manifest import LEGACY_REPORT, check_manifest
@@ -93,29 +94,29 @@ def _open_tar(raw: IO[bytes], source: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(fileobj=raw, mode="r|")
     except tarfile.TarError as exc:
-        raise InvalidInput(
-            f"{source} is not a regctl export archive ({exc}); make one with 'regctl export'"
-        ) from None
+        raise NotAnArchive(source=source, why=exc) from None
 
 
 def _members(tar: tarfile.TarFile, source: Path) -> Iterator[tarfile.TarInfo]:
     try:
         yield from tar
     except tarfile.TarError as exc:
-        raise InvalidInput(f"{source} is damaged ({exc}); export it again") from None
+        raise ArchiveDamaged(where=source, problem=f"cannot be read to its end ({exc})") from None
 
 
 def _read_manifest(tar: tarfile.TarFile, members: Iterator[tarfile.TarInfo], source: Path) -> dict:
     first = next(members, None)
     if first is None or first.name != MANIFEST or not first.isfile():
-        raise InvalidInput(f"{source} does not start with {MANIFEST}; it is not a regctl export archive")
+        raise NotAnArchive(source=source, why=f"it does not start with {MANIFEST}")
     if first.size > MAX_MANIFEST_BYTES:
-        raise InvalidInput(f"{source}'s manifest is {first.size} bytes; more than any export writes")
+        raise ArchiveDamaged(
+            where=f"{source}'s manifest", problem=f"is {first.size} bytes, more than any export writes"
+        )
     data = tar.extractfile(first)
     try:
         manifest = json.loads(data.read() if data else b"")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{source}'s manifest is not JSON ({exc}); export it again") from None
+        raise ArchiveDamaged(where=f"{source}'s manifest", problem=f"is not JSON ({exc})") from None
     return check_manifest(manifest, source)
 
 
@@ -133,10 +134,8 @@ def _receive_blobs(
     for member in members:
         found = _BLOB_NAME.fullmatch(member.name)
         if found is None or not member.isfile() or found.group(1) not in expected or found.group(1) in seen:
-            raise InvalidInput(
-                f"{source} holds {member.name!r}, which is not a blob its manifest lists; "
-                "the archive was altered: export it again"
-            )
+            problem = f"holds {member.name!r}, which is not a blob its manifest lists"
+            raise ArchiveDamaged(where=source, problem=problem)
         sha256 = found.group(1)
         seen.add(sha256)
         new = not store.exists(sha256)
@@ -144,19 +143,15 @@ def _receive_blobs(
             # Checked as it is spooled, so a damaged blob never lands under any name.
             store.put_stream(tar.extractfile(member), expect=(sha256, expected[sha256]))  # type: ignore[arg-type]
         except CorruptedArtifact:
-            raise InvalidInput(
-                f"{source}: blob {sha256[:16]}… does not match its sha256; the archive is damaged, "
-                "export it again"
-            ) from None
+            problem = f"holds blob {sha256[:16]}…, which does not match its sha256"
+            raise ArchiveDamaged(where=source, problem=problem) from None
         if new:
             added.append(sha256)
             result.blobs_added += 1
             result.bytes_added += expected[sha256]
     missing = sorted(set(expected) - seen)
     if missing:
-        raise InvalidInput(
-            f"{source} lacks blob {missing[0][:16]}… its manifest lists; the archive is truncated"
-        )
+        raise ArchiveDamaged(where=source, problem=f"lacks blob {missing[0][:16]}… its manifest lists")
 
 
 def _write_rows(
@@ -277,5 +272,5 @@ def _import_aliases(
 def _moment(value: Any) -> datetime | None:
     moment = parse_moment(value)
     if moment is None and isinstance(value, str):
-        raise InvalidInput(f"{value[:40]!r} in the archive's manifest is not a time")
+        raise ArchiveDamaged(where=f"{value[:40]!r} in the archive's manifest", problem="is not a time")
     return moment

@@ -24,12 +24,14 @@ from pydantic_core import ErrorDetails
 
 from regctl.registry.card import check_card
 from regctl.registry.errors import InvalidInput
+from regctl.registry.errors.files import ArchiveDamaged, ArchiveFormatTooNew, NotAnArchive
 from regctl.registry.lineage import Lineage
 from regctl.registry.ops.export import FORMAT, FORMAT_VERSION
 from regctl.registry.refs import check_alias_name, check_model_name
 from regctl.registry.schema import ARTIFACT_KINDS, VERSION_STATUSES
 from regctl.registry.spec import parse_spec
 
+NOT_A_BLOB = "has an artifact that is not one of the archive's blobs"
 LEGACY_REPORT = "report"  # both reports' kind in archives written before they were named apart
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -95,7 +97,8 @@ class Manifest(_Entry):
             for alias, number in model.aliases.items():
                 check_alias_name(alias)
                 if number not in numbers:
-                    raise InvalidInput(f"{where}: {model.name}@{alias} points at a version the archive lacks")
+                    lacking = f"{model.name}@{alias} points at a version the archive lacks"
+                    raise ArchiveDamaged(where=f"{where}:", problem=lacking)
         return self
 
 
@@ -105,13 +108,13 @@ def _check_version(version: VersionEntry, blobs: dict[str, int], here: str) -> N
     if version.card is not None:
         check_card(version.card, f"{here} card")
     if any(blobs.get(a.sha256) != a.size for a in version.artifacts):
-        raise InvalidInput(f"{here} has an artifact that is not one of the archive's blobs")
+        raise ArchiveDamaged(where=here, problem=NOT_A_BLOB)
     shas = {a.sha256 for a in version.artifacts}
     for key in ("source_sha256", "weights_sha256"):
         if getattr(version, key) is not None and getattr(version, key) not in shas:
-            raise InvalidInput(f"{here}'s {key} is not among its artifacts")
+            raise ArchiveDamaged(where=f"{here}'s {key}", problem="is not among its artifacts")
     if version.source_sha256 is None:
-        raise InvalidInput(f"{here} has no source")
+        raise ArchiveDamaged(where=here, problem="has no source")
 
 
 def _as_toml_shape(spec: dict) -> dict:
@@ -146,38 +149,37 @@ def manifest_error(error: ErrorDetails, manifest: Any, source: Any) -> InvalidIn
     """A type error in the manifest, in words that name the model and version it is in."""
     loc, where = error["loc"], f"{source}'s manifest"
     if not loc or loc[0] == "format" or not isinstance(manifest, dict):
-        return InvalidInput(f"{source} is not a regctl export archive (no '{FORMAT}' manifest)")
+        return NotAnArchive(source=source, why=f"no '{FORMAT}' manifest")
     if loc[0] == "format_version":
-        found = manifest.get("format_version")
-        return InvalidInput(f"{where} has format version {found!r}; this regctl reads {FORMAT_VERSION}")
+        return ArchiveFormatTooNew(where=where, found=manifest.get("format_version"), reads=FORMAT_VERSION)
     if loc[0] == "blobs":
-        return InvalidInput(f"{where} lists blobs that are not sha256 -> size")
+        return ArchiveDamaged(where=where, problem="lists blobs that are not sha256 -> size")
     if len(loc) == 1:
-        return InvalidInput(f"{where} holds no models")
+        return ArchiveDamaged(where=where, problem="holds no models")
     model = manifest["models"][loc[1]]
     if len(loc) == 2 or (loc[2] == "versions" and len(loc) == 3):
-        return InvalidInput(f"{where} has a model entry that is not a table of versions")
+        return ArchiveDamaged(where=where, problem="has a model entry that is not a table of versions")
     if loc[2] == "name":
-        return InvalidInput(f"{where} has a model whose name is not text")
+        return ArchiveDamaged(where=where, problem="has a model whose name is not text")
     if loc[2] == "description":
-        return InvalidInput(f"{where}: model {model['name']}'s description is not text")
+        return ArchiveDamaged(where=f"{where}:", problem=f"model {model['name']}'s description is not text")
     if loc[2] == "aliases":
-        return InvalidInput(f"{where}: {model['name']}'s aliases are not a table")
+        return ArchiveDamaged(where=f"{where}:", problem=f"{model['name']}'s aliases are not a table")
     return _version_error(loc[3:], model["versions"][loc[3]], f"{where}, {model['name']}")
 
 
 def _version_error(loc: tuple[int | str, ...], version: Any, where: str) -> InvalidInput:
     if len(loc) == 1:
-        return InvalidInput(f"{where} has a version entry that is not a table")
+        return ArchiveDamaged(where=where, problem="has a version entry that is not a table")
     if loc[1] == "version":
-        return InvalidInput(f"{where} has a version number that is not a positive integer")
+        return ArchiveDamaged(where=where, problem="has a version number that is not a positive integer")
     here, field = f"{where}:{version['version']}", loc[1]
     if field == "status":
-        return InvalidInput(f"{here} has status {version.get('status')!r}")
+        return ArchiveDamaged(where=here, problem=f"has status {version.get('status')!r}")
     if field == "spec":
-        return InvalidInput(f"{here} has no spec")
+        return ArchiveDamaged(where=here, problem="has no spec")
     if field == "artifacts" and len(loc) == 2:
-        return InvalidInput(f"{here} lists no artifacts")
+        return ArchiveDamaged(where=here, problem="lists no artifacts")
     if field == "artifacts":
-        return InvalidInput(f"{here} has an artifact that is not one of the archive's blobs")
-    return InvalidInput(f"{here}'s {field} is not among its artifacts")
+        return ArchiveDamaged(where=here, problem=NOT_A_BLOB)
+    return ArchiveDamaged(where=f"{here}'s {field}", problem="is not among its artifacts")

@@ -40,7 +40,21 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from regctl.registry.entities import ArtifactInfo, Record, VersionInfo
-from regctl.registry.errors import InvalidInput, NotFound, ServiceUnavailable
+from regctl.registry.errors import ServiceUnavailable
+from regctl.registry.errors.files import CannotWrite
+from regctl.registry.errors.inputs import (
+    BatchDimMissing,
+    BatchTooLarge,
+    NoOutputSignature,
+    NotBatchable,
+    NotReadyToDeploy,
+    OutputNotServable,
+    ScalarInputNotServable,
+    TritonEntryDiffers,
+    TritonHasNoType,
+)
+from regctl.registry.errors.lookup import MissingArtifact, NotAChoice
+from regctl.registry.errors.services import StoreNeedsPackage, StoreUnreachable, StoreUrlNotUnderstood
 from regctl.registry.refs import Ref
 from regctl.registry.settings import Settings
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
@@ -160,7 +174,7 @@ def triton_config(
 ) -> TritonConfig:
     """The Triton config of a version from its spec and its report's output signature (module doc)."""
     if instance_kind not in INSTANCE_KINDS:
-        raise InvalidInput(f"--instance-kind {instance_kind!r} is not one of {', '.join(INSTANCE_KINDS)}")
+        raise NotAChoice(what="--instance-kind", value=instance_kind, choices=tuple(INSTANCE_KINDS))
     check_servable(spec, ref)
     _check_outputs(outputs, ref)
     batch = next((d for d in spec.dims.values() if d.batch), None)
@@ -187,32 +201,31 @@ def check_servable(spec: ModelSpec, ref: str) -> None:
     """Refuse a spec with a Python scalar input: Triton's PyTorch backend passes tensors only."""
     for inp in spec.inputs:
         if inp.is_scalar:
-            raise InvalidInput(
-                f"{ref} cannot be served by Triton: input {inp.name!r} is a Python {inp.dtype} and "
-                "Triton's PyTorch backend passes only tensors to forward(); make it a tensor input "
-                "(a shape such as [1]) in regctl.toml and register a new version"
-            )
+            raise ScalarInputNotServable(ref=ref, name=inp.name, dtype=inp.dtype)
 
 
 def _check_outputs(outputs: list[dict[str, Any]], ref: str) -> None:
     if not outputs:
-        raise InvalidInput(
-            f"the conversion report of {ref} does not describe its outputs (it predates output "
-            f"signatures); convert it again with 'regctl submit {ref} --job convert' and export again"
-        )
-    served = "Triton's PyTorch backend serves a tensor or a tuple of tensors"
+        raise NoOutputSignature(ref=ref)
     for out in outputs:
-        where = f"{ref} cannot be served by Triton: {out['path']}"
-        if out["varies"]:
-            raise InvalidInput(f"{where} changes kind, dtype or rank between inputs; {served} of fixed rank")
-        containers = out["within"]
-        if "dict" in containers or "list" in containers:
-            kind = "dict" if "dict" in containers else "list"
-            raise InvalidInput(f"{where} is inside a {kind}; {served}: return a tuple instead")
-        if len(containers) > 1:
-            raise InvalidInput(f"{where} is inside nested tuples; {served}: return a flat tuple")
-        if out["kind"] != "tensor":
-            raise InvalidInput(f"{where} is {_article(out['kind'])}; {served}: return a tensor instead")
+        refused = _unservable(out)
+        if refused is not None:
+            raise OutputNotServable(ref=ref, path=out["path"], problem=refused[0], fix=refused[1])
+
+
+def _unservable(out: dict[str, Any]) -> tuple[str, str] | None:
+    """Why Triton's PyTorch backend cannot return this output, and what the model should return."""
+    containers = out["within"]
+    if out["varies"]:
+        return "changes kind, dtype or rank between inputs", " of fixed rank"
+    if "dict" in containers or "list" in containers:
+        kind = "dict" if "dict" in containers else "list"
+        return f"is inside a {kind}", ": return a tuple instead"
+    if len(containers) > 1:
+        return "is inside nested tuples", ": return a flat tuple"
+    if out["kind"] != "tensor":
+        return f"is {_article(out['kind'])}", ": return a tensor instead"
+    return None
 
 
 def _batching(
@@ -223,21 +236,15 @@ def _batching(
         return False, None
     if batch is None:
         if wanted is not None:
-            raise InvalidInput(
-                f"--max-batch-size {wanted}: the spec of {ref} marks no dim as the batch dim; "
-                "add batch = true to that dim in [dims], or leave --max-batch-size out"
-            )
+            raise BatchDimMissing(wanted=wanted, ref=ref)
         return False, None
     reason = _not_batched(spec.inputs, outputs, batch.name)
     if reason is not None:
         if wanted is not None:
-            raise InvalidInput(f"--max-batch-size {wanted}: {reason}, so {ref} cannot be batched by Triton")
+            raise NotBatchable(wanted=wanted, reason=reason, ref=ref)
         return False, f"not batched by Triton: {reason}"
     if wanted is not None and wanted > batch.max:
-        raise InvalidInput(
-            f"--max-batch-size {wanted} is above the largest batch {ref} was validated on "
-            f"({batch.name} max = {batch.max}); raise that max in regctl.toml and register again"
-        )
+        raise BatchTooLarge(wanted=wanted, ref=ref, dim=batch.name, max=batch.max)
     return True, None
 
 
@@ -258,7 +265,7 @@ def _dims(shape: Iterable[int | str], folded: bool) -> tuple[int, ...]:
 
 def _tensor(name: str, dtype: str, dims: tuple[int, ...], what: str) -> TensorConfig:
     if dtype not in TRITON_DTYPES:
-        raise InvalidInput(f"{what} has dtype {dtype}, for which Triton has no data type")
+        raise TritonHasNoType(what=what, dtype=dtype)
     if not dims:
         return TensorConfig(name, TRITON_DTYPES[dtype], (1,), ())
     return TensorConfig(name, TRITON_DTYPES[dtype], dims)
@@ -310,10 +317,7 @@ def write_to_repo(
     """
     check_servable(ModelSpec.from_dict(info.spec), info.ref)
     if info.status != "ready":
-        raise InvalidInput(
-            f"{info.ref} is {info.status}, not ready; only a validated version can be deployed "
-            "('regctl versions show' says why; 'regctl jobs list' shows running jobs)"
-        )
+        raise NotReadyToDeploy(ref=info.ref, status=info.status)
     artifact = _torchscript(info)
     outputs = ((info.summary or {}).get("report") or {}).get("outputs") or []
     config = triton_config(
@@ -360,7 +364,7 @@ def _joined(*notes: str | None) -> str | None:
 def _torchscript(info: VersionInfo) -> ArtifactInfo:
     scripted = [a for a in info.artifacts if a.kind == "torchscript"]
     if not scripted:
-        raise NotFound(f"{info.ref} has no torchscript artifact; its conversion has not produced one")
+        raise MissingArtifact(ref=info.ref, kind="torchscript", hint="its conversion has not produced one")
     return scripted[-1]
 
 
@@ -368,12 +372,9 @@ def _filesystem(repo: str) -> tuple[fsspec.AbstractFileSystem, str]:
     try:
         return fsspec.core.url_to_fs(repo)
     except ImportError as exc:
-        raise ServiceUnavailable(
-            f"--repo {repo} needs a filesystem package that is not installed ({exc}); "
-            "install it (for s3:// that is `pip install s3fs`)"
-        ) from None
+        raise StoreNeedsPackage(where=f"--repo {repo}", reason=exc) from None
     except ValueError as exc:
-        raise InvalidInput(f"--repo {repo!r} is not understood: {exc}") from None
+        raise StoreUrlNotUnderstood(what="--repo", url=repo, reason=exc) from None
 
 
 @contextlib.contextmanager
@@ -383,11 +384,8 @@ def _writable(fs: fsspec.AbstractFileSystem, repo: str) -> Iterator[None]:
         yield
     except OSError as exc:
         if isinstance(fs, LocalFileSystem):
-            raise InvalidInput(f"cannot write to the Triton repository {repo}: {exc}") from None
-        raise ServiceUnavailable(
-            f"the Triton repository {repo} is unreachable or refuses writes ({exc}); "
-            "check the URL, the network and the credentials"
-        ) from exc
+            raise CannotWrite(path=f"the Triton repository {repo}", reason=exc) from None
+        raise StoreUnreachable(where=f"the Triton repository {repo}", reason=exc) from exc
 
 
 @contextlib.contextmanager
@@ -420,10 +418,7 @@ def _check_entry(fs: fsspec.AbstractFileSystem, entry: str, config: TritonConfig
         existing = parse_config(f.read().decode("utf-8", errors="replace"))
     wanted = parse_config(config.to_pbtxt())
     if existing is None or not _serves_the_same(existing, wanted):
-        raise InvalidInput(
-            f"{path} declares other inputs, outputs or batching than {info.ref} needs; the versions "
-            "already there would break: export to another --repo, or remove that entry first"
-        )
+        raise TritonEntryDiffers(path=path, ref=info.ref)
 
 
 def parse_config(text: str) -> Any:

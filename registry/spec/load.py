@@ -13,7 +13,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from regctl.registry.dtypes import canonical_dtype
-from regctl.registry.errors import InvalidInput, InvalidSpec
+from regctl.registry.errors.files import (
+    ModelDirMissing,
+    SpecFileMissing,
+    SpecNestsTooDeeply,
+    SpecNotToml,
+    SpecNotUtf8,
+)
+from regctl.registry.errors.lookup import NotAChoice
 from regctl.registry.formats import parse_formats
 from regctl.registry.spec.checked import (
     DEVICES,
@@ -33,26 +40,18 @@ def load_spec(directory: Path) -> ModelSpec:
     """Read and check `DIR/regctl.toml`; raise InvalidSpec naming the file, key, value and expectation."""
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
-        raise InvalidSpec(
-            f"model directory {directory} {what}; pass the directory that holds {SPEC_FILENAME}"
-        )
+        raise ModelDirMissing(directory=directory, what=what)
     path = directory / SPEC_FILENAME
     if not path.is_file():
-        raise InvalidSpec(
-            f"model directory {directory} has no {SPEC_FILENAME}; create one with at least {MINIMAL_SPEC}"
-        )
+        raise SpecFileMissing(directory=directory, minimal=MINIMAL_SPEC)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidSpec(f"{path}: not valid TOML: {exc}; fix the syntax there") from None
+        raise SpecNotToml(path=path, reason=exc) from None
     except RecursionError:
-        raise InvalidSpec(
-            f"{path}: tables or arrays nest too deeply to read; a spec needs only a few levels"
-        ) from None
+        raise SpecNestsTooDeeply(source=path) from None
     except UnicodeDecodeError as exc:
-        raise InvalidSpec(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
+        raise SpecNotUtf8(path=path, reason=exc.reason, position=exc.start) from None
     return parse_spec(data, str(path), directory)
 
 
@@ -66,7 +65,7 @@ def parse_spec(data: dict[str, Any], source: str, directory: Path | None = None)
     except ValidationError as exc:
         raise spec_error(exc, source, data, TABLES) from None
     except RecursionError:
-        raise InvalidSpec(f"{source}: nests too deeply; a spec needs only a few levels") from None
+        raise SpecNestsTooDeeply(source=source) from None
     v = written.validation
     return ModelSpec(
         entrypoint=written.entrypoint,
@@ -112,10 +111,10 @@ def prepare_spec(
     spec = dataclasses.replace(spec, formats=wanted or spec.formats or default_formats)
     if method is not None:
         if method not in METHODS:
-            raise InvalidInput(f"--method {method!r} is not one of {', '.join(METHODS)}")
+            raise NotAChoice(what="--method", value=method, choices=METHODS)
         spec = dataclasses.replace(spec, method=method)  # type: ignore[arg-type]
     if device is not None:
         if device not in DEVICES:
-            raise InvalidInput(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+            raise NotAChoice(what="--device", value=device, choices=DEVICES)
         spec = dataclasses.replace(spec, device=device)  # type: ignore[arg-type]
     return spec
