@@ -20,7 +20,15 @@ import httpx
 
 from regctl.client import Progress
 from regctl.registry.entities import ArtifactInfo, FetchedArtifact
-from regctl.registry.errors import CorruptedArtifact, InvalidInput, RegctlError, ServiceUnavailable
+from regctl.registry.errors import RegctlError, ServiceUnavailable
+from regctl.registry.errors.services import (
+    ChangedWhileDownloaded,
+    DownloadCutShort,
+    DownloadMismatch,
+    NotARegctlServer,
+    PresignedRefused,
+    PresignedUnreachable,
+)
 from regctl.registry.refs import parse_ref
 from regctl.retries import resuming
 
@@ -44,18 +52,13 @@ class Downloader:
                 if isinstance(exc, httpx.RemoteProtocolError):
                     # The server also cuts a download short on purpose when the blob fails its check.
                     cuts = tries.statistics["attempt_number"]
-                    raise CorruptedArtifact(
-                        f"the download of {ref} {kind} was cut short {cuts} time(s), at {sink.done} "
-                        "bytes; the stored artifact may be damaged (see the server's log)"
-                    ) from exc
+                    raise DownloadCutShort(ref=ref, kind=kind, cuts=cuts, done=sink.done) from exc
                 raise self.unreachable(exc) from exc
             digest = sink.hexdigest()
         meta = sink.meta
         if meta is None or digest != meta.artifact.sha256:
-            raise CorruptedArtifact(
-                f"{ref} {kind} arrived with sha256 {digest[:16]}…, not the announced "
-                f"{meta.artifact.sha256[:16] if meta else '?'}…; fetch it again"
-            )
+            announced = meta.artifact.sha256[:16] if meta else "?"
+            raise DownloadMismatch(ref=ref, kind=kind, source="arrived", got=digest[:16], announced=announced)
         return meta
 
     def presigned(
@@ -75,22 +78,17 @@ class Downloader:
                 # A fresh request without our token: the presigned URL is its own credential.
                 with httpx.stream("GET", location, timeout=httpx.Timeout(30.0)) as stored:
                     if stored.status_code != 200:
-                        raise ServiceUnavailable(
-                            f"the store answered {stored.status_code} to the presigned URL for {ref}; "
-                            "fetch without --presign"
-                        )
+                        raise PresignedRefused(status=stored.status_code, ref=ref)
                     for piece in stored.iter_raw():
                         sink.feed(piece)
                         if progress is not None and size and size.isascii() and size.isdigit():
                             progress(sink.done, int(size))
             except httpx.TransportError as exc:
-                raise ServiceUnavailable(
-                    f"cannot reach the artifact store's presigned URL ({exc}); fetch without --presign"
-                ) from exc
+                raise PresignedUnreachable(reason=exc) from exc
             digest = sink.hexdigest()
         if digest != expected:
-            raise CorruptedArtifact(
-                f"{ref} {kind} from the store has sha256 {digest[:16]}…, not {expected[:16]}…; fetch it again"
+            raise DownloadMismatch(
+                ref=ref, kind=kind, source="from the store", got=digest[:16], announced=expected[:16]
             )
         return _announced(version_ref, kind, digest, sink.done)
 
@@ -108,7 +106,7 @@ class Downloader:
                 response.read()
                 raise self.error(response)
             if response.status_code == 200 and headers:
-                raise CorruptedArtifact("the artifact changed while it was being downloaded; fetch it again")
+                raise ChangedWhileDownloaded()
             meta = sink.meta = meta or _artifact_meta(response, kind)
             for piece in response.iter_raw():
                 sink.feed(piece)
@@ -132,9 +130,7 @@ def _artifact_meta(response: httpx.Response, kind: str) -> FetchedArtifact:
         "content-length"
     )
     if len(sha256) != 64 or not total or not (total.isascii() and total.isdigit()):
-        raise InvalidInput(
-            "the server sent an artifact without its sha256 or size; is REGCTL_URL a regctl server?"
-        )
+        raise NotARegctlServer(url=f"{response.url.scheme}://{response.url.netloc.decode()}")
     return _announced(response.headers.get("x-regctl-ref", ""), kind, sha256, int(total))
 
 

@@ -140,3 +140,44 @@ class BundleDamaged(CorruptedArtifact):
     """Raised when a stored source bundle cannot be unpacked safely."""
 
     template = "source bundle {name} cannot be unpacked safely: {reason}; run 'regctl doctor'"
+
+
+class DownloadCutShort(CorruptedArtifact):
+    """Raised when a server kept cutting an artifact's download short (it does so on a failed check)."""
+
+    template = (
+        "the download of {ref} {kind} was cut short {cuts} time(s), at {done} bytes; the stored artifact "
+        "may be damaged (see the server's log)"
+    )
+
+
+class DownloadMismatch(CorruptedArtifact):
+    """Raised when a downloaded artifact's bytes do not hash to the sha256 its source announced."""
+
+    template = "{ref} {kind} {source} has sha256 {got}…, not the announced {announced}…; fetch it again"
+
+
+class PresignedRefused(ServiceUnavailable):
+    """Raised when the artifact store answers a presigned URL with anything but the bytes."""
+
+    template = "the store answered {status} to the presigned URL for {ref}; fetch without --presign"
+
+
+class PresignedUnreachable(ServiceUnavailable):
+    """Raised when the artifact store behind a presigned URL cannot be reached."""
+
+    template = "cannot reach the artifact store's presigned URL ({reason}); fetch without --presign"
+
+
+class NotARegctlServer(InvalidInput):
+    """Raised when an artifact download answers without the sha256 and size a regctl server sends."""
+
+    template = (
+        "the server at {url} sent an artifact without its sha256 or size; is REGCTL_URL a regctl server?"
+    )
+
+
+class ChangedWhileDownloaded(CorruptedArtifact):
+    """Raised when a resumed download finds the artifact replaced since its first bytes."""
+
+    template = "the artifact changed while it was being downloaded; fetch it again"
