@@ -128,9 +128,7 @@ class RegistryClient(abc.ABC):
         `request` is a `SubmitRequest`, or the version's NAME:VERSION with the job's kind and its
         options as keywords: `submit("resnet:3", "convert", method="script")`.
         """
-        if kind is not None:
-            options["kind"] = kind
-        return self._submit(_built(SubmitRequest, request, options))
+        return self._submit(_built(SubmitRequest, request, options, kind=kind))
 
     @abc.abstractmethod
     def _submit(self, request: SubmitRequest) -> JobInfo:
@@ -202,9 +200,7 @@ class RegistryClient(abc.ABC):
         `request` is a `TokenRequest`, or the token's name with its role and options as keywords:
         `create_token("ci", "writer", model_pattern="resnet*", expires="90d")`.
         """
-        if role is not None:
-            options["role"] = role
-        return self._create_token(_built(TokenRequest, request, options))
+        return self._create_token(_built(TokenRequest, request, options, role=role))
 
     @abc.abstractmethod
     def _create_token(self, request: TokenRequest) -> NewToken:
@@ -230,9 +226,7 @@ class RegistryClient(abc.ABC):
         `request` is a `WebhookRequest`, or the URL with its events and options as keywords:
         `add_webhook("https://hooks.example.com/x", ["version.ready"], model_pattern="resnet*")`.
         """
-        if events is not None:
-            options["events"] = events
-        return self._add_webhook(_built(WebhookRequest, request, options))
+        return self._add_webhook(_built(WebhookRequest, request, options, events=events))
 
     @abc.abstractmethod
     def _add_webhook(self, request: WebhookRequest) -> NewWebhook:
@@ -281,10 +275,17 @@ class RegistryClient(abc.ABC):
 Request = TypeVar("Request", RegisterRequest, SubmitRequest, TokenRequest, WebhookRequest, VersionQuery)
 
 
-def _built(kind: type[Request], request: Request | str | None, options: dict[str, Any]) -> Request:
-    """The request a call asked for: given whole, or built here from its first field and its options."""
-    if isinstance(request, kind):
+def _built(
+    cls: type[Request], request: Request | str | None, options: dict[str, Any], **second: Any
+) -> Request:
+    """The request a call asked for: given whole, or built here from its first field and its options.
+
+    `second` is a call's second positional parameter (a job's kind, a token's role, a webhook's
+    events) by name; None when the call left it out.
+    """
+    options = {**options, **{key: value for key, value in second.items() if value is not None}}
+    if isinstance(request, cls):
         if options:
-            raise TypeError(f"pass a {kind.__name__} or its options, not both (got {', '.join(options)})")
+            raise TypeError(f"pass a {cls.__name__} or its options, not both (got {', '.join(options)})")
         return request
-    return kind(request, **options)
+    return cls(request, **options)

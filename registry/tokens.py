@@ -55,24 +55,27 @@ def _info(row: Token) -> TokenInfo:
 
 def create_token(settings: Settings, caller: Caller, request: TokenRequest) -> NewToken:
     """Create a token and return it with its secret, which is never stored and never shown again."""
-    name, role, model_pattern = request.name, request.role, request.model_pattern
     expires_at = utcnow() + request.lifetime if request.lifetime is not None else None
     secret = secrets.token_urlsafe(32)
     with session_scope(settings.database_url) as session:
-        if session.scalar(select(Token.id).where(Token.name == name)) is not None:
-            raise TokenNameTaken(name=name)
+        if session.scalar(select(Token.id).where(Token.name == request.name)) is not None:
+            raise TokenNameTaken(name=request.name)
         row = Token(
-            name=name,
-            role=role,
-            model_pattern=model_pattern,
+            name=request.name,
+            role=request.role,
+            model_pattern=request.model_pattern,
             secret_sha256=_digest(secret),
             created_by=caller.name[:128],
             expires_at=expires_at,
         )
         session.add(row)
         session.flush()
-        detail = {"role": role, "model_pattern": model_pattern, "expires_at": _iso(expires_at)}
-        audit.record(session, caller, "token.create", f"token {name}", detail=detail)
+        detail = {
+            "role": request.role,
+            "model_pattern": request.model_pattern,
+            "expires_at": _iso(expires_at),
+        }
+        audit.record(session, caller, "token.create", f"token {request.name}", detail=detail)
         return NewToken(_info(row), f"{PREFIX}{row.id}_{secret}")
 
 

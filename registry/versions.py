@@ -244,8 +244,13 @@ def _version_detail(session: Session, ref: Ref) -> VersionInfo:
 
 
 def list_versions(settings: Settings, request: VersionQuery) -> list[VersionRow]:
-    """The newest versions of the model `request.name` first, filtered in SQL as the request asks."""
-    name, status = str(request.name), request.status
+    """The newest versions of the model `request.name` first, filtered in SQL as the request asks.
+
+    A query that names no model spans every model the caller may see: `registry.search` answers it.
+    """
+    if request.name is None:
+        raise TypeError("list_versions needs a query naming a model; use search.search_versions")
+    name, status = request.name, request.status
     if status is not None and status not in VERSION_STATUSES:
         raise InvalidInput(f"version status {status!r} is not one of {', '.join(VERSION_STATUSES)}")
     with session_scope(settings.database_url) as session:

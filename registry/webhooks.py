@@ -37,20 +37,23 @@ def webhook_info(row: Webhook) -> WebhookInfo:
 
 def add_webhook(settings: Settings, caller: Caller, request: WebhookRequest) -> NewWebhook:
     """Add a webhook; the result holds its signing secret, which is never shown again."""
-    url, chosen, model_pattern = request.url, request.events, request.model_pattern
     secret = secrets.token_urlsafe(32)
     with session_scope(settings.database_url) as session:
         row = Webhook(
-            url=url,
-            events=list(chosen),
-            model_pattern=model_pattern,
+            url=request.url,
+            events=list(request.events),
+            model_pattern=request.model_pattern,
             secret=secret,
             created_by=caller.name[:128],
         )
         session.add(row)
         session.flush()
         # The host only: a URL's path or query often carries a receiver's own secret.
-        detail = {"host": urlsplit(url).hostname, "events": list(chosen), "model_pattern": model_pattern}
+        detail = {
+            "host": urlsplit(request.url).hostname,
+            "events": list(request.events),
+            "model_pattern": request.model_pattern,
+        }
         audit.record(session, caller, "webhook.add", f"webhook {row.id}", detail=detail)
         return NewWebhook(webhook_info(row), secret)
 
