@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,25 @@ from regctl.registry.settings import Settings
 from regctl.remote import Client
 
 UNREACHABLE = "http://127.0.0.1:9"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_token_and_webhook_options_are_named_by_the_requests_and_the_front_doors_only() -> None:
+    # The client, the service and the registry pass a TokenRequest or WebhookRequest on whole; only
+    # the click commands take the options one by one (a Python call passes them as keywords).
+    named = set()
+    for folder in ("cli", "regctl", "registry", "server", "service", "worker"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    names = {a.arg for a in [*node.args.args, *node.args.kwonlyargs]}
+                    if names & {"model_pattern", "expires"}:
+                        named.add(f"{path.relative_to(ROOT)}:{node.name}")
+    assert named == {
+        "cli/access.py:tokens_create",
+        "cli/webhooks.py:webhooks_add",
+        "registry/requests.py:_lifetime",
+    }
 
 
 def test_token_requests_are_checked_before_anything_is_written() -> None:
