@@ -27,8 +27,10 @@ from regctl.registry.lineage import Lineage, check_tags
 from regctl.registry.refs import Ref, check_model_name, parse_version_ref
 from regctl.registry.states import VERSION_STATUSES
 
+# The events registry/outbox.py records, which a webhook may ask for.
 EVENTS = ("version.ready", "version.failed", "alias.moved", "job.failed")
 MAX_URL_CHARS = 2048
+# The most rows one list answers, whatever the front door.
 MAX_LIMIT = 1000
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])\Z")
