@@ -10,6 +10,7 @@ from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json, table
 from regctl.registry.access import ROLE_RANK
+from regctl.registry.requests import TokenRequest
 
 
 @cli.group()
@@ -30,7 +31,7 @@ def tokens_create(
     ctx: click.Context, name: str, role: str, model_pattern: str | None, expires: str | None, as_json: bool
 ) -> None:
     """Create a token and print it once; only its hash is kept."""
-    made = client_of(ctx).create_token(name, role, model_pattern=model_pattern, expires=expires)
+    made = client_of(ctx).create_token(TokenRequest(name, role, model_pattern=model_pattern, expires=expires))
     if as_json:
         emit_json(made.to_json())
         return

@@ -6,6 +6,7 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.render import echo, emit_json, fields, table
+from regctl.registry.requests import VersionQuery
 from regctl.registry.text import human_size
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
@@ -175,7 +176,8 @@ def versions_list(
     """
     from regctl.registry.lineage import parse_tags
 
-    rows = client_of(ctx).versions(name, status=status, tags=parse_tags(tags), archived=archived, limit=limit)
+    query = VersionQuery(name, status=status, tags=parse_tags(tags), archived=archived, limit=limit)
+    rows = client_of(ctx).versions(query)
     if as_json:
         emit_json([v.to_json() for v in rows])
         return

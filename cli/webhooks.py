@@ -7,6 +7,7 @@ import click
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json, table
+from regctl.registry.requests import WebhookRequest
 
 
 @cli.group()
@@ -31,7 +32,7 @@ def webhooks() -> None:
 @click.pass_context
 def webhooks_add(ctx: click.Context, url: str, events: str, model_pattern: str | None, as_json: bool) -> None:
     """Add a webhook and print its signing secret once; deliveries are signed with it."""
-    made = client_of(ctx).add_webhook(url, events.split(","), model_pattern=model_pattern)
+    made = client_of(ctx).add_webhook(WebhookRequest(url, events.split(","), model_pattern=model_pattern))
     if as_json:
         emit_json(made.to_json())
         return

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -29,7 +29,13 @@ from regctl.registry.entities import (
     WebhookInfo,
 )
 from regctl.registry.errors import RegctlError
-from regctl.registry.requests import RegisterRequest, SubmitRequest
+from regctl.registry.requests import (
+    RegisterRequest,
+    SubmitRequest,
+    TokenRequest,
+    VersionQuery,
+    WebhookRequest,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -62,18 +68,18 @@ class RegistryClient(abc.ABC):
     def model(self, name: str) -> ModelDetail:
         """A model with its newest versions and its aliases."""
 
+    def versions(self, query: VersionQuery | str | None, **options: Any) -> list[VersionRow]:
+        """The newest versions of a model (of every model when the name is None, each naming its model),
+        filtered by status and tags; archived ones on request.
+
+        `query` is a `VersionQuery`, or the model's name (or None) with the query's options as
+        keywords: `versions("resnet", status="ready", tags={"team": "vision"}, limit=10)`.
+        """
+        return self._versions(_built(VersionQuery, query, options))
+
     @abc.abstractmethod
-    def versions(
-        self,
-        name: str | None,
-        *,
-        status: str | None = None,
-        tags: dict[str, str] | None = None,
-        archived: bool = False,
-        limit: int = 100,
-    ) -> list[VersionRow]:
-        """The newest versions of a model (of every model when `name` is None, each naming its model),
-        filtered by status and tags; archived ones on request."""
+    def _versions(self, query: VersionQuery) -> list[VersionRow]:
+        """Carry out `versions` with the query as built."""
 
     @abc.abstractmethod
     def version(self, ref: str) -> VersionInfo:
@@ -126,9 +132,7 @@ class RegistryClient(abc.ABC):
         `request` is a `SubmitRequest`, or the version's NAME:VERSION with the job's kind and its
         options as keywords: `submit("resnet:3", "convert", method="script")`.
         """
-        if kind is not None:
-            options["kind"] = kind
-        return self._submit(_built(SubmitRequest, request, options))
+        return self._submit(_built(SubmitRequest, request, options, kind=kind))
 
     @abc.abstractmethod
     def _submit(self, request: SubmitRequest) -> JobInfo:
@@ -194,11 +198,17 @@ class RegistryClient(abc.ABC):
     ):  # type: ignore[no-untyped-def]
         """Write a ready version into a Triton model repository (a directory or fsspec URL)."""
 
+    def create_token(self, request: TokenRequest | str, role: str | None = None, **options: Any) -> NewToken:
+        """Create an API token (admin); the secret is returned once.
+
+        `request` is a `TokenRequest`, or the token's name with its role and options as keywords:
+        `create_token("ci", "writer", model_pattern="resnet*", expires="90d")`.
+        """
+        return self._create_token(_built(TokenRequest, request, options, role=role))
+
     @abc.abstractmethod
-    def create_token(
-        self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
-    ) -> NewToken:
-        """Create an API token (admin); the secret is returned once."""
+    def _create_token(self, request: TokenRequest) -> NewToken:
+        """Carry out `create_token` with the request as built."""
 
     @abc.abstractmethod
     def tokens(self) -> list[TokenInfo]:
@@ -212,9 +222,19 @@ class RegistryClient(abc.ABC):
     def audit(self, *, model: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries (admin)."""
 
+    def add_webhook(
+        self, request: WebhookRequest | str, events: Iterable[str] | None = None, **options: Any
+    ) -> NewWebhook:
+        """Add a webhook (admin); its signing secret is returned once.
+
+        `request` is a `WebhookRequest`, or the URL with its events and options as keywords:
+        `add_webhook("https://hooks.example.com/x", ["version.ready"], model_pattern="resnet*")`.
+        """
+        return self._add_webhook(_built(WebhookRequest, request, options, events=events))
+
     @abc.abstractmethod
-    def add_webhook(self, url: str, events: list[str], *, model_pattern: str | None = None) -> NewWebhook:
-        """Add a webhook (admin); its signing secret is returned once."""
+    def _add_webhook(self, request: WebhookRequest) -> NewWebhook:
+        """Carry out `add_webhook` with the request as built."""
 
     @abc.abstractmethod
     def webhooks(self, *, removed: bool = False) -> list[WebhookInfo]:
@@ -256,13 +276,20 @@ class RegistryClient(abc.ABC):
         self.close()
 
 
-Request = TypeVar("Request", RegisterRequest, SubmitRequest)
+Request = TypeVar("Request", RegisterRequest, SubmitRequest, TokenRequest, WebhookRequest, VersionQuery)
 
 
-def _built(kind: type[Request], request: Request | str, options: dict[str, Any]) -> Request:
-    """The request a call asked for: given whole, or built here from its first field and its options."""
-    if isinstance(request, kind):
+def _built(
+    cls: type[Request], request: Request | str | None, options: dict[str, Any], **second: Any
+) -> Request:
+    """The request a call asked for: given whole, or built here from its first field and its options.
+
+    `second` is a call's second positional parameter (a job's kind, a token's role, a webhook's
+    events) by name; None when the call left it out.
+    """
+    options = {**options, **{key: value for key, value in second.items() if value is not None}}
+    if isinstance(request, cls):
         if options:
-            raise TypeError(f"pass a {kind.__name__} or its options, not both (got {', '.join(options)})")
+            raise TypeError(f"pass a {cls.__name__} or its options, not both (got {', '.join(options)})")
         return request
-    return kind(request, **options)
+    return cls(request, **options)

@@ -25,7 +25,13 @@ from regctl.registry.entities import (
     VersionRow,
     WebhookInfo,
 )
-from regctl.registry.requests import RegisterRequest, SubmitRequest
+from regctl.registry.requests import (
+    RegisterRequest,
+    SubmitRequest,
+    TokenRequest,
+    VersionQuery,
+    WebhookRequest,
+)
 from regctl.registry.settings import Settings
 
 
@@ -61,27 +67,11 @@ class LocalClient(RegistryClient):
 
         return show_model(self.settings, self.caller, name)
 
-    def versions(
-        self,
-        name: str | None,
-        *,
-        status: str | None = None,
-        tags: dict[str, str] | None = None,
-        archived: bool = False,
-        limit: int = 100,
-    ) -> list[VersionRow]:
-        """The newest versions of a model, or of every model when `name` is None."""
+    def _versions(self, query: VersionQuery) -> list[VersionRow]:
+        """The newest versions of a model, or of every model when the query names none."""
         from regctl.service.models import list_versions
 
-        if name is None:
-            from regctl.registry.search import VersionSearch
-            from regctl.service.catalog import search_versions
-
-            search = VersionSearch(tags or {}, status, archived, limit)
-            return search_versions(self.settings, self.caller, search)
-        return list_versions(
-            self.settings, self.caller, name, status=status, tags=tags, archived=archived, limit=limit
-        )
+        return list_versions(self.settings, self.caller, query)
 
     def version(self, ref: str) -> VersionInfo:
         """The version REF points at."""
@@ -218,15 +208,11 @@ class LocalClient(RegistryClient):
             self.settings, self.caller, ref, repo, max_batch_size=max_batch_size, instance_kind=instance_kind
         )
 
-    def create_token(
-        self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
-    ) -> NewToken:
+    def _create_token(self, request: TokenRequest) -> NewToken:
         """Create an API token; run on the server host, this is how the first admin token is made."""
         from regctl.service.admin import create_token
 
-        return create_token(
-            self.settings, self.caller, name, role, model_pattern=model_pattern, expires=expires
-        )
+        return create_token(self.settings, self.caller, request)
 
     def tokens(self) -> list[TokenInfo]:
         """Every token."""
@@ -246,11 +232,11 @@ class LocalClient(RegistryClient):
 
         return list_audit(self.settings, self.caller, model=model, limit=limit)
 
-    def add_webhook(self, url: str, events: list[str], *, model_pattern: str | None = None) -> NewWebhook:
+    def _add_webhook(self, request: WebhookRequest) -> NewWebhook:
         """Add a webhook; its signing secret is returned once."""
         from regctl.service.webhooks import add_webhook
 
-        return add_webhook(self.settings, self.caller, url, events, model_pattern=model_pattern)
+        return add_webhook(self.settings, self.caller, request)
 
     def webhooks(self, *, removed: bool = False) -> list[WebhookInfo]:
         """Every webhook, never a secret."""

@@ -46,7 +46,13 @@ from regctl.registry.errors import (
 )
 from regctl.registry.errors.services import ServerUnreachable
 from regctl.registry.refs import check_model_name, parse_ref
-from regctl.registry.requests import RegisterRequest, SubmitRequest
+from regctl.registry.requests import (
+    RegisterRequest,
+    SubmitRequest,
+    TokenRequest,
+    VersionQuery,
+    WebhookRequest,
+)
 from regctl.retries import reconnecting
 
 T = TypeVar("T")
@@ -150,20 +156,13 @@ class Client(RegistryClient):
         """A model with its newest versions and its aliases."""
         return self._json("GET", f"/models/{segment(check_model_name(name))}", ModelDetail)
 
-    def versions(
-        self,
-        name: str | None,
-        *,
-        status: str | None = None,
-        tags: dict[str, str] | None = None,
-        archived: bool = False,
-        limit: int = 100,
-    ) -> list[VersionRow]:
-        """The newest versions of a model, or of every model when `name` is None."""
-        params: list[tuple[str, Any]] = [("limit", limit), ("archived", "true" if archived else "false")]
-        params += [("status", status)] if status else []
-        params += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
-        path = "/versions" if name is None else f"/models/{segment(check_model_name(name))}/versions"
+    def _versions(self, query: VersionQuery) -> list[VersionRow]:
+        """The newest versions of a model, or of every model when the query names none."""
+        archived = "true" if query.archived else "false"
+        params: list[tuple[str, Any]] = [("limit", query.limit), ("archived", archived)]
+        params += [("status", query.status)] if query.status else []
+        params += [("tag", f"{k}={v}") for k, v in query.tags.items()]
+        path = "/versions" if query.name is None else f"/models/{segment(query.name)}/versions"
         return self._json("GET", path, list[VersionRow], params=params)
 
     def tag(self, ref: str, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:
@@ -290,11 +289,14 @@ class Client(RegistryClient):
             "DELETE", f"/models/{segment(ref.name)}/aliases/{segment(ref.alias or '')}", AliasInfo
         )
 
-    def create_token(
-        self, name: str, role: str, *, model_pattern: str | None = None, expires: str | None = None
-    ) -> NewToken:
+    def _create_token(self, request: TokenRequest) -> NewToken:
         """Create a token (admin)."""
-        body = {"name": name, "role": role, "model_pattern": model_pattern, "expires": expires}
+        body = {
+            "name": request.name,
+            "role": request.role,
+            "model_pattern": request.model_pattern,
+            "expires": request.expires,
+        }
         return self._json("POST", "/tokens", NewToken, json=body)
 
     def tokens(self) -> list[TokenInfo]:
@@ -312,9 +314,9 @@ class Client(RegistryClient):
             params["model"] = check_model_name(model)
         return self._json("GET", "/audit", list[AuditEntry], params=params)
 
-    def add_webhook(self, url: str, events: list[str], *, model_pattern: str | None = None) -> NewWebhook:
+    def _add_webhook(self, request: WebhookRequest) -> NewWebhook:
         """Add a webhook (admin); its signing secret is returned once."""
-        body = {"url": url, "events": list(events), "model_pattern": model_pattern}
+        body = {"url": request.url, "events": list(request.events), "model_pattern": request.model_pattern}
         return self._json("POST", "/webhooks", NewWebhook, json=body)
 
     def webhooks(self, *, removed: bool = False) -> list[WebhookInfo]:

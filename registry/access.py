@@ -6,10 +6,12 @@ user of a direct command (who holds the database credentials and so is trusted l
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from regctl.registry.errors.access import ModelNotCovered, RoleTooLow
+from regctl.registry.errors.access import InvalidModelPattern, ModelNotCovered, RoleTooLow
+from regctl.registry.refs import check_model_name
 
 ROLE_RANK = {"reader": 0, "writer": 1, "admin": 2}
 
@@ -31,6 +33,18 @@ NEEDS = {
     "audit": "admin",
     "webhooks": "admin",
 }
+
+
+_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}\Z")
+
+
+def check_model_pattern(pattern: str) -> str:
+    """A model name or glob (`resnet*`) as tokens and webhooks take it; InvalidInput otherwise."""
+    if not _PATTERN.match(pattern):
+        raise InvalidModelPattern(pattern=pattern)
+    if not any(c in pattern for c in "*?["):
+        check_model_name(pattern)
+    return pattern
 
 
 def model_matches(model: str, pattern: str | None) -> bool:

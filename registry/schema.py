@@ -24,11 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from regctl.registry.access import ROLE_RANK
+from regctl.registry.states import JOB_KINDS, JOB_STATES, VERSION_STATUSES
 
-# `cancelled`: its last job was cancelled before the version was ever proved (submit or retry again).
-VERSION_STATUSES = ("registered", "converting", "validating", "ready", "failed", "cancelled")
-JOB_KINDS = ("convert", "validate")
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 # A convert job stores the conversion report, a validate job the validation report; archives and
 # databases from before the split call both `report` (registry/ops/importer.py and 0007 map them).
 REPORT_KINDS = ("conversion-report", "validation-report")

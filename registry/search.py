@@ -9,7 +9,7 @@ limit counts only what it may read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -17,17 +17,15 @@ from sqlalchemy.orm import Session, aliased
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import ModelSummary, VersionRow
-from regctl.registry.errors.inputs import BadLimit, TextTooLong
-from regctl.registry.errors.lookup import NotAChoice
-from regctl.registry.lineage import check_tags
+from regctl.registry.errors.inputs import TextTooLong
 from regctl.registry.lookup import version_row_query
 from regctl.registry.models import summaries, summary_query
-from regctl.registry.schema import VERSION_STATUSES, Model, ModelVersion, VersionTag
+from regctl.registry.requests import VersionQuery, check_limit
+from regctl.registry.schema import Model, ModelVersion, VersionTag
 from regctl.registry.settings import Settings
 from regctl.registry.text import check_text
 
 MAX_SEARCH_CHARS = 128
-MAX_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -45,29 +43,7 @@ class ModelSearch:
             raise TextTooLong(
                 what="the search text", length=len(text), fix=f"search for at most {MAX_SEARCH_CHARS}"
             )
-        return ModelSearch(text, _checked_limit(self.limit))
-
-
-@dataclass(frozen=True)
-class VersionSearch:
-    """What `versions list --tag KEY=VALUE` without a model name asks for: versions of every model."""
-
-    tags: dict[str, str] = field(default_factory=dict)
-    status: str | None = None
-    archived: bool = False
-    limit: int = 100
-
-    def checked(self) -> VersionSearch:
-        """The same search, or InvalidInput naming the bad tag, status or limit."""
-        if self.status is not None and self.status not in VERSION_STATUSES:
-            raise NotAChoice(what="version status", value=self.status, choices=VERSION_STATUSES)
-        return VersionSearch(check_tags(self.tags), self.status, self.archived, _checked_limit(self.limit))
-
-
-def _checked_limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise BadLimit(limit=limit, most=MAX_LIMIT)
-    return limit
+        return ModelSearch(text, check_limit(self.limit))
 
 
 def search_models(settings: Settings, caller: Caller, search: ModelSearch) -> list[ModelSummary]:
@@ -80,9 +56,8 @@ def search_models(settings: Settings, caller: Caller, search: ModelSearch) -> li
         return summaries(session, _visible(session, query, caller))
 
 
-def search_versions(settings: Settings, caller: Caller, search: VersionSearch) -> list[VersionRow]:
-    """Versions with all of `search.tags` across the models `caller` may see, newest first."""
-    search = search.checked()
+def search_versions(settings: Settings, caller: Caller, search: VersionQuery) -> list[VersionRow]:
+    """The versions `search` asks for across the models `caller` may see (it names none), newest first."""
     with session_scope(settings.database_url) as session:
         query = (
             version_row_query()

@@ -16,42 +16,24 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from regctl.registry import audit
-from regctl.registry.access import ROLE_RANK, Caller
+from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import NewToken, TokenInfo
 from regctl.registry.errors.access import (
-    AdminTokenWithModel,
-    BadDuration,
-    InvalidModelPattern,
     InvalidToken,
-    InvalidTokenName,
     TokenExpired,
     TokenNameTaken,
     TokenRequired,
     TokenRevoked,
 )
-from regctl.registry.errors.lookup import NotAChoice, UnknownToken
-from regctl.registry.refs import check_model_name
+from regctl.registry.errors.lookup import UnknownToken
+from regctl.registry.requests import TokenRequest
 from regctl.registry.schema import Token, utcnow
 from regctl.registry.settings import Settings
 
 PREFIX = "rgt_"
 _TOKEN = re.compile(r"^rgt_([0-9]{1,12})_([A-Za-z0-9_-]{20,100})\Z")
-_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
-_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}\Z")
-_DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])\Z")
-_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 LAST_USED_EVERY = timedelta(minutes=1)
-
-
-def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
-    """`90d`, `12h` or `2w` from now; None or `never` for a token that does not expire."""
-    if text is None or text.strip().lower() == "never":
-        return None
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
-        raise BadDuration(text=text)
-    return (now or utcnow()) + int(match.group(1)) * _UNIT[match.group(2)]
 
 
 def _digest(secret: str) -> str:
@@ -71,55 +53,29 @@ def _info(row: Token) -> TokenInfo:
     )
 
 
-def check_token_request(name: str, role: str, model_pattern: str | None) -> None:
-    """Refuse a bad name, role or pattern before anything is written."""
-    if not _TOKEN_NAME.match(name or ""):
-        raise InvalidTokenName(name=name)
-    if role not in ROLE_RANK:
-        raise NotAChoice(what="role", value=role, choices=tuple(ROLE_RANK))
-    if model_pattern is not None:
-        if role == "admin":
-            raise AdminTokenWithModel()
-        check_model_pattern(model_pattern)
-
-
-def check_model_pattern(pattern: str) -> str:
-    """A model name or glob (`resnet*`) as tokens and webhooks take it; InvalidInput otherwise."""
-    if not _PATTERN.match(pattern):
-        raise InvalidModelPattern(pattern=pattern)
-    if not any(c in pattern for c in "*?["):
-        check_model_name(pattern)
-    return pattern
-
-
-def create_token(
-    settings: Settings,
-    caller: Caller,
-    name: str,
-    role: str,
-    *,
-    model_pattern: str | None = None,
-    expires: str | None = None,
-) -> NewToken:
+def create_token(settings: Settings, caller: Caller, request: TokenRequest) -> NewToken:
     """Create a token and return it with its secret, which is never stored and never shown again."""
-    check_token_request(name, role, model_pattern)
-    expires_at = parse_expiry(expires)
+    expires_at = utcnow() + request.lifetime if request.lifetime is not None else None
     secret = secrets.token_urlsafe(32)
     with session_scope(settings.database_url) as session:
-        if session.scalar(select(Token.id).where(Token.name == name)) is not None:
-            raise TokenNameTaken(name=name)
+        if session.scalar(select(Token.id).where(Token.name == request.name)) is not None:
+            raise TokenNameTaken(name=request.name)
         row = Token(
-            name=name,
-            role=role,
-            model_pattern=model_pattern,
+            name=request.name,
+            role=request.role,
+            model_pattern=request.model_pattern,
             secret_sha256=_digest(secret),
             created_by=caller.name[:128],
             expires_at=expires_at,
         )
         session.add(row)
         session.flush()
-        detail = {"role": role, "model_pattern": model_pattern, "expires_at": _iso(expires_at)}
-        audit.record(session, caller, "token.create", f"token {name}", detail=detail)
+        detail = {
+            "role": request.role,
+            "model_pattern": request.model_pattern,
+            "expires_at": _iso(expires_at),
+        }
+        audit.record(session, caller, "token.create", f"token {request.name}", detail=detail)
         return NewToken(_info(row), f"{PREFIX}{row.id}_{secret}")
 
 

@@ -15,14 +15,13 @@ from regctl.registry.access import Caller
 from regctl.registry.bundle import build_bundle, weights_file
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.entities import RegisteredVersion, VersionInfo, VersionRow
-from regctl.registry.errors.lookup import NotAChoice
 from regctl.registry.jobs import queue_for
-from regctl.registry.lineage import Lineage, check_tags, with_git
+from regctl.registry.lineage import Lineage, with_git
 from regctl.registry.lookup import find_model, find_version, local_caller, tags_of, version_row_query
 from regctl.registry.records import version_info
-from regctl.registry.refs import Ref, check_model_name
-from regctl.registry.requests import RegisterRequest
-from regctl.registry.schema import VERSION_STATUSES, Alias, Artifact, Job, Model, ModelVersion, VersionTag
+from regctl.registry.refs import Ref
+from regctl.registry.requests import RegisterRequest, VersionQuery
+from regctl.registry.schema import Alias, Artifact, Job, Model, ModelVersion, VersionTag
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec, prepare_spec
 from regctl.registry.store import BlobRef, open_store
@@ -243,33 +242,27 @@ def _version_detail(session: Session, ref: Ref) -> VersionInfo:
     return version_info(row, model.name, list(artifacts), list(aliases), list(jobs), tags)
 
 
-def list_versions(
-    settings: Settings,
-    name: str,
-    *,
-    status: str | None = None,
-    tags: dict[str, str] | None = None,
-    archived: bool = False,
-    limit: int = 100,
-) -> list[VersionRow]:
-    """The newest versions of `name` first, filtered in SQL by status and tags; archived ones on request."""
-    check_model_name(name)
-    if status is not None and status not in VERSION_STATUSES:
-        raise NotAChoice(what="version status", value=status, choices=VERSION_STATUSES)
-    tags = check_tags(tags or {})
+def list_versions(settings: Settings, request: VersionQuery) -> list[VersionRow]:
+    """The newest versions of the model `request.name` first, filtered in SQL as the request asks.
+
+    A query that names no model spans every model the caller may see: `registry.search` answers it.
+    """
+    if request.name is None:
+        raise TypeError("list_versions needs a query naming a model; use search.search_versions")
+    name, status = request.name, request.status
     with session_scope(settings.database_url) as session:
         model = find_model(session, name)
         query = (
             version_row_query()
             .where(ModelVersion.model_id == model.id)
             .order_by(ModelVersion.version.desc())
-            .limit(limit)
+            .limit(request.limit)
         )
         if status is not None:
             query = query.where(ModelVersion.status == status)
-        if not archived:
+        if not request.archived:
             query = query.where(ModelVersion.archived_at.is_(None))
-        for key, value in tags.items():
+        for key, value in request.tags.items():
             tagged = select(VersionTag.version_id).where(
                 VersionTag.version_id == ModelVersion.id, VersionTag.key == key, VersionTag.value == value
             )

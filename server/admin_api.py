@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from regctl.registry import requests
 from regctl.registry.access import Caller
 from regctl.registry.entities import AuditEntry, NewToken, TokenInfo
 from regctl.server.auth import current_caller, settings_of
@@ -29,14 +30,10 @@ class TokenRequest(BaseModel):
 @router.post("/tokens", response_model=NewToken, status_code=201, tags=["tokens"])
 def create_token(request: Request, body: TokenRequest, caller: CallerDep) -> NewToken:
     """Create a token. Its secret is in this response and nowhere else."""
-    return admin.create_token(
-        settings_of(request),
-        caller,
-        body.name,
-        body.role,
-        model_pattern=body.model_pattern,
-        expires=body.expires,
+    token = requests.TokenRequest(
+        body.name, body.role, model_pattern=body.model_pattern, expires=body.expires
     )
+    return admin.create_token(settings_of(request), caller, token)
 
 
 @router.get("/tokens", response_model=list[TokenInfo], tags=["tokens"])

@@ -12,7 +12,8 @@ from regctl.registry.access import Caller
 from regctl.registry.entities import AliasInfo, Identity, ModelDetail, ModelSummary, VersionInfo, VersionRow
 from regctl.registry.lineage import parse_tags
 from regctl.registry.refs import MAX_VERSION
-from regctl.registry.search import MAX_LIMIT, MAX_SEARCH_CHARS, ModelSearch, VersionSearch
+from regctl.registry.requests import MAX_LIMIT, VersionQuery
+from regctl.registry.search import MAX_SEARCH_CHARS, ModelSearch
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
 from regctl.server.responses import public_version, typed_json
@@ -78,11 +79,8 @@ def list_versions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The newest versions of a model, filtered by status and tags (archived ones with archived=true)."""
-    tags = parse_tags(tag or [])
-    found = models.list_versions(
-        settings_of(request), caller, name, status=status, tags=tags, archived=archived, limit=limit
-    )
-    return typed_json(list[VersionRow], found)
+    query = VersionQuery(name, status=status, tags=parse_tags(tag or []), archived=archived, limit=limit)
+    return typed_json(list[VersionRow], models.list_versions(settings_of(request), caller, query))
 
 
 @router.get("/versions", response_model=list[VersionRow], tags=["versions"])
@@ -96,8 +94,8 @@ def search_versions(
 ) -> Response:
     """The newest versions of every model the token may see, filtered by status and tags; each names its
     model."""
-    search = VersionSearch(parse_tags(tag or []), status, archived, limit)
-    return typed_json(list[VersionRow], catalog.search_versions(settings_of(request), caller, search))
+    query = VersionQuery(None, status=status, tags=parse_tags(tag or []), archived=archived, limit=limit)
+    return typed_json(list[VersionRow], models.list_versions(settings_of(request), caller, query))
 
 
 @router.get("/versions/{ref}", response_model=VersionInfo, tags=["versions"])

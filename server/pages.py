@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from regctl.registry.access import Caller
 from regctl.registry.entities import ModelDetail
 from regctl.registry.errors import NotFound, RegctlError, Unauthenticated
+from regctl.registry.requests import VersionQuery
 from regctl.registry.search import ModelSearch
 from regctl.registry.settings import Settings
 from regctl.server import artifacts_api, jobs_api
@@ -157,7 +158,7 @@ async def model_page(request: Request, name: Name) -> Response:
             "model": detail,
             "card": render_card(card[1]) if card else None,
             "card_ref": card[0] if card else None,
-            "versions": models.list_versions(settings, caller, name, archived=True, limit=200),
+            "versions": models.list_versions(settings, caller, VersionQuery(name, archived=True, limit=200)),
             "history": list(reversed(aliases.alias_history(settings, caller, name)))[:100],
             "may_alias": caller.can("alias", name),
         }

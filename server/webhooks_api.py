@@ -7,16 +7,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from regctl.registry import requests
 from regctl.registry.access import Caller
 from regctl.registry.entities import DeliveryInfo, NewWebhook, WebhookInfo
-from regctl.registry.webhooks import EVENTS
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
 from regctl.service import webhooks
 
 router = APIRouter(responses=error_responses(400, 401, 403, 404, 409, 422, 503), tags=["webhooks"])
 CallerDep = Annotated[Caller, Depends(current_caller)]
-Event = Literal[EVENTS]  # type: ignore[valid-type]
+Event = Literal[requests.EVENTS]  # type: ignore[valid-type]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
@@ -31,9 +31,8 @@ class WebhookRequest(BaseModel):
 @router.post("/webhooks", response_model=NewWebhook, status_code=201)
 def add_webhook(request: Request, body: WebhookRequest, caller: CallerDep) -> NewWebhook:
     """Add a webhook. Its signing secret is in this response and nowhere else."""
-    return webhooks.add_webhook(
-        settings_of(request), caller, body.url, body.events, model_pattern=body.model_pattern
-    )
+    hook = requests.WebhookRequest(body.url, body.events, model_pattern=body.model_pattern)
+    return webhooks.add_webhook(settings_of(request), caller, hook)
 
 
 @router.get("/webhooks", response_model=list[WebhookInfo])

@@ -7,23 +7,14 @@ from regctl.registry import tokens as registry_tokens
 from regctl.registry.access import Caller
 from regctl.registry.entities import AuditEntry, NewToken, TokenInfo
 from regctl.registry.refs import check_model_name
+from regctl.registry.requests import TokenRequest
 from regctl.registry.settings import Settings
 
 
-def create_token(
-    settings: Settings,
-    caller: Caller,
-    name: str,
-    role: str,
-    *,
-    model_pattern: str | None = None,
-    expires: str | None = None,
-) -> NewToken:
+def create_token(settings: Settings, caller: Caller, request: TokenRequest) -> NewToken:
     """Create a token; its secret is in the result and nowhere else."""
     caller.require("tokens")
-    return registry_tokens.create_token(
-        settings, caller, name, role, model_pattern=model_pattern, expires=expires
-    )
+    return registry_tokens.create_token(settings, caller, request)
 
 
 def list_tokens(settings: Settings, caller: Caller) -> list[TokenInfo]:

@@ -1,12 +1,12 @@
-"""Searching the catalog: models by text, versions by tag across models (what every front door calls)."""
+"""Searching the catalog: models by text (what every front door calls; versions across models are
+`service.models.list_versions` with a query that names no model)."""
 
 from __future__ import annotations
 
 from regctl.registry.access import Caller
-from regctl.registry.entities import ModelSummary, VersionRow
-from regctl.registry.search import ModelSearch, VersionSearch
+from regctl.registry.entities import ModelSummary
+from regctl.registry.search import ModelSearch
 from regctl.registry.search import search_models as query_models
-from regctl.registry.search import search_versions as query_versions
 from regctl.registry.settings import Settings
 
 
@@ -14,9 +14,3 @@ def search_models(settings: Settings, caller: Caller, search: ModelSearch) -> li
     """The models the caller may read whose name, description or tags contain the text (any case)."""
     caller.require("read")
     return query_models(settings, caller, search)
-
-
-def search_versions(settings: Settings, caller: Caller, search: VersionSearch) -> list[VersionRow]:
-    """The versions of every model the caller may read that carry all the search's tags, newest first."""
-    caller.require("read")
-    return query_versions(settings, caller, search)

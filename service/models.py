@@ -16,7 +16,8 @@ from regctl.registry.access import Caller
 from regctl.registry.entities import ModelDetail, ModelSummary, RegisteredVersion, VersionInfo, VersionRow
 from regctl.registry.errors import RegctlError
 from regctl.registry.refs import check_model_name, parse_ref
-from regctl.registry.requests import RegisterRequest
+from regctl.registry.requests import RegisterRequest, VersionQuery
+from regctl.registry.search import search_versions
 from regctl.registry.settings import Settings
 from regctl.registry.upload import unpack_upload
 from regctl.service import dispatch
@@ -34,23 +35,16 @@ def show_model(settings: Settings, caller: Caller, name: str) -> ModelDetail:
     return registry_models.show_model(settings, name)
 
 
-def list_versions(
-    settings: Settings,
-    caller: Caller,
-    name: str,
-    *,
-    status: str | None = None,
-    tags: dict[str, str] | None = None,
-    archived: bool = False,
-    limit: int = 100,
-) -> list[VersionRow]:
-    """The newest versions of a model, filtered by status and tags; archived ones on request."""
+def list_versions(settings: Settings, caller: Caller, query: VersionQuery) -> list[VersionRow]:
+    """The newest versions of the query's model, or of every model the caller may read when it names
+    none, filtered by status and tags; archived ones on request."""
     from regctl.registry import versions as registry_versions  # measured: see the module's docstring
 
-    caller.require("read", check_model_name(name))
-    return registry_versions.list_versions(
-        settings, name, status=status, tags=tags, archived=archived, limit=limit
-    )
+    if query.name is None:
+        caller.require("read")
+        return search_versions(settings, caller, query)
+    caller.require("read", query.name)
+    return registry_versions.list_versions(settings, query)
 
 
 def show_version(settings: Settings, caller: Caller, ref: str) -> VersionInfo:

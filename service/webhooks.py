@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from regctl.registry import deliveries as registry_deliveries
 from regctl.registry import webhooks as registry_webhooks
 from regctl.registry.access import Caller
 from regctl.registry.entities import DeliveryInfo, NewWebhook, WebhookInfo
+from regctl.registry.requests import WebhookRequest
 from regctl.registry.settings import Settings
 from regctl.service import dispatch
 
 
-def add_webhook(
-    settings: Settings,
-    caller: Caller,
-    url: str,
-    events: Iterable[str],
-    *,
-    model_pattern: str | None = None,
-) -> NewWebhook:
-    """Add a webhook for `events` (of models matching `model_pattern`); its secret is in the result only."""
+def add_webhook(settings: Settings, caller: Caller, request: WebhookRequest) -> NewWebhook:
+    """Add a webhook for the request's events and models; its secret is in the result only."""
     caller.require("webhooks")
-    return registry_webhooks.add_webhook(settings, caller, url, events, model_pattern=model_pattern)
+    return registry_webhooks.add_webhook(settings, caller, request)
 
 
 def list_webhooks(settings: Settings, caller: Caller, *, removed: bool = False) -> list[WebhookInfo]:

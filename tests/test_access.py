@@ -1,16 +1,14 @@
-"""Who may do what (pure policy), token expiry parsing and HTTP range parsing."""
+"""Who may do what (pure policy) and HTTP range parsing."""
 
 from __future__ import annotations
 
 import ast
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from regctl.registry.access import NEEDS, Caller, alias_action
-from regctl.registry.errors import InvalidInput, NotAllowed
-from regctl.registry.tokens import check_token_request, parse_expiry
+from regctl.registry.errors import NotAllowed
 from regctl.server.ranges import Unsatisfiable, byte_range, etag_matches
 
 PROTECTED = ("prod",)
@@ -65,33 +63,6 @@ def test_a_model_pattern_is_a_case_sensitive_glob_that_admins_ignore() -> None:
     with pytest.raises(NotAllowed, match="limited to models matching 'vision-\\*'"):
         vision.require("read", "speech")
     assert Caller("root", "admin", "vision-*").can("read", "speech")
-
-
-def test_token_requests_are_checked_before_anything_is_written() -> None:
-    check_token_request("ci-deploy", "reader", "resnet*")
-    for name, role, pattern, fragment in [
-        ("", "reader", None, "token name"),
-        ("bad name", "reader", None, "token name"),
-        ("x\n", "reader", None, "token name"),
-        ("x", "owner", None, "role"),
-        ("x", "admin", "resnet*", "covers every model"),
-        ("x", "reader", "a/b", "pattern"),
-        ("x", "reader", "-bad", "model name"),
-    ]:
-        with pytest.raises(InvalidInput, match=fragment):
-            check_token_request(name, role, pattern)
-
-
-def test_expiry_takes_hours_days_weeks_or_never() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_expiry("90d", now) == now + timedelta(days=90)
-    assert parse_expiry("12h", now) == now + timedelta(hours=12)
-    assert parse_expiry("2w", now) == now + timedelta(weeks=2)
-    assert parse_expiry("never", now) is None
-    assert parse_expiry(None, now) is None
-    for bad in ("0d", "-1d", "10y", "1.5d", "9999999d", "d"):
-        with pytest.raises(InvalidInput, match="--expires"):
-            parse_expiry(bad, now)
 
 
 def test_byte_ranges_follow_rfc_9110() -> None:

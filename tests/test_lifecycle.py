@@ -15,7 +15,7 @@ from regctl.registry.aliases import alias_history, set_alias
 from regctl.registry.audit import list_audit
 from regctl.registry.lineage import Lineage
 from regctl.registry.refs import parse_ref
-from regctl.registry.requests import RegisterRequest
+from regctl.registry.requests import RegisterRequest, VersionQuery
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, list_versions, register_version
@@ -62,7 +62,7 @@ def test_tags_description_and_run_url_are_kept_and_list_filters_on_tags(
     assert shown["tags"] == {"data": "v2", "team": "vision"}
     listed = regctl(settings, "versions", "list", "m", "--tag", "team=vision", "--json")
     assert [v["version"] for v in json.loads(listed.stdout)] == [2, 1]
-    both = list_versions(settings, "m", tags={"team": "vision", "data": "v3"})
+    both = list_versions(settings, VersionQuery("m", tags={"team": "vision", "data": "v3"}))
     assert [v.version for v in both] == [2]
 
     assert regctl(settings, "versions", "tag", "m:2", "stage=candidate", "--remove", "data").exit_code == 0
@@ -141,8 +141,8 @@ def test_an_archived_version_leaves_name_resolution_and_lists_but_stays_fetchabl
     assert get_version(settings, parse_ref("m")).version == 2
     assert regctl(settings, "versions", "archive", "m:2").exit_code == 0
     assert get_version(settings, parse_ref("m")).version == 1
-    assert [v.version for v in list_versions(settings, "m")] == [1]
-    assert [v.version for v in list_versions(settings, "m", archived=True)] == [2, 1]
+    assert [v.version for v in list_versions(settings, VersionQuery("m"))] == [1]
+    assert [v.version for v in list_versions(settings, VersionQuery("m", archived=True))] == [2, 1]
     assert get_version(settings, parse_ref("m:2")).archived_at is not None
     models = json.loads(regctl(settings, "models", "list", "--json").stdout)
     assert models[0]["latest_ready"] == 1

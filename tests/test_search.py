@@ -15,7 +15,8 @@ from regctl.local import LocalClient
 from regctl.registry.access import Caller
 from regctl.registry.errors import InvalidInput
 from regctl.registry.lineage import Lineage
-from regctl.registry.search import ModelSearch, VersionSearch, search_models, search_versions
+from regctl.registry.requests import VersionQuery
+from regctl.registry.search import ModelSearch, search_models, search_versions
 from regctl.registry.settings import Settings
 from regctl.server.app import create_app
 from tests.conftest import direct_cli, write_model_dir
@@ -118,16 +119,16 @@ def test_archived_versions_do_not_make_their_model_match(catalog: Settings) -> N
 def test_versions_search_by_tag_spans_models_and_names_each_model(catalog: Settings, tmp_path: Path) -> None:
     client = LocalClient(catalog)
     _register(client, tmp_path / "again", "bert", "Text encoder for search", {"team": "vision"})
-    found = search_versions(catalog, ADMIN, VersionSearch({"team": "vision"}))
+    found = search_versions(catalog, ADMIN, VersionQuery(None, tags={"team": "vision"}))
     assert [(v.model, v.version) for v in found] == [("bert", 2), ("resnet", 1)]
-    assert search_versions(catalog, ADMIN, VersionSearch({"team": "vision%"})) == []
+    assert search_versions(catalog, ADMIN, VersionQuery(None, tags={"team": "vision%"})) == []
     limited = Caller("r", "reader", "res*")
-    assert [v.model for v in search_versions(catalog, limited, VersionSearch({"team": "vision"}))] == [
-        "resnet"
-    ]
-    assert len(search_versions(catalog, ADMIN, VersionSearch(limit=3))) == 3
+    assert [
+        v.model for v in search_versions(catalog, limited, VersionQuery(None, tags={"team": "vision"}))
+    ] == ["resnet"]
+    assert len(search_versions(catalog, ADMIN, VersionQuery(None, limit=3))) == 3
     with pytest.raises(InvalidInput):
-        search_versions(catalog, ADMIN, VersionSearch({"bad key!": "x"}))
+        search_versions(catalog, ADMIN, VersionQuery(None, tags={"bad key!": "x"}))
 
 
 def test_cli_models_list_search_and_versions_list_tag_across_models(catalog: Settings) -> None:

@@ -29,7 +29,7 @@ from regctl.registry.deliveries import (
 )
 from regctl.registry.entities import DeliveryInfo
 from regctl.registry.lookup import local_caller
-from regctl.registry.requests import RegisterRequest
+from regctl.registry.requests import RegisterRequest, WebhookRequest
 from regctl.registry.schema import WebhookDelivery, utcnow
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
@@ -107,13 +107,15 @@ def test_an_event_reaches_only_the_live_webhooks_that_want_it_for_that_model(
 ) -> None:
     register_version(settings, RegisterRequest("net"), model_dir)
     wanted = add_webhook(
-        settings, ADMIN, "http://127.0.0.1:9/a", ["alias.moved"], model_pattern="ne*"
+        settings, ADMIN, WebhookRequest("http://127.0.0.1:9/a", ["alias.moved"], model_pattern="ne*")
     ).webhook
-    other_event = add_webhook(settings, ADMIN, "http://127.0.0.1:9/b", ["version.ready"]).webhook
+    other_event = add_webhook(
+        settings, ADMIN, WebhookRequest("http://127.0.0.1:9/b", ["version.ready"])
+    ).webhook
     other_model = add_webhook(
-        settings, ADMIN, "http://127.0.0.1:9/c", ["alias.moved"], model_pattern="resnet"
+        settings, ADMIN, WebhookRequest("http://127.0.0.1:9/c", ["alias.moved"], model_pattern="resnet")
     )
-    removed = add_webhook(settings, ADMIN, "http://127.0.0.1:9/d", ["alias.moved"]).webhook
+    removed = add_webhook(settings, ADMIN, WebhookRequest("http://127.0.0.1:9/d", ["alias.moved"])).webhook
     remove_webhook(settings, ADMIN, removed.id)
 
     set_alias(settings, "net", "staging", 1)
@@ -136,7 +138,9 @@ def test_a_failed_job_and_a_ready_version_write_their_events_with_the_outcome(
     from regctl.registry.outcomes import record_failure, record_success, start_stage
 
     hook = add_webhook(
-        settings, ADMIN, "http://127.0.0.1:9/", ["version.ready", "version.failed", "job.failed"]
+        settings,
+        ADMIN,
+        WebhookRequest("http://127.0.0.1:9/", ["version.ready", "version.failed", "job.failed"]),
     )
     failing = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     claim_job(settings, failing.id, "host:1")
@@ -165,7 +169,9 @@ def test_a_job_that_exhausts_its_attempts_fails_with_job_failed_and_version_fail
 ) -> None:
     from regctl.registry.jobs import claim_job
 
-    hook = add_webhook(settings, ADMIN, "http://127.0.0.1:9/", ["job.failed", "version.failed"]).webhook
+    hook = add_webhook(
+        settings, ADMIN, WebhookRequest("http://127.0.0.1:9/", ["job.failed", "version.failed"])
+    ).webhook
     job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     for attempt in range(settings.max_attempts):
         assert claim_job(settings, job.id, f"host:{attempt}", owner_is_dead=lambda _: True).should_run
@@ -183,7 +189,7 @@ def test_a_delivery_is_claimed_by_one_sender_and_taken_over_once_its_lease_ran_o
     settings: Settings, model_dir: Path
 ) -> None:
     register_version(settings, RegisterRequest("net"), model_dir)
-    hook = add_webhook(settings, ADMIN, "http://127.0.0.1:9/", ["alias.moved"])
+    hook = add_webhook(settings, ADMIN, WebhookRequest("http://127.0.0.1:9/", ["alias.moved"]))
     set_alias(settings, "net", "staging", 1)
     [delivery] = list_deliveries(settings, hook.webhook.id)
 
@@ -251,7 +257,7 @@ def test_a_receiver_that_answers_500_twice_gets_the_delivery_on_the_third_attemp
 ) -> None:
     register_version(quick, RegisterRequest("net"), model_dir)
     with receiving(statuses=(500, 500, 200)) as receiver:
-        made = add_webhook(quick, ADMIN, receiver.url, ["alias.moved"])
+        made = add_webhook(quick, ADMIN, WebhookRequest(receiver.url, ["alias.moved"]))
         set_alias(quick, "net", "staging", 1)
 
         def third_answer() -> bool:
@@ -276,7 +282,7 @@ def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
     settings = sqlite_settings
     register_version(settings, RegisterRequest("net"), model_dir)
     with receiving() as target, receiving(statuses=(302,), location=target.url) as redirecting:
-        hook = add_webhook(settings, ADMIN, redirecting.url, ["alias.moved"]).webhook
+        hook = add_webhook(settings, ADMIN, WebhookRequest(redirecting.url, ["alias.moved"])).webhook
         set_alias(settings, "net", "staging", 1)
         [pending] = list_deliveries(settings, hook.id)
         after = deliver(settings, pending.id)
@@ -291,7 +297,7 @@ def test_a_delivery_still_failing_a_day_after_its_event_fails_for_good(
     settings = sqlite_settings
     register_version(settings, RegisterRequest("net"), model_dir)
     with receiving(statuses=(503,)) as receiver:
-        hook = add_webhook(settings, ADMIN, receiver.url, ["alias.moved"]).webhook
+        hook = add_webhook(settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"])).webhook
         set_alias(settings, "net", "staging", 1)
         [young] = list_deliveries(settings, hook.id)
         with session_scope(settings.database_url) as session:
@@ -359,7 +365,7 @@ def test_the_api_servers_runner_sends_retries_when_their_backoff_runs_out(
     settings = dataclasses.replace(sqlite_settings, webhook_retry_base=0.2)
     register_version(settings, RegisterRequest("net"), model_dir)
     with receiving(statuses=(500, 200)) as receiver:
-        hook = add_webhook(settings, ADMIN, receiver.url, ["alias.moved"]).webhook
+        hook = add_webhook(settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"])).webhook
         set_alias(settings, "net", "staging", 1)
         runner = ServerRunner(settings)
         runner.start()
@@ -426,7 +432,7 @@ def test_a_one_shot_cli_command_sends_its_delivery_before_it_exits(
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
     env = {k: v for k, v in env.items() if v != ""}
     with receiving() as receiver:
-        made = add_webhook(settings, ADMIN, receiver.url, ["alias.moved"])
+        made = add_webhook(settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"]))
         done = subprocess.run(
             [regctl, "alias", "set", "net@prod", "1"], env=env, cwd=tmp_path, capture_output=True, text=True
         )

@@ -18,7 +18,7 @@ import redis
 from regctl.registry.aliases import set_alias
 from regctl.registry.jobs import get_job, request_cancel
 from regctl.registry.lookup import local_caller
-from regctl.registry.requests import RegisterRequest
+from regctl.registry.requests import RegisterRequest, WebhookRequest
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version
 from regctl.registry.webhooks import add_webhook
@@ -88,7 +88,7 @@ def test_webhook_deliveries_go_to_the_webhooks_queue(
 ) -> None:
     settings = broker.settings
     register_version(settings, RegisterRequest("net"), model_dir)
-    add_webhook(settings, local_caller(), "https://hooks.example.com/regctl", ["alias.moved"])
+    add_webhook(settings, local_caller(), WebhookRequest("https://hooks.example.com/regctl", ["alias.moved"]))
     set_alias(settings, "net", "staging", 1)
     broker.send_webhooks()
     [(task, [delivery_id])] = messages(WEBHOOK_QUEUE)

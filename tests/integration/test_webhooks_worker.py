@@ -11,6 +11,7 @@ import pytest
 from regctl.registry.deliveries import list_deliveries
 from regctl.registry.entities import DeliveryInfo, JobInfo
 from regctl.registry.lookup import local_caller
+from regctl.registry.requests import WebhookRequest
 from regctl.registry.settings import Settings
 from regctl.webhook_signature import verify_signature
 from tests.conftest import write_model_dir
@@ -45,11 +46,13 @@ def test_a_worker_posts_version_ready_signed_and_a_slow_receiver_never_delays_th
     service.start_worker("cpu", concurrency=2)  # the webhooks queue comes with it
     model = linear_model(tmp_path / "linear")
     with receiving() as fast, receiving(delay=10) as slow:
-        quick = add_webhook(service.settings, ADMIN, fast.url, ["version.ready"], model_pattern="lin*")
+        quick = add_webhook(
+            service.settings, ADMIN, WebhookRequest(fast.url, ["version.ready"], model_pattern="lin*")
+        )
         service.register("linear", model)
         baseline = service.wait_version("linear:1").jobs[0]
         [first] = fast.received(1, timeout=30)
-        sleepy = add_webhook(service.settings, ADMIN, slow.url, ["version.ready"])
+        sleepy = add_webhook(service.settings, ADMIN, WebhookRequest(slow.url, ["version.ready"]))
         service.register("linear", model, new_version=True)
         version = service.wait_version("linear:2")
         second = fast.received(2, timeout=30)[1]
@@ -98,7 +101,7 @@ def test_a_lost_message_is_resent_by_the_reconciler_and_a_receiver_failing_twice
     settings = service.settings  # the retry base that matters is the worker's (0.2 s, below)
     service.register("net", write_model_dir(tmp_path / "net"), convert=False)
     with receiving(statuses=(500, 500, 200)) as receiver:
-        made = add_webhook(settings, ADMIN, receiver.url, ["alias.moved"])
+        made = add_webhook(settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"]))
         set_alias(settings, ADMIN, "net", "staging", 1)  # publishes the delivery; no worker runs yet
         assert service.queue_length("webhooks") == 1
         service.redis.flushdb()  # Redis restarted: the message is gone, the outbox row is not
