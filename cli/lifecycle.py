@@ -14,7 +14,7 @@ from regctl.cli.app import cli, client_of, settings_of
 from regctl.cli.render import echo, emit_json
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.requests import RegisterRequest
-from regctl.registry.spec import parse_formats
+from regctl.registry.formats import parse_formats
 from regctl.registry.text import human_size
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
