@@ -58,9 +58,6 @@ from regctl.retries import reconnecting
 T = TypeVar("T")
 
 
-CHUNK = 1 << 20
-
-
 @cache
 def _adapter(kind: Any):  # type: ignore[no-untyped-def]
     from pydantic import TypeAdapter
@@ -414,14 +411,15 @@ class Client(RegistryClient):
             with tempfile.TemporaryFile() as spool:
                 self._downloads.download(info.ref, "torchscript", spool, None)
                 spool.seek(0)
-                yield from read_chunks(spool, CHUNK)
+                yield from read_chunks(spool)
 
         return write_to_repo(info, chunks, repo, max_batch_size=max_batch_size, instance_kind=instance_kind)
 
 
 def _chunks(body: BinaryIO, progress: Progress | None = None, total: int = 0) -> Iterator[bytes]:
+    """The upload's body in chunks, telling `progress(sent, total)` after each."""
     sent = 0
-    while chunk := body.read(CHUNK):
+    for chunk in read_chunks(body):
         yield chunk
         sent += len(chunk)
         if progress is not None:
