@@ -73,9 +73,7 @@ def echo(message: Any, *, err: bool = False) -> None:
 
 def status_text(message: Any) -> Text:
     """Text for a rich live status (spinner): never parsed as markup, hidden characters escaped."""
-    from rich.text import Text
-
-    return Text(shown(message))
+    return _cell(message)
 
 
 def shown(value: Any, *, multiline: bool = True) -> str:
@@ -84,9 +82,7 @@ def shown(value: Any, *, multiline: bool = True) -> str:
 
 
 def _title(title: str | None) -> Text | None:
-    from rich.text import Text
-
-    return None if title is None else Text(shown(title))
+    return None if title is None else _cell(title)
 
 
 def _cell(value: Any) -> Text:

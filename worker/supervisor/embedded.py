@@ -81,20 +81,14 @@ class EmbeddedJob:
         try:
             self.process.wait(grace_s)
         except subprocess.TimeoutExpired:
-            # scratch here and below: 15–30 ms (measured after the dispatcher) that the CLI or server
-            # process holding an EmbeddedJob pays only when a job is stopped or killed.
-            from regctl.worker.supervisor.scratch import sweep_abandoned
-
             self._kill()
-            sweep_abandoned(self.settings.work_dir)
+            self._sweep()
 
     def stop(self, reason: str = "the process running it stopped") -> None:
         """Kill the child now and put its job back in the queue (or fail it past the attempt cap)."""
-        from regctl.worker.supervisor.scratch import sweep_abandoned  # see finish
-
         self._kill()
         requeue_stale(self.settings, self.job_id, reason)
-        sweep_abandoned(self.settings.work_dir)  # the killed child never ran its own cleanup
+        self._sweep()
 
     @property
     def running(self) -> bool:
@@ -114,10 +108,17 @@ class EmbeddedJob:
     def _fail(self, reason: str) -> None:
         # The pipeline (33–66 ms, measured) only in the child (see main) or when a job failed.
         from regctl.worker.supervisor.pipeline import fail_unless_finished
-        from regctl.worker.supervisor.scratch import sweep_abandoned  # see finish
 
         fail_unless_finished(self.settings, self.job_id, reason)
-        sweep_abandoned(self.settings.work_dir)  # the killed child never ran its own cleanup
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove the scratch a killed child never cleaned up (every abandoned folder in the work dir)."""
+        # Here: scratch costs 15–30 ms (measured after the dispatcher) that the CLI or server process
+        # holding an EmbeddedJob pays only when a job is stopped or killed.
+        from regctl.worker.supervisor.scratch import sweep_abandoned
+
+        sweep_abandoned(self.settings.work_dir)
 
 
 def _die_with_parent(parent: int) -> None:
