@@ -9,6 +9,7 @@ import click
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json, table
+from regctl.login import Login, check_url, config_path, forget_login, save_login
 from regctl.registry.access import ROLE_RANK
 from regctl.registry.requests import TokenRequest
 
@@ -108,8 +109,7 @@ def _detail(detail: dict | None) -> str | None:
 @click.pass_context
 def login(ctx: click.Context, url: str, token_stdin: bool) -> None:
     """Save a server URL and token (0600) so every command goes through that server."""
-    from regctl.login import Login, check_url, save_login
-    from regctl.remote import Client
+    from regctl.remote import Client  # httpx: 60–90 ms, paid only by the commands that talk to a server
 
     url = check_url(url)
     token = sys.stdin.readline() if token_stdin else click.prompt("token", hide_input=True)
@@ -123,8 +123,6 @@ def login(ctx: click.Context, url: str, token_stdin: bool) -> None:
 @cli.command()
 def logout() -> None:
     """Forget the saved server URL and token."""
-    from regctl.login import config_path, forget_login
-
     if forget_login():
         echo(f"removed {config_path()}")
     else:

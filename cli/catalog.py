@@ -6,6 +6,8 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.render import echo, emit_json, fields, table
+from regctl.registry.lineage import parse_tags
+from regctl.registry.refs import parse_ref
 from regctl.registry.requests import VersionQuery
 from regctl.registry.text import human_size
 
@@ -174,8 +176,6 @@ def versions_list(
 
     Without NAME, the newest versions of every model, named NAME:VERSION (`versions list --tag team=vision`).
     """
-    from regctl.registry.lineage import parse_tags
-
     query = VersionQuery(name, status=status, tags=parse_tags(tags), archived=archived, limit=limit)
     rows = client_of(ctx).versions(query)
     if as_json:
@@ -236,8 +236,6 @@ def alias_rm(ctx: click.Context, target: str) -> None:
 @click.pass_context
 def alias_history_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show every change to NAME's aliases: who moved what, when."""
-    from regctl.registry.refs import parse_ref
-
     events = client_of(ctx).alias_history(parse_ref(name).name)
     if as_json:
         emit_json([e.to_json() for e in events])

@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 
 from regctl.cli.app import cli, client_of, settings_of
-from regctl.cli.render import echo, emit_json
+from regctl.cli.follow import must_follow, start_and_follow, watch
+from regctl.cli.render import console, echo, emit_json
+from regctl.registry.formats import parse_formats
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.requests import RegisterRequest
-from regctl.registry.formats import parse_formats
 from regctl.registry.text import human_size
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
@@ -30,6 +31,7 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Create or upgrade the registry schema (run once per release on PostgreSQL; SQLite upgrades itself)."""
+    # The database layer and Alembic (SQLAlchemy: 150–300 ms) only for this command, never at the CLI's start.
     from regctl.registry.db import current_revision
     from regctl.registry.engines import redact
     from regctl.registry.migrate import upgrade
@@ -91,8 +93,6 @@ def register(
     "unchanged: identical to NAME:N" and exits 0 (--new-version registers one anyway). With --wait it
     follows that version's unfinished jobs, and exits with its outcome (0 ready, 1 failed).
     """
-    from regctl.cli.follow import start_and_follow
-
     request = RegisterRequest(
         name,
         method=method,
@@ -125,8 +125,6 @@ def _unchanged(client, info, *, wait: bool, convert: bool, as_json: bool) -> int
     Embedded, that runs a job an interrupted earlier register left queued (not with --no-convert,
     unless --wait). Returns the exit code: 0, or with --wait the version's outcome (1 when it failed).
     """
-    from regctl.cli.follow import must_follow, watch
-
     if not as_json:
         echo(f"unchanged: identical to {info.ref} ({info.status}){_unchanged_hint(info)}", err=wait)
     pending = [job for job in info.jobs if not job.finished]
@@ -249,9 +247,12 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from regctl.cli.render import console
+    from rich.progress import (  # ~18 ms, only when a bar is shown (cli/render.py: rich is lazy)
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TransferSpeedColumn,
+    )
 
     with Progress(
         BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console(stderr=True), transient=True

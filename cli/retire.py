@@ -7,6 +7,8 @@ import click
 from regctl.cli.app import cli, client_of
 from regctl.cli.catalog import json_option, versions
 from regctl.cli.render import echo, emit_json
+from regctl.registry.errors import InvalidInput
+from regctl.registry.lineage import parse_tags
 from regctl.registry.text import human_size
 
 
@@ -20,9 +22,6 @@ def versions_tag(
     ctx: click.Context, ref: str, pairs: tuple[str, ...], remove: tuple[str, ...], as_json: bool
 ) -> None:
     """Set (KEY=VALUE) and remove (--remove KEY) tags on the version REF points at."""
-    from regctl.registry.errors import InvalidInput
-    from regctl.registry.lineage import parse_tags
-
     if not pairs and not remove:
         raise InvalidInput("nothing to change; give KEY=VALUE pairs to set and/or --remove KEY")
     tags = client_of(ctx).tag(ref, parse_tags(pairs), remove)

@@ -13,7 +13,7 @@ from regctl.registry.settings import Settings
 
 def checked_protections(settings: Settings) -> dict:
     """Probe the sandbox; in strict mode, refuse (exit 2) when any protection is missing."""
-    from regctl.worker.supervisor.probe import probe  # ~60 ms (the supervisor): not at the CLI's start
+    from regctl.worker.supervisor.probe import probe  # 30–46 ms (the supervisor): not at the CLI's start
 
     protections = probe(settings)
     missing = protections.get("missing") or []

@@ -38,6 +38,7 @@ def serve(
     Clients need a URL and a token ('regctl tokens create'), never the database or store credentials.
     Without a broker, the server runs queued jobs itself, in sandboxed child processes.
     """
+    # The server, uvicorn and the database layer (700–900 ms together) load for `serve` alone.
     import uvicorn
 
     from regctl.registry.db import ensure_schema

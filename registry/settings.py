@@ -205,8 +205,9 @@ def _number(env: Mapping[str, str], key: str, default: int | float, minimum: int
     raw = env.get(key)
     if raw is None or raw.strip() == "":
         return default
-    # Here, not at the top: pydantic adds ~100 ms to every CLI start (measured with -X importtime),
-    # and only a numeric variable that is set needs it.
+    # Here, not at the top: pydantic costs 40–60 ms (measured with -X importtime) to every process
+    # reading settings, the Python client's `import regctl` included, and only a numeric variable
+    # that is set needs it.
     from pydantic import Field, TypeAdapter, ValidationError
 
     if isinstance(default, int):

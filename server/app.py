@@ -13,12 +13,14 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import anyio.to_thread
 import fastapi_offline
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from regctl.registry.db import ensure_schema
 from regctl.registry.settings import Settings
 from regctl.server import (
     admin_api,
@@ -79,10 +81,6 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import anyio.to_thread
-
-        from regctl.registry.db import ensure_schema
-
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         ensure_schema(settings.database_url)
         hub = app.state.hub = JobHub(settings)

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.access import Caller
+from regctl.registry.store import open_store
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_response, error_responses
 from regctl.server.ranges import Unsatisfiable, byte_range, etag_matches
@@ -60,8 +61,6 @@ def download(
     The first download of a blob is checked as it streams (a mismatch cuts it short); the server then
     remembers the check for a while (server/verified.py).
     """
-    from regctl.registry.store import open_store
-
     settings = settings_of(request)
     version_ref, artifact = artifacts.find_artifact(settings, caller, ref, kind)
     etag = f'"{artifact.sha256}"'

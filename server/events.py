@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.entities import JobInfo
+from regctl.registry.jobs import following_job, jobs_by_id
 from regctl.registry.settings import Settings
 
 log = logging.getLogger("regctl.events")
@@ -46,8 +47,6 @@ class JobHub:
 
     async def stream(self, job: JobInfo, disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
         """The event stream of a job chain, until it ends or the client goes away."""
-        from regctl.registry.jobs import following_job
-
         current: JobInfo | None = job
         while current is not None:
             last = current
@@ -92,8 +91,6 @@ class JobHub:
                     del self._watchers[job.id]
 
     async def _run(self) -> None:
-        from regctl.registry.jobs import jobs_by_id
-
         while True:
             if not self._watchers:
                 await self._wake.wait()

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
@@ -101,8 +102,6 @@ def retry(request: Request, job_id: JobId, caller: CallerDep) -> JobInfo:
 )
 async def events(request: Request, job_id: JobId, caller: CallerDep) -> StreamingResponse:
     """Follow a job and the job its success created, as server-sent events."""
-    from starlette.concurrency import run_in_threadpool
-
     settings = settings_of(request)
     job = await run_in_threadpool(jobs.show_job, settings, caller, job_id)
     hub = request.app.state.hub

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from regctl.registry.settings import Settings
+from regctl.registry.stats import registry_stats
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -28,8 +29,6 @@ class RegistryCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The job metrics, fresh from the database."""
-        from regctl.registry.stats import registry_stats
-
         stats = registry_stats(self.settings)
         jobs = GaugeMetricFamily("regctl_jobs", "Jobs by kind and state", labels=["kind", "state"])
         for (kind, state), count in sorted(stats.jobs.items()):

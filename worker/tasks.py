@@ -15,12 +15,22 @@ from types import FrameType
 
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
+from billiard.process import current_process
 from celery import Task, shared_task
 from celery.signals import worker_process_init
 from celery.worker.request import Request
 
+from regctl.registry.db import dispose_engines
+from regctl.registry.jobs import note_attempt_error
+from regctl.registry.schema import utcnow
 from regctl.registry.settings import Settings
+from regctl.worker.dispatch.publishing import publish, publish_due_deliveries
 from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RECONCILE_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
+from regctl.worker.reconciler import reconcile
+from regctl.worker.runtime import init_child
+from regctl.worker.supervisor.pipeline import fail_unless_finished, run_job
+from regctl.worker.supervisor.scratch import sweep_abandoned
+from regctl.worker.webhook_sender import deliver
 
 # A retry due within this many seconds is scheduled with a countdown; later ones are left to the
 # reconciler, since Redis hands a message held past its visibility timeout to a second worker.
@@ -41,9 +51,6 @@ class JobRequest(Request):
         """The hard limit fails the job (the child is killed and the message acknowledged)."""
         super().on_timeout(soft, timeout)
         if not soft:
-            from regctl.worker.supervisor.pipeline import fail_unless_finished
-            from regctl.worker.supervisor.scratch import sweep_abandoned
-
             fail_unless_finished(
                 settings(),
                 self.args[0],
@@ -57,9 +64,6 @@ class JobRequest(Request):
         """A lost child is noted on the job before the message goes back to the queue for another attempt."""
         how = _how_the_child_ended(exc_info.exception)
         if how is not None and self.args:
-            from regctl.registry.jobs import note_attempt_error
-            from regctl.worker.supervisor.scratch import sweep_abandoned
-
             note_attempt_error(settings(), self.args[0], f"the worker process died with {how}")
             sweep_abandoned(settings().work_dir)
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
@@ -100,9 +104,6 @@ def _raise_soft_limit(signum: int, frame: FrameType | None) -> None:
 @shared_task(name=RUN_JOB_TASK, base=JobTask, ignore_result=True)
 def run_job_task(job_id: int) -> None:
     """Run job `job_id`, then publish its follow-ups; a repeated delivery of a done or live job is a no-op."""
-    from regctl.worker.dispatch.publishing import publish
-    from regctl.worker.supervisor.pipeline import fail_unless_finished, run_job
-
     config = settings()
     # The pool signals the soft time limit with SIGUSR1 (billiard installs its handler after our
     # child init, so it is replaced here, for this task only).
@@ -127,8 +128,6 @@ def run_job_task(job_id: int) -> None:
 
 def _publish_webhooks(config: Settings) -> None:
     """Hand the deliveries the job's outcome added to the webhooks queue; the reconciler is the backstop."""
-    from regctl.worker.dispatch.publishing import publish_due_deliveries
-
     try:
         publish_due_deliveries(config)
     except Exception:
@@ -144,14 +143,10 @@ def _publish_webhooks(config: Settings) -> None:
 )
 def deliver_webhook_task(delivery_id: int) -> None:
     """One attempt at a webhook delivery; a failed one that is due again soon is scheduled right away."""
-    from regctl.worker.webhook_sender import deliver
-
     config = settings()
     after = deliver(config, delivery_id)
     if after is None or after.state != "pending" or after.next_attempt_at is None:
         return
-    from regctl.registry.schema import utcnow
-
     wait = max(0.0, (after.next_attempt_at - utcnow()).total_seconds())
     if wait <= SHORT_RETRY_S:
         deliver_webhook_task.apply_async(args=[delivery_id], countdown=wait, queue=WEBHOOK_QUEUE)
@@ -160,17 +155,10 @@ def deliver_webhook_task(delivery_id: int) -> None:
 @shared_task(name=RECONCILE_TASK, ignore_result=True)
 def reconcile_task() -> dict[str, list[int]]:
     """One reconciler pass (scheduled by `regctl beat`)."""
-    from regctl.worker.reconciler import reconcile
-
     return reconcile(settings()).to_json()
 
 
 @worker_process_init.connect
 def _init_child(**_: object) -> None:
-    from billiard.process import current_process
-
-    from regctl.registry.db import dispose_engines
-    from regctl.worker.runtime import init_child
-
     dispose_engines(close=False)  # connections inherited from the parent belong to it
     init_child(getattr(current_process(), "index", 0) or 0, settings().worker_gpus)

@@ -291,6 +291,8 @@ def export_triton(
     instance_kind: str = "cpu",
 ) -> TritonExport:
     """Add the version `ref` points at to the Triton model repository `repo` (module docstring)."""
+    # Here: registry.versions brings SQLAlchemy (~250 ms, measured), which the remote client's
+    # write_to_repo (regctl/remote.py) must not load.
     from regctl.registry.versions import get_version
 
     store = open_store(settings.artifact_store)

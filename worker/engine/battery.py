@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
 from regctl.worker.engine.devices import ModelLoadError
@@ -141,7 +142,6 @@ def recorded_cases(spec: ModelSpec, path: Path) -> list[BatteryCase]:
     name = spec.validation.inputs
     if not path.is_file():
         raise ModelLoadError(f"recorded inputs file {name!r} not found in the model directory")
-    from safetensors.torch import load_file
 
     try:
         stored = load_file(str(path), device="cpu")

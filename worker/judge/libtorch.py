@@ -55,6 +55,7 @@ from typing import Any
 
 import torch
 from torch.jit import _pickle as jit_pickle
+from torch.utils._pytree import tree_leaves
 
 from regctl.worker.contract import empty_section
 from regctl.worker.engine.battery import BatteryCase
@@ -303,8 +304,6 @@ class _Failed:
 
 def tensor_leaves(value: Any) -> list[torch.Tensor]:
     """The tensors of a (nested) output in pytree order: what an AOTInductor package returns, flat."""
-    from torch.utils._pytree import tree_leaves
-
     return [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
 
 

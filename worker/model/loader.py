@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from regctl.registry.spec import ModelSpec
@@ -320,8 +321,6 @@ def _is_installed_file(file: str) -> bool:
 def _read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state: Any = load_file(str(path), device="cpu")
         else:
             state = _torch_load(path)

@@ -186,7 +186,9 @@ def _role(
     os.chdir(out)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    from regctl.worker.sandbox.roles import run_role  # preloaded by the zygote; bound in the role
+    # Here, not at the top: the supervisor imports this module (probe.py, supervisor.py), and the
+    # roles import torch when they run. Preloaded by the zygote; bound in the role.
+    from regctl.worker.sandbox.roles import run_role
 
     os.read(go_r, 1)  # until the init's waiter is not dumpable again (end of file; or the init died)
     os.close(go_r)

@@ -16,6 +16,7 @@ init dumpable (it could open /proc/1/fd, the status pipe among them).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -26,8 +27,6 @@ PR_SET_DUMPABLE = 4
 
 def not_dumpable() -> None:
     """PR_SET_DUMPABLE(0) through libc (this file may not import regctl): undo what execve() did."""
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl PR_SET_DUMPABLE")

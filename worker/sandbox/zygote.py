@@ -17,39 +17,47 @@ one JSON message per packet:
 The zygote dies with its supervisor (parent-death signal, and end of file on the socket). When a
 role whose plan has `own_uid` ends, the zygote (root, the role's ancestor) kills every process of
 that uid: whatever the role started and hid from its process group and PID namespace.
+
+torch and everything that imports it (the engine, the judge, the model side, libtorch.py's runner)
+are imported inside the functions, never at the top: `main` imports them only once the zygote dies
+with its supervisor, because they take 2–3 s (torch alone ~1.8 s, measured) and a zygote whose
+supervisor died meanwhile must be killed at once, not left to finish them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import select
 import signal
 import socket
 import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
+import regctl.worker.sandbox.roles  # noqa: F401  (no torch; preloaded so a role never imports it)
+from regctl.worker.sandbox import linux
+from regctl.worker.sandbox.launch import launch
+from regctl.worker.sandbox.plan import SandboxPlan
 from regctl.worker.sandbox.protocol import CONTROL_FD_ENV, MAX_MESSAGE, PARENT_ENV
 from regctl.worker.sandbox.uids import sweep
 
 
 def main() -> None:
     """Import the engine, say ready, then serve requests until the supervisor goes away."""
-    from regctl.worker.sandbox import linux
-
     linux.die_with_parent(signal.SIGKILL)
     if os.getppid() != int(os.environ.get(PARENT_ENV, "0")):
         sys.exit(0)  # the supervisor died before we could ask to die with it
     sock = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
-    import torch  # noqa: F401  (the point of the zygote: pay this once)
+    import torch  # noqa: F401  (the point of the zygote: pay this once; lazy: module docstring)
 
     import regctl.worker.judge.aoti
     import regctl.worker.judge.judge
     import regctl.worker.judge.validation
-    import regctl.worker.model.model_side
-    import regctl.worker.sandbox.launch
-    import regctl.worker.sandbox.roles  # noqa: F401
+    import regctl.worker.model.model_side  # noqa: F401
 
     warm_up()
     _send(sock, {"ready": os.getpid()})
@@ -63,10 +71,7 @@ def warm_up() -> None:
     its own builtins on first script, trace and freeze. Done with one thread, so no OpenMP team
     exists yet when the zygote forks; each role sets its own thread count.
     """
-    import io
-    import warnings
-
-    import torch
+    import torch  # lazy: module docstring
 
     torch.set_num_threads(1)
     module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
@@ -125,9 +130,6 @@ class Zygote:
         return True
 
     def _run(self, message: dict[str, Any], progress_fd: int) -> None:
-        from regctl.worker.sandbox.launch import launch
-        from regctl.worker.sandbox.plan import SandboxPlan
-
         plan = SandboxPlan.from_json(message["plan"])
         pid = os.fork()
         if pid == 0:
@@ -170,9 +172,7 @@ def _kill_group(pid: int) -> None:
 
 
 def _runner(message: dict[str, Any]) -> dict[str, Any]:
-    from pathlib import Path
-
-    from regctl.worker.judge.libtorch import RunnerUnavailable, build_runner
+    from regctl.worker.judge.libtorch import RunnerUnavailable, build_runner  # torch: module docstring
 
     if not message.get("enabled", True):
         return {"runner": None, "skip": message.get("skip") or "disabled"}
