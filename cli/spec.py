@@ -9,7 +9,6 @@ import click
 
 from regctl.cli.app import cli
 from regctl.cli.render import echo
-from regctl.registry.spec import json_schema
 
 
 @cli.group(name="spec")
@@ -32,6 +31,8 @@ def schema(output: Path | None) -> None:
     then start regctl.toml with the line:  #:schema ./regctl.schema.json
     """
     # Here, not at the top: the spec's pydantic models add ~100 ms to every CLI start (-X importtime).
+    from regctl.registry.spec import json_schema
+
     text = json.dumps(json_schema(), indent=2) + "\n"
     if output is None:
         click.echo(text, nl=False)
