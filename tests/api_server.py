@@ -16,6 +16,7 @@ import httpx
 
 REGCTL = str(Path(sys.executable).with_name("regctl"))
 READY_S = 30.0
+PORT_TRIES = 5
 
 
 def free_port() -> int:
@@ -35,21 +36,36 @@ class ApiServer:
 
     @classmethod
     def start(cls, env: dict[str, str], workdir: Path) -> ApiServer:
-        """Start the server with exactly `env` and wait until /api/v1/health answers."""
-        port = free_port()
-        log = workdir / f"serve-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [REGCTL, "serve", "--port", str(port)],
-                env=env,
-                cwd=workdir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = cls(process, f"http://127.0.0.1:{port}", log)
-        server.wait_healthy()
-        return server
+        """Start the server with exactly `env` and wait until /api/v1/health answers.
+
+        A free port can be taken by another process before the server binds it (test runs side by
+        side on one machine); then the health check would be answered by that other server. The
+        server counts as started only once its own process holds the listening socket; otherwise it
+        is started again on another port.
+        """
+        for _ in range(PORT_TRIES):
+            port = free_port()
+            log = workdir / f"serve-{port}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [REGCTL, "serve", "--port", str(port)],
+                    env=env,
+                    cwd=workdir,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            server = cls(process, f"http://127.0.0.1:{port}", log)
+            try:
+                server.wait_healthy()
+            except AssertionError:
+                if process.poll() is None or b"address already in use" not in log.read_bytes().lower():
+                    raise
+                continue  # another process took the port first
+            if _listens_on(process.pid, port):
+                return server
+            server.stop()
+        raise AssertionError(f"regctl serve found no free port in {PORT_TRIES} tries")
 
     def wait_healthy(self) -> None:
         """Poll the health endpoint until it answers 200, or fail with the server's log."""
@@ -82,3 +98,21 @@ class ApiServer:
             return self.log.read_text(errors="replace")[-20_000:]
         except FileNotFoundError:
             return "(no log)"
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """True when process `pid` holds the socket listening on 127.0.0.1:`port` (Linux's /proc)."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    listening.add(f"socket:[{inode}]")
+    if not Path("/proc/net/tcp").exists():
+        return True  # no /proc to ask: trust the health check
+    fds = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        return any(os.readlink(fd) in listening for fd in fds.iterdir())
+    return False
