@@ -135,6 +135,18 @@ def test_a_malformed_coverage_file_is_a_warning(tmp_path: Path, written: str) ->
     assert section["decisions"] == []
 
 
+def test_a_file_outside_the_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = write_model(tmp_path / "m", "x = 1\n")
+    record = {
+        "decisions": [{"file": "other.py", "line": 1, "source": "", "kind": "item", "inputs": []}],
+        "decisions_dropped": 0,
+    }
+    (tmp_path / "coverage.json").write_text(json.dumps(record))
+    assert coverage_section(tmp_path, 10)["recorded"] is True
+    refused = coverage_section(tmp_path, 10, bundle)
+    assert refused["recorded"] is False and "'other.py' is not a file of the bundle" in refused["warning"]
+
+
 def test_a_hostile_reference_side_gets_a_warning_and_the_same_verdict(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

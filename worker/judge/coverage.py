@@ -86,12 +86,15 @@ def empty_coverage(warning: str | None = "not recorded") -> dict[str, Any]:
     }
 
 
-def coverage_section(reference_dir: Path, battery_size: int) -> dict[str, Any]:
-    """The `coverage` report section from the reference runner's coverage.json (module docstring)."""
+def coverage_section(reference_dir: Path, battery_size: int, model_dir: Path | None = None) -> dict[str, Any]:
+    """The `coverage` report section from the reference runner's coverage.json (module docstring).
+
+    With `model_dir`, every file named must also be a file of the bundle there.
+    """
     try:
         raw = read_json(Path(reference_dir) / COVERAGE_FILE, MAX_COVERAGE_BYTES)
         record = _Coverage.model_validate(raw)
-        _check(record, battery_size)
+        _check(record, battery_size, model_dir)
     except ExchangeError as exc:
         return empty_coverage(f"coverage not recorded: {exc}")
     except ValidationError as exc:
@@ -102,18 +105,23 @@ def coverage_section(reference_dir: Path, battery_size: int) -> dict[str, Any]:
         )
     except ValueError as exc:
         return empty_coverage(f"the reference runner wrote an invalid {COVERAGE_FILE} ({exc})")
+    except Exception as exc:  # the section is advisory: nothing in it may stop the verdict
+        return empty_coverage(f"{COVERAGE_FILE} could not be read ({type(exc).__name__})")
     return _summary(record)
 
 
-def _check(record: _Coverage, battery_size: int) -> None:
-    # what pydantic cannot say: indexes within this battery, names inside the bundle
+def _check(record: _Coverage, battery_size: int, model_dir: Path | None) -> None:
+    # what pydantic cannot say: indexes within this battery, names of the bundle's files
+    names = [d.file for d in record.decisions] + list(record.files or {})
+    for name in set(names):
+        _bundle_name(name)
+        if model_dir is not None and not (Path(model_dir) / name).is_file():
+            raise ValueError(f"{name[:100]!r} is not a file of the bundle")
     for d in record.decisions:
-        _bundle_name(d.file)
         for taken in d.inputs:
             if taken.input >= battery_size:
                 raise ValueError(f"input {taken.input} of {d.file}:{d.line} is outside the battery")
     for name, f in (record.files or {}).items():
-        _bundle_name(name)
         for key in f.lines_by_input:
             if not key.isdigit() or int(key) >= battery_size:
                 raise ValueError(f"input {key[:20]!r} of {name} is outside the battery")

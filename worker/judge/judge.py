@@ -238,7 +238,9 @@ class _Conversion:
                 )
                 side_into(self.report, ran)
                 if ran.error is None:
-                    self.report["coverage"] = coverage_section(self.sources.reference_dir, len(battery))
+                    self.report["coverage"] = coverage_section(
+                        self.sources.reference_dir, len(battery), self.sources.model_dir
+                    )
                 side = built.model_copy(
                     update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
                 )
