@@ -124,6 +124,20 @@ def test_a_branch_taken_both_ways_shows_both_values_and_the_inputs(tmp_path: Pat
                 "decisions_dropped": 0,
             }
         ),
+        json.dumps(
+            {
+                "decisions": [
+                    {
+                        "file": "model.py",
+                        "line": 1,
+                        "source": "",
+                        "kind": "item",
+                        "inputs": [{"input": 1, "values": [1]}] * 2,
+                    }
+                ],
+                "decisions_dropped": 0,
+            }
+        ),
         "[" * 100_000,
         " " * (9 * 1024 * 1024),
     ],

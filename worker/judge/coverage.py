@@ -31,6 +31,7 @@ from regctl.worker.engine.exchange import ExchangeError, read_json
 MAX_COVERAGE_BYTES = 8 * 1024 * 1024
 MAX_LINE = 10_000_000
 MAX_NEVER_RUN = 200  # listed per file in the report
+MAX_FILES = 200
 Line = Annotated[int, Field(strict=True, ge=-MAX_LINE, le=MAX_LINE)]
 Value = StrictBool | StrictInt | StrictFloat | None
 
@@ -117,10 +118,14 @@ def _check(record: _Coverage, battery_size: int, model_dir: Path | None) -> None
         _bundle_name(name)
         if model_dir is not None and not (Path(model_dir) / name).is_file():
             raise ValueError(f"{name[:100]!r} is not a file of the bundle")
+    if len(record.files or {}) > MAX_FILES:
+        raise ValueError(f"more than {MAX_FILES} files")
     for d in record.decisions:
-        for taken in d.inputs:
-            if taken.input >= battery_size:
-                raise ValueError(f"input {taken.input} of {d.file}:{d.line} is outside the battery")
+        indexes = [taken.input for taken in d.inputs]
+        if len(set(indexes)) != len(indexes):
+            raise ValueError(f"{d.file[:100]}:{d.line} lists an input twice")
+        if indexes and max(indexes) >= battery_size:
+            raise ValueError(f"input {max(indexes)} of {d.file[:100]}:{d.line} is outside the battery")
     for name, f in (record.files or {}).items():
         for key in f.lines_by_input:
             if not key.isdigit() or int(key) >= battery_size:
