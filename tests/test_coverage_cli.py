@@ -40,4 +40,7 @@ def test_versions_show_prints_the_coverage_line_recorded_in_the_sandbox(
     assert (point["file"], point["line"], point["one_way"]) == ("model.py", 11, False)
     text = runner.invoke(cli, ["versions", "show", "cond:1"], env=env).stdout
     line = next(line for line in text.splitlines() if "coverage" in line)
-    assert "1 of 1 decisions taken both ways" in line and f"{section['lines_run']}/{section['lines']} lines" in line
+    assert (
+        "1 of 1 decisions taken both ways" in line
+        and f"{section['lines_run']}/{section['lines']} lines" in line
+    )
