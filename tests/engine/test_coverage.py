@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from regctl.cli.catalog import _coverage_line
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec
@@ -174,6 +175,17 @@ def test_a_hostile_reference_side_gets_a_warning_and_the_same_verdict(
     assert hostile.report["coverage"]["recorded"] is False
     assert "invalid coverage.json" in hostile.report["coverage"]["warning"]
     assert _coverage_line(hostile.report).startswith("not recorded (the reference runner wrote an invalid")
+
+
+def test_the_tensor_methods_are_torchs_own_again_after_recording(tmp_path: Path) -> None:
+    from regctl.worker.engine.capture import ModelFrames
+
+    before = {name: torch.Tensor.__dict__.get(name) for name in recorder.CONVERSIONS}
+    record = recorder.CoverageRecord(ModelFrames(tmp_path))
+    with record.recording():
+        assert bool(torch.tensor(1.0)) and torch.tensor([2]).tolist() == [2]
+    assert {name: torch.Tensor.__dict__.get(name) for name in recorder.CONVERSIONS} == before
+    assert record.points == {}  # the conversions above ran outside the model's files
 
 
 def test_the_cli_line_is_safe_and_bounded() -> None:

@@ -55,15 +55,19 @@ class CoverageRecord:
     @contextmanager
     def recording(self) -> Iterator[CoverageRecord]:
         """Patch the conversions and start coverage for the duration of the block."""
-        saved = {name: getattr(torch.Tensor, name) for name in CONVERSIONS}
-        for name, original in saved.items():
-            setattr(torch.Tensor, name, self._patched(name, original))
+        # most of these are inherited from torch._C.TensorBase: afterwards they are inherited again
+        own = {name: torch.Tensor.__dict__.get(name) for name in CONVERSIONS}
+        for name in CONVERSIONS:
+            setattr(torch.Tensor, name, self._patched(name, getattr(torch.Tensor, name)))
         self._start_coverage()
         try:
             yield self
         finally:
-            for name, original in saved.items():
-                setattr(torch.Tensor, name, original)
+            for name, original in own.items():
+                if original is None:
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, original)
             self._stop_coverage()
 
     def input(self, index: int) -> None:
