@@ -9,7 +9,7 @@ from regctl.cli.render import echo, emit_json, fields, table
 from regctl.registry.lineage import parse_tags
 from regctl.registry.refs import parse_ref
 from regctl.registry.requests import VersionQuery
-from regctl.registry.text import human_size
+from regctl.registry.text import human_size, visible
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
@@ -111,6 +111,7 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
             ("weights sha256", info.weights_sha256),
             *[(key, value) for key, value in summary.items() if not isinstance(value, dict | list)],
             ("warnings", _warnings_line(summary.get("report"))),
+            ("coverage", _coverage_line(summary.get("report"))),
         ],
     )
     table(
@@ -149,6 +150,29 @@ def _warnings_line(report: object) -> str | None:
     dropped = report.get("warnings_dropped")
     more = f", {dropped} more not kept" if isinstance(dropped, int) and dropped > 0 else ""
     return f"{len(listed)} distinct ({raised} raised){more}" if listed or more else None
+
+
+def _coverage_line(report: object) -> str | None:
+    """'3/4 lines; 0 of 1 decisions taken both ways; model.py:11 one way only'; None without a section.
+
+    The file names and reasons come from the model side: shown through visible(), never raw.
+    """
+    section = report.get("coverage") if isinstance(report, dict) else None
+    if not isinstance(section, dict):
+        return None
+    if section.get("recorded") is not True:
+        return visible(f"not recorded ({section.get('warning')})", multiline=False)
+    parts = []
+    if isinstance(section.get("lines_run"), int) and isinstance(section.get("lines"), int):
+        parts.append(f"{section['lines_run']}/{section['lines']} lines")
+    decisions = [d for d in section.get("decisions") or [] if isinstance(d, dict)]
+    both = sum(1 for d in decisions if d.get("one_way") is False)
+    parts.append(f"{both} of {len(decisions)} decisions taken both ways")
+    one_way = [f"{d.get('file')}:{d.get('line')}" for d in decisions if d.get("one_way") is True]
+    if one_way:
+        more = f" (+{len(one_way) - 3} more)" if len(one_way) > 3 else ""
+        parts.append(f"{', '.join(one_way[:3])}{more} one way only")
+    return visible("; ".join(parts), multiline=False)
 
 
 @versions.command("list")

@@ -14,6 +14,7 @@ from typing import Any
 BUILDER_FILE = "builder.json"  # the candidate builder's ModelSide
 REFERENCE_FILE = "reference.pt"  # the reference runner's eager outputs
 REFERENCE_SIDE_FILE = "reference.json"  # the reference runner's ModelSide
+COVERAGE_FILE = "coverage.json"  # the reference runner's coverage and decision points (recorder.py)
 EXPORTED_FILE = "model.pt2"  # the candidate builder's exported program
 
 # The judge's verdict, and the log every role writes beside its outputs (never sealed).

@@ -98,6 +98,20 @@ def write_side(path: Path, side: ModelSide) -> None:
     path.write_text(side.model_dump_json())
 
 
+def write_json(path: Path, value: Any) -> None:
+    """Write plain data as strict JSON (a role's other JSON files: coverage.json)."""
+    path.write_text(json.dumps(value, allow_nan=False))
+
+
+def read_json(path: Path, limit: int) -> Any:
+    """Read a JSON file of at most `limit` bytes; ExchangeError when missing, too large or not JSON."""
+    data = _read_capped(path, limit)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
+        raise ExchangeError(f"{path.name} is not JSON: {str(exc)[:200]}") from None
+
+
 def read_side(path: Path) -> ModelSide:
     """Read and validate one role's ModelSide JSON; ExchangeError says what is wrong with it."""
     data = _read_capped(path, MAX_JSON_BYTES)

@@ -67,6 +67,7 @@ from regctl.worker.engine.exchange import (
 )
 from regctl.worker.engine.latency import Latency, measure
 from regctl.worker.engine.outputs import describe_outputs
+from regctl.worker.judge.coverage import coverage_section
 from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
 from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
 from regctl.worker.judge.libtorch import failure as libtorch_failure
@@ -236,6 +237,10 @@ class _Conversion:
                     self.progress,
                 )
                 side_into(self.report, ran)
+                if ran.error is None:
+                    self.report["coverage"] = coverage_section(
+                        self.sources.reference_dir, len(battery), self.sources.model_dir
+                    )
                 side = built.model_copy(
                     update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
                 )

@@ -29,6 +29,8 @@ Shape of a conversion report (keys are always present; values may be None):
                     most bounds.MAX_WARNINGS entries {category, message, file, line, count}, messages
                     clipped to bounds.MAX_WARNING_CHARS
     warnings_dropped how many raised warnings neither list kept (beyond the caps; 0 when none)
+    coverage        what the battery exercised in the model's files, the reference runner's word
+                    (coverage.py in this folder): lines run, decision points and the values they took
     versions        {"torch", "python"}
     sandbox         added by the supervisor: {"model": ..., "judge": ...}, each the protections its
                     process ran under (worker/sandbox/confine.py: mode, namespaces, network,
@@ -53,6 +55,7 @@ from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import empty_section
 from regctl.worker.engine.bounds import bounded_warnings
 from regctl.worker.engine.capture import warning_dict
+from regctl.worker.judge.coverage import empty_coverage
 from regctl.worker.judge.evaluate import CandidateCheck
 
 TIMING_KEYS = (
@@ -87,6 +90,7 @@ def new_report(spec: ModelSpec, requested: str) -> dict[str, Any]:
         "torch_warnings": [],
         "model_warnings": [],
         "warnings_dropped": 0,
+        "coverage": empty_coverage(),
         "versions": versions(),
         "timings": dict.fromkeys(TIMING_KEYS, 0.0),
     }

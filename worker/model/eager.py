@@ -11,6 +11,7 @@ import torch
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.calls import Progress, call, detached, tick
 from regctl.worker.engine.capture import ModelFrames, describe_exception
+from regctl.worker.model.recorder import CoverageRecord
 
 
 class EagerFailure(Exception):
@@ -27,11 +28,17 @@ def eager_reference(
     device: torch.device,
     frames: ModelFrames,
     progress: Progress,
+    record: CoverageRecord | None = None,
 ) -> list[Any]:
-    """The eager output of every case; raises EagerFailure naming the case if the model raises."""
+    """The eager output of every case; raises EagerFailure naming the case if the model raises.
+
+    With `record` (active: `record.recording()`), what runs is attributed to each case's index.
+    """
     outputs, started = [], time.monotonic()
     for i, case in enumerate(battery):
         tick(progress, "eager reference", i, len(battery), started)
+        if record is not None:
+            record.input(i)
         try:
             out = call(eager, case, device)
         except Exception as exc:

@@ -36,6 +36,7 @@ import torch
 from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import (
     BUILDER_FILE,
+    COVERAGE_FILE,
     EXPORTED_FILE,
     REFERENCE_FILE,
     REFERENCE_SIDE_FILE,
@@ -53,12 +54,14 @@ from regctl.worker.engine.exchange import (
     UnsupportedOutput,
     WarningEntry,
     save_reference,
+    write_json,
     write_side,
 )
 from regctl.worker.engine.latency import measure
 from regctl.worker.model.eager import EagerFailure, eager_reference
 from regctl.worker.model.export import export_program
 from regctl.worker.model.loader import ENGINE_LOCK, LoadedModel, loaded_model
+from regctl.worker.model.recorder import CoverageRecord
 from regctl.worker.model.script import script_model
 from regctl.worker.model.trace import trace_model
 
@@ -167,10 +170,13 @@ class _ModelRun:
             self.progress("building battery")
             battery = build_battery(self.spec, self.model.model_dir, seed=seed)
             self.side.battery_size = len(battery)
-            reference = eager_reference(
-                self.model.eager, battery, self.model.device, self.model.frames, self.progress
-            )
+            record = CoverageRecord(self.model.frames)
+            with record.recording():
+                reference = eager_reference(
+                    self.model.eager, battery, self.model.device, self.model.frames, self.progress, record
+                )
             save_reference(reference, self.out_dir / REFERENCE_FILE)
+            write_json(self.out_dir / COVERAGE_FILE, record.as_json())
         del reference
         self.progress("measuring latency")
         with timed(self.side.timings, "latency_s"):
