@@ -1,4 +1,4 @@
-"""The upload caps of the server a remote client talks to, asked once per client.
+"""The upload caps of the server a remote client talks to (the client asks once and keeps them).
 
 The caps are the server's (its REGCTL_MAX_BUNDLE_BYTES and REGCTL_MAX_WEIGHTS_BYTES), not this
 machine's: a client refuses an upload the server would refuse, before it sends a byte.
@@ -6,7 +6,6 @@ machine's: a client refuses an upload the server would refuse, before it sends a
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,17 +26,11 @@ class ServerLimits:
 
 # The class defaults, for a server from before /limits: it still checks the upload itself.
 _OLDER_SERVER = ServerLimits(Settings.max_bundle_bytes, Settings.max_weights_bytes)
-_ASKED: weakref.WeakKeyDictionary[Any, ServerLimits] = weakref.WeakKeyDictionary()
 
 
 def server_limits(get_json: Callable[..., Any]) -> ServerLimits:
-    """The caps of the server behind `get_json` (a client's bound `_json`), asked once per client."""
-    client = getattr(get_json, "__self__", get_json)
-    known = _ASKED.get(client)
-    if known is None:
-        try:
-            known = get_json("GET", LIMITS_PATH, ServerLimits)
-        except NotFound:
-            known = _OLDER_SERVER
-        _ASKED[client] = known
-    return known
+    """The caps of the server behind `get_json` (a client's `_json`); the defaults for an older server."""
+    try:
+        return get_json("GET", LIMITS_PATH, ServerLimits)
+    except NotFound:
+        return _OLDER_SERVER

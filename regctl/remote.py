@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -19,7 +19,7 @@ import httpx
 from regctl.client import Progress, RegistryClient
 from regctl.downloads import Downloader, segment
 from regctl.events import job_events
-from regctl.limits import server_limits
+from regctl.limits import ServerLimits, server_limits
 from regctl.login import check_url
 from regctl.registry.chunks import read_chunks
 from regctl.registry.entities import (
@@ -97,6 +97,11 @@ class Client(RegistryClient):
 
         login = find_login()
         return cls(login.url, login.token) if login else cls.local()
+
+    @cached_property
+    def _server_limits(self) -> ServerLimits:
+        # Asked once per client: a server's caps do not change while a client talks to it.
+        return server_limits(self._json)
 
     @property
     def _downloads(self) -> Downloader:
@@ -236,7 +241,7 @@ class Client(RegistryClient):
         params += [("tag", f"{k}={v}") for k, v in lineage.tags.items()]
         params += [("run_url", lineage.run_url)] if lineage.run_url else []
         with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
-            caps = server_limits(self._json)  # the server's caps, not this machine's
+            caps = self._server_limits  # the server's caps, not this machine's
             weights_file(directory, spec, caps.max_weights_bytes)  # refused here rather than after an upload
             upload = Path(tmp) / "upload.tar"
             bundle = build_bundle(directory, spec, upload, caps.max_bundle_bytes, include_weights=True)
