@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from regctl.client import Progress, RegistryClient, WaitTimeout
+from regctl.login import find_login
 from regctl.registry.card import CARD_FILENAME, check_card
 from regctl.registry.entities import JobInfo, RegisteredVersion
 from regctl.registry.errors import ConversionFailed, InvalidInput
@@ -295,7 +296,7 @@ def _imported_from(module_name: str, loaded: Any, root: Path) -> Path | None:
 
 def _write_weights(module: Any, bundle: Path) -> bool:
     """The module's state_dict as safetensors (tied tensors saved once per name); False when empty."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # imports torch: only once a module's weights are written
 
     state = module.state_dict()
     if not state:
@@ -396,13 +397,11 @@ def _toml(value: Any) -> str:
 
 def _default_client() -> RegistryClient:
     """The server `regctl login` or REGCTL_URL names, else this machine's registry."""
-    from regctl.login import find_login
-
     login = find_login(url=None)
     if login is not None:
-        from regctl.remote import Client
+        from regctl.remote import Client  # only the client chosen is loaded: httpx here
 
         return Client(login.url, login.token)
-    from regctl.local import LocalClient
+    from regctl.local import LocalClient  # and the database layer here
 
     return LocalClient()
