@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from regctl.client import Progress, RegistryClient
+from regctl.destination import check_destination
 from regctl.registry.access import Caller
 from regctl.registry.entities import (
     AliasInfo,
@@ -39,6 +40,7 @@ from regctl.registry.requests import (
     VersionQuery,
     WebhookRequest,
 )
+from regctl.registry.search import ModelSearch
 from regctl.registry.settings import Settings
 
 
@@ -60,7 +62,6 @@ class LocalClient(RegistryClient):
         from regctl.service.models import list_models
 
         if search is not None and search.strip():
-            from regctl.registry.search import ModelSearch
             from regctl.service.catalog import search_models
 
             return search_models(self.settings, self.caller, ModelSearch(search, limit))
@@ -183,7 +184,6 @@ class LocalClient(RegistryClient):
         create_dirs: bool = False,
     ) -> FetchedArtifact:
         """Copy an artifact to `path`, verified; `presign` changes nothing (the store is read directly)."""
-        from regctl.destination import check_destination
         from regctl.service.artifacts import fetch_artifact
 
         check_destination(Path(path), create_dirs=create_dirs)
