@@ -98,47 +98,20 @@ def test_a_branch_taken_both_ways_shows_both_values_and_the_inputs(tmp_path: Pat
     )
 
 
+def _one_decision(file: str = "model.py", inputs: list[dict] | None = None) -> str:
+    """A coverage.json holding one decision point, as the reference runner writes it."""
+    point = {"file": file, "line": 1, "source": "", "kind": "item", "inputs": inputs or []}
+    return json.dumps({"decisions": [point], "decisions_dropped": 0})
+
+
 @pytest.mark.parametrize(
     "written",
     [
         "not json",
         json.dumps({"decisions": "many"}),
-        json.dumps(
-            {
-                "decisions": [
-                    {"file": "../etc/passwd", "line": 1, "source": "", "kind": "item", "inputs": []}
-                ],
-                "decisions_dropped": 0,
-            }
-        ),
-        json.dumps(
-            {
-                "decisions": [
-                    {
-                        "file": "model.py",
-                        "line": 1,
-                        "source": "",
-                        "kind": "item",
-                        "inputs": [{"input": 999, "values": [1]}],
-                    }
-                ],
-                "decisions_dropped": 0,
-            }
-        ),
-        json.dumps(
-            {
-                "decisions": [
-                    {
-                        "file": "model.py",
-                        "line": 1,
-                        "source": "",
-                        "kind": "item",
-                        "inputs": [{"input": 1, "values": [1]}] * 2,
-                    }
-                ],
-                "decisions_dropped": 0,
-            }
-        ),
+        _one_decision(file="../etc/passwd", inputs=[]),
+        _one_decision(inputs=[{"input": 999, "values": [1]}]),  # outside a battery of 10
+        _one_decision(inputs=[{"input": 1, "values": [1]}] * 2),  # an input listed twice
         "[" * 100_000,
         " " * (9 * 1024 * 1024),
     ],
