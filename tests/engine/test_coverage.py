@@ -118,7 +118,7 @@ def _one_decision(file: str = "model.py", inputs: list[dict] | None = None) -> s
 )
 def test_a_malformed_coverage_file_is_a_warning(tmp_path: Path, written: str) -> None:
     (tmp_path / "coverage.json").write_text(written)
-    section = coverage_section(tmp_path, 10)
+    section = coverage_section(tmp_path, [f"i{n}" for n in range(10)])
     assert section["recorded"] is False and section["warning"]
     assert section["decisions"] == []
 
@@ -130,8 +130,8 @@ def test_a_file_outside_the_bundle_is_refused(tmp_path: Path) -> None:
         "decisions_dropped": 0,
     }
     (tmp_path / "coverage.json").write_text(json.dumps(record))
-    assert coverage_section(tmp_path, 10)["recorded"] is True
-    refused = coverage_section(tmp_path, 10, bundle)
+    assert coverage_section(tmp_path, [f"i{n}" for n in range(10)])["recorded"] is True
+    refused = coverage_section(tmp_path, [f"i{n}" for n in range(10)], bundle)
     assert refused["recorded"] is False and "'other.py' is not a file of the bundle" in refused["warning"]
 
 

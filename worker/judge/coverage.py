@@ -11,8 +11,10 @@ Section shape:
     warning         why not (missing, malformed), else None
     lines_run, lines          lines of the model's files run on some input / executable lines
     branches_run, branches    branch arcs run / possible (None where coverage.py gave none)
-    files           [{file, lines_run, lines, never_run}] (never_run bounded)
-    decisions       [{file, line, source, kind, one_way, taken: [{value, inputs}]}]
+    files           [{file, lines_run, lines, never_run, some_run}]: executable lines run on no input,
+                    and run on some inputs but not all (each bounded); every other one ran on all
+    decisions       [{file, line, source, kind, reached, one_way, taken: [{value, inputs}]}]
+    inputs          the label of each input index the section names (battery order)
     decisions_dropped, shape_decisions, files_error   as the reference runner wrote them
 """
 
@@ -84,14 +86,19 @@ def empty_coverage(warning: str | None = "not recorded") -> dict[str, Any]:
         "decisions_dropped": 0,
         "shape_decisions": None,
         "files_error": None,
+        "inputs": [],
     }
 
 
-def coverage_section(reference_dir: Path, battery_size: int, model_dir: Path | None = None) -> dict[str, Any]:
+def coverage_section(
+    reference_dir: Path, labels: list[str], model_dir: Path | None = None
+) -> dict[str, Any]:
     """The `coverage` report section from the reference runner's coverage.json (module docstring).
 
-    With `model_dir`, every file named must also be a file of the bundle there.
+    `labels` are the battery's inputs, in order. With `model_dir`, every file named must also be
+    a file of the bundle there.
     """
+    battery_size = len(labels)
     try:
         raw = read_json(Path(reference_dir) / COVERAGE_FILE, MAX_COVERAGE_BYTES)
         record = _Coverage.model_validate(raw)
@@ -108,7 +115,9 @@ def coverage_section(reference_dir: Path, battery_size: int, model_dir: Path | N
         return empty_coverage(f"the reference runner wrote an invalid {COVERAGE_FILE} ({exc})")
     except Exception as exc:  # the section is advisory: nothing in it may stop the verdict
         return empty_coverage(f"{COVERAGE_FILE} could not be read ({type(exc).__name__})")
-    return _summary(record)
+    section = _summary(record, battery_size)
+    section["inputs"] = list(labels)
+    return section
 
 
 def _check(record: _Coverage, battery_size: int, model_dir: Path | None) -> None:
@@ -138,7 +147,7 @@ def _bundle_name(name: str) -> None:
         raise ValueError(f"{name[:100]!r} is not a file of the bundle")
 
 
-def _summary(record: _Coverage) -> dict[str, Any]:
+def _summary(record: _Coverage, battery_size: int) -> dict[str, Any]:
     section = empty_coverage(None)
     section.update(
         recorded=True,
@@ -153,14 +162,17 @@ def _summary(record: _Coverage) -> dict[str, Any]:
     exact_arcs = True
     for name, f in sorted(record.files.items()):
         executable = set(f.executable)
-        ran = executable & {line for lines in f.lines_by_input.values() for line in lines}
+        runs = Counter(line for lines in f.lines_by_input.values() for line in set(lines))
+        ran = executable & set(runs)
         never = sorted(executable - ran)
+        some = sorted(line for line in ran if runs[line] < battery_size)
         files.append(
             {
                 "file": name,
                 "lines_run": len(ran),
                 "lines": len(executable),
                 "never_run": never[:MAX_NEVER_RUN],
+                "some_run": some[:MAX_NEVER_RUN],
             }
         )
         run_total, lines_total = run_total + len(ran), lines_total + len(executable)

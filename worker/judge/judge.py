@@ -239,7 +239,7 @@ class _Conversion:
                 side_into(self.report, ran)
                 if ran.error is None:
                     self.report["coverage"] = coverage_section(
-                        self.sources.reference_dir, len(battery), self.sources.model_dir
+                        self.sources.reference_dir, [c.label for c in battery], self.sources.model_dir
                     )
                 side = built.model_copy(
                     update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
