@@ -172,6 +172,15 @@ def _coverage_line(report: object) -> str | None:
     if one_way:
         more = f" (+{len(one_way) - 3} more)" if len(one_way) > 3 else ""
         parts.append(f"{', '.join(one_way[:3])}{more} one way only")
+    search = section.get("search")
+    if isinstance(search, dict) and search.get("ran") is True:
+        found = search.get("found")
+        parts.append(
+            f"search found {len(found) if isinstance(found, list) else 0} of {search.get('tried')} tried"
+        )
+    accepted = [d for d in decisions if d.get("accepted") is True]
+    if accepted:
+        parts.append(", ".join(f"{d.get('file')}:{d.get('line')}" for d in accepted[:3]) + " accepted baked")
     return visible("; ".join(parts), multiline=False)
 
 

@@ -20,6 +20,9 @@ MINIMAL_SPEC = (
 )
 # Sane caps: the battery runs every input at the dims' max several times; bigger means a typo.
 MAX_SAMPLES = 1000
+DEFAULT_SEARCH = 48  # eager forwards a job's search for untaken sides may spend
+MAX_SEARCH = 10_000
+BAKED_POINT = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[1-9][0-9]{0,6}$"  # "model.py:14", "pkg/layers.py:7"
 MAX_DIM = 2**24
 MAX_ELEMENTS = 2**31
 
@@ -61,6 +64,10 @@ class ValidationSpec:
     atol: float = 1e-5
     samples: int = 4
     inputs: str | None = None  # a .safetensors file of recorded real inputs, relative to the model dir
+    search: int = (
+        DEFAULT_SEARCH  # eager forwards the search for untaken sides may spend (worker/model/search.py)
+    )
+    accept_baked: tuple[str, ...] = ()  # "model.py:14": decisions a trace may bake though tested one way
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,8 @@ class ModelSpec:
             for i in data.get("inputs", [])
         )
         dims = {name: DimSpec(**d) for name, d in data.get("dims", {}).items()}
-        validation = ValidationSpec(**data.get("validation", {}))
+        stored = data.get("validation", {})
+        validation = ValidationSpec(**{**stored, "accept_baked": tuple(stored.get("accept_baked", ()))})
         rest = {k: v for k, v in data.items() if k not in {"inputs", "dims", "validation", "formats"}}
         formats = tuple(data["formats"]) if data.get("formats") is not None else None
         return cls(**rest, inputs=inputs, dims=dims, validation=validation, formats=formats)

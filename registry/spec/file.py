@@ -27,15 +27,19 @@ from regctl.registry.dtypes import SCALAR_DTYPES, TENSOR_DTYPES, all_dtype_names
 from regctl.registry.formats import check_formats
 from regctl.registry.spec import paths
 from regctl.registry.spec.checked import (
+    BAKED_POINT,
+    DEFAULT_SEARCH,
     MAX_DIM,
     MAX_ELEMENTS,
     MAX_SAMPLES,
+    MAX_SEARCH,
     RECORDED_INPUT_SUFFIXES,
     WEIGHT_SUFFIXES,
 )
 from regctl.registry.spec.messages import EXPECTED, did_you_mean, fail, is_identifier, kind, show
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
 _SIZE = "a positive integer or the name of a dim declared in [dims]"
 _NAMED = [*dict.fromkeys([*all_dtype_names(), *SCALAR_DTYPES])]
 _DTYPES = [*_NAMED, *(f"torch.{name}" for name in all_dtype_names())]  # what canonical_dtype() takes
@@ -156,6 +160,17 @@ class ValidationTable(_Table):
     inputs: str | None = Field(
         default=None,
         description="A .safetensors file of recorded real inputs, relative to the model directory",
+    )
+    search: int = Field(
+        default=DEFAULT_SEARCH,
+        ge=0,
+        le=MAX_SEARCH,
+        description="Eager forwards the search for a decision's untaken side may spend (0: no search)",
+    )
+    accept_baked: list[Annotated[str, Field(pattern=BAKED_POINT, max_length=300)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description='Decision points a trace may bake though tested one way only, as "file.py:14"',
     )
 
     @field_validator("inputs")

@@ -78,7 +78,9 @@ def parse_spec(data: dict[str, Any], source: str, directory: Path | None = None)
             name: DimSpec(name, d.min, d.max, d.opt if d.opt is not None else (d.min + d.max) // 2, d.batch)
             for name, d in written.dims.items()
         },
-        validation=ValidationSpec(float(v.rtol), float(v.atol), v.samples, v.inputs),
+        validation=ValidationSpec(
+            float(v.rtol), float(v.atol), v.samples, v.inputs, v.search, tuple(v.accept_baked)
+        ),
         formats=tuple(written.formats) if written.formats is not None else None,
     )
 

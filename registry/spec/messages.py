@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from regctl.registry.errors import InvalidSpec
 from regctl.registry.formats import FORMATS
-from regctl.registry.spec.checked import DEVICES, MAX_DIM, MAX_SAMPLES, METHODS
+from regctl.registry.spec.checked import DEVICES, MAX_DIM, MAX_SAMPLES, MAX_SEARCH, METHODS
 
 _DIM_SIZE = f"an integer >= 1 and <= {MAX_DIM}"
 _INPUTS = 'at least one [[inputs]] table, e.g. name = "x", dtype = "float32", shape = [1, 8]'
@@ -42,11 +42,14 @@ EXPECTED = {
     "inputs[].shape": 'an array of positive sizes and dim names, e.g. [1, "seq"]',
     "inputs[].low": "a finite number",
     "inputs[].high": "a finite number",
-    "validation": "a [validation] table with rtol, atol, samples, inputs",
+    "validation": "a [validation] table with rtol, atol, samples, inputs, search, accept_baked",
     "validation.rtol": "a finite number >= 0",
     "validation.atol": "a finite number >= 0",
     "validation.samples": f"an integer >= 1 and <= {MAX_SAMPLES}",
     "validation.inputs": "a string",
+    "validation.search": f"an integer >= 0 and <= {MAX_SEARCH} (eager forwards; 0 turns the search off)",
+    "validation.accept_baked": 'an array of decision points like ["model.py:14"]',
+    "validation.accept_baked[]": 'a decision point "file.py:line", e.g. "model.py:14"',
 }
 # Keys that take one of a few words: what the word names, and the words.
 CHOICES = {

@@ -57,7 +57,9 @@ def test_the_battery_is_deterministic_for_a_seed() -> None:
 def test_float_draws_cover_both_signs_and_a_large_scale() -> None:
     spec = ModelSpec(inputs=(InputSpec("x", "float32", (64,)),), validation=ValidationSpec(samples=4))
     by_regime = {case.regime: case.args[0] for case in build_battery(spec)}
-    assert set(by_regime) == {"mixed", "positive", "negative", "large"}
+    assert set(by_regime) == {"mixed", "positive", "negative", "large", "small", "zeros"}
+    assert 0 < float(by_regime["small"].abs().max()) < 0.01
+    assert not bool(by_regime["zeros"].any())
     assert bool((by_regime["positive"] >= 0).all()) and bool((by_regime["negative"] <= 0).all())
     assert float(by_regime["mixed"].min()) < 0 < float(by_regime["mixed"].max())
     assert float(by_regime["large"].abs().max()) > 100
@@ -66,6 +68,8 @@ def test_float_draws_cover_both_signs_and_a_large_scale() -> None:
         "static draw 1 positive",
         "static draw 2 negative",
         "static draw 3 large",
+        "static small",
+        "static zeros",
     ]
 
 
@@ -112,7 +116,7 @@ def test_recorded_inputs_follow_the_generated_ones(tmp_path: Path) -> None:
         },
         str(tmp_path / "samples.safetensors"),
     )
-    recorded = build_battery(spec, tmp_path)[3:]
+    recorded = build_battery(spec, tmp_path)[5:]  # 3 shapes x 1 draw, small, zeros
     assert [(c.label, c.group, c.shape, c.args[1]) for c in recorded] == [
         ("recorded 0", "recorded seq=5", {"seq": 5}, 3),
         ("recorded 1", "recorded seq=16", {"seq": 16}, 7),

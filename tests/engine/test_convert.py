@@ -176,7 +176,7 @@ def test_progress_names_the_stages_and_counts_the_battery(tmp_path: Path) -> Non
     ]
     assert [s for s in seen if s in stages] == stages
     assert (
-        "script: battery 12/12" in seen and "trace: battery 12/12" in seen and "eager reference 12/12" in seen
+        "script: battery 14/14" in seen and "trace: battery 14/14" in seen and "eager reference 14/14" in seen
     )
 
 

@@ -54,29 +54,49 @@ def _amax_spec(method: str) -> ModelSpec:
     )
 
 
-def test_the_issue_model_under_trace_shows_its_branch_one_way_and_keeps_its_verdict(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_issue_model_under_trace_is_not_proven_on_one_side_of_its_branch(tmp_path: Path) -> None:
     model = write_model(tmp_path / "m", AMAX_MODEL)
     result = convert_model(model, _amax_spec("trace"), tmp_path / "out", seed=SEED)
-    with monkeypatch.context() as m:
-        m.setattr(recorder.CoverageRecord, "recording", lambda self: contextlib.nullcontext(self))
-        unrecorded = convert_model(model, _amax_spec("trace"), tmp_path / "plain", seed=SEED)
-    assert unrecorded.report["coverage"]["decisions"] == []
-    assert (result.ok, result.method, result.error) == (unrecorded.ok, unrecorded.method, unrecorded.error)
-    assert result.ok and result.method == "trace"  # the issue's point: the trace is proven on one side
+    assert not result.ok and result.method is None
+    size = result.report["battery_size"]
+    searched = result.report["coverage"]["search"]["tried"]
+    assert searched == 48  # the spec's default budget, spent: the bias keeps every input on one side
+    assert result.error == (
+        f"trace baked model.py:15 `if h.amax() > 1.0:`, which took the same branch on all {size} inputs "
+        f"and {searched} searched ones; script the model, add recorded inputs that take the other branch, "
+        'or accept it with accept_baked = ["model.py:15"] under [validation]'
+    )
+    trace = result.report["candidates"]["trace"]
+    assert trace["failed_input"] is None and all(c["ok"] for c in trace["cases"])  # it matched: not enough
     section = result.report["coverage"]
     assert section["recorded"] and section["warning"] is None
     (point,) = section["decisions"]
     assert (point["file"], point["line"], point["kind"]) == ("model.py", 15, "__bool__")
     assert point["source"] == "if h.amax() > 1.0:"
-    assert point["one_way"] is True
-    assert point["reached"] == result.report["battery_size"]
-    assert point["taken"] == [{"value": True, "inputs": list(range(result.report["battery_size"]))}]
+    assert (point["one_way"], point["baked"], point["accepted"], point["flipped_by_search"]) == (
+        True,
+        True,
+        False,
+        False,
+    )
+    assert point["reached"] == size
+    assert point["taken"] == [{"value": True, "inputs": list(range(size))}]
     assert section["lines"] >= 6 and 0 < section["lines_run"] <= section["lines"]
     json.dumps(result.report, allow_nan=False)
     line = _coverage_line(result.report)
     assert line is not None and "0 of 1 decisions taken both ways; model.py:15 one way only" in line
+
+
+def test_without_a_record_of_the_decision_the_trace_is_left_to_the_battery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = write_model(tmp_path / "m", AMAX_MODEL)
+    monkeypatch.setattr(recorder.CoverageRecord, "recording", lambda self: contextlib.nullcontext(self))
+    unrecorded = convert_model(model, _amax_spec("trace"), tmp_path / "plain", seed=SEED)
+    # a baked line with no recorded decision (its conversion ran in library code) is not judged here
+    assert unrecorded.report["coverage"]["decisions"] == []
+    assert unrecorded.ok and unrecorded.method == "trace"
+    assert unrecorded.report["coverage"]["search"]["tried"] == 0
 
 
 def test_a_branch_taken_both_ways_shows_both_values_and_the_inputs(tmp_path: Path) -> None:
@@ -135,19 +155,22 @@ def test_a_file_outside_the_bundle_is_refused(tmp_path: Path) -> None:
     assert refused["recorded"] is False and "'other.py' is not a file of the bundle" in refused["warning"]
 
 
-def test_a_hostile_reference_side_gets_a_warning_and_the_same_verdict(
+def test_a_hostile_reference_side_gets_a_warning_and_cannot_prove_a_trace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = write_model(tmp_path / "m", AMAX_MODEL)
-    honest = convert_model(model, _amax_spec("trace"), tmp_path / "honest", seed=SEED)
+    honest = convert_model(model, _amax_spec("auto"), tmp_path / "honest", seed=SEED)
     monkeypatch.setattr(
-        recorder.CoverageRecord, "as_json", lambda self: {"decisions": [{"file": "/abs"}] * 5000}
+        recorder.CoverageRecord, "as_json", lambda self, size: {"decisions": [{"file": "/abs"}] * 5000}
     )
-    hostile = convert_model(model, _amax_spec("trace"), tmp_path / "hostile", seed=SEED)
+    hostile = convert_model(model, _amax_spec("auto"), tmp_path / "hostile", seed=SEED)
     assert (hostile.ok, hostile.method, hostile.error) == (honest.ok, honest.method, honest.error)
+    assert hostile.method == "script"
     assert hostile.report["coverage"]["recorded"] is False
     assert "invalid coverage.json" in hostile.report["coverage"]["warning"]
     assert _coverage_line(hostile.report).startswith("not recorded (the reference runner wrote an invalid")
+    trace = hostile.report["candidates"]["trace"]["error"]
+    assert trace.startswith("trace baked model.py:15, and the battery's coverage could not be read")
 
 
 def test_the_tensor_methods_are_torchs_own_again_after_recording(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_linear_is_scripted_because_script_and_trace_both_match_eager(converted:
     # the builder's own file, proved where it lies and never copied
     assert result.torchscript_path.name == "script.pt" and result.torchscript_path.parent.name == "builder"
     assert result.torchscript_path.is_file()
-    assert result.report["battery_size"] == 3 * 4  # batch at 1, 4 and 8; 4 draws each
+    assert result.report["battery_size"] == 3 * 4 + 2  # batch at 1, 4 and 8; 4 draws each; small, zeros
     assert {s["label"] for s in result.report["shapes"]} == {"batch=4", "batch=1", "batch=8"}
 
 

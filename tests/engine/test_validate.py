@@ -16,7 +16,7 @@ def test_a_fresh_artifact_validates_with_per_shape_errors_and_latency(converted)
     result = validate_artifact(EXAMPLES / "varlen-sequence", example_spec("varlen-sequence"), path)
     assert result.ok and result.error is None
     report = result.report
-    assert report["battery_size"] == 10 and report["failures"] == 0
+    assert report["battery_size"] == 12 and report["failures"] == 0  # 5 shapes x 2 draws, small, zeros
     assert {s["label"] for s in report["shapes"]} == {
         "batch=1 seq=16",
         "batch=1 seq=1",
@@ -33,14 +33,15 @@ def test_an_artifact_of_another_model_fails_on_every_input(converted, tmp_path: 
     other = torch.nn.Linear(10, 2)
     with torch.no_grad():
         other.weight.fill_(0.5)  # same signature, other weights
+        other.bias.fill_(-1.0)  # and other biases: the zeros input sees only those
     torch.jit.save(torch.jit.script(other), str(wrong))
     result = validate_artifact(EXAMPLES / "linear", example_spec("linear"), wrong)
     assert not result.ok
-    assert result.report["failures"] == result.report["battery_size"] == 12
+    assert result.report["failures"] == result.report["battery_size"] == 14
     assert result.error.startswith(
         "the artifact differs from eager on input 'batch=4 draw 0 mixed': output values differ"
     )
-    assert result.error.endswith("(and 11 more inputs)")
+    assert result.error.endswith("(and 13 more inputs)")
     assert result.report["failed_inputs"][:2] == ["batch=4 draw 0 mixed", "batch=4 draw 1 positive"]
 
 

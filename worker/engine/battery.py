@@ -21,6 +21,11 @@ Python scalars: int uniform in [low, high) (default [1, 9), i.e. 1..8), with dra
 draw 1 at high - 1 so both ends are always tried; float uniform in [low, high) (default [0, 1));
 bool alternates True, False.
 
+Degenerate inputs. After the draws, two cases at the opt shape (when an input is a float tensor):
+  small    standard normal * 1e-3          (thresholds near zero: `if h.amax() > 1.0` on quiet inputs)
+  zeros    every float tensor 0, ints at their low end, bools False
+both clamped into a declared [low, high).
+
 Recorded inputs (`validation.inputs`, a .safetensors file): a key `<input name>` holds one
 sample; keys `<input name>.0`, `<input name>.1`, ... hold several. Every input needs the same
 number of samples. Tensors are cast to the spec's dtype; scalars are stored as 0-dim tensors.
@@ -37,6 +42,7 @@ drawn from the job's seed and never repeat an example's.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +56,7 @@ from regctl.worker.engine.devices import ModelLoadError
 
 REGIMES = ("mixed", "positive", "negative", "large")
 LARGE_SCALE = 1e3
+SMALL_SCALE = 1e-3
 DEFAULT_INT_RANGE = (0, 10)
 DEFAULT_SCALAR_INT_RANGE = (1, 9)
 DEFAULT_SCALAR_FLOAT_RANGE = (0.0, 1.0)
@@ -75,20 +82,108 @@ def build_battery(spec: ModelSpec, model_dir: Path | None = None, *, seed: int =
     _check_dims(spec)
     cases = []
     for s, shape in enumerate(shape_grid(spec)):
-        group = _shape_label(shape)
+        group = shape_label(shape)
         for k in range(max(1, spec.validation.samples)):
             regime = REGIMES[(k + s) % len(REGIMES)]
             gen = torch.Generator().manual_seed((seed * 1_000_003 + s * 1009 + k) % _SEED_SPACE)
             args = tuple(_draw(inp, shape, regime, k, gen) for inp in spec.inputs)
-            has_float = any(not i.is_scalar and _dtype(i).is_floating_point for i in spec.inputs)
+            has_float = any(not i.is_scalar and input_dtype(i).is_floating_point for i in spec.inputs)
             scalars = " ".join(
                 f"{i.name}={a!r}" for i, a in zip(spec.inputs, args, strict=True) if i.is_scalar
             )
             label = " ".join(p for p in (group, f"draw {k}", regime if has_float else "", scalars) if p)
             cases.append(BatteryCase(label, group, shape, args, regime if has_float else None))
+    cases.extend(degenerate_cases(spec, seed))
     if spec.validation.inputs and model_dir is not None:
         cases.extend(recorded_cases(spec, Path(model_dir) / spec.validation.inputs))
     return cases
+
+
+def degenerate_cases(spec: ModelSpec, seed: int) -> list[BatteryCase]:
+    """Two inputs at the opt shape no regime draws: values near zero (x SMALL_SCALE) and exact zeros.
+
+    Only for specs with a float tensor input; values stay inside a declared [low, high).
+    """
+    if not any(not i.is_scalar and input_dtype(i).is_floating_point for i in spec.inputs):
+        return []
+    shape = shape_grid(spec)[0]
+    group = shape_label(shape)
+    cases = []
+    for k, (style, scale) in enumerate((("small", SMALL_SCALE), ("zeros", 0.0))):
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + 7919 + k) % _SEED_SPACE)
+        args = tuple(
+            styled_value(inp, shape, "mixed" if style == "small" else style, scale, gen)
+            for inp in spec.inputs
+        )
+        cases.append(BatteryCase(f"{group} {style}", group, shape, args, style))
+    return cases
+
+
+def styled_value(
+    inp: InputSpec, shape: dict[str, int], style: str, scale: float, gen: torch.Generator
+) -> Any:
+    """One input's value in `style` at `scale`, inside the spec's dtype and [low, high).
+
+    Styles: mixed (normal x scale), positive, negative (one sign), sparse (nine in ten zero),
+    constant (every element = scale), zeros. Ints and bools map each style to its nearest form:
+    zeros to low (False), constant to the clamped scale (True), the rest uniform in the range.
+    """
+    if inp.is_scalar:
+        return _styled_scalar(inp, style, scale, gen)
+    size = tuple(shape[s] if isinstance(s, str) else s for s in inp.shape or ())
+    dtype = input_dtype(inp)
+    if dtype == torch.bool:
+        if style in ("zeros", "constant"):
+            return torch.full(size, style == "constant" and scale != 0, dtype=torch.bool)
+        return torch.rand(size, generator=gen) < (0.1 if style == "sparse" else 0.5)
+    if not (dtype.is_floating_point or dtype.is_complex):
+        low, high = (int(v) for v in value_range(inp, DEFAULT_INT_RANGE))
+        if style in ("zeros", "constant"):
+            fill = min(max(0 if style == "zeros" else int(scale), low), high - 1)
+            return torch.full(size, fill, dtype=dtype)
+        drawn = torch.randint(low, high, size, generator=gen, dtype=dtype)
+        if style == "sparse":
+            drawn = torch.where(torch.rand(size, generator=gen) < 0.1, drawn, torch.full_like(drawn, low))
+        return drawn
+    base = torch.randn(size, generator=gen, dtype=torch.float64)
+    value = {
+        "mixed": base * scale,
+        "positive": base.abs() * scale,
+        "negative": -base.abs() * scale,
+        "sparse": base * scale * (torch.rand(size, generator=gen, dtype=torch.float64) < 0.1),
+        "constant": torch.full(size, float(scale), dtype=torch.float64),
+        "zeros": torch.zeros(size, dtype=torch.float64),
+    }[style]
+    value = value.to(dtype)
+    if inp.low is not None or inp.high is not None:
+        low, high = value_range(inp, (0.0, 1.0))
+        # the largest value below `high` in the input's own dtype: a float64 one may round up to it
+        top = torch.nextafter(torch.tensor(high, dtype=dtype), torch.tensor(low, dtype=dtype))
+        value = value.clamp(min=low, max=float(top))
+    return value
+
+
+def _styled_scalar(inp: InputSpec, style: str, scale: float, gen: torch.Generator) -> Any:
+    if inp.dtype == "bool":
+        return (
+            style == "constant"
+            if style in ("zeros", "constant")
+            else bool(torch.rand((), generator=gen) < 0.5)
+        )
+    if inp.dtype == "int":
+        low, high = (int(v) for v in value_range(inp, DEFAULT_SCALAR_INT_RANGE))
+        if style in ("zeros", "constant"):
+            return min(max(0 if style == "zeros" else int(scale), low), high - 1)
+        return int(torch.randint(low, high, (), generator=gen))
+    low, high = value_range(inp, DEFAULT_SCALAR_FLOAT_RANGE)
+    value = (
+        0.0
+        if style == "zeros"
+        else float(scale)
+        if style == "constant"
+        else float(torch.randn((), generator=gen)) * scale
+    )
+    return min(max(value, low), math.nextafter(high, low))
 
 
 _SEED_SPACE = 1 << 63  # torch.Generator takes a 64-bit seed
@@ -105,7 +200,7 @@ def example_cases(spec: ModelSpec) -> list[BatteryCase]:
     for s, shape in enumerate(shape_grid(spec)):
         gen = torch.Generator().manual_seed(EXAMPLE_SEED + s)
         args = tuple(_draw(inp, shape, "mixed", 0, gen) for inp in spec.inputs)
-        group = _shape_label(shape)
+        group = shape_label(shape)
         cases.append(BatteryCase(f"example {group}", group, shape, args))
     return cases
 
@@ -158,7 +253,7 @@ def recorded_cases(spec: ModelSpec, path: Path) -> list[BatteryCase]:
             value, dims = _recorded_value(inp, samples[inp.name][i], spec.dims, f"{name!r} sample {i}")
             args.append(value)
             shape.update(dims)
-        cases.append(BatteryCase(f"recorded {i}", f"recorded {_shape_label(shape)}", shape, tuple(args)))
+        cases.append(BatteryCase(f"recorded {i}", f"recorded {shape_label(shape)}", shape, tuple(args)))
     return cases
 
 
@@ -166,12 +261,12 @@ def _draw(inp: InputSpec, shape: dict[str, int], regime: str, k: int, gen: torch
     if inp.is_scalar:
         return _draw_scalar(inp, k, gen)
     size = tuple(shape[s] if isinstance(s, str) else s for s in inp.shape or ())
-    dtype = _dtype(inp)
+    dtype = input_dtype(inp)
     if dtype == torch.bool:
         return torch.rand(size, generator=gen) < 0.5
     if dtype.is_floating_point or dtype.is_complex:
         return _draw_float(inp, size, regime, gen).to(dtype)
-    low, high = _range(inp, DEFAULT_INT_RANGE)
+    low, high = value_range(inp, DEFAULT_INT_RANGE)
     return torch.randint(int(low), int(high), size, generator=gen, dtype=dtype)
 
 
@@ -181,7 +276,7 @@ def _draw_float(inp: InputSpec, size: tuple[int, ...], regime: str, gen: torch.G
         return {"mixed": base, "positive": base.abs(), "negative": -base.abs(), "large": base * LARGE_SCALE}[
             regime
         ]
-    low, high = _range(inp, (0.0, 1.0))
+    low, high = value_range(inp, (0.0, 1.0))
     if regime == "positive" and high > 0:
         low = max(low, 0.0)
     elif regime == "negative" and low < 0:
@@ -193,15 +288,16 @@ def _draw_scalar(inp: InputSpec, k: int, gen: torch.Generator) -> Any:
     if inp.dtype == "bool":
         return k % 2 == 0
     if inp.dtype == "int":
-        low, high = (int(v) for v in _range(inp, DEFAULT_SCALAR_INT_RANGE))
+        low, high = (int(v) for v in value_range(inp, DEFAULT_SCALAR_INT_RANGE))
         if k < 2:
             return low if k == 0 else max(low, high - 1)
         return int(torch.randint(low, high, (), generator=gen))
-    low, high = _range(inp, DEFAULT_SCALAR_FLOAT_RANGE)
+    low, high = value_range(inp, DEFAULT_SCALAR_FLOAT_RANGE)
     return float(low + (high - low) * torch.rand((), generator=gen, dtype=torch.float64))
 
 
-def _range(inp: InputSpec, default: tuple[float, float]) -> tuple[float, float]:
+def value_range(inp: InputSpec, default: tuple[float, float]) -> tuple[float, float]:
+    """The input's [low, high) with `default` filling what the spec leaves out; refuses an empty range."""
     low = default[0] if inp.low is None else inp.low
     high = default[1] if inp.high is None else inp.high
     if inp.high is None and inp.low is not None and high <= low:
@@ -211,7 +307,8 @@ def _range(inp: InputSpec, default: tuple[float, float]) -> tuple[float, float]:
     return low, high
 
 
-def _dtype(inp: InputSpec) -> torch.dtype:
+def input_dtype(inp: InputSpec) -> torch.dtype:
+    """The torch dtype the spec names for a tensor input."""
     dtype = getattr(torch, inp.dtype, None)
     if not isinstance(dtype, torch.dtype):
         raise ModelLoadError(f"input {inp.name!r}: {inp.dtype!r} is not a torch dtype")
@@ -227,7 +324,8 @@ def _check_dims(spec: ModelSpec) -> None:
             raise ModelLoadError(f"dim {name!r}: need min <= opt <= max, got {d.min}, {d.opt}, {d.max}")
 
 
-def _shape_label(shape: dict[str, int]) -> str:
+def shape_label(shape: dict[str, int]) -> str:
+    """ "seq=64 batch=2", or "static" with no dynamic dims."""
     return " ".join(f"{n}={v}" for n, v in shape.items()) or "static"
 
 
@@ -277,4 +375,4 @@ def _recorded_value(
                     f"recorded {where}: {inp.name!r} {want}={got} is outside [{d.min}, {d.max}]"
                 )
             found[want] = got
-    return value.to(_dtype(inp)), found
+    return value.to(input_dtype(inp)), found

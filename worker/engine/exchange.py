@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from regctl.worker.engine.probes import MAX_PROBES
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 _SCALARS = (bool, int, float, complex, str, type(None))
@@ -29,6 +31,10 @@ class ExchangeError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+POINT = r"^[^\x00-\x1f]{1,500}:[0-9]{1,7}$"  # "model.py:14"
+Point = Annotated[str, Field(pattern=POINT, max_length=510)]
 
 
 class WarningEntry(_Strict):
@@ -57,6 +63,9 @@ class CandidateSide(_Strict):
     optimize_note: str | None = Field(default=None, max_length=20_000)
     unoptimized_ms: float | None = None
     optimized_ms: float | None = None
+    baked: list[Point] = Field(
+        default_factory=list, max_length=200
+    )  # tensors turned into values while tracing
 
 
 class ExportSide(_Strict):
@@ -77,6 +86,26 @@ class EagerLatency(_Strict):
     runs: int
 
 
+class FoundInput(_Strict):
+    """A probe the search kept: its index (the judge rebuilds it) and the points it flipped."""
+
+    probe: int = Field(ge=0, lt=MAX_PROBES)
+    flips: list[Point] = Field(min_length=1, max_length=200)
+
+
+class SearchSide(_Strict):
+    """What the reference runner's search tried (worker/model/search.py); `found` joins the battery."""
+
+    targets: list[Point] = Field(default_factory=list, max_length=200)
+    found: list[FoundInput] = Field(default_factory=list, max_length=MAX_PROBES)
+    tried: int = Field(default=0, ge=0, le=MAX_PROBES)
+    raised: int = Field(default=0, ge=0, le=MAX_PROBES)
+    seconds: float = Field(default=0.0, ge=0)
+    budget_forwards: int = Field(default=0, ge=0, le=MAX_PROBES)
+    budget_seconds: float = Field(default=0.0, ge=0)
+    stopped: str = Field(default="", max_length=200)
+
+
 class ModelSide(_Strict):
     """What one model role reports besides tensors and artifacts (each fills in its own fields)."""
 
@@ -88,6 +117,7 @@ class ModelSide(_Strict):
     candidates: dict[str, CandidateSide] = Field(default_factory=dict)
     export: ExportSide | None = None
     eager_latency: EagerLatency | None = None
+    search: SearchSide | None = None  # the reference runner's search for untaken sides
     warnings: list[WarningEntry] = Field(default_factory=list, max_length=1000)
     warnings_dropped: int = Field(default=0, ge=0, le=2**31 - 1)  # raised but not kept (capture.py)
     timings: dict[str, float] = Field(default_factory=dict)

@@ -14,7 +14,11 @@ Section shape:
     files           [{file, lines_run, lines, never_run, some_run}]: executable lines run on no input,
                     and run on some inputs but not all (each bounded); every other one ran on all
     decisions       [{file, line, source, kind, reached, one_way, taken: [{value, inputs}]}]
-    inputs          the label of each input index the section names (battery order)
+        flipped_by_search   a value first taken by an input the search found
+        baked, accepted     set by the trace's verdict (baked.py): the trace baked it; accept_baked lists it
+    inputs          the label of each input index the section names (battery order, found inputs last)
+    search          what the reference runner's search tried and found (`search_section`)
+    accept_baked    the spec's accept_baked entries, the owner's recorded choice
     decisions_dropped, shape_decisions, files_error   as the reference runner wrote them
 """
 
@@ -27,8 +31,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
+from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import COVERAGE_FILE
-from regctl.worker.engine.exchange import ExchangeError, read_json
+from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.exchange import ExchangeError, SearchSide, read_json
+from regctl.worker.engine.probes import found_case, probe, structured
 
 MAX_COVERAGE_BYTES = 8 * 1024 * 1024
 MAX_LINE = 10_000_000
@@ -87,18 +94,65 @@ def empty_coverage(warning: str | None = "not recorded") -> dict[str, Any]:
         "shape_decisions": None,
         "files_error": None,
         "inputs": [],
+        "search": None,
+        "accept_baked": [],
+    }
+
+
+def found_inputs(search: SearchSide | None, spec: ModelSpec, seed: int) -> list[BatteryCase]:
+    """The inputs the search reports it found, rebuilt here from the seed: they join the battery.
+
+    Raises ExchangeError when the report cannot be true of this spec's search (an index it would
+    never try, one listed twice, more than its budget).
+    """
+    if search is None or not search.found:
+        return []
+    indexes = [f.probe for f in search.found]
+    budget = spec.validation.search
+    if len(set(indexes)) != len(indexes):
+        raise ExchangeError("the reference runner's search lists a probe twice")
+    if max(indexes) >= budget or search.tried > budget:
+        raise ExchangeError(f"the reference runner's search reports more than its {budget} forwards")
+    return [found_case(probe(spec, seed, f.probe), list(f.flips)) for f in search.found]
+
+
+def search_section(search: SearchSide | None, battery_size: int, spec: ModelSpec) -> dict[str, Any] | None:
+    """What the search tried and found, found inputs named by their index in the judged battery."""
+    if search is None:
+        return None
+    plans = structured(spec)
+    return {
+        "ran": search.tried > 0,
+        "targets": list(search.targets),
+        "tried": search.tried,
+        "probes": [p.what for p in plans[: search.tried]],  # the structured ones, in order
+        "random": max(0, search.tried - len(plans)),
+        "raised": search.raised,
+        "found": [
+            {"input": battery_size + k, "probe": f.probe, "flips": list(f.flips)}
+            for k, f in enumerate(search.found)
+        ],
+        "stopped": search.stopped,
+        "seconds": search.seconds,
+        "budget_forwards": search.budget_forwards,
+        "budget_seconds": search.budget_seconds,
     }
 
 
 def coverage_section(
-    reference_dir: Path, labels: list[str], model_dir: Path | None = None
+    reference_dir: Path,
+    labels: list[str],
+    model_dir: Path | None = None,
+    *,
+    searched_from: int | None = None,
 ) -> dict[str, Any]:
     """The `coverage` report section from the reference runner's coverage.json (module docstring).
 
-    `labels` are the battery's inputs, in order. With `model_dir`, every file named must also be
-    a file of the bundle there.
+    `labels` are the judged battery's inputs, in order; those from `searched_from` on are the ones
+    the search found. With `model_dir`, every file named must also be a file of the bundle there.
     """
     battery_size = len(labels)
+    searched_from = battery_size if searched_from is None else searched_from
     try:
         raw = read_json(Path(reference_dir) / COVERAGE_FILE, MAX_COVERAGE_BYTES)
         record = _Coverage.model_validate(raw)
@@ -115,7 +169,7 @@ def coverage_section(
         return empty_coverage(f"the reference runner wrote an invalid {COVERAGE_FILE} ({exc})")
     except Exception as exc:  # the section is advisory: nothing in it may stop the verdict
         return empty_coverage(f"{COVERAGE_FILE} could not be read ({type(exc).__name__})")
-    section = _summary(record, battery_size)
+    section = _summary(record, battery_size, searched_from)
     section["inputs"] = list(labels)
     return section
 
@@ -147,11 +201,11 @@ def _bundle_name(name: str) -> None:
         raise ValueError(f"{name[:100]!r} is not a file of the bundle")
 
 
-def _summary(record: _Coverage, battery_size: int) -> dict[str, Any]:
+def _summary(record: _Coverage, battery_size: int, searched_from: int) -> dict[str, Any]:
     section = empty_coverage(None)
     section.update(
         recorded=True,
-        decisions=[_decision(d) for d in record.decisions],
+        decisions=[_decision(d, searched_from) for d in record.decisions],
         decisions_dropped=record.decisions_dropped,
         shape_decisions=record.shape_decisions,
         files_error=record.files_error,
@@ -190,7 +244,7 @@ def _summary(record: _Coverage, battery_size: int) -> dict[str, Any]:
     return section
 
 
-def _decision(d: _Decision) -> dict[str, Any]:
+def _decision(d: _Decision, searched_from: int) -> dict[str, Any]:
     taken: dict[str, dict[str, Any]] = {}
     for entry in d.inputs:
         for value in entry.values:
@@ -204,4 +258,7 @@ def _decision(d: _Decision) -> dict[str, Any]:
         "reached": len(d.inputs),
         "one_way": len(taken) == 1,
         "taken": list(taken.values()),
+        "flipped_by_search": any(min(t["inputs"]) >= searched_from for t in taken.values()),
+        "baked": False,
+        "accepted": False,
     }

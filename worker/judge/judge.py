@@ -60,6 +60,7 @@ from regctl.worker.engine.exchange import (
     CandidateSide,
     ExchangeError,
     ModelSide,
+    WarningEntry,
     candidate_path,
     dumps,
     load_reference,
@@ -67,7 +68,8 @@ from regctl.worker.engine.exchange import (
 )
 from regctl.worker.engine.latency import Latency, measure
 from regctl.worker.engine.outputs import describe_outputs
-from regctl.worker.judge.coverage import coverage_section
+from regctl.worker.judge.baked import baked_points, baked_verdict, coverage_gaps
+from regctl.worker.judge.coverage import coverage_section, empty_coverage, found_inputs, search_section
 from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
 from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
 from regctl.worker.judge.libtorch import failure as libtorch_failure
@@ -156,8 +158,25 @@ def judge_inputs(
     device = device_for(spec.device)
     progress("building battery")
     battery = build_battery(spec, model_dir, seed=seed)
+    battery += found_inputs(side.search, spec, seed)
     reference = load_reference(reference_dir / REFERENCE_FILE, len(battery))
     return side, battery, reference, device
+
+
+def judged_coverage(
+    sources: _Sources, spec: ModelSpec, ran: ModelSide, battery: list[BatteryCase]
+) -> dict[str, Any]:
+    """The report's coverage section: what the battery ran, what the search tried and found."""
+    found = len(ran.search.found) if ran.search else 0
+    section = coverage_section(
+        sources.reference_dir,
+        [c.label for c in battery],
+        sources.model_dir,
+        searched_from=len(battery) - found,
+    )
+    section["search"] = search_section(ran.search, len(battery) - found, spec)
+    section["accept_baked"] = list(spec.validation.accept_baked)
+    return section
 
 
 def side_into(report: dict[str, Any], side: ModelSide) -> None:
@@ -238,9 +257,7 @@ class _Conversion:
                 )
                 side_into(self.report, ran)
                 if ran.error is None:
-                    self.report["coverage"] = coverage_section(
-                        self.sources.reference_dir, [c.label for c in battery], self.sources.model_dir
-                    )
+                    self.report["coverage"] = judged_coverage(self.sources, self.spec, ran, battery)
                 side = built.model_copy(
                     update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
                 )
@@ -275,6 +292,8 @@ class _Conversion:
             return self._result(None, None, self._no_candidate_error(order))
         chosen = passed[0]
         del passed  # the losing candidate's module is freed before anything else is built
+        if chosen.name == "script":
+            self._gap_warnings()
         self.report["why"] = self._why(chosen, order, len(battery))
         self._optimize_section(side.candidates[chosen.name])
         self.report["shapes"] = per_shape(chosen.check.results)
@@ -287,6 +306,12 @@ class _Conversion:
         if error := self._libtorch(path, battery, reference):
             return self._result(None, None, error)
         return self._result(method, path, None, self._export(side, battery, reference))
+
+    def _gap_warnings(self) -> None:
+        """A decision the battery took one way is a gap in script's proof: said, not refused."""
+        gaps = coverage_gaps(self.report.get("coverage") or {})
+        entries = [WarningEntry(category="CoverageGap", message=gap) for gap in gaps]
+        add_warnings(self.report, entries)
 
     def _optimize_section(self, claimed: CandidateSide) -> None:
         """What the model process did to optimize the accepted artifact (or why it was not)."""
@@ -349,9 +374,13 @@ class _Conversion:
                 f"the trace was recorded on input {side.example or 'the example'!r} and replays that run: "
                 "shape- or data-dependent Python code is baked in"
             )
+        unproven = None
+        if name == "trace" and check.ok:
+            coverage = self.report.setdefault("coverage", empty_coverage())
+            unproven = baked_verdict(coverage, baked_points(claimed), self.spec.validation.accept_baked)
         entry.update(
             candidate_entry(
-                error=None,
+                error=unproven,
                 detail=claimed.detail,
                 hint=hint,
                 check=check,
@@ -359,6 +388,9 @@ class _Conversion:
                 battery_s=time.perf_counter() - started,
             )
         )
+        if unproven is not None:
+            entry["baked"] = True
+            return None
         return JudgedArtifact(name, path, sha256, loaded, check) if check.ok else None
 
     def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
@@ -424,11 +456,10 @@ class _Conversion:
 
     def _no_candidate_error(self, order: tuple[str, ...]) -> str:
         reasons = "; ".join(f"{n}: {self.report['candidates'][n]['error']}" for n in order)
-        return (
-            f"neither method works: {reasons}"
-            if len(order) > 1
-            else f"{order[0]} failed: {reasons.split(': ', 1)[1]}"
-        )
+        if len(order) > 1:
+            return f"neither method works: {reasons}"
+        error = str(self.report["candidates"][order[0]]["error"])
+        return error if error.startswith(f"{order[0]} ") else f"{order[0]} failed: {error}"
 
     def _result(
         self,

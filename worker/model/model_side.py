@@ -50,7 +50,9 @@ from regctl.worker.engine.exchange import (
     CandidateSide,
     EagerLatency,
     ExportSide,
+    FoundInput,
     ModelSide,
+    SearchSide,
     UnsupportedOutput,
     WarningEntry,
     save_reference,
@@ -63,6 +65,7 @@ from regctl.worker.model.export import export_program
 from regctl.worker.model.loader import ENGINE_LOCK, LoadedModel, loaded_model
 from regctl.worker.model.recorder import CoverageRecord
 from regctl.worker.model.script import script_model
+from regctl.worker.model.search import search_untaken
 from regctl.worker.model.trace import trace_model
 
 ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
@@ -165,18 +168,40 @@ class _ModelRun:
         self.log, self.progress, self.lean = log, progress, lean
 
     def reference(self, seed: int) -> None:
-        """Eager on every battery case, saved as plain tensors; eager latency on the first case."""
+        """Eager on every battery case and on what the search finds, saved as plain tensors; eager latency."""
         with timed(self.side.timings, "battery_s"):
             self.progress("building battery")
             battery = build_battery(self.spec, self.model.model_dir, seed=seed)
             self.side.battery_size = len(battery)
             record = CoverageRecord(self.model.frames)
             with record.recording():
+                started = time.perf_counter()
                 reference = eager_reference(
                     self.model.eager, battery, self.model.device, self.model.frames, self.progress, record
                 )
-            save_reference(reference, self.out_dir / REFERENCE_FILE)
-            write_json(self.out_dir / COVERAGE_FILE, record.as_json())
+                with timed(self.side.timings, "search_s"):
+                    found = search_untaken(
+                        self.model.eager,
+                        self.spec,
+                        seed,
+                        len(battery),
+                        self.model.device,
+                        record,
+                        time.perf_counter() - started,
+                        self.progress,
+                    )
+            self.side.search = SearchSide(
+                targets=found.targets,
+                found=[FoundInput(probe=i, flips=flips) for i, flips in found.found],
+                tried=found.tried,
+                raised=found.raised,
+                seconds=found.seconds,
+                budget_forwards=found.budget_forwards,
+                budget_seconds=found.budget_seconds,
+                stopped=found.stopped,
+            )
+            save_reference(reference + found.outputs, self.out_dir / REFERENCE_FILE)
+            write_json(self.out_dir / COVERAGE_FILE, record.as_json(len(battery)))
         del reference
         self.progress("measuring latency")
         with timed(self.side.timings, "latency_s"):
@@ -217,6 +242,7 @@ class _ModelRun:
                     warnings=warning_entries(outcome.warnings),
                     strict=outcome.strict,
                     note=outcome.note,
+                    baked=outcome.baked,
                 )
             entry.compile_s = round(outcome.seconds, 4)
             if outcome.artifact is None:

@@ -8,9 +8,16 @@ leaves the role:
   on each battery input. The methods are patched on `torch.Tensor` only while the recorder is
   active, and only the immediate caller's frame is looked at, so torch's own conversions are never
   counted. Shape-dependent decisions (`if x.size(1) > 16`) convert no tensor and are not recorded.
+- shape decisions: an `if` or `while` in the model's functions whose test reads a size (`.shape`,
+  `.size()`, `.dim()`, `.ndim`, `.numel()`, `len()`) converts no tensor in eager; which way it went
+  on each input is read from coverage.py's arcs out of that line (kind "shape", values True/False).
 - line and branch coverage from coverage.py, one dynamic context per battery input, the model's
   files only. Its data stays in memory (no data file), so no SQLite file exists to leave the sandbox;
   if coverage.py cannot start, the record says why and keeps the decision points.
+
+The search (worker/model/search.py) runs its probes under contexts of their own ("p3"); only the
+probes it keeps are exported, numbered after the battery, so the JSON's input indexes are those of
+the battery the judge rebuilds.
 
 The JSON is the model side's word: the judge validates and bounds it (worker/judge/coverage.py).
 """
@@ -21,6 +28,7 @@ import ast
 import linecache
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -45,21 +53,32 @@ class CoverageRecord:
 
     def __init__(self, frames: ModelFrames) -> None:
         self.frames = frames
-        self.case = 0
+        self.case = "0"
+        self.kept: list[str] = []  # probe contexts the search keeps, in the order they join the battery
         self.points: dict[tuple[str, int], dict[str, Any]] = {}
         self.points_dropped = 0
         self.lines: dict[str, Any] | None = None
+        self.shape_points: list[dict[str, Any]] = []
         self.lines_error: str | None = None
         self._cov: Any = None
 
     @contextmanager
     def recording(self) -> Iterator[CoverageRecord]:
         """Patch the conversions and start coverage for the duration of the block."""
+        with self.converting():
+            self._start_coverage()
+            try:
+                yield self
+            finally:
+                self._stop_coverage()
+
+    @contextmanager
+    def converting(self) -> Iterator[CoverageRecord]:
+        """Record the model's conversions (no coverage) for the duration of the block: what a trace bakes."""
         # most of these are inherited from torch._C.TensorBase: afterwards they are inherited again
         own = {name: torch.Tensor.__dict__.get(name) for name in CONVERSIONS}
         for name in CONVERSIONS:
             setattr(torch.Tensor, name, self._patched(name, getattr(torch.Tensor, name)))
-        self._start_coverage()
         try:
             yield self
         finally:
@@ -68,13 +87,41 @@ class CoverageRecord:
                     delattr(torch.Tensor, name)
                 else:
                     setattr(torch.Tensor, name, original)
-            self._stop_coverage()
+
+    def points_seen(self) -> list[str]:
+        """Every decision point recorded, as "file:line"."""
+        return [f"{f}:{line}" for f, line in sorted(self.points)]
 
     def input(self, index: int) -> None:
         """Attribute what runs from now on to battery input `index`."""
-        self.case = index
+        self.switch(str(index))
+
+    def switch(self, context: str) -> None:
+        """Attribute what runs from now on to `context`: a battery index, or a probe's "p<n>"."""
+        self.case = context
         if self._cov is not None:
-            self._cov.switch_context(str(index))
+            self._cov.switch_context(context)
+
+    def one_way(self, contexts: set[str]) -> set[tuple[str, int]]:
+        """The decision points that took exactly one value over `contexts`."""
+        found = set()
+        for key, point in self.points.items():
+            values = {repr(v) for c, vals in point["inputs"].items() if c in contexts for v in vals}
+            if len(values) == 1:
+                found.add(key)
+        return found
+
+    def new_sides(
+        self, context: str, points: set[tuple[str, int]], contexts: set[str]
+    ) -> list[tuple[str, int]]:
+        """Those of `points` that took, on `context`, a value none of `contexts` took."""
+        flipped = []
+        for key in points:
+            inputs = self.points[key]["inputs"]
+            seen = {repr(v) for c, vals in inputs.items() if c in contexts for v in vals}
+            if any(repr(v) not in seen for v in inputs.get(context, ())):
+                flipped.append(key)
+        return sorted(flipped)
 
     def _patched(self, name: str, original: Any) -> Any:
         record = self
@@ -137,23 +184,47 @@ class CoverageRecord:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 cov.stop()
-                self.lines = _lines(cov, self.frames)
+                self.lines, self.shape_points = _lines(cov, self.frames, self.kept)
         except Exception as exc:
             self.lines_error = f"coverage.py failed: {type(exc).__name__}: {exc}"[:500]
 
-    def as_json(self) -> dict[str, Any]:
+    def index_of(self, battery_size: int) -> dict[str, int]:
+        """Each exported context's input index: the battery's own, then the kept probes after it."""
+        index = {str(i): i for i in range(battery_size)}
+        index.update({context: battery_size + k for k, context in enumerate(self.kept)})
+        return index
+
+    def as_json(self, battery_size: int) -> dict[str, Any]:
         """The record as plain JSON: decision points, then per-file lines and arcs (or why none)."""
-        return {
-            "decisions": [
+        index = self.index_of(battery_size)
+        decisions = []
+        for p in self.points.values():
+            inputs = sorted((index[c], vals) for c, vals in p["inputs"].items() if c in index)
+            decisions.append(
                 {
                     **{k: v for k, v in p.items() if k != "inputs"},
-                    "inputs": [{"input": i, "values": vals} for i, vals in sorted(p["inputs"].items())],
+                    "inputs": [{"input": i, "values": vals} for i, vals in inputs],
                 }
-                for p in self.points.values()
-            ],
+            )
+        files = None
+        if self.lines is not None:
+            files = {
+                rel: {
+                    **f,
+                    "lines_by_input": {
+                        str(index[c]): lines for c, lines in f["lines_by_input"].items() if c in index
+                    },
+                }
+                for rel, f in self.lines.items()
+            }
+            decisions += _shape_decisions(
+                self.shape_points, index, {(d["file"], d["line"]) for d in decisions}
+            )
+        return {
+            "decisions": decisions[:MAX_POINTS],
             "decisions_dropped": self.points_dropped,
-            "shape_decisions": "not recorded: a decision on a size converts no tensor",
-            "files": self.lines,
+            "shape_decisions": None if self.lines is not None else "not recorded: coverage.py did not run",
+            "files": files,
             "files_error": self.lines_error,
         }
 
@@ -166,9 +237,13 @@ def _scalar(value: Any) -> Value:
     return None  # a list from .tolist(): the conversion is recorded, not its contents
 
 
-def _lines(cov: Any, frames: ModelFrames) -> dict[str, Any]:
+def _lines(cov: Any, frames: ModelFrames, kept: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     data = cov.get_data()
+    # the battery's contexts and the probes the search kept; the other probes' runs are not evidence
+    wanted = [r"^(\d+|" + "|".join(re.escape(k) for k in kept or ["-"]) + ")$"]
+    data.set_query_contexts(wanted)
     files: dict[str, Any] = {}
+    shapes: list[dict[str, Any]] = []
     for path in sorted(data.measured_files())[:MAX_FILES]:
         rel = frames.relative(os.path.realpath(path))
         if rel is None:
@@ -178,15 +253,93 @@ def _lines(cov: Any, frames: ModelFrames) -> dict[str, Any]:
         by_input: dict[str, list[int]] = {}
         for line, contexts in data.contexts_by_lineno(path).items():
             for context in contexts:
-                if context.isdigit():
+                if context.isdigit() or context in kept:
                     by_input.setdefault(context, []).append(line)
+        shapes += _shape_sides(data, path, rel, set(by_input), wanted)
         files[rel] = {
             "executable": sorted(statements),
-            "lines_by_input": {k: sorted(v) for k, v in sorted(by_input.items(), key=lambda kv: int(kv[0]))},
+            "lines_by_input": {k: sorted(v) for k, v in by_input.items()},
             "arcs": sorted([a, b] for a, b in (data.arcs(path) or [])),
             "possible_arcs": _possible_arcs(cov, path),
         }
-    return files
+    return files, shapes
+
+
+_SIZE_ATTRIBUTES = {"shape", "ndim"}
+_SIZE_METHODS = {"size", "dim", "numel", "ndimension"}
+
+
+def _shape_tests(path: str) -> list[tuple[int, int, str]]:
+    """(line, first line of the true side, source) of each `if`/`while` whose test reads a size."""
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+        tree = ast.parse(source)
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If | ast.While) and _reads_size(node.test) and node.body:
+            text = linecache.getline(path, node.lineno).strip()[:MAX_SOURCE_CHARS]
+            found.append((node.lineno, node.body[0].lineno, text))
+    return found
+
+
+def _reads_size(test: ast.expr) -> bool:
+    for node in ast.walk(test):
+        if isinstance(node, ast.Attribute) and node.attr in _SIZE_ATTRIBUTES:
+            return True
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in _SIZE_METHODS:
+                return True
+            if isinstance(func, ast.Name) and func.id == "len":
+                return True
+    return False
+
+
+def _shape_sides(
+    data: Any, path: str, rel: str, contexts: set[str], wanted: list[str]
+) -> list[dict[str, Any]]:
+    # which way each size test went per context: the arcs out of its line (True: into its body)
+    tests = _shape_tests(path)
+    if not tests:
+        return []
+    points = {
+        line: {"file": rel, "line": line, "source": text, "kind": "shape", "inputs": {}}
+        for line, _, text in tests
+    }
+    body = {line: first for line, first, _ in tests}
+    try:
+        for context in sorted(contexts):
+            data.set_query_contexts([f"^{re.escape(context)}$"])
+            for start, end in data.arcs(path) or ():
+                if start in points:
+                    taken = points[start]["inputs"].setdefault(context, [])
+                    value = end == body[start]
+                    if value not in taken:
+                        taken.append(value)
+    finally:
+        data.set_query_contexts(wanted)
+    return [p for p in points.values() if p["inputs"]]
+
+
+def _shape_decisions(
+    points: list[dict[str, Any]], index: dict[str, int], data_points: set[tuple[str, int]]
+) -> list[dict[str, Any]]:
+    # a line that also converts a tensor is a data decision already
+    decisions = []
+    for p in points:
+        if (p["file"], p["line"]) in data_points:
+            continue
+        inputs = sorted((index[c], vals) for c, vals in p["inputs"].items() if c in index)
+        if inputs:
+            decisions.append(
+                {
+                    **{k: v for k, v in p.items() if k != "inputs"},
+                    "inputs": [{"input": i, "values": v} for i, v in inputs],
+                }
+            )
+    return decisions
 
 
 def _in_functions(path: str, statements: list[int]) -> list[int]:

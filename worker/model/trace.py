@@ -9,7 +9,9 @@ the battery rejects the trace.
 Python scalar inputs cannot be traced (a traced graph takes tensors only, so the value would
 be baked in), so a spec with scalar inputs gets no trace at all and says why. Outputs holding a
 dict or a list need `strict=False`; the outcome records when it was used. `check_trace` is off:
-the battery is a stronger check than torch's single re-run.
+the battery is a stronger check than torch's single re-run. Every tensor the model's own code turns
+into a Python value while tracing is recorded (`baked`): the judge asks whether the battery took
+each such decision both ways (worker/judge/baked.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import WarningLog, WarningRecord, describe_exception
 from regctl.worker.model.loader import LoadedModel
+from regctl.worker.model.recorder import CoverageRecord
 
 # the tracer prints the whole offending output (tensor values included) between these two parts
 _UNSUPPORTED_OUTPUT = re.compile(
@@ -47,6 +50,7 @@ class TraceOutcome:
     strict: bool = True
     note: str | None = None
     seconds: float = 0.0
+    baked: list[str] = field(default_factory=list)  # "model.py:14": tensors the trace turned into values
 
 
 def trace_model(
@@ -68,8 +72,9 @@ def trace_model(
     note = None if strict else "traced with strict=False because the output contains a dict or a list"
     start_warnings = len(log.records)
     start = time.perf_counter()
+    watch = CoverageRecord(model.frames)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), watch.converting():
             artifact = torch.jit.trace(
                 model.eager, example.clone_args(model.device), check_trace=False, strict=strict
             )
@@ -96,6 +101,7 @@ def trace_model(
         strict=strict,
         note=note,
         seconds=time.perf_counter() - start,
+        baked=watch.points_seen(),
     )
 
 
