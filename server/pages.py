@@ -34,6 +34,7 @@ from regctl.server.page_auth import page_caller, safe_next, signed_in, signed_ou
 from regctl.server.page_format import FILTERS, page_text, visible_events
 from regctl.server.report_view import build_view, segments
 from regctl.server.responses import public_job, redact_paths
+from regctl.server.source_view import annotated_source
 from regctl.service import aliases, catalog, jobs, models
 
 HERE = Path(__file__).parent
@@ -182,7 +183,7 @@ def _newest_card(settings: Settings, caller: Caller, detail: ModelDetail) -> tup
 
 @router.get("/versions/{ref}")
 async def version_page(request: Request, ref: Ref) -> Response:
-    """A version and its validation report."""
+    """A version, its validation report and its source annotated with the battery's coverage."""
     settings = settings_of(request)
 
     def build(caller: Caller) -> dict[str, Any]:
@@ -190,6 +191,7 @@ async def version_page(request: Request, ref: Ref) -> Response:
         return {
             "version": version,
             "view": build_view(version),
+            "source": annotated_source(settings, caller, version),
             "card": render_card(version.card) if version.card else None,
             "jobs": [job_row(public_job(settings, j)) for j in version.jobs],
             "may_fetch": caller.can("fetch", version.model),
