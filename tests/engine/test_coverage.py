@@ -199,3 +199,22 @@ def test_the_cli_line_is_safe_and_bounded() -> None:
     assert line.startswith("41/43 lines; 1 of 6 decisions taken both ways; ")
     assert line.endswith("(+2 more) one way only")
     assert _coverage_line({}) is None and _coverage_line(None) is None
+
+
+def test_the_cli_line_says_what_the_search_found_and_what_the_owner_accepted() -> None:
+    report = {
+        "coverage": {
+            "recorded": True,
+            "lines_run": 9,
+            "lines": 9,
+            "decisions": [
+                {"file": "model.py", "line": 14, "one_way": False, "flipped_by_search": True},
+                {"file": "model.py", "line": 20, "one_way": True, "accepted": True},
+            ],
+            "search": {"ran": True, "tried": 48, "found": [{"input": 14}]},
+        }
+    }
+    assert _coverage_line(report) == (
+        "9/9 lines; 1 of 2 decisions taken both ways; model.py:20 one way only; "
+        "search found 1 of 48 tried; model.py:20 accepted baked"
+    )

@@ -17,6 +17,7 @@ from regctl.worker.inprocess import convert_model
 from regctl.worker.judge.coverage import found_inputs
 from regctl.worker.model import search as search_module
 from tests.engine.conftest import write_model
+from tests.engine.test_coverage import AMAX_MODEL, _amax_spec
 
 SEED = 11
 
@@ -301,3 +302,21 @@ def test_the_battery_has_small_and_zero_inputs_inside_the_range() -> None:
     ints_only = dataclasses.replace(spec, inputs=(InputSpec("ids", "int64", (3,)),))
     assert [c.label for c in battery_module.build_battery(ints_only, seed=SEED)][-1] == "static draw 3"
     assert math.isclose(battery_module.SMALL_SCALE, 1e-3)
+
+
+def test_the_issue_model_as_written_is_refused_under_trace_on_a_battery_input_it_gets_wrong(
+    tmp_path: Path,
+) -> None:
+    source = AMAX_MODEL.replace("model.stem.bias.fill_(1.5)", "pass")
+    assert source != AMAX_MODEL
+    model = write_model(tmp_path / "m", source)
+    result = convert_model(model, _amax_spec("trace"), tmp_path / "out", seed=SEED)
+    (point,) = result.report["coverage"]["decisions"]
+    assert point["one_way"] is False  # the battery's quiet inputs take the other side
+    assert not result.ok
+    failed = result.report["candidates"]["trace"]["failed_input"]
+    assert failed in result.error
+    other_side = {t["value"]: t["inputs"] for t in point["taken"]}
+    labels = result.report["coverage"]["inputs"]
+    # the first input the trace fails on took the side the trace's example did not
+    assert failed in [labels[i] for i in other_side[False]]
