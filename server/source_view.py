@@ -312,6 +312,19 @@ def _remarks(coverage: Mapping[str, Any]) -> list[str]:
     for key in ("shape_decisions", "files_error"):
         if isinstance(coverage.get(key), str):
             found.append(coverage[key][:MAX_NAME])
+    search = coverage.get("search")
+    if isinstance(search, dict) and _is_int(search.get("tried")) and search["tried"] > 0:
+        kept = len(_dicts(search.get("found")))
+        stopped = str(search.get("stopped") or "")[:MAX_NAME]
+        found.append(
+            f"The search for untaken sides tried {search['tried']} inputs and found {kept} that joined "
+            f"the battery ({stopped})."
+        )
+    accepted = [str(p)[:MAX_NAME] for p in _list(coverage.get("accept_baked"))[:MAX_FILES]]
+    if accepted:
+        found.append(
+            f"The owner accepts these decisions baked one way (accept_baked): {', '.join(accepted)}."
+        )
     return found
 
 

@@ -248,3 +248,14 @@ def test_the_page_section_reads_the_bundle_and_says_when_it_cannot(
     damaged = [replace(a, sha256="0" * 64) if a.kind == "source" else a for a in covered.artifacts]
     note = annotated_source(sqlite_settings, reader, replace(covered, artifacts=tuple(damaged))).note
     assert note is not None and note.startswith("The source bundle could not be read")
+
+
+def test_the_search_and_the_owners_accepted_points_are_said_under_the_summary() -> None:
+    search = {"tried": 48, "found": [{"input": 12}], "stopped": "used its 48 forwards"}
+    section = {**COVERAGE, "search": search, "accept_baked": ["model.py:10", "<b>x.py:1</b>"]}
+    remarks = source_view(section, {"model.py": SOURCE.encode()}).remarks
+    assert "The search for untaken sides tried 48 inputs and found 1 that joined the battery" in remarks[-2]
+    assert remarks[-1] == (
+        "The owner accepts these decisions baked one way (accept_baked): model.py:10, <b>x.py:1</b>."
+    )
+    assert source_view({**COVERAGE, "search": {"tried": 0}}, {}).remarks == source_view(COVERAGE, {}).remarks
