@@ -29,6 +29,9 @@ def find_artifact(settings: Settings, ref: Ref, kind: str = "torchscript") -> tu
         if row is None:
             hint = "its conversion has not produced one yet ('regctl versions show')"
             if kind == "exported":
-                hint = "torch.export did not succeed for it (see the report in 'regctl versions show')"
+                hint = (
+                    "its formats did not ask for it (register with --format exported), or torch.export "
+                    "did not succeed for it (see the report in 'regctl versions show')"
+                )
             raise MissingArtifact(ref=f"{model.name}:{version.version}", kind=kind, hint=hint)
         return f"{model.name}:{version.version}", artifact_info(row)

@@ -11,8 +11,10 @@ from regctl.registry.errors import InvalidInput
 from regctl.registry.errors.inputs import BadFormats
 
 # What a conversion produces: TorchScript always (it decides whether the version is ready), and on
-# request an AOTInductor package compiled from the exported program (worker/judge/aoti.py).
-FORMATS = ("torchscript", "aoti")
+# request the torch.export program (`exported`, a .pt2) and an AOTInductor package compiled from that
+# program (worker/judge/aoti.py). A format nobody asked for costs nothing: no export, no judging.
+FORMATS = ("torchscript", "exported", "aoti")
+PROGRAM_FORMATS = ("exported", "aoti")  # the formats that need the exported program
 
 
 def check_formats(formats: tuple[str, ...], error: Callable[[str], Exception]) -> tuple[str, ...]:
@@ -28,7 +30,7 @@ def check_formats(formats: tuple[str, ...], error: Callable[[str], Exception]) -
 
 
 def parse_formats(text: str, option: str = "--format") -> tuple[str, ...]:
-    """`--format aoti` or `--format torchscript,aoti`: TorchScript is always included."""
+    """`--format aoti` or `--format exported,aoti`: TorchScript is always included."""
     names = [part.strip() for part in text.split(",") if part.strip()]
     wanted = tuple(dict.fromkeys(["torchscript", *names]))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from regctl.registry.formats import PROGRAM_FORMATS
+
 SPEC_FILENAME = "regctl.toml"
 METHODS = ("auto", "trace", "script")
 DEVICES = ("cpu", "cuda")
@@ -88,6 +90,10 @@ class ModelSpec:
     def wants(self, fmt: str) -> bool:
         """True when the conversion should produce `fmt` (TorchScript always)."""
         return fmt == "torchscript" or fmt in (self.formats or ())
+
+    def wants_program(self) -> bool:
+        """True when a format asked for is the exported program or built from it: only then is it exported."""
+        return any(self.wants(fmt) for fmt in PROGRAM_FORMATS)
 
     def data_files(self) -> list[str]:
         """The non-code files the spec names, relative to the model directory."""

@@ -25,7 +25,20 @@ def test_linear_is_scripted_because_script_and_trace_both_match_eager(converted:
     assert result.ok and result.error is None
     assert result.method == "script"
     assert result.report["candidates"]["script"]["ok"] and result.report["candidates"]["trace"]["ok"]
-    assert "both match eager" in result.report["why"] and "script preferred" in result.report["why"]
+    assert result.report["why"] == (
+        "script matches eager on all 14 inputs and trace on the 3 deciding inputs; script preferred "
+        "because it keeps control flow and shape logic"
+    )
+    script, trace = result.report["candidates"]["script"], result.report["candidates"]["trace"]
+    assert (script["judged_on"], script["inputs_run"], len(script["cases"])) == ("battery", 14, 14)
+    # trace's verdict could not change the choice: it ran each shape's first draw only
+    assert (trace["judged_on"], trace["inputs_run"]) == ("deciding inputs", 3)
+    assert [c["label"] for c in trace["cases"]] == [
+        "batch=4 draw 0 mixed",
+        "batch=1 draw 0 positive",
+        "batch=8 draw 0 negative",
+    ]
+    assert trace["judged_note"].endswith("not judged further because script was kept")
     # the builder's own file, proved where it lies and never copied
     assert result.torchscript_path.name == "script.pt" and result.torchscript_path.parent.name == "builder"
     assert result.torchscript_path.is_file()

@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from regctl.worker.inprocess import convert_model
+from regctl.worker.inprocess import ConversionResult, convert_model
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
 
+EXPORTED = ("torchscript", "exported")
 
-def test_linear_exports_a_pt2_with_a_dynamic_batch(converted) -> None:
-    result = converted("linear")
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ConversionResult]:
+    """convert_model on an example whose formats ask for the exported program, once per module."""
+    results: dict[str, ConversionResult] = {}
+
+    def get(name: str) -> ConversionResult:
+        if name not in results:
+            spec = dataclasses.replace(example_spec(name), formats=EXPORTED)
+            results[name] = convert_model(EXAMPLES / name, spec, tmp_path_factory.mktemp(name))
+        return results[name]
+
+    return get
+
+
+def test_the_default_formats_export_nothing_and_asking_for_exported_gets_a_pt2(converted, exported) -> None:
+    default = converted("linear")
+    assert default.ok and default.exported_path is None
+    assert not list(default.torchscript_path.parent.glob("*.pt2"))
+    section = default.report["export"]
+    assert (section["requested"], section["ok"], section["error"]) == (False, False, None)
+    assert section["skipped"].startswith('not asked for: add "exported"')
+    assert "export_s" not in default.report["timings"] or default.report["timings"]["export_s"] == 0
+    asked = exported("linear")
+    assert asked.exported_path is not None and asked.exported_path.is_file()
+    assert asked.report["export"]["requested"] is True
+
+
+def test_linear_exports_a_pt2_with_a_dynamic_batch(exported) -> None:
+    result = exported("linear")
     # proved where the model process saved it, not copied
     assert result.exported_path == result.torchscript_path.parent / "model.pt2"
     assert result.report["export"]["ok"] is True and result.report["export"]["error"] is None
@@ -34,8 +65,8 @@ def _linear_state() -> dict[str, torch.Tensor]:
     return torch.nn.Linear(10, 2).state_dict()
 
 
-def test_a_model_that_cannot_export_still_converts_and_says_why(converted) -> None:
-    result = converted("conditional")
+def test_a_model_that_cannot_export_still_converts_and_says_why(exported) -> None:
+    result = exported("conditional")
     assert result.ok and result.exported_path is None
     export = result.report["export"]
     assert export["ok"] is False
@@ -43,8 +74,8 @@ def test_a_model_that_cannot_export_still_converts_and_says_why(converted) -> No
     assert "exported" not in result.report["proved"]
 
 
-def test_an_export_that_specializes_a_scalar_is_not_kept(converted) -> None:
-    result = converted("dynamic-loop")
+def test_an_export_that_specializes_a_scalar_is_not_kept(exported) -> None:
+    result = exported("dynamic-loop")
     export = result.report["export"]
     assert result.ok and result.exported_path is None and export["ok"] is False
     assert "length=" in export["failed_input"]
@@ -63,10 +94,10 @@ def test_a_size_one_opt_is_exported_on_a_larger_example(tmp_path: Path) -> None:
     """,
     )
     result = convert_model(
-        model_dir, seq_spec(features=4), tmp_path / "out"
+        model_dir, seq_spec(features=4, formats=EXPORTED), tmp_path / "out"
     )  # seq opt 4, but dim 0 is fixed 1
     assert result.ok and result.report["export"]["ok"], result.report["export"]
-    spec = example_spec("varlen-sequence")  # batch opt is 1
+    spec = dataclasses.replace(example_spec("varlen-sequence"), formats=EXPORTED)  # batch opt is 1
     export = convert_model(EXAMPLES / "varlen-sequence", spec, tmp_path / "v").report["export"]
     assert export["error"] == (
         "torch.export failed: UserError: Constraints violated (seq)! "

@@ -179,6 +179,20 @@ def judged_coverage(
     return section
 
 
+def deciding_inputs(battery: list[BatteryCase], coverage: dict[str, Any]) -> list[int]:
+    """The inputs that decide a candidate nobody keeps: each shape's first draw, every input the search
+    found, and the first input to take each side of each recorded decision (battery indexes, sorted)."""
+    chosen: dict[str, int] = {}
+    for i, case in enumerate(battery):
+        chosen.setdefault(repr(sorted(case.shape.items())) + case.group, i)
+    picked = set(chosen.values())
+    for found in (coverage.get("search") or {}).get("found", []):
+        picked.add(found["input"])
+    for decision in coverage.get("decisions", []):
+        picked.update(min(t["inputs"]) for t in decision.get("taken", []) if t.get("inputs"))
+    return sorted(i for i in picked if 0 <= i < len(battery))
+
+
 def side_into(report: dict[str, Any], side: ModelSide) -> None:
     """Add one model role's facts (kind, size, warnings, its timings) to a report."""
     report["model"]["kind"] = report["model"]["kind"] or side.kind
@@ -282,7 +296,13 @@ class _Conversion:
     def _convert(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> ConversionResult:
         self.report["outputs"] = describe_outputs(battery, reference)
         order = candidate_order(self.requested)
-        passed = [a for a in (self._candidate(name, side, battery, reference) for name in order) if a]
+        passed: list[JudgedArtifact] = []
+        for name in order:
+            # once one candidate is kept, the others' verdicts cannot change it: they run the deciding inputs
+            only = deciding_inputs(battery, self.report.get("coverage") or {}) if passed else None
+            judged = self._candidate(name, side, battery, reference, only=only, kept=passed[:1])
+            if judged is not None:
+                passed.append(judged)
         rejected = [n for n in order if side.candidates.get(n) and side.candidates[n].optimized]
         rejected = [n for n in rejected if not self.report["candidates"][n]["ok"]]
         if rejected:  # the optimization may be what broke it: the full round decides without it
@@ -338,8 +358,16 @@ class _Conversion:
         return "kept the artifact as compiled (the first round's candidates did not match eager)"
 
     def _candidate(
-        self, name: str, side: ModelSide, battery: list[BatteryCase], reference: list[Any]
+        self,
+        name: str,
+        side: ModelSide,
+        battery: list[BatteryCase],
+        reference: list[Any],
+        *,
+        only: list[int] | None = None,
+        kept: list[JudgedArtifact] | None = None,
     ) -> JudgedArtifact | None:
+        """Judge one candidate on the battery, or on the inputs `only` names once another is kept."""
         claimed = side.candidates.get(name)
         if claimed is None:
             self.report["candidates"][name] = candidate_entry(error=f"the model process did not try {name}")
@@ -366,8 +394,11 @@ class _Conversion:
             entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
             return None
         started = time.perf_counter()
+        cases, expected = battery, reference
+        if only is not None:
+            cases, expected = [battery[i] for i in only], [reference[i] for i in only]
         with timed(self.timings, "battery_s"):
-            check = self._check(loaded, name, battery, reference)
+            check = self._check(loaded, name, cases, expected)
         hint = claimed.hint
         if name == "trace" and not check.ok and hint is None:
             hint = (
@@ -388,6 +419,13 @@ class _Conversion:
                 battery_s=time.perf_counter() - started,
             )
         )
+        entry["judged_on"] = "battery" if only is None else "deciding inputs"
+        entry["inputs_run"] = len(cases)
+        if only is not None and kept and entry["ok"]:
+            entry["judged_note"] = (
+                f"{name} also matched on the {len(cases)} deciding inputs (every shape's first draw and one "
+                f"input per side of each decision); not judged further because {kept[0].name} was kept"
+            )
         if unproven is not None:
             entry["baked"] = True
             return None
@@ -446,6 +484,11 @@ class _Conversion:
             return f"method = {chosen.name} was requested; it matches eager on all {size} inputs"
         other = next(n for n in order if n != chosen.name)
         entry = self.report["candidates"][other]
+        if entry["ok"] and entry.get("judged_on") == "deciding inputs":
+            return (
+                f"script matches eager on all {size} inputs and trace on the {entry['inputs_run']} deciding "
+                "inputs; script preferred because it keeps control flow and shape logic"
+            )
         if entry["ok"]:
             return (
                 f"script and trace both match eager on all {size} inputs; script preferred because "

@@ -71,6 +71,22 @@ TIMING_KEYS = (
 )
 
 
+NOT_ASKED = 'not asked for: add "exported" (or "aoti") to formats to export and prove a .pt2'
+
+
+def export_section(spec: ModelSpec) -> dict[str, Any]:
+    """The report's `export` section before the exported program is judged, or why it never is."""
+    asked = spec.wants_program()
+    return {
+        "requested": asked,
+        "ok": False,
+        "error": "not attempted" if asked else None,
+        "skipped": None if asked else NOT_ASKED,
+        "failed_input": None,
+        "notes": [],
+    }
+
+
 def new_report(spec: ModelSpec, requested: str) -> dict[str, Any]:
     """An empty conversion report with every key present."""
     return {
@@ -86,7 +102,7 @@ def new_report(spec: ModelSpec, requested: str) -> dict[str, Any]:
         "libtorch": empty_section(),
         "latency": None,
         "optimize": {"applied": False, "note": None, "unoptimized_ms": None, "optimized_ms": None},
-        "export": {"ok": False, "error": "not attempted", "failed_input": None, "notes": []},
+        "export": export_section(spec),
         "torch_warnings": [],
         "model_warnings": [],
         "warnings_dropped": 0,

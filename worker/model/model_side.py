@@ -211,7 +211,7 @@ class _ModelRun:
         )
 
     def build(self, requested: str) -> None:
-        """Every candidate of `requested`, then the exported program, all from the public examples."""
+        """Every candidate of `requested`, then the exported program if a format needs it; public examples."""
         examples = example_cases(self.spec)
         self.side.example = examples[0].label
         with timed(self.side.timings, "example_s"):
@@ -220,6 +220,8 @@ class _ModelRun:
             )[0]
         for name in candidate_order(requested):
             self.side.candidates[name] = self._candidate(name, examples[0], first)
+        if not self.spec.wants_program():
+            return  # no format asked for needs the exported program: it costs nothing
         self.progress("export")
         with timed(self.side.timings, "export_s"):
             self.side.export = self._export(examples)

@@ -169,7 +169,7 @@ def _convert(work: Stage) -> list[JobInfo]:
     proved = result.report.get("proved") or {}
     scripted = work.store.adopt_file(result.torchscript_path)
     artifacts = [NewArtifact("torchscript", scripted, torch_version, result.method)]
-    if result.exported_path is not None:
+    if result.exported_path is not None and work.spec.wants("exported"):  # aoti alone: proved, not kept
         exported = work.store.adopt_file(result.exported_path)
         if exported.sha256 == proved.get("exported"):
             artifacts.append(NewArtifact("exported", exported, torch_version, "export"))
