@@ -14,9 +14,18 @@ from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec
 from regctl.worker.inprocess import convert_model
 from regctl.worker.judge.coverage import coverage_section
 from regctl.worker.model import recorder
+from regctl.worker.model import search as search_module
 from tests.engine.conftest import write_model
 
 SEED = 7  # a fixed battery, so the verdicts compared are of the same inputs
+
+
+@pytest.fixture(autouse=True)
+def _search_by_forwards_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search's time budget off: its forwards alone bound it, so a loaded machine changes nothing."""
+    monkeypatch.setattr(search_module, "MIN_SEARCH_SECONDS", 3600.0)
+
+
 AMAX_MODEL = """
 import torch
 from torch import nn

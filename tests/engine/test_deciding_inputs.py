@@ -7,7 +7,7 @@ from pathlib import Path
 from regctl.registry.spec import InputSpec, ModelSpec, ValidationSpec
 from regctl.worker.engine.battery import build_battery
 from regctl.worker.inprocess import convert_model
-from regctl.worker.judge.judge import deciding_inputs
+from regctl.worker.judge.evaluate import deciding_inputs
 from tests.engine.conftest import seq_spec, write_model
 
 # the trace bakes the sign its example took; only some of the opt shape's draws take the other

@@ -72,10 +72,13 @@ def test_conditional_rejects_trace_on_an_input_that_takes_the_other_branch(conve
     assert "values differ" in trace["error"]
     assert [(w["file"], w["line"]) for w in trace["warnings"]] == [("model.py", 11)]
     assert "model.py:11" in trace["hint"]
-    # Per input, for the version page's chart: the trace's list ends at the input that exposed it.
-    assert trace["cases"][-1]["label"] == trace["failed_input"]
-    assert trace["cases"][-1]["tolerance_used"] > 1 and not trace["cases"][-1]["ok"]
-    assert all(c["ok"] and c["tolerance_used"] <= 1 for c in trace["cases"][:-1])
+    # Per input, for the version page's chart: the first failing input is the one that exposed it
+    # (script was kept, so trace ran only the deciding inputs, all of them, in LibTorch)
+    assert trace["judged_on"] == "deciding inputs" and trace["runtime"] == "libtorch"
+    first = next(i for i, c in enumerate(trace["cases"]) if not c["ok"])
+    assert trace["cases"][first]["label"] == trace["failed_input"]
+    assert trace["cases"][first]["tolerance_used"] > 1
+    assert all(c["ok"] and c["tolerance_used"] <= 1 for c in trace["cases"][:first])
     script = result.report["candidates"]["script"]
     assert len(script["cases"]) == result.report["battery_size"]
     assert all(c["ok"] and 0 <= c["tolerance_used"] <= 1 for c in script["cases"])

@@ -21,7 +21,7 @@ from regctl.worker.inprocess import ConversionResult, convert_model, validate_ar
 from regctl.worker.judge import libtorch
 from regctl.worker.judge.libtorch import CACHE_ENV, SWITCH_ENV, Runner, build_runner, run_libtorch_stage
 from tests.conftest import service_missing
-from tests.engine.conftest import write_model
+from tests.engine.conftest import EXAMPLES, write_model
 
 Converted = Callable[[str], ConversionResult]
 
@@ -112,20 +112,22 @@ def test_a_custom_op_registered_from_python_passes_python_but_is_caught_by_libto
 
     result = convert_model(model_dir, spec, tmp_path / "out")
 
-    assert result.report["candidates"]["script"]["ok"]  # the Python stage is satisfied
-    section = result.report["libtorch"]
-    assert section["ran"] and not section["ok"]
-    assert "Unknown builtin op: regctl_test::twice" in section["error"]
-    assert not result.ok and result.torchscript_path is None
-    assert result.error == (
-        "the artifact runs in Python but not in LibTorch: "
-        "torch::jit::load failed: Unknown builtin op: regctl_test::twice."
+    # each candidate is proven in LibTorch, where it would deploy: neither loads there
+    script = result.report["candidates"]["script"]
+    assert not script["ok"] and script["runtime"] == "libtorch"
+    assert script["error"] == (
+        "does not run in LibTorch: torch::jit::load failed: Unknown builtin op: regctl_test::twice."
     )
+    assert not result.ok and result.torchscript_path is None
+    assert result.error == f"script failed: {script['error']}"
 
     # the same artifact, re-validated later, is refused for the same reason
     validation = validate_artifact(model_dir, spec, tmp_path / "out" / "builder" / "script.pt")
     assert not validation.ok
-    assert validation.error == result.error
+    assert validation.error == (
+        "the artifact runs in Python but not in LibTorch: "
+        "torch::jit::load failed: Unknown builtin op: regctl_test::twice."
+    )
     assert validation.report["libtorch"]["ran"]
 
 
@@ -177,6 +179,31 @@ def test_tuples_dicts_lists_named_tuples_and_scalars_round_trip(tmp_path: Path, 
 
     assert section["ok"], section["error"]
     assert section["cases"] == 2 and section["max_abs_error"] == 0.0
+
+
+def test_the_kept_candidate_is_proven_once_in_libtorch_and_python_runs_one_input(
+    runner: Runner, converted: Converted
+) -> None:
+    result = converted("linear")
+    script = result.report["candidates"]["script"]
+    assert result.method == "script" and script["runtime"] == "libtorch" and script["runtime_note"] is None
+    assert script["judged_on"] == "battery" and len(script["cases"]) == result.report["battery_size"]
+    # the LibTorch section is that very run, not a second pass over the battery
+    assert result.report["libtorch"]["cases"] == result.report["battery_size"]
+
+
+def test_without_a_runner_the_candidates_run_in_python_and_the_report_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SWITCH_ENV, "0")
+    spec = load_spec(EXAMPLES / "linear")
+    result = convert_model(EXAMPLES / "linear", spec, tmp_path / "out")
+    assert result.ok and result.method == "script"
+    script = result.report["candidates"]["script"]
+    assert script["runtime"] == "python"
+    assert script["runtime_note"] == "LibTorch runner unavailable: disabled (REGCTL_LIBTORCH=0)"
+    assert len(script["cases"]) == result.report["battery_size"]
+    assert result.report["libtorch"]["skipped"] == "disabled (REGCTL_LIBTORCH=0)"
 
 
 def test_the_stage_is_skipped_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

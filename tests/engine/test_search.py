@@ -21,6 +21,13 @@ from tests.engine.test_coverage import AMAX_MODEL, _amax_spec
 
 SEED = 11
 
+
+@pytest.fixture(autouse=True)
+def _search_by_forwards_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search's time budget off: its forwards alone bound it, so a loaded machine changes nothing."""
+    monkeypatch.setattr(search_module, "MIN_SEARCH_SECONDS", 3600.0)
+
+
 # a branch only values far below the battery's scales take: 0 < max|x| < 1e-3 (zeros stay out)
 QUIET_MODEL = """
 import torch

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import COVERAGE_FILE
 from regctl.worker.engine.battery import BatteryCase
-from regctl.worker.engine.exchange import ExchangeError, SearchSide, read_json
+from regctl.worker.engine.exchange import ExchangeError, ModelSide, SearchSide, read_json
 from regctl.worker.engine.probes import found_case, probe, structured
 
 MAX_COVERAGE_BYTES = 8 * 1024 * 1024
@@ -262,3 +262,19 @@ def _decision(d: _Decision, searched_from: int) -> dict[str, Any]:
         "baked": False,
         "accepted": False,
     }
+
+
+def judged_coverage(
+    reference_dir: Path, model_dir: Path, spec: ModelSpec, ran: ModelSide, battery: list[BatteryCase]
+) -> dict[str, Any]:
+    """The report's coverage section: what the battery ran, what the search tried and found."""
+    found = len(ran.search.found) if ran.search else 0
+    section = coverage_section(
+        reference_dir,
+        [c.label for c in battery],
+        model_dir,
+        searched_from=len(battery) - found,
+    )
+    section["search"] = search_section(ran.search, len(battery) - found, spec)
+    section["accept_baked"] = list(spec.validation.accept_baked)
+    return section

@@ -105,3 +105,17 @@ def per_shape(results: list[CaseResult]) -> list[dict[str, Any]]:
         g["max_abs_error"] = max(g["max_abs_error"], r.comparison.max_abs_error)
         g["max_rel_error"] = max(g["max_rel_error"], r.comparison.max_rel_error)
     return list(groups.values())
+
+
+def deciding_inputs(battery: list[BatteryCase], coverage: dict[str, Any]) -> list[int]:
+    """The inputs that decide a candidate nobody keeps: each shape's first draw, every input the search
+    found, and the first input to take each side of each recorded decision (battery indexes, sorted)."""
+    chosen: dict[str, int] = {}
+    for i, case in enumerate(battery):
+        chosen.setdefault(repr(sorted(case.shape.items())) + case.group, i)
+    picked = set(chosen.values())
+    for found in (coverage.get("search") or {}).get("found", []):
+        picked.add(found["input"])
+    for decision in coverage.get("decisions", []):
+        picked.update(min(t["inputs"]) for t in decision.get("taken", []) if t.get("inputs"))
+    return sorted(i for i in picked if 0 <= i < len(battery))

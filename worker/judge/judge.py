@@ -69,9 +69,9 @@ from regctl.worker.engine.exchange import (
 from regctl.worker.engine.latency import Latency, measure
 from regctl.worker.engine.outputs import describe_outputs
 from regctl.worker.judge.baked import baked_points, baked_verdict, coverage_gaps
-from regctl.worker.judge.coverage import coverage_section, empty_coverage, found_inputs, search_section
-from regctl.worker.judge.evaluate import CandidateCheck, check_candidate, per_shape
-from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
+from regctl.worker.judge.coverage import empty_coverage, found_inputs, judged_coverage
+from regctl.worker.judge.evaluate import CandidateCheck, deciding_inputs, per_shape
+from regctl.worker.judge.libtorch import Runner, resolve_runner, run_libtorch_stage
 from regctl.worker.judge.libtorch import failure as libtorch_failure
 from regctl.worker.judge.program import judge_program
 from regctl.worker.judge.report import (
@@ -81,6 +81,8 @@ from regctl.worker.judge.report import (
     latency_entry,
     new_report,
 )
+from regctl.worker.judge.runtime_check import ArtifactLoadError, check_in_runtime
+from regctl.worker.judge.verdicts import candidate_hint, judged_scope, no_candidate_error, why_kept
 
 MAX_LABELS = 20
 RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
@@ -95,6 +97,7 @@ class JudgedArtifact:
     sha256: str
     loaded: Any
     check: CandidateCheck
+    libtorch: dict[str, Any] | None = None  # its LibTorch run over the whole battery, when that proved it
 
 
 @dataclass(frozen=True)
@@ -163,36 +166,6 @@ def judge_inputs(
     return side, battery, reference, device
 
 
-def judged_coverage(
-    sources: _Sources, spec: ModelSpec, ran: ModelSide, battery: list[BatteryCase]
-) -> dict[str, Any]:
-    """The report's coverage section: what the battery ran, what the search tried and found."""
-    found = len(ran.search.found) if ran.search else 0
-    section = coverage_section(
-        sources.reference_dir,
-        [c.label for c in battery],
-        sources.model_dir,
-        searched_from=len(battery) - found,
-    )
-    section["search"] = search_section(ran.search, len(battery) - found, spec)
-    section["accept_baked"] = list(spec.validation.accept_baked)
-    return section
-
-
-def deciding_inputs(battery: list[BatteryCase], coverage: dict[str, Any]) -> list[int]:
-    """The inputs that decide a candidate nobody keeps: each shape's first draw, every input the search
-    found, and the first input to take each side of each recorded decision (battery indexes, sorted)."""
-    chosen: dict[str, int] = {}
-    for i, case in enumerate(battery):
-        chosen.setdefault(repr(sorted(case.shape.items())) + case.group, i)
-    picked = set(chosen.values())
-    for found in (coverage.get("search") or {}).get("found", []):
-        picked.add(found["input"])
-    for decision in coverage.get("decisions", []):
-        picked.update(min(t["inputs"]) for t in decision.get("taken", []) if t.get("inputs"))
-    return sorted(i for i in picked if 0 <= i < len(battery))
-
-
 def side_into(report: dict[str, Any], side: ModelSide) -> None:
     """Add one model role's facts (kind, size, warnings, its timings) to a report."""
     report["model"]["kind"] = report["model"]["kind"] or side.kind
@@ -254,6 +227,7 @@ class _Conversion:
         self.report["battery_seed"] = sources.seed
         self.timings = self.report["timings"]
         self.device = torch.device("cpu")
+        self._resolved_runner: Runner | str | None = None
 
     def run(self) -> ConversionResult:
         start = time.perf_counter()
@@ -271,7 +245,9 @@ class _Conversion:
                 )
                 side_into(self.report, ran)
                 if ran.error is None:
-                    self.report["coverage"] = judged_coverage(self.sources, self.spec, ran, battery)
+                    self.report["coverage"] = judged_coverage(
+                        self.sources.reference_dir, self.sources.model_dir, self.spec, ran, battery
+                    )
                 side = built.model_copy(
                     update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
                 )
@@ -309,21 +285,23 @@ class _Conversion:
             error = f"the optimized {rejected[0]} artifact {self.report['candidates'][rejected[0]]['error']}"
             return self._result(None, None, error, retry=True)
         if not passed:
-            return self._result(None, None, self._no_candidate_error(order))
+            return self._result(None, None, no_candidate_error(self.report["candidates"], order))
         chosen = passed[0]
         del passed  # the losing candidate's module is freed before anything else is built
         if chosen.name == "script":
             self._gap_warnings()
-        self.report["why"] = self._why(chosen, order, len(battery))
+        self.report["why"] = why_kept(self.report["candidates"], chosen.name, order, len(battery))
         self._optimize_section(side.candidates[chosen.name])
         self.report["shapes"] = per_shape(chosen.check.results)
         # The artifact is the model process's file itself: proved here, stored as it is, never copied.
         self.report["proved"] = {"torchscript": chosen.sha256, "torchscript_file": chosen.path.name}
         self._latency(chosen, side, battery[0])
-        method, path = chosen.name, chosen.path
+        method, path, proved_in_cpp = chosen.name, chosen.path, chosen.libtorch
         # Released before the LibTorch runner loads the same file: never two copies of the weights.
         del chosen
-        if error := self._libtorch(path, battery, reference):
+        if proved_in_cpp is not None:  # its battery already ran in LibTorch: proven once, not twice
+            self.report["libtorch"] = proved_in_cpp
+        elif error := self._libtorch(path, battery, reference):
             return self._result(None, None, error)
         return self._result(method, path, None, self._export(side, battery, reference))
 
@@ -389,22 +367,24 @@ class _Conversion:
             if path is None:
                 raise FileNotFoundError(f"{claimed.file!r} is not a file the model process wrote")
             sha256 = sha256_file(path)
-            loaded = torch.jit.load(str(path), map_location=self.device)
         except Exception as exc:
             entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
             return None
-        started = time.perf_counter()
         cases, expected = battery, reference
         if only is not None:
             cases, expected = [battery[i] for i in only], [reference[i] for i in only]
-        with timed(self.timings, "battery_s"):
-            check = self._check(loaded, name, cases, expected)
-        hint = claimed.hint
-        if name == "trace" and not check.ok and hint is None:
-            hint = (
-                f"the trace was recorded on input {side.example or 'the example'!r} and replays that run: "
-                "shape- or data-dependent Python code is baked in"
-            )
+        started = time.perf_counter()
+        try:
+            with timed(self.timings, "battery_s"):
+                ran = check_in_runtime(
+                    path, name, cases, expected, self.spec, self.device, self._runner(), self.progress
+                )
+        except ArtifactLoadError as exc:
+            entry.update(error=f"saving or reloading the {name} artifact failed: {exc}")
+            return None
+        check, loaded = ran.check, ran.loaded
+        entry.update(runtime=ran.runtime, runtime_note=ran.note)
+        hint = candidate_hint(name, claimed.hint, check.ok, side.example)
         unproven = None
         if name == "trace" and check.ok:
             coverage = self.report.setdefault("coverage", empty_coverage())
@@ -419,22 +399,26 @@ class _Conversion:
                 battery_s=time.perf_counter() - started,
             )
         )
-        entry["judged_on"] = "battery" if only is None else "deciding inputs"
-        entry["inputs_run"] = len(cases)
-        if only is not None and kept and entry["ok"]:
-            entry["judged_note"] = (
-                f"{name} also matched on the {len(cases)} deciding inputs (every shape's first draw and one "
-                f"input per side of each decision); not judged further because {kept[0].name} was kept"
-            )
+        entry.update(judged_scope(name, entry["ok"], len(cases), kept if only is not None else None))
         if unproven is not None:
             entry["baked"] = True
             return None
-        return JudgedArtifact(name, path, sha256, loaded, check) if check.ok else None
+        if not check.ok:
+            return None
+        whole = only is None and ran.section is not None
+        return JudgedArtifact(name, path, sha256, loaded, check, ran.section if whole else None)
+
+    def _runner(self) -> Runner | str:
+        """The LibTorch runner the candidates run in, or why there is none (resolved once per job)."""
+        if self._resolved_runner is None:
+            with timed(self.timings, "libtorch_s"):
+                self._resolved_runner = resolve_runner(self.runner)
+        return self._resolved_runner
 
     def _libtorch(self, path: Path, battery: list[BatteryCase], reference: list[Any]) -> str | None:
         with timed(self.timings, "libtorch_s"):
             section = libtorch_stage(
-                self.runner, path, battery, reference, self.spec, self.device, self.progress
+                self._runner(), path, battery, reference, self.spec, self.device, self.progress
             )
         self.report["libtorch"] = section
         return libtorch_failure(section)
@@ -472,37 +456,6 @@ class _Conversion:
             return None
         self.report["proved"].update(exported=sha256_file(path), exported_file=path.name)
         return path
-
-    def _check(self, fn: Any, name: str, battery: list[BatteryCase], reference: list[Any]) -> CandidateCheck:
-        v = self.spec.validation
-        return check_candidate(
-            fn, battery, reference, self.device, rtol=v.rtol, atol=v.atol, name=name, progress=self.progress
-        )
-
-    def _why(self, chosen: JudgedArtifact, order: tuple[str, ...], size: int) -> str:
-        if len(order) == 1:
-            return f"method = {chosen.name} was requested; it matches eager on all {size} inputs"
-        other = next(n for n in order if n != chosen.name)
-        entry = self.report["candidates"][other]
-        if entry["ok"] and entry.get("judged_on") == "deciding inputs":
-            return (
-                f"script matches eager on all {size} inputs and trace on the {entry['inputs_run']} deciding "
-                "inputs; script preferred because it keeps control flow and shape logic"
-            )
-        if entry["ok"]:
-            return (
-                f"script and trace both match eager on all {size} inputs; script preferred because "
-                "it keeps control flow and shape logic"
-            )
-        verb = "failed" if other == "script" else "was rejected"
-        return f"{other} {verb}: {entry['error']}; {chosen.name} matches eager on all {size} inputs"
-
-    def _no_candidate_error(self, order: tuple[str, ...]) -> str:
-        reasons = "; ".join(f"{n}: {self.report['candidates'][n]['error']}" for n in order)
-        if len(order) > 1:
-            return f"neither method works: {reasons}"
-        error = str(self.report["candidates"][order[0]]["error"])
-        return error if error.startswith(f"{order[0]} ") else f"{order[0]} failed: {error}"
 
     def _result(
         self,

@@ -246,6 +246,27 @@ def failure(section: dict[str, Any]) -> str | None:
     return f"the artifact runs in Python but not in LibTorch: {section['error']}"
 
 
+def resolve_runner(choice: Runner | str | None, cache_dir: Path | None = None) -> Runner | str:
+    """A built runner, or the reason there is none (disabled, no compiler, a failed build)."""
+    if choice is not None:
+        return choice
+    if not enabled():
+        return f"disabled ({SWITCH_ENV}=0)"
+    try:
+        return build_runner(cache_dir)
+    except RunnerUnavailable as exc:
+        return str(exc)
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """One case run in the C++ runner: its comparison with eager, or the error it raised."""
+
+    case: BatteryCase
+    comparison: Any  # compare.Comparison | None when the case raised
+    error: str | None = None
+
+
 def run_libtorch_stage(
     artifact_path: Path,
     battery: Sequence[BatteryCase],
@@ -258,12 +279,14 @@ def run_libtorch_stage(
     cache_dir: Path | None = None,
     runner: Runner | None = None,
     kind: str = "torchscript",
+    outcomes: list[CaseOutcome] | None = None,
 ) -> dict[str, Any]:
     """Run the artifact at `artifact_path` on the battery in the C++ runner and compare with eager.
 
     `runner` is one built beforehand (the judge cannot build: the cache is outside its sandbox).
     `kind` is "torchscript" (torch::jit::load) or "aoti" (an AOTInductor package, whose outputs come
     back as a flat list of tensors and are compared with the tensors of eager's output, in order).
+    `outcomes`, when given, receives each case's comparison (the judge's per-input record).
     """
     if runner is None:
         if not enabled():
@@ -286,7 +309,7 @@ def run_libtorch_stage(
         return {**section, "error": outcome.error, "detail": outcome.detail}
     if kind == "aoti":
         reference_outputs = [tensor_leaves(expected) for expected in reference_outputs]
-    _compare(section, battery, reference_outputs, outcome, rtol, atol)
+    _compare(section, battery, reference_outputs, outcome, rtol, atol, outcomes)
     progress(f"libtorch: battery {len(battery)}/{len(battery)}")
     return section
 
@@ -351,6 +374,7 @@ def _compare(
     results: list[tuple[bool, Any]],
     rtol: float,
     atol: float,
+    outcomes: list[CaseOutcome] | None = None,
 ) -> None:
     """Fill the section from the per-case results: ok, first failure, failure count, worst errors."""
     max_abs = max_rel = 0.0
@@ -358,8 +382,12 @@ def _compare(
         if not ran:
             message = f"raised {cpp_error_summary(str(actual))} on input {case.label!r}"
             _fail(section, case.label, message, str(actual)[:DETAIL_CHARS])
+            if outcomes is not None:
+                outcomes.append(CaseOutcome(case, None, message))
             continue
         comparison = compare_outputs(actual, expected, rtol=rtol, atol=atol)
+        if outcomes is not None:
+            outcomes.append(CaseOutcome(case, comparison))
         max_abs, max_rel = max(max_abs, comparison.max_abs_error), max(max_rel, comparison.max_rel_error)
         if not comparison.ok:
             _fail(section, case.label, f"differs from eager on input {case.label!r}: {comparison.reason}")

@@ -1,0 +1,128 @@
+"""A TorchScript candidate proven once, in the runtime that deploys it.
+
+Python's `torch.jit.load` and the LibTorch runner execute the same serialized graph on the same C++
+interpreter, so running the whole battery through both proves little the second time. Where the
+runner exists, a candidate runs its inputs there (libtorch.py), and each output is compared with
+eager here; Python then only loads the file and runs its first input, to confirm the two runtimes
+agree. Where there is no runner (no compiler, REGCTL_LIBTORCH=0, inputs it cannot exchange), the
+candidate runs its inputs in Python instead, and the result says why.
+
+The C++ run comes first, before Python loads the file, so the weights are never in memory twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from regctl.registry.spec import ModelSpec
+from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.calls import call
+from regctl.worker.engine.capture import describe_exception
+from regctl.worker.judge.compare import compare_outputs
+from regctl.worker.judge.evaluate import CandidateCheck, CaseResult, check_candidate
+from regctl.worker.judge.libtorch import CaseOutcome, Runner, run_libtorch_stage
+
+
+class ArtifactLoadError(Exception):
+    """Raised when torch.jit.load cannot load a candidate's file in Python."""
+
+
+def _load(path: Path, device: torch.device) -> Any:
+    try:
+        return torch.jit.load(str(path), map_location=device)
+    except Exception as exc:
+        raise ArtifactLoadError(describe_exception(exc)) from exc
+
+
+@dataclass(frozen=True)
+class RuntimeCheck:
+    """A candidate's check, the runtime that ran its inputs, and the loaded module."""
+
+    check: CandidateCheck
+    runtime: str  # "libtorch" or "python"
+    loaded: Any  # the module torch.jit.load returned
+    section: dict[str, Any] | None = None  # the LibTorch run's section, when it ran
+    note: str | None = None  # why Python ran the inputs, when it did
+
+
+def check_in_runtime(
+    path: Path,
+    name: str,
+    cases: list[BatteryCase],
+    expected: list[Any],
+    spec: ModelSpec,
+    device: torch.device,
+    runner: Runner | str,
+    progress: Callable[[str], None],
+) -> RuntimeCheck:
+    """Run `cases` in LibTorch when `runner` is one (else in Python, saying why) and compare with eager.
+
+    Raises ArtifactLoadError when the file does not load in Python; what `progress` raises propagates.
+    """
+    v = spec.validation
+    if isinstance(runner, str):
+        loaded = _load(path, device)
+        check = check_candidate(
+            loaded, cases, expected, device, rtol=v.rtol, atol=v.atol, name=name, progress=progress
+        )
+        return RuntimeCheck(check, "python", loaded, note=f"LibTorch runner unavailable: {runner}")
+    outcomes: list[CaseOutcome] = []
+    progress(f"{name}: battery 0/{len(cases)} in LibTorch")
+    section = run_libtorch_stage(
+        path, cases, expected, v.rtol, v.atol, progress, device=device, runner=runner, outcomes=outcomes
+    )
+    if section.get("skipped"):
+        loaded = _load(path, device)
+        check = check_candidate(
+            loaded, cases, expected, device, rtol=v.rtol, atol=v.atol, name=name, progress=progress
+        )
+        return RuntimeCheck(check, "python", loaded, note=f"LibTorch skipped: {section['skipped']}")
+    progress(f"{name}: battery {len(cases)}/{len(cases)}")
+    check = _from_outcomes(outcomes, section)
+    loaded = _load(path, device)
+    if check.ok and cases:
+        _python_agrees(check, loaded, cases[0], expected[0], device, v.rtol, v.atol)
+    return RuntimeCheck(check, "libtorch", loaded, section=section)
+
+
+def _from_outcomes(outcomes: list[CaseOutcome], section: dict[str, Any]) -> CandidateCheck:
+    check = CandidateCheck()
+    if not outcomes and not section.get("ok"):
+        check.ok, check.error = False, f"does not run in LibTorch: {section.get('error')}"
+        return check
+    for outcome in outcomes:
+        if outcome.comparison is None:
+            check.fail(outcome.case.label, f"{outcome.error} (in LibTorch)")
+            continue
+        check.results.append(CaseResult(outcome.case, outcome.comparison))
+        if not outcome.comparison.ok:
+            check.fail(
+                outcome.case.label,
+                f"differs from eager on input {outcome.case.label!r}: {outcome.comparison.reason}",
+            )
+    return check
+
+
+def _python_agrees(
+    check: CandidateCheck,
+    loaded: Any,
+    case: BatteryCase,
+    expected: Any,
+    device: torch.device,
+    rtol: float,
+    atol: float,
+) -> None:
+    """The first input once in Python: the runtime a Python deployment uses must agree with C++."""
+    try:
+        actual = call(loaded, case, device)
+    except Exception as exc:
+        check.fail(case.label, f"raised {describe_exception(exc)} on input {case.label!r} in Python")
+        return
+    comparison = compare_outputs(actual, expected, rtol=rtol, atol=atol)
+    if not comparison.ok:
+        check.fail(case.label, f"differs from eager on input {case.label!r} in Python: {comparison.reason}")
