@@ -55,8 +55,8 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     "--format",
     "formats",
     metavar="FORMATS",
-    help="What to produce besides TorchScript, overriding the spec's `formats`: aoti (an AOTInductor "
-    "package, proved in Python and C++) or torchscript,aoti.",
+    help="What to produce besides TorchScript, overriding the spec's `formats`: exported (the "
+    "torch.export .pt2), aoti (an AOTInductor package, proved in Python and C++), or both: exported,aoti.",
 )
 @click.option("--no-convert", is_flag=True, help="Only record the version; start no conversion.")
 @click.option(
@@ -173,8 +173,9 @@ def _unchanged_hint(info) -> str:  # type: ignore[no-untyped-def]
     type=click.Choice(list(FORMATS)),
     default="torchscript",
     show_default=True,
-    help="torchscript (.pt for torch.jit.load / LibTorch), exported (torch.export .pt2) or aoti "
-    "(an AOTInductor package .pt2, for AOTIModelPackageLoader; registered with --format aoti).",
+    help="torchscript (.pt for torch.jit.load / LibTorch), exported (torch.export .pt2; registered with "
+    "--format exported) or aoti (an AOTInductor package .pt2, for AOTIModelPackageLoader; registered "
+    "with --format aoti).",
 )
 @click.option(
     "--kind",

@@ -41,7 +41,8 @@ def test_code_in_a_shape_string_never_runs_and_the_torchscript_still_proves_the_
 ) -> None:
     canary = Path(victims.targets.home) / "sympify-canary"
     directory = hostile_model(victims.root / "sympify-close", "sympify", victims.targets)
-    done = victims.regctl("register", "sympify-close", str(directory), "--wait")
+    # the program is exported (and so judged) only when a format asks for it
+    done = victims.regctl("register", "sympify-close", str(directory), "--format", "exported", "--wait")
     assert done.returncode == 0, done.stderr[-2000:]
     version = victims.show("sympify-close:1")
     assert version["status"] == "ready"
