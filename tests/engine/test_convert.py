@@ -162,16 +162,16 @@ def test_progress_names_the_stages_and_counts_the_battery(tmp_path: Path) -> Non
         # the reference runner: eager on the battery of the job's secret seed
         "loading model",
         "building battery",
-        "measuring latency",
         # the candidate builder: only the public examples, never the battery
         "loading model",
         "script: compiling",
         "optimizing",  # the preferred candidate is saved in its final form, once
+        "measuring latency",  # eager, as compiled and optimized, interleaved: one measurement decides
         "trace: tracing",
+        "measuring latency",  # eager and the trace
         "export",
-        # the judge
+        # the judge: the builder's figures, nothing measured here
         "building battery",
-        "measuring latency",
         "export",
     ]
     assert [s for s in seen if s in stages] == stages
@@ -210,7 +210,14 @@ def test_the_optimized_artifact_is_kept_when_it_still_matches(converted) -> None
     assert report["optimize"]["optimized_ms"] > 0 and report["optimize"]["unoptimized_ms"] > 0
     artifact = torch.jit.load(str(converted("linear").torchscript_path))
     assert dict(artifact.named_parameters()) == {}  # frozen: the weights are constants of the graph
-    assert report["latency"]["ratio"] > 0 and report["latency"]["input"] == "batch=4 draw 0 mixed"
+    latency = report["latency"]
+    assert latency["ratio"] > 0 and latency["input"] == "example batch=4"  # the public example
+    assert latency["measured_by"].startswith("the candidate builder (model side)")
+    low, high = latency["ratio_range"]
+    assert low <= latency["ratio"] <= high and isinstance(latency["noisy"], bool)
+    assert latency["artifact"]["median_ms"] == latency["artifact_ms"] == report["optimize"]["optimized_ms"]
+    for form in (latency["eager"], latency["artifact"]):
+        assert form["q1_ms"] <= form["median_ms"] <= form["q3_ms"] and form["runs"] >= 5
 
 
 def test_an_optimization_that_changes_results_is_dropped(
