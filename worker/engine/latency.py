@@ -6,18 +6,21 @@ defaults to one thread). After `WARMUP` calls each (TorchScript's profiling exec
 graph on its first runs), the forms take turns in blocks, the order reversed every round
 (A B C, C B A, ...), so a second job starting, a CPU frequency change or a cache warming up falls on
 every form alike instead of on whichever ran last. A block repeats a call enough times to last
-about `BUDGET_S / BLOCKS`; each block gives one per-call time, and a form's figures are the median
-and interquartile range of its blocks.
+about `BLOCK_S` (1 ms); each block gives one per-call time, and a form's figures are the median and
+interquartile range of its blocks. Blocks are short so that on a busy machine the ones the OS
+preempted are a minority the median ignores, rather than a share of every long block.
 
-Cost: about `BUDGET_S` of timed calls per form plus the warm-up, 0.3 s for eager, a candidate and its
-optimized form on a small model. A call slower than a block still runs `WARMUP + MIN_BLOCKS` times
-per form, as many calls as the single-form measurement this replaced made.
+Cost: about `BUDGET_S` (0.08 s) of timed calls per form plus the warm-up: 0.25 s for eager, a
+candidate and its optimized form on a small model, at most twice that on a busy machine (the rounds
+stop at a deadline). A call slower than a block still runs `WARMUP + MIN_BLOCKS` times per form, as
+many calls as the single-form measurement this replaced made.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,9 +34,9 @@ from regctl.worker.engine.devices import reseed
 
 WARMUP = 3
 BUDGET_S = 0.08  # timed seconds per form
-BLOCKS = 10  # the blocks a form gets when its calls are fast
+BLOCK_S = 0.001  # short: a block the OS preempted lands in the upper quartile, not in every block
 MIN_BLOCKS = 5  # fewer give no quartiles worth the name
-MAX_BLOCKS = 40
+MAX_BLOCKS = 100
 CALIBRATE_S = 0.001  # a fast form's calls timed together once, to plan its blocks
 NOISY_SPREAD = 0.2  # an interquartile range over 20% of the median: the machine was busy
 SLOWER_TOLERANCE = 1.05  # "slower" means a median over 5% above the other's, beyond both ranges
@@ -85,21 +88,23 @@ def interleaved(
     reseed(device)
     with torch.no_grad():
         per_call = {name: _warm_up(timer) for name, timer in timers.items()}
-        numbers = {name: max(1, round(budget_s / BLOCKS / t)) for name, t in per_call.items()}
+        numbers = {name: max(1, round(BLOCK_S / t)) for name, t in per_call.items()}
         slowest = max(numbers[n] * per_call[n] for n in forms)
         rounds = min(MAX_BLOCKS, max(MIN_BLOCKS, math.floor(budget_s / slowest)))
         times: dict[str, list[float]] = {name: [] for name in forms}
-        for name in schedule(list(forms), rounds):
-            times[name].append(_block(timers[name], numbers[name]) / numbers[name])
-    return {name: summarize(times[name], numbers[name] * rounds) for name in forms}
+        # A busy machine stretches every block: past twice the budget, the rounds so far are enough.
+        deadline = time.perf_counter() + 2 * budget_s * len(forms)
+        for done, order in enumerate(rounds_of(list(forms), rounds), start=1):
+            for name in order:
+                times[name].append(_block(timers[name], numbers[name]) / numbers[name])
+            if done >= MIN_BLOCKS and time.perf_counter() > deadline:
+                break
+    return {name: summarize(times[name], numbers[name] * len(times[name])) for name in forms}
 
 
-def schedule(names: Sequence[str], rounds: int) -> list[str]:
+def rounds_of(names: Sequence[str], rounds: int) -> list[list[str]]:
     """The order blocks run in: every name once per round, every other round reversed."""
-    order: list[str] = []
-    for i in range(rounds):
-        order.extend(names if i % 2 == 0 else reversed(names))
-    return order
+    return [list(names) if i % 2 == 0 else list(reversed(names)) for i in range(rounds)]
 
 
 def summarize(per_call_s: Sequence[float], runs: int) -> Latency:
@@ -141,15 +146,14 @@ def slower_beyond_noise(candidate: Figures, baseline: Figures) -> bool:
 def _warm_up(timer: Timer) -> float:
     """Run `WARMUP` calls, then about a millisecond of them: seconds per call, to plan blocks from.
 
-    A single fast call is mostly the clock's own overhead; the millisecond's worth is not.
+    The least of the later calls: one the OS preempted would plan blocks far too short. A single
+    fast call is mostly the clock's own overhead, so fast calls are also timed together.
     """
-    taken = 0.0
-    for _ in range(WARMUP):
-        taken = _block(timer, 1)
-    number = max(1, round(CALIBRATE_S / max(taken, 1e-7)))
+    taken = [_block(timer, 1) for _ in range(WARMUP)][1:]  # the first may compile the graph
+    number = max(1, round(CALIBRATE_S / max(min(taken), 1e-7)))
     if number > 1:
-        taken = _block(timer, number) / number
-    return max(taken, 1e-7)
+        taken.append(_block(timer, number) / number)
+    return max(min(taken), 1e-7)
 
 
 def _block(timer: Timer, number: int) -> float:
