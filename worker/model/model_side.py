@@ -7,15 +7,20 @@ It runs as two sandboxed roles that never meet (each a fresh fork, with its own 
   battery: the supervisor seals (hashes) what it saved before the battery's seed exists.
 - the reference runner (`run_reference`) loads the model and runs eager on the battery drawn from
   the job's secret seed, writing the eager outputs (`reference.pt`) and its timings. It never sees
-  the candidates.
+  the candidates; in a validate job it sees the stored, already proven artifact, to time it.
+
+Latency (engine/latency.py) is measured where both forms are: the builder times eager beside each
+candidate it saves, the reference runner eager beside a validate job's artifact. Advisory figures,
+the model side's word; the judge only copies them (validated) into the report.
 
 Each writes a `ModelSide` JSON (builder.json, reference.json). Neither judges anything: whatever
 they claim is checked by the judge, which never imports the model.
 
 A `lean` build (a job's first round) writes each artifact once, in its final form: the preferred
-candidate (the first that compiles) is frozen and optimized for inference here, kept only if it is
-not slower on the example, and the judge proves and stores that very file. Every other candidate is
-saved as compiled, so the judge still says why each one would be right or wrong. Should the
+candidate (the first that compiles) is frozen and optimized for inference here, kept unless it is
+slower beyond the noise on the example (one interleaved measurement with eager), and the judge
+proves and stores that very file. Every other candidate is saved as compiled, so the judge still
+says why each one would be right or wrong. Should the
 optimized candidate fail the judge's battery, the job runs a full round (`lean=False`): every
 candidate as compiled, so an optimization that breaks a model costs time, never the conversion.
 
