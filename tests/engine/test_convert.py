@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -236,6 +237,31 @@ def test_an_optimization_that_changes_results_is_dropped(
     )
     assert optimize["note"].endswith("kept the unoptimized artifact")
     assert torch.jit.load(str(result.torchscript_path))(torch.ones(2, 10)).shape == (2, 2)
+
+
+def test_an_optimized_form_slower_beyond_the_noise_is_dropped_by_the_same_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regctl.worker.engine.latency import Latency
+    from regctl.worker.model import model_side
+
+    timed: list[list[str]] = []
+
+    def interleaved(forms: dict[str, Any], case: Any, device: Any) -> dict[str, Latency]:
+        timed.append(list(forms))
+        slow = {"optimized": Latency(2.0, 1.9, 2.1, 50, 10)}  # clearly slower than plain's 1.0-1.1
+        return {name: slow.get(name, Latency(1.0, 0.95, 1.05, 100, 10)) for name in forms}
+
+    monkeypatch.setattr(model_side, "interleaved", interleaved)
+    result = convert_model(EXAMPLES / "linear", example_spec("linear"), tmp_path)
+    assert result.ok and result.method == "script"
+    assert timed[0] == ["eager", "plain", "optimized"]  # one measurement: eager, both forms, interleaved
+    optimize = result.report["optimize"]
+    assert optimize["applied"] is False
+    assert (optimize["unoptimized_ms"], optimize["optimized_ms"]) == (1.0, 2.0)
+    assert optimize["note"].startswith("the optimized artifact was slower beyond the noise")
+    latency = result.report["latency"]  # the form that was kept, from that same measurement
+    assert (latency["artifact"]["median_ms"], latency["ratio"], latency["noisy"]) == (1.0, 1.0, True)
 
 
 def test_optimize_false_keeps_the_artifact_as_converted(tmp_path: Path) -> None:
