@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import BUILDER_FILE
+from regctl.worker.engine.exchange import read_side
 from regctl.worker.inprocess import convert_model
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
 
@@ -168,8 +170,7 @@ def test_progress_names_the_stages_and_counts_the_battery(tmp_path: Path) -> Non
         "script: compiling",
         "optimizing",  # the preferred candidate is saved in its final form, once
         "measuring latency",  # eager, as compiled and optimized, interleaved: one measurement decides
-        "trace: tracing",
-        "measuring latency",  # eager and the trace
+        "trace: tracing",  # not timed: a lean round's other candidate is rarely kept
         "export",
         # the judge: the builder's figures, nothing measured here
         "building battery",
@@ -219,6 +220,9 @@ def test_the_optimized_artifact_is_kept_when_it_still_matches(converted) -> None
     assert latency["artifact"]["median_ms"] == latency["artifact_ms"] == report["optimize"]["optimized_ms"]
     for form in (latency["eager"], latency["artifact"]):
         assert form["q1_ms"] <= form["median_ms"] <= form["q3_ms"] and form["runs"] >= 5
+    # a lean round times the preferred candidate only
+    built = read_side(converted("linear").torchscript_path.parent / BUILDER_FILE)
+    assert built.candidates["script"].latency is not None and built.candidates["trace"].latency is None
 
 
 def test_an_optimization_that_changes_results_is_dropped(

@@ -262,7 +262,10 @@ class _ModelRun:
         if self.lean and self.spec.optimize and preferred:
             with timed(self.side.timings, "optimize_s"):
                 artifact = self._optimized(artifact, entry, example)
-        entry.latency = entry.latency or self._latency(artifact, example)
+        # A lean round's other candidates are kept only when the preferred one fails unoptimized:
+        # not worth timing them for every job (a large model's forms cost several calls each).
+        if entry.latency is None and (preferred or not self.lean):
+            entry.latency = self._latency(artifact, example)
         try:
             torch.jit.save(artifact, str(self.out_dir / f"{name}.pt"))
         except Exception as exc:
