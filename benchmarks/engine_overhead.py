@@ -74,6 +74,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from regctl.registry.figures import ratio_text  # noqa: E402
 from regctl.registry.settings import Settings  # noqa: E402
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
 from regctl.worker.engine.battery import build_battery  # noqa: E402
@@ -263,7 +264,7 @@ def measure(name: str, model_dir: Path, spec: ModelSpec, repeats: int, out_root:
         "ratio_median": round(statistics.median(regctl_times) / statistics.median(bare_times), 3),
         "regctl_runs_s": [round(t, 3) for t in regctl_times],
         "bare_runs_s": [round(t, 3) for t in bare_times],
-        "artifact_vs_eager_latency": report["latency"] and round(report["latency"]["ratio"], 3),
+        "artifact_vs_eager_latency": ratio_text(report["latency"]),  # two significant figures, its spread
         "eager_ms": report["latency"] and round(report["latency"]["eager_ms"], 4),
         "artifact_ms": report["latency"] and round(report["latency"]["artifact_ms"], 4),
         "optimized_kept": report["optimize"]["applied"],

@@ -6,6 +6,7 @@ import click
 
 from regctl.cli.app import cli, client_of
 from regctl.cli.render import echo, emit_json, fields, table
+from regctl.registry.figures import ratio_text
 from regctl.registry.lineage import parse_tags
 from regctl.registry.refs import parse_ref
 from regctl.registry.requests import VersionQuery
@@ -109,7 +110,12 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
             ("archived", f"{info.archived_at:%Y-%m-%d %H:%M:%S}" if info.archived_at else None),
             ("source sha256", info.source_sha256),
             ("weights sha256", info.weights_sha256),
-            *[(key, value) for key, value in summary.items() if not isinstance(value, dict | list)],
+            *[
+                (key, value)
+                for key, value in summary.items()
+                if not isinstance(value, dict | list) and key not in ("latency", "latency_ratio")
+            ],
+            ("latency", _latency_line(summary)),
             ("warnings", _warnings_line(summary.get("report"))),
             ("coverage", _coverage_line(summary.get("report"))),
         ],
@@ -133,6 +139,17 @@ def _card_line(card: str | None) -> str | None:
         return None
     lines = card.count("\n") + (not card.endswith("\n"))
     return f"{lines} line{'s' if lines != 1 else ''} of markdown (--json and the version page show it)"
+
+
+def _latency_line(summary: dict) -> str | None:
+    """'0.88× eager's time (0.80–0.95, noisy)': never the ratio alone; None when not measured.
+
+    A summary recorded before the spread was measured has only the ratio: said so, and rounded.
+    """
+    line = summary.get("latency")
+    if isinstance(line, str):
+        return visible(line, multiline=False)
+    return ratio_text({"ratio": summary.get("latency_ratio")})
 
 
 def _warnings_line(report: object) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from regctl.registry.figures import ratio_text
 from regctl.registry.text import human_size, visible, visible_data
 
 
@@ -56,7 +57,12 @@ def percent(value: Any) -> str:
     return f"{100 * value:.3g}%"
 
 
-FILTERS = {"when": when, "num": num, "seconds": seconds, "size": size, "percent": percent}
+def ratio(latency: Any) -> str:
+    """A report's latency section as '0.88× eager's time (0.80–0.95, noisy)' (registry/figures.py)."""
+    return ratio_text(latency) or "—"
+
+
+FILTERS = {"when": when, "num": num, "seconds": seconds, "size": size, "percent": percent, "ratio": ratio}
 
 
 def page_text(value: Any) -> Any:

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
+from regctl.registry.figures import significant_text
 from regctl.registry.settings import Settings
 from tests.conftest import write_model_dir
 from tests.factories import MODEL_PY, SPEC_TOML, linear_model
@@ -203,6 +204,11 @@ def test_submit_validate_records_a_new_report_without_changing_the_artifact(embe
     assert isinstance(converted_seed, int) and isinstance(validated_seed, int)
     assert converted_seed != validated_seed
     assert before["summary"]["battery_seed"] == converted_seed
+    # the sandboxed reference runner saw the stored artifact and timed it beside eager
+    validated = after["summary"]["validation"]
+    ratio = significant_text(validated["latency_ratio"])
+    assert validated["latency"].startswith(f"{ratio}× eager's time ("), validated
+    assert validated["report"]["latency"]["measured_by"].startswith("the reference runner")
 
 
 def test_submit_validate_without_an_artifact_is_refused(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import BUILDER_FILE
+from regctl.worker.engine.exchange import read_side
 from regctl.worker.inprocess import convert_model
 from tests.engine.conftest import EXAMPLES, example_spec, seq_spec, write_model
 
@@ -162,18 +165,17 @@ def test_progress_names_the_stages_and_counts_the_battery(tmp_path: Path) -> Non
         # the reference runner: eager on the battery of the job's secret seed
         "loading model",
         "building battery",
-        "measuring latency",
         # the candidate builder: only the public examples, never the battery
         "loading model",
         "script: compiling",
         "optimizing",  # the preferred candidate is saved in its final form, once
-        "trace: tracing",
+        "measuring latency",  # eager, as compiled and optimized, interleaved: one measurement decides
+        "trace: tracing",  # not timed: a lean round's other candidate is rarely kept
         # no "export": the default formats ask for TorchScript only
-        # the judge
+        # the judge: the builder's figures, nothing measured here
         "building battery",
         "script: battery 0/14 in LibTorch",  # the kept candidate's battery runs where it deploys
         "trace: battery 0/3 in LibTorch",  # the other one only on the deciding inputs
-        "measuring latency",
     ]
     assert [s for s in seen if s in stages] == stages
     assert (
@@ -211,7 +213,17 @@ def test_the_optimized_artifact_is_kept_when_it_still_matches(converted) -> None
     assert report["optimize"]["optimized_ms"] > 0 and report["optimize"]["unoptimized_ms"] > 0
     artifact = torch.jit.load(str(converted("linear").torchscript_path))
     assert dict(artifact.named_parameters()) == {}  # frozen: the weights are constants of the graph
-    assert report["latency"]["ratio"] > 0 and report["latency"]["input"] == "batch=4 draw 0 mixed"
+    latency = report["latency"]
+    assert latency["ratio"] > 0 and latency["input"] == "example batch=4"  # the public example
+    assert latency["measured_by"].startswith("the candidate builder (model side)")
+    low, high = latency["ratio_range"]
+    assert low <= latency["ratio"] <= high and isinstance(latency["noisy"], bool)
+    assert latency["artifact"]["median_ms"] == latency["artifact_ms"] == report["optimize"]["optimized_ms"]
+    for form in (latency["eager"], latency["artifact"]):
+        assert form["q1_ms"] <= form["median_ms"] <= form["q3_ms"] and form["runs"] >= 5
+    # a lean round times the preferred candidate only
+    built = read_side(converted("linear").torchscript_path.parent / BUILDER_FILE)
+    assert built.candidates["script"].latency is not None and built.candidates["trace"].latency is None
 
 
 def test_an_optimization_that_changes_results_is_dropped(
@@ -230,6 +242,31 @@ def test_an_optimization_that_changes_results_is_dropped(
     )
     assert optimize["note"].endswith("kept the unoptimized artifact")
     assert torch.jit.load(str(result.torchscript_path))(torch.ones(2, 10)).shape == (2, 2)
+
+
+def test_an_optimized_form_slower_beyond_the_noise_is_dropped_by_the_same_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regctl.worker.engine.latency import Latency
+    from regctl.worker.model import model_side
+
+    timed: list[list[str]] = []
+
+    def interleaved(forms: dict[str, Any], case: Any, device: Any) -> dict[str, Latency]:
+        timed.append(list(forms))
+        slow = {"optimized": Latency(2.0, 1.9, 2.1, 50, 10)}  # clearly slower than plain's 1.0-1.1
+        return {name: slow.get(name, Latency(1.0, 0.95, 1.05, 100, 10)) for name in forms}
+
+    monkeypatch.setattr(model_side, "interleaved", interleaved)
+    result = convert_model(EXAMPLES / "linear", example_spec("linear"), tmp_path)
+    assert result.ok and result.method == "script"
+    assert timed[0] == ["eager", "plain", "optimized"]  # one measurement: eager, both forms, interleaved
+    optimize = result.report["optimize"]
+    assert optimize["applied"] is False
+    assert (optimize["unoptimized_ms"], optimize["optimized_ms"]) == (1.0, 2.0)
+    assert optimize["note"].startswith("the optimized artifact was slower beyond the noise")
+    latency = result.report["latency"]  # the form that was kept, from that same measurement
+    assert (latency["artifact"]["median_ms"], latency["ratio"], latency["noisy"]) == (1.0, 1.0, True)
 
 
 def test_optimize_false_keeps_the_artifact_as_converted(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ from regctl.worker.contract import BUILDER_FILE, REFERENCE_FILE
 from regctl.worker.engine.exchange import (
     MAX_JSON_BYTES,
     CandidateSide,
-    EagerLatency,
     ExchangeError,
     ExportSide,
+    LatencyFigures,
+    LatencyPair,
     ModelSide,
     UnsupportedOutput,
     WarningEntry,
@@ -261,14 +262,21 @@ def _full_side() -> ModelSide:
         outputs=[{"case": "opt", "shape": [1, 4]}],
         candidates={
             "script": CandidateSide(
-                file="script.pt", compile_s=0.25, warnings=[{"message": "w"}], strict=True
+                file="script.pt",
+                compile_s=0.25,
+                warnings=[{"message": "w"}],
+                strict=True,
+                latency=LatencyPair(
+                    input="opt",
+                    eager=LatencyFigures(median_ms=0.5, q1_ms=0.45, q3_ms=0.6, runs=20),
+                    artifact=LatencyFigures(median_ms=0.25, q1_ms=0.2, q3_ms=0.3, runs=40),
+                ),
             ),
             "trace": CandidateSide(
                 error="TracerWarning", detail="Traceback ...\n  line 1", hint="use script"
             ),
         },
         export=ExportSide(file="model.pt2", notes=["dynamic seq"], seconds=1.5),
-        eager_latency=EagerLatency(input="opt", median_ms=0.5, runs=20),
         warnings=[WarningEntry(category="UserWarning", message="careful", file="model.py", line=3)],
         timings={"load_s": 0.1},
     )
@@ -330,6 +338,28 @@ def test_a_model_side_with_a_too_long_error_is_refused(tmp_path: Path) -> None:
         read_side(tmp_path / BUILDER_FILE)
     _write_side(tmp_path, json.dumps({"error": "x" * 20_000}))
     assert read_side(tmp_path / BUILDER_FILE).error == "x" * 20_000
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        '{"median_ms": 1e999, "q1_ms": 0.1, "q3_ms": 0.3, "runs": 5}',  # infinite
+        '{"median_ms": NaN, "q1_ms": 0.1, "q3_ms": 0.3, "runs": 5}',
+        '{"median_ms": 0.0, "q1_ms": 0.0, "q3_ms": 0.0, "runs": 5}',  # no call takes no time
+        '{"median_ms": 4e6, "q1_ms": 4e6, "q3_ms": 4e6, "runs": 5}',  # over an hour a call
+        '{"median_ms": 0.2, "q1_ms": 0.25, "q3_ms": 0.3, "runs": 5}',  # quartiles not around the median
+        '{"median_ms": 0.2, "q1_ms": 0.1, "q3_ms": 0.3, "runs": 0}',
+    ],
+    ids=["inf", "nan", "zero", "huge", "unordered", "no runs"],
+)
+def test_a_latency_figure_that_is_not_a_measurement_is_refused(tmp_path: Path, figures: str) -> None:
+    good = '{"median_ms": 0.2, "q1_ms": 0.1, "q3_ms": 0.3, "runs": 5}'
+    pair = f'{{"input": "opt", "eager": {good}, "artifact": {figures}}}'
+    _write_side(tmp_path, f'{{"candidates": {{"script": {{"latency": {pair}}}}}}}')
+    with pytest.raises(ExchangeError, match=r"candidates\.script\.latency\.artifact"):
+        read_side(tmp_path / BUILDER_FILE)
+    _write_side(tmp_path, f'{{"latency": {pair.replace(figures, good)}}}')
+    assert read_side(tmp_path / BUILDER_FILE).latency is not None
 
 
 def test_a_model_side_with_a_wrongly_typed_field_is_refused(tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ def test_a_fresh_artifact_validates_with_per_shape_errors_and_latency(converted)
         "batch=1 seq=64",
     }
     assert report["latency"]["artifact_ms"] > 0 and report["versions"]["torch"] == torch.__version__
+    # the reference runner timed the stored artifact beside eager, on the same public example
+    assert report["latency"]["measured_by"].startswith("the reference runner (model side)")
+    assert report["latency"]["input"] == converted("varlen-sequence").report["latency"]["input"]
     assert path.read_bytes() == before
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from regctl.worker.engine.probes import MAX_PROBES
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_MS = 3_600_000.0  # an hour per call: a latency figure beyond it is not a measurement
 _SCALARS = (bool, int, float, complex, str, type(None))
 
 
@@ -48,6 +49,29 @@ class WarningEntry(_Strict):
     count: int = Field(default=1, ge=1, le=2**31 - 1)  # how often it was raised
 
 
+class LatencyFigures(_Strict):
+    """One form's per-call latency (engine/latency.py): median and quartiles in ms, calls timed."""
+
+    median_ms: float = Field(gt=0, le=MAX_MS, allow_inf_nan=False)
+    q1_ms: float = Field(gt=0, le=MAX_MS, allow_inf_nan=False)
+    q3_ms: float = Field(gt=0, le=MAX_MS, allow_inf_nan=False)
+    runs: int = Field(ge=1, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyFigures:
+        if not self.q1_ms <= self.median_ms <= self.q3_ms:
+            raise ValueError("the quartiles must bracket the median (q1 <= median <= q3)")
+        return self
+
+
+class LatencyPair(_Strict):
+    """Eager and an artifact timed interleaved in one model-side process, on the input `input`."""
+
+    input: str = Field(max_length=10_000)
+    eager: LatencyFigures
+    artifact: LatencyFigures
+
+
 class CandidateSide(_Strict):
     """How compiling one candidate went in the model process; `file` is its saved artifact."""
 
@@ -61,8 +85,9 @@ class CandidateSide(_Strict):
     note: str | None = Field(default=None, max_length=20_000)
     optimized: bool = False  # `file` holds the frozen, optimized-for-inference form
     optimize_note: str | None = Field(default=None, max_length=20_000)
-    unoptimized_ms: float | None = None
-    optimized_ms: float | None = None
+    unoptimized_ms: float | None = Field(default=None, ge=0, le=MAX_MS, allow_inf_nan=False)
+    optimized_ms: float | None = Field(default=None, ge=0, le=MAX_MS, allow_inf_nan=False)
+    latency: LatencyPair | None = None  # eager and this file's form, measured interleaved
     baked: list[Point] = Field(
         default_factory=list, max_length=200
     )  # tensors turned into values while tracing
@@ -76,14 +101,6 @@ class ExportSide(_Strict):
     detail: str | None = Field(default=None, max_length=200_000)
     notes: list[str] = Field(default_factory=list, max_length=100)
     seconds: float = 0.0
-
-
-class EagerLatency(_Strict):
-    """The eager model's median latency on the first battery case."""
-
-    input: str = Field(max_length=10_000)
-    median_ms: float
-    runs: int
 
 
 class FoundInput(_Strict):
@@ -116,7 +133,7 @@ class ModelSide(_Strict):
     outputs: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
     candidates: dict[str, CandidateSide] = Field(default_factory=dict)
     export: ExportSide | None = None
-    eager_latency: EagerLatency | None = None
+    latency: LatencyPair | None = None  # a validate job's reference runner: eager beside the stored artifact
     search: SearchSide | None = None  # the reference runner's search for untaken sides
     warnings: list[WarningEntry] = Field(default_factory=list, max_length=1000)
     warnings_dropped: int = Field(default=0, ge=0, le=2**31 - 1)  # raised but not kept (capture.py)

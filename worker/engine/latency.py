@@ -1,64 +1,167 @@
-"""Median latency of one callable on one input, after warm-up, within a small time budget.
+"""Latency of several forms of one model (eager, a candidate, its optimized form), measured interleaved.
 
-Three warm-up calls (TorchScript's profiling executor specializes the graph on its first runs),
-then timed calls until `budget_s` is spent or `max_runs` is reached, but at least `min_runs`.
-The inputs are prepared once outside the timed region; on CUDA every call is synchronized.
+Measured with `torch.utils.benchmark.Timer` (its clock synchronizes the accelerator), in this process,
+on the same input tensors and with this process's intra-op thread count for every form (Timer
+defaults to one thread). After `WARMUP` calls each (TorchScript's profiling executor specializes a
+graph on its first runs), the forms take turns in blocks, the order reversed every round
+(A B C, C B A, ...), so a second job starting, a CPU frequency change or a cache warming up falls on
+every form alike instead of on whichever ran last. A block repeats a call enough times to last
+about `BLOCK_S` (1 ms); each block gives one per-call time, and a form's figures are the median and
+interquartile range of its blocks. Blocks are short so that on a busy machine the ones the OS
+preempted are a minority the median ignores, rather than a share of every long block.
+
+Cost: about `BUDGET_S` (0.08 s) of timed calls per form plus the warm-up: 0.25 s for eager, a
+candidate and its optimized form on a small model, at most twice that on a busy machine (the rounds
+stop at a deadline). A call slower than a block still runs `WARMUP + MIN_BLOCKS` times per form, as
+many calls as the single-form measurement this replaced made.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch.utils.benchmark import Timer
+from torch.utils.benchmark.utils import common
 
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.devices import reseed
 
 WARMUP = 3
-BUDGET_S = 0.1
-MIN_RUNS = 5
-MAX_RUNS = 30
+BUDGET_S = 0.08  # timed seconds per form
+BLOCK_S = 0.001  # short: a block the OS preempted lands in the upper quartile, not in every block
+MIN_BLOCKS = 5  # fewer give no quartiles worth the name
+MAX_BLOCKS = 100
+CALIBRATE_S = 0.001  # a fast form's calls timed together once, to plan its blocks
+NOISY_SPREAD = 0.2  # an interquartile range over 20% of the median: the machine was busy
+SLOWER_TOLERANCE = 1.05  # "slower" means a median over 5% above the other's, beyond both ranges
+
+
+class Figures(Protocol):
+    """A median and its quartiles in milliseconds: a `Latency` or its JSON form (exchange.py)."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
 
 
 @dataclass(frozen=True)
 class Latency:
-    """A median over `runs` timed calls, in milliseconds."""
+    """One form's per-call time: median and quartiles over `blocks` blocks of `runs` calls in all."""
 
     median_ms: float
+    q1_ms: float
+    q3_ms: float
     runs: int
+    blocks: int
+
+    @property
+    def iqr_ms(self) -> float:
+        """The interquartile range, q3 - q1."""
+        return self.q3_ms - self.q1_ms
 
 
-def measure(
-    fn: Callable[..., Any],
+def measure(fn: Callable[..., Any], case: BatteryCase, device: torch.device) -> Latency:
+    """One form alone (see the module docstring); `interleaved` when there is something to compare."""
+    return interleaved({"form": fn}, case, device)["form"]
+
+
+def interleaved(
+    forms: dict[str, Callable[..., Any]],
     case: BatteryCase,
     device: torch.device,
     *,
-    warmup: int = WARMUP,
     budget_s: float = BUDGET_S,
-    min_runs: int = MIN_RUNS,
-    max_runs: int = MAX_RUNS,
-) -> Latency:
-    """Time `fn` on the inputs of `case` (see the module docstring)."""
+) -> dict[str, Latency]:
+    """Each form's latency on `case`, the forms timed in alternating blocks (module docstring)."""
     args = case.clone_args(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else _no_sync
+    threads = torch.get_num_threads()
+    timers = {
+        name: Timer(stmt="fn(*args)", globals={"fn": fn, "args": args}, num_threads=threads)
+        for name, fn in forms.items()
+    }
     reseed(device)
     with torch.no_grad():
-        for _ in range(warmup):
-            fn(*args)
-        sync()
-        times: list[float] = []
-        deadline = time.perf_counter() + budget_s
-        while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() < deadline):
-            start = time.perf_counter()
-            fn(*args)
-            sync()
-            times.append(time.perf_counter() - start)
-    return Latency(statistics.median(times) * 1e3, len(times))
+        per_call = {name: _warm_up(timer) for name, timer in timers.items()}
+        numbers = {name: max(1, round(BLOCK_S / t)) for name, t in per_call.items()}
+        slowest = max(numbers[n] * per_call[n] for n in forms)
+        rounds = min(MAX_BLOCKS, max(MIN_BLOCKS, math.floor(budget_s / slowest)))
+        times: dict[str, list[float]] = {name: [] for name in forms}
+        # A busy machine stretches every block: past twice the budget, the rounds so far are enough.
+        deadline = time.perf_counter() + 2 * budget_s * len(forms)
+        for done, order in enumerate(rounds_of(list(forms), rounds), start=1):
+            for name in order:
+                times[name].append(_block(timers[name], numbers[name]) / numbers[name])
+            if done >= MIN_BLOCKS and time.perf_counter() > deadline:
+                break
+    return {name: summarize(times[name], numbers[name] * len(times[name])) for name in forms}
 
 
-def _no_sync() -> None:
-    return None
+def rounds_of(names: Sequence[str], rounds: int) -> list[list[str]]:
+    """The order blocks run in: every name once per round, every other round reversed."""
+    return [list(names) if i % 2 == 0 else list(reversed(names)) for i in range(rounds)]
+
+
+def summarize(per_call_s: Sequence[float], runs: int) -> Latency:
+    """Median and quartiles, in milliseconds, of per-call times in seconds (one per block)."""
+    ms = sorted(t * 1e3 for t in per_call_s)
+    if len(ms) == 1:
+        return Latency(ms[0], ms[0], ms[0], runs, 1)
+    q1, median, q3 = statistics.quantiles(ms, n=4, method="inclusive")
+    return Latency(median, q1, q3, runs, len(ms))
+
+
+def overlap(a: Figures, b: Figures) -> bool:
+    """Whether the two interquartile ranges share any time."""
+    return a.q1_ms <= b.q3_ms and b.q1_ms <= a.q3_ms
+
+
+def spread(a: Figures) -> float:
+    """The interquartile range as a fraction of the median."""
+    return (a.q3_ms - a.q1_ms) / a.median_ms if a.median_ms > 0 else math.inf
+
+
+def noisy(a: Figures, b: Figures) -> bool:
+    """No difference can be claimed: the ranges overlap, or either spread is over `NOISY_SPREAD`."""
+    return overlap(a, b) or spread(a) > NOISY_SPREAD or spread(b) > NOISY_SPREAD
+
+
+def ratio_range(eager: Figures, artifact: Figures) -> tuple[float, float]:
+    """The artifact / eager ratios the two ranges allow: (artifact q1 / eager q3, artifact q3 / eager q1)."""
+    low = artifact.q1_ms / eager.q3_ms if eager.q3_ms > 0 else math.inf
+    high = artifact.q3_ms / eager.q1_ms if eager.q1_ms > 0 else math.inf
+    return low, high
+
+
+def slower_beyond_noise(candidate: Figures, baseline: Figures) -> bool:
+    """`candidate` is slower than `baseline`: a median over `SLOWER_TOLERANCE` above and no overlap."""
+    return candidate.median_ms > baseline.median_ms * SLOWER_TOLERANCE and candidate.q1_ms > baseline.q3_ms
+
+
+def _warm_up(timer: Timer) -> float:
+    """Run `WARMUP` calls, then about a millisecond of them: seconds per call, to plan blocks from.
+
+    The least of the later calls: one the OS preempted would plan blocks far too short. A single
+    fast call is mostly the clock's own overhead, so fast calls are also timed together.
+    """
+    taken = [_block(timer, 1) for _ in range(WARMUP)][1:]  # the first may compile the graph
+    number = max(1, round(CALIBRATE_S / max(min(taken), 1e-7)))
+    if number > 1:
+        taken.append(_block(timer, number) / number)
+    return max(min(taken), 1e-7)
+
+
+def _block(timer: Timer, number: int) -> float:
+    """Seconds `number` calls take, on Timer's clock and thread count.
+
+    `Timer.timeit` would first re-run max(number // 100, 2) warm-up calls on every block, which for
+    a model slower than a block triples the cost when forms alternate; its `_timeit` is the block
+    alone. Both are Timer's own; this is the one place that chooses.
+    """
+    with common.set_torch_threads(timer._task_spec.num_threads):
+        return timer._timeit(number)

@@ -37,7 +37,9 @@ def validate_artifact(
     seed = draw_seed() if seed is None else seed
     with tempfile.TemporaryDirectory(prefix="regctl-validate-") as tmp:
         reference_dir, out_dir = Path(tmp) / "reference", Path(tmp) / "judge"
-        run_reference(Path(model_dir), spec, reference_dir, seed=seed, progress=progress)
+        run_reference(
+            Path(model_dir), spec, reference_dir, seed=seed, artifact=Path(artifact_path), progress=progress
+        )
         return judge_validation(
             Path(model_dir), spec, reference_dir, Path(artifact_path), out_dir, seed=seed, progress=progress
         )

@@ -15,8 +15,10 @@ read as safetensors), reads the eager outputs and `reference.json` the reference
 2. (`optimize` is reported from what the builder did: the judge proves the form it saved.)
 3. The LibTorch stage (libtorch.py): the saved artifact runs on the battery in a C++ process,
    whose outputs are compared here.
-4. The artifact's latency against the eager latency the reference runner measured; then the
-   exported program, judged on the battery like a candidate (it never fails the conversion).
+4. The kept artifact's latency beside eager's, as the candidate builder measured them (the two
+   interleaved in its process, engine/latency.py): advisory, the model side's word, never part of
+   the verdict; then the exported program, judged on the battery like a candidate (it never fails
+   the conversion).
 
 The builder never saw the battery (its examples are public, the battery's values come from a seed
 drawn after its files were sealed), and the reference runner never saw the candidates, so an
@@ -59,6 +61,7 @@ from regctl.worker.engine.devices import ModelLoadError, device_for
 from regctl.worker.engine.exchange import (
     CandidateSide,
     ExchangeError,
+    LatencyPair,
     ModelSide,
     WarningEntry,
     candidate_path,
@@ -66,7 +69,6 @@ from regctl.worker.engine.exchange import (
     load_reference,
     read_side,
 )
-from regctl.worker.engine.latency import Latency, measure
 from regctl.worker.engine.outputs import describe_outputs
 from regctl.worker.judge.baked import baked_points, baked_verdict, coverage_gaps
 from regctl.worker.judge.coverage import empty_coverage, found_inputs, judged_coverage
@@ -178,14 +180,9 @@ def side_into(report: dict[str, Any], side: ModelSide) -> None:
             report["timings"][key] = report["timings"].get(key, 0.0) + value
 
 
-def latency_section(side: ModelSide, artifact: Latency) -> dict[str, Any] | None:
-    """The artifact's latency beside the eager latency the reference runner measured (None without it)."""
-    eager = side.eager_latency
-    if eager is None:
-        return None
-    return latency_entry(
-        eager.input, eager.median_ms, artifact.median_ms, {"eager": eager.runs, "artifact": artifact.runs}
-    )
+def latency_section(measured: LatencyPair | None, by: str) -> dict[str, Any] | None:
+    """The report's latency section from a model role's interleaved measurement (None without one)."""
+    return latency_entry(measured, by) if measured is not None else None
 
 
 def libtorch_stage(
@@ -248,9 +245,7 @@ class _Conversion:
                     self.report["coverage"] = judged_coverage(
                         self.sources.reference_dir, self.sources.model_dir, self.spec, ran, battery
                     )
-                side = built.model_copy(
-                    update={"battery_size": ran.battery_size, "eager_latency": ran.eager_latency}
-                )
+                side = built.model_copy(update={"battery_size": ran.battery_size})
                 error = built.error or ran.error
                 result = self._result(None, None, error) if error else self._convert(side, battery, reference)
             except (ExchangeError, ModelLoadError) as exc:
@@ -295,7 +290,7 @@ class _Conversion:
         self.report["shapes"] = per_shape(chosen.check.results)
         # The artifact is the model process's file itself: proved here, stored as it is, never copied.
         self.report["proved"] = {"torchscript": chosen.sha256, "torchscript_file": chosen.path.name}
-        self._latency(chosen, side, battery[0])
+        self._latency(chosen, side)
         method, path, proved_in_cpp = chosen.name, chosen.path, chosen.libtorch
         # Released before the LibTorch runner loads the same file: never two copies of the weights.
         del chosen
@@ -423,11 +418,10 @@ class _Conversion:
         self.report["libtorch"] = section
         return libtorch_failure(section)
 
-    def _latency(self, final: JudgedArtifact, side: ModelSide, case: BatteryCase) -> None:
-        self.progress("measuring latency")
-        with timed(self.timings, "latency_s"):
-            artifact = measure(final.loaded, case, self.device)
-        self.report["latency"] = latency_section(side, artifact)
+    def _latency(self, final: JudgedArtifact, side: ModelSide) -> None:
+        # Not measured here: the builder timed this very form beside eager in one process.
+        claimed = side.candidates[final.name].latency
+        self.report["latency"] = latency_section(claimed, "the candidate builder")
 
     def _export(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> Path | None:
         claimed = side.export

@@ -21,7 +21,13 @@ Shape of a conversion report (keys are always present; values may be None):
                     [{path, within, kind, dtype, shape, varies}]
     libtorch        the LibTorch stage (libtorch.py): {ran, ok, skipped, error, detail, cases,
                     failures, failed_input, max_abs_error, max_rel_error, build_s, run_s}
-    latency         {"input", "eager_ms", "artifact_ms", "ratio", "runs"} (artifact / eager)
+    latency         {"input", "eager_ms", "artifact_ms", "eager", "artifact", "ratio", "ratio_range",
+                    "noisy", "measured_by", "runs"}: eager and the kept artifact timed interleaved in
+                    one model-side process (engine/latency.py); eager and artifact are {median_ms,
+                    q1_ms, q3_ms, runs}; ratio is artifact / eager and ratio_range what the two
+                    interquartile ranges allow, both at two significant figures; noisy when the
+                    ranges overlap or either spread is over 20% of its median. Advisory: the model
+                    side's word, never part of the verdict
     optimize        {"applied", "note", "unoptimized_ms", "optimized_ms"}
     export          {"ok", "error", "failed_input", "notes", "max_abs_error", "max_rel_error", "seconds"}
     torch_warnings  warnings raised by torch itself (TorchScript deprecations ...), de-duplicated
@@ -51,10 +57,13 @@ from typing import Any
 
 import torch
 
+from regctl.registry.figures import two_significant
 from regctl.registry.spec import ModelSpec
 from regctl.worker.contract import empty_section
 from regctl.worker.engine.bounds import bounded_warnings
 from regctl.worker.engine.capture import warning_dict
+from regctl.worker.engine.exchange import LatencyPair
+from regctl.worker.engine.latency import noisy, ratio_range
 from regctl.worker.judge.coverage import empty_coverage
 from regctl.worker.judge.evaluate import CandidateCheck
 
@@ -198,14 +207,24 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def latency_entry(label: str, eager_ms: float, artifact_ms: float, runs: dict[str, int]) -> dict[str, Any]:
-    """Eager vs artifact median latency on the opt-shape input; ratio > 1 means the artifact is slower."""
+def latency_entry(measured: LatencyPair, by: str) -> dict[str, Any]:
+    """Eager beside the artifact, measured interleaved by the role `by`; ratio > 1: the artifact is slower.
+
+    The exchange already refused non-finite, unbounded or unordered figures.
+    """
+    eager, artifact = measured.eager, measured.artifact
+    low, high = ratio_range(eager, artifact)
     return {
-        "input": label,
-        "eager_ms": eager_ms,
-        "artifact_ms": artifact_ms,
-        "ratio": artifact_ms / eager_ms if eager_ms > 0 else None,
-        "runs": runs,
+        "input": measured.input,
+        "eager_ms": eager.median_ms,
+        "artifact_ms": artifact.median_ms,
+        "eager": eager.model_dump(),
+        "artifact": artifact.model_dump(),
+        "ratio": two_significant(artifact.median_ms / eager.median_ms),
+        "ratio_range": [two_significant(low), two_significant(high)],
+        "noisy": noisy(eager, artifact),
+        "measured_by": f"{by} (model side): eager and the artifact interleaved in one process",
+        "runs": {"eager": eager.runs, "artifact": artifact.runs},
     }
 
 

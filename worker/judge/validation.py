@@ -1,6 +1,9 @@
 """Validation: an existing artifact run on the whole battery of a seed against the reference
 runner's eager outputs, LibTorch stage included; every failing input is counted, not only the first.
 Runs in the sandboxed judge process, like judge.py, whose inputs and report helpers it shares.
+
+The latency section is the reference runner's: it loaded the stored artifact (already proven) and
+timed it beside eager, interleaved in its process. Advisory, and the model side's word.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception
 from regctl.worker.engine.devices import ModelLoadError
 from regctl.worker.engine.exchange import ExchangeError, ModelSide
-from regctl.worker.engine.latency import measure
 from regctl.worker.judge.evaluate import check_candidate, per_shape
 from regctl.worker.judge.judge import (
     MAX_LABELS,
@@ -131,9 +133,6 @@ def _validate(
     report["timings"]["libtorch_s"] = time.perf_counter() - started
     if error := libtorch_failure(report["libtorch"]):
         return error
-    progress("measuring latency")
-    started = time.perf_counter()
-    art = measure(artifact, battery[0], device)
-    report["latency"] = latency_section(side, art)
-    report["timings"]["latency_s"] += time.perf_counter() - started
+    # The reference runner timed this stored artifact beside eager (model_side.py): one process.
+    report["latency"] = latency_section(side.latency, "the reference runner")
     return None

@@ -7,15 +7,20 @@ It runs as two sandboxed roles that never meet (each a fresh fork, with its own 
   battery: the supervisor seals (hashes) what it saved before the battery's seed exists.
 - the reference runner (`run_reference`) loads the model and runs eager on the battery drawn from
   the job's secret seed, writing the eager outputs (`reference.pt`) and its timings. It never sees
-  the candidates.
+  the candidates; in a validate job it sees the stored, already proven artifact, to time it.
+
+Latency (engine/latency.py) is measured where both forms are: the builder times eager beside each
+candidate it saves, the reference runner eager beside a validate job's artifact. Advisory figures,
+the model side's word; the judge only copies them (validated) into the report.
 
 Each writes a `ModelSide` JSON (builder.json, reference.json). Neither judges anything: whatever
 they claim is checked by the judge, which never imports the model.
 
 A `lean` build (a job's first round) writes each artifact once, in its final form: the preferred
-candidate (the first that compiles) is frozen and optimized for inference here, kept only if it is
-not slower on the example, and the judge proves and stores that very file. Every other candidate is
-saved as compiled, so the judge still says why each one would be right or wrong. Should the
+candidate (the first that compiles) is frozen and optimized for inference here, kept unless it is
+slower beyond the noise on the example (one interleaved measurement with eager), and the judge
+proves and stores that very file. Every other candidate is saved as compiled, so the judge still
+says why each one would be right or wrong. Should the
 optimized candidate fail the judge's battery, the job runs a full round (`lean=False`): every
 candidate as compiled, so an optimization that breaks a model costs time, never the conversion.
 
@@ -48,9 +53,10 @@ from regctl.worker.engine.capture import WarningLog, describe_exception, warning
 from regctl.worker.engine.devices import ModelLoadError
 from regctl.worker.engine.exchange import (
     CandidateSide,
-    EagerLatency,
     ExportSide,
     FoundInput,
+    LatencyFigures,
+    LatencyPair,
     ModelSide,
     SearchSide,
     UnsupportedOutput,
@@ -59,7 +65,7 @@ from regctl.worker.engine.exchange import (
     write_json,
     write_side,
 )
-from regctl.worker.engine.latency import measure
+from regctl.worker.engine.latency import Latency, interleaved, slower_beyond_noise
 from regctl.worker.model.eager import EagerFailure, eager_reference
 from regctl.worker.model.export import export_program
 from regctl.worker.model.loader import ENGINE_LOCK, LoadedModel, loaded_model
@@ -71,7 +77,6 @@ from regctl.worker.model.trace import trace_model
 ERROR_CHARS = 2000  # one line for a person; model_side.json refuses anything much longer
 DETAIL_CHARS = 100_000
 WARNING_CHARS = 2000  # the exchange's cap on one warning's message
-SLOWER_TOLERANCE = 1.05  # the optimized form is dropped if its median is more than 5% slower
 
 
 def clip(text: str | None, limit: int = ERROR_CHARS) -> str | None:
@@ -108,10 +113,17 @@ def run_reference(
     out_dir: Path,
     *,
     seed: int,
+    artifact: Path | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> ModelSide:
-    """The reference runner: eager on the battery of `seed`, its latency; write reference.json."""
-    return _side(model_dir, spec, out_dir, REFERENCE_SIDE_FILE, progress, lambda run: run.reference(seed))
+    """The reference runner: eager on the battery of `seed`; write reference.json.
+
+    A validate job passes its stored `artifact` (already proven, so this role seeing it weakens
+    nothing): eager and it are then timed interleaved here, the one process that can run both.
+    """
+    return _side(
+        model_dir, spec, out_dir, REFERENCE_SIDE_FILE, progress, lambda run: run.reference(seed, artifact)
+    )
 
 
 def _side(
@@ -167,8 +179,9 @@ class _ModelRun:
         self.model, self.spec, self.out_dir, self.side = model, spec, out_dir, side
         self.log, self.progress, self.lean = log, progress, lean
 
-    def reference(self, seed: int) -> None:
-        """Eager on every battery case and on what the search finds, saved as plain tensors; eager latency."""
+    def reference(self, seed: int, artifact: Path | None = None) -> None:
+        """Eager on every battery case and on what the search finds, saved as plain tensors;
+        with a stored `artifact` (a validate job), its latency beside eager's."""
         with timed(self.side.timings, "battery_s"):
             self.progress("building battery")
             battery = build_battery(self.spec, self.model.model_dir, seed=seed)
@@ -203,12 +216,8 @@ class _ModelRun:
             save_reference(reference + found.outputs, self.out_dir / REFERENCE_FILE)
             write_json(self.out_dir / COVERAGE_FILE, record.as_json(len(battery)))
         del reference
-        self.progress("measuring latency")
-        with timed(self.side.timings, "latency_s"):
-            eager = measure(self.model.eager, battery[0], self.model.device)
-        self.side.eager_latency = EagerLatency(
-            input=battery[0].label, median_ms=eager.median_ms, runs=eager.runs
-        )
+        if artifact is not None:
+            self.side.latency = self._stored_latency(artifact)
 
     def build(self, requested: str) -> None:
         """Every candidate of `requested`, then the exported program if a format needs it; public examples."""
@@ -255,6 +264,10 @@ class _ModelRun:
         if self.lean and self.spec.optimize and preferred:
             with timed(self.side.timings, "optimize_s"):
                 artifact = self._optimized(artifact, entry, example)
+        # A lean round's other candidates are kept only when the preferred one fails unoptimized:
+        # not worth timing them for every job (a large model's forms cost several calls each).
+        if entry.latency is None and (preferred or not self.lean):
+            entry.latency = self._latency(artifact, example)
         try:
             torch.jit.save(artifact, str(self.out_dir / f"{name}.pt"))
         except Exception as exc:
@@ -272,23 +285,47 @@ class _ModelRun:
         self.progress("optimizing")
         try:
             optimized = torch.jit.optimize_for_inference(torch.jit.freeze(artifact.eval()))
-            plain_ms = measure(artifact, case, self.model.device).median_ms
-            optimized_ms = measure(optimized, case, self.model.device).median_ms
+            self.progress("measuring latency")
+            # One interleaved measurement decides "never slower" and gives the report its figures.
+            with timed(self.side.timings, "latency_s"):
+                forms = {"eager": self.model.eager, "plain": artifact, "optimized": optimized}
+                timed_forms = interleaved(forms, case, self.model.device)
         except Exception as exc:
             entry.optimize_note = (
                 f"freeze/optimize_for_inference failed ({describe_exception(exc)}); "
                 "kept the unoptimized artifact"
             )
             return artifact
-        entry.unoptimized_ms, entry.optimized_ms = plain_ms, optimized_ms
-        if optimized_ms > plain_ms * SLOWER_TOLERANCE:
+        eager, plain, fast = timed_forms["eager"], timed_forms["plain"], timed_forms["optimized"]
+        entry.unoptimized_ms, entry.optimized_ms = plain.median_ms, fast.median_ms
+        if slower_beyond_noise(fast, plain):
             entry.optimize_note = (
-                f"the optimized artifact was slower ({optimized_ms:.3g} ms vs {plain_ms:.3g} ms "
-                "median); kept the unoptimized artifact"
+                f"the optimized artifact was slower beyond the noise ({_range(fast)} vs {_range(plain)} "
+                "median and interquartile range); kept the unoptimized artifact"
             )
+            entry.latency = _pair(case.label, eager, plain)
             return artifact
         entry.optimized = True
+        entry.latency = _pair(case.label, eager, fast)
         return optimized
+
+    def _latency(self, artifact: Any, case: BatteryCase) -> LatencyPair | None:
+        """Eager and `artifact` timed interleaved on `case`; None when either raises there."""
+        self.progress("measuring latency")
+        with timed(self.side.timings, "latency_s"):
+            try:
+                both = interleaved({"eager": self.model.eager, "artifact": artifact}, case, self.model.device)
+            except Exception:  # the judge says why a candidate fails; a latency figure is advisory
+                return None
+        return _pair(case.label, both["eager"], both["artifact"])
+
+    def _stored_latency(self, path: Path) -> LatencyPair | None:
+        """A validate job's stored artifact timed beside eager, on the spec's first public example."""
+        try:
+            stored = torch.jit.load(str(path), map_location=self.model.device)
+        except Exception:  # the judge loads it too, and reports why it cannot
+            return None
+        return self._latency(stored, example_cases(self.spec)[0])
 
     def _export(self, examples: list[BatteryCase]) -> ExportSide:
         outcome = export_program(self.model, self.spec, examples, self.out_dir / EXPORTED_FILE)
@@ -301,3 +338,18 @@ class _ModelRun:
         if outcome.saved is not None:
             side.file = EXPORTED_FILE
         return side
+
+
+def _pair(label: str, eager: Latency, artifact: Latency) -> LatencyPair:
+    return LatencyPair(input=label, eager=_figures(eager), artifact=_figures(artifact))
+
+
+def _figures(latency: Latency) -> LatencyFigures:
+    return LatencyFigures(
+        median_ms=latency.median_ms, q1_ms=latency.q1_ms, q3_ms=latency.q3_ms, runs=latency.runs
+    )
+
+
+def _range(latency: Latency) -> str:
+    """'0.23 ms (0.22–0.25)'."""
+    return f"{latency.median_ms:.3g} ms ({latency.q1_ms:.3g}–{latency.q3_ms:.3g})"

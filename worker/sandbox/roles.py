@@ -55,7 +55,10 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
     elif role == "reference":
         from regctl.worker.model.model_side import run_reference
 
-        run_reference(Path(paths["model"]), spec, out, seed=int(args["seed"]), progress=progress)
+        stored = Path(paths["artifact"]) if "artifact" in paths else None  # a validate job's, for latency
+        run_reference(
+            Path(paths["model"]), spec, out, seed=int(args["seed"]), artifact=stored, progress=progress
+        )
     elif role == "judge":
         _judge(spec, args, paths, out, progress)
     elif role == "aoti":

@@ -19,6 +19,7 @@ from regctl.registry.bundle import extract_stream
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors import ConversionFailed, CorruptedArtifact
 from regctl.registry.errors.inputs import NothingToValidate
+from regctl.registry.figures import ratio_text
 from regctl.registry.jobs import claim_job, get_job
 from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
 from regctl.registry.settings import Settings
@@ -212,6 +213,7 @@ def _proof(job_id: int, sha256: str, report: dict) -> dict:
         "battery_seed": report.get("battery_seed"),
         "libtorch": libtorch.get("ok"),
         "latency_ratio": (report.get("latency") or {}).get("ratio"),
+        "latency": ratio_text(report.get("latency")),  # the ratio with its spread, as shown
     }
 
 
@@ -270,6 +272,7 @@ def summarize(report: dict) -> dict:
         "max_abs_error": max((s.get("max_abs_error") or 0.0 for s in shapes), default=None),
         "max_rel_error": max((s.get("max_rel_error") or 0.0 for s in shapes), default=None),
         "latency_ratio": latency.get("ratio"),
+        "latency": ratio_text(latency),  # the ratio with its spread, as shown
         "optimized": (report.get("optimize") or {}).get("applied"),
         "exported": (report.get("export") or {}).get("ok"),
         "aoti": aoti.get("ok") if aoti.get("requested") else None,

@@ -9,7 +9,9 @@ A convert job runs three roles, each a fresh fork of the zygote with its own uid
     reference  imports the model, runs eager on the battery of that seed; never sees the candidates
     judge      never imports model code: proves the sealed candidates against the eager outputs
 
-A validate job runs the reference runner and the judge on the stored artifact.
+A validate job runs the reference runner and the judge on the stored artifact. The reference runner
+sees that artifact too, read-only, to time it beside eager in one process (the latency section,
+advisory); it is already proven, and the judge proves it again without asking the runner anything.
 
 This module holds credentials (it runs in the pool child or the embedded job process) and never
 imports torch or model code. What it hands the sandboxes is a plan of paths and limits; what it
@@ -206,6 +208,8 @@ class _Job:
         seed = draw_seed()
         out = self.work.output("reference", "reference")
         mounts = {"model": self._model(), "out": self._out(out)}
+        if self.work.artifact is not None:  # a validate job: timed beside eager (module docstring)
+            mounts["artifact"] = Mount(str(self.work.artifact), _ARTIFACT_INSIDE)
         outcome = self._role("reference", "reference", mounts, {"seed": seed})
         if not outcome.ok:
             return _failed(role_failure("the model process", outcome, self.settings, out), self.sandbox)

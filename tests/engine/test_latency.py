@@ -1,0 +1,107 @@
+"""The latency measurement (worker/engine/latency.py): interleaved blocks, quartiles, noise, budget."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+import torch
+
+from regctl.worker.engine import latency
+from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.latency import (
+    Latency,
+    interleaved,
+    noisy,
+    overlap,
+    ratio_range,
+    rounds_of,
+    slower_beyond_noise,
+    spread,
+    summarize,
+)
+
+CASE = BatteryCase("opt", "g", {}, (torch.ones(2, 3),))
+CPU = torch.device("cpu")
+
+
+def _figures(median: float, q1: float, q3: float) -> Latency:
+    return Latency(median, q1, q3, runs=10, blocks=10)
+
+
+def test_quartiles_and_median_of_the_blocks_in_milliseconds() -> None:
+    measured = summarize([0.004, 0.001, 0.003, 0.002, 0.005], runs=50)
+    assert (measured.q1_ms, measured.median_ms, measured.q3_ms) == pytest.approx((2.0, 3.0, 4.0))
+    assert measured.iqr_ms == pytest.approx(2.0) and measured.runs == 50 and measured.blocks == 5
+    single = summarize([0.002], runs=1)
+    assert single.q1_ms == single.median_ms == single.q3_ms == pytest.approx(2.0)
+
+
+def test_overlapping_or_wide_ranges_are_noisy_and_separate_tight_ones_are_not() -> None:
+    eager, artifact = _figures(0.26, 0.25, 0.27), _figures(0.23, 0.22, 0.24)
+    assert not overlap(eager, artifact) and not noisy(eager, artifact)
+    assert noisy(eager, _figures(0.255, 0.24, 0.26))  # the ranges share 0.25-0.26
+    wide = _figures(0.23, 0.10, 0.30)  # an IQR of 87% of its median
+    assert spread(wide) > latency.NOISY_SPREAD and noisy(eager, wide)
+    far_but_wide = _figures(10.0, 8.0, 12.5)  # no overlap with eager, but a 45% spread
+    assert not overlap(eager, far_but_wide) and noisy(eager, far_but_wide)
+
+
+def test_the_ratio_range_is_what_the_two_ranges_allow() -> None:
+    low, high = ratio_range(_figures(0.26, 0.25, 0.28), _figures(0.23, 0.22, 0.24))
+    assert (low, high) == pytest.approx((0.22 / 0.28, 0.24 / 0.25))
+
+
+def test_slower_means_beyond_the_noise_and_the_tolerance() -> None:
+    plain = _figures(1.0, 0.95, 1.05)
+    assert slower_beyond_noise(_figures(1.2, 1.1, 1.3), plain)
+    assert not slower_beyond_noise(_figures(1.2, 1.0, 1.3), plain)  # the ranges overlap
+    assert not slower_beyond_noise(_figures(1.04, 1.06, 1.06), _figures(1.0, 1.0, 1.0))  # within 5%
+    assert not slower_beyond_noise(_figures(0.8, 0.75, 0.85), plain)
+
+
+def test_blocks_alternate_each_round_reversed() -> None:
+    assert rounds_of(["eager", "plain", "optimized"], 3) == [
+        ["eager", "plain", "optimized"],
+        ["optimized", "plain", "eager"],
+        ["eager", "plain", "optimized"],
+    ]
+
+
+def test_forms_run_interleaved_on_the_same_input_with_this_process_threads() -> None:
+    calls: list[tuple[str, int, int]] = []
+
+    def form(name: str) -> Any:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            calls.append((name, id(x), torch.get_num_threads()))
+            return x * 2
+
+        return run
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        measured = interleaved({"a": form("a"), "b": form("b")}, CASE, CPU, budget_s=0.01)
+    finally:
+        torch.set_num_threads(threads)
+    assert set(measured) == {"a", "b"} and measured["a"].blocks == measured["b"].blocks >= 5
+    assert len({x for _, x, _ in calls}) == 1  # one set of input tensors for every form
+    assert {t for _, _, t in calls} == {2}  # this process's threads, not Timer's default of one
+    names = [n for n, _, _ in calls]
+    switches = sum(1 for x, y in itertools.pairwise(names) if x != y)
+    assert switches >= measured["a"].blocks  # alternating blocks, not one form's run then the other's
+
+
+def test_a_slow_form_still_gets_the_minimum_blocks_and_the_budget_bounds_the_rest() -> None:
+    def slow(x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.004)  # the callable under test, not a wait in the test
+        return x
+
+    started = time.perf_counter()
+    measured = interleaved({"eager": slow, "artifact": lambda x: x}, CASE, CPU, budget_s=0.01)
+    took = time.perf_counter() - started
+    assert measured["eager"].blocks == latency.MIN_BLOCKS and measured["eager"].runs == latency.MIN_BLOCKS
+    assert measured["eager"].median_ms >= 4.0
+    assert took < 30  # generous: about 40 ms of calls, on a machine many times slower than this one

@@ -1,0 +1,97 @@
+"""Issue 25: the latency section of a report is stable on a busy machine.
+
+Two validations of the same artifact, while a second job converts beside them in another process,
+give medians whose interquartile ranges overlap. Eager and the artifact are timed interleaved in
+one process (worker/engine/latency.py), so a load both see moves both alike.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from regctl.worker.engine.exchange import LatencyFigures
+from regctl.worker.engine.latency import overlap
+from regctl.worker.inprocess import validate_artifact
+from tests.engine.conftest import EXAMPLES, example_spec
+
+STARTED = "converting"
+# Converts an example again and again until its stdin closes: the second job on the machine.
+BUSY = f"""
+import sys, tempfile, threading
+from pathlib import Path
+import torch
+from regctl.registry.spec import load_spec
+from regctl.worker.inprocess import convert_model
+
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+torch.set_num_threads({{threads}})
+model = Path({str(EXAMPLES / "tiny-transformer")!r})
+print({STARTED!r}, flush=True)
+while not done.is_set():
+    with tempfile.TemporaryDirectory() as out:
+        convert_model(model, load_spec(model), Path(out))
+"""
+# Each job gets its share of the cores, as a worker pool's jobs do (supervisor.torch_threads).
+SHARE = max(1, (os.cpu_count() or 1) // 2)
+START_DEADLINE_S = 120  # importing torch on a loaded machine several times slower than this one
+
+
+@contextmanager
+def second_job() -> Iterator[subprocess.Popen[str]]:
+    """A conversion loop in another process, running by the time this yields."""
+    busy = subprocess.Popen(
+        [sys.executable, "-c", BUSY.replace("{threads}", str(SHARE))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert busy.stdout is not None
+    try:
+        ready, _, _ = select.select([busy.stdout], [], [], START_DEADLINE_S)  # a deadline, not a sleep
+        assert ready and busy.stdout.readline().strip() == STARTED, "the second job never started"
+        yield busy
+    finally:
+        assert busy.stdin is not None
+        busy.stdin.close()  # it finishes the conversion under way, then exits
+        try:
+            busy.wait(timeout=START_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            busy.kill()
+            busy.wait()
+        busy.stdout.close()
+
+
+pytestmark = pytest.mark.slow  # two validations and a conversion loop beside them: about a minute
+
+
+def _figures(report: dict, form: str) -> LatencyFigures:
+    return LatencyFigures(**report["latency"][form])
+
+
+def test_two_validations_beside_a_second_job_give_medians_whose_ranges_overlap(converted) -> None:
+    name = "varlen-sequence"
+    path = converted(name).torchscript_path
+    threads = torch.get_num_threads()
+    torch.set_num_threads(SHARE)
+    try:
+        with second_job() as busy:
+            first = validate_artifact(EXAMPLES / name, example_spec(name), path).report
+            second = validate_artifact(EXAMPLES / name, example_spec(name), path).report
+            assert busy.poll() is None, "the second job ended before both validations did"
+    finally:
+        torch.set_num_threads(threads)
+    assert first["latency"]["input"] == second["latency"]["input"]
+    for form in ("eager", "artifact"):
+        a, b = _figures(first, form), _figures(second, form)
+        assert overlap(a, b), (form, first["latency"], second["latency"])
+    low, high = zip(first["latency"]["ratio_range"], second["latency"]["ratio_range"], strict=True)
+    assert max(low) <= min(high), (first["latency"], second["latency"])  # the ratio ranges overlap too
