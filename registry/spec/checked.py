@@ -106,6 +106,7 @@ class ModelSpec:
             {**i, "shape": list(i["shape"]) if i["shape"] is not None else None} for i in data["inputs"]
         ]
         data["formats"] = list(self.formats) if self.formats is not None else None
+        data["validation"]["accept_baked"] = list(self.validation.accept_baked)
         return data
 
     @classmethod
