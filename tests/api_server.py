@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 REGCTL = str(Path(sys.executable).with_name("regctl"))
-READY_S = 30.0
+READY_S = 120.0  # a polling deadline: costs nothing when the server starts fast
 PORT_TRIES = 5
 
 

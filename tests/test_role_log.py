@@ -20,7 +20,7 @@ from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
 from regctl.worker.supervisor.files import read_regular
 from regctl.worker.supervisor.supervisor import _log_tail, role_failure
 
-DEADLINE_S = 5.0
+DEADLINE_S = 30.0  # a blocked open never returns; a correct one returns in milliseconds
 HOSTILE_TAIL = (
     "Traceback (most recent call last):\n  boom\n\x1b]0;pwned\x07\x1b[2J verified OK \u202egnp.exe\n"
 )
