@@ -75,6 +75,16 @@ the convert (and any validate) report's stage timings, each job's queue wait and
 of the stored artifacts.
 
     .venv/bin/python benchmarks/end_to_end.py [--models bert-base,bert-large] [--layers N]
+
+--coverage measures instead what recording coverage (issue 24, worker/model/recorder.py) adds, per
+model: `python -m benchmarks.coverage_support DIR` in a process of its own on the prepared directory
+(module docstring there): the reference runner's eager battery pass plain, with the conversion patch
+only and recorded (with where the time goes), and one whole in-process conversion
+(`regctl.worker.inprocess.convert_model`) with the recorder's context managers as they are against
+no-ops, taking turns, same seed, best of --repeats (LibTorch stage off on both sides). `ratio` is
+on / off; the target is at most 1.05 for bert-base. `search.tried`: the search's forwards.
+
+    .venv/bin/python benchmarks/end_to_end.py --coverage --models bert-base [--repeats 2] [--layers N]
 """
 
 from __future__ import annotations
@@ -97,6 +107,7 @@ from benchmarks.end_to_end_support import REGCTL, REPO, SIZES, Sampling, run_mea
 from benchmarks.service_support import direct_env, regctl, scratch_database
 
 TARGETS = {"wall_s": 1.5, "peak_rss_mb": 1.5, "written_mb": 2.0}
+COVERAGE_TARGETS = {"bert-base": 1.05, "bert-large": 1.05}  # a conversion with coverage recording on / off
 INFORMATIVE = ("peak_pss_mb", "cpu_s")  # ratios reported, no target
 REDIS_URL = os.environ.get("REGCTL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 MB = 1e6
@@ -112,6 +123,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between process-tree samples")
     parser.add_argument("--pss-interval", type=float, default=1.0, help="seconds between Pss reads; 0: none")
     parser.add_argument("--redis-url", default=REDIS_URL, help="the worker side's broker (flushed)")
+    parser.add_argument("--coverage", action="store_true", help="coverage recording on vs off instead")
+    parser.add_argument("--repeats", type=int, default=2, help="--coverage: conversions per side")
     args = parser.parse_args()
     unknown = set(args.models.split(",")) - set(SIZES)
     if unknown:
@@ -315,9 +328,64 @@ def measure_model(
     return {"model": info, "sides": sides, "ratios": ratios, "meets_target": not missed, "missed": missed}
 
 
+def measure_coverage(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Coverage recording on versus off for one model, in a process of its own (module docstring)."""
+    directory, _, info = prepare_model(name, args.layers, root)
+    argv = [sys.executable, "-m", "benchmarks.coverage_support", str(directory)]
+    argv += ["--repeats", str(args.repeats), "--eager-repeats", str(max(3, args.repeats))]
+    done = subprocess.run(argv, cwd=REPO, env=base_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"model": info, "error": done.stderr[-3000:], "meets_target": False}
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    whole, target = measured["conversion"], COVERAGE_TARGETS.get(name)
+    added = measured["eager"]["recorded_s"] - measured["eager"]["plain_s"]
+    return {
+        "model": info,
+        "ratio": whole["ratio"],
+        "cpu_ratio": whole["cpu_ratio"],
+        "eager_ratio": measured["eager"]["ratio"],
+        "target": target,
+        "meets_target": None if target is None else all(whole["ok"].values()) and whole["ratio"] <= target,
+        "search_tried": whole["search"]["tried"],
+        # coverage_support.added_share, not imported: this process never imports torch
+        "eager_added_s": round(added, 4),
+        "eager_added_share": round(added / whole["off_s"], 4),
+        **measured,
+    }
+
+
+def coverage_main(args: argparse.Namespace) -> None:
+    """--coverage: print the JSON report, exit 1 when a target is missed or a model failed."""
+    models: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="regctl-bench-e2e-") as tmp:
+        for name in args.models.split(","):
+            (Path(tmp) / name).mkdir()
+            models[name] = measure_coverage(name, args, Path(tmp) / name)
+    missed = [name for name, result in models.items() if result["meets_target"] is False]
+    report = {
+        "benchmark": "end_to_end --coverage",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": package_version("torch"),
+        },
+        "measured": "convert_model, CoverageRecord.recording/converting as they are vs no-ops",
+        "libtorch_stage": "off, both sides",
+        "layers_override": args.layers,
+        "repeats": args.repeats,
+        "models": models,
+        "missed_targets": missed,
+    }
+    print(json.dumps(report, indent=2))
+    sys.exit(1 if missed else 0)
+
+
 def main() -> None:
     """Measure every model's three sides, print the JSON report, exit 1 when a target is missed."""
     args = parse_args()
+    if args.coverage:
+        coverage_main(args)
+        return
     report: dict[str, Any] = {
         "benchmark": "end_to_end",
         "machine": {

@@ -42,8 +42,16 @@ costs both sides the same. `sandbox_ratio` (on / off) compares the best of the r
 the targets apply to (at most 1.15 for linear, 1.05 for the transformer); `sandbox_ratio_median`
 compares the medians. Prints one JSON document.
 
+Coverage recording on versus off (`coverage`, issue 24; for the transformer by default,
+--coverage-models): benchmarks/coverage_support.py's `eager_breakdown` (the reference runner's
+eager battery pass plain, with the conversion patch only, and recorded, with where the time goes)
+and `conversion` (convert_model with the recorder's context managers as they are against no-ops,
+taking turns, same seed, best of `--repeats`, LibTorch stage off on both sides). `ratio` is on / off,
+`cpu_ratio` the same in this process's CPU time; the target is a ratio of at most 1.10 for the
+transformer. `search.tried` is how many forwards the search ran (0 where no decision went one way).
+
     .venv/bin/python benchmarks/engine_overhead.py [--repeats 3] [--models linear,transformer]
-        [--sandbox-models linear,transformer]
+        [--sandbox-models linear,transformer] [--coverage-models transformer]
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import coverage_support  # noqa: E402
 from regctl.registry.figures import ratio_text  # noqa: E402
 from regctl.registry.settings import Settings  # noqa: E402
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec  # noqa: E402
@@ -89,6 +98,7 @@ EXAMPLES = ("linear", "dynamic-loop", "conditional", "varlen-sequence", "script-
 TARGET_RATIO = 1.2
 SANDBOX_TARGETS = {"linear": 1.15, "transformer": 1.05}  # end to end per job, sandbox on / off
 SANDBOX_MODES = ("auto", "off")  # on, off
+COVERAGE_TARGETS = {"transformer": 1.10}  # a conversion with coverage recording on / off
 CPU = torch.device("cpu")
 
 TRANSFORMER_SOURCE = """
@@ -355,6 +365,26 @@ def measure_sandbox(
     }
 
 
+def measure_coverage(
+    name: str, model_dir: Path, spec: ModelSpec, repeats: int, out_root: Path
+) -> dict[str, Any]:
+    """Coverage recording on versus off: the eager battery pass and a whole conversion (module docstring)."""
+    eager = coverage_support.eager_breakdown(model_dir, spec, repeats)
+    with _libtorch_stage("0"):
+        whole = coverage_support.conversion(model_dir, spec, repeats, out_root / f"{name}-coverage")
+    target = COVERAGE_TARGETS.get(name)
+    return {
+        "ratio": whole["ratio"],
+        "cpu_ratio": whole["cpu_ratio"],
+        "target": target,
+        "meets_target": None if target is None else all(whole["ok"].values()) and whole["ratio"] <= target,
+        "search_tried": whole["search"]["tried"],
+        **coverage_support.added_share(eager, whole),
+        "conversion": whole,
+        "eager": eager,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -363,6 +393,11 @@ def main() -> None:
         "--sandbox-models",
         default=",".join(SANDBOX_TARGETS),
         help="Models among --models also timed end to end per job, sandbox on versus off.",
+    )
+    parser.add_argument(
+        "--coverage-models",
+        default="transformer",
+        help="Models timed with coverage recording on versus off (any of the known ones; '' for none).",
     )
     args = parser.parse_args()
     wanted = args.models.split(",")
@@ -393,6 +428,8 @@ def main() -> None:
         with _libtorch_stage("1"):  # torch's one-off import costs for both sides, and the C++ runner build
             convert_model(*models["linear"], root / "warm-up")
         results = {n: measure(n, d, s, args.repeats, root) for n, (d, s) in models.items() if n in wanted}
+        covered = [n for n in args.coverage_models.split(",") if n in models]
+        coverage = {n: measure_coverage(n, *models[n], args.repeats, root) for n in covered}
     targeted = [r for r in end_to_end.values() if r["target"] is not None]
     print(
         json.dumps(
@@ -410,6 +447,12 @@ def main() -> None:
                     "sandbox_targets": {n: SANDBOX_TARGETS[n] for n in end_to_end if n in SANDBOX_TARGETS},
                     "within_target": all(r["meets_target"] for r in targeted) if targeted else None,
                     "models": end_to_end,
+                },
+                "coverage": {
+                    "measured": "convert_model, CoverageRecord.recording/converting as they are vs no-ops",
+                    "libtorch_stage": "off, both sides",
+                    "targets": {n: COVERAGE_TARGETS[n] for n in coverage if n in COVERAGE_TARGETS},
+                    "models": coverage,
                 },
             },
             indent=2,
