@@ -186,7 +186,7 @@ class _ModelRun:
             self.progress("building battery")
             battery = build_battery(self.spec, self.model.model_dir, seed=seed)
             self.side.battery_size = len(battery)
-            record = CoverageRecord(self.model.frames)
+            record = CoverageRecord(self.model.frames, self.spec.entrypoint)
             with record.recording():
                 started = time.perf_counter()
                 reference = eager_reference(

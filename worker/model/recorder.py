@@ -51,8 +51,10 @@ Value = bool | int | float | None
 class CoverageRecord:
     """The decision points and coverage of one eager run over the battery."""
 
-    def __init__(self, frames: ModelFrames) -> None:
+    def __init__(self, frames: ModelFrames, entrypoint: str | None = None) -> None:
         self.frames = frames
+        # what ran while the model was built, before recording: never counted as lines the battery missed
+        self.built_by = frozenset({"__init__", *([entrypoint.rsplit(":", 1)[-1]] if entrypoint else [])})
         self.case = "0"
         self.kept: list[str] = []  # probe contexts the search keeps, in the order they join the battery
         self.points: dict[tuple[str, int], dict[str, Any]] = {}
@@ -184,7 +186,7 @@ class CoverageRecord:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 cov.stop()
-                self.lines, self.shape_points = _lines(cov, self.frames, self.kept)
+                self.lines, self.shape_points = _lines(cov, self.frames, self.kept, self.built_by)
         except Exception as exc:
             self.lines_error = f"coverage.py failed: {type(exc).__name__}: {exc}"[:500]
 
@@ -237,7 +239,9 @@ def _scalar(value: Any) -> Value:
     return None  # a list from .tolist(): the conversion is recorded, not its contents
 
 
-def _lines(cov: Any, frames: ModelFrames, kept: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _lines(
+    cov: Any, frames: ModelFrames, kept: list[str], built_by: frozenset[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     data = cov.get_data()
     # the battery's contexts and the probes the search kept; the other probes' runs are not evidence
     wanted = [r"^(\d+|" + "|".join(re.escape(k) for k in kept or ["-"]) + ")$"]
@@ -249,7 +253,7 @@ def _lines(cov: Any, frames: ModelFrames, kept: list[str]) -> tuple[dict[str, An
         if rel is None:
             continue
         _, statements, _, _, _ = cov.analysis2(path)
-        statements = _in_functions(path, statements)
+        statements = _in_functions(path, statements, built_by)
         by_input: dict[str, list[int]] = {}
         for line, contexts in data.contexts_by_lineno(path).items():
             for context in contexts:
@@ -342,18 +346,22 @@ def _shape_decisions(
     return decisions
 
 
-def _in_functions(path: str, statements: list[int]) -> list[int]:
-    # module and class bodies ran at import, before recording began: only function bodies count
+def _in_functions(path: str, statements: list[int], built_by: frozenset[str]) -> list[int]:
+    # module and class bodies ran at import, and the model's construction (`__init__`, the spec's
+    # entrypoint) at load, before recording began: only the lines of the other functions count, each
+    # line belonging to the innermost function around it (a forward defined inside build() counts)
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return statements
-    inside: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            for stmt in node.body:
-                inside.update(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
-    return [line for line in statements if line in inside]
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    owner: dict[int, bool] = {}  # line -> counts
+    for node in sorted(functions, key=lambda n: (n.end_lineno or n.lineno) - n.lineno, reverse=True):
+        counts = node.name not in built_by
+        for stmt in node.body:
+            for line in range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1):
+                owner[line] = counts
+    return [line for line in statements if owner.get(line, False)]
 
 
 def _possible_arcs(cov: Any, path: str) -> list[list[int]] | None:
