@@ -40,6 +40,7 @@ class Candidate:
     compile_s: float | None
     cases: list[dict[str, Any]]
     chart: Markup | None
+    ran: str | None = None  # "14 inputs (the whole battery) in LibTorch", or None in older reports
 
 
 @dataclass(frozen=True)
@@ -205,10 +206,23 @@ def _candidates(report: dict[str, Any], method: str | None) -> list[Candidate]:
                 compile_s=_float(entry.get("compile_s")),
                 cases=cases,
                 chart=chart,
+                ran=_ran(entry),
             )
         )
     found.sort(key=lambda c: (not c.chosen, c.name))
     return found
+
+
+def _ran(entry: dict[str, Any]) -> str | None:
+    """Which inputs a candidate ran and in which runtime, in words (None where the report predates it)."""
+    runtime, inputs = entry.get("runtime"), entry.get("inputs_run")
+    if runtime not in ("libtorch", "python") or not isinstance(inputs, int) or isinstance(inputs, bool):
+        return None
+    scope = "the whole battery" if entry.get("judged_on") == "battery" else "the deciding inputs"
+    where = "LibTorch (C++), then its first input in Python" if runtime == "libtorch" else "Python"
+    text = f"Ran {inputs} inputs ({scope}) in {where}"
+    note = _str(entry.get("judged_note")) or _str(entry.get("runtime_note"))
+    return f"{text}: {note}" if note else text
 
 
 def _case(entry: dict[str, Any]) -> dict[str, Any]:

@@ -411,3 +411,29 @@ def test_the_base_page_links_the_favicon_and_the_favicon_is_an_svg() -> None:
     html = templates.get_template("login.html").render(caller=None, next="/", error=None)
     assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in html
     assert (HERE / "static" / "favicon.svg").read_text().startswith("<svg")
+
+
+def test_each_candidate_says_which_inputs_it_ran_and_in_which_runtime() -> None:
+    candidates = {
+        "script": {"ok": True, "runtime": "libtorch", "judged_on": "battery", "inputs_run": 14},
+        "trace": {
+            "ok": True,
+            "runtime": "libtorch",
+            "judged_on": "deciding inputs",
+            "inputs_run": 3,
+            "judged_note": "trace also matched on the 3 deciding inputs; not judged further because "
+            "script was kept",
+        },
+    }
+    view = build_view(version({**REPORT, "method": "script", "candidates": candidates}))
+    ran = {c.name: c.ran for c in view.candidates}
+    assert (
+        ran["script"] == "Ran 14 inputs (the whole battery) in LibTorch (C++), then its first input in Python"
+    )
+    assert ran["trace"].startswith("Ran 3 inputs (the deciding inputs) in LibTorch (C++), then its first")
+    assert ran["trace"].endswith("not judged further because script was kept")
+    python = {"ok": True, "runtime": "python", "judged_on": "battery", "inputs_run": 14, "runtime_note": "x"}
+    view = build_view(version({**REPORT, "method": "script", "candidates": {"script": python}}))
+    assert view.candidates[0].ran == "Ran 14 inputs (the whole battery) in Python: x"
+    old = build_view(version({**REPORT, "candidates": {"script": {"ok": True, "runtime": True}}}))
+    assert old.candidates[0].ran is None
