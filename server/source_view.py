@@ -37,6 +37,7 @@ MAX_LINKS = 10  # input links per value taken
 MAX_VALUES = 10  # values listed per decision (`.item()` may take one per input)
 MAX_INPUTS = 1000  # input labels listed
 MAX_NAME = 500
+BRANCH_KINDS = ("__bool__", "shape")  # truth values: a branch taken or not, rather than a number
 RUN_MARKS = {"all": "ran on every input", "some": "ran on some inputs", "never": "never ran"}
 
 
@@ -68,8 +69,8 @@ class Decision:
         if self.state == "none":
             return "reached by no input"
         if self.state == "one":
-            return "one way only" if self.kind == "__bool__" else "one value only"
-        both = "taken both ways" if self.kind == "__bool__" else "took more than one value"
+            return "one way only" if self.kind in BRANCH_KINDS else "one value only"
+        both = "taken both ways" if self.kind in BRANCH_KINDS else "took more than one value"
         return f"{both}, a side first by an input the search found" if self.state == "flipped" else both
 
 
@@ -213,9 +214,12 @@ def _annotated(
     if lines and not lines[-1]:
         lines.pop()
     never, some = _line_set(entry.get("never_run")), _line_set(entry.get("some_run"))
-    statements = _statement_lines(text)
     total = entry.get("lines")
-    # coverage.py's executable lines are not in the report: the parse's own list stands in for them
+    if isinstance(entry.get("all_run"), list):  # the report lists them (reports since issue 24's search)
+        statements: set[int] | None = _line_set(entry.get("all_run")) | never | some
+    else:
+        statements = _statement_lines(text)
+    # in an older report coverage.py's executable lines are not listed: the parse's own list stands in
     # only where it agrees with the report's count; otherwise lines it did not list stay unmarked.
     exact = statements is not None and never | some <= statements and len(statements) == total
     rows = []

@@ -259,3 +259,11 @@ def test_the_search_and_the_owners_accepted_points_are_said_under_the_summary() 
         "The owner accepts these decisions baked one way (accept_baked): model.py:10, <b>x.py:1</b>."
     )
     assert source_view({**COVERAGE, "search": {"tried": 0}}, {}).remarks == source_view(COVERAGE, {}).remarks
+
+
+def test_a_report_that_lists_the_lines_run_everywhere_is_marked_from_it_not_from_a_parse() -> None:
+    (entry,) = COVERAGE["files"]
+    listed = {**entry, "all_run": [7, 8], "lines": 4}  # lines 10 and 12 left out on purpose
+    view = source_view({**COVERAGE, "files": [listed]}, {"model.py": SOURCE.encode()})
+    marks = {n: r.run for n, r in rows_of(view).items() if r.run}
+    assert marks == {7: "all", 8: "all", 9: "some", 11: "never"}

@@ -91,8 +91,11 @@ def test_the_version_page_shows_the_source_with_its_coverage_and_the_inputs_of_e
             page.wait_for_url(f"{server.url}/versions/gate:1")
             section = page.locator("section.source-coverage")
             assert section.locator(".coverage-summary").inner_text() == (
-                f"{coverage['lines_run']}/{coverage['lines']} lines; 1 of 1 decision taken both ways."
+                f"{coverage['lines_run']}/{coverage['lines']} lines; 1 of 2 decisions taken both ways."
             )
+            # the size test is a decision too, and no input in the spec's range takes its other side
+            size_test = section.locator(f"#source-1-{SHAPE} + tr.decision")
+            assert size_test.locator(".decision-state").inner_text().startswith("one way only")
             rows = {n: section.locator(f"#source-1-{n}") for n in range(COMMENT, NEGATIVE + 1)}
             # Each mark is a word with a title, not a colour alone.
             assert rows[BRANCH].get_attribute("class") == "line run-all has-decision"

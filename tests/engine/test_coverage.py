@@ -94,7 +94,14 @@ def test_the_issue_model_under_trace_is_not_proven_on_one_side_of_its_branch(tmp
     # are not counted as lines it missed
     assert (section["lines_run"], section["lines"]) == (4, 4)
     assert section["files"] == [
-        {"file": "model.py", "lines_run": 4, "lines": 4, "never_run": [], "some_run": []}
+        {
+            "file": "model.py",
+            "lines_run": 4,
+            "lines": 4,
+            "never_run": [],
+            "some_run": [],
+            "all_run": [14, 15, 16, 17],
+        }
     ]
     json.dumps(result.report, allow_nan=False)
     line = _coverage_line(result.report)

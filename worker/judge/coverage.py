@@ -11,8 +11,8 @@ Section shape:
     warning         why not (missing, malformed), else None
     lines_run, lines          lines of the model's files run on some input / executable lines
     branches_run, branches    branch arcs run / possible (None where coverage.py gave none)
-    files           [{file, lines_run, lines, never_run, some_run}]: executable lines run on no input,
-                    and run on some inputs but not all (each bounded); every other one ran on all
+    files           [{file, lines_run, lines, never_run, some_run, all_run}]: executable lines run on
+                    no input, on some inputs but not all, and on every input (each bounded)
     decisions       [{file, line, source, kind, reached, one_way, taken: [{value, inputs}]}]
         flipped_by_search   a value first taken by an input the search found
         baked, accepted     set by the trace's verdict (baked.py): the trace baked it; accept_baked lists it
@@ -40,6 +40,7 @@ from regctl.worker.engine.probes import found_case, probe, structured
 MAX_COVERAGE_BYTES = 8 * 1024 * 1024
 MAX_LINE = 10_000_000
 MAX_NEVER_RUN = 200  # listed per file in the report
+MAX_ALL_RUN = 5000  # the lines run on every input, per file, for the annotated source
 MAX_FILES = 200
 Line = Annotated[int, Field(strict=True, ge=-MAX_LINE, le=MAX_LINE)]
 Value = StrictBool | StrictInt | StrictFloat | None
@@ -227,6 +228,7 @@ def _summary(record: _Coverage, battery_size: int, searched_from: int) -> dict[s
                 "lines": len(executable),
                 "never_run": never[:MAX_NEVER_RUN],
                 "some_run": some[:MAX_NEVER_RUN],
+                "all_run": sorted(ran - set(some))[:MAX_ALL_RUN],
             }
         )
         run_total, lines_total = run_total + len(ran), lines_total + len(executable)
