@@ -1,7 +1,7 @@
 """Real-size models through regctl, end to end, against a bare script doing the core of the same work.
 Prints one JSON document and exits 1 when a target is missed or a side fails.
 
-Models: a BERT encoder in plain PyTorch (benchmarks/end_to_end_support.py writes its model.py: token
+Models: a BERT encoder in plain PyTorch (benchmarks/end_to_end_model.py writes its model.py: token
 and position embeddings, LayerNorm, N layers of self-attention written out with nn.Linear q/k/v/out,
 matmul and softmax, a GELU feed-forward and LayerNorm; outputs the last hidden state and a tanh CLS
 pooling). `bert-base` is hidden 768, 12 layers, 12 heads, ff 3072 (~110M parameters, ~440 MB fp32);
@@ -15,14 +15,18 @@ before anything is measured, and all three sides read the same directory, its we
 
 Sides, each a process tree started from this process, which never imports torch itself:
 
-  bare      `python -m benchmarks.end_to_end_support bare`: plain torch, no regctl code. Imports
-            model.py, builds, loads the safetensors weights (load_state_dict), eval(); loads the
-            battery; under torch.no_grad() runs eager on every input, torch.jit.trace at the opt
-            shape (check_trace=False, as regctl), torch.jit.save to a file, torch.jit.load, runs
-            the battery on the reloaded artifact and compares every output with torch.allclose at
-            the spec's tolerances, then torch.export.export with the same dynamic dims
-            (torch.export.Dim) and torch.export.save to a .pt2 file. It fails if an output differs.
-  embedded  `regctl register NAME DIR --wait` with no broker: the CLI runs the version's jobs
+  bare      `python -m benchmarks.end_to_end_model bare`: plain torch, no regctl code, doing what
+            regctl's default path (formats = ["torchscript"]) promises. Imports model.py, builds,
+            loads the safetensors weights (load_state_dict), eval(); loads the battery; under
+            torch.no_grad() runs eager on every input, torch.jit.trace at the opt shape
+            (check_trace=False, as regctl), torch.jit.save to a file, torch.jit.load, runs the
+            battery on the reloaded artifact and compares every output with torch.allclose at the
+            spec's tolerances. Nothing is exported. With `exported` in --formats it then also runs
+            torch.export.export with the same dynamic dims (torch.export.Dim), torch.export.save to
+            a .pt2 file, torch.export.load(...).module() and the battery on that program, compared
+            the same way. It fails if an output differs.
+  embedded  `regctl register NAME DIR --wait` (with `--format exported` when --formats asks for it,
+            under the name NAME-exported) with no broker: the CLI runs the version's jobs
             (convert, then validate where one is queued) in-process, each with its sandboxed model
             process and judge (REGCTL_SANDBOX left at its default, auto), on SQLite
             (REGCTL_DATABASE_URL) and a local store (REGCTL_ARTIFACT_STORE) in a scratch directory,
@@ -35,11 +39,17 @@ Sides, each a process tree started from this process, which never imports torch 
 
 What regctl does on top of the bare script, and is counted against it: the CLI and its registration
 (source bundle, sha256, the weights stored as their own blob), job bookkeeping, the private import
-namespace and sandbox processes, both candidates (script and trace, each saved, loaded by the judge
-and compared on the whole battery), freeze + optimize_for_inference of the preferred one with its
-latency comparison, the export's reload and comparison, the LibTorch stage (the artifact re-run on
-the battery in C++; its runner is built before measuring, as in a worker image), and a validate job
-where one still runs (none does when the stored bytes are the ones the convert job's judge proved).
+namespace and sandbox processes, both candidates (script and trace, each saved; the kept one frozen +
+optimize_for_inference'd, kept if not slower by an interleaved torch.utils.benchmark measurement,
+and run on the whole battery in the LibTorch C++ runner, then loaded in Python for one input; the
+other run only on the deciding inputs), the LibTorch runner's start (it is built before measuring,
+as in a worker image), a validate job where one still runs (none does when the stored bytes are the
+ones the convert job's judge proved), and only with `exported`: the export, its reload and battery.
+
+--formats LIST (repeatable; default torchscript) measures each set in turn, bare and regctl alike,
+e.g. `--formats torchscript --formats torchscript,exported`. The targets hold for the default set
+only; any other set reports its figures and ratios beside it with no target (meets_target null).
+`ratios` at the top of the report puts every model, set and side in one table with the load.
 
 Measured per side:
   wall_s       from starting the process to reaping it (worker: the CLI's process).
@@ -66,15 +76,16 @@ Measured per side:
                meanwhile (/proc/stat busy time less the tree's and this process's `sampler_cpu_s`;
                for the worker side it includes PostgreSQL and Redis serving it): well above zero, other
                work disturbed the side. `loadavg_1m` is the 1-minute load before and after each side.
-The bare script also reports its own stage timings (load, eager, trace + save, reload + battery,
-export + save).
+The bare script also reports its own stage timings (load, eager, trace + save, reload + battery;
+with exported: export + save, reload + battery).
 Writes by the database servers (PostgreSQL, Redis) are not counted; SQLite's, in the CLI, are.
 Ratios are regctl side / bare; targets: wall <= 1.5, peak RSS <= 1.5, written <= 2.0. Also reported,
 from `regctl versions show NAME:1 --json` after each regctl side (must be `ready`): the method chosen,
-the convert (and any validate) report's stage timings, each job's queue wait and run time, the sizes
-of the stored artifacts.
+the convert (and any validate) report's stage timings, each candidate's runtime and the inputs it
+ran, each job's queue wait and run time, the sizes of the stored artifacts.
 
     .venv/bin/python benchmarks/end_to_end.py [--models bert-base,bert-large] [--layers N]
+        [--formats torchscript[,exported]]... [--redis-url redis://127.0.0.1:6379/15]
 
 --coverage measures instead what recording coverage (issue 24, worker/model/recorder.py) adds, per
 model: `python -m benchmarks.coverage_support DIR` in a process of its own on the prepared directory
@@ -96,17 +107,26 @@ import platform
 import subprocess
 import sys
 import tempfile
-from datetime import datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.end_to_end_support import REGCTL, REPO, SIZES, Sampling, run_measured, running_worker
+from benchmarks.end_to_end_model import FORMATS, SIZES, parse_formats
+from benchmarks.end_to_end_support import (
+    REGCTL,
+    REPO,
+    Sampling,
+    run_measured,
+    running_worker,
+    side_by_side,
+    summarise,
+)
 from benchmarks.service_support import direct_env, regctl, scratch_database
 
 TARGETS = {"wall_s": 1.5, "peak_rss_mb": 1.5, "written_mb": 2.0}
+DEFAULT_FORMATS = ("torchscript",)  # regctl's default `formats`: the targets hold for this set only
 COVERAGE_TARGETS = {"bert-base": 1.05, "bert-large": 1.05}  # a conversion with coverage recording on / off
 INFORMATIVE = ("peak_pss_mb", "cpu_s")  # ratios reported, no target
 REDIS_URL = os.environ.get("REGCTL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -123,13 +143,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between process-tree samples")
     parser.add_argument("--pss-interval", type=float, default=1.0, help="seconds between Pss reads; 0: none")
     parser.add_argument("--redis-url", default=REDIS_URL, help="the worker side's broker (flushed)")
+    parser.add_argument(
+        "--formats",
+        action="append",
+        type=_formats,
+        help=f"what both sides produce, comma-separated from {', '.join(FORMATS)} (TorchScript always);"
+        " repeatable, each set measured in turn; default torchscript. Targets hold for torchscript alone",
+    )
     parser.add_argument("--coverage", action="store_true", help="coverage recording on vs off instead")
     parser.add_argument("--repeats", type=int, default=2, help="--coverage: conversions per side")
     args = parser.parse_args()
+    args.formats = list(dict.fromkeys(args.formats or [DEFAULT_FORMATS]))
     unknown = set(args.models.split(",")) - set(SIZES)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; choose from {', '.join(SIZES)}")
     return args
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def base_env() -> dict[str, str]:
@@ -141,7 +176,7 @@ def base_env() -> dict[str, str]:
 def prepare_model(name: str, layers: int | None, root: Path) -> tuple[Path, Path, dict[str, Any]]:
     """The model directory and the battery file, written by a process of their own."""
     directory, battery = root / "model", root / "battery.pt"
-    argv = [sys.executable, "-m", "benchmarks.end_to_end_support", "prepare", str(directory), str(battery)]
+    argv = [sys.executable, "-m", "benchmarks.end_to_end_model", "prepare", str(directory), str(battery)]
     argv += ["--size", name, *(["--layers", str(layers)] if layers else [])]
     done = subprocess.run(argv, cwd=REPO, env=base_env(), capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -157,11 +192,14 @@ def prepare_model(name: str, layers: int | None, root: Path) -> tuple[Path, Path
     return directory, battery, info
 
 
-def measure_bare(directory: Path, battery: Path, root: Path, sampling: Sampling) -> dict[str, Any]:
+def measure_bare(
+    directory: Path, battery: Path, root: Path, formats: tuple[str, ...], sampling: Sampling
+) -> dict[str, Any]:
     """The bare script, measured; fails when it exits non-zero (an output differed, or it raised)."""
     log = root / "bare.log"
-    argv = [sys.executable, "-m", "benchmarks.end_to_end_support", "bare", str(directory), str(battery)]
-    result = run_measured([*argv, str(root / "bare-out")], base_env(), log, sampling=sampling)
+    argv = [sys.executable, "-m", "benchmarks.end_to_end_model", "bare", str(directory), str(battery)]
+    argv += [str(root / "bare-out"), "--formats", ",".join(formats)]
+    result = run_measured(argv, base_env(), log, sampling=sampling)
     text = log.read_text(errors="replace")
     if result["exit_code"] != 0:
         result["error"] = text[-3000:]
@@ -170,19 +208,33 @@ def measure_bare(directory: Path, battery: Path, root: Path, sampling: Sampling)
     return result
 
 
+def register_argv(name: str, directory: Path, formats: tuple[str, ...]) -> list[str]:
+    """`regctl register NAME DIR --wait`, with `--format` for what it makes besides TorchScript."""
+    besides = [f for f in formats if f != "torchscript"]
+    return [
+        REGCTL,
+        "register",
+        name,
+        str(directory),
+        "--wait",
+        *(["--format", ",".join(besides)] if besides else []),
+    ]
+
+
 def measure_regctl(
     name: str,
     directory: Path,
+    formats: tuple[str, ...],
     env: dict[str, str],
     log: Path,
     sampling: Sampling,
     worker_pid: int | None = None,
 ) -> dict[str, Any]:
-    """`regctl register NAME DIR --wait`, measured, then what regctl recorded about the version."""
+    """`regctl register NAME DIR --wait [--format ...]`, measured, then what regctl recorded about it."""
     extra = (lambda: [worker_pid]) if worker_pid is not None else (lambda: [])
-    result = run_measured(
-        [REGCTL, "register", name, str(directory), "--wait"], env, log, extra_roots=extra, sampling=sampling
-    )
+    argv = register_argv(name, directory, formats)
+    result = run_measured(argv, env, log, extra_roots=extra, sampling=sampling)
+    result["command"] = " ".join(["regctl", *argv[1:]])
     try:
         shown = json.loads(regctl(env, "versions", "show", f"{name}:1", "--json"))
     except (RuntimeError, ValueError) as exc:
@@ -197,65 +249,23 @@ def measure_regctl(
     return result
 
 
-def summarise(shown: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    """Status, method, stage timings, job times and artifact sizes from `versions show --json`."""
-    summary = shown.get("summary") or {}
-    validation = summary.get("validation") or {}
-    jobs = []
-    for job in shown.get("jobs", []):
-        created, started, finished = (_time(job.get(k)) for k in ("created_at", "started_at", "finished_at"))
-        jobs.append(
-            {
-                "kind": job.get("kind"),
-                "state": job.get("state"),
-                "error": job.get("error"),
-                "queued_s": _seconds(created, started),
-                "run_s": _seconds(started, finished),
-            }
-        )
-    in_jobs = sum(j["run_s"] or 0.0 for j in jobs)
-    artifacts: dict[str, float] = {}
-    for artifact in shown.get("artifacts", []):
-        kind = artifact.get("kind", "?")
-        artifacts[kind] = round(artifacts.get(kind, 0.0) + (artifact.get("size") or 0) / MB, 1)
-    sandbox = ((summary.get("report") or {}).get("sandbox") or {}).get("model") or {}
-    return {
-        "status": shown.get("status"),
-        "method": shown.get("method"),
-        "why": summary.get("why"),
-        "battery_size": summary.get("battery_size"),
-        "max_abs_error": summary.get("max_abs_error"),
-        "optimized": summary.get("optimized"),
-        "exported": summary.get("exported"),
-        "sandbox_mode": sandbox.get("mode"),
-        "validated": summary.get("validated"),
-        "validated_by": validation.get("by"),
-        "jobs": jobs,
-        # CLI start-up, registration (bundle, sha256, store), queueing and following: the time no job ran
-        "outside_jobs_s": round(wall_s - in_jobs, 3),
-        "convert_timings": (summary.get("report") or {}).get("timings"),
-        **({"validate_timings": validation["report"].get("timings")} if validation.get("report") else {}),
-        "artifacts_mb": artifacts,
-    }
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    return round((end - start).total_seconds(), 3) if start and end else None
-
-
-def measure_embedded(name: str, directory: Path, root: Path, sampling: Sampling) -> dict[str, Any]:
+def measure_embedded(
+    name: str, directory: Path, formats: tuple[str, ...], root: Path, sampling: Sampling
+) -> dict[str, Any]:
     """The embedded side on a fresh SQLite registry."""
     env = {**base_env(), **direct_env(f"sqlite:///{root / 'registry.db'}", root)}
     regctl(env, "db", "upgrade")
-    return measure_regctl(name, directory, env, root / "register.log", sampling)
+    return measure_regctl(name, directory, formats, env, root / "register.log", sampling)
 
 
 def measure_worker(
-    name: str, directory: Path, root: Path, database_url: str, redis_url: str, sampling: Sampling
+    name: str,
+    directory: Path,
+    formats: tuple[str, ...],
+    root: Path,
+    database_url: str,
+    redis_url: str,
+    sampling: Sampling,
 ) -> dict[str, Any]:
     """The worker side: PostgreSQL, Redis and one `regctl worker` on the cpu queue."""
     import redis
@@ -266,7 +276,9 @@ def measure_worker(
     broker.flushdb()
     try:
         with running_worker(env, root / "worker.log") as worker:
-            result = measure_regctl(name, directory, env, root / "register.log", sampling, worker.pid)
+            result = measure_regctl(
+                name, directory, formats, env, root / "register.log", sampling, worker.pid
+            )
         if "error" in result:
             result["worker_log_tail"] = worker.log_tail()
         return result
@@ -285,47 +297,84 @@ def build_libtorch_runner() -> None:
         print(f"LibTorch runner build failed:\n{tail}", file=sys.stderr)
 
 
-def compare(sides: dict[str, dict[str, Any]], model: str) -> tuple[dict[str, Any], list[str]]:
-    """Ratios of each regctl side to bare, whether each meets its targets, and the misses by name."""
+def compare(sides: dict[str, dict[str, Any]], label: str, targeted: bool) -> tuple[dict[str, Any], list[str]]:
+    """Ratios of each regctl side to bare, whether each meets its targets (where `targeted`: the
+    default formats), and the misses by name; a side that failed is a miss either way."""
     ratios: dict[str, Any] = {}
     missed: list[str] = []
     bare = sides["bare"]
     if "error" in bare:
-        return ratios, [f"{model}/bare/failed"]
+        return ratios, [f"{label}/bare/failed"]
     for side in ("embedded", "worker"):
         result = sides[side]
         if "error" in result:
-            missed.append(f"{model}/{side}/failed")
+            missed.append(f"{label}/{side}/failed")
             continue
         ratios[side] = {
             metric: round(result[metric] / bare[metric], 3) if bare[metric] else None
             for metric in (*TARGETS, *INFORMATIVE)
         }
+        if not targeted:
+            ratios[side]["meets_target"] = None  # no target: reported beside the default's figures
+            continue
         misses = [m for m, target in TARGETS.items() if ratios[side][m] is None or ratios[side][m] > target]
         ratios[side]["meets_target"] = not misses
-        missed += [f"{model}/{side}/{m}" for m in misses]
+        missed += [f"{label}/{side}/{m}" for m in misses]
     return ratios, missed
+
+
+def measure_formats(
+    name: str,
+    formats: tuple[str, ...],
+    prepared: tuple[Path, Path],
+    here: Path,
+    args: argparse.Namespace,
+    database_url: str,
+    sampling: Sampling,
+) -> dict[str, Any]:
+    """One formats set's three sides, one after the other, and their ratios."""
+    directory, battery = prepared
+    label = ",".join(formats)
+    # a registry name of its own per set: the worker side's PostgreSQL database is shared
+    registered = name if formats == DEFAULT_FORMATS else f"{name}-{'-'.join(formats[1:])}"
+    sides_of = {
+        "bare": lambda d: measure_bare(directory, battery, d, formats, sampling),
+        "embedded": lambda d: measure_embedded(registered, directory, formats, d, sampling),
+        "worker": lambda d: measure_worker(
+            registered, directory, formats, d, database_url, args.redis_url, sampling
+        ),
+    }
+    sides: dict[str, dict[str, Any]] = {}
+    for side, run in sides_of.items():
+        (here / side).mkdir(parents=True)
+        try:
+            sides[side] = run(here / side)
+        except Exception as exc:  # a side that cannot run fails its targets; the others still run
+            sides[side] = {"error": f"{type(exc).__name__}: {exc}"}
+    targeted = formats == DEFAULT_FORMATS
+    ratios, missed = compare(sides, f"{name}/{label}", targeted)
+    return {
+        "formats": list(formats),
+        "targets": TARGETS if targeted else None,
+        "sides": sides,
+        "ratios": ratios,
+        "missed": missed,
+    }
 
 
 def measure_model(
     name: str, args: argparse.Namespace, root: Path, database_url: str, sampling: Sampling
 ) -> dict[str, Any]:
-    """The model's three sides, one after the other, and their ratios."""
+    """The model prepared once, then each formats set measured in turn (`runs`, keyed by the set:
+    "torchscript", "torchscript,exported")."""
     directory, battery, info = prepare_model(name, args.layers, root)
-    runs = {
-        "bare": lambda d: measure_bare(directory, battery, d, sampling),
-        "embedded": lambda d: measure_embedded(name, directory, d, sampling),
-        "worker": lambda d: measure_worker(name, directory, d, database_url, args.redis_url, sampling),
-    }
-    sides: dict[str, dict[str, Any]] = {}
-    for side, run in runs.items():
-        (root / side).mkdir()
-        try:
-            sides[side] = run(root / side)
-        except Exception as exc:  # a side that cannot run fails its targets; the others still run
-            sides[side] = {"error": f"{type(exc).__name__}: {exc}"}
-    ratios, missed = compare(sides, name)
-    return {"model": info, "sides": sides, "ratios": ratios, "meets_target": not missed, "missed": missed}
+    runs: dict[str, Any] = {}
+    for formats in args.formats:
+        label = ",".join(formats)
+        here = root / label.replace(",", "+")
+        runs[label] = measure_formats(name, formats, (directory, battery), here, args, database_url, sampling)
+    missed = [m for run in runs.values() for m in run["missed"]]
+    return {"model": info, "runs": runs, "meets_target": not missed, "missed": missed}
 
 
 def measure_coverage(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -401,6 +450,7 @@ def main() -> None:
             "pss_interval_s": args.pss_interval,
             "sandbox": "REGCTL_SANDBOX default (auto)",
             "worker": "regctl worker --queues cpu --concurrency 1, PostgreSQL, Redis",
+            "formats": [list(f) for f in args.formats],
         },
         "targets": TARGETS,
         "models": {},
@@ -418,6 +468,7 @@ def main() -> None:
             report["models"][name] = measure_model(name, args, root, database_url, sampling)
             missed += report["models"][name]["missed"]
     report["machine"]["loadavg_end"] = os.getloadavg()
+    report["ratios"] = side_by_side(report["models"])
     report["missed_targets"] = missed
     print(json.dumps(report, indent=2))
     sys.exit(1 if missed else 0)

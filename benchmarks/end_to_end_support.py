@@ -1,16 +1,10 @@
-"""The pieces of benchmarks/end_to_end.py: the BERT model directory, the bare script, a `regctl worker`,
-and the readings of a whole process tree (resident memory and bytes written) from /proc.
-
-Two entry points run as their own processes, so that the measuring process never imports torch:
-
-    python -m benchmarks.end_to_end_support prepare DIR BATTERY --size bert-base [--layers N]
-    python -m benchmarks.end_to_end_support bare DIR BATTERY OUT
+"""The measuring pieces of benchmarks/end_to_end.py: a `regctl worker`, and the readings of a whole
+process tree (resident memory, bytes written, CPU time) from /proc. The model and the bare script are
+in benchmarks/end_to_end_model.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,241 +23,6 @@ REGCTL = str(Path(sys.executable).with_name("regctl"))
 PAGE_KB = os.sysconf("SC_PAGESIZE") // 1024
 WORKER_READY_S = 120.0
 WORKER_STOP_S = 30.0
-
-
-# -- the model ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BertSize:
-    """The shape of a BERT encoder."""
-
-    hidden: int
-    layers: int
-    heads: int
-    ff: int
-    vocab: int = 30522
-    positions: int = 512
-
-
-SIZES = {
-    "bert-base": BertSize(hidden=768, layers=12, heads=12, ff=3072),
-    "bert-large": BertSize(hidden=1024, layers=24, heads=16, ff=4096),
-}
-
-# The dynamic dims of the input and the tolerances; the spec and the bare script both read them.
-DIMS = {"batch": {"min": 1, "max": 4, "opt": 2, "batch": True}, "seq": {"min": 8, "max": 128, "opt": 64}}
-# fp32 through 12-24 layers: TorchScript's frozen and optimized graph rounds differently from eager.
-RTOL, ATOL = 1e-3, 1e-4
-
-# Plain PyTorch, typed so that torch.jit.script accepts it; sizes come from tensor shapes (traced as
-# values), and positions are sliced out of a buffer rather than built with arange, so a trace at one
-# sequence length holds at every other.
-MODEL_SOURCE = '''\
-"""A BERT encoder in plain PyTorch: token and position embeddings, self-attention layers, a CLS pooler."""
-
-import math
-from typing import Tuple
-
-import torch
-from torch import nn
-
-CONFIG = {config}
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, hidden: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.head_dim = hidden // heads
-        self.scale = 1.0 / math.sqrt(self.head_dim)
-        self.query = nn.Linear(hidden, hidden)
-        self.key = nn.Linear(hidden, hidden)
-        self.value = nn.Linear(hidden, hidden)
-        self.out = nn.Linear(hidden, hidden)
-
-    def split(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.size(0), x.size(1), self.heads, self.head_dim).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.split(self.query(x))
-        k = self.split(self.key(x))
-        v = self.split(self.value(x))
-        scores = torch.matmul(q, k.transpose(-2, -1)) * self.scale
-        probs = torch.softmax(scores, dim=-1)
-        context = torch.matmul(probs, v).transpose(1, 2).contiguous()
-        return self.out(context.view(x.size(0), x.size(1), self.heads * self.head_dim))
-
-
-class EncoderLayer(nn.Module):
-    def __init__(self, hidden: int, heads: int, ff: int) -> None:
-        super().__init__()
-        self.attention = SelfAttention(hidden, heads)
-        self.attention_norm = nn.LayerNorm(hidden, eps=1e-12)
-        self.intermediate = nn.Linear(hidden, ff)
-        self.gelu = nn.GELU()
-        self.output = nn.Linear(ff, hidden)
-        self.output_norm = nn.LayerNorm(hidden, eps=1e-12)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.attention_norm(x + self.attention(x))
-        return self.output_norm(x + self.output(self.gelu(self.intermediate(x))))
-
-
-class Bert(nn.Module):
-    def __init__(self, vocab: int, positions: int, hidden: int, layers: int, heads: int, ff: int) -> None:
-        super().__init__()
-        self.tokens = nn.Embedding(vocab, hidden)
-        self.positions = nn.Embedding(positions, hidden)
-        self.register_buffer("position_ids", torch.arange(positions).unsqueeze(0), persistent=False)
-        self.norm = nn.LayerNorm(hidden, eps=1e-12)
-        self.layers = nn.ModuleList([EncoderLayer(hidden, heads, ff) for _ in range(layers)])
-        self.pooler = nn.Linear(hidden, hidden)
-
-    def forward(self, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        positions = self.position_ids[:, : tokens.size(1)]
-        x = self.norm(self.tokens(tokens) + self.positions(positions))
-        for layer in self.layers:
-            x = layer(x)
-        return x, torch.tanh(self.pooler(x[:, 0]))
-
-
-def build() -> nn.Module:
-    return Bert(**CONFIG)
-'''
-
-
-def spec_toml(size: BertSize) -> str:
-    """The regctl.toml of the BERT model directory."""
-    dims = "\n".join(
-        f"{name} = {{ "
-        + ", ".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in dim.items())
-        + " }"
-        for name, dim in DIMS.items()
-    )
-    return f"""\
-entrypoint = "model.py:build"
-weights = "weights.safetensors"
-method = "auto"
-device = "cpu"
-optimize = true
-
-[[inputs]]
-name = "tokens"
-dtype = "int64"
-shape = ["batch", "seq"]
-low = 0
-high = {size.vocab}
-
-[dims]
-{dims}
-
-[validation]
-rtol = {RTOL}
-atol = {ATOL}
-"""
-
-
-def prepare(directory: Path, battery: Path, size: BertSize) -> dict[str, Any]:
-    """Write model.py, regctl.toml and weights.safetensors (seed 0) into `directory`, and regctl's
-    battery for that spec into `battery` (a torch.save list of argument tuples, opt shape first)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from regctl.registry.spec import load_spec
-    from regctl.worker.engine.battery import build_battery
-
-    directory.mkdir(parents=True)
-    config = {
-        "vocab": size.vocab,
-        "positions": size.positions,
-        "hidden": size.hidden,
-        "layers": size.layers,
-        "heads": size.heads,
-        "ff": size.ff,
-    }
-    (directory / "model.py").write_text(MODEL_SOURCE.format(config=repr(config)))
-    (directory / "regctl.toml").write_text(spec_toml(size))
-    module = _import_file(directory / "model.py")
-    torch.manual_seed(0)
-    model = module.build()
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "weights.safetensors"))
-    spec = load_spec(directory)
-    cases = build_battery(spec, directory)
-    torch.save([case.args for case in cases], battery)
-    return {
-        "params": sum(v.numel() for v in state.values()),
-        "weights_mb": round((directory / "weights.safetensors").stat().st_size / 1e6, 1),
-        "battery_size": len(cases),
-        "battery_shapes": sorted({case.group for case in cases}),
-    }
-
-
-def _import_file(path: Path) -> Any:
-    import importlib.util
-
-    name = f"_e2e_model_{os.getpid()}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # TorchScript resolves the model's classes through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-# -- the bare script ---------------------------------------------------------------------------------------
-
-
-def bare(directory: Path, battery: Path, out: Path) -> dict[str, Any]:
-    """The plain-torch conversion (see end_to_end.py's docstring); returns what it found."""
-    started = time.perf_counter()  # after the interpreter's start-up, before torch's import
-    import tomllib
-
-    import torch
-    from safetensors.torch import load_file
-
-    spec = tomllib.loads((directory / "regctl.toml").read_text())
-    rtol, atol = spec["validation"]["rtol"], spec["validation"]["atol"]
-    model = _import_file(directory / "model.py").build()
-    model.load_state_dict(load_file(str(directory / spec["weights"])))
-    model.eval()
-    cases = torch.load(battery, weights_only=True)
-    out.mkdir(parents=True, exist_ok=True)
-    timings = {"load_s": time.perf_counter() - started}
-    with torch.no_grad():
-        lap = time.perf_counter()
-        expected = [model(*args) for args in cases]
-        timings["eager_s"], lap = time.perf_counter() - lap, time.perf_counter()
-        traced = torch.jit.trace(model, cases[0], check_trace=False)  # cases[0] is at the opt shape
-        torch.jit.save(traced, str(out / "model.pt"))
-        del traced
-        timings["trace_save_s"], lap = time.perf_counter() - lap, time.perf_counter()
-        loaded = torch.jit.load(str(out / "model.pt"))
-        mismatches = 0
-        max_abs = 0.0
-        for args, want in zip(cases, expected, strict=True):
-            got = loaded(*args)
-            same = all(torch.allclose(g, w, rtol=rtol, atol=atol) for g, w in zip(got, want, strict=True))
-            mismatches += not same
-            max_abs = max(max_abs, *((g - w).abs().max().item() for g, w in zip(got, want, strict=True)))
-        del loaded
-        timings["reload_battery_s"], lap = time.perf_counter() - lap, time.perf_counter()
-        dims = {name: torch.export.Dim(name, min=d["min"], max=d["max"]) for name, d in spec["dims"].items()}
-        shape = spec["inputs"][0]["shape"]
-        program = torch.export.export(
-            model, cases[0], dynamic_shapes={"tokens": {i: dims[n] for i, n in enumerate(shape)}}
-        )
-        torch.export.save(program, str(out / "model.pt2"))
-        timings["export_save_s"] = time.perf_counter() - lap
-    return {
-        "ok": mismatches == 0,
-        "cases": len(cases),
-        "mismatches": mismatches,
-        "max_abs_error": max_abs,
-        "torch_threads": torch.get_num_threads(),
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-    }
 
 
 # -- the process tree ----------------------------------------------------------------------------------------
@@ -554,6 +314,88 @@ def run_measured(
     }
 
 
+# -- what regctl recorded ----------------------------------------------------------------------------------
+
+MB = 1e6
+CANDIDATE_KEYS = ("ok", "runtime", "inputs_run", "judged_on", "judged_note", "runtime_note", "battery_s")
+
+
+def summarise(shown: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """Status, method, stage timings, job times and artifact sizes from `versions show --json`."""
+    summary = shown.get("summary") or {}
+    validation = summary.get("validation") or {}
+    jobs = []
+    for job in shown.get("jobs", []):
+        created, started, finished = (_time(job.get(k)) for k in ("created_at", "started_at", "finished_at"))
+        jobs.append(
+            {
+                "kind": job.get("kind"),
+                "state": job.get("state"),
+                "error": job.get("error"),
+                "queued_s": _seconds(created, started),
+                "run_s": _seconds(started, finished),
+            }
+        )
+    in_jobs = sum(j["run_s"] or 0.0 for j in jobs)
+    artifacts: dict[str, float] = {}
+    for artifact in shown.get("artifacts", []):
+        kind = artifact.get("kind", "?")
+        artifacts[kind] = round(artifacts.get(kind, 0.0) + (artifact.get("size") or 0) / MB, 1)
+    report = summary.get("report") or {}
+    sandbox = (report.get("sandbox") or {}).get("model") or {}
+    return {
+        "status": shown.get("status"),
+        "method": shown.get("method"),
+        "why": summary.get("why"),
+        "battery_size": summary.get("battery_size"),
+        "max_abs_error": summary.get("max_abs_error"),
+        "optimized": summary.get("optimized"),
+        "exported": summary.get("exported"),
+        "sandbox_mode": sandbox.get("mode"),
+        "validated": summary.get("validated"),
+        "validated_by": validation.get("by"),
+        "jobs": jobs,
+        # CLI start-up, registration (bundle, sha256, store), queueing and following: the time no job ran
+        "outside_jobs_s": round(wall_s - in_jobs, 3),
+        "convert_timings": report.get("timings"),
+        # each candidate: which inputs it ran, in which runtime, and how long its judging took
+        "candidates": {
+            name: {k: entry.get(k) for k in CANDIDATE_KEYS if k in entry}
+            for name, entry in (report.get("candidates") or {}).items()
+            if isinstance(entry, dict)
+        },
+        **({"validate_timings": validation["report"].get("timings")} if validation.get("report") else {}),
+        "artifacts_mb": artifacts,
+    }
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
+def side_by_side(models: dict[str, Any]) -> dict[str, Any]:
+    """The ratios of every model, formats set and regctl side in one small table, with the load."""
+    table: dict[str, Any] = {}
+    for name, result in models.items():
+        for label, run in result["runs"].items():
+            for side in ("embedded", "worker"):
+                ratios = run["ratios"].get(side)
+                measured = run["sides"].get(side, {})
+                table[f"{name} {label} {side}"] = {
+                    **({k: v for k, v in ratios.items()} if ratios else {"failed": True}),
+                    "wall_s": measured.get("wall_s"),
+                    "bare_wall_s": run["sides"]["bare"].get("wall_s"),
+                    "other_cpu_s": measured.get("other_cpu_s"),
+                    "bare_other_cpu_s": run["sides"]["bare"].get("other_cpu_s"),
+                    "loadavg_1m": measured.get("loadavg_1m"),
+                }
+    return table
+
+
 # -- a regctl worker -----------------------------------------------------------------------------------------
 
 
@@ -613,36 +455,3 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # pool children left behind, if any
     process.wait()
-
-
-# -- entry points ------------------------------------------------------------------------------------------
-
-
-def main() -> None:
-    """`prepare` or `bare`; prints one JSON line."""
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare")
-    p.add_argument("directory", type=Path)
-    p.add_argument("battery", type=Path)
-    p.add_argument("--size", choices=sorted(SIZES), required=True)
-    p.add_argument("--layers", type=int)
-    b = sub.add_parser("bare")
-    b.add_argument("directory", type=Path)
-    b.add_argument("battery", type=Path)
-    b.add_argument("out", type=Path)
-    args = parser.parse_args()
-    if args.command == "prepare":
-        size = SIZES[args.size]
-        if args.layers:
-            size = BertSize(size.hidden, args.layers, size.heads, size.ff, size.vocab, size.positions)
-        result = prepare(args.directory, args.battery, size)
-    else:
-        result = bare(args.directory, args.battery, args.out)
-    print(json.dumps(result))
-    if not result.get("ok", True):
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
