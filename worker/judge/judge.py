@@ -269,9 +269,7 @@ class _Conversion:
         order = candidate_order(self.requested)
         passed: list[JudgedArtifact] = []
         for name in order:
-            # once one candidate is kept, the others' verdicts cannot change it: they run the deciding inputs
-            only = deciding_inputs(battery, self.report.get("coverage") or {}) if passed else None
-            judged = self._candidate(name, side, battery, reference, only=only, kept=passed[:1])
+            judged = self._candidate(name, side, battery, reference, kept=passed[0] if passed else None)
             if judged is not None:
                 passed.append(judged)
         rejected = [n for n in order if side.candidates.get(n) and side.candidates[n].optimized]
@@ -337,10 +335,9 @@ class _Conversion:
         battery: list[BatteryCase],
         reference: list[Any],
         *,
-        only: list[int] | None = None,
-        kept: list[JudgedArtifact] | None = None,
+        kept: JudgedArtifact | None = None,
     ) -> JudgedArtifact | None:
-        """Judge one candidate on the battery, or on the inputs `only` names once another is kept."""
+        """Judge one candidate on the battery, or only on the deciding inputs once another is `kept`."""
         claimed = side.candidates.get(name)
         if claimed is None:
             self.report["candidates"][name] = candidate_entry(error=f"the model process did not try {name}")
@@ -366,7 +363,8 @@ class _Conversion:
             entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
             return None
         cases, expected = battery, reference
-        if only is not None:
+        if kept is not None:  # its verdict can no longer change the choice: the deciding inputs decide it
+            only = deciding_inputs(battery, self.report.get("coverage") or {})
             cases, expected = [battery[i] for i in only], [reference[i] for i in only]
         started = time.perf_counter()
         try:
@@ -394,14 +392,13 @@ class _Conversion:
                 battery_s=time.perf_counter() - started,
             )
         )
-        entry.update(judged_scope(name, entry["ok"], len(cases), kept if only is not None else None))
+        entry.update(judged_scope(name, entry["ok"], len(cases), kept.name if kept else None))
         if unproven is not None:
             entry["baked"] = True
             return None
         if not check.ok:
             return None
-        whole = only is None and ran.section is not None
-        return JudgedArtifact(name, path, sha256, loaded, check, ran.section if whole else None)
+        return JudgedArtifact(name, path, sha256, loaded, check, ran.section if kept is None else None)
 
     def _runner(self) -> Runner | str:
         """The LibTorch runner the candidates run in, or why there is none (resolved once per job)."""

@@ -264,7 +264,7 @@ class CaseOutcome:
 
     case: BatteryCase
     comparison: Any  # compare.Comparison | None when the case raised
-    error: str | None = None
+    error: str | None = None  # why it failed (raised, or differs from eager), None when it matched
 
 
 def run_libtorch_stage(
@@ -386,11 +386,13 @@ def _compare(
                 outcomes.append(CaseOutcome(case, None, message))
             continue
         comparison = compare_outputs(actual, expected, rtol=rtol, atol=atol)
-        if outcomes is not None:
-            outcomes.append(CaseOutcome(case, comparison))
         max_abs, max_rel = max(max_abs, comparison.max_abs_error), max(max_rel, comparison.max_rel_error)
+        differs = None
         if not comparison.ok:
-            _fail(section, case.label, f"differs from eager on input {case.label!r}: {comparison.reason}")
+            differs = f"differs from eager on input {case.label!r}: {comparison.reason}"
+            _fail(section, case.label, differs)
+        if outcomes is not None:
+            outcomes.append(CaseOutcome(case, comparison, differs))
     section.update(ok=section["failures"] == 0, max_abs_error=max_abs, max_rel_error=max_rel)
 
 

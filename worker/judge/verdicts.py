@@ -34,16 +34,16 @@ def no_candidate_error(candidates: dict[str, dict[str, Any]], order: tuple[str, 
     return error if error.startswith(f"{order[0]} ") else f"{order[0]} failed: {error}"
 
 
-def judged_scope(name: str, ok: bool, inputs: int, kept: list[Any] | None) -> dict[str, Any]:
-    """What a candidate was judged on: the battery, or the deciding inputs once `kept` holds the kept one."""
+def judged_scope(name: str, ok: bool, inputs: int, kept: str | None) -> dict[str, Any]:
+    """What a candidate was judged on: the battery, or the deciding inputs once `kept` was kept."""
     scope: dict[str, Any] = {
         "judged_on": "battery" if kept is None else "deciding inputs",
         "inputs_run": inputs,
     }
-    if kept and ok:
+    if kept is not None and ok:
         scope["judged_note"] = (
             f"{name} also matched on the {inputs} deciding inputs (every shape's first draw and one "
-            f"input per side of each decision); not judged further because {kept[0].name} was kept"
+            f"input per side of each decision); not judged further because {kept} was kept"
         )
     return scope
 

@@ -106,24 +106,17 @@ class CoverageRecord:
 
     def one_way(self, contexts: set[str]) -> set[tuple[str, int]]:
         """The decision points that took exactly one value over `contexts`."""
-        found = set()
-        for key, point in self.points.items():
-            values = {repr(v) for c, vals in point["inputs"].items() if c in contexts for v in vals}
-            if len(values) == 1:
-                found.add(key)
-        return found
+        return {key for key in self.points if len(self._values(key, contexts)) == 1}
 
     def new_sides(
         self, context: str, points: set[tuple[str, int]], contexts: set[str]
     ) -> list[tuple[str, int]]:
         """Those of `points` that took, on `context`, a value none of `contexts` took."""
-        flipped = []
-        for key in points:
-            inputs = self.points[key]["inputs"]
-            seen = {repr(v) for c, vals in inputs.items() if c in contexts for v in vals}
-            if any(repr(v) not in seen for v in inputs.get(context, ())):
-                flipped.append(key)
-        return sorted(flipped)
+        return sorted(key for key in points if self._values(key, {context}) - self._values(key, contexts))
+
+    def _values(self, key: tuple[str, int], contexts: set[str]) -> set[str]:
+        # repr: True and 1 are different sides, though they compare equal
+        return {repr(v) for c, vals in self.points[key]["inputs"].items() if c in contexts for v in vals}
 
     def _patched(self, name: str, original: Any) -> Any:
         record = self
