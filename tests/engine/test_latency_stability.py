@@ -89,6 +89,9 @@ def test_two_validations_beside_a_second_job_give_medians_whose_ranges_overlap(c
             assert busy.poll() is None, "the second job ended before both validations did"
     finally:
         torch.set_num_threads(threads)
+    for report in (first, second):
+        assert report["ok"], report["error"]  # a failed validation has no latency to compare
+        assert report["latency"] is not None, report  # a validation that passed timed the artifact
     assert first["latency"]["input"] == second["latency"]["input"]
     for form in ("eager", "artifact"):
         a, b = _figures(first, form), _figures(second, form)

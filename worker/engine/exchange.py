@@ -134,6 +134,7 @@ class ModelSide(_Strict):
     candidates: dict[str, CandidateSide] = Field(default_factory=dict)
     export: ExportSide | None = None
     latency: LatencyPair | None = None  # a validate job's reference runner: eager beside the stored artifact
+    latency_error: str | None = Field(default=None, max_length=20_000)  # why `latency` is missing
     search: SearchSide | None = None  # the reference runner's search for untaken sides
     warnings: list[WarningEntry] = Field(default_factory=list, max_length=1000)
     warnings_dropped: int = Field(default=0, ge=0, le=2**31 - 1)  # raised but not kept (capture.py)

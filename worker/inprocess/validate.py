@@ -7,7 +7,8 @@ early stop, so the report lists every failing input), then the LibTorch stage. L
 `convert_model`, this runs both halves in one process; jobs run them sandboxed and apart.
 
 Report keys: ok, error, artifact (file name), model, battery_size, failures (count),
-failed_inputs (the first 20 labels), shapes, libtorch, latency, torch_warnings, model_warnings,
+failed_inputs (the first 20 labels), shapes, libtorch, latency, latency_note (why it is None when
+it is), torch_warnings, model_warnings,
 versions, timings {load_s, battery_s, libtorch_s, latency_s, total_s}.
 """
 

@@ -72,6 +72,7 @@ def judge_validation(
         "shapes": [],
         "libtorch": empty_section(),
         "latency": None,
+        "latency_note": None,
         "versions": versions(),
         "timings": {"load_s": 0.0, "battery_s": 0.0, "libtorch_s": 0.0, "latency_s": 0.0, "total_s": 0.0},
     }
@@ -135,4 +136,5 @@ def _validate(
         return error
     # The reference runner timed this stored artifact beside eager (model_side.py): one process.
     report["latency"] = latency_section(side.latency, "the reference runner")
+    report["latency_note"] = side.latency_error  # the model side's own words: shown, never trusted
     return None

@@ -320,12 +320,18 @@ class _ModelRun:
         return _pair(case.label, both["eager"], both["artifact"])
 
     def _stored_latency(self, path: Path) -> LatencyPair | None:
-        """A validate job's stored artifact timed beside eager, on the spec's first public example."""
+        """A validate job's stored artifact timed beside eager, on the spec's first public example;
+        None, with `latency_error` saying why, when it cannot be."""
+        self.progress("measuring latency")
         try:
             stored = torch.jit.load(str(path), map_location=self.model.device)
-        except Exception:  # the judge loads it too, and reports why it cannot
+            case = example_cases(self.spec)[0]
+            with timed(self.side.timings, "latency_s"):
+                both = interleaved({"eager": self.model.eager, "artifact": stored}, case, self.model.device)
+        except Exception as exc:  # the judge proves the artifact; a latency figure is advisory
+            self.side.latency_error = clip(f"latency not measured: {describe_exception(exc)}")
             return None
-        return self._latency(stored, example_cases(self.spec)[0])
+        return _pair(case.label, both["eager"], both["artifact"])
 
     def _export(self, examples: list[BatteryCase]) -> ExportSide:
         outcome = export_program(self.model, self.spec, examples, self.out_dir / EXPORTED_FILE)
