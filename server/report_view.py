@@ -41,6 +41,7 @@ class Candidate:
     cases: list[dict[str, Any]]
     chart: Markup | None
     ran: str | None = None  # "14 inputs (the whole battery) in LibTorch", or None in older reports
+    not_run: bool = False  # compiled but held back unsaved: another was kept and the weights are large
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ def _candidates(report: dict[str, Any], method: str | None) -> list[Candidate]:
                 cases=cases,
                 chart=chart,
                 ran=_ran(entry),
+                not_run=entry.get("judged_on") == "not run",
             )
         )
     found.sort(key=lambda c: (not c.chosen, c.name))
@@ -216,6 +218,8 @@ def _candidates(report: dict[str, Any], method: str | None) -> list[Candidate]:
 def _ran(entry: dict[str, Any]) -> str | None:
     """Which inputs a candidate ran and in which runtime, in words (None where the report predates it)."""
     runtime, inputs = entry.get("runtime"), entry.get("inputs_run")
+    if entry.get("judged_on") == "not run":
+        return _str(entry.get("judged_note")) or "Not run"
     if runtime not in ("libtorch", "python") or not isinstance(inputs, int) or isinstance(inputs, bool):
         return None
     scope = "the whole battery" if entry.get("judged_on") == "battery" else "the deciding inputs"

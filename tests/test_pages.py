@@ -437,3 +437,15 @@ def test_each_candidate_says_which_inputs_it_ran_and_in_which_runtime() -> None:
     assert view.candidates[0].ran == "Ran 14 inputs (the whole battery) in Python: x"
     old = build_view(version({**REPORT, "candidates": {"script": {"ok": True, "runtime": True}}}))
     assert old.candidates[0].ran is None
+
+
+def test_a_candidate_held_back_reads_not_run_with_why_not_rejected() -> None:
+    note = "trace compiled but was not saved or run because script was kept: ..."
+    held = {"ok": False, "error": None, "judged_on": "not run", "inputs_run": 0, "judged_note": note}
+    script = {"ok": True, "runtime": "libtorch", "judged_on": "battery", "inputs_run": 14}
+    info = version({**REPORT, "method": "script", "candidates": {"script": script, "trace": held}})
+    trace = next(c for c in build_view(info).candidates if c.name == "trace")
+    assert trace.not_run and not trace.ok and trace.ran == note
+    html = _render_version_page(info)
+    assert '<h3 id="cand-trace">trace: not run</h3>' in html
+    assert "it did not match eager" not in html and 'class="candidate not-run"' in html

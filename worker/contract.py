@@ -27,6 +27,12 @@ AOTI_RESULT_FILE = "aoti.json"  # and its verdict beside it
 
 # The candidates `--method auto` tries, preferred first.
 PREFERENCE = ("script", "trace")
+# In a job's first round a candidate after the preferred one is saved and judged (on the deciding
+# inputs) only for weights up to this size: beyond it, another copy of the weights on disk and in
+# LibTorch costs more than knowing how a candidate that is not kept would have done. It is still
+# compiled (its warnings and baked points are reported), and it is saved and judged in full in the
+# round that runs should the preferred candidate fail.
+UNKEPT_MAX_BYTES = 100_000_000
 
 
 def candidate_order(requested: str) -> tuple[str, ...]:

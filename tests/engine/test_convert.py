@@ -207,11 +207,17 @@ def test_torch_deprecation_warnings_land_in_the_report_and_the_report_is_strict_
     assert set(report["timings"]) >= {"load_s", "script_s", "trace_s", "battery_s", "optimize_s", "export_s"}
 
 
-def test_the_optimized_artifact_is_kept_when_it_still_matches(converted) -> None:
-    report = converted("linear").report
+def test_the_optimized_artifact_is_kept_when_it_still_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether the optimized form is slower is the machine's to say (test_latency.py tests the rule);
+    # here it is not, so the verdict cannot follow the load.
+    monkeypatch.setattr("regctl.worker.model.model_side.slower_beyond_noise", lambda fast, plain: False)
+    converted = convert_model(EXAMPLES / "linear", example_spec("linear"), tmp_path / "out", seed=3)
+    report = converted.report
     assert report["optimize"]["applied"] is True
     assert report["optimize"]["optimized_ms"] > 0 and report["optimize"]["unoptimized_ms"] > 0
-    artifact = torch.jit.load(str(converted("linear").torchscript_path))
+    artifact = torch.jit.load(str(converted.torchscript_path))
     assert dict(artifact.named_parameters()) == {}  # frozen: the weights are constants of the graph
     latency = report["latency"]
     assert latency["ratio"] > 0 and latency["input"] == "example batch=4"  # the public example
@@ -222,7 +228,7 @@ def test_the_optimized_artifact_is_kept_when_it_still_matches(converted) -> None
     for form in (latency["eager"], latency["artifact"]):
         assert form["q1_ms"] <= form["median_ms"] <= form["q3_ms"] and form["runs"] >= 5
     # a lean round times the preferred candidate only
-    built = read_side(converted("linear").torchscript_path.parent / BUILDER_FILE)
+    built = read_side(converted.torchscript_path.parent / BUILDER_FILE)
     assert built.candidates["script"].latency is not None and built.candidates["trace"].latency is None
 
 

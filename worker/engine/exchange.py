@@ -91,6 +91,7 @@ class CandidateSide(_Strict):
     baked: list[Point] = Field(
         default_factory=list, max_length=200
     )  # tensors turned into values while tracing
+    held_back: bool = False  # compiled, not saved: a first round's candidate after the preferred one
 
 
 class ExportSide(_Strict):
@@ -130,6 +131,7 @@ class ModelSide(_Strict):
     kind: str | None = Field(default=None, max_length=1000)
     example: str | None = Field(default=None, max_length=10_000)  # the builder's trace example
     battery_size: int = 0
+    weights_bytes: int = Field(default=0, ge=0, le=2**62)  # the model's parameters and buffers
     outputs: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
     candidates: dict[str, CandidateSide] = Field(default_factory=dict)
     export: ExportSide | None = None

@@ -84,7 +84,13 @@ from regctl.worker.judge.report import (
     new_report,
 )
 from regctl.worker.judge.runtime_check import ArtifactLoadError, check_in_runtime
-from regctl.worker.judge.verdicts import candidate_hint, judged_scope, no_candidate_error, why_kept
+from regctl.worker.judge.verdicts import (
+    candidate_hint,
+    held_back_entry,
+    judged_scope,
+    no_candidate_error,
+    why_kept,
+)
 
 MAX_LABELS = 20
 RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
@@ -277,6 +283,9 @@ class _Conversion:
         if rejected:  # the optimization may be what broke it: the full round decides without it
             error = f"the optimized {rejected[0]} artifact {self.report['candidates'][rejected[0]]['error']}"
             return self._result(None, None, error, retry=True)
+        held = [n for n in order if side.candidates.get(n) and side.candidates[n].held_back]
+        if held and not passed and self.first_round is None:  # the full round saves and judges them
+            return self._result(None, None, no_candidate_error(self.report["candidates"], order), retry=True)
         if not passed:
             return self._result(None, None, no_candidate_error(self.report["candidates"], order))
         chosen = passed[0]
@@ -353,6 +362,10 @@ class _Conversion:
             "optimized": claimed.optimized,
         }
         if claimed.error is not None:
+            return None
+        if claimed.held_back:  # compiled, never saved: a first round's candidate after the preferred one
+            kept_name = kept.name if kept else None
+            entry.update(held_back_entry(name, kept_name, self.first_round is not None, side.weights_bytes))
             return None
         path = candidate_path(self.side_dir, claimed.file)
         try:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from regctl.worker.contract import UNKEPT_MAX_BYTES
+
+NOT_RUN = "not run"  # a candidate's `judged_on` when it was compiled but held back unsaved
+MB = 1_000_000
+
 
 def why_kept(candidates: dict[str, dict[str, Any]], chosen: str, order: tuple[str, ...], size: int) -> str:
     """Why `chosen` is the artifact, given every candidate's report entry and the battery's size."""
@@ -16,6 +21,8 @@ def why_kept(candidates: dict[str, dict[str, Any]], chosen: str, order: tuple[st
             f"script matches eager on all {size} inputs and trace on the {entry['inputs_run']} deciding "
             "inputs; script preferred because it keeps control flow and shape logic"
         )
+    if entry.get("judged_on") == NOT_RUN:
+        return f"{chosen} matches eager on all {size} inputs; {entry['judged_note']}"
     if entry["ok"]:
         return (
             f"script and trace both match eager on all {size} inputs; script preferred because "
@@ -56,3 +63,20 @@ def candidate_hint(name: str, claimed_hint: str | None, ok: bool, example: str |
             "shape- or data-dependent Python code is baked in"
         )
     return claimed_hint
+
+
+def held_back_entry(name: str, kept: str | None, full_round: bool, weights_bytes: int) -> dict[str, Any]:
+    """What a candidate the builder compiled but held back unsaved gets in its report entry."""
+    if full_round:  # the full round saves every candidate: holding one back there is not allowed
+        return {"error": f"the model process did not save the {name} artifact"}
+    if kept is None:  # the preferred one failed: the full round saves and judges this one
+        return {"error": f"{name} was not saved in the first round; the full round judges it"}
+    return {
+        "judged_on": NOT_RUN,
+        "inputs_run": 0,
+        "judged_note": (
+            f"{name} compiled but was not saved or run because {kept} was kept: a candidate that is "
+            f"not kept is judged only for weights up to {UNKEPT_MAX_BYTES / MB:.0f} MB, and these are "
+            f"{weights_bytes / MB:.0f} MB"
+        ),
+    }

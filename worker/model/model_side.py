@@ -20,9 +20,11 @@ A `lean` build (a job's first round) writes each artifact once, in its final for
 candidate (the first that compiles) is frozen and optimized for inference here, kept unless it is
 slower beyond the noise on the example (one interleaved measurement with eager), and the judge
 proves and stores that very file. Every other candidate is saved as compiled, so the judge still
-says why each one would be right or wrong. Should the
-optimized candidate fail the judge's battery, the job runs a full round (`lean=False`): every
-candidate as compiled, so an optimization that breaks a model costs time, never the conversion.
+says why each one would be right or wrong, unless the model's weights are over
+`contract.UNKEPT_MAX_BYTES`: then it is compiled (its warnings and baked points are reported) but
+`held_back`, never saved. Should the preferred candidate fail the judge's battery while it was
+optimized or another was held back, the job runs a full round (`lean=False`): every candidate as
+compiled and saved, so an optimization that breaks a model costs time, never the conversion.
 
 Model problems (import errors, bad weights, a forward that raises) end up as `error` in the JSON;
 only exceptions raised by the `progress` callback propagate.
@@ -45,6 +47,7 @@ from regctl.worker.contract import (
     EXPORTED_FILE,
     REFERENCE_FILE,
     REFERENCE_SIDE_FILE,
+    UNKEPT_MAX_BYTES,
     candidate_order,
 )
 from regctl.worker.engine.battery import BatteryCase, build_battery, example_cases
@@ -261,6 +264,9 @@ class _ModelRun:
             artifact = outcome.artifact
             del outcome
         preferred = not any(c.file for c in self.side.candidates.values())
+        if self.lean and not preferred and self._weights_bytes() > UNKEPT_MAX_BYTES:
+            entry.held_back = True  # saved and judged only if the preferred one fails (contract.py)
+            return entry
         if self.lean and self.spec.optimize and preferred:
             with timed(self.side.timings, "optimize_s"):
                 artifact = self._optimized(artifact, entry, example)
@@ -275,6 +281,15 @@ class _ModelRun:
             return entry
         entry.file = f"{name}.pt"
         return entry
+
+    def _weights_bytes(self) -> int:
+        """The bytes of the model's parameters and buffers, each storage counted once."""
+        if not self.side.weights_bytes:
+            module = self.model.eager if isinstance(self.model.eager, torch.nn.Module) else None
+            tensors = [*module.parameters(), *module.buffers()] if module is not None else []
+            storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+            self.side.weights_bytes = sum(storages.values())
+        return self.side.weights_bytes
 
     def _optimized(self, artifact: Any, entry: CandidateSide, case: BatteryCase) -> Any:
         """The frozen, optimized-for-inference form when it builds and is not slower, else `artifact`.
