@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import regctl.worker.sandbox.roles  # noqa: F401  (no torch; preloaded so a role never imports it)
+from regctl.registry.formats import PROGRAM_FORMATS
 from regctl.worker.sandbox import linux
 from regctl.worker.sandbox.launch import launch
 from regctl.worker.sandbox.plan import SandboxPlan
@@ -64,25 +65,25 @@ def main() -> None:
     Zygote(sock).serve()
 
 
-def warm_up() -> None:
-    """Pay torch's lazy one-off costs here, once, on a built-in module (no model code).
+def _module_and_example() -> tuple[Any, Any]:
+    import torch  # lazy: module docstring
 
-    torch.export pulls in dynamo and builds its caches on first use (seconds); TorchScript compiles
-    its own builtins on first script, trace and freeze. Done with one thread, so no OpenMP team
-    exists yet when the zygote forks; each role sets its own thread count.
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval(), torch.randn(2, 4)
+
+
+def warm_up() -> None:
+    """Pay TorchScript's lazy one-off costs here, once, on a built-in module (no model code).
+
+    TorchScript compiles its own builtins on first script, trace and freeze. Done with one thread,
+    so no OpenMP team exists yet when the zygote forks; each role sets its own thread count.
+    torch.export is warmed only for the first job whose formats need it (`warm_export`).
     """
     import torch  # lazy: module docstring
 
     torch.set_num_threads(1)
-    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
-    example = torch.randn(2, 4)
+    module, example = _module_and_example()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        batch = torch.export.Dim("batch", min=1, max=8)
-        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        buffer = io.BytesIO()
-        torch.export.save(program, buffer)
-        torch.export.load(io.BytesIO(buffer.getvalue())).module()(example)
         scripted = torch.jit.script(module)
         torch.jit.trace(module, (example,))
         saved = io.BytesIO()
@@ -91,11 +92,34 @@ def warm_up() -> None:
         torch.jit.optimize_for_inference(torch.jit.freeze(loaded.eval()))(example)
 
 
+def warm_export() -> None:
+    """Pay torch.export's one-off cost (dynamo and its caches: seconds) once, before the first fork
+    whose job exports; the default formats never export, so most zygotes never pay it."""
+    import torch  # lazy: module docstring
+
+    module, example = _module_and_example()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        batch = torch.export.Dim("batch", min=1, max=8)
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        torch.export.load(io.BytesIO(buffer.getvalue())).module()(example)
+
+
+def exports(args: dict[str, Any]) -> bool:
+    """Whether a role's job asks for a format built from the exported program (its spec's formats)."""
+    spec = args.get("spec")
+    formats = spec.get("formats") if isinstance(spec, dict) else None
+    return isinstance(formats, list) and any(f in PROGRAM_FORMATS for f in formats)
+
+
 class Zygote:
     """Serves one supervisor: forks role processes and reports how they ended."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.export_warm = False
         self.children: dict[int, int] = {}  # pid -> pidfd
         self.uids: dict[int, int] = {}  # pid -> the uid leased to that role alone (plan.own_uid)
 
@@ -131,6 +155,9 @@ class Zygote:
 
     def _run(self, message: dict[str, Any], progress_fd: int) -> None:
         plan = SandboxPlan.from_json(message["plan"])
+        if not self.export_warm and exports(message["args"]):
+            warm_export()  # in the template, so that this job's roles and every later one inherit it
+            self.export_warm = True
         pid = os.fork()
         if pid == 0:
             launch(plan, message["role"], message["args"], progress_fd)
