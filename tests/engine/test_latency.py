@@ -105,3 +105,16 @@ def test_a_slow_form_still_gets_the_minimum_blocks_and_the_budget_bounds_the_res
     assert measured["eager"].blocks == latency.MIN_BLOCKS and measured["eager"].runs == latency.MIN_BLOCKS
     assert measured["eager"].median_ms >= 4.0
     assert took < 30  # generous: about 40 ms of calls, on a machine many times slower than this one
+
+
+def test_a_form_slower_than_the_slow_call_mark_is_warmed_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(latency, "SLOW_CALL_S", 0.003)
+    calls = []
+
+    def slow(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        time.sleep(0.004)  # the callable under test, not a wait in the test
+        return x
+
+    measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01)
+    assert len(calls) == 1 + latency.MIN_BLOCKS == 1 + measured["eager"].runs  # one warm-up call, then blocks

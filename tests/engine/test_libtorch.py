@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -153,6 +154,29 @@ def test_each_failing_case_is_reported_and_the_first_one_named(tmp_path: Path, r
 
     only_positive = run_libtorch_stage(path, battery[2:], reference[2:], 1e-4, 1e-5, lambda s: None)
     assert "no positive inputs" in only_positive["error"] and "on input 'positive'" in only_positive["error"]
+
+
+def test_what_an_artifact_prints_never_mixes_with_its_results_and_no_file_is_written(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Chatty(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            print("PK\x03\x04 not a result", x.shape)  # bytes that look like a zip, on stdout
+            return x + 1
+
+    path = tmp_path / "model.pt"
+    torch.jit.script(Chatty()).save(str(path))
+    battery = [_case("a", torch.ones(2, 3)), _case("b", torch.zeros(1, 3))]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where a temporary cases file would go
+
+    reference = [torch.ones(2, 3) * 2, torch.ones(1, 3)]
+    section = run_libtorch_stage(path, battery, reference, 1e-4, 1e-5, lambda s: None)
+
+    assert section["ok"], section["error"]
+    assert section["cases"] == 2 and section["max_abs_error"] == 0.0
+    assert list(scratch.iterdir()) == []  # the cases went in on stdin, the results out on stdout
 
 
 class Pair(NamedTuple):

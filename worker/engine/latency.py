@@ -12,8 +12,8 @@ preempted are a minority the median ignores, rather than a share of every long b
 
 Cost: about `BUDGET_S` (0.08 s) of timed calls per form plus the warm-up: 0.25 s for eager, a
 candidate and its optimized form on a small model, at most twice that on a busy machine (the rounds
-stop at a deadline). A call slower than the budget runs `WARMUP + MIN_BLOCKS` (5) times per form:
-on BERT-base, 15 calls for eager, the candidate and its optimized form, against 24 before.
+stop at a deadline). A call slower than `SLOW_CALL_S` runs 1 + `MIN_BLOCKS` (4) times per form: on
+BERT-base, 12 calls of about 0.7 s for eager, the candidate and its optimized form (24 before).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from regctl.worker.engine.devices import reseed
 # TorchScript's profiling executor profiles a graph on its first call and optimizes it on the
 # second; the third is the steady state. Warm-up calls are not timed: a large model's are its cost.
 WARMUP = 2
+SLOW_CALL_S = 0.1  # a first call this slow is the only warm-up (see _warm_up)
 BUDGET_S = 0.08  # timed seconds per form
 BLOCK_S = 0.001  # short: a block the OS preempted lands in the upper quartile, not in every block
 MIN_BLOCKS = 3  # a median and a range; more only where the budget pays for them (a fast model)
@@ -149,9 +150,14 @@ def _warm_up(timer: Timer) -> float:
     """Run `WARMUP` calls, then about a millisecond of them: seconds per call, to plan blocks from.
 
     The least of the calls after the first: one the OS preempted would plan blocks far too short. A single
-    fast call is mostly the clock's own overhead, so fast calls are also timed together.
+    fast call is mostly the clock's own overhead, so fast calls are also timed together. A call of
+    `SLOW_CALL_S` or more is warmed up once: the second call's graph optimization is a small share
+    of it, and each saved call is a large model's latency.
     """
-    taken = [_block(timer, 1) for _ in range(WARMUP)][1:]  # the first profiles the graph
+    first = _block(timer, 1)  # profiles a TorchScript graph; the next call optimizes it
+    if first >= SLOW_CALL_S:  # what the second call adds is lost in a call this long: time it
+        return first
+    taken = [_block(timer, 1) for _ in range(WARMUP - 1)]
     number = max(1, round(CALIBRATE_S / max(min(taken), 1e-7)))
     if number > 1:
         taken.append(_block(timer, number) / number)

@@ -13,9 +13,10 @@ REGCTL_HOME on a machine shares it) in `<torch version>-<hash of source, flags, 
 Concurrent workers serialise the build on a lock file next to it and the binary appears by an
 atomic rename; a process remembers a failed build and does not retry it.
 
-Data exchange, checked with torch 2.13: the battery's arguments go to the runner as one
-`torch.save` file (a list of cases, each a list of tensors and Python int/float/bool) that C++
-reads with `torch::pickle_load`. The runner writes one `torch::pickle_save` file: a list of
+Data exchange, checked with torch 2.13: the battery's arguments go to the runner's standard input
+as one `torch.save` stream (a list of cases, each a list of tensors and Python int/float/bool) that
+C++ reads with `torch::pickle_load`. The runner writes one `torch::pickle_save` stream to the
+standard output it started with (anything the artifact prints goes to stderr instead): a list of
 (ok, value) tuples, value being forward()'s output (tensors moved to the CPU; tuples, named
 tuples, lists, dicts, scalars, strings and None all round-trip) or the C++ exception message.
 Python reads it with `torch.load(weights_only=True)`; the only globals C++'s pickler emits are
@@ -43,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -299,8 +301,7 @@ def run_libtorch_stage(
     section = {**empty_section(None), "build_s": round(runner.build_s, 4), "cases": len(battery)}
     progress(f"libtorch: battery of {len(battery)}")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="regctl-libtorch-") as tmp:
-        outcome = _execute(runner, Path(artifact_path), battery, Path(tmp), str(device), kind)
+    outcome = _execute(runner, Path(artifact_path), battery, str(device), kind)
     section["run_s"] = round(time.perf_counter() - started, 4)
     if isinstance(outcome, _Skip):
         return {**section, "skipped": outcome.reason, "cases": 0}
@@ -331,7 +332,7 @@ def tensor_leaves(value: Any) -> list[torch.Tensor]:
 
 
 def _execute(
-    runner: Runner, artifact: Path, battery: Sequence[BatteryCase], tmp: Path, device: str, kind: str
+    runner: Runner, artifact: Path, battery: Sequence[BatteryCase], device: str, kind: str
 ) -> list[tuple[bool, Any]] | _Skip | _Failed:
     """Run the runner once over the whole battery; its per-case results, or why there are none."""
     dtypes = {
@@ -340,17 +341,20 @@ def _execute(
     odd = sorted(dtypes - EXCHANGE_DTYPES)
     if odd:
         return _Skip(f"the LibTorch runner cannot read inputs of dtype {', '.join(odd)}")
-    cases, results = tmp / "cases.pt", tmp / "results.pt"
+    cases = io.BytesIO()
     torch.save([list(case.args) for case in battery], cases)
-    command = [str(runner.path), str(artifact), str(cases), str(results), device, str(SEED), kind]
+    # Cases in on stdin, results out on stdout: pipes, so a large model's outputs never touch the disk.
+    command = [str(runner.path), str(artifact), "-", "-", device, str(SEED), kind]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
+        done = subprocess.run(
+            command, input=cases.getvalue(), capture_output=True, timeout=RUN_TIMEOUT_S, env=env
+        )
     except subprocess.TimeoutExpired:
         return _Failed(f"the LibTorch runner did not finish the battery within {RUN_TIMEOUT_S:g}s")
     except OSError as exc:
         return _Skip(f"the LibTorch runner {runner.path} cannot be started: {exc}")
-    stderr = done.stderr.strip()
+    stderr = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode == EXIT_LOAD_FAILED:
         loader = "AOTIModelPackageLoader" if kind == "aoti" else "torch::jit::load"
         return _Failed(f"{loader} failed: {cpp_error_summary(stderr)}", stderr[:DETAIL_CHARS])
@@ -361,7 +365,7 @@ def _execute(
         return _Failed(f"the LibTorch runner died with {how}: {cpp_error_summary(stderr)}", stderr or None)
     try:
         with torch.serialization.safe_globals(_TYPE_TAG_HELPERS):
-            loaded = torch.load(results, weights_only=True)
+            loaded = torch.load(io.BytesIO(done.stdout), weights_only=True)
     except Exception as exc:
         return _Skip(f"the LibTorch runner's results cannot be read: {type(exc).__name__}: {exc}")
     return [(bool(ok), value) for ok, value in loaded]

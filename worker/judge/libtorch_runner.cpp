@@ -3,6 +3,10 @@
 //
 // Usage: libtorch_runner MODEL CASES.pt RESULTS.pt DEVICE SEED [torchscript|aoti]
 //
+// CASES.pt and RESULTS.pt may each be "-": the cases are then read from standard input and the
+// results written to standard output (the judge's way: no temporary files on disk), while anything
+// the artifact itself prints goes to standard error.
+//
 // MODEL is a TorchScript file (torch::jit::load, the default) or, with `aoti`, an AOTInductor
 // package (.pt2) loaded with torch::inductor::AOTIModelPackageLoader, which takes the case's tensors
 // as a flat list (torch.export specialised any Python scalars into the package) and returns its
@@ -25,6 +29,9 @@
 #include <torch/script.h>
 #include <torch/serialize.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -36,7 +43,14 @@
 
 namespace {
 
+// "-" for CASES is standard input; "-" for RESULTS is the standard output the runner started with,
+// which `main` moves aside first so that nothing the artifact prints can land in the results.
+int results_fd = -1;
+
 std::vector<char> read_file(const std::string& path) {
+  if (path == "-") {
+    return std::vector<char>(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw std::runtime_error("cannot open " + path);
@@ -45,6 +59,20 @@ std::vector<char> read_file(const std::string& path) {
 }
 
 void write_file(const std::string& path, const std::vector<char>& data) {
+  if (path == "-") {
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::write(results_fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        throw std::runtime_error("cannot write the results to the standard output");
+      }
+      done += static_cast<size_t>(n);
+    }
+    return;
+  }
   std::ofstream out(path, std::ios::binary);
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
   if (!out) {
@@ -94,6 +122,13 @@ int main(int argc, char** argv) {
   const c10::Device device(argv[4]);
   const uint64_t seed = std::strtoull(argv[5], nullptr, 10);
   const std::string kind = argc == 7 ? argv[6] : "torchscript";
+  if (results_path == "-") {  // the results get the original stdout; anything printed goes to stderr
+    results_fd = ::dup(STDOUT_FILENO);
+    if (results_fd < 0 || ::dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+      std::cerr << "cannot set the standard output aside for the results" << std::endl;
+      return 4;
+    }
+  }
   if (kind != "torchscript" && kind != "aoti") {
     std::cerr << "unknown model kind " << kind << "; expected torchscript or aoti" << std::endl;
     return 2;
