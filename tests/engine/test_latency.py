@@ -117,4 +117,5 @@ def test_a_form_slower_than_the_slow_call_mark_is_warmed_up_once(monkeypatch: py
         return x
 
     measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01)
-    assert len(calls) == 1 + latency.MIN_BLOCKS == 1 + measured["eager"].runs  # one warm-up call, then blocks
+    # one warm-up call, then the slow form's minimum of blocks
+    assert len(calls) == 1 + latency.MIN_SLOW_BLOCKS == 1 + measured["eager"].runs

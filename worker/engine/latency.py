@@ -3,7 +3,7 @@
 Measured with `torch.utils.benchmark.Timer` (its clock synchronizes the accelerator), in this process,
 on the same input tensors and with this process's intra-op thread count for every form (Timer
 defaults to one thread). After `WARMUP` calls each (TorchScript's profiling executor specializes a
-graph on its first two runs), the forms take turns in blocks, the order reversed every round
+graph on its first runs), the forms take turns in blocks, the order reversed every round
 (A B C, C B A, ...), so a second job starting, a CPU frequency change or a cache warming up falls on
 every form alike instead of on whichever ran last. A block repeats a call enough times to last
 about `BLOCK_S` (1 ms); each block gives one per-call time, and a form's figures are the median and
@@ -12,8 +12,11 @@ preempted are a minority the median ignores, rather than a share of every long b
 
 Cost: about `BUDGET_S` (0.08 s) of timed calls per form plus the warm-up: 0.25 s for eager, a
 candidate and its optimized form on a small model, at most twice that on a busy machine (the rounds
-stop at a deadline). A call slower than `SLOW_CALL_S` runs 1 + `MIN_BLOCKS` (4) times per form: on
-BERT-base, 12 calls of about 0.7 s for eager, the candidate and its optimized form (24 before).
+stop at a deadline; fewer blocks let a load that comes and goes between two jobs move the medians
+apart beyond their ranges, measured). A call slower than a block runs `WARMUP + MIN_BLOCKS` (8)
+times per form, as many as before; one slower than `SLOW_CALL_S` runs 1 + `MIN_SLOW_BLOCKS` (4)
+times: on BERT-base, 12 calls of about 0.7 s for eager, the candidate and its optimized form (24
+before).
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.devices import reseed
 
 # TorchScript's profiling executor profiles a graph on its first call and optimizes it on the
-# second; the third is the steady state. Warm-up calls are not timed: a large model's are its cost.
-WARMUP = 2
+# second; the least of the second and third plans the blocks (the second alone, slowed by the
+# optimization, planned too few blocks on a fast model, measured).
+WARMUP = 3
 SLOW_CALL_S = 0.1  # a first call this slow is the only warm-up (see _warm_up)
 BUDGET_S = 0.08  # timed seconds per form
 BLOCK_S = 0.001  # short: a block the OS preempted lands in the upper quartile, not in every block
-MIN_BLOCKS = 3  # a median and a range; more only where the budget pays for them (a fast model)
+MIN_BLOCKS = 5  # fewer give no quartiles worth the name
+MIN_SLOW_BLOCKS = 3  # for a form whose call takes SLOW_CALL_S or more: a median and a range
 MAX_BLOCKS = 100
 CALIBRATE_S = 0.001  # a fast form's calls timed together once, to plan its blocks
 NOISY_SPREAD = 0.2  # an interquartile range over 20% of the median: the machine was busy
@@ -93,14 +98,16 @@ def interleaved(
         per_call = {name: _warm_up(timer) for name, timer in timers.items()}
         numbers = {name: max(1, round(BLOCK_S / t)) for name, t in per_call.items()}
         slowest = max(numbers[n] * per_call[n] for n in forms)
-        rounds = min(MAX_BLOCKS, max(MIN_BLOCKS, math.floor(budget_s / slowest)))
+        # A form this slow costs seconds a block: three give a median and a range worth their cost.
+        least = MIN_SLOW_BLOCKS if slowest >= SLOW_CALL_S else MIN_BLOCKS
+        rounds = min(MAX_BLOCKS, max(least, math.floor(budget_s / slowest)))
         times: dict[str, list[float]] = {name: [] for name in forms}
         # A busy machine stretches every block: past twice the budget, the rounds so far are enough.
         deadline = time.perf_counter() + 2 * budget_s * len(forms)
         for done, order in enumerate(rounds_of(list(forms), rounds), start=1):
             for name in order:
                 times[name].append(_block(timers[name], numbers[name]) / numbers[name])
-            if done >= MIN_BLOCKS and time.perf_counter() > deadline:
+            if done >= least and time.perf_counter() > deadline:
                 break
     return {name: summarize(times[name], numbers[name] * len(times[name])) for name in forms}
 
