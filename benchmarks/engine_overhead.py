@@ -169,8 +169,10 @@ class _Bare:
         seen: set[Any] = set()
         with torch.no_grad():
             for case, want in zip(self.battery, self.expected, strict=True):
-                if first_draws and (case.group in seen or seen.add(case.group)):
-                    continue
+                if first_draws:
+                    if case.group in seen:
+                        continue
+                    seen.add(case.group)
                 try:
                     got = fn(*case.clone_args(CPU))
                 except Exception:

@@ -22,6 +22,7 @@ from regctl.server.charts import Bar, ErrorPoint, bar_chart, error_chart
 
 MAX_SHOWN_WARNINGS = 100  # per source (trace, torch, model), as the report itself keeps them
 MAX_SHOWN_CHARS = 2000
+NOT_RUN = "not run"  # a candidate's `judged_on` when it was compiled but held back (worker/judge/verdicts.py)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def _candidates(report: dict[str, Any], method: str | None) -> list[Candidate]:
                 cases=cases,
                 chart=chart,
                 ran=_ran(entry),
-                not_run=entry.get("judged_on") == "not run",
+                not_run=entry.get("judged_on") == NOT_RUN,
             )
         )
     found.sort(key=lambda c: (not c.chosen, c.name))
@@ -218,7 +219,7 @@ def _candidates(report: dict[str, Any], method: str | None) -> list[Candidate]:
 def _ran(entry: dict[str, Any]) -> str | None:
     """Which inputs a candidate ran and in which runtime, in words (None where the report predates it)."""
     runtime, inputs = entry.get("runtime"), entry.get("inputs_run")
-    if entry.get("judged_on") == "not run":
+    if entry.get("judged_on") == NOT_RUN:
         return _str(entry.get("judged_note")) or "Not run"
     if runtime not in ("libtorch", "python") or not isinstance(inputs, int) or isinstance(inputs, bool):
         return None

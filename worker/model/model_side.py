@@ -326,26 +326,26 @@ class _ModelRun:
 
     def _latency(self, artifact: Any, case: BatteryCase) -> LatencyPair | None:
         """Eager and `artifact` timed interleaved on `case`; None when either raises there."""
-        self.progress("measuring latency")
-        with timed(self.side.timings, "latency_s"):
-            try:
-                both = interleaved({"eager": self.model.eager, "artifact": artifact}, case, self.model.device)
-            except Exception:  # the judge says why a candidate fails; a latency figure is advisory
-                return None
-        return _pair(case.label, both["eager"], both["artifact"])
+        try:
+            return self._measure(artifact, case)
+        except Exception:  # the judge says why a candidate fails; a latency figure is advisory
+            return None
 
     def _stored_latency(self, path: Path) -> LatencyPair | None:
         """A validate job's stored artifact timed beside eager, on the spec's first public example;
         None, with `latency_error` saying why, when it cannot be."""
-        self.progress("measuring latency")
         try:
             stored = torch.jit.load(str(path), map_location=self.model.device)
-            case = example_cases(self.spec)[0]
-            with timed(self.side.timings, "latency_s"):
-                both = interleaved({"eager": self.model.eager, "artifact": stored}, case, self.model.device)
+            return self._measure(stored, example_cases(self.spec)[0])
         except Exception as exc:  # the judge proves the artifact; a latency figure is advisory
             self.side.latency_error = clip(f"latency not measured: {describe_exception(exc)}")
             return None
+
+    def _measure(self, artifact: Any, case: BatteryCase) -> LatencyPair:
+        """Eager and `artifact` timed interleaved on `case`; raises what either raises there."""
+        self.progress("measuring latency")
+        with timed(self.side.timings, "latency_s"):
+            both = interleaved({"eager": self.model.eager, "artifact": artifact}, case, self.model.device)
         return _pair(case.label, both["eager"], both["artifact"])
 
     def _export(self, examples: list[BatteryCase]) -> ExportSide:
