@@ -15,6 +15,15 @@ def must_follow(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]
     return wait or (client.mode == "direct" and dispatcher_for(client.settings).runs_jobs_when_followed)
 
 
+def must_run_here(client, wait: bool) -> bool:  # type: ignore[no-untyped-def]
+    """True when this process will run the jobs it follows: direct, on the embedded default, following."""
+    return (
+        client.mode == "direct"
+        and dispatcher_for(client.settings).runs_jobs_when_followed
+        and must_follow(client, wait)
+    )
+
+
 def announce(jobs: list[JobInfo]) -> None:
     """Say which jobs were queued (when not following them)."""
     for job in jobs:

@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from regctl.cli.app import cli, client_of, settings_of
-from regctl.cli.follow import must_follow, start_and_follow, watch
+from regctl.cli.follow import must_follow, must_run_here, start_and_follow, watch
 from regctl.cli.render import console, echo, emit_json
 from regctl.registry.formats import parse_formats
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size
+from regctl.worker.dispatch import warmed
 
 FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
 
@@ -103,18 +104,20 @@ def register(
         new_version=new_version,
     )
     client = client_of(ctx)
-    # A bar while the bundle uploads to a server; a local register reads the directory in place.
-    with _progress_bar(enabled=client.mode == "remote" and not as_json and sys.stderr.isatty()) as progress:
-        info = client.register(request, directory, progress=progress)
-    if info.unchanged:
-        ctx.exit(_unchanged(client, info, wait=wait, convert=request.convert, as_json=as_json))
-    if not as_json:
-        echo(f"registered {info.ref} ({info.status})", err=wait)
-    if info.jobs:
-        code = start_and_follow(client, list(info.jobs), wait=wait, quiet=as_json)
-        if as_json:
-            emit_json({**client.version(info.ref).to_json(), "unchanged": False})
-        ctx.exit(code)
+    with warmed(client.settings if request.convert and must_run_here(client, wait) else None):
+        # A bar while the bundle uploads to a server; a local register reads the directory in place.
+        bar = client.mode == "remote" and not as_json and sys.stderr.isatty()
+        with _progress_bar(enabled=bar) as progress:
+            info = client.register(request, directory, progress=progress)
+        if info.unchanged:
+            ctx.exit(_unchanged(client, info, wait=wait, convert=request.convert, as_json=as_json))
+        if not as_json:
+            echo(f"registered {info.ref} ({info.status})", err=wait)
+        if info.jobs:
+            code = start_and_follow(client, list(info.jobs), wait=wait, quiet=as_json)
+            if as_json:
+                emit_json({**client.version(info.ref).to_json(), "unchanged": False})
+            ctx.exit(code)
     if as_json:
         emit_json(info.to_json())
 

@@ -40,7 +40,7 @@ from regctl.registry.errors.inputs import BadDimRange, InitMismatch, InitNotJson
 from regctl.registry.lineage import Lineage, with_git
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size, visible
-from regctl.worker.dispatch import dispatcher_for
+from regctl.worker.dispatch import dispatcher_for, warmed
 
 ENTRY_FILE = "regctl_entry.py"
 WEIGHTS_FILE = "weights.safetensors"
@@ -101,41 +101,46 @@ def register_module(
     source, import_name = _defining_file(target)
     root = _import_root(source, import_name)
     client = client or _default_client()
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="regctl-module-") as tmp:
-        bundle = Path(tmp) / "model"
-        originals = _copy_local_files(root, source, bundle)
-        weights = _write_weights(module, bundle) if not inspect.isfunction(module) else False
-        (bundle / ENTRY_FILE).write_text(_entry_source(target, import_name, init, inspect.isfunction(module)))
-        spec = _spec(inputs, dims, method, device, validation, weights)
-        (bundle / "regctl.toml").write_text(spec)
-        if card is not None:  # checked here, so a bad card is refused before anything is uploaded
-            (bundle / CARD_FILENAME).write_text(check_card(card), encoding="utf-8")
-        # The commit of the code's own work tree, not of the temporary copy.
-        lineage = with_git(request.lineage, root, [path.relative_to(root).as_posix() for path in originals])
-        say(
-            f"bundled {target.__qualname__}: {_count(len(originals), 'file')} from {root}"
-            + (f", weights {human_size((bundle / WEIGHTS_FILE).stat().st_size)}" if weights else "")
-            + f" ({time.monotonic() - started:.1f}s); registering {name} on {_where(client)}"
-        )
-        info = client.register(
-            dataclasses.replace(request, lineage=lineage), bundle, progress=_uploading(say)
-        )
-    if info.unchanged:
-        say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered{_retry_hint(info)}")
-    else:
-        say(f"registered {info.ref} ({info.status}) in {time.monotonic() - started:.1f}s")
     # Where only a follower runs the jobs (direct, on the embedded default), follow them, as the CLI does.
     only_followed = (
         client.mode == "direct"
         and getattr(client, "settings", None) is not None
         and dispatcher_for(client.settings).runs_jobs_when_followed
     )
-    pending = [job for job in info.jobs if not job.finished]
-    if pending and (wait or (only_followed and convert)):
-        _follow(client, pending[0], timeout, say)
-        return RegisteredVersion.of(client.version(info.ref), unchanged=info.unchanged)
-    return info
+    # This process runs the conversion it follows: its child starts now, while the bundle is built.
+    with warmed(client.settings if only_followed and convert else None):
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="regctl-module-") as tmp:
+            bundle = Path(tmp) / "model"
+            originals = _copy_local_files(root, source, bundle)
+            weights = _write_weights(module, bundle) if not inspect.isfunction(module) else False
+            entry = _entry_source(target, import_name, init, inspect.isfunction(module))
+            (bundle / ENTRY_FILE).write_text(entry)
+            spec = _spec(inputs, dims, method, device, validation, weights)
+            (bundle / "regctl.toml").write_text(spec)
+            if card is not None:  # checked here, so a bad card is refused before anything is uploaded
+                (bundle / CARD_FILENAME).write_text(check_card(card), encoding="utf-8")
+            # The commit of the code's own work tree, not of the temporary copy.
+            files = [path.relative_to(root).as_posix() for path in originals]
+            lineage = with_git(request.lineage, root, files)
+            say(
+                f"bundled {target.__qualname__}: {_count(len(originals), 'file')} from {root}"
+                + (f", weights {human_size((bundle / WEIGHTS_FILE).stat().st_size)}" if weights else "")
+                + f" ({time.monotonic() - started:.1f}s); registering {name} on {_where(client)}"
+            )
+            info = client.register(
+                dataclasses.replace(request, lineage=lineage), bundle, progress=_uploading(say)
+            )
+        if info.unchanged:
+            hint = _retry_hint(info)
+            say(f"unchanged: identical to {info.ref} ({info.status}); nothing was registered{hint}")
+        else:
+            say(f"registered {info.ref} ({info.status}) in {time.monotonic() - started:.1f}s")
+        pending = [job for job in info.jobs if not job.finished]
+        if pending and (wait or (only_followed and convert)):
+            _follow(client, pending[0], timeout, say)
+            return RegisteredVersion.of(client.version(info.ref), unchanged=info.unchanged)
+        return info
 
 
 def _follow(client: RegistryClient, job: JobInfo, timeout: float | None, say: Say) -> JobInfo:

@@ -61,7 +61,11 @@ def register_version(
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
         blob = store.put_file(bundle.path)
         lineage = with_git(request.lineage, directory, [*bundle.files, *spec.data_files()])
-        weights_blob = store.put_file(weights) if weights is not None else None
+        weights_blob = (
+            store.put_file(weights, maybe_stored=_size_stored(settings, weights.stat().st_size))
+            if weights is not None
+            else None
+        )
         info = _insert(
             settings,
             request.name,
@@ -81,6 +85,22 @@ def register_version(
             if ref is not None and path is not None and not store.exists(ref.sha256):
                 store.put_file(path)
     return info
+
+
+# Below this, hashing a file before copying it costs less than asking the database about its size.
+SIZE_CHECK_BYTES = 64 * 1024 * 1024
+
+
+def _size_stored(settings: Settings, size: int) -> bool:
+    """Whether stored weights might hold these bytes: some weights artifact has exactly this size.
+
+    When none has, the store skips the pass that would only look for them (`put_file`).
+    """
+    if size < SIZE_CHECK_BYTES:
+        return True
+    with session_scope(settings.database_url) as session:
+        query = select(Artifact.id).where(Artifact.kind == "weights", Artifact.size == size).limit(1)
+        return session.scalar(query) is not None
 
 
 def _insert(

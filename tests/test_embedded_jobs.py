@@ -281,6 +281,16 @@ def _pids(pattern: str) -> list[int]:
     return [int(pid) for pid in found if _alive(int(pid))]
 
 
+def _state(local: Any, job_id: int) -> str | None:
+    """The job's state; None while it does not exist yet."""
+    from regctl.registry.errors.lookup import UnknownJob
+
+    try:
+        return local.job(job_id).state
+    except UnknownJob:
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -319,12 +329,13 @@ def _hanging_registration(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str
     try:
         # A clean interpreter running the module, never a multiprocessing child of the caller's script.
         children = wait_until(
-            lambda: _pids(f"-m regctl.worker.supervisor.embedded 1 {caller.pid}$"),
+            lambda: _pids(f"-m regctl.worker.supervisor.embedded {caller.pid}$"),
             120,
             "the job's process to start",
         )
         local = LocalClient(Settings.from_env({}, home=home))
-        wait_until(lambda: local.job(1).state == "running", 240, "the job to run the model")
+        # the job's process starts before registration has written the job (warmed up)
+        wait_until(lambda: _state(local, 1) == "running", 240, "the job to run the model")
         yield caller, children, local
     finally:
         for pid in [caller.pid, *children]:
@@ -351,3 +362,45 @@ def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_pat
         job = local.job(1)
         assert job.state == "queued" and "stopped following it" in (job.error or ""), job
         assert [v.version for v in local.model("hangs").versions] == [1]
+
+
+def test_a_job_runs_in_the_child_warmed_up_before_its_registration(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    import socket
+
+    from regctl.local import LocalClient
+    from regctl.worker.dispatch import dispatcher_for, warmed
+
+    local = LocalClient(sqlite_settings)
+    dispatcher = dispatcher_for(sqlite_settings)
+    with warmed(sqlite_settings):
+        warm = dispatcher._warm  # type: ignore[attr-defined]
+        assert warm is not None and warm.poll() is None
+        info = local.register("lin", linear_model(tmp_path / "linear"))
+        *_, last = local.follow(info.jobs[0])
+    assert last.state == "succeeded", last.error
+    # the convert job ran in the child started before the version existed; the validate job in its own
+    assert local.job(info.jobs[0].id).worker == f"{socket.gethostname()}:{warm.pid}"
+    assert dispatcher._warm is None  # type: ignore[attr-defined]
+
+
+def test_a_warm_child_no_job_took_goes_with_its_zygote(sqlite_settings: Settings) -> None:
+    from regctl.worker.dispatch import dispatcher_for, warmed
+    from tests.conftest import wait_until
+
+    dispatcher = dispatcher_for(sqlite_settings)
+    with warmed(sqlite_settings):  # e.g. registration refused the directory
+        warm = dispatcher._warm  # type: ignore[attr-defined]
+        zygotes = wait_until(lambda: _children(warm.pid), 120, "the warm child's zygote to start")
+    assert warm.returncode == 0  # it saw its stdin close and left
+    wait_until(lambda: not any(_alive(pid) for pid in zygotes), 60, "the zygote to exit with its parent")
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid`."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return [child for child in found if _alive(child)]

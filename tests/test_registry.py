@@ -131,6 +131,34 @@ def test_weights_over_their_own_cap_are_refused_before_anything_is_written(
     assert _counts(settings) == (0, 0, 0) and _stored_blobs(settings) == set()
 
 
+def test_large_weights_skip_the_dedup_pass_only_when_no_stored_weights_have_their_size(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regctl.registry import versions
+    from regctl.registry.store.local import LocalStore
+
+    monkeypatch.setattr(versions, "SIZE_CHECK_BYTES", 1000)  # these weights count as large
+    asked: list[bool] = []
+    real_put = LocalStore.put_file
+
+    def put_file(self, path, *, maybe_stored=True):  # type: ignore[no-untyped-def]
+        if path.name == "w.safetensors":
+            asked.append(maybe_stored)
+        return real_put(self, path, maybe_stored=maybe_stored)
+
+    monkeypatch.setattr(LocalStore, "put_file", put_file)
+    directory = write_model_dir(tmp_path / "m", spec=WEIGHTS_SPEC, files={"w.safetensors": b"w" * 4096})
+    first = _kinds(register_version(settings, RegisterRequest("m"), directory))
+    other = write_model_dir(tmp_path / "o", spec=WEIGHTS_SPEC, files={"w.safetensors": b"w" * 4096})
+    second = _kinds(register_version(settings, RegisterRequest("other"), other))
+    (directory / "w.safetensors").write_bytes(b"v" * 4097)
+    third = _kinds(register_version(settings, RegisterRequest("m"), directory))
+    # new size: straight to the copy; the same size stored (by any model): hashed first, not copied
+    assert asked == [False, True, False]
+    assert second["weights"] == first["weights"] != third["weights"]
+    assert _stored_blobs(settings) == {first["source"], second["source"], first["weights"], third["weights"]}
+
+
 def test_weights_sha256_is_recorded(settings: Settings, tmp_path: Path) -> None:
     spec = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n'
     directory = write_model_dir(tmp_path / "w", spec=spec, files={"w.safetensors": b"not really weights"})

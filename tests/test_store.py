@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from regctl.registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, NotFound, ServiceUnavailable
+from regctl.registry.errors.files import ChangedWhileStored
 from regctl.registry.store import ArtifactStore, LocalStore, RemoteStore, open_store, sha256_file
 
 MiB = 1 << 20
@@ -111,6 +112,49 @@ def test_same_content_put_twice_is_written_once(
     assert len(renames) == 1
     assert os.stat(first.uri).st_ino == inode
     assert os.listdir(tmp_path / "artifacts" / "tmp") == []
+
+
+def test_a_file_known_to_be_new_is_hashed_while_copied_and_still_deduplicated(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import regctl.registry.store.base as base
+
+    src = tmp_path / "weights.bin"
+    src.write_bytes(os.urandom(3_000_000))
+    hashed: list[Path] = []
+    monkeypatch.setattr(base, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+    ref = store.put_file(src, maybe_stored=False)
+    assert hashed == []  # no pass before the copy
+    assert ref.sha256 == hashlib.sha256(src.read_bytes()).hexdigest() and ref.size == 3_000_000
+    assert store.read_bytes(ref.sha256) == src.read_bytes()
+    # told wrongly that it is new: the copy is dropped, the stored blob stands
+    inode = os.stat(ref.uri).st_ino
+    assert store.put_file(src, maybe_stored=False) == ref
+    assert os.stat(ref.uri).st_ino == inode
+    assert os.listdir(tmp_path / "artifacts" / "tmp") == []
+
+
+def test_a_file_written_while_it_is_copied_is_refused_and_leaves_nothing(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import regctl.registry.store.base as base
+
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"a" * 2_000_000)
+    real_chunks = base.read_chunks
+
+    def chunks_then_a_write(f):  # type: ignore[no-untyped-def]
+        for i, chunk in enumerate(real_chunks(f)):
+            if i == 0:
+                with open(src, "r+b") as writer:  # the training script saves over it meanwhile
+                    writer.write(b"b" * 10)
+            yield chunk
+
+    monkeypatch.setattr(base, "read_chunks", chunks_then_a_write)
+    with pytest.raises(ChangedWhileStored, match="changed"):
+        store.put_file(src, maybe_stored=False)
+    assert os.listdir(tmp_path / "artifacts" / "tmp") == []
+    assert not store.exists(hashlib.sha256(b"a" * 2_000_000).hexdigest())
 
 
 def test_stream_failing_mid_write_leaves_no_blob_and_no_temp_file(

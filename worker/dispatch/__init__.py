@@ -21,7 +21,7 @@ from regctl.registry.errors import InvalidInput
 from regctl.registry.settings import Settings
 from regctl.worker.dispatch.base import Dispatcher
 
-__all__ = ["Dispatcher", "dispatcher_for", "require_broker", "serving"]
+__all__ = ["Dispatcher", "dispatcher_for", "require_broker", "serving", "warmed"]
 
 _installed: Dispatcher | None = None
 
@@ -46,6 +46,25 @@ def _chosen(settings: Settings) -> Dispatcher:
     from regctl.worker.dispatch.broker import BrokerDispatcher
 
     return BrokerDispatcher(settings)
+
+
+@contextmanager
+def warmed(settings: Settings | None) -> Iterator[None]:
+    """Around registering a version this process will then follow: its job's runner warmed up first.
+
+    `None` (the caller will not follow, or talks to a server) warms nothing. On the embedded default
+    the job's child starts at once and imports torch while the files are hashed and stored; one no
+    job took is dismissed on the way out.
+    """
+    if settings is None:
+        yield
+        return
+    dispatcher = dispatcher_for(settings)
+    dispatcher.warm_up()
+    try:
+        yield
+    finally:
+        dispatcher.cool_down()
 
 
 @contextmanager

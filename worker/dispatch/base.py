@@ -41,6 +41,12 @@ class Dispatcher(abc.ABC):
     def send_webhooks(self) -> None:
         """Hand on the webhook deliveries due now (after a commit that may have added some)."""
 
+    def warm_up(self) -> None:  # noqa: B027  (only a dispatcher that runs jobs in this process can)
+        """A job this caller will follow is about to be registered: get ready to run it (optional)."""
+
+    def cool_down(self) -> None:  # noqa: B027
+        """Release what `warm_up` prepared and no job used."""
+
     def start(self) -> None:  # noqa: B027  (only a dispatcher with a thread of its own needs it)
         """Begin serving (the server's runner starts its thread)."""
 

@@ -5,7 +5,7 @@ judge, so a model that calls `os.abort()` or segfaults kills only its sandboxed 
 job fails with the reason. The child itself is killed at the job's hard time limit should it ever
 hang, which takes its sandboxes with it (they die with their parent).
 
-The child is a clean interpreter, `python -P -m regctl.worker.supervisor.embedded JOB_ID PARENT_PID`, never a
+The child is a clean interpreter, `python -P -m regctl.worker.supervisor.embedded PARENT_PID`, never a
 multiprocessing "spawn" child: spawn re-imports the caller's `__main__`, so a training script that
 calls `regctl.register_module` without an `if __name__ == "__main__":` guard would train (and
 register) again inside the child. `-P` keeps the caller's folder off `sys.path`, so no file of
@@ -16,6 +16,7 @@ the kernel to kill it when this process dies, so a killed CLI leaves no job runn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,26 +32,44 @@ CLEANUP_GRACE_S = 60.0  # a finished job's child removing a large scratch folder
 CHILD_MODULE = "regctl.worker.supervisor.embedded"
 
 
+def start_child() -> subprocess.Popen[bytes]:
+    """A job child, started and waiting on stdin for its settings and job (see the module docstring)."""
+    # A fresh interpreter, not fork (the parent may hold database connections and rich's refresh
+    # thread) and not spawn (it re-runs the caller's script): see the module docstring.
+    # Its own session: a Ctrl-C at the terminal reaches only the caller, which stops the child
+    # and puts the job back in the queue (`stop`), rather than interrupting it mid-write.
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", CHILD_MODULE, str(os.getpid())],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def dismiss_child(child: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """Send a waiting child away without a job: it sees its stdin close and exits; killed past `grace_s`."""
+    if child.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
+    try:
+        child.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
 class EmbeddedJob:
     """One job running in a child process, with the hard time limit enforced from here."""
 
-    def __init__(self, settings: Settings, job_id: int) -> None:
+    def __init__(self, settings: Settings, job_id: int, child: subprocess.Popen[bytes] | None = None) -> None:
+        """Run the job in `child` (a `start_child` still waiting for one), else in a child started now."""
         self.settings, self.job_id = settings, job_id
-        # A fresh interpreter, not fork (the parent may hold database connections and rich's refresh
-        # thread) and not spawn (it re-runs the caller's script): see the module docstring.
-        # Its own session: a Ctrl-C at the terminal reaches only the caller, which stops the child
-        # and puts the job back in the queue (`stop`), rather than interrupting it mid-write.
-        self.process = subprocess.Popen(
-            [sys.executable, "-P", "-m", CHILD_MODULE, str(int(job_id)), str(os.getpid())],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
+        self.process = child if child is not None and child.poll() is None else start_child()
         self.started = time.monotonic()
         stdin = self.process.stdin
         try:
             if stdin is not None:
                 with stdin:
-                    stdin.write(json.dumps(settings.to_env()).encode())
+                    stdin.write(json.dumps({"job": int(job_id), "settings": settings.to_env()}).encode())
         except BrokenPipeError:
             pass  # the child died before it read them: poll() reports how it ended
 
@@ -136,17 +155,20 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The child: `python -P -m regctl.worker.supervisor.embedded JOB_ID PARENT_PID`, settings on stdin."""
-    job_id, parent = (int(arg) for arg in (argv if argv is not None else sys.argv[1:]))
+    """The child: `python -P -m regctl.worker.supervisor.embedded PARENT_PID`; job and settings on stdin."""
+    (parent,) = (int(arg) for arg in (argv if argv is not None else sys.argv[1:]))
     _die_with_parent(parent)
-    settings = Settings.from_env(json.loads(sys.stdin.read()))
     # The zygote first: it imports torch in the background while this process imports the pipeline
-    # (0.5 s in the child) and claims and fetches the job; the pipeline at the top would also cost the
-    # parent, which imports this module, 33–66 ms (measured).
+    # (0.5 s in the child), waits for its job and claims and fetches it; the pipeline at the top would
+    # also cost the parent, which imports this module, 33–66 ms (measured).
     shared_zygote()
     from regctl.worker.supervisor.pipeline import run_job
 
-    run_job(settings, job_id)
+    received = sys.stdin.read()
+    if not received:  # dismissed before any job was registered (dismiss_child)
+        return 0
+    message = json.loads(received)
+    run_job(Settings.from_env(message["settings"]), int(message["job"]))
     return 0
 
 
