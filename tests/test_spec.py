@@ -114,6 +114,39 @@ def test_a_spec_that_is_not_utf8_is_rejected(tmp_path: Path) -> None:
     assert "not UTF-8" in spec_error(directory)
 
 
+def test_a_spec_past_its_size_cap_is_refused_without_being_parsed(tmp_path: Path) -> None:
+    from regctl.registry.spec.checked import MAX_SPEC_BYTES
+
+    directory = make_model_dir(tmp_path)
+    with open(directory / "regctl.toml", "w") as f:  # 5 MB: 100k generated [[inputs]] tables
+        f.write('entrypoint = "model.py:build"\n')
+        f.writelines(f'[[inputs]]\nname = "x{i}"\ndtype = "float32"\nshape = [2]\n' for i in range(100_000))
+    message = spec_error(directory)
+    assert message == (
+        f"{directory / 'regctl.toml'}: larger than {MAX_SPEC_BYTES} bytes; "
+        "a spec names files and shapes, keep data in files it names"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [
+        (
+            "".join(f'[[inputs]]\nname = "x{i}"\ndtype = "float32"\nshape = [2]\n' for i in range(257)),
+            "inputs has 257 entries, more than 256; expected at most 256 [[inputs]] tables, one per argument",
+        ),
+        (
+            X_INPUT + "\n[dims]\n" + "".join(f"d{i} = {{ min = 1, max = 2 }}\n" for i in range(65)),
+            "dims has 65 entries, more than 64; expected at most 64 dims in [dims]",
+        ),
+    ],
+)
+def test_too_many_inputs_or_dims_are_refused_in_one_line(tmp_path: Path, tables: str, expected: str) -> None:
+    directory = make_model_dir(tmp_path, 'entrypoint = "model.py:build"\n' + tables)
+    message = spec_error(directory)
+    assert expected in message and "\n" not in message
+
+
 # -- what a good spec parses to ----------------------------------------------------------------------
 
 

@@ -26,6 +26,10 @@ DEFAULT_SEARCH = 48  # eager forwards a job's search for untaken sides may spend
 MAX_SEARCH = 10_000
 BAKED_POINT = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[1-9][0-9]{0,6}$"  # "model.py:14", "pkg/layers.py:7"
 MAX_DIM = 2**24
+# A spec's own size and breadth: far beyond any real model's, small enough that every check stays cheap.
+MAX_SPEC_BYTES = 256 * 1024
+MAX_INPUTS = 256
+MAX_DIMS = 64
 MAX_ELEMENTS = 2**31
 
 

@@ -30,7 +30,9 @@ from regctl.registry.spec.checked import (
     BAKED_POINT,
     DEFAULT_SEARCH,
     MAX_DIM,
+    MAX_DIMS,
     MAX_ELEMENTS,
+    MAX_INPUTS,
     MAX_SAMPLES,
     MAX_SEARCH,
     RECORDED_INPUT_SUFFIXES,
@@ -205,9 +207,12 @@ class SpecFile(_Table):
         description='What a conversion produces: always "torchscript"; "exported" (a torch.export .pt2) '
         'and "aoti" only on request',
     )
-    inputs: list[InputTable] = Field(min_length=1, description="One table per positional input of forward()")
+    inputs: list[InputTable] = Field(
+        min_length=1, max_length=MAX_INPUTS, description="One table per positional input of forward()"
+    )
     dims: dict[str, DimTable] = Field(
         default_factory=dict,
+        max_length=MAX_DIMS,
         description="The dynamic dims the inputs' shapes name, e.g. seq = { min = 1, max = 128 }",
         json_schema_extra={"propertyNames": {"pattern": IDENTIFIER}},
     )

@@ -19,11 +19,13 @@ from regctl.registry.errors.files import (
     SpecNestsTooDeeply,
     SpecNotToml,
     SpecNotUtf8,
+    SpecTooBig,
 )
 from regctl.registry.errors.lookup import NotAChoice
 from regctl.registry.formats import parse_formats
 from regctl.registry.spec.checked import (
     DEVICES,
+    MAX_SPEC_BYTES,
     METHODS,
     MINIMAL_SPEC,
     SPEC_FILENAME,
@@ -44,8 +46,12 @@ def load_spec(directory: Path) -> ModelSpec:
     path = directory / SPEC_FILENAME
     if not path.is_file():
         raise SpecFileMissing(directory=directory, minimal=MINIMAL_SPEC)
+    with open(path, "rb") as f:  # read no more than the cap: a hostile spec may be gigabytes
+        raw = f.read(MAX_SPEC_BYTES + 1)
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecTooBig(path=path, limit=MAX_SPEC_BYTES)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SpecNotToml(path=path, reason=exc) from None
     except RecursionError:

@@ -19,7 +19,15 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from regctl.registry.errors import InvalidSpec
 from regctl.registry.formats import FORMATS
-from regctl.registry.spec.checked import DEVICES, MAX_DIM, MAX_SAMPLES, MAX_SEARCH, METHODS
+from regctl.registry.spec.checked import (
+    DEVICES,
+    MAX_DIM,
+    MAX_DIMS,
+    MAX_INPUTS,
+    MAX_SAMPLES,
+    MAX_SEARCH,
+    METHODS,
+)
 
 _DIM_SIZE = f"an integer >= 1 and <= {MAX_DIM}"
 _INPUTS = 'at least one [[inputs]] table, e.g. name = "x", dtype = "float32", shape = [1, 8]'
@@ -50,6 +58,12 @@ EXPECTED = {
     "validation.search": f"an integer >= 0 and <= {MAX_SEARCH} (eager forwards; 0 turns the search off)",
     "validation.accept_baked": 'an array of decision points like ["model.py:14"]',
     "validation.accept_baked[]": 'a decision point "file.py:line", e.g. "model.py:14"',
+}
+# What a spec that outgrew a cap should hold instead.
+_AT_MOST = {
+    "inputs": f"at most {MAX_INPUTS} [[inputs]] tables, one per argument of forward()",
+    "dims": f"at most {MAX_DIMS} dims in [dims]",
+    "validation.accept_baked": "at most 200 decision points",
 }
 # Keys that take one of a few words: what the word names, and the words.
 CHOICES = {
@@ -148,6 +162,10 @@ def _describe(error: ErrorDetails, data: Any, tables: dict[str, type[BaseModel]]
         what, choices = CHOICES[where]
         guess = did_you_mean(value, choices) if isinstance(value, str) else ""
         return f"{key_path(loc)} = {show(value)} is not {what}{guess}; expected one of {', '.join(choices)}"
+    if kind_of == "too_long":  # the value itself is too long to show
+        actual = len(value) if isinstance(value, list | dict) else ctx.get("actual_length")
+        many = f"{actual} entries, more than {ctx.get('max_length')}"
+        return f"{key_path(loc)} has {many}; expected {_AT_MOST.get(where, 'fewer')}"
     problem = {
         "too_short": "is empty",
         "finite_number": "is not finite",

@@ -1,0 +1,106 @@
+"""Hostile uploads against a real `regctl serve`: each is refused with its reason and leaves nothing.
+
+Nothing in the server's temp space (TMPDIR is the test's own folder), no model row, no blob.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from regctl.local import LocalClient
+from regctl.registry.settings import Settings
+from regctl.registry.upload import MAX_MEMBERS
+from tests.api_server import ApiServer
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({}, home=tmp_path / "home")
+
+
+@pytest.fixture
+def server_tmp(tmp_path: Path) -> Path:
+    path = tmp_path / "server-tmp"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def server(settings: Settings, tmp_path: Path, server_tmp: Path) -> Iterator[ApiServer]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "TMPDIR": str(server_tmp),
+        **settings.to_env(),
+        "REGCTL_MAX_BUNDLE_BYTES": str(16 * 1024 * 1024),
+        "REGCTL_MAX_WEIGHTS_BYTES": str(4 * 1024**3),  # room for the sparse gigabyte to fit the caps
+    }
+    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(server: ApiServer, settings: Settings) -> Iterator[httpx.Client]:
+    secret = LocalClient(settings).create_token("ci", "writer").secret
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/x-tar"}
+    with httpx.Client(base_url=f"{server.url}/api/v1", headers=headers, timeout=60) as client:
+        yield client
+
+
+def _sparse_tar(tmp_path: Path, tar_format: str) -> bytes:
+    """A tar of a 1 GiB file of zeros written sparsely by GNU tar: about 10 KB on the wire."""
+    folder = tmp_path / f"sparse-{tar_format}"
+    folder.mkdir()
+    (folder / "regctl.toml").write_text('entrypoint = "model.py:build"\n')
+    with open(folder / "weights.safetensors", "wb") as f:
+        f.truncate(1024**3)
+    out = tmp_path / f"{tar_format}.tar"
+    subprocess.run(
+        ["tar", "--sparse", f"--format={tar_format}", "-cf", str(out), "-C", str(folder), "."], check=True
+    )
+    return out.read_bytes()
+
+
+def _many_members(count: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for i in range(count):
+            tar.addfile(tarfile.TarInfo(f"f{i}.py"), io.BytesIO(b""))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("tar_format", ["gnu", "pax"])
+def test_a_sparse_member_is_refused_before_anything_is_unpacked(
+    api: httpx.Client, settings: Settings, tmp_path: Path, server_tmp: Path, tar_format: str
+) -> None:
+    body = _sparse_tar(tmp_path, tar_format)
+    assert len(body) < 64 * 1024  # a gigabyte when unpacked
+    refused = api.post("/models/net/versions", content=body)
+    assert refused.status_code == 400, refused.text
+    message = refused.json()["error"]["message"]
+    assert "member './weights.safetensors' is a sparse file" in message and "\n" not in message
+    _assert_nothing_left(settings, server_tmp)
+
+
+def test_a_tar_with_too_many_members_is_refused_at_the_first_one_over(
+    api: httpx.Client, settings: Settings, server_tmp: Path
+) -> None:
+    refused = api.post("/models/net/versions", content=_many_members(MAX_MEMBERS + 500))
+    assert refused.status_code == 400, refused.text
+    assert f"has more than {MAX_MEMBERS} members" in refused.json()["error"]["message"]
+    _assert_nothing_left(settings, server_tmp)
+
+
+def _assert_nothing_left(settings: Settings, server_tmp: Path) -> None:
+    assert LocalClient(settings).models() == []
+    assert list(server_tmp.iterdir()) == []
+    store = settings.home / "artifacts"
+    assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))
