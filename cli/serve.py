@@ -12,9 +12,9 @@ from regctl.cli.app import cli, settings_of
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
 @click.option(
     "--forwarded-allow-ips",
-    default="127.0.0.1",
-    show_default=True,
-    help="Proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted (a TLS-terminating proxy).",
+    default="",
+    help="Proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted (a TLS-terminating proxy), "
+    "comma-separated; none by default, so no client can write its own address into the audit trail.",
 )
 @click.option(
     "--threads",
@@ -53,8 +53,8 @@ def serve(
         app,
         host=host,
         port=port,
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
+        proxy_headers=bool(forwarded_allow_ips.strip()),
+        forwarded_allow_ips=forwarded_allow_ips or None,
         log_level=log_level,
         access_log=log_level == "debug",
         timeout_graceful_shutdown=10,

@@ -4,11 +4,15 @@ The cookie holds the token itself (the server keeps only its hash), so revoking 
 browser out. It is HttpOnly (no script can read it), SameSite=Strict (no other site's page can make
 the browser send it) and Secure when the request came over HTTPS. The API never reads the cookie: it
 answers bearer tokens only, so a browser session cannot be used to write through the API.
+
+The two forms that change the session (`POST /login`, `POST /logout`) take a browser's request only
+from this site's own pages (`from_this_site`): another site could otherwise sign a visitor out, or
+in under the other site's token (login CSRF).
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
@@ -30,6 +34,21 @@ async def page_caller(request: Request) -> Caller | None:
         return await caller_for(request, presented)
     except Unauthenticated:
         return None
+
+
+def from_this_site(request: Request) -> bool:
+    """False when a browser says the request comes from another site's page (Sec-Fetch-Site, Origin).
+
+    A request with neither header (curl, a script) is no cross-site forgery: only browsers forge.
+    """
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    if origin == "null":  # a sandboxed frame or a redirect chain: no page of ours sends that
+        return False
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
 def safe_next(target: str | None) -> str:

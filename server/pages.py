@@ -30,7 +30,7 @@ from regctl.server import artifacts_api, jobs_api
 from regctl.server.auth import caller_for, settings_of
 from regctl.server.cards import render_card
 from regctl.server.job_view import clock, job_row
-from regctl.server.page_auth import page_caller, safe_next, signed_in, signed_out, to_login
+from regctl.server.page_auth import from_this_site, page_caller, safe_next, signed_in, signed_out, to_login
 from regctl.server.page_format import FILTERS, page_text, visible_events
 from regctl.server.report_view import build_view, segments
 from regctl.server.responses import public_job, redact_paths
@@ -109,6 +109,8 @@ async def login_form(
 @router.post("/login")
 async def login(request: Request) -> Response:
     """Check the token typed into the form; on success keep it in the session cookie."""
+    if not from_this_site(request):
+        return _cross_site(request)
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -127,9 +129,17 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
     """Forget the session cookie."""
+    if not from_this_site(request):
+        return _cross_site(request)
     return signed_out()
+
+
+def _cross_site(request: Request) -> Response:
+    """The answer to a session form posted from another site's page: refused, nothing changed."""
+    error = "this form was sent from another site; sign in from this site's own sign-in page"
+    return render(request, "login.html", {"caller": None, "next": "/", "error": error}, 403)
 
 
 @router.get("/")

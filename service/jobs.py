@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from regctl.registry import jobs as registry_jobs
 from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
+from regctl.registry.errors.lookup import UnknownJob
 from regctl.registry.refs import check_model_name
 from regctl.registry.requests import SubmitRequest
 from regctl.registry.settings import Settings
@@ -29,8 +30,13 @@ def submit(settings: Settings, caller: Caller, request: SubmitRequest) -> JobInf
 
 
 def show_job(settings: Settings, caller: Caller, job_id: int) -> JobInfo:
-    """One job by id."""
+    """One job by id; a job of a model the caller may not see is answered exactly as a missing one.
+
+    A 403 naming the model would tell a caller walking the ids which models exist.
+    """
     job = registry_jobs.get_job(settings, job_id)
+    if not caller.may_see(job.model):
+        raise UnknownJob(job_id=job_id)
     caller.require("read", job.model)
     return job
 
