@@ -83,4 +83,4 @@ class Caller:
 
 def alias_action(alias: str, protected: tuple[str, ...]) -> str:
     """The action that setting or removing `alias` needs: protected aliases are for admins only."""
-    return "protected-alias" if alias in protected else "alias"
+    return "protected-alias" if alias.lower() in {name.lower() for name in protected} else "alias"

@@ -24,7 +24,7 @@ def set_alias(
     `previous` equals its `version`, and names who set it there and when.
     """
     check_model_name(name)
-    check_alias_name(alias)
+    alias = check_alias_name(alias)
     caller = caller or local_caller()
     actor = caller.name[:128]
     with session_scope(settings.database_url) as session:
@@ -63,7 +63,7 @@ def set_alias(
 def remove_alias(settings: Settings, name: str, alias: str, caller: Caller | None = None) -> AliasInfo:
     """Remove `name@alias`, recording the removal; NotFound if it is not set."""
     check_model_name(name)
-    check_alias_name(alias)
+    alias = check_alias_name(alias)
     caller = caller or local_caller()
     actor = caller.name[:128]
     with session_scope(settings.database_url) as session:
@@ -90,7 +90,7 @@ def alias_history(settings: Settings, name: str, alias: str | None = None) -> li
         model = find_model(session, name)
         query = select(AliasEvent).where(AliasEvent.model_id == model.id)
         if alias:
-            query = query.where(AliasEvent.name == alias)
+            query = query.where(AliasEvent.name == check_alias_name(alias))
         return [
             AliasInfo(name, e.name, e.to_version, e.from_version, e.actor, e.at)
             for e in session.scalars(query.order_by(AliasEvent.id))

@@ -14,6 +14,7 @@ from regctl.registry.errors.lookup import (
     RefWithoutVersion,
     UnparsedRef,
 )
+from regctl.registry.names import alias_key
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # always fullmatch: `$` would allow a "\n"
 MAX_VERSION = 2**31 - 1  # the database's integer column
@@ -45,10 +46,10 @@ def check_model_name(name: str) -> str:
 
 
 def check_alias_name(alias: str) -> str:
-    """Return `alias` if valid, else raise InvalidInput; an alias starts with a letter, never a number."""
+    """`alias` as stored (lowercase: `PROD` is `prod`) if valid, else InvalidInput; starts with a letter."""
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise InvalidAliasName(alias=alias)
-    return alias
+    return alias_key(alias)
 
 
 def parse_ref(text: str) -> Ref:

@@ -34,7 +34,7 @@ ROLES = tuple(ROLE_RANK)
 DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0008_card"
+HEAD_REVISION = "0009_name_keys"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -87,6 +87,8 @@ class Model(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
+    # names.name_key(name): no two models whose names a reader could take for each other
+    name_key: Mapped[str] = mapped_column(String(128), index=True, unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     # The highest version number ever handed out; bumped under a row lock so numbers are never reused.
     last_version: Mapped[int] = mapped_column(Integer, default=0)

@@ -15,9 +15,11 @@ from regctl.registry.access import Caller
 from regctl.registry.bundle import build_bundle, weights_file
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.entities import RegisteredVersion, VersionInfo, VersionRow
+from regctl.registry.errors.lookup import NameTooLike
 from regctl.registry.jobs import queue_for
 from regctl.registry.lineage import Lineage, with_git
 from regctl.registry.lookup import find_model, find_version, local_caller, tags_of, version_row_query
+from regctl.registry.names import name_key
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref
 from regctl.registry.requests import RegisterRequest, VersionQuery
@@ -56,6 +58,7 @@ def register_version(
     weights = weights_file(directory, spec, settings.max_weights_bytes)
     # An unreachable or outdated database fails here, before any blob is stored (no orphans).
     ensure_schema(settings.database_url)
+    _check_name_free(settings, request.name)
     store = open_store(settings.artifact_store)
     with tempfile.TemporaryDirectory(prefix="regctl-bundle-") as tmp:
         bundle = build_bundle(directory, spec, Path(tmp) / "source.tar", settings.max_bundle_bytes)
@@ -85,6 +88,17 @@ def register_version(
             if ref is not None and path is not None and not store.exists(ref.sha256):
                 store.put_file(path)
     return info
+
+
+def _check_name_free(settings: Settings, name: str) -> None:
+    """Refuse, before anything is stored, a new name that reads like an existing model's (NameTooLike).
+
+    `_lock_model` checks again under the lock, for a registration racing this one.
+    """
+    with session_scope(settings.database_url) as session:
+        taken = session.scalar(select(Model.name).where(Model.name_key == name_key(name)))
+    if taken is not None and taken != name:
+        raise NameTooLike(name=name, existing=taken)
 
 
 # Below this, hashing a file before copying it costs less than asking the database about its size.
@@ -212,16 +226,25 @@ def _new_job(row: ModelVersion, kind: str, spec: ModelSpec, settings: Settings) 
 
 
 def _lock_model(session: Session, name: str) -> Model:
-    """Create the model row if missing, then lock it so version numbers are handed out one at a time."""
+    """Create the model row if missing, then lock it so version numbers are handed out one at a time.
+
+    A new name that reads like an existing model's (names.py) is refused: its key is taken.
+    """
     dialect = session.get_bind().dialect.name
-    values = {"name": name, "description": "", "last_version": 0}
+    key = name_key(name)
+    values = {"name": name, "name_key": key, "description": "", "last_version": 0}
     if dialect in ("postgresql", "sqlite"):
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(insert(Model).values(**values).on_conflict_do_nothing(index_elements=["name"]))
-    elif session.scalar(select(Model.id).where(Model.name == name)) is None:
+        # no conflict target: a taken name and a taken key both insert nothing, told apart below
+        session.execute(insert(Model).values(**values).on_conflict_do_nothing())
+    elif session.scalar(select(Model.id).where(Model.name_key == key)) is None:
         session.add(Model(**values))
         session.flush()
-    return session.scalars(select(Model).where(Model.name == name).with_for_update()).one()
+    model = session.scalars(select(Model).where(Model.name == name).with_for_update()).one_or_none()
+    if model is None:
+        existing = session.scalar(select(Model.name).where(Model.name_key == key))
+        raise NameTooLike(name=name, existing=existing)
+    return model
 
 
 def resolve(settings: Settings, ref: Ref) -> VersionInfo:

@@ -13,7 +13,7 @@ from regctl.service import dispatch
 def set_alias(settings: Settings, caller: Caller, name: str, alias: str, version: int) -> AliasInfo:
     """Point NAME@ALIAS at VERSION; recorded in the alias history and the audit trail."""
     check_model_name(name)
-    check_alias_name(alias)
+    alias = check_alias_name(alias)
     caller.require(alias_action(alias, settings.protected_aliases), name)
     moved = registry_aliases.set_alias(settings, name, alias, version, caller)
     dispatch.send_webhooks(settings)
@@ -23,7 +23,7 @@ def set_alias(settings: Settings, caller: Caller, name: str, alias: str, version
 def remove_alias(settings: Settings, caller: Caller, name: str, alias: str) -> AliasInfo:
     """Remove NAME@ALIAS; recorded like a move."""
     check_model_name(name)
-    check_alias_name(alias)
+    alias = check_alias_name(alias)
     caller.require(alias_action(alias, settings.protected_aliases), name)
     removed = registry_aliases.remove_alias(settings, name, alias, caller)
     dispatch.send_webhooks(settings)
@@ -34,5 +34,5 @@ def alias_history(settings: Settings, caller: Caller, name: str, alias: str | No
     """Every change to a model's aliases (or one alias), oldest first."""
     caller.require("read", check_model_name(name))
     if alias is not None:
-        check_alias_name(alias)
+        alias = check_alias_name(alias)
     return registry_aliases.alias_history(settings, name, alias)

@@ -78,3 +78,35 @@ def test_a_downgrade_below_0003_refuses_to_strand_versions_with_separate_weights
         downgrade(empty_database, "0002_service")
     assert current_revision(empty_database) == HEAD_REVISION
     dispose_engines()
+
+
+def test_0009_keeps_look_alike_models_and_aliases_a_registry_already_holds(empty_database: str) -> None:
+    from sqlalchemy import text
+
+    from regctl.registry.db import dispose_engines
+
+    upgrade(empty_database, "0008_card")
+    engine = get_engine(empty_database)
+    with engine.begin() as conn:
+        for name in ("linear", "LINEAR", "other"):
+            conn.execute(text("INSERT INTO models (name, description, last_version, created_at) "
+                              "VALUES (:n, '', 1, CURRENT_TIMESTAMP)"), {"n": name})  # fmt: skip
+        model = conn.execute(text("SELECT id FROM models WHERE name = 'linear'")).scalar_one()
+        conn.execute(text("INSERT INTO model_versions (model_id, version, status, spec, source_sha256, "
+                          "created_by, created_at, updated_at) VALUES (:m, 1, 'registered', '{}', :s, 'me', "
+                          "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"m": model, "s": "0" * 64})  # fmt: skip
+        version = conn.execute(text("SELECT id FROM model_versions")).scalar_one()
+        for alias in ("PROD", "prod", "Staging"):
+            conn.execute(text("INSERT INTO aliases (model_id, name, version_id, updated_by, updated_at) "
+                              "VALUES (:m, :a, :v, 'me', CURRENT_TIMESTAMP)"),
+                         {"m": model, "a": alias, "v": version})  # fmt: skip
+    upgrade(empty_database)
+    with engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT name, name_key FROM models")).all())
+        aliases = {row[0] for row in conn.execute(text("SELECT name FROM aliases"))}
+    first, second = keys["linear"], keys["LINEAR"]
+    assert first == "llnear" and second.startswith("llnear#") and keys["other"] == "other"
+    assert "prod" in aliases and "staging" in aliases and len(aliases) == 3  # PROD stepped aside, kept
+    assert any(name.startswith("prod-") for name in aliases)
+    downgrade(empty_database)
+    dispose_engines()

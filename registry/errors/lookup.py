@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from regctl.registry.errors import InvalidInput, NotFound
+from regctl.registry.errors import AlreadyExists, InvalidInput, NotFound
 
 REF_USAGE = "expected NAME, NAME:VERSION (e.g. resnet:3) or NAME@ALIAS (e.g. resnet@prod)"
+
+
+class NameTooLike(AlreadyExists):
+    """Raised when a new model's name differs from an existing model's only by case or look-alikes."""
+
+    template = (
+        "model name {name!r} reads like the existing model {existing!r} (names must differ by more "
+        "than case, 0/o and 1/i/l); register under {existing!r}, or choose a name that reads differently"
+    )
 
 
 class InvalidModelName(InvalidInput):

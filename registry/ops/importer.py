@@ -29,7 +29,9 @@ from regctl.registry.card import check_card
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.errors import CorruptedArtifact
 from regctl.registry.errors.files import ArchiveDamaged, NotAnArchive
+from regctl.registry.errors.lookup import NameTooLike
 from regctl.registry.lookup import local_caller
+from regctl.registry.names import alias_key, name_key
 from regctl.registry.ops.export import MANIFEST
 from regctl.registry.ops.manifest import LEGACY_REPORT, check_manifest
 from regctl.registry.schema import (
@@ -178,7 +180,15 @@ def _write_rows(
 def _model_for(session: Session, entry: dict) -> Model:
     model = session.scalars(select(Model).where(Model.name == entry["name"]).with_for_update()).one_or_none()
     if model is None:
-        model = Model(name=entry["name"], description=entry.get("description") or "", last_version=0)
+        existing = session.scalar(select(Model.name).where(Model.name_key == name_key(entry["name"])))
+        if existing is not None:
+            raise NameTooLike(name=entry["name"], existing=existing)
+        model = Model(
+            name=entry["name"],
+            name_key=name_key(entry["name"]),
+            description=entry.get("description") or "",
+            last_version=0,
+        )
         session.add(model)
         session.flush()
     return model
@@ -246,7 +256,8 @@ def named_reports(kinds: list[str]) -> list[str]:
 def _import_aliases(
     session: Session, model: Model, entry: dict, mapping: dict[int, int], caller: Caller, result: Imported
 ) -> None:
-    for alias, number in sorted(entry.get("aliases", {}).items()):
+    for spelled, number in sorted(entry.get("aliases", {}).items()):
+        alias = alias_key(spelled)  # an archive from before names.py may spell one PROD
         key = f"{model.name}@{alias}"
         if session.scalars(select(Alias).where(Alias.model_id == model.id, Alias.name == alias)).first():
             result.aliases[key] = "kept: already set here"
