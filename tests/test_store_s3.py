@@ -142,3 +142,25 @@ def test_a_range_of_a_stored_object_reads_just_those_bytes(store: ArtifactStore)
     data = bytes(range(256)) * 100
     blob = store.put_bytes(data)
     assert b"".join(store.open_range(blob.sha256, 1000, 300, chunk_size=128)) == data[1000:1300]
+
+
+def test_a_process_keeps_one_store_and_one_s3_client_per_url(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{bucket}/blobs"
+    first = open_store(url)
+    first.put_bytes(b"one client")
+    assert open_store(url) is first and open_store(url).fs is first.fs
+    assert open_store(f"s3://{bucket}/other") is not first
+    # a client is built from the AWS variables: another endpoint or key gets its own
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "someone-else")
+    assert open_store(url) is not first
+    monkeypatch.undo()
+    assert open_store(url) is first
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a forked child must not share the parent's connections
+        os.write(write, b"1" if open_store(url) is not first else b"0")
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 1) == b"1"

@@ -29,7 +29,13 @@ def _storage_options(root: str) -> dict[str, Any]:
     if not root.startswith(("s3://", "s3a://")):
         return {}
     options: dict[str, Any] = {
-        "config_kwargs": {"connect_timeout": 3, "read_timeout": 60, "retries": {"max_attempts": 2}},
+        # one client per process (open_store), its pool bounded: enough for a server's threads at once
+        "config_kwargs": {
+            "connect_timeout": 3,
+            "read_timeout": 60,
+            "retries": {"max_attempts": 2},
+            "max_pool_connections": 32,
+        },
         "skip_instance_cache": True,
         # s3fs buffers 50 MB per open file by default; 8 MB parts keep memory flat and uploads multipart.
         "default_block_size": 8 << 20,
