@@ -44,6 +44,7 @@ def serve(
     from regctl.registry.db import ensure_schema
     from regctl.registry.engines import configure_pool
     from regctl.server.app import create_app
+    from regctl.server.protocol import with_header_timeout
 
     settings = settings_of(ctx)
     configure_pool(threads)
@@ -58,4 +59,5 @@ def serve(
         log_level=log_level,
         access_log=log_level == "debug",
         timeout_graceful_shutdown=10,
+        http=with_header_timeout(settings.header_timeout),  # a slowloris client is cut off
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from functools import cache, cached_property
 from pathlib import Path
@@ -43,6 +44,7 @@ from regctl.registry.entities import (
 from regctl.registry.errors import (
     RegctlError,
     ServiceUnavailable,
+    TooManyRequests,
     error_classes,
 )
 from regctl.registry.errors.services import ServerUnreachable
@@ -55,7 +57,7 @@ from regctl.registry.requests import (
     VersionQuery,
     WebhookRequest,
 )
-from regctl.retries import reconnecting
+from regctl.retries import MAX_WAIT_S, WAITS, RetryAfterTransport, reconnecting, retry_after
 
 T = TypeVar("T")
 
@@ -82,7 +84,11 @@ class Client(RegistryClient):
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
-            base_url=f"{self.url}/api/v1", headers=headers, timeout=timeout, follow_redirects=False
+            base_url=f"{self.url}/api/v1",
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=False,
+            transport=RetryAfterTransport(),  # a rate-limited answer is waited out (regctl/retries.py)
         )
 
     @classmethod
@@ -141,7 +147,11 @@ class Client(RegistryClient):
                 response.status_code, "service_unavailable" if response.status_code >= 500 else "error"
             )
             cls = error_classes()[cls]
-        return cls(message)
+        error = cls(message)
+        wait = retry_after(response)
+        if wait is not None:  # TooManyRequests.retry_after: when the server said to come back
+            error.fields = {**error.fields, "retry_after": wait}
+        return error
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -245,17 +255,30 @@ class Client(RegistryClient):
             params += [("git_commit", lineage.git_commit)] if lineage.git_commit else []
             if lineage.git_dirty is not None:
                 params.append(("git_dirty", "true" if lineage.git_dirty else "false"))
-            with bundle.path.open("rb") as body:
-                headers = {"Content-Type": "application/x-tar", "Content-Length": str(bundle.size)}
-                return self._json(
-                    "POST",
-                    f"/models/{segment(request.name)}/versions",
-                    RegisteredVersion,
-                    params=params,
-                    content=_chunks(body, progress, bundle.size),
-                    headers=headers,
-                    timeout=httpx.Timeout(30.0, read=600.0),
-                )
+            for waited in range(WAITS + 1):
+                try:
+                    return self._upload(request.name, bundle.path, bundle.size, params, progress)
+                except TooManyRequests as exc:  # too many uploads of this token at once: wait and resend
+                    wait = exc.retry_after
+                    if wait is None or wait > MAX_WAIT_S or waited == WAITS:
+                        raise
+                    time.sleep(wait)
+            raise AssertionError("unreachable")
+
+    def _upload(
+        self, name: str, bundle: Path, size: int, params: list[tuple[str, Any]], progress: Progress | None
+    ) -> RegisteredVersion:
+        with bundle.open("rb") as body:
+            headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+            return self._json(
+                "POST",
+                f"/models/{segment(name)}/versions",
+                RegisteredVersion,
+                params=params,
+                content=_chunks(body, progress, size),
+                headers=headers,
+                timeout=httpx.Timeout(30.0, read=600.0),
+            )
 
     def _submit(self, request: SubmitRequest) -> JobInfo:
         """Queue a job for NAME:VERSION."""

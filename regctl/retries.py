@@ -1,17 +1,54 @@
 """When the remote client tries again (tenacity): a dropped connection is picked up where it left off.
 
 A download resumes with a Range, and a job's event stream reconnects after looking the job up,
-at once and at most RESUMES more times; any other error is final.
+at once and at most RESUMES more times. A server that answers 429 or 503 with Retry-After (its rate
+limits, server/throttle.py) is asked again after the wait it names, at most WAITS times and never
+after a wait over MAX_WAIT_S (`RetryAfterTransport`). Any other error is final.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
 
 RESUMES = 3
+WAITS = 3  # answers with Retry-After waited out per request
+MAX_WAIT_S = 60.0  # a longer wait is the caller's to decide: the error is raised with it
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429 or 503 answer asks to wait (Retry-After in seconds), else None."""
+    if response.status_code not in (429, 503):
+        return None
+    raw = response.headers.get("retry-after", "").strip()
+    return float(raw) if raw.isascii() and raw.isdigit() else None
+
+
+class RetryAfterTransport(httpx.HTTPTransport):
+    """httpx's transport, waiting out a server's Retry-After (module docstring).
+
+    Only a request whose body can be sent again is retried (no body, or bytes); a streamed upload
+    gets the answer, and its caller opens the file again.
+    """
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request`; while the answer asks for a wait this client accepts, wait and send again."""
+        for waited in range(WAITS + 1):
+            response = super().handle_request(request)
+            wait = retry_after(response)
+            if wait is None or wait > MAX_WAIT_S or waited == WAITS or not _replayable(request):
+                return response
+            response.close()
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+def _replayable(request: httpx.Request) -> bool:
+    return isinstance(request.stream, httpx.ByteStream)
 
 
 def _last_outcome(state: RetryCallState) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +50,12 @@ class Settings:
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
     formats: tuple[str, ...] = ("torchscript",)  # what a registration converts to unless told otherwise
+    # An API server's guards against hostile clients (server/throttle.py, server/protocol.py)
+    header_timeout: float = 10.0  # a connection must send a request's headers within this
+    body_timeout: float = 30.0  # an upload that sends nothing for this long is closed
+    uploads_per_token: int = 2  # uploads one token may send at once
+    rate_limit: str = "1200/minute"  # requests per token ("off": none)
+    address_rate_limit: str = "2400/minute"  # requests per client address, with or without a token
     # This machine's own settings (see LIBTORCH_ENV): never written by to_env, so each worker keeps its own.
     libtorch: bool = True  # off skips the LibTorch stage (no C++ compiler here)
     libtorch_cache: Path | None = None  # where built LibTorch runners are kept; None: the user's cache
@@ -67,6 +74,8 @@ class Settings:
             "REGCTL_PROTECTED_ALIASES": ",".join(self.protected_aliases),
             "REGCTL_WORK_DIR": self.work_dir or "",
             "REGCTL_FORMATS": ",".join(self.formats),
+            "REGCTL_RATE_LIMIT": self.rate_limit,
+            "REGCTL_ADDRESS_RATE_LIMIT": self.address_rate_limit,
         }
         for key, field in _NUMERIC.items():
             env[key] = repr(getattr(self, field))
@@ -101,6 +110,10 @@ class Settings:
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
             work_dir=_work_dir(env.get("REGCTL_WORK_DIR") or None),
             formats=_formats(env.get("REGCTL_FORMATS") or "torchscript"),
+            rate_limit=_rate("REGCTL_RATE_LIMIT", env.get("REGCTL_RATE_LIMIT") or cls.rate_limit),
+            address_rate_limit=_rate(
+                "REGCTL_ADDRESS_RATE_LIMIT", env.get("REGCTL_ADDRESS_RATE_LIMIT") or cls.address_rate_limit
+            ),
             libtorch=parse_flag(LIBTORCH_ENV, local.get(LIBTORCH_ENV), default=True),
             libtorch_cache=_runner_cache(local),
             worker_concurrency=int(_number(local, CONCURRENCY_ENV, 1, 1)),
@@ -149,6 +162,9 @@ _NUMERIC = {
     "REGCTL_SANDBOX_PROCESSES": "sandbox_processes",
     "REGCTL_SANDBOX_UID": "sandbox_uid",
     "REGCTL_WEBHOOK_RETRY_BASE_S": "webhook_retry_base",
+    "REGCTL_HEADER_TIMEOUT_S": "header_timeout",
+    "REGCTL_BODY_TIMEOUT_S": "body_timeout",
+    "REGCTL_UPLOADS_PER_TOKEN": "uploads_per_token",
 }
 SANDBOX_MODES = ("auto", "strict", "off")
 # Settings of this machine and process rather than of the registry: an embedded child or a worker
@@ -190,6 +206,19 @@ def _work_dir(raw: str | None) -> str | None:
 
 def _formats(raw: str) -> tuple[str, ...]:
     return parse_formats(raw, "REGCTL_FORMATS=")
+
+
+_RATE = re.compile(r"[1-9][0-9]{0,8}/(second|minute|hour|day)")
+
+
+def _rate(key: str, raw: str) -> str:
+    """A rate limit as `limits` reads it ("1200/minute"), or "off"."""
+    rate = raw.strip().lower()
+    if rate != "off" and not _RATE.fullmatch(rate):
+        raise BadSetting(
+            key=key, raw=raw, wanted='a rate such as "1200/minute" (or "off")', default='"600/minute"'
+        )
+    return rate
 
 
 def _aliases(raw: str) -> tuple[str, ...]:

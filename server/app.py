@@ -34,10 +34,11 @@ from regctl.server import (
     webhooks_api,
 )
 from regctl.server.auth import TokenCache
-from regctl.server.errors import install_error_handlers
+from regctl.server.errors import error_responses, install_error_handlers
 from regctl.server.events import JobHub
 from regctl.server.metrics import install_metrics
 from regctl.server.responses import API_PREFIX as PREFIX
+from regctl.server.throttle import Throttle, ThrottleMiddleware
 from regctl.server.verified import VerifiedBlobs
 from regctl.worker.dispatch import serving
 
@@ -104,8 +105,10 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     app.state.tokens = TokenCache()
     install_metrics(app, settings, PREFIX)
     app.state.verified = VerifiedBlobs()
+    app.state.throttle = Throttle(settings)
+    app.add_middleware(ThrottleMiddleware, throttle=app.state.throttle)  # outermost: before any work
     install_error_handlers(app)
-    api = APIRouter(prefix=PREFIX)
+    api = APIRouter(prefix=PREFIX, responses=error_responses(429))  # any route (server/throttle.py)
 
     @api.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from regctl.registry.errors import RegctlError
+from regctl.registry.errors import RegctlError, TooManyRequests
 from regctl.server.responses import redact_paths
 
 log = logging.getLogger("regctl.server")
@@ -36,7 +36,9 @@ _DESCRIPTIONS = {
     404: "No such model, version, alias, job, token or artifact",
     409: "The change conflicts with the current state",
     413: "The upload is larger than REGCTL_MAX_BUNDLE_BYTES + REGCTL_MAX_WEIGHTS_BYTES",
+    408: "The upload sent nothing for REGCTL_BODY_TIMEOUT_S",
     422: "The request does not match the API's schema",
+    429: "Too many requests from the token or address, or uploads of the token; retry after Retry-After",
     503: "The database, broker or artifact store is unreachable",
 }
 
@@ -61,6 +63,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegctlError)
     async def _regctl(request: Request, exc: RegctlError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if isinstance(exc, TooManyRequests) and exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
         if exc.http_status >= 500:
             log.error("%s: %s", type(exc).__name__, exc)
         # The server's log keeps the paths; a client reads the settings' names instead (a damaged blob).

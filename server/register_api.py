@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path as FilePath
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from regctl.registry.access import Caller
 from regctl.registry.entities import RegisteredVersion
 from regctl.registry.errors.files import BadUpload, UploadTooLarge
+from regctl.registry.errors.services import UploadStalled
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
@@ -41,7 +43,7 @@ def upload_limit(settings: Settings) -> int:
             "description": "Unchanged: the code, weights and spec equal the newest version's, so nothing "
             "was created; this is that version, with unchanged=true",
         },
-        **error_responses(400, 401, 403, 409, 413, 422, 503),
+        **error_responses(400, 401, 403, 408, 409, 413, 422, 503),
     },
     openapi_extra={
         "requestBody": {
@@ -93,7 +95,8 @@ async def register(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(settings)
-    with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
+    throttle = request.app.state.throttle
+    with throttle.upload_slot(caller.name), tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
         upload = FilePath(tmp) / "bundle.tar"
         await _receive(request, upload, limit, settings)
         info = await run_in_threadpool(models.register_upload, settings, caller, registration, upload)
@@ -103,11 +106,22 @@ async def register(
 
 
 async def _receive(request: Request, dest: FilePath, limit: int, settings: Settings) -> None:
-    """Write the body to `dest`, stopping as soon as it passes `limit` (the temp dir is then removed)."""
+    """Write the body to `dest`, stopping as soon as it passes `limit` (the temp dir is then removed).
+
+    A client that sends nothing for REGCTL_BODY_TIMEOUT_S is answered 408 (UploadStalled) and the
+    connection closed: a stalled upload would otherwise hold its temp file and its slot for ever.
+    """
     received = 0
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    chunks = request.stream().__aiter__()
     with os.fdopen(fd, "wb") as out:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), settings.body_timeout)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise UploadStalled(seconds=settings.body_timeout) from None
             received += len(chunk)
             if received > limit:
                 raise _too_large(settings)

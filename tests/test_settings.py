@@ -29,6 +29,10 @@ from tests.api_server import REGCTL
         ("REGCTL_QUEUED_TIMEOUT", "-5", "is not a number of seconds above 0"),
         ("REGCTL_GPU_ON_CPU", "maybe", "is not on or off"),
         ("REGCTL_SANDBOX", "loose", "is not a sandbox mode"),
+        ("REGCTL_RATE_LIMIT", "lots", 'is not a rate such as "1200/minute" (or "off")'),
+        ("REGCTL_ADDRESS_RATE_LIMIT", "10 per minute", "is not a rate such as"),
+        ("REGCTL_UPLOADS_PER_TOKEN", "0", "is not a whole number of at least 1"),
+        ("REGCTL_BODY_TIMEOUT_S", "0", "is not a number of seconds above 0"),
     ],
 )
 def test_a_malformed_setting_is_refused_by_name(key: str, raw: str, fragment: str) -> None:

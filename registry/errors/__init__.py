@@ -127,6 +127,19 @@ class ServiceUnavailable(RegctlError):
     code = "service_unavailable"
 
 
+class TooManyRequests(ServiceUnavailable):
+    """Raised when a client asks more of a server than its limits allow (HTTP 429, with Retry-After)."""
+
+    http_status = 429
+    code = "too_many_requests"
+
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds to wait before trying again, when the server said (its Retry-After)."""
+        value = self.fields.get("retry_after")
+        return int(value) if value is not None else None
+
+
 class RegistryNeedsAttention(RegctlError):
     """Raised when the registry's own data cannot be used as it is (outdated schema, damaged database)."""
 

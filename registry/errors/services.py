@@ -8,6 +8,7 @@ from regctl.registry.errors import (
     InvalidInput,
     RegistryNeedsAttention,
     ServiceUnavailable,
+    TooManyRequests,
 )
 
 DATABASE_URL_HINT = "use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -181,3 +182,32 @@ class ChangedWhileDownloaded(CorruptedArtifact):
     """Raised when a resumed download finds the artifact replaced since its first bytes."""
 
     template = "the artifact changed while it was being downloaded; fetch it again"
+
+
+class RateLimited(TooManyRequests):
+    """Raised when a token or an address sends more requests than the server's rate limit."""
+
+    template = (
+        "more than {limit} requests from this {who}; wait {retry_after}s and try again, "
+        "or ask the server's admin to raise {setting}"
+    )
+
+
+class UploadsBusy(TooManyRequests):
+    """Raised when a token starts more uploads at once than the server allows."""
+
+    template = (
+        "this token is already sending {count} uploads, the most REGCTL_UPLOADS_PER_TOKEN allows; "
+        "wait {retry_after}s for one to finish and try again"
+    )
+
+
+class UploadStalled(InvalidInput):
+    """Raised when an upload sends nothing for longer than the server waits (HTTP 408)."""
+
+    http_status = 408
+    code = "upload_stalled"
+    template = (
+        "the upload sent nothing for {seconds:g}s (REGCTL_BODY_TIMEOUT_S) and was closed; "
+        "check the connection and register again"
+    )
