@@ -82,3 +82,6 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         "younger than an hour",
         err=True,
     )
+    aborted = done.get("aborted_uploads") or []  # a server from before 0.x answers without it
+    for upload in aborted:
+        echo(f"{'would abort' if dry_run else 'aborted'} incomplete upload {upload}", err=True)

@@ -8,6 +8,7 @@ page sends the same Content-Security-Policy and frame headers as the other pages
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -21,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from regctl.registry.db import ensure_schema
+from regctl.registry.ops.owned import UPLOAD_PREFIX
 from regctl.registry.settings import Settings
 from regctl.server import (
     admin_api,
@@ -41,6 +43,9 @@ from regctl.server.responses import API_PREFIX as PREFIX
 from regctl.server.throttle import Throttle, ThrottleMiddleware
 from regctl.server.verified import VerifiedBlobs
 from regctl.worker.dispatch import serving
+from regctl.worker.supervisor.scratch import sweep_abandoned
+
+log = logging.getLogger(__name__)
 
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 DOCS_HTML = f"""<!doctype html>
@@ -84,6 +89,8 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         ensure_schema(settings.database_url)
+        for left in sweep_abandoned(settings.work_dir, UPLOAD_PREFIX):  # a killed server's uploads
+            log.warning("removed %s: an upload a server stopped receiving", left)
         hub = app.state.hub = JobHub(settings)
         hub.start()
         with serving(settings, run_jobs=run_jobs):

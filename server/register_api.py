@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
@@ -16,12 +15,14 @@ from regctl.registry.entities import RegisteredVersion
 from regctl.registry.errors.files import BadUpload, UploadTooLarge
 from regctl.registry.errors.services import UploadStalled
 from regctl.registry.lineage import Lineage, parse_tags
+from regctl.registry.ops.owned import UPLOAD_PREFIX
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.settings import Settings
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_responses
 from regctl.server.responses import public_version
 from regctl.service import models
+from regctl.worker.supervisor.scratch import locked_folder
 
 router = APIRouter(tags=["versions"])
 # A tar adds a 512-byte header and padding per member to the files' own bytes.
@@ -96,8 +97,10 @@ async def register(
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(settings)
     throttle = request.app.state.throttle
-    with throttle.upload_slot(caller.name), tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
-        upload = FilePath(tmp) / "bundle.tar"
+    # A locked folder in the work dir: a server killed mid-upload leaves it for the next start's sweep
+    # (app.py) and for `regctl doctor` to name, never an anonymous temp file.
+    with throttle.upload_slot(caller.name), locked_folder(UPLOAD_PREFIX, settings.work_dir) as folder:
+        upload = folder / "bundle.tar"
         await _receive(request, upload, limit, settings)
         info = await run_in_threadpool(models.register_upload, settings, caller, registration, upload)
     if info.unchanged:

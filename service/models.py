@@ -85,7 +85,8 @@ def register_upload(
     Messages about the unpacked files name them relative to the upload, never the server's paths.
     """
     authorize_register(caller, request)
-    with tempfile.TemporaryDirectory(prefix="regctl-upload-") as tmp:
+    # Unpacked beside the upload, in the server's locked upload folder (server/register_api.py).
+    with tempfile.TemporaryDirectory(prefix="unpacked-", dir=upload.parent) as tmp:
         # The upload carries the weights too; the registry holds each part to its own cap.
         cap = settings.max_bundle_bytes + settings.max_weights_bytes
         directory = unpack_upload(upload, Path(tmp) / "bundle", cap)

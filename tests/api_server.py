@@ -35,17 +35,20 @@ class ApiServer:
     log: Path
 
     @classmethod
-    def start(cls, env: dict[str, str], workdir: Path) -> ApiServer:
+    def start(cls, env: dict[str, str], workdir: Path, *, port: int | None = None) -> ApiServer:
         """Start the server with exactly `env` and wait until /api/v1/health answers.
+
+        `port` starts it there (a restart where a client expects it), in one try.
 
         A free port can be taken by another process before the server binds it (test runs side by
         side on one machine); then the health check would be answered by that other server. The
         server counts as started only once its own process holds the listening socket; otherwise it
         is started again on another port.
         """
-        for _ in range(PORT_TRIES):
-            port = free_port()
-            log = workdir / f"serve-{port}.log"
+        wanted = port
+        for _ in range(PORT_TRIES if wanted is None else 1):
+            port = wanted or free_port()
+            log = workdir / f"serve-{port}-{time.monotonic_ns()}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
                     [REGCTL, "serve", "--port", str(port)],

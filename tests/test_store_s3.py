@@ -164,3 +164,41 @@ def test_a_process_keeps_one_store_and_one_s3_client_per_url(
         os._exit(0)
     os.waitpid(child, 0)
     assert os.read(read, 1) == b"1"
+
+
+def test_gc_aborts_the_multipart_uploads_a_killed_writer_left_and_doctor_names_them(
+    bucket: str, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    from regctl.registry.db import ensure_schema
+    from regctl.registry.ops.doctor import check_registry
+    from regctl.registry.ops.gc import collect_garbage
+    from regctl.registry.settings import Settings
+
+    settings = Settings.from_env({}, home=tmp_path, artifact_store=f"s3://{bucket}/artifacts")
+    ensure_schema(settings.database_url)
+    s3 = _client(s3_env)
+    # what s3fs leaves when its process is killed between two parts of a large blob
+    started = s3.create_multipart_upload(Bucket=bucket, Key="artifacts/tmp/0123abcd")
+    s3.upload_part(
+        Bucket=bucket,
+        Key="artifacts/tmp/0123abcd",
+        UploadId=started["UploadId"],
+        PartNumber=1,
+        Body=b"x" * 1024,
+    )
+    elsewhere = s3.create_multipart_upload(Bucket=bucket, Key="not-ours/x")  # outside the store's prefix
+
+    def pending() -> set[str]:
+        return {u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+
+    # moto dates every upload 2010-11-10: a grace longer than that keeps it, as an hour's keeps a live one
+    assert collect_garbage(settings, grace_s=1e10).aborted_uploads == []
+    assert pending() == {"artifacts/tmp/0123abcd", "not-ours/x"}
+    named = [p for p in check_registry(settings, grace_s=0).problems if p.kind == "incomplete_upload"]
+    assert [p.subject for p in named] == [f"{bucket}/artifacts/tmp/0123abcd"]
+    assert "'regctl gc' aborts it" in named[0].message
+    done = collect_garbage(settings, grace_s=0)
+    assert done.aborted_uploads == [f"{bucket}/artifacts/tmp/0123abcd ({started['UploadId']})"]
+    assert pending() == {"not-ours/x"}
+    assert not [p for p in check_registry(settings, grace_s=0).problems if p.kind == "incomplete_upload"]
+    s3.abort_multipart_upload(Bucket=bucket, Key="not-ours/x", UploadId=elsewhere["UploadId"])

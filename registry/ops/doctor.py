@@ -14,18 +14,21 @@ now, and its row comes only after the upload. Nothing is changed; repairs are th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select, text
 
 from regctl.registry.db import current_revision, session_scope
 from regctl.registry.engines import get_engine, redact
 from regctl.registry.errors import CorruptedArtifact, RegctlError, RegistryNeedsAttention
+from regctl.registry.ops.owned import UPLOAD_PREFIX, abandoned_folders
 from regctl.registry.schema import HEAD_REVISION, Artifact, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.store import ArtifactStore, StoredFile, open_store
@@ -42,6 +45,7 @@ class Problem:
     """One thing wrong with the registry, in one line, with what to do about it."""
 
     # schema | database | missing_blob | corrupted_blob | orphan_blob | leftover_temp | undeletable_scratch
+    # | abandoned_upload | incomplete_upload
     kind: str
     subject: str  # what it is about: a sha256, a path, the database URL
     message: str
@@ -82,7 +86,30 @@ def check_registry(settings: Settings, *, quick: bool = False, grace_s: float = 
             raise
         checkup.problems.append(Problem("database", checkup.database, str(exc)))
     checkup.problems += undeletable_scratch(settings.work_dir)
+    checkup.problems += abandoned_uploads(settings.work_dir)
     return checkup
+
+
+def abandoned_uploads(work_dir: str | None) -> list[Problem]:
+    """The upload folders of a server that was killed mid-upload: the next `regctl serve` sweeps them."""
+    return [
+        Problem(
+            "abandoned_upload",
+            str(path),
+            f"{path} holds an upload ({_folder_mb(path):.1f} MB) of a server that stopped mid-request; "
+            "the next 'regctl serve' start removes it (or remove it now)",
+        )
+        for path in abandoned_folders(work_dir, UPLOAD_PREFIX)
+    ]
+
+
+def _folder_mb(path: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total / 1e6
 
 
 def undeletable_scratch(work_dir: str | None) -> list[Problem]:
@@ -108,6 +135,20 @@ def undeletable_scratch(work_dir: str | None) -> list[Problem]:
     return problems
 
 
+def incomplete_uploads(store: ArtifactStore, grace_s: float) -> list[Problem]:
+    """The store's multipart uploads a killed writer never completed, past the grace period."""
+    return [
+        Problem(
+            "incomplete_upload",
+            upload.key,
+            f"{upload.key} is a multipart upload started {time.time() - upload.started:.0f}s ago and never "
+            f"completed (upload id {upload.upload_id}); 'regctl gc' aborts it and frees its parts",
+        )
+        for upload in store.incomplete_uploads()
+        if time.time() - upload.started > grace_s
+    ]
+
+
 def _check(settings: Settings, store: ArtifactStore, checkup: Checkup, quick: bool, grace_s: float) -> None:
     url = settings.database_url
     checkup.schema = current_revision(url)
@@ -128,6 +169,7 @@ def _check(settings: Settings, store: ArtifactStore, checkup: Checkup, quick: bo
     checkup.problems += _check_referenced(store, files, referenced, checkup, quick)
     stale, checkup.recent_unreferenced = unreferenced(files, referenced, grace_s)
     checkup.problems += [_stray(found) for found in stale]
+    checkup.problems += incomplete_uploads(store, grace_s)
 
 
 def _database_integrity(url: str) -> list[Problem]:

@@ -10,6 +10,7 @@ its commit, that its blobs are still there, and stores them again if not. What g
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 from regctl.registry import audit
@@ -32,6 +33,8 @@ class Collection:
     bytes: int = 0
     kept_recent: int = 0  # unreferenced, but younger than the grace period
     kept_referenced: int = 0  # named by a row that committed during the pass
+    # S3 multipart uploads a killed writer never completed, older than the grace period: "key (upload id)"
+    aborted_uploads: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The pass as data (`regctl gc --json`)."""
@@ -47,6 +50,10 @@ def collect_garbage(
     referenced = referenced_blobs(settings)
     result = Collection(dry_run)
     doomed, result.kept_recent = unreferenced(store.listing(), referenced, grace_s)
+    stale = [u for u in store.incomplete_uploads() if time.time() - u.started > grace_s]
+    result.aborted_uploads = [f"{u.key} ({u.upload_id})" for u in stale]
+    for upload in stale if not dry_run else ():
+        store.abort_upload(upload)
     if dry_run:
         result.deleted = [f.sha256 or f.path for f in doomed]
         result.bytes = sum(f.size for f in doomed)
@@ -68,6 +75,7 @@ def collect_garbage(
             "deleted": len(result.deleted),
             "bytes": result.bytes,
             "blobs": result.deleted[:AUDITED_SHAS],
+            "aborted_uploads": result.aborted_uploads[:AUDITED_SHAS],
         }
         audit.record(session, caller, "gc", store.root, detail=detail)
     return result

@@ -38,6 +38,7 @@ from regctl.registry.errors.services import (
 )
 from regctl.registry.store.blobs import (
     BlobRef,
+    IncompleteUpload,
     StoredFile,
     check_sha,
     facts,
@@ -350,6 +351,14 @@ class ArtifactStore(ABC):
         """Delete one file the listing returned (`regctl gc`); one already gone is not an error."""
         with self._reachable(), contextlib.suppress(FileNotFoundError):
             self._remove(path)
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """Multipart uploads under the store's root that were never completed (object stores only)."""
+        return []
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort one incomplete multipart upload, freeing the parts it holds (`regctl gc`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
 
     def listing(self) -> Iterator[StoredFile]:
         """Every blob and every leftover upload temp in the store, with its size and modification time."""

@@ -35,6 +35,15 @@ class StoredFile:
     area: str = "sha256"  # sha256 (blobs), tmp (uploads in flight or abandoned) or trash (set aside by gc)
 
 
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """An object store's multipart upload that was started and never completed (a writer killed)."""
+
+    key: str
+    upload_id: str
+    started: float  # seconds since the epoch
+
+
 def check_sha(sha256: str) -> str:
     """Return `sha256` when it is a digest; raise InvalidInput otherwise (it becomes part of a key)."""
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from regctl.registry.errors import RegctlError
 from regctl.registry.errors.services import StoreUnreachable
 from regctl.registry.store.base import ArtifactStore
-from regctl.registry.store.blobs import check_sha
+from regctl.registry.store.blobs import IncompleteUpload, check_sha
 
 
 def _storage_options(root: str) -> dict[str, Any]:
@@ -120,6 +120,29 @@ class RemoteStore(ArtifactStore):
         """Undo `set_aside`: a row came to name the blob while gc was deciding."""
         with self._reachable():
             self.fs.mv(trash, path)
+
+    def incomplete_uploads(self) -> list[IncompleteUpload]:
+        """S3 multipart uploads under this store's prefix never completed: a writer killed mid-upload.
+
+        Their parts are billed storage no listing of objects shows; `regctl gc` aborts them once they
+        are older than its grace period. Other filesystems have none.
+        """
+        if not hasattr(self.fs, "call_s3"):
+            return []
+        bucket, _, prefix = self._base.partition("/")
+        found: list[IncompleteUpload] = []
+        with self._reachable():
+            pages = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix)
+            for upload in pages.get("Uploads", []):
+                started = upload["Initiated"].timestamp()
+                found.append(IncompleteUpload(f"{bucket}/{upload['Key']}", upload["UploadId"], started))
+        return found
+
+    def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort `upload`: its parts are deleted; one already gone is not an error."""
+        bucket, _, key = upload.key.partition("/")
+        with self._reachable(), contextlib.suppress(FileNotFoundError):
+            self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload.upload_id)
 
     def presign(self, sha256: str, expires_s: int = 300) -> str | None:
         """A time-limited URL that serves blob `sha256` without credentials (None where fs cannot sign)."""

@@ -26,19 +26,26 @@ import logging
 import os
 import stat
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from regctl.registry.ops.doctor import UNDELETABLE_PREFIX
+from regctl.registry.ops.owned import JOB_PREFIX, LOCK_NAME, UNLOCKED_GRACE_S, abandoned, abandoned_folders
+
+__all__ = [
+    "LOCK_NAME",
+    "PREFIX",
+    "UNLOCKED_GRACE_S",
+    "discard",
+    "job_scratch",
+    "locked_folder",
+    "sweep_abandoned",
+]
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "regctl-job-"
-LOCK_NAME = "owner.lock"
-# Between mkdtemp and taking the lock a directory has no owner yet: leave young ones alone.
-UNLOCKED_GRACE_S = 60.0
+PREFIX = JOB_PREFIX
 # Entries of one directory that could not be removed and are stepped over; past this the directory
 # is given up whole (a model that plants a million immutable files must not make us remember them).
 MAX_SKIPPED_PER_DIR = 64
@@ -48,7 +55,14 @@ OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 @contextlib.contextmanager
 def job_scratch(job_id: int, root: str | None = None) -> Iterator[Path]:
     """A fresh directory for job `job_id`, locked by this process, removed when the block ends."""
-    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{job_id}-", dir=root))
+    with locked_folder(f"{PREFIX}{job_id}-", root) as path:
+        yield path
+
+
+@contextlib.contextmanager
+def locked_folder(prefix: str, root: str | None = None) -> Iterator[Path]:
+    """A fresh directory `prefix*` under `root`, locked by this process, removed when the block ends."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
     # Locked under a private name, then renamed: a sweeper never finds the lock file unlocked, which
     # would let it take the lock first and remove the folder this job is about to use.
     fd = os.open(path / f".{LOCK_NAME}", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -63,16 +77,11 @@ def job_scratch(job_id: int, root: str | None = None) -> Iterator[Path]:
         os.close(fd)
 
 
-def sweep_abandoned(root: str | None = None) -> list[Path]:
-    """Remove the scratch directories no live process owns; return what was removed."""
-    base = Path(root or tempfile.gettempdir())
+def sweep_abandoned(root: str | None = None, prefix: str = PREFIX) -> list[Path]:
+    """Remove the folders `prefix*` (jobs' scratch by default) no live process owns; return them."""
     removed = []
-    try:
-        candidates = [p for p in base.iterdir() if p.name.startswith(PREFIX)]
-    except OSError:
-        return removed
-    for path in candidates:
-        if _abandoned(path):
+    for path in abandoned_folders(root, prefix):
+        if abandoned(path):  # checked again: its owner may have been removing it meanwhile
             discard(path)
             removed.append(path)
     return removed
@@ -303,29 +312,5 @@ def _grant_access(parent: int, name: str) -> bool:
         return True
     except OSError:
         return False  # not ours to change (another uid, or immutable): reported by the caller
-    finally:
-        os.close(fd)
-
-
-def _abandoned(path: Path) -> bool:
-    if path.is_symlink() or not path.is_dir():
-        return False  # not ours: never follow a link out of the temp directory
-    try:
-        fd = os.open(path / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        try:
-            return time.time() - path.stat().st_mtime > UNLOCKED_GRACE_S
-        except OSError:
-            return False
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # Still the folder's lock file? Its owner may have been removing the folder as we looked.
-        return os.stat(path / LOCK_NAME, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-    except BlockingIOError:
-        return False  # its owner is alive and working
-    except OSError:
-        return False
     finally:
         os.close(fd)
