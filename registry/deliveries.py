@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from regctl.registry import audit
@@ -139,12 +139,28 @@ def _clip(text: str | None) -> str | None:
     return flat if len(flat) <= MAX_ERROR_CHARS else flat[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def due_deliveries(settings: Settings, limit: int = 100) -> list[int]:
-    """Ids of deliveries to send now (due, or under an expired lease), the longest-waiting first."""
+def due_deliveries(settings: Settings, limit: int = 100, *, url: str | None = None) -> list[int]:
+    """Ids of deliveries to send now (due, or under an expired lease), the longest-waiting first.
+
+    With `url`, only those to that receiver.
+    """
+    query = select(WebhookDelivery.id).where(_claimable(utcnow()))
+    if url is not None:
+        query = query.join(Webhook, Webhook.id == WebhookDelivery.webhook_id).where(Webhook.url == url)
+    query = query.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)
+    with session_scope(settings.database_url) as session:
+        return list(session.scalars(query))
+
+
+def due_urls(settings: Settings, limit: int = 100) -> list[str]:
+    """The receivers with a delivery to send now, the one waiting longest first."""
+    waiting = func.min(WebhookDelivery.next_attempt_at)
     query = (
-        select(WebhookDelivery.id)
+        select(Webhook.url)
+        .join(WebhookDelivery, WebhookDelivery.webhook_id == Webhook.id)
         .where(_claimable(utcnow()))
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .group_by(Webhook.url)
+        .order_by(waiting)
         .limit(limit)
     )
     with session_scope(settings.database_url) as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -49,6 +50,8 @@ class Settings:
     protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
+    # receivers on loopback, link-local or private addresses a webhook may reach (hosts, addresses, networks)
+    webhook_allow_private: tuple[str, ...] = ()
     formats: tuple[str, ...] = ("torchscript",)  # what a registration converts to unless told otherwise
     # An API server's guards against hostile clients (server/throttle.py, server/protocol.py)
     header_timeout: float = 10.0  # a connection must send a request's headers within this
@@ -74,6 +77,7 @@ class Settings:
             "REGCTL_PROTECTED_ALIASES": ",".join(self.protected_aliases),
             "REGCTL_WORK_DIR": self.work_dir or "",
             "REGCTL_FORMATS": ",".join(self.formats),
+            "REGCTL_WEBHOOK_ALLOW_PRIVATE": ",".join(self.webhook_allow_private),
             "REGCTL_RATE_LIMIT": self.rate_limit,
             "REGCTL_ADDRESS_RATE_LIMIT": self.address_rate_limit,
         }
@@ -110,6 +114,7 @@ class Settings:
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
             work_dir=_work_dir(env.get("REGCTL_WORK_DIR") or None),
             formats=_formats(env.get("REGCTL_FORMATS") or "torchscript"),
+            webhook_allow_private=_allowed_targets(env.get("REGCTL_WEBHOOK_ALLOW_PRIVATE") or ""),
             rate_limit=_rate("REGCTL_RATE_LIMIT", env.get("REGCTL_RATE_LIMIT") or cls.rate_limit),
             address_rate_limit=_rate(
                 "REGCTL_ADDRESS_RATE_LIMIT", env.get("REGCTL_ADDRESS_RATE_LIMIT") or cls.address_rate_limit
@@ -219,6 +224,27 @@ def _rate(key: str, raw: str) -> str:
             key=key, raw=raw, wanted='a rate such as "1200/minute" (or "off")', default='"600/minute"'
         )
     return rate
+
+
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def _allowed_targets(raw: str) -> tuple[str, ...]:
+    """REGCTL_WEBHOOK_ALLOW_PRIVATE: host names, addresses and networks (10.0.0.0/8), comma-separated."""
+    allowed = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            allowed.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            if not _HOST.fullmatch(entry):
+                wanted = "a comma-separated list of host names, addresses and networks"
+                raise BadSetting(
+                    key="REGCTL_WEBHOOK_ALLOW_PRIVATE", raw=raw, wanted=wanted, default="10.0.0.0/8,hooks.lan"
+                ) from None
+            allowed.append(entry.lower())
+    return tuple(allowed)
 
 
 def _aliases(raw: str) -> tuple[str, ...]:

@@ -192,6 +192,7 @@ def direct_cli(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
         "REGCTL_ARTIFACT_STORE": settings.artifact_store,
         "REGCTL_BROKER_URL": "",
         "REGCTL_URL": "",
+        "REGCTL_WEBHOOK_ALLOW_PRIVATE": ",".join(settings.webhook_allow_private),
     }
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 

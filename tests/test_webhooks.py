@@ -43,6 +43,21 @@ from tests.webhook_receiver import Received, receiving
 ADMIN = local_caller()
 
 
+LOOPBACK = ("127.0.0.1",)  # where this test's receivers listen, refused to deliveries by default
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The registry's settings, its deliveries allowed to reach this test's receivers on loopback."""
+    return dataclasses.replace(settings, webhook_allow_private=LOOPBACK)
+
+
+@pytest.fixture
+def sqlite_settings(sqlite_settings: Settings) -> Settings:
+    """Embedded settings, allowed to reach this test's receivers on loopback."""
+    return dataclasses.replace(sqlite_settings, webhook_allow_private=LOOPBACK)
+
+
 @pytest.fixture(autouse=True)
 def background_sends_finish() -> Iterator[None]:
     """Every background send a test started ends before its database goes away."""
@@ -317,7 +332,9 @@ def test_a_delivery_still_failing_a_day_after_its_event_fails_for_good(
 def test_a_receiver_that_never_answers_costs_one_timeout_not_more() -> None:
     with receiving(delay=30) as receiver:
         started = time.monotonic()
-        result = post(receiver.url, b"{}", {"Content-Type": "application/json"}, timeout=0.5)
+        result = post(
+            receiver.url, b"{}", {"Content-Type": "application/json"}, timeout=0.5, allowed=LOOPBACK
+        )
         took = time.monotonic() - started
         assert receiver.received(1, timeout=5)
     assert result.status_code is None and "no answer within 0.5 s" in (result.error or "")
@@ -327,7 +344,7 @@ def test_a_receiver_that_never_answers_costs_one_timeout_not_more() -> None:
 def test_an_unreachable_receiver_is_a_failed_attempt_with_the_reason(sqlite_settings: Settings) -> None:
     from tests.api_server import free_port
 
-    result = post(f"http://127.0.0.1:{free_port()}/", b"{}", {}, timeout=5)
+    result = post(f"http://127.0.0.1:{free_port()}/", b"{}", {}, timeout=5, allowed=LOOPBACK)
     assert result.status_code is None and not result.ok
     assert "ConnectError" in (result.error or "")
 

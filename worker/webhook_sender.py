@@ -2,7 +2,8 @@
 
 Used by the Celery task (worker/tasks.py) and, without a broker, by whichever process ran the job
 or made the change: it sends in a background thread (`send_in_background`), so a receiver that is
-slow or down never holds up a job or a command's result. Each POST has a total deadline of
+slow or down never holds up a job or a command's result; receivers are served in parallel lanes,
+one delivery at a time per receiver (`send_due`). Each POST has a total deadline of
 DELIVERY_TIMEOUT_S, whatever the receiver does (a slow drip of bytes included), and follows no
 redirect. No Celery here, no SQL (registry/deliveries.py), no torch.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from regctl.registry.deliveries import (
     ClaimedDelivery,
     SendResult,
     claim_delivery,
     due_deliveries,
+    due_urls,
     record_attempt,
 )
 from regctl.registry.entities import DeliveryInfo
@@ -32,10 +36,12 @@ from regctl.webhook_signature import (
     TIMESTAMP_HEADER,
     sign,
 )
+from regctl.worker.webhook_target import TargetRefused, checked_target
 
 log = logging.getLogger("regctl.webhooks")
 DELIVERY_TIMEOUT_S = 10.0
 BATCH = 100
+PARALLEL = 8  # receivers sent to at once by one sender
 USER_AGENT = "regctl-webhooks"
 
 
@@ -51,12 +57,20 @@ def headers_for(claimed: ClaimedDelivery, timestamp: int) -> dict[str, str]:
     }
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float = DELIVERY_TIMEOUT_S) -> SendResult:
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float = DELIVERY_TIMEOUT_S,
+    allowed: tuple[str, ...] = (),
+) -> SendResult:
     """POST `body` and report the status code, or why there is none; never longer than `timeout` seconds.
 
-    httpx's timeouts bound each network operation, not the whole exchange, so the request runs on
-    a helper thread that is abandoned at the deadline (it ends at its own next timeout). The
-    response body is never read: the status code is all a delivery needs.
+    The host is resolved and checked first, and the request goes to the address checked
+    (worker/webhook_target.py; `allowed` is REGCTL_WEBHOOK_ALLOW_PRIVATE). httpx's timeouts bound
+    each network operation, not the whole exchange, so the request runs on a helper thread that is
+    abandoned at the deadline (it ends at its own next timeout). The response body is never read:
+    the status code is all a delivery needs.
     """
     import httpx  # here, not at the top: ~115 ms a direct `regctl alias set` never pays without webhooks
 
@@ -66,10 +80,20 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = DELIVE
 
     def send() -> None:
         try:
+            target = checked_target(url, allowed)
+        except TargetRefused as exc:
+            outcome["error"] = f"refused: {exc}"
+            return
+        # the address checked, by name: the Host header, and TLS's server name and certificate check
+        named = {**headers, "Host": urlsplit(url).netloc.rpartition("@")[2]}
+        extensions = {"sni_hostname": target.host} if url.startswith("https:") else {}
+        try:
             # trust_env=False: no proxy variables and no .netrc credentials go to a receiver's host.
             with (
                 httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
-                client.stream("POST", url, content=body, headers=headers) as response,
+                client.stream(
+                    "POST", target.url, content=body, headers=named, extensions=extensions
+                ) as response,
             ):
                 outcome["status"] = response.status_code
                 if response.is_redirect:
@@ -100,23 +124,63 @@ def deliver(settings: Settings, delivery_id: int) -> DeliveryInfo | None:
     claimed = claim_delivery(settings, delivery_id)
     if claimed is None:
         return None
-    result = post(claimed.url, claimed.body, headers_for(claimed, int(time.time())))
+    signed = headers_for(claimed, int(time.time()))
+    result = post(claimed.url, claimed.body, signed, allowed=settings.webhook_allow_private)
     return record_attempt(settings, claimed, result)
 
 
 def send_due(settings: Settings, *, stop: Callable[[], bool] = lambda: False) -> int:
-    """Attempt every delivery due now, one after another, until none is left or `stop()`; how many."""
+    """Attempt every delivery due now until none is left or `stop()`; how many were attempted.
+
+    Receivers are served side by side, up to PARALLEL at once, each by one lane (a thread) that
+    sends its deliveries in turn: a receiver that never answers costs only its own lane its 10 s per
+    attempt. Plain threads, not an executor: a one-shot command sends from an exit hook, after
+    `concurrent.futures` has stopped taking work.
+    """
     done = 0
+    lanes: dict[str, threading.Thread] = {}
+    finished: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
     while not stop():
-        due = due_deliveries(settings, BATCH)
-        for delivery_id in due:
-            if stop():
-                break
-            if deliver(settings, delivery_id) is not None:
-                done += 1
-        if len(due) < BATCH:
+        for url in due_urls(settings, BATCH):
+            if url not in lanes and len(lanes) < PARALLEL:
+                lanes[url] = threading.Thread(
+                    target=_lane,
+                    args=(settings, url, stop, finished),
+                    name="regctl-webhook-lane",
+                    daemon=True,
+                )
+                lanes[url].start()
+        if not lanes:
             break
+        url, count = finished.get()
+        lanes.pop(url)
+        done += count
+    while lanes:  # asked to stop: each lane ends after its current attempt
+        url, count = finished.get()
+        lanes.pop(url)
+        done += count
     return done
+
+
+def _lane(
+    settings: Settings, url: str, stop: Callable[[], bool], finished: queue.SimpleQueue[tuple[str, int]]
+) -> None:
+    """Send what is due to `url`, one delivery after another, until none is left or `stop()`."""
+    done = 0
+    try:
+        while not stop():
+            due = due_deliveries(settings, BATCH, url=url)
+            for delivery_id in due:
+                if stop():
+                    break
+                if deliver(settings, delivery_id) is not None:
+                    done += 1
+            if len(due) < BATCH:
+                break
+    except Exception:  # the database went away: what is left stays due for the next sender
+        log.warning("cannot send webhook deliveries to one receiver now; they stay queued", exc_info=True)
+    finally:
+        finished.put((url, done))
 
 
 # -- in-process sending (no broker) -----------------------------------------------------------------

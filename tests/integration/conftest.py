@@ -58,6 +58,8 @@ FAST_ENV = {
     "REGCTL_JOB_TIME_LIMIT": "600",
     "REGCTL_JOB_SOFT_TIME_LIMIT": "540",
     "REGCTL_MAX_ATTEMPTS": "3",
+    # the tests' webhook receivers listen on loopback, which deliveries refuse by default
+    "REGCTL_WEBHOOK_ALLOW_PRIVATE": "127.0.0.1",
     "REGCTL_CANCEL_GRACE": "2",
 }
 # For a test's own reconciler pass once it killed a worker: that worker's heartbeat never comes again.
