@@ -101,6 +101,10 @@ def direct_env(database_url: str, root: Path) -> dict[str, str]:
         "REGCTL_DATABASE_URL": database_url,
         "REGCTL_ARTIFACT_STORE": str(root / "store"),
         "REGCTL_MAX_BUNDLE_BYTES": str(MAX_BUNDLE_BYTES),
+        # throughput sections drive hundreds of requests a second from one address and token: the
+        # rate limits are measured by the soak (service_soak.py), which sets them high instead
+        "REGCTL_RATE_LIMIT": "off",
+        "REGCTL_ADDRESS_RATE_LIMIT": "off",
         # Never the login `regctl login` may have saved for this user: it would make every command remote.
         "REGCTL_CONFIG": str(root / "no-login.json"),
     }

@@ -41,7 +41,7 @@ from regctl.server.events import JobHub
 from regctl.server.metrics import install_metrics
 from regctl.server.responses import API_PREFIX as PREFIX
 from regctl.server.throttle import Throttle, ThrottleMiddleware
-from regctl.server.verified import VerifiedBlobs
+from regctl.server.verified import SmallBlobs, VerifiedBlobs
 from regctl.worker.dispatch import serving
 from regctl.worker.supervisor.scratch import sweep_abandoned
 
@@ -112,6 +112,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
     app.state.tokens = TokenCache()
     install_metrics(app, settings, PREFIX)
     app.state.verified = VerifiedBlobs()
+    app.state.small_blobs = SmallBlobs()
     app.state.throttle = Throttle(settings)
     app.add_middleware(ThrottleMiddleware, throttle=app.state.throttle)  # outermost: before any work
     install_error_handlers(app)
