@@ -147,6 +147,30 @@ def test_too_many_inputs_or_dims_are_refused_in_one_line(tmp_path: Path, tables:
     assert expected in message and "\n" not in message
 
 
+def test_recorded_inputs_past_their_cap_or_with_a_damaged_header_are_refused(tmp_path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from regctl.registry.spec.checked import MAX_RECORDED_TENSORS
+
+    toml = (
+        'entrypoint = "model.py:build"\n'
+        + X_INPUT
+        + "\n"
+        + SEQ_DIM
+        + '\n[validation]\ninputs = "r.safetensors"\n'
+    )
+    many = {f"x.{i}": np.zeros((1, 2), dtype=np.float32) for i in range(MAX_RECORDED_TENSORS + 1)}
+    directory = make_model_dir(tmp_path, toml)
+    save_file(many, str(directory / "r.safetensors"))
+    message = spec_error(directory)
+    assert f"holds {MAX_RECORDED_TENSORS + 1} tensors, more than {MAX_RECORDED_TENSORS}" in message
+    (directory / "r.safetensors").write_bytes((2**40).to_bytes(8, "little") + b"{}")  # a header "of a TB"
+    assert "is not a readable .safetensors file" in spec_error(directory)
+    save_file({"x.0": np.zeros((1, 2), dtype=np.float32)}, str(directory / "r.safetensors"))
+    assert load_spec(directory).validation.inputs == "r.safetensors"
+
+
 # -- what a good spec parses to ----------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ MAX_DIM = 2**24
 # A spec's own size and breadth: far beyond any real model's, small enough that every check stays cheap.
 MAX_SPEC_BYTES = 256 * 1024
 MAX_INPUTS = 256
+MAX_RECORDED_TENSORS = 10_000  # tensors in a recorded-inputs file: each one joins the battery
 MAX_DIMS = 64
 MAX_ELEMENTS = 2**31
 

@@ -178,7 +178,10 @@ class ValidationTable(_Table):
     @field_validator("inputs")
     @classmethod
     def _recorded(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return paths.data_file(value, RECORDED_INPUT_SUFFIXES, _directory(info))
+        found = paths.data_file(value, RECORDED_INPUT_SUFFIXES, _directory(info))
+        if found is not None:
+            paths.recorded_inputs(found, _directory(info))
+        return found
 
 
 class SpecFile(_Table):

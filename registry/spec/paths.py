@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from regctl.registry.spec.checked import MAX_RECORDED_TENSORS
 from regctl.registry.spec.messages import fail, is_identifier
 
 _INSIDE = "a path relative to the model directory, inside it"
@@ -78,3 +79,22 @@ def entrypoint(value: str, directory: Path | None) -> str:
         raise fail("is neither a .py file nor a dotted module name", ENTRYPOINT_EXPECTED)
     find(directory, candidates, ENTRYPOINT_EXPECTED)
     return value
+
+
+def recorded_inputs(relative_path: str, directory: Path | None) -> None:
+    """Refuse a recorded-inputs file whose header is unreadable or names over MAX_RECORDED_TENSORS tensors.
+
+    Only the header is read (safetensors maps the file): a hostile file costs its header's size.
+    """
+    if directory is None:
+        return
+    from safetensors import safe_open  # the Rust reader checks the header's size and layout
+
+    expected = f"a .safetensors file of at most {MAX_RECORDED_TENSORS} tensors (one per input and sample)"
+    try:
+        with safe_open(str(directory / relative_path), framework="numpy") as recorded:
+            count = len(recorded.keys())
+    except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise fail(f"is not a readable .safetensors file ({type(exc).__name__}: {exc})", expected) from None
+    if count > MAX_RECORDED_TENSORS:
+        raise fail(f"holds {count} tensors, more than {MAX_RECORDED_TENSORS}", expected)
