@@ -64,3 +64,11 @@ def linear_model(root: Path, *, forward: str = FAST, device: str = "cpu") -> Pat
     return write_model_dir(
         root, spec=SPEC_TOML.format(device=device), files={"model.py": MODEL_PY.format(forward=forward)}
     )
+
+
+def recorded_inputs(nbytes: int = 8) -> bytes:
+    """A readable recorded-inputs .safetensors file: one float32 tensor `x.0` of about `nbytes` bytes."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    return save({"x.0": np.zeros((1, max(1, nbytes // 4)), dtype=np.float32)})

@@ -15,6 +15,7 @@ import pytest
 from regctl.registry.bundle import BundleInfo, build_bundle, extract_stream, weights_file
 from regctl.registry.errors import CorruptedArtifact, InvalidSpec
 from regctl.registry.spec import ModelSpec, load_spec
+from tests.factories import recorded_inputs
 from tests.test_spec import MODEL_PY, spec_toml
 
 CAP = 10 * 1024 * 1024
@@ -31,7 +32,7 @@ def make_model_dir(root: Path, toml: str = FULL_TOML, files: dict[str, bytes] | 
         "pkg/__init__.py": b"",
         "pkg/layers.py": b"LAYERS = 2\n",
         "w.safetensors": WEIGHTS,
-        "data/rec.safetensors": b"recorded",
+        "data/rec.safetensors": recorded_inputs(),
         "README.md": b"# readme\n",  # the model card
         # clutter
         "pkg/README.md": b"# only the top-level README is the card\n",
@@ -154,7 +155,7 @@ def test_changing_one_code_file_changes_the_digest(tmp_path: Path) -> None:
 
 
 def test_a_directory_over_the_size_cap_is_refused_and_leaves_no_file(tmp_path: Path) -> None:
-    directory = make_model_dir(tmp_path, files={"data/rec.safetensors": WEIGHTS})
+    directory = make_model_dir(tmp_path, files={"data/rec.safetensors": recorded_inputs(len(WEIGHTS))})
     message = bundle_error(directory, tmp_path / "out" / "source.tar", max_bytes=512 * 1024)
     assert f"model directory {directory} holds 1.0 MB of code and data" in message
     assert "more than the cap of 0.5 MB (REGCTL_MAX_BUNDLE_BYTES)" in message

@@ -11,6 +11,7 @@ import pytest
 
 from regctl.registry.errors import InvalidSpec
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec, ValidationSpec, load_spec, parse_spec
+from tests.factories import recorded_inputs
 
 X_INPUT = '[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [1, "seq"]'
 SEQ_DIM = "[dims]\nseq = { min = 1, max = 16 }"
@@ -176,7 +177,7 @@ def test_recorded_inputs_past_their_cap_or_with_a_damaged_header_are_refused(tmp
 
 def test_the_design_example_parses_to_the_expected_spec(tmp_path: Path) -> None:
     directory = make_model_dir(
-        tmp_path, DESIGN_EXAMPLE, {"weights.safetensors": b"w", "samples.safetensors": b"s"}
+        tmp_path, DESIGN_EXAMPLE, {"weights.safetensors": b"w", "samples.safetensors": recorded_inputs()}
     )
     assert load_spec(directory) == ModelSpec(
         entrypoint="model.py:build",
@@ -278,7 +279,7 @@ def test_a_symlink_that_stays_inside_the_directory_is_accepted(tmp_path: Path) -
 
 def test_to_dict_survives_json_and_from_dict_gives_an_equal_spec(tmp_path: Path) -> None:
     directory = make_model_dir(
-        tmp_path, DESIGN_EXAMPLE, {"weights.safetensors": b"w", "samples.safetensors": b"s"}
+        tmp_path, DESIGN_EXAMPLE, {"weights.safetensors": b"w", "samples.safetensors": recorded_inputs()}
     )
     spec = load_spec(directory)
     assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
