@@ -130,6 +130,39 @@ def sqlite_settings(tmp_path: Path) -> Settings:
     return Settings.from_env({}, home=home)
 
 
+@pytest.fixture
+def server_tmp(tmp_path: Path) -> Path:
+    """The TMPDIR of the servers `serve` starts: what they leave behind shows there."""
+    path = tmp_path / "server-tmp"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def serve(sqlite_settings: Settings, tmp_path: Path, server_tmp: Path) -> Iterator[Callable[..., object]]:
+    """Start a real `regctl serve` on `sqlite_settings`: `serve(REGCTL_X="1", port=None)`; all stopped after.
+
+    Its environment is PATH, TMPDIR (`server_tmp`), the settings and the variables given, nothing else.
+    """
+    from tests.api_server import ApiServer
+
+    started: list[ApiServer] = []
+
+    def start(port: int | None = None, **variables: str) -> ApiServer:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "TMPDIR": str(server_tmp),
+            **sqlite_settings.to_env(),
+            **variables,
+        }
+        started.append(ApiServer.start({k: v for k, v in env.items() if v != ""}, tmp_path, port=port))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 MODEL_PY = """
 import torch
 

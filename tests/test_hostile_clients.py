@@ -7,9 +7,7 @@ and the remote client waits out a Retry-After instead of failing.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,34 +24,14 @@ DEADLINE_S = 60.0  # polling deadlines: far beyond the 1 s timeouts under test, 
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({}, home=tmp_path / "home")
+def settings(sqlite_settings: Settings) -> Settings:
+    return sqlite_settings
 
 
 @pytest.fixture
-def server_tmp(tmp_path: Path) -> Path:
-    path = tmp_path / "server-tmp"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def start(settings: Settings, tmp_path: Path, server_tmp: Path) -> Iterator:  # type: ignore[type-arg]
-    started: list[ApiServer] = []
-
-    def start(**limits: str) -> ApiServer:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "TMPDIR": str(server_tmp),
-            **settings.to_env(),
-            **{f"REGCTL_{key.upper()}": value for key, value in limits.items()},
-        }
-        started.append(ApiServer.start({k: v for k, v in env.items() if v != ""}, tmp_path))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
+def start(serve):  # type: ignore[no-untyped-def]
+    """`start(header_timeout_s="1")`: a server with REGCTL_HEADER_TIMEOUT_S=1, and so on."""
+    return lambda **limits: serve(**{f"REGCTL_{key.upper()}": value for key, value in limits.items()})
 
 
 def _connect(server: ApiServer) -> socket.socket:

@@ -5,8 +5,6 @@ Through the CLI on SQLite and PostgreSQL, and through a real `regctl serve` for 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -61,11 +59,8 @@ def test_an_alias_is_one_alias_whatever_its_case(sqlite_settings: Settings, tmp_
 
 
 @pytest.fixture
-def server(sqlite_settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **sqlite_settings.to_env()}
-    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, tmp_path)
-    yield server
-    server.stop()
+def server(serve) -> ApiServer:  # type: ignore[no-untyped-def]
+    return serve()
 
 
 def test_a_protected_alias_is_protected_in_every_case(

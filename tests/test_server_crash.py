@@ -8,12 +8,12 @@ and its bytes match the sha256 the registry holds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,30 +30,19 @@ WEIGHTS_SPEC = 'weights = "w.safetensors"\n[[inputs]]\nname = "x"\ndtype = "floa
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
+def work(server_tmp: Path) -> Path:
+    return server_tmp
 
 
 @pytest.fixture
-def settings(tmp_path: Path, work: Path) -> Settings:
-    return Settings.from_env({"REGCTL_WORK_DIR": str(work)}, home=tmp_path / "home")
+def settings(sqlite_settings: Settings, work: Path) -> Settings:
+    """The registry as the server and `regctl doctor` on its host see it: the work dir included."""
+    return dataclasses.replace(sqlite_settings, work_dir=str(work))
 
 
 @pytest.fixture
-def servers(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    started: list[ApiServer] = []
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
-    env = {k: v for k, v in env.items() if v != ""}
-
-    def start(port: int | None = None) -> ApiServer:
-        started.append(ApiServer.start(env, tmp_path, port=port))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
+def servers(serve, work: Path):  # type: ignore[no-untyped-def]
+    return lambda port=None: serve(port=port, REGCTL_WORK_DIR=str(work))
 
 
 def _kill(server: ApiServer) -> int:

@@ -5,8 +5,6 @@ another model's job ids, the session forms from another site, the audit trail's 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,21 +17,13 @@ from tests.factories import linear_model
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({}, home=tmp_path / "home")
+def direct(sqlite_settings: Settings) -> LocalClient:
+    return LocalClient(sqlite_settings)
 
 
 @pytest.fixture
-def direct(settings: Settings) -> LocalClient:
-    return LocalClient(settings)
-
-
-@pytest.fixture
-def server(settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
-    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, tmp_path)
-    yield server
-    server.stop()
+def server(serve) -> ApiServer:  # type: ignore[no-untyped-def]
+    return serve()
 
 
 def _client(server: ApiServer, secret: str | None = None) -> httpx.Client:

@@ -6,7 +6,6 @@ Nothing in the server's temp space (TMPDIR is the test's own folder), no model r
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -22,29 +21,16 @@ from tests.api_server import ApiServer
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({}, home=tmp_path / "home")
+def settings(sqlite_settings: Settings) -> Settings:
+    return sqlite_settings
 
 
 @pytest.fixture
-def server_tmp(tmp_path: Path) -> Path:
-    path = tmp_path / "server-tmp"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def server(settings: Settings, tmp_path: Path, server_tmp: Path) -> Iterator[ApiServer]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "TMPDIR": str(server_tmp),
-        **settings.to_env(),
-        "REGCTL_MAX_BUNDLE_BYTES": str(16 * 1024 * 1024),
-        "REGCTL_MAX_WEIGHTS_BYTES": str(4 * 1024**3),  # room for the sparse gigabyte to fit the caps
-    }
-    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, tmp_path)
-    yield server
-    server.stop()
+def server(serve) -> ApiServer:  # type: ignore[no-untyped-def]
+    return serve(
+        REGCTL_MAX_BUNDLE_BYTES=str(16 * 1024 * 1024),
+        REGCTL_MAX_WEIGHTS_BYTES=str(4 * 1024**3),  # room for the sparse gigabyte to fit the caps
+    )
 
 
 @pytest.fixture
