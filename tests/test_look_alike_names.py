@@ -5,6 +5,7 @@ Through the CLI on SQLite and PostgreSQL, and through a real `regctl serve` for 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import httpx
@@ -75,3 +76,18 @@ def test_a_protected_alias_is_protected_in_every_case(
             assert refused.status_code == 403, refused.text
             assert "protected-alias" in refused.json()["error"]["message"]
     assert local.model("linear").aliases == {}
+
+
+def test_a_look_alike_is_refused_through_the_server_too(
+    server: ApiServer, sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    from regctl.registry.errors import AlreadyExists
+    from regctl.remote import Client
+
+    local = LocalClient(sqlite_settings)
+    local.register("linear", linear_model(tmp_path / "m"), convert=False)
+    writer = local.create_token("ci", "writer").secret
+    with contextlib.closing(Client(server.url, writer)) as client, pytest.raises(AlreadyExists) as refused:
+        client.register("LINEAR", linear_model(tmp_path / "other"), convert=False)
+    assert "reads like the existing model 'linear'" in str(refused.value) and refused.value.exit_code == 2
+    assert [m.name for m in local.models()] == ["linear"]

@@ -90,3 +90,25 @@ def _assert_nothing_left(settings: Settings, server_tmp: Path) -> None:
     assert list(server_tmp.iterdir()) == []
     store = settings.home / "artifacts"
     assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))
+
+
+def test_a_spec_past_its_cap_in_an_upload_is_refused_before_it_is_parsed(
+    api: httpx.Client, settings: Settings, server_tmp: Path
+) -> None:
+    from regctl.registry.spec.checked import MAX_SPEC_BYTES
+
+    buffer = io.BytesIO()
+    spec = (
+        b'entrypoint = "model.py:build"\n'
+        + b'[[inputs]]\nname = "x"\ndtype = "float32"\nshape = [2]\n' * 90_000
+    )
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (("regctl.toml", spec), ("model.py", b"def build():\n    return None\n")):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    refused = api.post("/models/net/versions", content=buffer.getvalue())
+    assert refused.status_code == 400, refused.text
+    message = refused.json()["error"]["message"]
+    assert message.startswith(f"regctl.toml: larger than {MAX_SPEC_BYTES} bytes")  # named within the upload
+    _assert_nothing_left(settings, server_tmp)
