@@ -18,6 +18,9 @@ exits 1 when a target is missed.
   load                200 keep-alive clients for 30 s cycling through a version, the model list, the job
                       list and an artifact request answered 304 (If-None-Match); the database's PostgreSQL
                       connections sampled every second. Target: no 5xx and no transport error.
+  soak                benchmarks/service_soak.py (its docstring): 16 clients of mixed work for 5 minutes on
+                      embedded and on PostgreSQL + S3 (moto), its own servers with the rate limits on; no
+                      errors, RSS growth < 100 MB, p99s, small S3 downloads >= 0.5x plain boto3's rate.
 
 The server's log is scanned for errors and tracebacks afterwards (`server_log`).
 Needs PostgreSQL at REGCTL_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test).
@@ -43,6 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.service_load import Call, LoadResult, closed_loop
+from benchmarks.service_soak import run_backend
 from benchmarks.service_support import (
     REGCTL,
     REPO,
@@ -79,6 +83,7 @@ FULL = {
     "download_rounds": 3,
     "cli_runs": 10,
     "load_seconds": 30.0,
+    "soak_seconds": 300.0,
 }
 QUICK = {
     "http_seconds": 2.0,
@@ -88,10 +93,11 @@ QUICK = {
     "download_rounds": 1,
     "cli_runs": 3,
     "load_seconds": 5.0,
+    "soak_seconds": 20.0,
 }
 
 
-SECTIONS = ("versions_show_http", "download", "remote_cli", "load")
+SECTIONS = ("versions_show_http", "download", "remote_cli", "load", "soak")
 
 
 def parse_args() -> argparse.Namespace:
@@ -110,6 +116,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cli-runs", type=int)
     parser.add_argument("--load-seconds", type=float)
     parser.add_argument("--load-clients", type=int, default=200)
+    parser.add_argument("--soak-seconds", type=float, help="the soak's length per backend (service_soak.py)")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -390,6 +397,16 @@ def run_sections(args: argparse.Namespace, database_url: str, tmp: Path) -> dict
     return sections
 
 
+def soak_backends(args: argparse.Namespace) -> dict[str, Any]:
+    """The soak on both backends (service_soak.py), its servers its own; meets_target when all did."""
+    soak_args = argparse.Namespace(
+        seconds=args.soak_seconds, clients=16, rate_seconds=min(20.0, args.soak_seconds), large_mb=16
+    )
+    found = {name: run_backend(name, soak_args) for name in ("embedded", "postgres-s3")}
+    parts = [*found.values(), found["postgres-s3"]["s3_small_downloads"]]
+    return {**found, "meets_target": all(part.get("meets_target") for part in parts)}
+
+
 def main() -> None:
     """Measure, print the JSON report, exit 1 when a target is missed."""
     args = parse_args()
@@ -407,6 +424,8 @@ def main() -> None:
         scratch_database() as url,
     ):
         report.update(run_sections(args, url, Path(tmp)))
+    if "soak" in args.only:
+        report["soak"] = soak_backends(args)
     report["machine"]["loadavg_end"] = os.getloadavg()
     missed = [
         name
