@@ -63,3 +63,42 @@ def test_a_presigned_fetch_comes_from_the_store_and_is_verified(
         assert '"ref": "net:1"' in fetched.stdout
     finally:
         server.stop()
+
+
+def test_hostile_uploads_to_an_s3_backed_server_leave_no_object_and_no_multipart_upload(
+    s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    import io
+    import tarfile
+
+    import boto3
+
+    bucket = new_bucket(s3_env)
+    settings = Settings.from_env({}, home=tmp_path / "home", artifact_store=f"s3://{bucket}/artifacts")
+    token = LocalClient(settings).create_token("ci", "writer").secret
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **s3_env, **settings.to_env()}
+    server = ApiServer.start({k: v for k, v in env.items() if v}, tmp_path)
+    many = io.BytesIO()
+    with tarfile.open(fileobj=many, mode="w") as tar:
+        for i in range(10_100):
+            tar.addfile(tarfile.TarInfo(f"f{i}.py"), io.BytesIO(b""))
+    linked = io.BytesIO()
+    with tarfile.open(fileobj=linked, mode="w") as tar:
+        link = tarfile.TarInfo("model.py")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-tar"}
+        with httpx.Client(base_url=f"{server.url}/api/v1", headers=headers, timeout=60) as api:
+            for body, says in (
+                (many.getvalue(), "more than 10000 members"),
+                (linked.getvalue(), "not a regular"),
+            ):
+                refused = api.post("/models/net/versions", content=body)
+                assert refused.status_code == 400 and says in refused.json()["error"]["message"]
+    finally:
+        server.stop()
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert LocalClient(settings).models() == []
