@@ -57,14 +57,21 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def error_headers(exc: RegctlError) -> dict[str, str] | None:
+    """The headers an error's answer carries: how to authenticate (401), when to come back (429)."""
+    if exc.http_status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, TooManyRequests) and exc.retry_after is not None:
+        return {"Retry-After": str(exc.retry_after)}
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map regctl errors, schema errors, unknown routes and crashes to JSON error bodies."""
 
     @app.exception_handler(RegctlError)
     async def _regctl(request: Request, exc: RegctlError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        if isinstance(exc, TooManyRequests) and exc.retry_after is not None:
-            headers = {"Retry-After": str(exc.retry_after)}
+        headers = error_headers(exc)
         if exc.http_status >= 500:
             log.error("%s: %s", type(exc).__name__, exc)
         # The server's log keeps the paths; a client reads the settings' names instead (a damaged blob).

@@ -26,7 +26,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from regctl.registry.errors.services import RateLimited, UploadsBusy
 from regctl.registry.settings import Settings
-from regctl.server.errors import error_response
+from regctl.server.errors import error_headers, error_response
 from regctl.server.page_auth import COOKIE
 
 UPLOAD_RETRY_S = 5  # what a client refused an upload slot is told to wait
@@ -87,8 +87,7 @@ class ThrottleMiddleware:
         if refused is None:
             await self.app(scope, receive, send)
             return
-        headers = {"Retry-After": str(refused.retry_after)}
-        response = error_response(refused.http_status, refused.code, str(refused), headers)
+        response = error_response(refused.http_status, refused.code, str(refused), error_headers(refused))
         await response(scope, receive, send)
 
 

@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from regctl.registry.deliveries import (
     ClaimedDelivery,
@@ -85,8 +84,8 @@ def post(
             outcome["error"] = f"refused: {exc}"
             return
         # the address checked, by name: the Host header, and TLS's server name and certificate check
-        named = {**headers, "Host": urlsplit(url).netloc.rpartition("@")[2]}
-        extensions = {"sni_hostname": target.host} if url.startswith("https:") else {}
+        named = {**headers, "Host": target.authority}
+        extensions = {"sni_hostname": target.host} if target.url.startswith("https:") else {}
         try:
             # trust_env=False: no proxy variables and no .netrc credentials go to a receiver's host.
             with (
@@ -140,8 +139,9 @@ def send_due(settings: Settings, *, stop: Callable[[], bool] = lambda: False) ->
     done = 0
     lanes: dict[str, threading.Thread] = {}
     finished: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
-    while not stop():
-        for url in due_urls(settings, BATCH):
+    while True:
+        # once asked to stop, no lane starts and each running one ends after its current attempt
+        for url in due_urls(settings, BATCH) if not stop() else ():
             if url not in lanes and len(lanes) < PARALLEL:
                 lanes[url] = threading.Thread(
                     target=_lane,
@@ -151,15 +151,10 @@ def send_due(settings: Settings, *, stop: Callable[[], bool] = lambda: False) ->
                 )
                 lanes[url].start()
         if not lanes:
-            break
+            return done
         url, count = finished.get()
         lanes.pop(url)
         done += count
-    while lanes:  # asked to stop: each lane ends after its current attempt
-        url, count = finished.get()
-        lanes.pop(url)
-        done += count
-    return done
 
 
 def _lane(

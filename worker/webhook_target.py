@@ -25,10 +25,11 @@ class TargetRefused(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """A checked receiver: the URL to connect to (its address), and the name its Host header and TLS use."""
+    """A checked receiver: the URL to connect to (its address), and the name TLS and the Host header use."""
 
     url: str
-    host: str
+    host: str  # the name, for TLS's server name and certificate check
+    authority: str  # the name and any port as the URL gave them: the Host header
 
 
 def checked_target(url: str, allowed: tuple[str, ...]) -> Target:
@@ -52,7 +53,8 @@ def checked_target(url: str, allowed: tuple[str, ...]) -> Target:
             )
     pinned = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
     netloc = f"{pinned}:{parts.port}" if parts.port else pinned
-    return Target(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), host)
+    authority = parts.netloc.rpartition("@")[2]
+    return Target(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), host, authority)
 
 
 def private_kind(address: Address) -> str | None:

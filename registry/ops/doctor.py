@@ -32,6 +32,7 @@ from regctl.registry.ops.owned import UPLOAD_PREFIX, abandoned_folders
 from regctl.registry.schema import HEAD_REVISION, Artifact, Model, ModelVersion
 from regctl.registry.settings import Settings
 from regctl.registry.store import ArtifactStore, StoredFile, open_store
+from regctl.registry.store.blobs import IncompleteUpload
 
 GRACE_S = 3600.0  # a registration uploads its blobs before it writes its rows
 SHOWN_INTEGRITY_LINES = 10
@@ -135,8 +136,13 @@ def undeletable_scratch(work_dir: str | None) -> list[Problem]:
     return problems
 
 
+def stale_uploads(store: ArtifactStore, grace_s: float) -> list[IncompleteUpload]:
+    """Multipart uploads a killed writer never completed, older than `grace_s`: gc aborts them."""
+    return [upload for upload in store.incomplete_uploads() if time.time() - upload.started > grace_s]
+
+
 def incomplete_uploads(store: ArtifactStore, grace_s: float) -> list[Problem]:
-    """The store's multipart uploads a killed writer never completed, past the grace period."""
+    """The stale multipart uploads as problems, each with what gc will do about it."""
     return [
         Problem(
             "incomplete_upload",
@@ -144,8 +150,7 @@ def incomplete_uploads(store: ArtifactStore, grace_s: float) -> list[Problem]:
             f"{upload.key} is a multipart upload started {time.time() - upload.started:.0f}s ago and never "
             f"completed (upload id {upload.upload_id}); 'regctl gc' aborts it and frees its parts",
         )
-        for upload in store.incomplete_uploads()
-        if time.time() - upload.started > grace_s
+        for upload in stale_uploads(store, grace_s)
     ]
 
 

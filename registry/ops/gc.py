@@ -10,14 +10,13 @@ its commit, that its blobs are still there, and stores them again if not. What g
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 from regctl.registry import audit
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.lookup import local_caller
-from regctl.registry.ops.doctor import GRACE_S, referenced_blobs, unreferenced
+from regctl.registry.ops.doctor import GRACE_S, referenced_blobs, stale_uploads, unreferenced
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 
@@ -50,10 +49,11 @@ def collect_garbage(
     referenced = referenced_blobs(settings)
     result = Collection(dry_run)
     doomed, result.kept_recent = unreferenced(store.listing(), referenced, grace_s)
-    stale = [u for u in store.incomplete_uploads() if time.time() - u.started > grace_s]
+    stale = stale_uploads(store, grace_s)
     result.aborted_uploads = [f"{u.key} ({u.upload_id})" for u in stale]
-    for upload in stale if not dry_run else ():
-        store.abort_upload(upload)
+    if not dry_run:
+        for upload in stale:
+            store.abort_upload(upload)
     if dry_run:
         result.deleted = [f.sha256 or f.path for f in doomed]
         result.bytes = sum(f.size for f in doomed)

@@ -42,6 +42,7 @@ from regctl.registry.store.blobs import (
     StoredFile,
     check_sha,
     facts,
+    file_identity,
     is_sha,
     remove_quietly,
 )
@@ -193,11 +194,11 @@ class ArtifactStore(ABC):
 
     def _put_new_file(self, path: Path) -> BlobRef:
         with open(path, "rb") as f:
-            before = _identity(os.fstat(f.fileno()))
+            before = file_identity(os.fstat(f.fileno()))
             tmp, sha, size = self._spool(read_chunks(f))
-            after = _identity(os.fstat(f.fileno()))
+            after = file_identity(os.fstat(f.fileno()))
         try:
-            replaced = _identity(os.stat(path)) != after
+            replaced = file_identity(os.stat(path)) != after
         except OSError:
             replaced = True
         if before != after or replaced or size != before[2]:
@@ -393,8 +394,3 @@ class ArtifactStore(ABC):
         head, _, tail = path.rpartition("/")
         candidate = head.rpartition("/")[2] + tail
         return candidate if is_sha(candidate) else None
-
-
-def _identity(st: os.stat_result) -> tuple[int, ...]:
-    """What changes when a file is replaced or written: (device, inode, size, mtime, ctime)."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -57,6 +57,14 @@ def remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
+def file_identity(st: os.stat_result) -> tuple[int, ...]:
+    """What changes whenever a file is replaced or written: (device, inode, size, mtime, ctime).
+
+    A chmod or a write changes ctime.
+    """
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def facts(info: dict) -> tuple[int, float]:
     """(size, mtime) from an fsspec info dict, local (`mtime`) or S3 (`LastModified`)."""
     modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from regctl.registry.chunks import CHUNK_SIZE
 from regctl.registry.errors.files import CannotStore, ChangedWhileStored, NotOwnFile
 from regctl.registry.store.base import ArtifactStore
-from regctl.registry.store.blobs import BlobRef, check_sha, remove_quietly
+from regctl.registry.store.blobs import BlobRef, check_sha, file_identity, remove_quietly
 
 # link() fails with these where a copy still works: another file system, links not supported or not allowed.
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
@@ -150,15 +150,11 @@ class LocalStore(ArtifactStore):
         os.replace(trash, path)  # a registration may have stored the same bytes again meanwhile
 
     def identity(self, sha256: str) -> tuple[int, ...] | None:
-        """What changes whenever the blob's file is replaced or rewritten; None when it is absent.
-
-        (device, inode, size, mtime, ctime): a chmod or write to the file changes ctime.
-        """
+        """What changes when the blob's file is replaced or rewritten (`file_identity`); None if absent."""
         try:
-            st = os.stat(self._key(check_sha(sha256)))
+            return file_identity(os.stat(self._key(check_sha(sha256))))
         except FileNotFoundError:
             return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def _refresh(self, sha256: str) -> None:
         """Make a reused blob as young as its newest use, so `regctl gc`'s grace period covers it."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from regctl.registry.ops.doctor import UNDELETABLE_PREFIX
-from regctl.registry.ops.owned import JOB_PREFIX, LOCK_NAME, UNLOCKED_GRACE_S, abandoned, abandoned_folders
+from regctl.registry.ops.owned import JOB_PREFIX, LOCK_NAME, UNLOCKED_GRACE_S, abandoned_folders
 
 __all__ = [
     "LOCK_NAME",
@@ -79,11 +79,9 @@ def locked_folder(prefix: str, root: str | None = None) -> Iterator[Path]:
 
 def sweep_abandoned(root: str | None = None, prefix: str = PREFIX) -> list[Path]:
     """Remove the folders `prefix*` (jobs' scratch by default) no live process owns; return them."""
-    removed = []
-    for path in abandoned_folders(root, prefix):
-        if abandoned(path):  # checked again: its owner may have been removing it meanwhile
-            discard(path)
-            removed.append(path)
+    removed = abandoned_folders(root, prefix)
+    for path in removed:
+        discard(path)
     return removed
 
 
