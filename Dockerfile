@@ -2,7 +2,7 @@
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY registry registry
 COPY worker worker
 COPY cli cli
@@ -12,7 +12,9 @@ COPY server server
 COPY migrations migrations
 # A CPU wheel by default; build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 for GPU workers.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "torch==2.13.0" ".[s3]" && useradd -m regctl
+# The executorch and onnx extras let the workers build and prove those formats (constraints.txt pins them).
+RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" -c constraints.txt "torch==2.13.0" \
+    ".[s3,executorch,onnx]" && useradd -m regctl
 # Build the LibTorch runner once, where every user can run it and none but root can change it, so no
 # worker compiles it on its first job and no sandboxed model can replace it.
 ENV REGCTL_LIBTORCH_CACHE=/opt/regctl/libtorch-runner

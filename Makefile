@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) torch -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) torch -e ".[dev,executorch,onnx]"
 	touch $@
 
 demo: install

@@ -19,7 +19,7 @@ from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size
 from regctl.worker.dispatch import warmed
 
-FORMATS = {"torchscript": "torchscript", "exported": "exported", "aoti": "aoti"}
+FORMATS = {f: f for f in ("torchscript", "exported", "aoti", "executorch", "onnx")}
 
 
 @cli.group()
@@ -57,7 +57,8 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     "formats",
     metavar="FORMATS",
     help="What to produce besides TorchScript, overriding the spec's `formats`: exported (the "
-    "torch.export .pt2), aoti (an AOTInductor package, proved in Python and C++), or both: exported,aoti.",
+    "torch.export .pt2), aoti (an AOTInductor package, proved in Python and C++), executorch (a .pte "
+    "proved in executorch.runtime), onnx (proved in onnxruntime), or several: onnx,executorch.",
 )
 @click.option("--no-convert", is_flag=True, help="Only record the version; start no conversion.")
 @click.option(
@@ -176,14 +177,25 @@ def _unchanged_hint(info) -> str:  # type: ignore[no-untyped-def]
     type=click.Choice(list(FORMATS)),
     default="torchscript",
     show_default=True,
-    help="torchscript (.pt for torch.jit.load / LibTorch), exported (torch.export .pt2; registered with "
-    "--format exported) or aoti (an AOTInductor package .pt2, for AOTIModelPackageLoader; registered "
-    "with --format aoti).",
+    help="torchscript (.pt for torch.jit.load / LibTorch), exported (torch.export .pt2), aoti (an "
+    "AOTInductor package .pt2, for AOTIModelPackageLoader), executorch (a .pte for ExecuTorch's Module) "
+    "or onnx (for onnxruntime); each but torchscript exists when the version was registered with it in "
+    "--format.",
 )
 @click.option(
     "--kind",
     type=click.Choice(
-        ["source", "weights", "torchscript", "exported", "conversion-report", "validation-report", "aoti"]
+        [
+            "source",
+            "weights",
+            "torchscript",
+            "exported",
+            "conversion-report",
+            "validation-report",
+            "aoti",
+            "executorch",
+            "onnx",
+        ]
     ),
     help="Fetch any stored artifact kind (overrides --format).",
 )

@@ -11,10 +11,20 @@ from regctl.registry.errors import InvalidInput
 from regctl.registry.errors.inputs import BadFormats
 
 # What a conversion produces: TorchScript always (it decides whether the version is ready), and on
-# request the torch.export program (`exported`, a .pt2) and an AOTInductor package compiled from that
-# program (worker/judge/aoti.py). A format nobody asked for costs nothing: no export, no judging.
-FORMATS = ("torchscript", "exported", "aoti")
-PROGRAM_FORMATS = ("exported", "aoti")  # the formats that need the exported program
+# request the torch.export program (`exported`, a .pt2) and the formats built from that program, each
+# in a sandboxed stage of its own and proved in the runtime that deploys it: an AOTInductor package
+# (worker/judge/aoti.py), an ExecuTorch program and an ONNX model (worker/judge/format_role.py).
+# A format nobody asked for costs nothing: no export, no judging.
+FORMATS = ("torchscript", "exported", "aoti", "executorch", "onnx")
+PROGRAM_FORMATS = ("exported", "aoti", "executorch", "onnx")  # the formats that need the exported program
+BUILT_FORMATS = ("aoti", "executorch", "onnx")  # built from the proved program by a stage of their own
+
+# The optional installs a format needs beyond torch: the modules its stage imports, and the extra
+# that brings them. A worker without them records why the format was not built and stays ready.
+EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
+    "executorch": (("executorch",), "regctl[executorch]"),
+    "onnx": (("onnxruntime", "onnxscript", "onnx"), "regctl[onnx]"),
+}
 
 
 def check_formats(formats: tuple[str, ...], error: Callable[[str], Exception]) -> tuple[str, ...]:

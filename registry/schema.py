@@ -29,12 +29,12 @@ from regctl.registry.states import JOB_KINDS, JOB_STATES, VERSION_STATUSES
 # A convert job stores the conversion report, a validate job the validation report; archives and
 # databases from before the split call both `report` (registry/ops/importer.py and 0007 map them).
 REPORT_KINDS = ("conversion-report", "validation-report")
-ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", *REPORT_KINDS, "aoti")
+ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", *REPORT_KINDS, "aoti", "executorch", "onnx")
 ROLES = tuple(ROLE_RANK)
 DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0009_name_keys"
+HEAD_REVISION = "0010_formats"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

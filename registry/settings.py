@@ -46,7 +46,7 @@ class Settings:
     sandbox_memory_mb: int = 0  # per sandboxed process; 0: three quarters of the machine's memory
     sandbox_file_mb: int = 16 * 1024  # the largest file a sandboxed process may write
     sandbox_processes: int = 512  # processes and threads of the sandbox's uid
-    sandbox_uid: int = 64000  # start of the 1000 unprivileged uids leased to jobs in blocks of 4 (as root)
+    sandbox_uid: int = 64000  # start of the 1000 unprivileged uids leased to jobs in blocks of 6 (as root)
     protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles

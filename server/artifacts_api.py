@@ -22,7 +22,15 @@ from regctl.service import artifacts
 
 router = APIRouter(tags=["artifacts"])
 Kind = Literal[
-    "torchscript", "exported", "source", "weights", "conversion-report", "validation-report", "aoti"
+    "torchscript",
+    "exported",
+    "source",
+    "weights",
+    "conversion-report",
+    "validation-report",
+    "aoti",
+    "executorch",
+    "onnx",
 ]
 SUFFIX = {
     "torchscript": ".pt",
@@ -32,6 +40,8 @@ SUFFIX = {
     "conversion-report": ".conversion-report.json",
     "validation-report": ".validation-report.json",
     "aoti": ".aoti.pt2",  # AOTIModelPackageLoader wants the .pt2 suffix
+    "executorch": ".pte",
+    "onnx": ".onnx",
 }
 # Big enough that per-chunk overhead vanishes, small enough that a slow client holds little memory.
 STREAM_CHUNK = 4 << 20

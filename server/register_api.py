@@ -72,8 +72,12 @@ async def register(
     git_commit: Annotated[str | None, Query(max_length=64, description="read by the client")] = None,
     git_dirty: bool | None = None,
     formats: Annotated[
-        list[Literal["torchscript", "aoti"]] | None,
-        Query(alias="format", max_length=2, description="What to produce besides TorchScript: aoti"),
+        list[Literal["torchscript", "exported", "aoti", "executorch", "onnx"]] | None,
+        Query(
+            alias="format",
+            max_length=5,
+            description="What to produce besides TorchScript: exported, aoti, executorch, onnx",
+        ),
     ] = None,
 ) -> RegisteredVersion:
     """Register the uploaded bundle as NAME's next version; conversion starts unless convert=false.

@@ -367,12 +367,11 @@ def test_two_leases_never_share_a_uid_within_one_process_or_across_processes(tmp
     try:
         other = json.loads(os.read(ready_r, 4096))
         ours = [uid for lease in held for uid in lease.uids]
-        assert len(set(ours)) == len(ours) == 12
+        roles = ("builder", "reference", "judge", "aoti", "executorch", "onnx")
+        assert len(set(ours)) == len(ours) == 3 * len(roles)
         assert not set(ours) & set(other)
-        assert held[0].by_role == dict(
-            zip(("builder", "reference", "judge", "aoti"), held[0].uids, strict=True)
-        )
-        assert all(64000 <= uid < 64000 + 8 * 4 for uid in ours + other)
+        assert held[0].by_role == dict(zip(roles, held[0].uids, strict=True))
+        assert all(64000 <= uid < 64000 + 8 * len(roles) for uid in ours + other)
     finally:
         os.write(done_w, b"x")
         os.waitpid(child, 0)

@@ -25,6 +25,23 @@ ROLE_LOG = "role.log"
 PACKAGE_FILE = "model.aoti.pt2"  # what the aoti role compiles into its output directory
 AOTI_RESULT_FILE = "aoti.json"  # and its verdict beside it
 
+# What each format stage (aoti, executorch, onnx) leaves in its output directory: the built file,
+# and its verdict in `<format>.json`.
+FORMAT_FILES = {"aoti": PACKAGE_FILE, "executorch": "model.pte", "onnx": "model.onnx"}
+# The runtime that proves each format, as the report names it.
+FORMAT_RUNTIMES = {
+    "aoti": "torch._inductor (Python) and AOTIModelPackageLoader (C++)",
+    "executorch": "executorch.runtime (XNNPACK, portable kernels for the rest)",
+    "onnx": "onnxruntime.InferenceSession (CPUExecutionProvider)",
+}
+FORMAT_NAMES = {"aoti": "AOTInductor package", "executorch": "ExecuTorch program", "onnx": "ONNX model"}
+
+
+def format_result_file(fmt: str) -> str:
+    """The name of a format stage's verdict file."""
+    return f"{fmt}.json"
+
+
 # The candidates `--method auto` tries, preferred first.
 PREFERENCE = ("script", "trace")
 # In a job's first round a candidate after the preferred one is saved and judged (on the deciding
@@ -58,6 +75,37 @@ def empty_section(skipped: str | None = "not attempted") -> dict[str, Any]:
     }
 
 
+def empty_format_section(fmt: str, requested: bool, error: str | None = None) -> dict[str, Any]:
+    """A format's report section before (or without) its build: `aoti`'s has the LibTorch stage too.
+
+    requested, ok, error, failed_input, detail, notes, build_s (compile_s for aoti), battery_s,
+    max_abs_error, max_rel_error, cases (per input, as for candidates), runtime (what proved it),
+    latency_ms (median, on the input eager and TorchScript were timed on), size_bytes, sha256, file
+    and warnings (what the builder warned, de-duplicated).
+    """
+    if fmt == "aoti":
+        return empty_aoti_section(requested, error)
+    return {
+        "requested": requested,
+        "ok": False,
+        "error": error if requested else None,
+        "failed_input": None,
+        "detail": None,
+        "notes": [],
+        "build_s": None,
+        "battery_s": None,
+        "max_abs_error": None,
+        "max_rel_error": None,
+        "cases": [],
+        "runtime": FORMAT_RUNTIMES[fmt],
+        "latency_ms": None,
+        "size_bytes": None,
+        "sha256": None,
+        "file": None,
+        "warnings": [],
+    }
+
+
 def empty_aoti_section(requested: bool, error: str | None = None) -> dict[str, Any]:
     """The `aoti` report section before (or without) a compile: not requested, or why it did not run."""
     return {
@@ -73,7 +121,9 @@ def empty_aoti_section(requested: bool, error: str | None = None) -> dict[str, A
         "max_rel_error": None,
         "cases": [],
         "libtorch": empty_section(),
+        "runtime": FORMAT_RUNTIMES["aoti"],
         "latency_ms": None,
+        "size_bytes": None,
         "sha256": None,
         "file": None,
         "warnings": [],

@@ -204,11 +204,11 @@ class SpecFile(_Table):
     )
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="The queue the job goes to")
     optimize: bool = Field(default=True, description="Freeze and optimize_for_inference after conversion")
-    formats: list[Literal["torchscript", "exported", "aoti"]] | None = Field(
+    formats: list[Literal["torchscript", "exported", "aoti", "executorch", "onnx"]] | None = Field(
         default=None,
         min_length=1,
-        description='What a conversion produces: always "torchscript"; "exported" (a torch.export .pt2) '
-        'and "aoti" only on request',
+        description='What a conversion produces: always "torchscript"; "exported" (a torch.export .pt2), '
+        '"aoti" (an AOTInductor package), "executorch" (a .pte) and "onnx" only on request',
     )
     inputs: list[InputTable] = Field(
         min_length=1, max_length=MAX_INPUTS, description="One table per positional input of forward()"

@@ -36,7 +36,7 @@ EXPECTED = {
     "entrypoint": "a string",
     "weights": "a string",
     "optimize": "true or false",
-    "formats": 'a list of formats with "torchscript", e.g. ["torchscript", "exported", "aoti"]',
+    "formats": 'a list of formats with "torchscript", e.g. ["torchscript", "onnx", "executorch"]',
     "dims": "a [dims] table like seq = { min = 1, max = 128 }",
     "dims.*": "a table like { min = 1, max = 128 } with optional opt and batch",
     "dims.*.min": _DIM_SIZE,

@@ -43,8 +43,7 @@ from regctl.worker.engine.latency import measure
 from regctl.worker.judge.evaluate import check_candidate
 from regctl.worker.judge.judge import judge_inputs
 from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
-from regctl.worker.judge.program import plain_data_only
-from regctl.worker.judge.program_check import ProgramRefused, check_program
+from regctl.worker.judge.proved_program import NotProved, load_proved_program
 from regctl.worker.judge.report import case_entries, json_safe
 
 MAX_WARNINGS = 20
@@ -63,22 +62,18 @@ def compile_and_judge(
 ) -> dict[str, Any]:
     """Compile the proved exported program into a package in out_dir and judge it; the report section."""
     section = empty_aoti_section(True)
-    if sha256_file(program) != expected_sha256:
-        section["error"] = "the exported program changed after the judge proved it; not compiled"
-        return section
     try:
-        check_program(program)  # as in the judge: torch.export.load evals strings of the archive
-    except ProgramRefused as exc:
-        section["error"] = f"the exported program was refused before loading: {exc}"
+        exported = load_proved_program(program, expected_sha256, built="compiled")
+    except NotProved as exc:
+        section["error"] = str(exc)
         return section
     progress("aoti: compiling")
     started = time.perf_counter()
     package = out_dir / PACKAGE_FILE
     try:
-        with quiet_torch(), plain_data_only(), warnings.catch_warnings(record=True) as caught:
+        with quiet_torch(), warnings.catch_warnings(record=True) as caught:
             # torch's own deprecation notices from inside the compiler are noise, never an error here.
             warnings.simplefilter("always")
-            exported = torch.export.load(str(program))
             _compile(exported, package)
         section["warnings"] = sorted({one_line(str(w.message)) for w in caught})[:MAX_WARNINGS]
     except Exception as exc:
@@ -87,7 +82,7 @@ def compile_and_judge(
         return section
     finally:
         section["compile_s"] = round(time.perf_counter() - started, 4)
-    section.update(sha256=sha256_file(package), file=package.name)
+    section.update(sha256=sha256_file(package), file=package.name, size_bytes=package.stat().st_size)
     return judge_package(section, package, spec, battery, reference, device, runner, progress)
 
 
@@ -124,7 +119,7 @@ def judge_package(
     v = spec.validation
     started = time.perf_counter()
     check = check_candidate(
-        loaded, battery, reference, device, rtol=v.rtol, atol=v.atol, name="aoti: battery", progress=progress
+        loaded, battery, reference, device, rtol=v.rtol, atol=v.atol, name="aoti", progress=progress
     )
     section.update(
         battery_s=round(time.perf_counter() - started, 4),

@@ -82,7 +82,9 @@ TIMING_KEYS = (
 )
 
 
-NOT_ASKED = 'not asked for: add "exported" (or "aoti") to formats to export and prove a .pt2'
+NOT_ASKED = (
+    'not asked for: add "exported" (or "aoti", "executorch", "onnx") to formats to export and prove a .pt2'
+)
 
 
 def export_section(spec: ModelSpec) -> dict[str, Any]:

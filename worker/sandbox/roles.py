@@ -1,5 +1,5 @@
 """The sandboxed roles: the candidate builder and the reference runner (both run model code), the judge
-and the AOTInductor stage (neither imports model code).
+and the format stages, aoti, executorch and onnx (none of which imports model code).
 
 `paths` names the job's directories as this process sees them (under /job in a private root).
 Everything they produce is a file in `out`; progress goes to the pipe as `P <text>` lines.
@@ -14,7 +14,7 @@ from typing import Any
 from regctl.registry.spec import ModelSpec
 from regctl.worker.sandbox.protocol import PROGRESS
 
-ROLES = ("builder", "reference", "judge", "aoti", "probe")
+ROLES = ("builder", "reference", "judge", "aoti", "executorch", "onnx", "probe")
 
 
 class PipeProgress:
@@ -65,6 +65,10 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
         from regctl.worker.judge.aoti import run_aoti_role
 
         run_aoti_role(spec, paths, args, progress)
+    elif role in ("executorch", "onnx"):
+        from regctl.worker.judge.format_role import run_format_role
+
+        run_format_role(role, spec, paths, args, progress)
     else:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
 

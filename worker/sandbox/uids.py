@@ -26,9 +26,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("builder", "reference", "judge", "aoti")  # one uid each, in this order
+ROLES = ("builder", "reference", "judge", "aoti", "executorch", "onnx")  # one uid each, in this order
 DEFAULT_LEASE_DIR = Path("/run/regctl-uids")
-BLOCKS = 250  # with four roles: base .. base+999, the range the pool children used before
+BLOCKS = 166  # with six roles: base .. base+995, within the range the pool children used before
 RESERVED = {65534, 65535, 4294967294, 4294967295}  # nobody, and (uid_t) -1 in 16 and 32 bits
 SWEEP_ROUNDS = 50
 SWEEP_DEADLINE_S = 5.0

@@ -56,6 +56,7 @@ def main() -> None:
     import torch  # noqa: F401  (the point of the zygote: pay this once; lazy: module docstring)
 
     import regctl.worker.judge.aoti
+    import regctl.worker.judge.format_role
     import regctl.worker.judge.judge
     import regctl.worker.judge.validation
     import regctl.worker.model.model_side  # noqa: F401

@@ -20,14 +20,16 @@ from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors import ConversionFailed, CorruptedArtifact
 from regctl.registry.errors.inputs import NothingToValidate
 from regctl.registry.figures import ratio_text
+from regctl.registry.formats import BUILT_FORMATS
 from regctl.registry.jobs import claim_job, get_job
 from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.store import ArtifactStore, open_store
+from regctl.worker.contract import FORMAT_NAMES
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.sandbox.uids import job_uids
-from regctl.worker.supervisor.aoti_stage import add_aoti
+from regctl.worker.supervisor.format_stage import add_formats
 from regctl.worker.supervisor.progress import JobCancelled, JobReporter, JobTimedOut
 from regctl.worker.supervisor.scratch import job_scratch, sweep_abandoned
 from regctl.worker.supervisor.supervisor import WorkDir, run_conversion, run_validation
@@ -161,7 +163,7 @@ def _convert(work: Stage) -> list[JobInfo]:
         progress=work.reporter,
         check=work.reporter.check,
     )
-    result = add_aoti(work.settings, work.spec, work_dir, result, work.reporter, work.reporter.check)
+    result = add_formats(work.settings, work.spec, work_dir, result, work.reporter, work.reporter.check)
     work.reporter.checkpoint("storing artifacts")
     if not result.ok or result.torchscript_path is None:
         report = _store_report(work.store, result.report, work.tmp, "conversion-report")
@@ -177,13 +179,8 @@ def _convert(work: Stage) -> list[JobInfo]:
         else:  # changed after the judge ran it: not what was proved, so not kept
             result.report["export"]["ok"] = False
             result.report["export"]["error"] = "the exported program changed after it was judged"
-    if result.aoti_path is not None:
-        package = work.store.adopt_file(result.aoti_path)
-        if package.sha256 == proved.get("aoti"):
-            artifacts.append(NewArtifact("aoti", package, torch_version, "aoti"))
-        else:  # as for the exported program: only the proved bytes are kept
-            changed = "the AOTInductor package changed after it was proved"
-            result.report["aoti"].update(ok=False, error=changed)
+    for fmt, path in result.built.items():
+        artifacts.extend(_proved_format(work, result.report, fmt, path, torch_version))
     proven = scripted.sha256 == proved.get("torchscript")
     report = _store_report(work.store, result.report, work.tmp, "conversion-report")
     artifacts.append(report)
@@ -201,6 +198,18 @@ def _convert(work: Stage) -> list[JobInfo]:
         method=result.method,
         proved=proven,
     )
+
+
+def _proved_format(
+    work: Stage, report: dict, fmt: str, path: Path, torch_version: str | None
+) -> list[NewArtifact]:
+    """The format's artifact when the bytes stored are the ones its stage proved; else none, and why."""
+    stored = work.store.adopt_file(path)
+    if stored.sha256 == (report.get("proved") or {}).get(fmt):
+        return [NewArtifact(fmt, stored, torch_version, fmt)]
+    # as for the exported program: only the proved bytes are kept (the blob stays for gc)
+    report[fmt].update(ok=False, error=f"the {FORMAT_NAMES[fmt]} changed after it was proved; not stored")
+    return []
 
 
 def _proof(job_id: int, sha256: str, report: dict) -> dict:
@@ -264,7 +273,6 @@ def summarize(report: dict) -> dict:
     """The few report fields kept on the version row and shown by `regctl versions show`."""
     latency = report.get("latency") or {}
     shapes = report.get("shapes") or []
-    aoti = report.get("aoti") or {}
     return {
         "why": report.get("why"),
         "battery_size": report.get("battery_size"),
@@ -275,11 +283,21 @@ def summarize(report: dict) -> dict:
         "latency": ratio_text(latency),  # the ratio with its spread, as shown
         "optimized": (report.get("optimize") or {}).get("applied"),
         "exported": (report.get("export") or {}).get("ok"),
-        "aoti": aoti.get("ok") if aoti.get("requested") else None,
-        "aoti_error": aoti.get("error") if aoti.get("requested") and not aoti.get("ok") else None,
+        **_format_summary(report),
         "torch": (report.get("versions") or {}).get("torch"),
         "report": trim_report(report),
     }
+
+
+def _format_summary(report: dict) -> dict:
+    """`aoti`, `executorch`, `onnx`: True/False when asked for (None when not), and `<format>_error`."""
+    summary: dict = {}
+    for fmt in BUILT_FORMATS:
+        section = report.get(fmt) or {}
+        asked = bool(section.get("requested"))
+        summary[fmt] = section.get("ok") if asked else None
+        summary[f"{fmt}_error"] = section.get("error") if asked and not section.get("ok") else None
+    return summary
 
 
 def fail_unless_finished(settings: Settings, job_id: int, reason: str) -> None:

@@ -63,8 +63,8 @@ class JudgedJob:
     torchscript_path: Path | None = None
     exported_path: Path | None = None
     retry: dict[str, Any] | None = None  # the lean round found nothing: the full round's `first_round`
-    # the AOTInductor package the aoti stage proved (worker/supervisor/aoti_stage.py)
-    aoti_path: Path | None = None
+    # each built format's file its stage proved (worker/supervisor/format_stage.py), by format
+    built: dict[str, Path] = dataclasses.field(default_factory=dict)
     reference_dir: Path | None = None  # the reference runner's outputs (eager outputs for the battery)
     seed: int | None = None  # the battery's secret seed
 

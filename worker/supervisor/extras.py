@@ -1,0 +1,34 @@
+"""Which optional formats this worker can build: looked up without importing them.
+
+The supervisor never imports torch, and a runtime's import costs seconds; `importlib.util.find_spec`
+only asks where a module would come from. A worker without an extra says so at start-up, and a job
+asking for that format records why it was not built (format_stage.py) and stays ready.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from regctl.registry.formats import EXTRAS, FORMATS
+
+
+def missing_extra(fmt: str) -> str | None:
+    """Why this worker cannot build `fmt` ("this worker lacks onnxruntime (pip install ...)"), or None."""
+    modules, extra = EXTRAS.get(fmt, ((), ""))
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken install, or a finder that refuses the name
+            found = False
+        if not found:
+            return f"this worker lacks {module} (pip install '{extra}')"
+    return None
+
+
+def format_lines() -> list[str]:
+    """One line per format for a worker's start-up: what it builds, and what it would need for the rest."""
+    lines = []
+    for fmt in FORMATS:
+        lacking = missing_extra(fmt)
+        lines.append(f"format {fmt}: " + (f"not available, {lacking}" if lacking else "available"))
+    return lines
