@@ -80,8 +80,9 @@ def empty_format_section(fmt: str, requested: bool, error: str | None = None) ->
 
     requested, ok, error, failed_input, detail, notes, build_s (compile_s for aoti), battery_s,
     max_abs_error, max_rel_error, cases (per input, as for candidates), runtime (what proved it),
-    latency_ms (median, on the input eager and TorchScript were timed on), size_bytes, sha256, file
-    and warnings (what the builder warned, de-duplicated).
+    latency_ms (median, on the input eager and TorchScript were timed on), size_bytes, io (the
+    file's inputs and outputs, onnx only), sha256, file and warnings (what the builder warned,
+    de-duplicated).
     """
     if fmt == "aoti":
         return empty_aoti_section(requested, error)
@@ -100,6 +101,9 @@ def empty_format_section(fmt: str, requested: bool, error: str | None = None) ->
         "runtime": FORMAT_RUNTIMES[fmt],
         "latency_ms": None,
         "size_bytes": None,
+        # the file's own inputs and outputs as its runtime reports them: {"inputs": [{name, dtype,
+        # shape}], "outputs": [...]}; shape entries are ints or dim names (export-triton reads them)
+        "io": None,
         "sha256": None,
         "file": None,
         "warnings": [],

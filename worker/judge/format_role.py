@@ -111,6 +111,8 @@ def judge_format(
     name = FORMAT_NAMES[fmt]
     try:
         runnable = FlatRuntime(_builder(fmt).load(path), out_spec, device)
+        if fmt == "onnx":
+            section["io"] = _builder(fmt).signature(path)
     except Exception as exc:
         section["error"] = f"the {name} does not load: {describe_exception(exc)}"
         return section

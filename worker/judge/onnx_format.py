@@ -59,6 +59,21 @@ def _name_axes(model: Any, spec: ModelSpec) -> list[str]:
     return sorted(set(names.values()))
 
 
+def signature(path: Path) -> dict[str, Any]:
+    """The model's inputs and outputs as ONNX Runtime reads them: names, element types, shapes."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def entries(args: Any) -> list[dict[str, Any]]:
+        return [
+            {"name": a.name, "dtype": a.type, "shape": [d if isinstance(d, int) else str(d) for d in a.shape]}
+            for a in args
+        ]
+
+    return {"inputs": entries(session.get_inputs()), "outputs": entries(session.get_outputs())}
+
+
 def load(path: Path) -> FlatRun:
     """An InferenceSession on the CPU provider, with this process's threads, as a flat runner."""
     import onnxruntime
