@@ -8,6 +8,7 @@ from regctl.cli.app import cli, settings_of
 from regctl.cli.catalog import json_option
 from regctl.cli.render import echo, emit_json
 from regctl.registry.errors.inputs import SandboxUnavailable
+from regctl.registry.formats import FORMATS
 from regctl.registry.settings import Settings
 
 
@@ -26,12 +27,14 @@ def checked_protections(settings: Settings) -> dict:
 @json_option
 @click.pass_context
 def sandbox(ctx: click.Context, as_json: bool) -> None:
-    """Show how model code and the judge are confined here (REGCTL_SANDBOX=auto|strict|off)."""
+    """Show how model code and the judge are confined here (REGCTL_SANDBOX=auto|strict|off), and which
+    formats this machine's workers can build."""
+    from regctl.worker.supervisor.extras import format_lines, missing_extra
     from regctl.worker.supervisor.probe import describe  # as above
 
     protections = checked_protections(settings_of(ctx))
     if as_json:
-        emit_json(protections)
+        emit_json({**protections, "formats": {f: missing_extra(f) or "available" for f in FORMATS}})
         return
-    for line in describe(protections):
+    for line in [*describe(protections), *format_lines()]:
         echo(line)

@@ -26,9 +26,8 @@ def missing_extra(fmt: str) -> str | None:
 
 
 def format_lines() -> list[str]:
-    """One line per format for a worker's start-up: what it builds, and what it would need for the rest."""
-    lines = []
-    for fmt in FORMATS:
-        lacking = missing_extra(fmt)
-        lines.append(f"format {fmt}: " + (f"not available, {lacking}" if lacking else "available"))
+    """Lines for a worker's start-up, after the sandbox's: the formats it builds, then each it cannot."""
+    built = [fmt for fmt in FORMATS if missing_extra(fmt) is None]
+    lines = ["formats: " + ", ".join(built)]
+    lines += [f"  NOT BUILT: {fmt}: {missing_extra(fmt)}" for fmt in FORMATS if fmt not in built]
     return lines
