@@ -71,6 +71,12 @@ PROGRAMS: dict[str, Callable[[], tuple[torch.nn.Module, tuple[torch.Tensor, ...]
     ),
     "divisible": lambda: (Halves(), (torch.randn(6, 4),), ({0: Dim("b", min=2, max=64) * 2},)),
     "float-scale": lambda: (Upsample(), (torch.randn(1, 2, 8),), ({2: Dim("length", min=2, max=100)},)),
+    # nn.Sequential names its children by digits: "0.weight", "2.running_mean"
+    "sequential": lambda: (
+        torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.GELU()).eval(),
+        (torch.randn(3, 4),),
+        ({0: Dim("batch", min=2, max=64)},),
+    ),
     "transformer": lambda: (
         Encoder().eval(),
         (torch.randint(0, 50, (2, 9)),),

@@ -46,7 +46,9 @@ MAX_JSON_BYTES = 64 << 20  # a transformer's model.json is a few MB
 MAX_PICKLE_BYTES = 256 << 20  # sample inputs and pickled tensors: their data.pkl only is scanned
 MAX_TOTAL_BYTES = 256 << 30  # the weights of the largest model a worker could judge
 MAX_SMALL_BYTES = 4096  # archive_format, byteorder, versions
-FQN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}(?:\.[A-Za-z0-9_]{1,200}){0,64}")
+# A parameter's or buffer's path: attribute names, and the digits nn.Sequential and nn.ModuleList name
+# their children by ("0.weight"); never a dunder (checked beside it).
+FQN = re.compile(r"[A-Za-z0-9_]{1,200}(?:\.[A-Za-z0-9_]{1,200}){0,64}")
 NAME_PART = r"[A-Za-z][A-Za-z0-9_]*"
 
 # Node targets the deserializer may resolve: torch's own operators, the symbolic-int operators
