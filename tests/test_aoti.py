@@ -103,9 +103,9 @@ def test_a_model_torch_export_cannot_capture_stays_ready_and_says_why_there_is_n
 
 def test_bad_formats_are_refused_before_anything_is_written(embedded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     directory = linear_model(tmp_path / "linear")
-    done = embedded("register", "lin", str(directory), "--format", "onnx")
+    done = embedded("register", "lin", str(directory), "--format", "tensorrt")
     assert done.exit_code == 2
-    assert "--format 'onnx' names 'onnx', which is not one of torchscript, exported, aoti" in done.stderr
+    assert "--format 'tensorrt' names 'tensorrt', which is not one of torchscript, exported, aoti," in done.stderr
     spec = directory / "regctl.toml"
     spec.write_text(spec.read_text().replace('device = "cpu"', 'device = "cpu"\nformats = ["aoti"]'))
     done = embedded("register", "lin", str(directory))
