@@ -1,7 +1,8 @@
 """Two hostile models seen closer than the shared suite looks: what they leave must change nothing.
 
 - `sympify` puts Python into a symbolic-shape string of its `.pt2`: the version is proved by its
-  TorchScript, the exported program is refused before torch reads it, and the payload never runs.
+  TorchScript, the exported program is refused before torch reads it, the payload never runs, and
+  no format (ExecuTorch, ONNX) is built from the refused program.
 - `deepnest` leaves a tree no recursive cleanup survives: its job and every later job succeed, and
   nothing is left in the work directory, not even a folder set aside as undeletable.
 """
@@ -42,7 +43,8 @@ def test_code_in_a_shape_string_never_runs_and_the_torchscript_still_proves_the_
     canary = Path(victims.targets.home) / "sympify-canary"
     directory = hostile_model(victims.root / "sympify-close", "sympify", victims.targets)
     # the program is exported (and so judged) only when a format asks for it
-    done = victims.regctl("register", "sympify-close", str(directory), "--format", "exported", "--wait")
+    formats = "exported,executorch,onnx"
+    done = victims.regctl("register", "sympify-close", str(directory), "--format", formats, "--wait")
     assert done.returncode == 0, done.stderr[-2000:]
     version = victims.show("sympify-close:1")
     assert version["status"] == "ready"
@@ -53,6 +55,12 @@ def test_code_in_a_shape_string_never_runs_and_the_torchscript_still_proves_the_
         "the exported program was refused before loading: models/model.json expr_str: refused expression"
     ), export["error"]
     assert "\n" not in export["error"]
+    report = _report(version)
+    for fmt in ("executorch", "onnx"):
+        assert fmt not in [a["kind"] for a in version["artifacts"]]
+        assert report[fmt]["error"].startswith("not exportable, so no "), report[fmt]["error"]
+        assert "refused before loading" in report[fmt]["error"]
+        assert fmt not in report["sandbox"], "a format stage started on a refused program"
     assert not canary.exists(), "the payload in the program's shape string ran"
     assert "PWNED" not in done.stdout + done.stderr
     _assert_victims_intact(victims)
