@@ -32,7 +32,7 @@ from regctl.server.cards import render_card
 from regctl.server.job_view import clock, job_row
 from regctl.server.page_auth import from_this_site, page_caller, safe_next, signed_in, signed_out, to_login
 from regctl.server.page_format import FILTERS, page_text, visible_events
-from regctl.server.report_view import build_view, segments
+from regctl.server.report_view import DEPLOYABLE, build_view, segments
 from regctl.server.responses import public_job, redact_paths
 from regctl.server.source_view import annotated_source
 from regctl.service import aliases, catalog, jobs, models
@@ -205,6 +205,7 @@ async def version_page(request: Request, ref: Ref) -> Response:
             "card": render_card(version.card) if version.card else None,
             "jobs": [job_row(public_job(settings, j)) for j in version.jobs],
             "may_fetch": caller.can("fetch", version.model),
+            "deployable": DEPLOYABLE,
             "may_alias": caller.can("alias", version.model),
             "may_submit": caller.can("submit", version.model),
         }

@@ -97,6 +97,8 @@ class ReportView:
     export: dict[str, Any] = field(default_factory=dict)
     aoti: dict[str, Any] = field(default_factory=dict)  # empty when the version did not ask for it
     aoti_chart: Markup | None = None
+    # the ExecuTorch program and the ONNX model, each when the version asked for it
+    formats: list[FormatView] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +108,34 @@ class ReportView:
     def rejected(self) -> list[Candidate]:
         """The candidates that did not match eager."""
         return [c for c in self.candidates if not c.ok]
+
+
+@dataclass
+class FormatView:
+    """A deployment format built from the exported program, as its report section tells it."""
+
+    fmt: str  # executorch | onnx
+    title: str
+    section: dict[str, Any]
+    chart: Markup | None
+
+
+FORMAT_TITLES = {"executorch": "ExecuTorch program", "onnx": "ONNX model"}
+
+
+def _formats(report: dict[str, Any]) -> list[FormatView]:
+    views = []
+    for fmt, title in FORMAT_TITLES.items():
+        section = _dict(report.get(fmt))
+        if not section.get("requested"):
+            continue
+        cases = [_case(c) for c in section.get("cases") or [] if isinstance(c, dict)]
+        points = [ErrorPoint(c["label"], c["tolerance_used"], c["ok"], _point_detail(c)) for c in cases]
+        chart = (
+            error_chart(f"{fmt}: error per battery input against the tolerance", points) if points else None
+        )
+        views.append(FormatView(fmt, title, section, chart))
+    return views
 
 
 def report_of(version: VersionInfo) -> dict[str, Any]:
@@ -145,6 +175,7 @@ def build_view(version: VersionInfo) -> ReportView:
     if aoti_cases:
         points = [ErrorPoint(c["label"], c["tolerance_used"], c["ok"], _point_detail(c)) for c in aoti_cases]
         view.aoti_chart = error_chart("aoti: error per battery input against the tolerance", points)
+    view.formats = _formats(report)
     view.downloads = downloads(version)
     return view
 
@@ -156,14 +187,24 @@ def downloads(version: VersionInfo) -> list[Download]:
         newest[artifact.kind] = artifact
     ref = version.ref
     found = []
-    kinds = ("torchscript", "aoti", "exported", "conversion-report", "validation-report", "weights", "source")
+    kinds = (
+        "torchscript",
+        "aoti",
+        "executorch",
+        "onnx",
+        "exported",
+        "conversion-report",
+        "validation-report",
+        "weights",
+        "source",
+    )
     for kind in kinds:
         artifact = newest.get(kind)
         if artifact is None:
             continue
         target = f"{version.model}-{version.version}{SUFFIX[kind]}"
         fetch = f"regctl fetch {shlex.quote(ref)} -o {shlex.quote(target)}"
-        if kind in ("exported", "aoti"):
+        if kind in DEPLOYABLE and kind != "torchscript":
             fetch += f" --format {kind}"
         elif kind != "torchscript":  # not a deployable format: named by its artifact kind
             fetch += f" --kind {kind}"
@@ -171,6 +212,9 @@ def downloads(version: VersionInfo) -> list[Download]:
             Download(kind, artifact.sha256, artifact.size, f"/files/{quote(ref, safe='')}/{kind}", fetch)
         )
     return found
+
+
+DEPLOYABLE = ("torchscript", "aoti", "executorch", "onnx", "exported")  # fetched with --format
 
 
 def segments(message: str) -> list[Segment]:
@@ -280,9 +324,10 @@ def _latency(report: dict[str, Any]) -> tuple[dict[str, Any], Markup | None]:
     unoptimized = _float(_dict(report.get("optimize")).get("unoptimized_ms"))
     if unoptimized is not None and _dict(report.get("optimize")).get("applied"):
         bars.insert(1, Bar("TorchScript unoptimized", unoptimized))
-    aoti = _float(_dict(report.get("aoti")).get("latency_ms"))
-    if aoti is not None:
-        bars.append(Bar("AOTInductor", aoti))
+    for fmt, label in (("aoti", "AOTInductor"), ("executorch", "ExecuTorch"), ("onnx", "ONNX Runtime")):
+        measured = _float(_dict(report.get(fmt)).get("latency_ms"))
+        if measured is not None and _dict(report.get(fmt)).get("ok"):
+            bars.append(Bar(label, measured))
     return latency, bar_chart("median latency on the same input", bars)
 
 

@@ -15,7 +15,7 @@ from regctl.server.charts import WIDTH, Bar, ErrorPoint, bar_chart, error_chart
 from regctl.server.job_view import job_row, progress_parts
 from regctl.server.page_auth import safe_next
 from regctl.server.page_format import num, percent, size
-from regctl.server.report_view import Segment, build_view, segments
+from regctl.server.report_view import DEPLOYABLE, Segment, build_view, segments
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -168,6 +168,41 @@ def test_an_aoti_section_gets_its_own_chart_and_a_third_latency_bar() -> None:
     assert build_view(version(REPORT)).aoti == {}
 
 
+def test_executorch_and_onnx_get_a_section_a_chart_a_latency_bar_and_a_fetch_line() -> None:
+    case = {"label": "b=2", "ok": True, "max_abs_error": 0.0, "tolerance_used": 0.0}
+    report = {
+        **REPORT,
+        "executorch": {"requested": True, "ok": True, "latency_ms": 0.02, "cases": [case], "runtime": "et"},
+        "onnx": {
+            "requested": True,
+            "ok": False,
+            "error": "the ONNX model differs from eager on input 'b=2': <b>1e-3</b>",
+            "failed_input": "b=2",
+            "latency_ms": 0.5,  # measured by nobody: a model that failed its proof gets no bar
+            "cases": [{**case, "ok": False, "tolerance_used": 3.0}],
+        },
+    }
+    artifacts = tuple(
+        ArtifactInfo(kind, sha * 64, 10, "file:///x", "2.13.0", kind, NOW)
+        for kind, sha in (("torchscript", "a"), ("executorch", "b"))
+    )
+    info = version(report, artifacts=artifacts)
+    view = build_view(info)
+    assert [(f.fmt, f.section["ok"]) for f in view.formats] == [("executorch", True), ("onnx", False)]
+    assert all(f.chart is not None and f.chart.count("<g class=") == 1 for f in view.formats)
+    assert view.latency_chart is not None
+    assert "ExecuTorch" in view.latency_chart and "ONNX Runtime" not in view.latency_chart
+    assert [d.fetch for d in view.downloads] == [
+        "regctl fetch m:3 -o m-3.pt",
+        "regctl fetch m:3 -o m-3.pte --format executorch",
+    ]
+    page = _render_version_page(info)
+    assert "ExecuTorch program" in page and "ONNX model" in page
+    assert "&lt;b&gt;1e-3&lt;/b&gt;" in page and "<b>1e-3</b>" not in page
+    assert "regctl fetch m:3 -o m-3.pte --format executorch" in page
+    assert build_view(version(REPORT)).formats == []
+
+
 # -- model and registrant text on the pages: escaped, hidden characters visible, warnings bounded ------------
 
 HOSTILE = "<script>alert(1)</script> [/x] \x1b]0;pwned\x07\x1b[2J \u202egnp.exe\u200b\ufeff"
@@ -182,6 +217,7 @@ def _render_version_page(version_info: VersionInfo) -> str:
         view=build_view(version_info),
         jobs=[],
         may_fetch=False,
+        deployable=DEPLOYABLE,
         may_alias=False,
         may_submit=False,
         caller=None,
