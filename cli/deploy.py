@@ -39,8 +39,9 @@ def export_triton(
 
     Other versions already in REPO/NAME stay as they are. Inputs are named INPUT__0, INPUT__1 ...
     in forward()'s order and outputs OUTPUT__0 ... (Triton's PyTorch backend convention).
-    Only the TorchScript artifact is exported (Triton's pytorch_libtorch backend loads TorchScript);
-    an AOTInductor package stays a `regctl fetch --format aoti` away.
+    A version with a proved ONNX model also gets REPO/NAME-onnx/config.pbtxt and
+    REPO/NAME-onnx/VERSION/model.onnx (Triton's onnxruntime backend, the model's own tensor names),
+    or a note saying why not; an AOTInductor package stays a `regctl fetch --format aoti` away.
     """
     result = client_of(ctx).export_triton(
         ref, repo, max_batch_size=max_batch_size, instance_kind=instance_kind
@@ -51,5 +52,9 @@ def export_triton(
     batching = f"max_batch_size {result.max_batch_size}" if result.max_batch_size else "no batching"
     echo(f"{result.ref} -> {result.model} ({human_size(result.size)}, sha256 {result.sha256[:16]}…)")
     echo(f"{result.config} ({batching})")
+    if result.onnx_model is not None:
+        size, sha = human_size(result.onnx_size or 0), (result.onnx_sha256 or "")[:16]
+        echo(f"{result.ref} -> {result.onnx_model} ({size}, sha256 {sha}…)")
+        echo(f"{result.onnx_config} ({batching})")
     if result.note:
         echo(f"note: {result.note}", err=True)

@@ -47,7 +47,7 @@ from regctl.registry.errors import (
     TooManyRequests,
     error_classes,
 )
-from regctl.registry.errors.services import ServerUnreachable
+from regctl.registry.errors.services import DownloadMismatch, ServerUnreachable
 from regctl.registry.lineage import with_git
 from regctl.registry.refs import check_model_name, parse_alias_ref, parse_ref, parse_version_ref
 from regctl.registry.requests import (
@@ -420,7 +420,7 @@ class Client(RegistryClient):
     def export_triton(
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"
     ):  # type: ignore[no-untyped-def]
-        """Write a ready version into a Triton repository, downloading its TorchScript through the API."""
+        """Write a ready version into a Triton repository, downloading its TorchScript (and ONNX) files."""
         # protobuf and Triton's model config are loaded for this command only
         from regctl.registry.ops.triton import write_to_repo
 
@@ -428,7 +428,15 @@ class Client(RegistryClient):
 
         def chunks(artifact: Any) -> Iterator[bytes]:
             with tempfile.TemporaryFile() as spool:
-                self._downloads.download(info.ref, "torchscript", spool, None)
+                got = self._downloads.download(info.ref, artifact.kind, spool, None).artifact.sha256
+                if got != artifact.sha256:  # converted again since: not the file the report describes
+                    raise DownloadMismatch(
+                        ref=info.ref,
+                        kind=artifact.kind,
+                        source="download",
+                        got=got[:16],
+                        announced=artifact.sha256[:16],
+                    )
                 spool.seek(0)
                 yield from read_chunks(spool)
 

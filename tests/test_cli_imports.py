@@ -53,14 +53,14 @@ def test_registry_commands_import_neither_torch_nor_celery(
 
 def test_the_supervisor_side_of_a_job_never_imports_torch() -> None:
     # The pool child (or embedded parent) runs every job's supervisor: torch there would mean a
-    # stage's code (the AOTInductor stage's included) ran outside its sandbox.
+    # stage's code (the format stages' included: aoti, executorch, onnx) ran outside its sandbox.
     # Every module of worker/supervisor/ (a module added later is covered without editing this list).
     probe = (
         "import importlib, pkgutil, sys\n"
         "import regctl.worker.supervisor as pkg, regctl.worker.tasks\n"
         "names = [m.name for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + '.')]\n"
         "assert 'regctl.worker.supervisor.pipeline' in names, names\n"
-        "assert 'regctl.worker.supervisor.aoti_stage' in names, names\n"
+        "assert 'regctl.worker.supervisor.format_stage' in names, names\n"
         "for name in names:\n"
         "    importlib.import_module(name)\n"
         "print('torch' in sys.modules)\n"

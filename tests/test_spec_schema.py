@@ -85,7 +85,8 @@ def test_specs_regctl_accepts_are_valid(validator: Draft202012Validator, toml: s
         spec_toml(top='method = "tarce"'),
         spec_toml(top='device = "gpu"'),
         spec_toml(top='optimize = "yes"'),
-        spec_toml(top='formats = ["onnx"]'),
+        spec_toml(top='formats = ["tflite"]'),
+        spec_toml(top='formats = ["onnx"]'),  # leaves out torchscript
         spec_toml(inputs="", dims=""),
         spec_toml(top="inputs = []", inputs="", dims=""),
         spec_toml(inputs='[[inputs]]\nname = "x"\ndtype = "flaot32"\nshape = [1, "seq"]'),
@@ -105,6 +106,7 @@ def test_specs_regctl_accepts_are_valid(validator: Draft202012Validator, toml: s
         "device",
         "optimize",
         "format",
+        "format-without-torchscript",
         "no-inputs",
         "empty-inputs",
         "dtype",

@@ -1,11 +1,13 @@
 """`regctl export-triton`: a config Triton's own ModelConfig message accepts, next to the exact artifact.
 
 The examples are registered and converted once for the module (embedded mode, a few seconds each);
-the LibTorch stage is switched off here: tests/engine/test_libtorch.py covers it.
+the LibTorch stage is switched off here: tests/engine/test_libtorch.py covers it. The ONNX entry's
+tests convert examples/linear once more with `--format onnx` (onnxruntime proves it: slow).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -21,10 +23,13 @@ from tritonclient.grpc import model_config_pb2
 from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.errors import InvalidInput
-from regctl.registry.ops.triton import triton_config
+from regctl.registry.ops.triton import TritonConfig, triton_config, write_to_repo
+from regctl.registry.ops.triton_onnx import onnx_config
+from regctl.registry.refs import parse_ref
 from regctl.registry.settings import Settings
 from regctl.registry.spec import load_spec
 from regctl.registry.store import open_store
+from regctl.registry.versions import get_version
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 Invoke = Callable[..., Result]
@@ -74,9 +79,17 @@ def io(config: Any, kind: str) -> list[tuple[str, str, list[int]]]:
     return [(e.name, model_config_pb2.DataType.Name(e.data_type), list(e.dims)) for e in entries]
 
 
-def artifact_bytes(settings: Settings, regctl: Invoke, ref: str) -> bytes:
+@pytest.fixture(scope="module")
+def onnx_registry(registry: Settings, regctl: Invoke) -> Settings:
+    """lin:1, examples/linear converted with an ONNX model proved in onnxruntime."""
+    result = regctl("register", "lin", str(EXAMPLES / "linear"), "--format", "onnx", "--wait")
+    assert result.exit_code == 0, result.stderr
+    return registry
+
+
+def artifact_bytes(settings: Settings, regctl: Invoke, ref: str, kind: str = "torchscript") -> bytes:
     version = json.loads(regctl("versions", "show", ref, "--json").stdout)
-    sha = next(a["sha256"] for a in reversed(version["artifacts"]) if a["kind"] == "torchscript")
+    sha = next(a["sha256"] for a in reversed(version["artifacts"]) if a["kind"] == kind)
     return open_store(settings.artifact_store).read_bytes(sha)
 
 
@@ -230,3 +243,195 @@ def test_dict_outputs_are_refused_and_a_scalar_output_is_reshaped() -> None:
     assert io(parsed, "input") == [("INPUT__0", "TYPE_FP32", [-1, 10])]
     assert io(parsed, "output") == [("OUTPUT__0", "TYPE_FP32", [-1, 2]), ("OUTPUT__1", "TYPE_FP32", [1])]
     assert list(parsed.output[1].reshape.shape) == [] and parsed.output[1].HasField("reshape")
+
+
+@pytest.mark.slow
+def test_a_version_with_an_onnx_model_also_gets_an_onnxruntime_entry_with_its_real_tensor_names(
+    onnx_registry: Settings, regctl: Invoke, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    result = regctl("export-triton", "lin:1", "--repo", str(repo), "--json")
+    assert result.exit_code == 0, result.stderr
+    exported = json.loads(result.stdout)
+    version = json.loads(regctl("versions", "show", "lin:1", "--json").stdout)
+    section = version["summary"]["report"]["onnx"]
+    assert section["ok"] and section["io"]["inputs"][0]["dtype"] == "tensor(float)"
+
+    # the TorchScript entry as before, and the ONNX one beside it
+    assert parse_config(repo / "lin" / "config.pbtxt").platform == "pytorch_libtorch"
+    config = parse_config(repo / "lin-onnx" / "config.pbtxt")
+    assert config.name == "lin-onnx" and config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 8  # folded as in the TorchScript entry
+    inputs, outputs = section["io"]["inputs"], section["io"]["outputs"]
+    assert io(config, "input") == [(inputs[0]["name"], "TYPE_FP32", [10])]
+    assert io(config, "output") == [(outputs[0]["name"], "TYPE_FP32", [2])]
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (model_config_pb2.ModelInstanceGroup.KIND_CPU, 1)
+    ]
+    model = (repo / "lin-onnx" / "1" / "model.onnx").read_bytes()
+    assert model == artifact_bytes(onnx_registry, regctl, "lin:1", "onnx")
+    assert hashlib.sha256(model).hexdigest() == section["sha256"] == exported["onnx_sha256"]
+    assert exported["onnx_model"] == str(repo / "lin-onnx" / "1" / "model.onnx")
+    assert exported["onnx_config"] == str(repo / "lin-onnx" / "config.pbtxt")
+    assert exported["onnx_entry"] == str(repo / "lin-onnx") and exported["onnx_size"] == len(model)
+    assert "also wrote its ONNX model as lin-onnx" in exported["note"]
+    assert sorted(p.name for p in (repo / "lin-onnx").iterdir()) == ["1", "config.pbtxt"]  # no temp files
+
+    text = regctl("export-triton", "lin:1", "--repo", str(repo))
+    assert text.exit_code == 0, text.stderr
+    assert f"lin:1 -> {repo / 'lin-onnx' / '1' / 'model.onnx'} (" in text.stdout
+    assert f"sha256 {section['sha256'][:16]}…" in text.stdout
+
+    # a version without an ONNX model writes the TorchScript entry alone, as before
+    plain = json.loads(regctl("export-triton", "linear:1", "--repo", str(repo), "--json").stdout)
+    assert plain["onnx_entry"] is None and plain["onnx_model"] is None and plain["note"] is None
+    assert not (repo / "linear-onnx").exists()
+
+    # an entry of another platform where the ONNX entry would go (a model named "lin-onnx") is left
+    # alone; the TorchScript entry is still written and the note says why
+    other = tmp_path / "other"
+    (other / "lin-onnx").mkdir(parents=True)
+    taken = (repo / "lin" / "config.pbtxt").read_text().replace('name: "lin"', 'name: "lin-onnx"')
+    (other / "lin-onnx" / "config.pbtxt").write_text(taken)
+    skipped = regctl("export-triton", "lin:1", "--repo", str(other), "--json")
+    assert skipped.exit_code == 0, skipped.stderr
+    answer = json.loads(skipped.stdout)
+    assert answer["onnx_entry"] is None
+    assert (
+        "wrote no ONNX entry: " in answer["note"] and "lin-onnx/config.pbtxt declares other" in answer["note"]
+    )
+    assert (other / "lin" / "1" / "model.pt").is_file()
+    assert (other / "lin-onnx" / "config.pbtxt").read_text() == taken
+    assert sorted(p.name for p in (other / "lin-onnx").iterdir()) == ["config.pbtxt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ['x\n}\nplatform: "evil"', "../x"])
+def test_an_untrusted_onnx_tensor_name_skips_the_onnx_entry_and_the_note_says_why(
+    onnx_registry: Settings, tmp_path: Path, name: str
+) -> None:
+    info = get_version(onnx_registry, parse_ref("lin:1"))
+    report = info.summary["report"]  # type: ignore[index]
+    section = report["onnx"]
+    hostile = {**section["io"], "inputs": [{**section["io"]["inputs"][0], "name": name}]}
+    tampered = dataclasses.replace(
+        info, summary={**info.summary, "report": {**report, "onnx": {**section, "io": hostile}}}
+    )
+    store = open_store(onnx_registry.artifact_store)
+    repo = tmp_path / "repo"
+
+    result = write_to_repo(tampered, lambda a: store.open_chunks(a.sha256), str(repo))
+
+    assert (repo / "lin" / "1" / "model.pt").is_file() and result.onnx_entry is None
+    assert result.note is not None and "\n" not in result.note
+    assert result.note.startswith(f"wrote no ONNX entry: its input 0 has the name {name!a}, not a plain")
+    assert not (repo / "lin-onnx").exists()
+
+
+def linear_like(max_batch_size: int | None = None) -> TritonConfig:
+    """The TorchScript entry's config of examples/linear (batch dim folded unless told 0)."""
+    out = {"path": "output", "within": [], "kind": "tensor", "dtype": "float32", "varies": False}
+    outputs = [{**out, "shape": ["batch", 2]}]
+    return triton_config(
+        "m", load_spec(EXAMPLES / "linear"), outputs, ref="m:1", max_batch_size=max_batch_size
+    )
+
+
+def onnx_section(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    outputs = outputs or [{"name": "linear", "dtype": "tensor(float)", "shape": ["batch", 2]}]
+    return {"ok": True, "sha256": "ab" * 32, "io": {"inputs": inputs, "outputs": outputs}}
+
+
+def test_the_onnx_config_maps_element_types_and_batches_like_the_torchscript_entry() -> None:
+    inputs = [
+        {"name": "input", "dtype": "tensor(float)", "shape": ["batch", 10]},
+        {"name": "onnx::ids_1", "dtype": "tensor(int64)", "shape": ["batch", "seq"]},
+        {"name": "mask/0", "dtype": "tensor(bool)", "shape": ["batch"]},
+    ]
+    config = onnx_config(
+        "m", onnx_section(inputs), sha256="ab" * 32, like=linear_like(), batch="batch", ref="m:1"
+    )
+    assert isinstance(config, TritonConfig)
+    parsed = text_format.Parse(config.to_pbtxt(), model_config_pb2.ModelConfig())
+    assert parsed.name == "m-onnx" and parsed.platform == "onnxruntime_onnx" and parsed.max_batch_size == 8
+    assert io(parsed, "input") == [
+        ("input", "TYPE_FP32", [10]),
+        ("onnx::ids_1", "TYPE_INT64", [-1]),
+        ("mask/0", "TYPE_BOOL", [1]),  # only the batch dim: [1] reshaped to []
+    ]
+    assert list(parsed.input[2].reshape.shape) == [] and parsed.input[2].HasField("reshape")
+    assert io(parsed, "output") == [("linear", "TYPE_FP32", [2])]
+
+    # unbatched when the TorchScript entry is, with the batch dim kept as -1
+    unbatched = onnx_config(
+        "m", onnx_section(inputs[:1]), sha256="ab" * 32, like=linear_like(0), batch="batch", ref="m:1"
+    )
+    assert isinstance(unbatched, TritonConfig) and unbatched.max_batch_size == 0
+    assert unbatched.inputs[0].dims == (-1, 10)
+
+    # a tensor that does not lead with the batch dim the TorchScript entry folds: no ONNX entry
+    fixed = [{"name": "input", "dtype": "tensor(float)", "shape": [1, 10]}]
+    refused = onnx_config(
+        "m", onnx_section(fixed), sha256="ab" * 32, like=linear_like(), batch="batch", ref="m:1"
+    )
+    assert refused == (
+        "its input 'input' does not start with the batch dim 'batch', which the TorchScript entry "
+        "folds into max_batch_size"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (
+            {"name": 'x\n}\nplatform: "evil"'},
+            "its input 0 has the name 'x\\n}\\nplatform: \"evil\"', not a plain",
+        ),
+        ({"name": "../x"}, "its input 0 has the name '../x', not a plain tensor name"),
+        ({"name": 'x"'}, "its input 0 has the name 'x\"', not a plain tensor name"),
+        ({"name": "x\x1b[2J"}, "its input 0 has the name 'x\\x1b[2J', not a plain tensor name"),
+        ({"name": "x" * 129}, "its input 0 has the name '" + "x" * 40 + "'..., not a plain tensor name"),
+        ({"name": ""}, "its input 0 has the name '', not a plain tensor name"),
+        ({"name": 7}, "its input 0 has the name <int>, not a plain tensor name"),
+        (
+            {"dtype": "tensor(string)"},
+            "its input 'input' has the element type 'tensor(string)', for which Triton has no",
+        ),
+        (
+            {"dtype": "tensor(float)\n"},
+            "its input 'input' has the element type 'tensor(float)\\n', for which",
+        ),
+        ({"shape": [True, 10]}, "its input 'input' has no shape of at most 16 sizes or dim names"),
+        ({"shape": [-1, 10]}, "its input 'input' has no shape of at most 16 sizes or dim names"),
+        ({"shape": "batch"}, "its input 'input' has no shape of at most 16 sizes or dim names"),
+        ({"shape": [1] * 17}, "its input 'input' has no shape of at most 16 sizes or dim names"),
+    ],
+)
+def test_an_untrusted_onnx_io_is_refused_in_one_escaped_line(entry: dict[str, Any], reason: str) -> None:
+    tensor = {"name": "input", "dtype": "tensor(float)", "shape": ["batch", 10], **entry}
+
+    refused = onnx_config(
+        "m", onnx_section([tensor]), sha256="ab" * 32, like=linear_like(), batch="batch", ref="m:1"
+    )
+
+    assert isinstance(refused, str) and refused.startswith(reason), refused
+    assert refused.isprintable() and refused.isascii()
+
+
+def test_an_onnx_section_that_does_not_describe_the_file_is_refused() -> None:
+    good = onnx_section([{"name": "input", "dtype": "tensor(float)", "shape": ["batch", 10]}])
+    twice = onnx_section([{"name": "linear", "dtype": "tensor(float)", "shape": ["batch", 10]}])
+    cases = [
+        ({**good, "ok": False}, "the conversion report does not prove the ONNX model"),
+        (
+            {**good, "sha256": "cd" * 32},
+            "the conversion report describes another ONNX file than the stored model.onnx",
+        ),
+        ({**good, "io": None}, "the conversion report does not record the ONNX model's inputs and outputs"),
+        ({**good, "io": {**good["io"], "outputs": []}}, "the conversion report lists no ONNX outputs"),
+        (twice, "the conversion report names two ONNX tensors alike"),
+        (None, "the conversion report does not prove the ONNX model"),
+    ]
+    for section, reason in cases:
+        refused = onnx_config("m", section, sha256="ab" * 32, like=linear_like(), batch="batch", ref="m:1")
+        assert isinstance(refused, str) and refused.startswith(reason), (section, refused)

@@ -1,12 +1,14 @@
 """Triton Inference Server model repositories: a version's config.pbtxt and its repository entry.
 
 `export_triton` writes `<repo>/<name>/<version>/model.pt` (the stored TorchScript artifact,
-checksum-verified while it streams) and then `<repo>/<name>/config.pbtxt`. Other versions already
-in the entry are left alone; the config is rewritten from the version exported, and only when its
-inputs and outputs are the ones already declared (else the other versions would break), compared
-as parsed ModelConfig messages (protobuf's text_format), not as text. The repo is
-a local directory or any fsspec URL (s3://bucket/models); every file is written to a temporary
-name beside it and renamed into place, so Triton's repository polling never sees a partial file.
+checksum-verified while it streams) and then `<repo>/<name>/config.pbtxt`; a version with a proved
+ONNX model also gets `<repo>/<name>-onnx` (platform onnxruntime_onnx, registry/ops/triton_onnx.py),
+or a note saying why not. Other versions already in an entry are left alone; the config is
+rewritten from the version exported, and only when its inputs and outputs are the ones already
+declared (else the other versions would break), compared as parsed ModelConfig messages
+(protobuf's text_format), not as text, and never over an entry of another platform. The repo is a
+local directory or any fsspec URL (s3://bucket/models); every file is written to a temporary name
+beside it and renamed into place, so Triton's repository polling never sees a partial file.
 
 The config (`triton_config`), for Triton's PyTorch backend:
 - platform "pytorch_libtorch"; instance_group [{ kind: KIND_CPU | KIND_GPU, count: 1 }].
@@ -27,20 +29,14 @@ The config (`triton_config`), for Triton's PyTorch backend:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-from google.protobuf import text_format
-from google.protobuf.message import Message
 
 from regctl.registry.entities import ArtifactInfo, Record, VersionInfo
-from regctl.registry.errors import ServiceUnavailable
 from regctl.registry.errors.files import CannotWrite
 from regctl.registry.errors.inputs import (
     BatchDimMissing,
@@ -50,108 +46,29 @@ from regctl.registry.errors.inputs import (
     NotReadyToDeploy,
     OutputNotServable,
     ScalarInputNotServable,
-    TritonEntryDiffers,
-    TritonHasNoType,
 )
 from regctl.registry.errors.lookup import MissingArtifact, NotAChoice
 from regctl.registry.errors.services import StoreNeedsPackage, StoreUnreachable, StoreUrlNotUnderstood
+from regctl.registry.ops import triton_onnx
+from regctl.registry.ops.triton_entry import (
+    TritonConfig,
+    repo_uri,
+    tensor_config,
+    tensor_dims,
+    write_entry,
+)
 from regctl.registry.refs import Ref
 from regctl.registry.settings import Settings
 from regctl.registry.spec import DimSpec, InputSpec, ModelSpec
 from regctl.registry.store import open_store
 
-PLATFORM = "pytorch_libtorch"
-CONFIG_NAME = "config.pbtxt"
 MODEL_NAME = "model.pt"
 INSTANCE_KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
-TRITON_DTYPES = {
-    "bool": "TYPE_BOOL",
-    "uint8": "TYPE_UINT8",
-    "uint16": "TYPE_UINT16",
-    "uint32": "TYPE_UINT32",
-    "uint64": "TYPE_UINT64",
-    "int8": "TYPE_INT8",
-    "int16": "TYPE_INT16",
-    "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64",
-    "float16": "TYPE_FP16",
-    "bfloat16": "TYPE_BF16",
-    "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
-}
-
-
-def _model_config_type() -> type[Message]:
-    """Triton's own ModelConfig message, from tritonclient's generated module loaded on its own.
-
-    `from tritonclient.grpc import model_config_pb2` would run tritonclient.grpc's __init__, which
-    needs grpcio and starts the whole gRPC client (numpy included): 0.17 s, for a message class.
-    """
-    package = importlib.util.find_spec("tritonclient")
-    if package is None or not package.submodule_search_locations:
-        raise ServiceUnavailable("export-triton needs the tritonclient package: pip install tritonclient")
-    source = Path(package.submodule_search_locations[0]) / "grpc" / "model_config_pb2.py"
-    spec = importlib.util.spec_from_file_location("regctl_triton_model_config_pb2", source)
-    assert spec is not None and spec.loader is not None  # a .py file always has a loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ModelConfig
-
-
-ModelConfig = _model_config_type()
-
-
-@dataclass(frozen=True)
-class TensorConfig:
-    """One input or output of a Triton config; a 0-dim tensor is dims [1] reshaped to []."""
-
-    name: str
-    data_type: str
-    dims: tuple[int, ...]
-    reshape: tuple[int, ...] | None = None
-
-    def to_pbtxt(self) -> str:
-        """The entry as protobuf text."""
-        lines = [
-            f'    name: "{self.name}"',
-            f"    data_type: {self.data_type}",
-            f"    dims: {_list(self.dims)}",
-        ]
-        if self.reshape is not None:
-            lines.append(f"    reshape: {{ shape: {_list(self.reshape)} }}")
-        return "  {\n" + "\n".join(lines) + "\n  }"
-
-
-@dataclass(frozen=True)
-class TritonConfig:
-    """The config.pbtxt of one model entry."""
-
-    name: str
-    max_batch_size: int
-    inputs: tuple[TensorConfig, ...]
-    outputs: tuple[TensorConfig, ...]
-    instance_kind: str  # KIND_CPU | KIND_GPU
-    comments: tuple[str, ...] = ()
-    note: str | None = None  # why the batch dim was not folded, when the spec has one
-
-    def io_block(self) -> str:
-        """The input and output sections: what every version in the entry must agree on."""
-        block = ""
-        for key, entries in (("input", self.inputs), ("output", self.outputs)):
-            block += f"{key} [\n" + ",\n".join(e.to_pbtxt() for e in entries) + "\n]\n"
-        return block
-
-    def to_pbtxt(self) -> str:
-        """The whole file as protobuf text (ModelConfig)."""
-        header = "".join(f"# {line}\n" for line in self.comments)
-        instances = f"instance_group [\n  {{\n    kind: {self.instance_kind}\n    count: 1\n  }}\n]\n"
-        batching = f"max_batch_size: {self.max_batch_size}\n"
-        return f'{header}name: "{self.name}"\nplatform: "{PLATFORM}"\n{batching}{self.io_block()}{instances}'
 
 
 @dataclass(frozen=True)
 class TritonExport(Record):
-    """What `export_triton` wrote."""
+    """What `export_triton` wrote; the onnx_* fields are None when it wrote no ONNX entry."""
 
     ref: str
     entry: str
@@ -161,6 +78,11 @@ class TritonExport(Record):
     size: int
     max_batch_size: int
     note: str | None
+    onnx_entry: str | None = None
+    onnx_config: str | None = None
+    onnx_model: str | None = None
+    onnx_sha256: str | None = None
+    onnx_size: int | None = None
 
 
 def triton_config(
@@ -181,11 +103,15 @@ def triton_config(
     folded, note = _batching(spec, outputs, batch, max_batch_size, ref)
     size = 0 if not folded or batch is None else (max_batch_size or batch.max)
     inputs = tuple(
-        _tensor(f"INPUT__{i}", inp.dtype, _dims(inp.shape or (), folded), f"input {inp.name!r} of {ref}")
+        tensor_config(
+            f"INPUT__{i}", inp.dtype, tensor_dims(inp.shape or (), folded), f"input {inp.name!r} of {ref}"
+        )
         for i, inp in enumerate(spec.inputs)
     )
     results = tuple(
-        _tensor(f"OUTPUT__{i}", out["dtype"], _dims(out["shape"], folded), f"{out['path']} of {ref}")
+        tensor_config(
+            f"OUTPUT__{i}", out["dtype"], tensor_dims(out["shape"], folded), f"{out['path']} of {ref}"
+        )
         for i, out in enumerate(outputs)
     )
     comments = (
@@ -258,23 +184,6 @@ def _not_batched(inputs: tuple[InputSpec, ...], outputs: list[dict[str, Any]], n
     return None
 
 
-def _dims(shape: Iterable[int | str], folded: bool) -> tuple[int, ...]:
-    dims = tuple(-1 if isinstance(size, str) else int(size) for size in shape)
-    return dims[1:] if folded else dims
-
-
-def _tensor(name: str, dtype: str, dims: tuple[int, ...], what: str) -> TensorConfig:
-    if dtype not in TRITON_DTYPES:
-        raise TritonHasNoType(what=what, dtype=dtype)
-    if not dims:
-        return TensorConfig(name, TRITON_DTYPES[dtype], (1,), ())
-    return TensorConfig(name, TRITON_DTYPES[dtype], dims)
-
-
-def _list(values: tuple[int, ...]) -> str:
-    return "[ " + ", ".join(str(v) for v in values) + " ]" if values else "[ ]"
-
-
 def _article(kind: str) -> str:
     return "None" if kind == "none" else (f"an {kind}" if kind[0] in "aeiou" else f"a {kind}")
 
@@ -313,49 +222,44 @@ def write_to_repo(
     max_batch_size: int | None = None,
     instance_kind: str = "cpu",
 ) -> TritonExport:
-    """Write a ready version into `repo`, reading its TorchScript bytes from `chunks_of(artifact)`.
+    """Write a ready version into `repo`, reading its TorchScript (and ONNX) bytes from `chunks_of(artifact)`.
 
     The remote client passes a verified download; `export_triton` passes the store.
     """
-    check_servable(ModelSpec.from_dict(info.spec), info.ref)
+    spec = ModelSpec.from_dict(info.spec)
+    check_servable(spec, info.ref)
     if info.status != "ready":
         raise NotReadyToDeploy(ref=info.ref, status=info.status)
     artifact = _torchscript(info)
     outputs = ((info.summary or {}).get("report") or {}).get("outputs") or []
     config = triton_config(
-        info.model,
-        ModelSpec.from_dict(info.spec),
-        outputs,
-        ref=info.ref,
-        max_batch_size=max_batch_size,
-        instance_kind=instance_kind,
+        info.model, spec, outputs, ref=info.ref, max_batch_size=max_batch_size, instance_kind=instance_kind
     )
     fs, root = _filesystem(repo)
-    entry = f"{root.rstrip('/')}/{info.model}"
-    config_path, model_path = f"{entry}/{CONFIG_NAME}", f"{entry}/{info.version}/{MODEL_NAME}"
-    with _writable(fs, repo), _undo_new_dirs(fs, f"{entry}/{info.version}"):
-        _check_entry(fs, entry, config, info)
-        _put(fs, model_path, chunks_of(artifact))
-        _put(fs, config_path, [config.to_pbtxt().encode()])
+    with _writable(fs, repo):
+        written = write_entry(fs, root, config, info, MODEL_NAME, lambda: chunks_of(artifact))
+        onnx, onnx_note = triton_onnx.write_onnx_entry(fs, root, info, config, chunks_of)
+    entry, config_path, model_path = (repo_uri(fs, path) for path in written)
     return TritonExport(
         ref=info.ref,
-        entry=_uri(fs, entry),
-        config=_uri(fs, config_path),
-        model=_uri(fs, model_path),
+        entry=entry,
+        config=config_path,
+        model=model_path,
         sha256=artifact.sha256,
         size=artifact.size,
         max_batch_size=config.max_batch_size,
-        note=_joined(config.note, _aoti_note(info)),
+        note=_joined(config.note, onnx_note, _aoti_note(info, onnx_written=bool(onnx))),
+        **onnx,
     )
 
 
-def _aoti_note(info: VersionInfo) -> str | None:
+def _aoti_note(info: VersionInfo, *, onnx_written: bool) -> str | None:
     if not any(a.kind == "aoti" for a in info.artifacts):
         return None
-    return (
-        "exported the TorchScript artifact only: Triton's PyTorch backend loads TorchScript; fetch the "
-        f"AOTInductor package with 'regctl fetch {info.ref} --format aoti'"
-    )
+    loads = "TorchScript and ONNX models only: Triton loads those"
+    if not onnx_written:
+        loads = "TorchScript artifact only: Triton's PyTorch backend loads TorchScript"
+    return f"exported the {loads}; fetch the AOTInductor package with 'regctl fetch {info.ref} --format aoti'"
 
 
 def _joined(*notes: str | None) -> str | None:
@@ -388,79 +292,3 @@ def _writable(fs: fsspec.AbstractFileSystem, repo: str) -> Iterator[None]:
         if isinstance(fs, LocalFileSystem):
             raise CannotWrite(path=f"the Triton repository {repo}", reason=exc) from None
         raise StoreUnreachable(where=f"the Triton repository {repo}", reason=exc) from exc
-
-
-@contextlib.contextmanager
-def _undo_new_dirs(fs: fsspec.AbstractFileSystem, deepest: str) -> Iterator[None]:
-    """On failure, remove `deepest` and the parents of it this export created (a damaged blob, a full disk).
-
-    Triton would otherwise find an empty version folder and fail to load the whole model.
-    """
-    new, path = [], deepest.rstrip("/")
-    while path and not fs.exists(path):
-        new.append(path)
-        parent = path.rsplit("/", 1)[0] if "/" in path.strip("/") else ""
-        path = parent
-    try:
-        yield
-    except BaseException:
-        for path in new:
-            with contextlib.suppress(Exception):  # only empty ones go; the original error matters more
-                if fs.exists(path) and not fs.ls(path, detail=False):
-                    fs.rmdir(path)
-        raise
-
-
-def _check_entry(fs: fsspec.AbstractFileSystem, entry: str, config: TritonConfig, info: VersionInfo) -> None:
-    """Refuse to rewrite a config whose inputs or outputs differ while other versions rely on it."""
-    path = f"{entry}/{CONFIG_NAME}"
-    if not fs.isfile(path) or not _other_versions(fs, entry, info.version):
-        return
-    with fs.open(path, "rb") as f:
-        existing = parse_config(f.read().decode("utf-8", errors="replace"))
-    wanted = parse_config(config.to_pbtxt())
-    if existing is None or not _serves_the_same(existing, wanted):
-        raise TritonEntryDiffers(path=path, ref=info.ref)
-
-
-def parse_config(text: str) -> Any:
-    """A config.pbtxt read as Triton's ModelConfig message; None when it is not one."""
-    try:
-        return text_format.Parse(text, ModelConfig())
-    except text_format.ParseError:
-        return None
-
-
-def _serves_the_same(existing: Any, wanted: Any) -> bool:
-    """Same inputs and outputs (names, types, dims, reshapes), and batched or not alike."""
-    return (
-        list(existing.input) == list(wanted.input)
-        and list(existing.output) == list(wanted.output)
-        and (existing.max_batch_size > 0) == (wanted.max_batch_size > 0)
-    )
-
-
-def _other_versions(fs: fsspec.AbstractFileSystem, entry: str, version: int) -> list[str]:
-    """The version directories of the entry other than `version`."""
-    found = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(entry, detail=False)]
-    return [name for name in found if name.isascii() and name.isdigit() and int(name) != version]
-
-
-def _put(fs: fsspec.AbstractFileSystem, path: str, chunks: Iterable[bytes]) -> None:
-    """Write `chunks` to a temporary name beside `path`, then move it into place."""
-    parent, name = path.rsplit("/", 1)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.part"
-    try:
-        with fs.open(tmp, "wb") as f:
-            for chunk in chunks:  # a checksum mismatch raises after the last chunk, before the move
-                f.write(chunk)
-        fs.mv(tmp, path)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the original error is the one worth reporting
-            fs.rm(tmp)
-        raise
-
-
-def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)

@@ -209,6 +209,7 @@ class SpecFile(_Table):
         min_length=1,
         description='What a conversion produces: always "torchscript"; "exported" (a torch.export .pt2), '
         '"aoti" (an AOTInductor package), "executorch" (a .pte) and "onnx" only on request',
+        json_schema_extra={"contains": {"const": "torchscript"}, "uniqueItems": True},
     )
     inputs: list[InputTable] = Field(
         min_length=1, max_length=MAX_INPUTS, description="One table per positional input of forward()"

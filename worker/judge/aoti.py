@@ -1,6 +1,6 @@
 """AOTInductor packages: the exported program compiled to native code, proved like a TorchScript file.
 
-Runs in its own sandboxed role process (worker/supervisor/aoti_stage.py starts it after the
+Runs in its own sandboxed role process (worker/supervisor/format_stage.py starts it after the
 judge), which never imports model code: it loads the exported program the judge already proved
 (`model.pt2` from the model process, only if its sha256 is the proved one and program_check.py
 passes it again, tensors and plain data only), compiles it
