@@ -280,3 +280,38 @@ def test_bad_format_names_exit_2_and_write_nothing(
     assert json.loads(listed.stdout) == []
     blobs = [p for p in (tmp_path / "home").rglob("*") if p.is_file() and "artifacts" in p.parts]
     assert blobs == []
+
+
+def test_the_api_and_the_python_client_serve_both_formats(registry: Registry, tmp_path: Path) -> None:
+    from regctl.local import LocalClient
+    from regctl.registry.settings import Settings
+    from regctl.remote import Client
+    from tests.api_server import ApiServer
+
+    settings = Settings.from_env({}, home=registry.home)
+    secret = LocalClient(settings).create_token("deployer", "reader").secret
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmp_path), **settings.to_env()}
+    server = ApiServer.start({k: v for k, v in env.items() if v != ""}, tmp_path)
+    try:
+        version = registry.show("tiny-transformer:1")
+        proved = version["summary"]["report"]["proved"]
+        with Client(server.url, token=secret) as client:
+            for fmt, suffix in (("executorch", ".pte"), ("onnx", ".onnx")):
+                fetched = client.fetch("tiny-transformer", tmp_path / f"model{suffix}", kind=fmt)
+                assert fetched.artifact.sha256 == proved[fmt]
+                assert (tmp_path / f"model{suffix}").stat().st_size == fetched.artifact.size
+        import httpx
+
+        answer = httpx.get(
+            f"{server.url}/api/v1/versions/tiny-transformer:1/artifacts/onnx",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert answer.status_code == 200 and answer.content == (tmp_path / "model.onnx").read_bytes()
+        assert "tiny-transformer-1.onnx" in answer.headers["content-disposition"]
+        refused = httpx.get(
+            f"{server.url}/api/v1/versions/tiny-transformer:1/artifacts/tflite",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert refused.status_code == 422
+    finally:
+        server.stop()
