@@ -21,9 +21,7 @@ EXPORTED_FILE = "model.pt2"  # the candidate builder's exported program
 RESULT_FILE = "result.json"
 ROLE_LOG = "role.log"
 
-# The aoti role's outputs.
 PACKAGE_FILE = "model.aoti.pt2"  # what the aoti role compiles into its output directory
-AOTI_RESULT_FILE = "aoti.json"  # and its verdict beside it
 
 # What each format stage (aoti, executorch, onnx) leaves in its output directory: the built file,
 # and its verdict in `<format>.json`.
@@ -86,6 +84,17 @@ def empty_format_section(fmt: str, requested: bool, error: str | None = None) ->
     """
     if fmt == "aoti":
         return empty_aoti_section(requested, error)
+    # the file's own inputs and outputs as its runtime reports them: {"inputs": [{name, dtype,
+    # shape}], "outputs": [...]}; shape entries are ints or dim names (export-triton reads them)
+    return _section(fmt, requested, error, build_s=None, io=None)
+
+
+def empty_aoti_section(requested: bool, error: str | None = None) -> dict[str, Any]:
+    """The `aoti` report section before (or without) a compile: not requested, or why it did not run."""
+    return _section("aoti", requested, error, compile_s=None, libtorch=empty_section())
+
+
+def _section(fmt: str, requested: bool, error: str | None, **own: Any) -> dict[str, Any]:
     return {
         "requested": requested,
         "ok": False,
@@ -93,7 +102,6 @@ def empty_format_section(fmt: str, requested: bool, error: str | None = None) ->
         "failed_input": None,
         "detail": None,
         "notes": [],
-        "build_s": None,
         "battery_s": None,
         "max_abs_error": None,
         "max_rel_error": None,
@@ -101,34 +109,8 @@ def empty_format_section(fmt: str, requested: bool, error: str | None = None) ->
         "runtime": FORMAT_RUNTIMES[fmt],
         "latency_ms": None,
         "size_bytes": None,
-        # the file's own inputs and outputs as its runtime reports them: {"inputs": [{name, dtype,
-        # shape}], "outputs": [...]}; shape entries are ints or dim names (export-triton reads them)
-        "io": None,
         "sha256": None,
         "file": None,
         "warnings": [],
-    }
-
-
-def empty_aoti_section(requested: bool, error: str | None = None) -> dict[str, Any]:
-    """The `aoti` report section before (or without) a compile: not requested, or why it did not run."""
-    return {
-        "requested": requested,
-        "ok": False,
-        "error": error if requested else None,
-        "failed_input": None,
-        "detail": None,
-        "notes": [],
-        "compile_s": None,
-        "battery_s": None,
-        "max_abs_error": None,
-        "max_rel_error": None,
-        "cases": [],
-        "libtorch": empty_section(),
-        "runtime": FORMAT_RUNTIMES["aoti"],
-        "latency_ms": None,
-        "size_bytes": None,
-        "sha256": None,
-        "file": None,
-        "warnings": [],
+        **own,
     }

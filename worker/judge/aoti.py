@@ -23,7 +23,6 @@ job: the TorchScript artifact stands on its own.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -35,16 +34,13 @@ import torch
 
 from regctl.registry.digests import sha256_file
 from regctl.registry.spec import ModelSpec
-from regctl.worker.contract import AOTI_RESULT_FILE, PACKAGE_FILE, empty_aoti_section, empty_section
+from regctl.worker.contract import PACKAGE_FILE, empty_aoti_section, empty_section
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception, one_line
 from regctl.worker.engine.exported import quiet_torch
-from regctl.worker.engine.latency import measure
-from regctl.worker.judge.evaluate import check_candidate
-from regctl.worker.judge.judge import judge_inputs
+from regctl.worker.judge.format_battery import prove_on_battery
 from regctl.worker.judge.libtorch import Runner, run_libtorch_stage
 from regctl.worker.judge.proved_program import NotProved, load_proved_program
-from regctl.worker.judge.report import case_entries, json_safe
 
 MAX_WARNINGS = 20
 
@@ -116,24 +112,11 @@ def judge_package(
     except Exception as exc:
         section["error"] = f"the package does not load: {describe_exception(exc)}"
         return section
-    v = spec.validation
-    started = time.perf_counter()
-    check = check_candidate(
-        loaded, battery, reference, device, rtol=v.rtol, atol=v.atol, name="aoti", progress=progress
-    )
-    section.update(
-        battery_s=round(time.perf_counter() - started, 4),
-        max_abs_error=check.max_abs_error,
-        max_rel_error=check.max_rel_error,
-        cases=case_entries(check),
-        failed_input=check.failed_input,
-    )
-    if not check.ok:
-        section["error"] = f"the AOTInductor package {check.error}"
+    what = "the AOTInductor package"
+    if not prove_on_battery(section, loaded, what, spec, battery, reference, device, progress, stage="aoti"):
         return section
-    progress("aoti: measuring latency")
-    section["latency_ms"] = measure(loaded, battery[0], device).median_ms
     del loaded
+    v = spec.validation
     if isinstance(runner, str):
         section["libtorch"] = empty_section(runner)
     else:
@@ -146,40 +129,3 @@ def judge_package(
         return section
     section["ok"] = True
     return section
-
-
-def write_section(out_dir: Path, section: dict[str, Any]) -> None:
-    """The role's one result file, strict JSON."""
-    (out_dir / AOTI_RESULT_FILE).write_text(json.dumps(json_safe(section), allow_nan=False))
-
-
-def run_aoti_role(
-    spec: ModelSpec, paths: dict[str, str], args: dict[str, Any], progress: Callable[[str], None]
-) -> None:
-    """The sandboxed `aoti` role: the judge's inputs, the proved program, the compile and the verdict."""
-    out = Path(paths["out"])
-    name = str(args.get("program") or "")
-    if not name or os.path.basename(name) != name or name.startswith("."):
-        write_section(out, empty_aoti_section(True, "no proved exported program to compile"))
-        return
-    side, battery, reference, device = judge_inputs(
-        Path(paths["model"]), spec, Path(paths["reference"]), int(args["seed"]), progress
-    )
-    if side.error is not None:
-        write_section(out, empty_aoti_section(True, side.error))
-        return
-    runner: Runner | str = (
-        Runner(Path(paths["runner"])) if "runner" in paths else str(args.get("runner_skip"))
-    )
-    section = compile_and_judge(
-        Path(paths["candidates"]) / name,
-        str(args.get("sha256")),
-        spec,
-        battery,
-        reference,
-        out,
-        device,
-        runner,
-        progress,
-    )
-    write_section(out, section)

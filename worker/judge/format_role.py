@@ -28,14 +28,15 @@ from regctl.worker.contract import FORMAT_FILES, FORMAT_NAMES, empty_format_sect
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception, one_line
 from regctl.worker.engine.exported import quiet_torch
-from regctl.worker.engine.latency import measure
-from regctl.worker.judge.evaluate import check_candidate
+from regctl.worker.judge.aoti import compile_and_judge
 from regctl.worker.judge.flat_runtime import FlatRuntime, output_spec
+from regctl.worker.judge.format_battery import prove_on_battery
 from regctl.worker.judge.judge import judge_inputs
+from regctl.worker.judge.libtorch import Runner
 from regctl.worker.judge.proved_program import NotProved, load_proved_program
-from regctl.worker.judge.report import case_entries, json_safe
+from regctl.worker.judge.report import json_safe
 
-FORMATS = ("executorch", "onnx")
+FORMATS = ("executorch", "onnx")  # built here; `aoti` in aoti.py, whose role this module runs too
 MAX_WARNINGS = 20
 _INTERNAL = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
@@ -116,31 +117,9 @@ def judge_format(
     except Exception as exc:
         section["error"] = f"the {name} does not load: {describe_exception(exc)}"
         return section
-    v = spec.validation
-    started = time.perf_counter()
-    check = check_candidate(
-        runnable,
-        battery,
-        reference,
-        device,
-        rtol=v.rtol,
-        atol=v.atol,
-        name=fmt,
-        progress=progress,
-    )
-    section.update(
-        battery_s=round(time.perf_counter() - started, 4),
-        max_abs_error=check.max_abs_error,
-        max_rel_error=check.max_rel_error,
-        cases=case_entries(check),
-        failed_input=check.failed_input,
-    )
-    if not check.ok:
-        section["error"] = f"the {name} {check.error}"
-        return section
-    progress(f"{fmt}: measuring latency")
-    section["latency_ms"] = measure(runnable, battery[0], device).median_ms
-    section["ok"] = True
+    what = f"the {name}"
+    if prove_on_battery(section, runnable, what, spec, battery, reference, device, progress, stage=fmt):
+        section["ok"] = True
     return section
 
 
@@ -152,7 +131,8 @@ def write_section(fmt: str, out_dir: Path, section: dict[str, Any]) -> None:
 def run_format_role(
     fmt: str, spec: ModelSpec, paths: dict[str, str], args: dict[str, Any], progress: Callable[[str], None]
 ) -> None:
-    """The sandboxed `executorch` or `onnx` role: the judge's inputs, the proved program, build, verdict."""
+    """The sandboxed `aoti`, `executorch` or `onnx` role: the judge's inputs, the proved program, the
+    build and the verdict, in `<format>.json` beside the built file."""
     out = Path(paths["out"])
     name = str(args.get("program") or "")
     if not name or os.path.basename(name) != name or name.startswith("."):
@@ -164,15 +144,12 @@ def run_format_role(
     if side.error is not None:
         write_section(fmt, out, empty_format_section(fmt, True, side.error))
         return
-    section = build_and_judge(
-        fmt,
-        Path(paths["candidates"]) / name,
-        str(args.get("sha256")),
-        spec,
-        battery,
-        reference,
-        out,
-        device,
-        progress,
-    )
+    program, sha256 = Path(paths["candidates"]) / name, str(args.get("sha256"))
+    if fmt == "aoti":  # proved in Python, then in the C++ runner
+        runner: Runner | str = (
+            Runner(Path(paths["runner"])) if "runner" in paths else str(args.get("runner_skip"))
+        )
+        section = compile_and_judge(program, sha256, spec, battery, reference, out, device, runner, progress)
+    else:
+        section = build_and_judge(fmt, program, sha256, spec, battery, reference, out, device, progress)
     write_section(fmt, out, section)

@@ -61,11 +61,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
         )
     elif role == "judge":
         _judge(spec, args, paths, out, progress)
-    elif role == "aoti":
-        from regctl.worker.judge.aoti import run_aoti_role
-
-        run_aoti_role(spec, paths, args, progress)
-    elif role in ("executorch", "onnx"):
+    elif role in ("aoti", "executorch", "onnx"):
         from regctl.worker.judge.format_role import run_format_role
 
         run_format_role(role, spec, paths, args, progress)
