@@ -392,7 +392,7 @@ def test_a_block_whose_holder_died_is_free_again_and_a_full_range_is_refused(tmp
             os._exit(1)
     os.waitpid(child, 0)
     with lease_uids(64000, lease_dir=leases_dir, blocks=1) as lease:
-        assert lease.uids == [64000, 64001, 64002, 64003]
+        assert lease.uids == [64000, 64001, 64002, 64003, 64004, 64005]
         with pytest.raises(UidLeaseError, match="all 1 blocks"):
             lease_uids(64000, lease_dir=leases_dir, blocks=1)
 
@@ -524,12 +524,12 @@ def test_strict_mode_refuses_a_role_whose_uid_was_not_leased_for_it_alone(tmp_pa
 def test_a_block_that_holds_nobody_or_minus_one_is_never_leased(tmp_path: Path) -> None:
     if os.getuid() != 0:
         pytest.skip("uid leases are made by a root worker")
-    # blocks from 65530: 65530-65533, 65534-65537 (nobody, 65535), 65538-65541
-    leases = [lease_uids(65530, lease_dir=tmp_path / "leases", blocks=3) for _ in range(2)]
+    # blocks of six roles from 65528: 65528-65533, 65534-65539 (nobody, 65535), 65540-65545
+    leases = [lease_uids(65528, lease_dir=tmp_path / "leases", blocks=3) for _ in range(2)]
     try:
-        assert sorted(lease.uids[0] for lease in leases) == [65530, 65538]
+        assert sorted(lease.uids[0] for lease in leases) == [65528, 65540]
         with pytest.raises(UidLeaseError):
-            lease_uids(65530, lease_dir=tmp_path / "leases", blocks=3)
+            lease_uids(65528, lease_dir=tmp_path / "leases", blocks=3)
     finally:
         for lease in leases:
             lease.release()
