@@ -19,6 +19,7 @@ from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size
 from regctl.worker.dispatch import warmed
 
+SIGNED_KINDS = ("torchscript", "exported", "aoti", "executorch", "onnx")  # what attestations cover
 FORMATS = {f: f for f in ("torchscript", "exported", "aoti", "executorch", "onnx")}
 
 
@@ -206,6 +207,14 @@ def _unchanged_hint(info) -> str:  # type: ignore[no-untyped-def]
     "presigned URL (still checked against the sha256).",
 )
 @click.option("--create-dirs", is_flag=True, help="Create the output file's directory if it is missing.")
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    metavar="PUB",
+    help="Trust this public key (PEM): the bytes are written only when an attestation it signed names "
+    "them (exit 6 otherwise); repeatable [default: REGCTL_TRUSTED_KEYS].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was fetched as JSON.")
 @click.pass_context
 def fetch(
@@ -216,6 +225,7 @@ def fetch(
     kind: str | None,
     presign: bool,
     create_dirs: bool,
+    key_files: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Fetch the artifact of REF to a file; the checksum is verified before the file appears.
@@ -223,8 +233,14 @@ def fetch(
     An existing regular file is replaced once the new one is verified (like cp and curl -o); a
     directory, link, pipe or device is refused, and so is a missing directory without --create-dirs.
     """
+    from regctl.attested import trusted_keys
+
     client = client_of(ctx)
     kind = kind or FORMATS[fmt]
+    trusted = trusted_keys(key_files)
+    if trusted or (kind in SIGNED_KINDS and str(output) != "-"):
+        _fetch_attested(ctx, client, ref, output, kind, trusted, presign, create_dirs, as_json)
+        return
     if str(output) == "-":
         # Chunks go out as they arrive; a checksum mismatch at the end raises (exit 1), so a pipe
         # consumer sees a failed command rather than a silently wrong file.
@@ -240,6 +256,67 @@ def fetch(
     else:
         echo(
             f"{fetched.ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…)"
+        )
+
+
+def _fetch_attested(  # type: ignore[no-untyped-def]
+    ctx: click.Context,
+    client,
+    ref: str,
+    output: Path,
+    kind: str,
+    trusted: list,
+    presign: bool,
+    create_dirs: bool,
+    as_json: bool,
+) -> None:
+    """Fetch beside its attestation (`FILE.intoto.jsonl`); with trusted keys, only verified bytes land."""
+    import tempfile
+
+    from regctl.attested import ATTESTATION_SUFFIX, check
+    from regctl.destination import check_destination
+    from regctl.registry.errors.lookup import MissingArtifact
+
+    to_stdout = str(output) == "-"
+    if to_stdout:
+        spool = Path(tempfile.mkdtemp(prefix="regctl-fetch-"))
+        staged = spool / "artifact"
+    else:
+        check_destination(output, create_dirs=create_dirs)  # a directory, link or device is refused
+        staged = output.with_name(f".{output.name}.{os.getpid()}.unverified")
+    try:
+        with _progress_bar(enabled=not as_json and not to_stdout and sys.stderr.isatty()) as progress:
+            fetched = client.fetch(ref, staged, kind=kind, progress=progress, presign=presign)
+        artifact = fetched.artifact
+        try:
+            attestation = client.attestation(fetched.ref, kind) if kind in SIGNED_KINDS else None
+        except MissingArtifact:
+            attestation = None
+        if trusted:
+            known = client.keys()
+            retired = {k.key_id: k.retired_at for k in known if k.retired_at is not None}
+            check(f"{fetched.ref} {kind}", artifact.sha256, attestation, trusted, retired)
+        if to_stdout:
+            sys.stdout.buffer.write(staged.read_bytes())
+            sys.stdout.buffer.flush()
+            return
+        os.replace(staged, output)
+        if attestation is not None:
+            beside = output.with_name(output.name + ATTESTATION_SUFFIX)
+            partial = beside.with_name(f".{beside.name}.{os.getpid()}.part")
+            partial.write_bytes(attestation)
+            os.replace(partial, beside)
+    finally:
+        staged.unlink(missing_ok=True)
+        if to_stdout:
+            spool.rmdir()
+    verified = "verified against a trusted key" if trusted else ("attested" if attestation else "unsigned")
+    if as_json:
+        emit_json({"ref": fetched.ref, "path": str(output), **artifact.to_json(), "attestation": verified})
+    else:
+        echo(
+            f"{fetched.ref} {kind} -> {output} ({human_size(artifact.size)}, sha256 {artifact.sha256[:16]}…, "
+            f"{verified})"
         )
 
 

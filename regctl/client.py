@@ -18,6 +18,7 @@ from regctl.registry.entities import (
     FetchedArtifact,
     Identity,
     JobInfo,
+    KeyInfo,
     ModelDetail,
     ModelSummary,
     NewToken,
@@ -191,6 +192,14 @@ class RegistryClient(abc.ABC):
     @abc.abstractmethod
     def stream(self, ref: str, sink: BinaryIO, *, kind: str = "torchscript") -> FetchedArtifact:
         """Write an artifact to `sink` as it arrives; raises CorruptedArtifact at the end on a mismatch."""
+
+    @abc.abstractmethod
+    def keys(self) -> list[KeyInfo]:
+        """Every public key the registry signs (or signed) attestations with."""
+
+    @abc.abstractmethod
+    def attestation(self, ref: str, kind: str = "torchscript") -> bytes:
+        """The signed attestations about an artifact of REF, one DSSE envelope per line."""
 
     @abc.abstractmethod
     def export_triton(

@@ -21,6 +21,7 @@ from regctl.registry.entities import (
     FetchedArtifact,
     Identity,
     JobInfo,
+    KeyInfo,
     ModelDetail,
     ModelSummary,
     NewToken,
@@ -200,6 +201,18 @@ class LocalClient(RegistryClient):
             sink.write(chunk)
         sink.flush()
         return FetchedArtifact(version_ref, "-", artifact)
+
+    def keys(self) -> list[KeyInfo]:
+        """Every public key the registry signs (or signed) attestations with."""
+        from regctl.service.provenance import list_keys
+
+        return list_keys(self.settings)
+
+    def attestation(self, ref: str, kind: str = "torchscript") -> bytes:
+        """The signed attestations about an artifact of REF, one DSSE envelope per line."""
+        from regctl.service.provenance import attestation_of
+
+        return attestation_of(self.settings, self.caller, ref, kind)[2]
 
     def export_triton(
         self, ref: str, repo: str, *, max_batch_size: int | None = None, instance_kind: str = "cpu"

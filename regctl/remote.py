@@ -31,6 +31,7 @@ from regctl.registry.entities import (
     FetchedArtifact,
     Identity,
     JobInfo,
+    KeyInfo,
     ModelDetail,
     ModelSummary,
     NewToken,
@@ -305,6 +306,15 @@ class Client(RegistryClient):
         return self._json(
             "DELETE", f"/models/{segment(ref.name)}/aliases/{segment(ref.alias or '')}", AliasInfo
         )
+
+    def keys(self) -> list[KeyInfo]:
+        """Every public key the registry signs (or signed) attestations with (no token needed)."""
+        return self._json("GET", "/keys", list[KeyInfo])
+
+    def attestation(self, ref: str, kind: str = "torchscript") -> bytes:
+        """The signed attestations about an artifact of REF, one DSSE envelope per line."""
+        parse_ref(ref)
+        return self._send("GET", f"/versions/{segment(ref)}/artifacts/{segment(kind)}/attestation").content
 
     def _create_token(self, request: TokenRequest) -> NewToken:
         """Create a token (admin)."""

@@ -32,6 +32,7 @@ NEEDS = {
     "tokens": "admin",
     "audit": "admin",
     "webhooks": "admin",
+    "keys": "admin",
 }
 
 

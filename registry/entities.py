@@ -272,3 +272,15 @@ class DeliveryInfo(Record):
     last_status: int | None
     last_error: str | None
     history: tuple[AttemptInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyInfo(Record):
+    """A public key the registry signs (or signed) attestations with."""
+
+    key_id: str
+    public_pem: str
+    created_at: datetime
+    created_by: str
+    retired_at: datetime | None
+    current: bool  # the key REGCTL_SIGNING_KEY holds now

@@ -50,3 +50,18 @@ def parse_formats(text: str, option: str = "--format") -> tuple[str, ...]:
         return BadFormats(option=f"{option}{sep}", text=text, problem=problem)
 
     return check_formats(wanted, error)
+
+# A downloaded artifact's file name ends so: the API's Content-Disposition, the pages' fetch lines,
+# the subject names of attestations.
+FILE_SUFFIX = {
+    "torchscript": ".pt",
+    "exported": ".pt2",
+    "source": ".tar",
+    "weights": ".weights",  # .safetensors or a state_dict: the spec names the file
+    "conversion-report": ".conversion-report.json",
+    "validation-report": ".validation-report.json",
+    "aoti": ".aoti.pt2",  # AOTIModelPackageLoader wants the .pt2 suffix
+    "executorch": ".pte",
+    "onnx": ".onnx",
+    "attestation": ".intoto.jsonl",
+}

@@ -29,12 +29,24 @@ from regctl.registry.states import JOB_KINDS, JOB_STATES, VERSION_STATUSES
 # A convert job stores the conversion report, a validate job the validation report; archives and
 # databases from before the split call both `report` (registry/ops/importer.py and 0007 map them).
 REPORT_KINDS = ("conversion-report", "validation-report")
-ARTIFACT_KINDS = ("source", "weights", "torchscript", "exported", *REPORT_KINDS, "aoti", "executorch", "onnx")
+# An `attestation` is a DSSE envelope the registry signed about another artifact of the version (whose
+# kind its `method` column names, e.g. "torchscript"); one is added per proof, none is ever rewritten.
+ARTIFACT_KINDS = (
+    "source",
+    "weights",
+    "torchscript",
+    "exported",
+    *REPORT_KINDS,
+    "aoti",
+    "executorch",
+    "onnx",
+    "attestation",
+)
 ROLES = tuple(ROLE_RANK)
 DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0010_formats"
+HEAD_REVISION = "0011_attestations"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -316,3 +328,15 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SigningKey(Base):
+    """A public key the registry signed attestations with; the private half stays in its key file."""
+
+    __tablename__ = "signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    retired_at: Mapped[datetime | None] = mapped_column(nullable=True)

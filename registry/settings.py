@@ -49,6 +49,7 @@ class Settings:
     sandbox_uid: int = 64000  # start of the 1000 unprivileged uids leased to jobs in blocks of 6 (as root)
     protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
+    signing_key: str | None = None  # the attestation key file; None: <home>/keys/signing.pem
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
     # receivers on loopback, link-local or private addresses a webhook may reach (hosts, addresses, networks)
     webhook_allow_private: tuple[str, ...] = ()
@@ -65,6 +66,11 @@ class Settings:
     worker_concurrency: int = 1  # processes of this worker's pool, which share the machine's cores
     worker_gpus: tuple[str, ...] = ()  # GPU ids the pool's children take round robin
 
+    @property
+    def signing_key_path(self) -> Path:
+        """The file holding the registry's attestation signing key (REGCTL_SIGNING_KEY)."""
+        return Path(self.signing_key).expanduser() if self.signing_key else self.home / "keys" / "signing.pem"
+
     def to_env(self) -> dict[str, str]:
         """The environment variables that rebuild these settings in another process (a worker)."""
         env = {
@@ -76,6 +82,7 @@ class Settings:
             "REGCTL_SANDBOX": self.sandbox,
             "REGCTL_PROTECTED_ALIASES": ",".join(self.protected_aliases),
             "REGCTL_WORK_DIR": self.work_dir or "",
+            "REGCTL_SIGNING_KEY": self.signing_key or "",
             "REGCTL_FORMATS": ",".join(self.formats),
             "REGCTL_WEBHOOK_ALLOW_PRIVATE": ",".join(self.webhook_allow_private),
             "REGCTL_RATE_LIMIT": self.rate_limit,
@@ -113,6 +120,7 @@ class Settings:
             sandbox=_sandbox_mode(env.get("REGCTL_SANDBOX") or "auto"),
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
             work_dir=_work_dir(env.get("REGCTL_WORK_DIR") or None),
+            signing_key=env.get("REGCTL_SIGNING_KEY") or None,
             formats=_formats(env.get("REGCTL_FORMATS") or "torchscript"),
             webhook_allow_private=_allowed_targets(env.get("REGCTL_WEBHOOK_ALLOW_PRIVATE") or ""),
             rate_limit=_rate("REGCTL_RATE_LIMIT", env.get("REGCTL_RATE_LIMIT") or cls.rate_limit),

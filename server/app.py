@@ -32,6 +32,7 @@ from regctl.server import (
     lifecycle_api,
     limits_api,
     pages,
+    provenance_api,
     register_api,
     webhooks_api,
 )
@@ -128,7 +129,15 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
         """Swagger UI for this API, every file from this server, with the pages' security headers."""
         return HTMLResponse(DOCS_HTML, headers=pages.HEADERS)
 
-    for module in (catalog_api, register_api, jobs_api, artifacts_api, lifecycle_api, admin_api):
+    for module in (
+        catalog_api,
+        register_api,
+        jobs_api,
+        artifacts_api,
+        provenance_api,
+        lifecycle_api,
+        admin_api,
+    ):
         api.include_router(module.router)
     api.include_router(webhooks_api.router)
     api.include_router(limits_api.router)

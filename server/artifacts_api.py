@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from regctl.registry.access import Caller
 from regctl.registry.errors import CorruptedArtifact
+from regctl.registry.formats import FILE_SUFFIX
 from regctl.registry.store import open_store
 from regctl.server.auth import current_caller, settings_of
 from regctl.server.errors import error_response, error_responses
@@ -32,17 +33,7 @@ Kind = Literal[
     "executorch",
     "onnx",
 ]
-SUFFIX = {
-    "torchscript": ".pt",
-    "exported": ".pt2",
-    "source": ".tar",
-    "weights": ".weights",  # .safetensors or a state_dict: the spec names the file
-    "conversion-report": ".conversion-report.json",
-    "validation-report": ".validation-report.json",
-    "aoti": ".aoti.pt2",  # AOTIModelPackageLoader wants the .pt2 suffix
-    "executorch": ".pte",
-    "onnx": ".onnx",
-}
+SUFFIX = FILE_SUFFIX  # the download's file name: <model>-<version><suffix>
 # Big enough that per-chunk overhead vanishes, small enough that a slow client holds little memory.
 STREAM_CHUNK = 4 << 20
 WHOLE_BYTES = 1 << 20  # an artifact this small is read whole and sent in one piece

@@ -211,3 +211,9 @@ class UploadStalled(InvalidInput):
         "the upload sent nothing for {seconds:g}s (REGCTL_BODY_TIMEOUT_S) and was closed; "
         "check the connection and register again"
     )
+
+
+class AttestationFailed(RegistryNeedsAttention):
+    """Raised when an artifact's attestation does not vouch for its bytes under the trusted keys."""
+
+    template = "{what}: {reason}; {consequence}"

@@ -23,9 +23,10 @@ from regctl.registry.figures import ratio_text
 from regctl.registry.formats import BUILT_FORMATS
 from regctl.registry.jobs import claim_job, get_job
 from regctl.registry.outcomes import NewArtifact, record_failure, record_success, start_stage
+from regctl.registry.provenance.attest import SIGNED_KINDS, Subject, sign_proofs
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
-from regctl.registry.store import ArtifactStore, open_store
+from regctl.registry.store import ArtifactStore, BlobRef, open_store
 from regctl.worker.contract import FORMAT_NAMES
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.sandbox.uids import job_uids
@@ -187,6 +188,9 @@ def _convert(work: Stage) -> list[JobInfo]:
     summary = summarize(result.report)
     if proven:
         summary.update(validated=True, validation=_proof(work.job.id, scripted.sha256, result.report))
+        work.reporter.checkpoint("signing")
+        subjects = [signed_subject(a, result.report) for a in artifacts if a.kind in SIGNED_KINDS]
+        artifacts += _attest(work, subjects, result.report, report.blob.sha256, summary)
     work.reporter.checkpoint("recording")
     return record_success(
         work.settings,
@@ -210,6 +214,35 @@ def _proved_format(
     # as for the exported program: only the proved bytes are kept (the blob stays for gc)
     report[fmt].update(ok=False, error=f"the {FORMAT_NAMES[fmt]} changed after it was proved; not stored")
     return []
+
+
+def _attest(
+    work: Stage, subjects: list[Subject], report: dict, report_sha256: str, summary: dict
+) -> list[NewArtifact]:
+    """The signed statements, as `attestation` artifacts; the summary says what was signed, or why not."""
+    what = f"{work.job.kind} job {work.job.id}"
+    signed = sign_proofs(
+        work.settings, work.store, work.version.ref, subjects, report, report_sha256, job=what
+    )
+    summary["attestation"] = signed.summary
+    return [NewArtifact("attestation", blob, None, kind) for kind, blob in signed.envelopes]
+
+
+def signed_subject(artifact: NewArtifact, report: dict) -> Subject:
+    """A proved artifact as an attestation names it, with the runtimes that proved it."""
+    kind = artifact.kind
+    if kind == "torchscript":
+        libtorch = report.get("libtorch") or {}
+        runtimes = (
+            ("LibTorch C++ runner (the whole battery)", "torch.jit.load (one input)")
+            if libtorch.get("ran") and libtorch.get("ok")
+            else ("torch.jit.load (the whole battery)",)
+        )
+    elif kind == "exported":
+        runtimes = ("torch.export.load(...).module() (the whole battery)",)
+    else:
+        runtimes = (str((report.get(kind) or {}).get("runtime")),)
+    return Subject(kind, artifact.blob.sha256, artifact.method, runtimes)
 
 
 def _proof(job_id: int, sha256: str, report: dict) -> dict:
@@ -241,9 +274,20 @@ def _validate(work: Stage) -> list[JobInfo]:
     summary = {"validated": result.ok, "validation": summarize(result.report)}
     if not result.ok:
         raise _failed(work, result.error or "validation failed", [report], summary)
+    work.reporter.checkpoint("signing")  # what this job proved anew: the stored TorchScript artifact
+    stored = scripted[-1]
+    proved = NewArtifact("torchscript", BlobRef(stored.sha256, stored.size, stored.uri), None, stored.method)
+    attested = _attest(
+        work, [signed_subject(proved, result.report)], result.report, report.blob.sha256, summary
+    )
     work.reporter.checkpoint("recording")
     return record_success(
-        work.settings, work.job.id, work.worker, [report], summary, {"report_sha256": report.blob.sha256}
+        work.settings,
+        work.job.id,
+        work.worker,
+        [report, *attested],
+        summary,
+        {"report_sha256": report.blob.sha256},
     )
 
 

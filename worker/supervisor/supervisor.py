@@ -309,8 +309,10 @@ def memory_limit(settings: Settings) -> int:
 
 
 def secret_paths(settings: Settings) -> list[str]:
-    """Host paths a sandbox must never see: registry home, database, store, LibTorch cache, homes."""
+    """Host paths a sandbox must never see: registry home, database, store, signing key, LibTorch cache,
+    homes."""
     paths = [str(settings.home), str(default_cache_dir(settings)), os.path.expanduser("~"), "/root", "/home"]
+    paths.append(str(settings.signing_key_path.parent))  # the attestation key, wherever it lives
     store = settings.artifact_store
     if "://" not in store or store.startswith("file://"):
         paths.append(store.removeprefix("file://"))

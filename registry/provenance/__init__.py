@@ -1,0 +1,1 @@
+"""Signed provenance: the registry's signing keys, in-toto statements and DSSE envelopes."""
