@@ -51,6 +51,7 @@ def parse_formats(text: str, option: str = "--format") -> tuple[str, ...]:
 
     return check_formats(wanted, error)
 
+
 # A downloaded artifact's file name ends so: the API's Content-Disposition, the pages' fetch lines,
 # the subject names of attestations.
 FILE_SUFFIX = {
