@@ -9,7 +9,6 @@ key list also says when a key was retired: a key vouches for nothing it signed a
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -18,17 +17,15 @@ from regctl.registry.errors import InvalidInput
 from regctl.registry.errors.services import AttestationFailed
 from regctl.registry.provenance.envelope import AttestationRefused, Verified, verify
 from regctl.registry.provenance.keys import KeyFileError, public_from_pem
+from regctl.registry.settings import ClientSettings
 
 ATTESTATION_SUFFIX = ".intoto.jsonl"
-TRUSTED_KEYS_ENV = "REGCTL_TRUSTED_KEYS"
 SIGNED_KINDS = ("torchscript", "exported", "aoti", "executorch", "onnx")
 
 
 def trusted_keys(paths: Iterable[str]) -> list:
     """The public keys in the PEM files `paths` (and REGCTL_TRUSTED_KEYS when none are given)."""
-    named = [p for p in paths if p]
-    if not named:
-        named = [p.strip() for p in os.environ.get(TRUSTED_KEYS_ENV, "").split(",") if p.strip()]
+    named = [p for p in paths if p] or list(ClientSettings.from_env().trusted_keys)
     keys = []
     for path in named:
         try:

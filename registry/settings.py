@@ -146,6 +146,7 @@ class ClientSettings:
     config: Path  # REGCTL_CONFIG: where `regctl login` keeps the URL and token
     url: str | None = None  # REGCTL_URL
     token: str | None = None  # REGCTL_TOKEN
+    trusted_keys: tuple[str, ...] = ()  # REGCTL_TRUSTED_KEYS: public-key PEM files fetch and verify trust
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
@@ -155,7 +156,13 @@ class ClientSettings:
             config = Path(env["REGCTL_CONFIG"]).expanduser()
         else:
             config = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "regctl" / "login.json"
-        return cls(url=env.get("REGCTL_URL") or None, token=env.get("REGCTL_TOKEN") or None, config=config)
+        trusted = tuple(p.strip() for p in env.get("REGCTL_TRUSTED_KEYS", "").split(",") if p.strip())
+        return cls(
+            url=env.get("REGCTL_URL") or None,
+            token=env.get("REGCTL_TOKEN") or None,
+            config=config,
+            trusted_keys=trusted,
+        )
 
 
 _NUMERIC = {

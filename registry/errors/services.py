@@ -216,4 +216,4 @@ class UploadStalled(InvalidInput):
 class AttestationFailed(RegistryNeedsAttention):
     """Raised when an artifact's attestation does not vouch for its bytes under the trusted keys."""
 
-    template = "{what}: {reason}; {consequence}"
+    template = "{what}: {reason}; {consequence}, and check it against the key 'regctl keys show' prints"
