@@ -43,6 +43,7 @@ from regctl.registry.entities import (
     WebhookInfo,
 )
 from regctl.registry.errors import (
+    NotFound,
     RegctlError,
     ServiceUnavailable,
     TooManyRequests,
@@ -450,7 +451,20 @@ class Client(RegistryClient):
                 spool.seek(0)
                 yield from read_chunks(spool)
 
-        return write_to_repo(info, chunks, repo, max_batch_size=max_batch_size, instance_kind=instance_kind)
+        def attestation(artifact: Any) -> bytes | None:
+            try:
+                return self.attestation(info.ref, artifact.kind)
+            except NotFound:  # not signed: the model file goes out alone
+                return None
+
+        return write_to_repo(
+            info,
+            chunks,
+            repo,
+            max_batch_size=max_batch_size,
+            instance_kind=instance_kind,
+            attestation_of=attestation,
+        )
 
 
 def _chunks(body: BinaryIO, progress: Progress | None = None, total: int = 0) -> Iterator[bytes]:

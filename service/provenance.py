@@ -4,17 +4,12 @@ reader of a version may fetch beside its artifacts. The public keys are public: 
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from regctl.registry.access import Caller
-from regctl.registry.db import session_scope
 from regctl.registry.entities import ArtifactInfo, KeyInfo
 from regctl.registry.errors.lookup import MissingArtifact
 from regctl.registry.provenance import signing_keys
-from regctl.registry.provenance.envelope import payload_of
-from regctl.registry.schema import Artifact, Model, ModelVersion
+from regctl.registry.provenance.lookup import attestations_about
 from regctl.registry.settings import Settings
-from regctl.registry.store import open_store
 from regctl.service.artifacts import find_artifact
 
 
@@ -40,36 +35,11 @@ def attestation_of(
 ) -> tuple[str, ArtifactInfo, bytes]:
     """The version's attestations about its newest artifact of `kind`, one DSSE envelope per line."""
     version_ref, artifact = find_artifact(settings, caller, ref, kind)
-    name, _, number = version_ref.partition(":")
-    with session_scope(settings.database_url) as session:
-        rows = session.scalars(
-            select(Artifact.sha256)
-            .join(ModelVersion, ModelVersion.id == Artifact.version_id)
-            .join(Model, Model.id == ModelVersion.model_id)
-            .where(
-                Model.name == name,
-                ModelVersion.version == int(number),
-                Artifact.kind == "attestation",
-                Artifact.method == kind,
-            )
-            .order_by(Artifact.id)
-        ).all()
-    store = open_store(settings.artifact_store)
-    lines = [line for line in (store.read_small(sha) for sha in rows) if _about(line, artifact.sha256)]
-    if not lines:
+    found = attestations_about(settings, version_ref, kind, artifact.sha256)
+    if found is None:
         raise MissingArtifact(
             ref=version_ref,
             kind=f"attestation of its {kind}",
             hint="it was not signed ('regctl versions show' says why under attestation)",
         )
-    return version_ref, artifact, b"".join(lines)
-
-
-def _about(line: bytes, sha256: str) -> bool:
-    # The registry's own envelopes, written by its supervisor: read to match the subject, never trusted
-    # further (a deployer verifies the signature with the public key).
-    try:
-        subjects = payload_of(line).get("subject") or []
-    except (ValueError, KeyError, TypeError):
-        return False
-    return any(isinstance(s, dict) and (s.get("digest") or {}).get("sha256") == sha256 for s in subjects)
+    return version_ref, artifact, found

@@ -340,3 +340,39 @@ def test_nothing_is_signed_that_the_judge_did_not_prove(signed: Registry) -> Non
     version = signed.show("conditional:1")
     assert version["status"] == "failed"
     assert [a for a in version["artifacts"] if a["kind"] == "attestation"] == []
+
+
+def test_a_validate_job_adds_an_attestation_and_keeps_the_old_one(signed: Registry, tmp_path: Path) -> None:
+    before = [a for a in signed.show("linear:1")["artifacts"] if a["kind"] == "attestation"]
+    done = signed.regctl("submit", "linear:1", "--job", "validate", "--wait")
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = [a for a in signed.show("linear:1")["artifacts"] if a["kind"] == "attestation"]
+    assert after[: len(before)] == before, "an attestation was rewritten"
+    added = after[len(before) :]
+    assert [a["method"] for a in added] == ["torchscript"]
+    out = tmp_path / "model.pt"
+    pub = signed.public_key(tmp_path / "registry.pub")
+    assert signed.regctl("fetch", "linear:1", "-o", str(out), "--key", str(pub)).returncode == 0
+    lines = out.with_name("model.pt.intoto.jsonl").read_bytes().splitlines()
+    jobs = [independent_verify(line, out.read_bytes(), pub.read_text())["predicate"]["job"] for line in lines]
+    assert jobs[0].startswith("convert job ") and jobs[-1].startswith("validate job ")
+
+
+def test_export_triton_and_export_carry_the_attestations(signed: Registry, tmp_path: Path) -> None:
+    pub = signed.public_key(tmp_path / "registry.pub")
+    repo = tmp_path / "triton"
+    done = signed.regctl("export-triton", "linear:1", "--repo", str(repo))
+    assert done.returncode == 0, done.stderr
+    for model in (repo / "linear" / "1" / "model.pt", repo / "linear-onnx" / "1" / "model.onnx"):
+        assert model.with_name(model.name + ".intoto.jsonl").is_file(), f"no attestation beside {model}"
+        assert signed.regctl("verify", str(model), "--key", str(pub)).returncode == 0
+
+    archive = tmp_path / "linear.tar"
+    assert signed.regctl("export", "linear:1", "-o", str(archive)).returncode == 0, "export failed"
+    elsewhere = _registry(tmp_path / "elsewhere")
+    imported = elsewhere.regctl("import", str(archive))
+    assert imported.returncode == 0, imported.stderr
+    # the other registry holds the same signed statements: the first registry's key still vouches
+    out = tmp_path / "imported.pt"
+    fetched = elsewhere.regctl("fetch", "linear:1", "-o", str(out), "--key", str(pub))
+    assert fetched.returncode == 0, fetched.stderr

@@ -52,6 +52,7 @@ from regctl.registry.errors.services import StoreNeedsPackage, StoreUnreachable,
 from regctl.registry.ops import triton_onnx
 from regctl.registry.ops.triton_entry import (
     TritonConfig,
+    put_attestation,
     repo_uri,
     tensor_config,
     tensor_dims,
@@ -202,15 +203,20 @@ def export_triton(
     """Add the version `ref` points at to the Triton model repository `repo` (module docstring)."""
     # Here: registry.versions brings SQLAlchemy (~250 ms, measured), which the remote client's
     # write_to_repo (regctl/remote.py) must not load.
+    from regctl.registry.provenance.lookup import attestations_about
     from regctl.registry.versions import get_version
 
     store = open_store(settings.artifact_store)
+    info = get_version(settings, ref)
     return write_to_repo(
-        get_version(settings, ref),
+        info,
         lambda artifact: store.open_chunks(artifact.sha256),
         repo,
         max_batch_size=max_batch_size,
         instance_kind=instance_kind,
+        attestation_of=lambda artifact: attestations_about(
+            settings, info.ref, artifact.kind, artifact.sha256
+        ),
     )
 
 
@@ -221,10 +227,12 @@ def write_to_repo(
     *,
     max_batch_size: int | None = None,
     instance_kind: str = "cpu",
+    attestation_of: Callable[[ArtifactInfo], bytes | None] | None = None,
 ) -> TritonExport:
     """Write a ready version into `repo`, reading its TorchScript (and ONNX) bytes from `chunks_of(artifact)`.
 
-    The remote client passes a verified download; `export_triton` passes the store.
+    The remote client passes a verified download; `export_triton` passes the store. Each model file's
+    attestation (`attestation_of(artifact)`, when it has one) is written beside it.
     """
     spec = ModelSpec.from_dict(info.spec)
     check_servable(spec, info.ref)
@@ -238,7 +246,9 @@ def write_to_repo(
     fs, root = _filesystem(repo)
     with _writable(fs, repo):
         written = write_entry(fs, root, config, info, MODEL_NAME, lambda: chunks_of(artifact))
-        onnx, onnx_note = triton_onnx.write_onnx_entry(fs, root, info, config, chunks_of)
+        if attestation_of is not None:
+            put_attestation(fs, written[2], attestation_of(artifact))
+        onnx, onnx_note = triton_onnx.write_onnx_entry(fs, root, info, config, chunks_of, attestation_of)
     entry, config_path, model_path = (repo_uri(fs, path) for path in written)
     return TritonExport(
         ref=info.ref,

@@ -28,6 +28,7 @@ from regctl.registry.errors.inputs import TritonEntryDiffers, TritonHasNoType
 
 PLATFORM = "pytorch_libtorch"
 CONFIG_NAME = "config.pbtxt"
+ATTESTATION_SUFFIX = ".intoto.jsonl"
 TRITON_DTYPES = {
     "bool": "TYPE_BOOL",
     "uint8": "TYPE_UINT8",
@@ -227,3 +228,14 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, chunks: Iterable[bytes]) -> N
 
 def repo_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+
+
+def put_attestation(fs: fsspec.AbstractFileSystem, model_path: str, attestation: bytes | None) -> bool:
+    """Write the model file's attestation beside it (`model.pt.intoto.jsonl`); False when there is none.
+
+    Triton loads only the model file; the attestation is for whoever checks the repository's bytes.
+    """
+    if not attestation:
+        return False
+    _put(fs, f"{model_path}{ATTESTATION_SUFFIX}", [attestation])
+    return True

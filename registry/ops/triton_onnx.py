@@ -66,6 +66,7 @@ def write_onnx_entry(
     info: VersionInfo,
     like: entries.TritonConfig,
     chunks_of: Callable[[ArtifactInfo], Iterable[bytes]],
+    attestation_of: Callable[[ArtifactInfo], bytes | None] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Write the ONNX entry when the version has an ONNX model: TritonExport's onnx_* fields, and a note.
 
@@ -83,6 +84,8 @@ def write_onnx_entry(
         written = entries.write_entry(fs, root, config, info, MODEL_NAME, lambda: chunks_of(onnx))
     except TritonEntryDiffers as exc:
         return {}, f"wrote no ONNX entry: {exc}"
+    if attestation_of is not None:
+        entries.put_attestation(fs, written[2], attestation_of(onnx))
     entry, config_path, model_path = (entries.repo_uri(fs, path) for path in written)
     fields = {"onnx_entry": entry, "onnx_config": config_path, "onnx_model": model_path}
     note = (
