@@ -63,6 +63,7 @@ def worker(
     from regctl.registry.db import ensure_schema
     from regctl.worker.dispatch.publishing import app_for
     from regctl.worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
+    from regctl.registry.provenance.signing_keys import signing_line
     from regctl.worker.supervisor.extras import format_lines
     from regctl.worker.supervisor.probe import describe
 
@@ -73,7 +74,7 @@ def worker(
     processes, gpus = plan_gpu_worker(names, concurrency, settings.gpu_on_cpu)
     ensure_schema(settings.database_url)
     broker.preflight()
-    for line in [*describe(checked_protections(settings)), *format_lines()]:
+    for line in [*describe(checked_protections(settings)), *format_lines(), signing_line(settings)]:
         echo(line, err=True)
     # Children rebuild their settings from the environment; make it say exactly what ours say.
     os.environ.update(settings.to_env())

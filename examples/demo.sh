@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # End to end on the embedded default (SQLite, local artifact store, jobs in-process):
 # register two example models, let regctl pick and prove the right TorchScript method, fetch the
-# artifacts and run them with torch.jit.load in a process that never sees the model code.
+# artifacts (each checked against the attestation the registry signed) and run them with
+# torch.jit.load in a process that never sees the model code.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export REGCTL_HOME="${REGCTL_HOME:-$(dirname "$here")/demo-home}"
 unset REGCTL_DATABASE_URL REGCTL_BROKER_URL REGCTL_ARTIFACT_STORE
 rm -rf "$REGCTL_HOME"
 out="$(mktemp -d)"
+
+echo "== the registry's signing key: every proved artifact gets a signed attestation"
+regctl keys init
+regctl keys show --json | python -c "import json, sys; print(json.load(sys.stdin)[0]['public_pem'], end='')" > "$out/registry.pub"
 
 echo "== register examples/conditional: trace would freeze one branch, so script must win"
 regctl register conditional "$here/conditional" --wait
@@ -18,8 +23,9 @@ regctl models list
 regctl versions show conditional:1
 
 echo "== fetch and run without the model code"
-regctl fetch conditional -o "$out/conditional.pt"
-regctl fetch linear@prod -o "$out/linear.pt"
+regctl fetch conditional -o "$out/conditional.pt" --key "$out/registry.pub"
+regctl fetch linear@prod -o "$out/linear.pt" --key "$out/registry.pub"
+regctl verify "$out/linear.pt" --key "$out/registry.pub"   # offline: the public key alone
 (cd "$out" && python - <<'PY'
 import torch
 

@@ -96,3 +96,14 @@ def retire_key(settings: Settings, caller: Caller, key_id: str) -> KeyInfo:
 def key_file_for_sandbox_masks(settings: Settings) -> Path:
     """The key file's directory: what every sandbox must never see (worker/supervisor masks it)."""
     return settings.signing_key_path.parent
+
+
+def signing_line(settings: Settings) -> str:
+    """One line for a worker's start-up: the key it signs attestations with, or why it signs nothing."""
+    try:
+        current = current_key(settings)
+    except KeyFileError as exc:
+        return f"signing: NOT SIGNING: {exc}"
+    if current is None:
+        return f"signing: NOT SIGNING: no key at {settings.signing_key_path} (run 'regctl keys init')"
+    return f"signing: attestations signed with key {current.key_id[:16]}… ({settings.signing_key_path})"
