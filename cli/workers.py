@@ -61,9 +61,9 @@ def worker(
     # Here, not at the top: the database layer, Celery and the sandbox probe stay out of the CLI's
     # start-up (tests/test_cli_imports.py), and so does subprocess (runtime: 2 of its 38 ms, measured).
     from regctl.registry.db import ensure_schema
+    from regctl.registry.provenance.signing_keys import signing_line
     from regctl.worker.dispatch.publishing import app_for
     from regctl.worker.runtime import CONCURRENCY_ENV, GPUS_ENV, QUEUES_ENV, plan_gpu_worker
-    from regctl.registry.provenance.signing_keys import signing_line
     from regctl.worker.supervisor.extras import format_lines
     from regctl.worker.supervisor.probe import describe
 
