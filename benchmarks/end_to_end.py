@@ -255,6 +255,7 @@ def measure_embedded(
     """The embedded side on a fresh SQLite registry."""
     env = {**base_env(), **direct_env(f"sqlite:///{root / 'registry.db'}", root)}
     regctl(env, "db", "upgrade")
+    regctl(env, "keys", "init")  # a registry that signs: the attestations are part of what is measured
     return measure_regctl(name, directory, formats, env, root / "register.log", sampling)
 
 
@@ -272,6 +273,8 @@ def measure_worker(
 
     env = {**base_env(), **direct_env(database_url, root), "REGCTL_BROKER_URL": redis_url}
     regctl(env, "db", "upgrade")
+    if not any(k.get("current") for k in json.loads(regctl(env, "keys", "show", "--json") or "[]")):
+        regctl(env, "keys", "init")
     broker = redis.Redis.from_url(redis_url)
     broker.flushdb()
     try:

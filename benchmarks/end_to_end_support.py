@@ -5,6 +5,7 @@ in benchmarks/end_to_end_model.py.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -320,6 +321,14 @@ MB = 1e6
 CANDIDATE_KEYS = ("ok", "runtime", "inputs_run", "judged_on", "judged_note", "runtime_note", "battery_s")
 
 
+def _stage_s(stages: list[dict[str, Any]], name: str) -> float:
+    """Seconds from stage `name` to the stage after it (0 when the job never reached it)."""
+    for here, after in itertools.pairwise(stages):
+        if here.get("stage") == name:
+            return _seconds(_time(here.get("at")), _time(after.get("at"))) or 0.0
+    return 0.0
+
+
 def summarise(shown: dict[str, Any], wall_s: float) -> dict[str, Any]:
     """Status, method, stage timings, job times and artifact sizes from `versions show --json`."""
     summary = shown.get("summary") or {}
@@ -337,6 +346,7 @@ def summarise(shown: dict[str, Any], wall_s: float) -> dict[str, Any]:
             }
         )
     in_jobs = sum(j["run_s"] or 0.0 for j in jobs)
+    signing = sum(_stage_s(job.get("stages") or [], "signing") for job in shown.get("jobs", []))
     artifacts: dict[str, float] = {}
     for artifact in shown.get("artifacts", []):
         kind = artifact.get("kind", "?")
@@ -346,6 +356,10 @@ def summarise(shown: dict[str, Any], wall_s: float) -> dict[str, Any]:
     return {
         "status": shown.get("status"),
         "method": shown.get("method"),
+        # the attestations' share: from the `signing` stage to the next one, against the whole wall time
+        "signing_s": round(signing, 4),
+        "signing_share": round(signing / wall_s, 5) if wall_s else None,
+        "signed": (summary.get("attestation") or {}).get("signed"),
         "why": summary.get("why"),
         "battery_size": summary.get("battery_size"),
         "max_abs_error": summary.get("max_abs_error"),
