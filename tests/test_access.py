@@ -37,6 +37,7 @@ PROTECTED = ("prod",)
                 "tokens",
                 "audit",
                 "webhooks",
+                "keys",
             },
         ),
     ],
