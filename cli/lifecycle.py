@@ -275,7 +275,7 @@ def _fetch_attested(  # type: ignore[no-untyped-def]
 
     from regctl.attested import ATTESTATION_SUFFIX, check
     from regctl.destination import check_destination
-    from regctl.registry.errors.lookup import MissingArtifact
+    from regctl.registry.errors import NotFound
 
     to_stdout = str(output) == "-"
     if to_stdout:
@@ -290,7 +290,7 @@ def _fetch_attested(  # type: ignore[no-untyped-def]
         artifact = fetched.artifact
         try:
             attestation = client.attestation(fetched.ref, kind) if kind in SIGNED_KINDS else None
-        except MissingArtifact:
+        except NotFound:  # unsigned (a server says not_found, whichever artifact is missing)
             attestation = None
         if trusted:
             known = client.keys()
