@@ -36,7 +36,7 @@ def list_keys(request: Request) -> list[KeyInfo]:
             "content": {"application/jsonl": {"schema": {"type": "string"}}},
             "description": "One DSSE envelope (an in-toto Statement v1) per line",
         },
-        **error_responses(401, 403, 404, 422, 503),
+        **error_responses(400, 401, 403, 404, 422, 503),
     },
 )
 def attestation(
