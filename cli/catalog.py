@@ -118,6 +118,7 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
             ("latency", _latency_line(summary)),
             ("warnings", _warnings_line(summary.get("report"))),
             ("coverage", _coverage_line(summary.get("report"))),
+            ("attestation", _attestation_line(summary.get("attestation"))),
         ],
     )
     table(
@@ -131,6 +132,16 @@ def versions_show(ctx: click.Context, ref: str, as_json: bool) -> None:
             ("id", "kind", "state", "attempts", "error"),
             [(j.id, j.kind, j.state, f"{j.attempts}/{j.max_attempts}", j.error) for j in info.jobs],
         )
+
+
+def _attestation_line(attestation: object) -> str | None:
+    """`signed (torchscript, onnx) with key 5aabfa13…`, or why nothing was signed."""
+    if not isinstance(attestation, dict):
+        return None
+    if not attestation.get("signed"):
+        return f"not signed: {attestation.get('why')}"
+    kinds = ", ".join(str(k) for k in attestation.get("kinds") or [])
+    return f"signed ({kinds}) with key {str(attestation.get('key_id'))[:16]}…"
 
 
 def _card_line(card: str | None) -> str | None:

@@ -258,6 +258,8 @@ def test_rotation_keeps_old_attestations_and_a_retired_key_signs_nothing_new(tmp
     assert third["status"] == "ready"
     assert third["summary"]["attestation"]["signed"] is False
     assert "is retired" in third["summary"]["attestation"]["why"]
+    shown = reg.regctl("versions", "show", "m:3").stdout
+    assert "not signed: signing key" in shown and "is retired" in shown
     assert "attestation" not in [a["kind"] for a in third["artifacts"]]
 
 
