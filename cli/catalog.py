@@ -267,11 +267,20 @@ def alias() -> None:
 @alias.command("set")
 @click.argument("target", metavar="NAME@ALIAS")
 @click.argument("version", type=click.IntRange(min=1))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Move it even where the promotion policy refuses (admins only); the audit trail records it.",
+)
 @json_option
 @click.pass_context
-def alias_set(ctx: click.Context, target: str, version: int, as_json: bool) -> None:
-    """Point NAME@ALIAS at VERSION (creating or moving it); the change is recorded."""
-    info = client_of(ctx).alias(target, version)
+def alias_set(ctx: click.Context, target: str, version: int, force: bool, as_json: bool) -> None:
+    """Point NAME@ALIAS at VERSION (creating or moving it); the change is recorded.
+
+    Any alias points only at a ready version; a protected one (prod) only at a ready version with a
+    signed attestation, proved under a torch REGCTL_PROMOTION_TORCH lists (when set).
+    """
+    info = client_of(ctx).alias(target, version, force=force)
     if as_json:
         emit_json(info.to_json())
         return

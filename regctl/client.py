@@ -160,8 +160,8 @@ class RegistryClient(abc.ABC):
         """Yield the job at each change, then the job its success created, until the chain ends."""
 
     @abc.abstractmethod
-    def alias(self, target: str, version: int) -> AliasInfo:
-        """Point NAME@ALIAS at VERSION."""
+    def alias(self, target: str, version: int, *, force: bool = False) -> AliasInfo:
+        """Point NAME@ALIAS at VERSION; `force` (admins) overrides the promotion policy, and is audited."""
 
     @abc.abstractmethod
     def remove_alias(self, target: str) -> AliasInfo:

@@ -154,12 +154,12 @@ class LocalClient(RegistryClient):
 
         return follow(self.settings, self.caller, job)
 
-    def alias(self, target: str, version: int) -> AliasInfo:
-        """Point NAME@ALIAS at VERSION."""
+    def alias(self, target: str, version: int, *, force: bool = False) -> AliasInfo:
+        """Point NAME@ALIAS at VERSION; `force` overrides the promotion policy, and is audited."""
         from regctl.service.aliases import set_alias
 
         ref = parse_alias_ref(target)
-        return set_alias(self.settings, self.caller, ref.name, ref.alias or "", version)
+        return set_alias(self.settings, self.caller, ref.name, ref.alias or "", version, force=force)
 
     def remove_alias(self, target: str) -> AliasInfo:
         """Remove NAME@ALIAS."""

@@ -295,11 +295,11 @@ class Client(RegistryClient):
         """Queue a failed or cancelled job again."""
         return self._json("POST", f"/jobs/{int(job_id)}/retry", JobInfo)
 
-    def alias(self, target: str, version: int) -> AliasInfo:
-        """Point NAME@ALIAS at VERSION."""
+    def alias(self, target: str, version: int, *, force: bool = False) -> AliasInfo:
+        """Point NAME@ALIAS at VERSION; `force` (admin tokens) overrides the promotion policy, audited."""
         ref = parse_alias_ref(target)
         path = f"/models/{segment(ref.name)}/aliases/{segment(ref.alias or '')}"
-        return self._json("PUT", path, AliasInfo, json={"version": version})
+        return self._json("PUT", path, AliasInfo, json={"version": version, "force": force})
 
     def remove_alias(self, target: str) -> AliasInfo:
         """Remove NAME@ALIAS."""

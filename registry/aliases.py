@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import AliasInfo
+from regctl.registry.errors.inputs import PromotionRefused
 from regctl.registry.errors.lookup import AliasNotSet
 from regctl.registry.lookup import find_model, find_version, local_caller
+from regctl.registry.promotion import Candidate, refusal
 from regctl.registry.refs import Ref, check_alias_name, check_model_name
-from regctl.registry.schema import Alias, AliasEvent, Model, ModelVersion, utcnow
+from regctl.registry.schema import Alias, AliasEvent, Artifact, Model, ModelVersion, utcnow
 from regctl.registry.settings import Settings
 
 
 def set_alias(
-    settings: Settings, name: str, alias: str, version: int, caller: Caller | None = None
+    settings: Settings,
+    name: str,
+    alias: str,
+    version: int,
+    caller: Caller | None = None,
+    *,
+    force: bool = False,
 ) -> AliasInfo:
     """Point `name@alias` at `version` (creating or moving it) and record who did it and when.
 
-    When the alias already points at `version`, nothing changes and nothing is recorded: the answer's
-    `previous` equals its `version`, and names who set it there and when.
+    The promotion policy (registry/promotion.py) decides whether the version may be pointed at;
+    `force` overrides its refusal, and the audit trail records what was overridden. When the alias
+    already points at `version`, nothing changes and nothing is recorded: the answer's `previous`
+    equals its `version`, and names who set it there and when.
     """
     check_model_name(name)
     alias = check_alias_name(alias)
@@ -29,6 +40,14 @@ def set_alias(
     actor = caller.name[:128]
     with session_scope(settings.database_url) as session:
         model, target = find_version(session, Ref(name, version=version))
+        refused = refusal(
+            _candidate(session, target),
+            protected=alias in settings.protected_aliases,
+            allowed_torch=settings.promotion_torch,
+        )
+        if refused and not force:
+            hint = "an admin may override this with --force, which the audit trail records"
+            raise PromotionRefused(target=f"{name}@{alias}", version=version, reason=refused, hint=hint)
         # The model row's lock orders every change to its aliases, a first set included (there is no
         # alias row to lock yet), so what `previous` reads is what this change replaces; SQLite's
         # transactions already hold the write lock from their start (registry/db.py).
@@ -54,10 +73,21 @@ def set_alias(
                 actor=actor,
             )
         )
-        detail = {"from": previous, "to": version}
+        detail = {"from": previous, "to": version, **({"forced": refused} if refused else {})}
         audit.record(session, caller, "alias.set", f"{name}@{alias}", model=name, detail=detail)
         outbox.alias_moved(session, name, alias, previous, version, actor)
         return AliasInfo(name, alias, version, previous, actor, row.updated_at)
+
+
+def _candidate(session: Session, version: ModelVersion) -> Candidate:
+    kinds = session.execute(
+        select(Artifact.kind, Artifact.method, Artifact.torch_version)
+        .where(Artifact.version_id == version.id)
+        .order_by(Artifact.id)
+    ).all()
+    torch = next((t for k, _, t in reversed(kinds) if k == "torchscript"), None)
+    signed = any(k == "attestation" and m == "torchscript" for k, m, _ in kinds)
+    return Candidate(version.status, signed, torch)
 
 
 def remove_alias(settings: Settings, name: str, alias: str, caller: Caller | None = None) -> AliasInfo:

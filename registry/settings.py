@@ -48,6 +48,7 @@ class Settings:
     sandbox_processes: int = 512  # processes and threads of the sandbox's uid
     sandbox_uid: int = 64000  # start of the 1000 unprivileged uids leased to jobs in blocks of 6 (as root)
     protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
+    promotion_torch: tuple[str, ...] = ()  # torch versions a protected alias may move to (empty: any)
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
     signing_key: str | None = None  # the attestation key file; None: <home>/keys/signing.pem
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
@@ -81,6 +82,7 @@ class Settings:
             "REGCTL_GPU_ON_CPU": "1" if self.gpu_on_cpu else "",
             "REGCTL_SANDBOX": self.sandbox,
             "REGCTL_PROTECTED_ALIASES": ",".join(self.protected_aliases),
+            "REGCTL_PROMOTION_TORCH": ",".join(self.promotion_torch),
             "REGCTL_WORK_DIR": self.work_dir or "",
             "REGCTL_SIGNING_KEY": self.signing_key or "",
             "REGCTL_FORMATS": ",".join(self.formats),
@@ -119,6 +121,9 @@ class Settings:
             gpu_on_cpu=parse_flag("REGCTL_GPU_ON_CPU", env.get("REGCTL_GPU_ON_CPU"), default=False),
             sandbox=_sandbox_mode(env.get("REGCTL_SANDBOX") or "auto"),
             protected_aliases=_aliases(env.get("REGCTL_PROTECTED_ALIASES", "prod")),
+            promotion_torch=tuple(
+                v.strip() for v in env.get("REGCTL_PROMOTION_TORCH", "").split(",") if v.strip()
+            ),
             work_dir=_work_dir(env.get("REGCTL_WORK_DIR") or None),
             signing_key=env.get("REGCTL_SIGNING_KEY") or None,
             formats=_formats(env.get("REGCTL_FORMATS") or "torchscript"),

@@ -31,6 +31,9 @@ class AliasTarget(BaseModel):
     """Where an alias should point."""
 
     version: int = Field(ge=1, le=MAX_VERSION)
+    force: bool = Field(
+        default=False, description="Override the promotion policy (admins only); the audit trail records it"
+    )
 
 
 @router.get("/whoami", response_model=Identity, tags=["tokens"])
@@ -116,13 +119,17 @@ def alias_history(request: Request, name: Name, caller: CallerDep) -> list[Alias
     "/models/{name}/aliases/{alias}",
     response_model=AliasInfo,
     tags=["aliases"],
-    responses=error_responses(400, 401, 403, 404, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
 )
 def set_alias(
     request: Request, name: Name, alias: AliasName, target: Annotated[AliasTarget, Body()], caller: CallerDep
 ) -> AliasInfo:
-    """Point NAME@ALIAS at a version. Protected aliases (REGCTL_PROTECTED_ALIASES, `prod`) need an admin."""
-    return aliases.set_alias(settings_of(request), caller, name, alias, target.version)
+    """Point NAME@ALIAS at a version. Protected aliases (REGCTL_PROTECTED_ALIASES, `prod`) need an admin.
+
+    Any alias moves only to a ready version; a protected one only to a ready, signed version proved
+    under a torch REGCTL_PROMOTION_TORCH lists (409 otherwise, with the reason). `force` overrides.
+    """
+    return aliases.set_alias(settings_of(request), caller, name, alias, target.version, force=target.force)
 
 
 @router.delete("/models/{name}/aliases/{alias}", response_model=AliasInfo, tags=["aliases"])

@@ -10,12 +10,20 @@ from regctl.registry.settings import Settings
 from regctl.service import dispatch
 
 
-def set_alias(settings: Settings, caller: Caller, name: str, alias: str, version: int) -> AliasInfo:
-    """Point NAME@ALIAS at VERSION; recorded in the alias history and the audit trail."""
+def set_alias(
+    settings: Settings, caller: Caller, name: str, alias: str, version: int, *, force: bool = False
+) -> AliasInfo:
+    """Point NAME@ALIAS at VERSION; recorded in the alias history and the audit trail.
+
+    The promotion policy may refuse the version (registry/promotion.py); only an admin may `force`
+    past it, and the audit trail records what was overridden.
+    """
     check_model_name(name)
     alias = check_alias_name(alias)
     caller.require(alias_action(alias, settings.protected_aliases), name)
-    moved = registry_aliases.set_alias(settings, name, alias, version, caller)
+    if force:
+        caller.require("protected-alias", name)
+    moved = registry_aliases.set_alias(settings, name, alias, version, caller, force=force)
     dispatch.send_webhooks(settings)
     return moved
 

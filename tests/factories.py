@@ -72,3 +72,40 @@ def recorded_inputs(nbytes: int = 8) -> bytes:
     from safetensors.numpy import save
 
     return save({"x.0": np.zeros((1, max(1, nbytes // 4)), dtype=np.float32)})
+
+
+def promotable(settings: object, name: str, *versions: int) -> None:
+    """Give versions of `name` what the promotion policy asks of a proved, signed version (tests of alias
+    mechanics, not of proofs): status ready, a TorchScript artifact and a signed-looking attestation
+    row about it, both real blobs in the store. Real signatures are tested in tests/test_provenance.py.
+    """
+    from sqlalchemy import select
+
+    from regctl.registry.db import session_scope
+    from regctl.registry.schema import Artifact, Model, ModelVersion
+    from regctl.registry.store import open_store
+
+    store = open_store(settings.artifact_store)  # type: ignore[attr-defined]
+    with session_scope(settings.database_url) as session:  # type: ignore[attr-defined]
+        query = select(ModelVersion).join(Model).where(Model.name == name)
+        if versions:
+            query = query.where(ModelVersion.version.in_(versions))
+        for row in session.scalars(query).all():
+            row.status = "ready"
+            scripted = store.put_bytes(f"torchscript of {name}:{row.version}".encode())
+            statement = store.put_bytes(f'{{"about": "{scripted.sha256}"}}\n'.encode())
+            for kind, blob, method in (
+                ("torchscript", scripted, "script"),
+                ("attestation", statement, "torchscript"),
+            ):
+                session.add(
+                    Artifact(
+                        version_id=row.id,
+                        kind=kind,
+                        sha256=blob.sha256,
+                        size=blob.size,
+                        uri=blob.uri,
+                        torch_version="2.13.0+cpu",
+                        method=method,
+                    )
+                )

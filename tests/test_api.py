@@ -24,6 +24,7 @@ from regctl.registry.settings import Settings
 from regctl.server.auth import TOKEN_CACHE_S
 from tests.api_server import REGCTL, ApiServer
 from tests.conftest import write_model_dir
+from tests.factories import promotable
 
 
 @pytest.fixture
@@ -145,6 +146,8 @@ def test_each_role_can_do_exactly_what_it_should(
 ) -> None:
     direct.register("net", model_dir, convert=False)
     direct.register("net", model_dir, convert=False, new_version=True)
+    direct.register("net", model_dir, convert=False, new_version=True)  # net:3 stays unconverted
+    promotable(direct.settings, "net", 1, 2)
     reader, writer, admin = (token(direct, role, role) for role in ("reader", "writer", "admin"))
 
     def status(secret: str, method: str, path: str, **kwargs: object) -> int:
@@ -157,8 +160,10 @@ def test_each_role_can_do_exactly_what_it_should(
         ("GET", "/versions/net:1", None, (200, 200, 200)),
         ("GET", "/versions/net:1/artifacts/source", None, (200, 200, 200)),
         ("GET", "/jobs", None, (200, 200, 200)),
-        ("POST", "/versions/net:1/jobs", {"kind": "validate"}, (403, 409, 409)),  # 409: nothing to validate
+        ("POST", "/versions/net:3/jobs", {"kind": "validate"}, (403, 409, 409)),  # 409: nothing to validate
         ("PUT", staging, {"version": 1}, (403, 200, 200)),
+        ("PUT", staging, {"version": 3}, (403, 409, 409)),  # 409: never converted (the promotion policy)
+        ("PUT", staging, {"version": 3, "force": True}, (403, 403, 200)),  # only an admin overrides it
         ("PUT", prod, {"version": 2}, (403, 403, 200)),
         ("DELETE", prod, None, (403, 403, 200)),
         ("GET", "/tokens", None, (403, 403, 200)),
@@ -211,8 +216,11 @@ def test_every_change_through_the_api_is_audited_with_who_and_from_where(
         remote_cli(server, admin, "register", "net", str(model_dir), "--no-convert", cwd=tmp_path).returncode
         == 0
     )
-    assert remote_cli(server, admin, "alias", "set", "net@prod", "1", cwd=tmp_path).returncode == 0
+    # never converted: only --force moves prod there, and the audit trail says what it overrode
+    moved = remote_cli(server, admin, "alias", "set", "net@prod", "1", "--force", cwd=tmp_path)
+    assert moved.returncode == 0, moved.stderr
     entries = direct.audit(model="net")
+    assert entries[0].detail == {"from": None, "to": 1, "forced": "it was never converted"}
     assert [(e.actor, e.action, e.target, e.address) for e in entries] == [
         ("release-bot", "alias.set", "net@prod", "127.0.0.1"),
         ("release-bot", "version.register", "net:1", "127.0.0.1"),

@@ -17,6 +17,7 @@ from schemathesis import checks as st_checks
 from regctl.local import LocalClient
 from regctl.registry.settings import Settings
 from tests.conftest import write_model_dir
+from tests.factories import promotable
 
 # More with REGCTL_FUZZ_EXAMPLES=500 for a longer hunt; CI runs the default.
 EXAMPLES = int(os.environ.get("REGCTL_FUZZ_EXAMPLES", "40"))
@@ -64,6 +65,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, str]:
     direct = LocalClient(config)
     model = write_model_dir(home.parent / "model")
     direct.register("net", model, convert=False)
+    promotable(config, "net")
     direct.alias("net@staging", 1)
     admin = direct.create_token("fuzzer", "admin").secret
     return create_app(config, run_jobs=False), admin

@@ -67,7 +67,7 @@ def test_no_api_response_or_page_names_the_servers_paths(
     direct = LocalClient(settings)
     directory = write_model_dir(tmp_path / "model", files={"README.md": "# m\n"})
     direct.register("m", directory, convert=False)
-    direct.alias("m@staging", 1)
+    direct.alias("m@staging", 1, force=True)  # never converted: this test is about what responses name
     # A job that met a damaged blob records the store's own message, which names its folder.
     job = direct.register("j", write_model_dir(tmp_path / "j"), convert=True).jobs[0]
     with session_scope(settings.database_url) as session:

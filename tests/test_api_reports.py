@@ -66,14 +66,15 @@ def test_the_api_names_both_reports_shows_cancelled_and_records_no_alias_no_op(
         stages = [s["stage"] for s in api.get(f"/jobs/{cancelled_job}").json()["stages"]]
         assert stages == ["attempt 1 started", "converting", "cancelled"]
 
-        first = api.put("/models/m/aliases/prod", json={"version": 1}).json()
-        again = api.put("/models/m/aliases/prod", json={"version": 1}).json()
+        # staging: a ready version may take any unprotected alias (prod would also ask for a signature)
+        first = api.put("/models/m/aliases/staging", json={"version": 1}).json()
+        again = api.put("/models/m/aliases/staging", json={"version": 1}).json()
         assert (first["previous"], first["version"]) == (None, 1)
         assert again["previous"] == again["version"] == 1
         assert len(api.get("/models/m/alias-history").json()) == 1
 
-    said = remote_cli(server, admin, "alias", "set", "m@prod", "1", cwd=tmp_path)
-    assert said.returncode == 0 and said.stdout.strip() == "m@prod is already at 1", said.stderr
+    said = remote_cli(server, admin, "alias", "set", "m@staging", "1", cwd=tmp_path)
+    assert said.returncode == 0 and said.stdout.strip() == "m@staging is already at 1", said.stderr
     shown = remote_cli(server, admin, "versions", "show", "m:1", "--json", cwd=tmp_path)
     assert [a["kind"] for a in json.loads(shown.stdout)["artifacts"]][-2:] == [
         "conversion-report",

@@ -14,6 +14,7 @@ from regctl.cli.app import cli
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.settings import Settings
 from tests.conftest import cli_invoker, write_model_dir
+from tests.factories import promotable
 
 
 @pytest.fixture
@@ -47,8 +48,11 @@ def test_human_output_is_a_table(run, model_dir: Path) -> None:  # type: ignore[
     assert "doubler" in result.stdout and "versions" in result.stdout
 
 
-def test_alias_set_and_fetch_by_alias(run, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_alias_set_and_fetch_by_alias(run, settings: Settings, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run("register", "doubler", str(model_dir), "--no-convert")
+    refused = run("alias", "set", "doubler@prod", "1")  # never converted: the promotion policy says no
+    assert refused.exit_code == 2 and "cannot move to version 1: it was never converted" in refused.stderr
+    promotable(settings, "doubler")
     assert run("alias", "set", "doubler@prod", "1").exit_code == 0
     out = tmp_path / "bundle.tar.gz"
     result = run("fetch", "doubler@prod", "--kind", "source", "-o", str(out))

@@ -15,44 +15,21 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import write_model_dir
+from tests.embedded_registry import Registry, embedded_registry
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-REGCTL = str(Path(sys.executable).with_name("regctl"))
 BUILT = ("executorch", "onnx")
 
 
-@dataclass
-class Registry:
-    """An embedded registry the tests drive through the real `regctl` command."""
-
-    home: Path
-    env: dict[str, str]
-
-    def regctl(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run `regctl ARGS` against this registry."""
-        return subprocess.run(
-            [REGCTL, *args], env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=600
-        )
-
-    def show(self, ref: str) -> dict[str, Any]:
-        """`versions show REF --json`, parsed."""
-        done = self.regctl("versions", "show", ref, "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-
 def _registry(home: Path) -> Registry:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGCTL_")}
-    return Registry(home, {**env, "REGCTL_HOME": str(home)})
+    return embedded_registry(home)
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,9 @@ def victims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victims]:
     env.update(CANARIES)
     env.update(LIMITS_ENV)
     env.update({"HOME": str(user_home), "REGCTL_HOME": str(home), "REGCTL_JOB_TIME_LIMIT": "120"})
+    # a signing key in the registry home: one more secret no model may reach; prod needs a signed version
+    keyed = subprocess.run([REGCTL, "keys", "init"], env=env, capture_output=True, text=True, timeout=60)
+    assert keyed.returncode == 0, keyed.stderr
     done = subprocess.run(
         [REGCTL, "register", "victim", str(linear_model(root / "victim")), "--wait"],
         env=env,

@@ -20,6 +20,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, list_versions, register_version
 from tests.conftest import direct_cli, write_model_dir
+from tests.factories import promotable
 
 DAY = 86400.0
 
@@ -164,6 +165,7 @@ def test_delete_refuses_while_an_alias_points_at_it_and_force_records_the_move(
 ) -> None:
     for _ in range(3):
         register_version(settings, RegisterRequest("m"), model_dir)
+        promotable(settings, "m")
     set_alias(settings, "m", "prod", 2)
     refused = regctl(settings, "versions", "delete", "m:2")
     assert refused.exit_code == 2 and "m@prod points at m:2" in refused.stderr
@@ -308,6 +310,7 @@ def test_setting_an_alias_to_where_it_points_records_nothing_and_says_so(
 
     for _ in range(2):
         register_version(settings, RegisterRequest("m"), model_dir)
+        promotable(settings, "m")
     audits = alias_audits()
     assert regctl(settings, "alias", "set", "m@prod", "2").stdout.strip() == "m@prod -> 2"
     again = regctl(settings, "alias", "set", "m@prod", "2")
@@ -325,6 +328,7 @@ def test_concurrent_alias_sets_never_record_a_no_op_move(settings: Settings, mod
 
     for _ in range(3):
         register_version(settings, RegisterRequest("m"), model_dir)
+        promotable(settings, "m")
     threads, barrier, errors = 24, threading.Barrier(24), []
 
     def setter(i: int) -> None:

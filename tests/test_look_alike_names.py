@@ -16,7 +16,7 @@ from regctl.registry.names import name_key
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
 from tests.conftest import direct_cli
-from tests.factories import linear_model
+from tests.factories import linear_model, promotable
 
 
 @pytest.mark.parametrize("look_alike", ["LINEAR", "Linear", "1inear", "lInear", "LlNEAR"])
@@ -51,6 +51,7 @@ def test_an_alias_is_one_alias_whatever_its_case(sqlite_settings: Settings, tmp_
     local = LocalClient(sqlite_settings)
     local.register("linear", linear_model(tmp_path / "m"), convert=False)
     local.register("linear", linear_model(tmp_path / "m"), convert=False, new_version=True)
+    promotable(sqlite_settings, "linear")
     assert direct_cli(sqlite_settings, "alias", "set", "linear@Staging", "1").exit_code == 0
     moved = direct_cli(sqlite_settings, "alias", "set", "linear@STAGING", "2")
     assert moved.exit_code == 0, moved.output

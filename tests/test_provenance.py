@@ -14,8 +14,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +22,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from tests.conftest import write_model_dir
+from tests.embedded_registry import REGCTL, Registry, embedded_registry
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-REGCTL = str(Path(sys.executable).with_name("regctl"))
-
-
-@dataclass
-class Registry:
-    """An embedded registry with a signing key, driven through the real `regctl` command."""
-
-    home: Path
-    env: dict[str, str]
-
-    def regctl(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run `regctl ARGS` against this registry."""
-        return subprocess.run(
-            [REGCTL, *args], env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=600
-        )
-
-    def show(self, ref: str) -> dict[str, Any]:
-        done = self.regctl("versions", "show", ref, "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    def public_key(self, to: Path) -> Path:
-        """The current public key as a PEM file at `to`."""
-        keys = json.loads(self.regctl("keys", "show", "--json").stdout)
-        to.write_text(next(k for k in keys if k["current"])["public_pem"])
-        return to
 
 
 def _registry(root: Path, **env: str) -> Registry:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("REGCTL_")}
-    return Registry(root / "home", {**base, "REGCTL_HOME": str(root / "home"), **env})
+    return embedded_registry(root / "home", **env)
 
 
 @pytest.fixture(scope="module")

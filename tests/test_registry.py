@@ -21,6 +21,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, register_version, resolve
 from tests.conftest import write_model_dir
+from tests.factories import promotable
 
 
 def _mark_ready(settings: Settings, name: str, version: int) -> None:
@@ -192,6 +193,7 @@ def test_missing_model_version_and_alias_are_not_found(settings: Settings, model
 def test_alias_set_move_remove_is_recorded_in_history(settings: Settings, model_dir: Path) -> None:
     register_version(settings, RegisterRequest("m"), model_dir)
     register_version(settings, RegisterRequest("m"), model_dir)
+    promotable(settings, "m")
     assert set_alias(settings, "m", "prod", 1).previous is None
     assert resolve(settings, parse_ref("m@prod")).version == 1
     assert set_alias(settings, "m", "prod", 2).previous == 1
@@ -265,12 +267,12 @@ def test_the_one_statement_version_read_matches_the_row_by_row_read(
     register_version(settings, RegisterRequest("other"), model_dir, jobs=("convert",))
     info = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert", "validate"))
     register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",))
-    set_alias(settings, "m", "later", 2)
+    set_alias(settings, "m", "later", 2, force=True)  # none is ready: this test is about reading
     first, second = info.jobs
     claim_job(settings, first.id, "host:1")
     finish_job(settings, first.id, "failed", worker="host:1", error="boom", result={"nested": {"k": [1, 2]}})
-    set_alias(settings, "m", "staging", 1)
-    set_alias(settings, "m", "prod", 1)
+    set_alias(settings, "m", "staging", 1, force=True)
+    set_alias(settings, "m", "prod", 1, force=True)
     for ref in (Ref("m", version=1), Ref("m", alias="prod")):
         with session_scope(settings.database_url) as session:
             one = load_version(session, ref)

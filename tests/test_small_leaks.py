@@ -13,7 +13,7 @@ import pytest
 from regctl.local import LocalClient
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
-from tests.factories import linear_model
+from tests.factories import linear_model, promotable
 
 
 @pytest.fixture
@@ -78,6 +78,7 @@ def test_no_client_writes_its_own_address_into_the_audit_trail_by_default(
 ) -> None:
     writer = direct.create_token("ci", "writer").secret
     direct.register("net", linear_model(tmp_path / "net"), convert=False)
+    promotable(direct.settings, "net")
     with _client(server, writer) as api:
         moved = api.put(
             "/api/v1/models/net/aliases/staging", json={"version": 1}, headers={"X-Forwarded-For": "6.6.6.6"}

@@ -61,7 +61,7 @@ def populate(settings: Settings, directory: Path) -> None:
     register_version(settings, RegisterRequest("m"), directory)
     archive_version(settings, parse_ref("m:2"))
     register_version(settings, RegisterRequest("m"), directory)
-    set_alias(settings, "m", "prod", 1)
+    set_alias(settings, "m", "prod", 1, force=True)  # m:1 is proved but not signed here
 
 
 def shape(settings: Settings, ref: str) -> tuple:
@@ -114,7 +114,7 @@ def test_numbers_taken_here_are_mapped_and_said(tmp_path: Path, model_dir: Path)
     register_version(
         target, RegisterRequest("m"), write_model_dir(tmp_path / "other", files={"x.py": "X = 2\n"})
     )
-    set_alias(target, "m", "prod", 1)
+    set_alias(target, "m", "prod", 1, force=True)
     archive = tmp_path / "m.tar"
     assert regctl(source, "export", "m:1", "-o", str(archive)).exit_code == 0
 

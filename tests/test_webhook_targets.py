@@ -20,6 +20,7 @@ from regctl.registry.webhooks import add_webhook
 from regctl.worker.webhook_sender import post, send_due
 from regctl.worker.webhook_target import TargetRefused, checked_target
 from tests.conftest import wait_until, write_model_dir
+from tests.factories import promotable
 from tests.webhook_receiver import receiving
 
 ADMIN = local_caller()
@@ -76,6 +77,7 @@ def test_a_delivery_to_a_private_receiver_is_refused_at_send_time_and_recorded(
     register_version(
         sqlite_settings, RegisterRequest("net"), write_model_dir(sqlite_settings.home.parent / "m")
     )
+    promotable(sqlite_settings, "net")
     with receiving() as receiver:
         hook = add_webhook(sqlite_settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"]))
         set_alias(sqlite_settings, "net", "staging", 1)
@@ -94,6 +96,7 @@ def test_receivers_are_sent_to_side_by_side_and_a_slow_one_gets_one_request_at_a
 ) -> None:
     settings = dataclasses.replace(sqlite_settings, webhook_allow_private=("127.0.0.1",))
     register_version(settings, RegisterRequest("net"), write_model_dir(tmp_path / "m"))
+    promotable(settings, "net")
     with receiving(delay=60) as slow, receiving() as fast:
         add_webhook(settings, ADMIN, WebhookRequest(slow.url, ["alias.moved"]))
         set_alias(settings, "net", "staging", 1)

@@ -38,6 +38,7 @@ from regctl.webhook_signature import sign, verify_signature
 from regctl.worker.dispatch.server_runner import ServerRunner
 from regctl.worker.webhook_sender import deliver, post, send_due, wait_for_background
 from tests.conftest import direct_cli, wait_until
+from tests.factories import promotable
 from tests.webhook_receiver import Received, receiving
 
 ADMIN = local_caller()
@@ -121,6 +122,7 @@ def test_an_event_reaches_only_the_live_webhooks_that_want_it_for_that_model(
     settings: Settings, model_dir: Path
 ) -> None:
     register_version(settings, RegisterRequest("net"), model_dir)
+    promotable(settings, "net")
     wanted = add_webhook(
         settings, ADMIN, WebhookRequest("http://127.0.0.1:9/a", ["alias.moved"], model_pattern="ne*")
     ).webhook
@@ -204,6 +206,7 @@ def test_a_delivery_is_claimed_by_one_sender_and_taken_over_once_its_lease_ran_o
     settings: Settings, model_dir: Path
 ) -> None:
     register_version(settings, RegisterRequest("net"), model_dir)
+    promotable(settings, "net")
     hook = add_webhook(settings, ADMIN, WebhookRequest("http://127.0.0.1:9/", ["alias.moved"]))
     set_alias(settings, "net", "staging", 1)
     [delivery] = list_deliveries(settings, hook.webhook.id)
@@ -242,6 +245,7 @@ def test_a_delivery_is_claimed_by_one_sender_and_taken_over_once_its_lease_ran_o
 def test_an_alias_move_is_posted_signed_and_recorded(settings: Settings, model_dir: Path) -> None:
     client = LocalClient(settings)
     client.register("net", model_dir, convert=False)
+    promotable(client.settings, "net")
     with receiving() as receiver:
         made = client.add_webhook(receiver.url, ["alias.moved"])
         client.alias("net@staging", 1)  # embedded: sent from a background thread of this process
@@ -271,6 +275,7 @@ def test_a_receiver_that_answers_500_twice_gets_the_delivery_on_the_third_attemp
     quick: Settings, model_dir: Path
 ) -> None:
     register_version(quick, RegisterRequest("net"), model_dir)
+    promotable(quick, "net")
     with receiving(statuses=(500, 500, 200)) as receiver:
         made = add_webhook(quick, ADMIN, WebhookRequest(receiver.url, ["alias.moved"]))
         set_alias(quick, "net", "staging", 1)
@@ -296,6 +301,7 @@ def test_a_redirect_is_a_failed_attempt_and_is_never_followed(
 ) -> None:
     settings = sqlite_settings
     register_version(settings, RegisterRequest("net"), model_dir)
+    promotable(settings, "net")
     with receiving() as target, receiving(statuses=(302,), location=target.url) as redirecting:
         hook = add_webhook(settings, ADMIN, WebhookRequest(redirecting.url, ["alias.moved"])).webhook
         set_alias(settings, "net", "staging", 1)
@@ -311,6 +317,7 @@ def test_a_delivery_still_failing_a_day_after_its_event_fails_for_good(
 ) -> None:
     settings = sqlite_settings
     register_version(settings, RegisterRequest("net"), model_dir)
+    promotable(settings, "net")
     with receiving(statuses=(503,)) as receiver:
         hook = add_webhook(settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"])).webhook
         set_alias(settings, "net", "staging", 1)
@@ -381,6 +388,7 @@ def test_the_api_servers_runner_sends_retries_when_their_backoff_runs_out(
 ) -> None:
     settings = dataclasses.replace(sqlite_settings, webhook_retry_base=0.2)
     register_version(settings, RegisterRequest("net"), model_dir)
+    promotable(settings, "net")
     with receiving(statuses=(500, 200)) as receiver:
         hook = add_webhook(settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"])).webhook
         set_alias(settings, "net", "staging", 1)
@@ -401,6 +409,7 @@ def test_the_cli_adds_lists_shows_deliveries_redelivers_and_removes_a_webhook(
 ) -> None:
     settings = sqlite_settings
     LocalClient(settings).register("net", model_dir, convert=False)
+    promotable(settings, "net")
     with receiving() as receiver:
         added = direct_cli(settings, "webhooks", "add", receiver.url, "--events", "alias.moved,job.failed")
         assert added.exit_code == 0, added.output
@@ -445,6 +454,7 @@ def test_a_one_shot_cli_command_sends_its_delivery_before_it_exits(
 
     settings = sqlite_settings
     register_version(settings, RegisterRequest("net"), model_dir)
+    promotable(settings, "net")
     regctl = str(Path(sys.executable).with_name("regctl"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **settings.to_env()}
     env = {k: v for k, v in env.items() if v != ""}

@@ -367,3 +367,11 @@ class NotTomlValue(InvalidInput):
     """Raised when a value for the spec is of a type regctl.toml cannot hold."""
 
     template = "{value!r} ({kind}) cannot go in regctl.toml; use numbers, text or lists"
+
+
+class PromotionRefused(InvalidInput):
+    """Raised when an alias may not move to a version (not ready, unsigned, an unlisted torch)."""
+
+    http_status = 409
+    code = "promotion_refused"
+    template = "{target} cannot move to version {version}: {reason}; {hint}"

@@ -14,6 +14,7 @@ import pytest
 
 from regctl.local import LocalClient
 from regctl.remote import Client
+from regctl.service.provenance import init_key
 from tests.api_server import REGCTL, ApiServer
 from tests.integration.conftest import Service, linear_model, parent_pid, pid_of
 
@@ -88,8 +89,9 @@ def test_register_ready_fetch_through_the_remote_cli_holding_only_a_url_and_toke
 def test_the_python_client_waits_and_a_deployment_polls_prod_for_free(
     service: Service, api: ApiServer, tmp_path: Path
 ) -> None:
-    service.start_worker("cpu")
     direct = LocalClient(service.settings)
+    init_key(service.settings, direct.caller)  # prod moves only to a signed version
+    service.start_worker("cpu")
     with Client(api.url, direct.create_token("notebook", "admin").secret) as client:
         version = client.register("lin", linear_model(tmp_path / "lin"))
         final = client.wait(version.jobs[0], timeout=180)

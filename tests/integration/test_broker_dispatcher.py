@@ -26,6 +26,7 @@ from regctl.worker.dispatch import Dispatcher, dispatcher_for
 from regctl.worker.dispatch.broker import BrokerDispatcher
 from regctl.worker.dispatch.publishing import app_for
 from regctl.worker.queues import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK, WEBHOOK_QUEUE
+from tests.factories import promotable
 from tests.integration.conftest import linear_model
 
 pytestmark = [pytest.mark.redis]
@@ -88,6 +89,7 @@ def test_webhook_deliveries_go_to_the_webhooks_queue(
 ) -> None:
     settings = broker.settings
     register_version(settings, RegisterRequest("net"), model_dir)
+    promotable(settings, "net")
     add_webhook(settings, local_caller(), WebhookRequest("https://hooks.example.com/regctl", ["alias.moved"]))
     set_alias(settings, "net", "staging", 1)
     broker.send_webhooks()

@@ -50,6 +50,7 @@ def test_hostile_models_in_a_real_worker_fail_cleanly_or_leave_no_trace(
     service.settings = dataclasses.replace(
         service.settings, database_url=_with_password(service.settings.database_url)
     )
+    assert service.regctl("keys", "init").returncode == 0  # a key in the registry home: one more secret
     worker = service.start_worker("cpu", concurrency=2, **CANARIES, **LIMITS_ENV)
     started = worker.log_text()
     assert "sandbox: auto" in started and "network:      none" in started, started[-2000:]

@@ -15,6 +15,7 @@ from regctl.registry.requests import WebhookRequest
 from regctl.registry.settings import Settings
 from regctl.webhook_signature import verify_signature
 from tests.conftest import write_model_dir
+from tests.factories import promotable
 from tests.integration.conftest import Service, linear_model, wait_until
 from tests.webhook_receiver import Received, receiving
 
@@ -100,6 +101,7 @@ def test_a_lost_message_is_resent_by_the_reconciler_and_a_receiver_failing_twice
 
     settings = service.settings  # the retry base that matters is the worker's (0.2 s, below)
     service.register("net", write_model_dir(tmp_path / "net"), convert=False)
+    promotable(settings, "net")
     with receiving(statuses=(500, 500, 200)) as receiver:
         made = add_webhook(settings, ADMIN, WebhookRequest(receiver.url, ["alias.moved"]))
         set_alias(settings, ADMIN, "net", "staging", 1)  # publishes the delivery; no worker runs yet
