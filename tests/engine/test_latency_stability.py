@@ -1,8 +1,9 @@
 """Issue 25: the latency section of a report is stable on a busy machine.
 
 Two validations of the same artifact, while a second job runs beside them in another process,
-give artifact-to-eager ratios whose ranges (from the interquartile ranges) overlap. Eager and the artifact are timed interleaved in
-one process (worker/engine/latency.py), so a load both see moves both alike.
+give artifact-to-eager ratios whose ranges (from the interquartile ranges) overlap. Eager and the
+artifact are timed interleaved in one process (worker/engine/latency.py), so a load both see moves
+both alike.
 """
 
 from __future__ import annotations
