@@ -13,14 +13,14 @@ import click
 from regctl.cli.app import cli, client_of, settings_of
 from regctl.cli.follow import must_follow, must_run_here, start_and_follow, watch
 from regctl.cli.render import console, echo, emit_json
+from regctl.registry.formats import FORMATS as ALL_FORMATS  # each is what an attestation covers
 from regctl.registry.formats import parse_formats
 from regctl.registry.lineage import Lineage, parse_tags
 from regctl.registry.requests import RegisterRequest
 from regctl.registry.text import human_size
 from regctl.worker.dispatch import warmed
 
-SIGNED_KINDS = ("torchscript", "exported", "aoti", "executorch", "onnx")  # what attestations cover
-FORMATS = {f: f for f in ("torchscript", "exported", "aoti", "executorch", "onnx")}
+FORMATS = {f: f for f in ALL_FORMATS}
 
 
 @cli.group()
@@ -238,7 +238,7 @@ def fetch(
     client = client_of(ctx)
     kind = kind or FORMATS[fmt]
     trusted = trusted_keys(key_files)
-    if trusted or (kind in SIGNED_KINDS and str(output) != "-"):
+    if trusted or (kind in ALL_FORMATS and str(output) != "-"):
         _fetch_attested(ctx, client, ref, output, kind, trusted, presign, create_dirs, as_json)
         return
     if str(output) == "-":
@@ -289,7 +289,7 @@ def _fetch_attested(  # type: ignore[no-untyped-def]
             fetched = client.fetch(ref, staged, kind=kind, progress=progress, presign=presign)
         artifact = fetched.artifact
         try:
-            attestation = client.attestation(fetched.ref, kind) if kind in SIGNED_KINDS else None
+            attestation = client.attestation(fetched.ref, kind) if kind in ALL_FORMATS else None
         except NotFound:  # unsigned (a server says not_found, whichever artifact is missing)
             attestation = None
         if trusted:

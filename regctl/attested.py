@@ -20,7 +20,6 @@ from regctl.registry.provenance.keys import KeyFileError, public_from_pem
 from regctl.registry.settings import ClientSettings
 
 ATTESTATION_SUFFIX = ".intoto.jsonl"
-SIGNED_KINDS = ("torchscript", "exported", "aoti", "executorch", "onnx")
 
 
 def trusted_keys(paths: Iterable[str]) -> list:

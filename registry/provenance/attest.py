@@ -20,14 +20,14 @@ from typing import Any
 from sqlalchemy import select
 
 from regctl.registry.db import session_scope
-from regctl.registry.formats import FILE_SUFFIX
+from regctl.registry.formats import FILE_SUFFIX, FORMATS
 from regctl.registry.provenance.envelope import sign, statement
 from regctl.registry.provenance.keys import KeyFileError, load_signer
 from regctl.registry.schema import SigningKey, utcnow
 from regctl.registry.settings import Settings
 from regctl.registry.store import ArtifactStore, BlobRef
 
-SIGNED_KINDS = ("torchscript", "exported", "aoti", "executorch", "onnx")
+SIGNED_KINDS = FORMATS  # every format, once proved, gets its statement
 
 
 @dataclass(frozen=True)

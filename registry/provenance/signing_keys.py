@@ -9,7 +9,6 @@ before its retirement still verifies.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -91,11 +90,6 @@ def retire_key(settings: Settings, caller: Caller, key_id: str) -> KeyInfo:
             audit.record(session, caller, "key.retire", f"key {row.key_id}")
         found = row.key_id
     return next(k for k in list_keys(settings) if k.key_id == found)
-
-
-def key_file_for_sandbox_masks(settings: Settings) -> Path:
-    """The key file's directory: what every sandbox must never see (worker/supervisor masks it)."""
-    return settings.signing_key_path.parent
 
 
 def signing_line(settings: Settings) -> str:

@@ -110,10 +110,14 @@ def judge_format(
 ) -> dict[str, Any]:
     """Load the built file in its runtime and run the whole battery; fills and returns `section`."""
     name = FORMAT_NAMES[fmt]
+    builder = _builder(fmt)
     try:
-        runnable = FlatRuntime(_builder(fmt).load(path), out_spec, device)
-        if fmt == "onnx":
-            section["io"] = _builder(fmt).signature(path)
+        if fmt == "onnx":  # one session runs the battery and tells the model's own tensor names
+            session = builder.open_session(path)
+            run, section["io"] = builder.runner(session), builder.signature(session)
+        else:
+            run = builder.load(path)
+        runnable = FlatRuntime(run, out_spec, device)
     except Exception as exc:
         section["error"] = f"the {name} does not load: {describe_exception(exc)}"
         return section

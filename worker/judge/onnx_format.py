@@ -59,11 +59,18 @@ def _name_axes(model: Any, spec: ModelSpec) -> list[str]:
     return sorted(set(names.values()))
 
 
-def signature(path: Path) -> dict[str, Any]:
-    """The model's inputs and outputs as ONNX Runtime reads them: names, element types, shapes."""
+def open_session(path: Path) -> Any:
+    """An InferenceSession on the CPU provider, with this process's threads."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def signature(session: Any) -> dict[str, Any]:
+    """The model's inputs and outputs as ONNX Runtime reads them: names, element types, shapes."""
 
     def entries(args: Any) -> list[dict[str, Any]]:
         return [
@@ -75,13 +82,12 @@ def signature(path: Path) -> dict[str, Any]:
 
 
 def load(path: Path) -> FlatRun:
-    """An InferenceSession on the CPU provider, with this process's threads, as a flat runner."""
-    import onnxruntime
+    """The model in a fresh session, as a flat runner."""
+    return runner(open_session(path))
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+def runner(session: Any) -> FlatRun:
+    """A session as a flat runner: tensors in forward()'s order in, the outputs as tensors out."""
     names = [i.name for i in session.get_inputs()]
 
     def run(inputs: list[torch.Tensor]) -> list[Any]:

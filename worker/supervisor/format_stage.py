@@ -46,11 +46,6 @@ STAGE_NAMES = {
     "executorch": "the ExecuTorch stage",
     "onnx": "the ONNX stage",
 }
-_NOT_EXPORTABLE = {
-    "aoti": "not exportable, so no AOTInductor package",
-    "executorch": "not exportable, so no ExecuTorch program",
-    "onnx": "not exportable, so no ONNX model",
-}
 
 
 def add_formats(
@@ -84,7 +79,7 @@ def add_format(
     proved = report.get("proved") or {}
     if judged.exported_path is None or not export.get("ok"):
         why = one_line(export.get("error") or "torch.export produced no program")
-        report[fmt] = empty_format_section(fmt, True, f"{_NOT_EXPORTABLE[fmt]}: {why}")
+        report[fmt] = empty_format_section(fmt, True, f"not exportable, so no {FORMAT_NAMES[fmt]}: {why}")
         logger.info("%s: %s", fmt, report[fmt]["error"])
         return dataclasses.replace(judged, report=report)
     lacking = missing_extra(fmt) or _not_on_device(fmt, spec)
