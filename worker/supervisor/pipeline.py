@@ -26,7 +26,7 @@ from regctl.registry.outcomes import NewArtifact, record_failure, record_success
 from regctl.registry.provenance.attest import SIGNED_KINDS, Subject, sign_proofs
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
-from regctl.registry.store import ArtifactStore, BlobRef, open_store
+from regctl.registry.store import ArtifactStore, open_store
 from regctl.worker.contract import FORMAT_NAMES
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.sandbox.uids import job_uids
@@ -189,7 +189,11 @@ def _convert(work: Stage) -> list[JobInfo]:
     if proven:
         summary.update(validated=True, validation=_proof(work.job.id, scripted.sha256, result.report))
         work.reporter.checkpoint("signing")
-        subjects = [signed_subject(a, result.report) for a in artifacts if a.kind in SIGNED_KINDS]
+        subjects = [
+            signed_subject(a.kind, a.blob.sha256, a.method, result.report)
+            for a in artifacts
+            if a.kind in SIGNED_KINDS
+        ]
         artifacts += _attest(work, subjects, result.report, report.blob.sha256, summary)
     work.reporter.checkpoint("recording")
     return record_success(
@@ -228,9 +232,8 @@ def _attest(
     return [NewArtifact("attestation", blob, None, kind) for kind, blob in signed.envelopes]
 
 
-def signed_subject(artifact: NewArtifact, report: dict) -> Subject:
+def signed_subject(kind: str, sha256: str, method: str | None, report: dict) -> Subject:
     """A proved artifact as an attestation names it, with the runtimes that proved it."""
-    kind = artifact.kind
     if kind == "torchscript":
         libtorch = report.get("libtorch") or {}
         runtimes = (
@@ -242,7 +245,7 @@ def signed_subject(artifact: NewArtifact, report: dict) -> Subject:
         runtimes = ("torch.export.load(...).module() (the whole battery)",)
     else:
         runtimes = (str((report.get(kind) or {}).get("runtime")),)
-    return Subject(kind, artifact.blob.sha256, artifact.method, runtimes)
+    return Subject(kind, sha256, method, runtimes)
 
 
 def _proof(job_id: int, sha256: str, report: dict) -> dict:
@@ -276,10 +279,8 @@ def _validate(work: Stage) -> list[JobInfo]:
         raise _failed(work, result.error or "validation failed", [report], summary)
     work.reporter.checkpoint("signing")  # what this job proved anew: the stored TorchScript artifact
     stored = scripted[-1]
-    proved = NewArtifact("torchscript", BlobRef(stored.sha256, stored.size, stored.uri), None, stored.method)
-    attested = _attest(
-        work, [signed_subject(proved, result.report)], result.report, report.blob.sha256, summary
-    )
+    subject = signed_subject("torchscript", stored.sha256, stored.method, result.report)
+    attested = _attest(work, [subject], result.report, report.blob.sha256, summary)
     work.reporter.checkpoint("recording")
     return record_success(
         work.settings,
