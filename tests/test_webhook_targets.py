@@ -105,7 +105,9 @@ def test_receivers_are_sent_to_side_by_side_and_a_slow_one_gets_one_request_at_a
         set_alias(settings, "net", "canary", 1)  # one more for it, and one for the fast one
         sending = threading.Thread(target=send_due, args=(settings,), daemon=True)
         sending.start()
-        [request] = fast.received(1, timeout=DEADLINE_S)  # not held behind the slow receiver's 10 s
+        [request] = fast.received(1, timeout=DEADLINE_S)  # not held behind the slow receiver's answer
+        # Both lanes start at once, but the slow lane's first request may land after the fast one's.
+        wait_until(lambda: len(slow.requests) >= 1, DEADLINE_S, "the slow receiver's first request")
         assert len(slow.requests) == 1 and slow.answered == 0  # its next waits for this one
         slow.release.set()
         wait_until(lambda: not sending.is_alive(), DEADLINE_S, "the sender to finish")
