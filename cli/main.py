@@ -9,6 +9,7 @@ from regctl.cli import (  # noqa: F401  (registers commands)
     doctor,
     jobs,
     lifecycle,
+    promotion,
     provenance,
     retire,
     sandbox,

@@ -15,7 +15,8 @@ def webhooks() -> None:
     """Add, list and remove webhooks, and see their deliveries (admin).
 
     \b
-    Events: version.ready, version.failed, alias.moved, job.failed.
+    Events: version.ready, version.failed, alias.moved, job.failed, alias.requested, alias.approved,
+    alias.rejected.
     Receivers check X-Regctl-Signature with regctl.webhook_signature.verify_signature.
     """
 
@@ -25,7 +26,8 @@ def webhooks() -> None:
 @click.option(
     "--events",
     required=True,
-    help="Comma-separated: version.ready, version.failed, alias.moved, job.failed.",
+    help="Comma-separated: version.ready, version.failed, alias.moved, job.failed, alias.requested, "
+    "alias.approved, alias.rejected.",
 )
 @click.option("--model", "model_pattern", help="Only models matching this name or glob (resnet*).")
 @json_option

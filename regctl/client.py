@@ -23,6 +23,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    PromotionRequestInfo,
     RegisteredVersion,
     TokenInfo,
     VersionInfo,
@@ -170,6 +171,26 @@ class RegistryClient(abc.ABC):
     @abc.abstractmethod
     def alias_history(self, name: str) -> list[AliasInfo]:
         """Every change to a model's aliases, oldest first."""
+
+    @abc.abstractmethod
+    def request_alias(
+        self, target: str, version: int, reason: str, *, force: bool = False
+    ) -> PromotionRequestInfo:
+        """Ask for the protected NAME@ALIAS to move to VERSION; a different admin approves it."""
+
+    @abc.abstractmethod
+    def approve_request(self, request_id: int, note: str | None = None) -> PromotionRequestInfo:
+        """Approve a pending promotion request (an admin who did not file it): the alias moves."""
+
+    @abc.abstractmethod
+    def reject_request(self, request_id: int, note: str | None = None) -> PromotionRequestInfo:
+        """Reject a pending promotion request (an admin, or its requester withdrawing it)."""
+
+    @abc.abstractmethod
+    def alias_requests(
+        self, name: str | None = None, *, pending_only: bool = True, limit: int = 100
+    ) -> list[PromotionRequestInfo]:
+        """Promotion requests, newest first: the pending ones, or all with `pending_only=False`."""
 
     @abc.abstractmethod
     def fetch(

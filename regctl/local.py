@@ -26,6 +26,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    PromotionRequestInfo,
     RegisteredVersion,
     TokenInfo,
     VersionInfo,
@@ -173,6 +174,36 @@ class LocalClient(RegistryClient):
         from regctl.service.aliases import alias_history
 
         return alias_history(self.settings, self.caller, name)
+
+    def request_alias(
+        self, target: str, version: int, reason: str, *, force: bool = False
+    ) -> PromotionRequestInfo:
+        """Ask for the protected NAME@ALIAS to move to VERSION; a different admin approves it."""
+        from regctl.service.promotion_requests import file_request
+
+        ref = parse_alias_ref(target)
+        alias = ref.alias or ""
+        return file_request(self.settings, self.caller, ref.name, alias, version, reason, force=force)
+
+    def approve_request(self, request_id: int, note: str | None = None) -> PromotionRequestInfo:
+        """Approve a pending promotion request (an admin who did not file it): the alias moves."""
+        from regctl.service.promotion_requests import approve_request
+
+        return approve_request(self.settings, self.caller, request_id, note)
+
+    def reject_request(self, request_id: int, note: str | None = None) -> PromotionRequestInfo:
+        """Reject a pending promotion request (an admin, or its requester withdrawing it)."""
+        from regctl.service.promotion_requests import reject_request
+
+        return reject_request(self.settings, self.caller, request_id, note)
+
+    def alias_requests(
+        self, name: str | None = None, *, pending_only: bool = True, limit: int = 100
+    ) -> list[PromotionRequestInfo]:
+        """Promotion requests, newest first: the pending ones, or all with `pending_only=False`."""
+        from regctl.service.promotion_requests import list_requests
+
+        return list_requests(self.settings, self.caller, name, pending_only=pending_only, limit=limit)
 
     def fetch(
         self,

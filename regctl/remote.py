@@ -36,6 +36,7 @@ from regctl.registry.entities import (
     ModelSummary,
     NewToken,
     NewWebhook,
+    PromotionRequestInfo,
     RegisteredVersion,
     TokenInfo,
     VersionInfo,
@@ -307,6 +308,34 @@ class Client(RegistryClient):
         return self._json(
             "DELETE", f"/models/{segment(ref.name)}/aliases/{segment(ref.alias or '')}", AliasInfo
         )
+
+    def request_alias(
+        self, target: str, version: int, reason: str, *, force: bool = False
+    ) -> PromotionRequestInfo:
+        """Ask for the protected NAME@ALIAS to move to VERSION; a different admin approves it."""
+        ref = parse_alias_ref(target)
+        path = f"/models/{segment(ref.name)}/aliases/{segment(ref.alias or '')}/requests"
+        body = {"version": version, "reason": reason, "force": force}
+        return self._json("POST", path, PromotionRequestInfo, json=body)
+
+    def approve_request(self, request_id: int, note: str | None = None) -> PromotionRequestInfo:
+        """Approve a pending promotion request (an admin who did not file it): the alias moves."""
+        path = f"/alias-requests/{int(request_id)}/approve"
+        return self._json("POST", path, PromotionRequestInfo, json={"note": note})
+
+    def reject_request(self, request_id: int, note: str | None = None) -> PromotionRequestInfo:
+        """Reject a pending promotion request (an admin, or its requester withdrawing it)."""
+        path = f"/alias-requests/{int(request_id)}/reject"
+        return self._json("POST", path, PromotionRequestInfo, json={"note": note})
+
+    def alias_requests(
+        self, name: str | None = None, *, pending_only: bool = True, limit: int = 100
+    ) -> list[PromotionRequestInfo]:
+        """Promotion requests, newest first: the pending ones, or all with `pending_only=False`."""
+        params: dict[str, str | int] = {"state": "pending" if pending_only else "all", "limit": limit}
+        if name is not None:
+            params["model"] = check_model_name(name)
+        return self._json("GET", "/alias-requests", list[PromotionRequestInfo], params=params)
 
     def keys(self) -> list[KeyInfo]:
         """Every public key the registry signs (or signed) attestations with (no token needed)."""

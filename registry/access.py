@@ -24,11 +24,13 @@ NEEDS = {
     "cancel": "writer",
     "retry": "writer",
     "alias": "writer",
+    "request-alias": "writer",  # ask for a protected alias to move; an admin approves it
     "tag": "writer",
     "archive": "writer",
     "delete": "admin",
     "gc": "admin",
     "protected-alias": "admin",
+    "approve-alias": "admin",
     "tokens": "admin",
     "audit": "admin",
     "webhooks": "admin",

@@ -170,6 +170,35 @@ class AliasInfo(Record):
 
 
 @dataclass(frozen=True)
+class PromotionRequestInfo(Record):
+    """A request to move a protected alias, and what became of it.
+
+    `state` is pending, approved, rejected or expired; a pending request past `expires_at` reads as
+    expired. `previous` is where the alias pointed before an approval moved it.
+    """
+
+    id: int
+    model: str
+    alias: str
+    version: int
+    reason: str
+    force: bool
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    state: str
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str | None
+    previous: int | None
+
+    @property
+    def target(self) -> str:
+        """NAME@ALIAS."""
+        return f"{self.model}@{self.alias}"
+
+
+@dataclass(frozen=True)
 class TokenInfo(Record):
     """An API token as listed: never its secret."""
 

@@ -75,3 +75,8 @@ def alias_moved(
     """`alias.moved` for an alias set, moved or removed (`target` None)."""
     data = {"alias": alias, "from": previous, "to": target, "actor": actor}
     record_event(session, "alias.moved", model, target, data)
+
+
+def promotion_request(session: Session, event: str, request: dict[str, Any]) -> None:
+    """`alias.requested`, `alias.approved` or `alias.rejected`, with the request as the API shows it."""
+    record_event(session, event, request["model"], request["version"], request)

@@ -34,7 +34,15 @@ from regctl.registry.refs import Ref, check_model_name, parse_version_ref
 from regctl.registry.states import VERSION_STATUSES
 
 # The events registry/outbox.py records, which a webhook may ask for.
-EVENTS = ("version.ready", "version.failed", "alias.moved", "job.failed")
+EVENTS = (
+    "version.ready",
+    "version.failed",
+    "alias.moved",
+    "job.failed",
+    "alias.requested",
+    "alias.approved",
+    "alias.rejected",
+)
 MAX_URL_CHARS = 2048
 # The most rows one list answers, whatever the front door.
 MAX_LIMIT = 1000

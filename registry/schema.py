@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -46,7 +47,7 @@ ROLES = tuple(ROLE_RANK)
 DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 
 # Alembic revision the ORM matches; checked cheaply at start-up so commands never import alembic.
-HEAD_REVISION = "0011_attestations"
+HEAD_REVISION = "0012_promotion_requests"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -340,3 +341,39 @@ class SigningKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128), default="")
     retired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+REQUEST_STATES = ("pending", "approved", "rejected", "expired")
+
+
+class PromotionRequest(Base):
+    """A request to move a protected alias, waiting for a second person's approval (two-person rule)."""
+
+    __tablename__ = "promotion_requests"
+    __table_args__ = (
+        # At most one open request per alias: a second one waits until the first is decided or expires.
+        Index(
+            "uq_promotion_requests_open",
+            "model_id",
+            "alias",
+            unique=True,
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    # An admin's request may override the promotion policy; the approver sees that before approving.
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    state: Mapped[str] = mapped_column(_enum(REQUEST_STATES, "request_state"), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # the approver's or rejecter's words
+    previous: Mapped[int | None] = mapped_column(Integer, nullable=True)  # where the alias was, once moved

@@ -49,6 +49,8 @@ class Settings:
     sandbox_uid: int = 64000  # start of the 1000 unprivileged uids leased to jobs in blocks of 6 (as root)
     protected_aliases: tuple[str, ...] = ("prod",)  # aliases only an admin token may set or remove
     promotion_torch: tuple[str, ...] = ()  # torch versions a protected alias may move to (empty: any)
+    promotion_approvals: int = 1  # 2: a protected alias moves only through a request a second admin approves
+    promotion_request_ttl: float = 3 * 24 * 3600.0  # seconds a promotion request waits for its approval
     work_dir: str | None = None  # where jobs unpack and convert; None: the system's temp directory
     signing_key: str | None = None  # the attestation key file; None: <home>/keys/signing.pem
     webhook_retry_base: float = 30.0  # seconds before a failed webhook delivery's first retry; doubles
@@ -190,6 +192,8 @@ _NUMERIC = {
     "REGCTL_HEADER_TIMEOUT_S": "header_timeout",
     "REGCTL_BODY_TIMEOUT_S": "body_timeout",
     "REGCTL_UPLOADS_PER_TOKEN": "uploads_per_token",
+    "REGCTL_PROMOTION_APPROVALS": "promotion_approvals",
+    "REGCTL_PROMOTION_REQUEST_TTL_S": "promotion_request_ttl",
 }
 SANDBOX_MODES = ("auto", "strict", "off")
 # Settings of this machine and process rather than of the registry: an embedded child or a worker
@@ -316,5 +320,8 @@ def _check_home(home: Path) -> None:
 
 def _check_pairs(settings: Settings) -> None:
     """Settings that only make sense against each other."""
+    if settings.promotion_approvals > 2:
+        approvals = str(settings.promotion_approvals)
+        raise BadSetting(key="REGCTL_PROMOTION_APPROVALS", raw=approvals, wanted="1 or 2", default=1)
     if settings.heartbeat_interval >= settings.heartbeat_timeout:
         raise HeartbeatTooSlow(interval=settings.heartbeat_interval, timeout=settings.heartbeat_timeout)

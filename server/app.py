@@ -32,6 +32,7 @@ from regctl.server import (
     lifecycle_api,
     limits_api,
     pages,
+    promotion_api,
     provenance_api,
     register_api,
     webhooks_api,
@@ -135,6 +136,7 @@ def create_app(settings: Settings, *, run_jobs: bool = True, threads: int = 40) 
         jobs_api,
         artifacts_api,
         provenance_api,
+        promotion_api,
         lifecycle_api,
         admin_api,
     ):

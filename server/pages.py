@@ -35,7 +35,7 @@ from regctl.server.page_format import FILTERS, page_text, visible_events
 from regctl.server.report_view import DEPLOYABLE, build_view, segments
 from regctl.server.responses import public_job, redact_paths
 from regctl.server.source_view import annotated_source
-from regctl.service import aliases, catalog, jobs, models
+from regctl.service import aliases, catalog, jobs, models, promotion_requests
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -171,7 +171,9 @@ async def model_page(request: Request, name: Name) -> Response:
             "card_ref": card[0] if card else None,
             "versions": models.list_versions(settings, caller, VersionQuery(name, archived=True, limit=200)),
             "history": list(reversed(aliases.alias_history(settings, caller, name)))[:100],
+            "requests": promotion_requests.list_requests(settings, caller, name),
             "may_alias": caller.can("alias", name),
+            "may_approve": caller.can("approve-alias", name),
         }
 
     return await page(request, "model.html", build)

@@ -68,14 +68,24 @@ def create_postgres_database() -> str:
 
 def drop_postgres_database(url: str) -> None:
     """Drop a database made by `create_postgres_database` (closing our pooled connections first)."""
-    dispose_engines()
+    release_connections()
     name = url.rsplit("/", 1)[1]
     engine = _admin_engine()
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
-    # A connection a thread held while its pool was disposed sits in a reference cycle until the
-    # collector runs; collect it here, where it is known dead, not in whichever later test runs the GC.
+
+
+def release_connections() -> None:
+    """Close every pooled database connection of this process once a test is done with its database."""
+    from regctl.worker.webhook_sender import wait_for_background
+
+    # A test's embedded webhook sends go on in a background thread; one holding a connection while
+    # the pool is disposed would leave it open, for a later test's garbage collection to warn about.
+    wait_for_background(30.0)
+    dispose_engines()
+    # A connection some other thread still held sits in a reference cycle until the collector runs;
+    # collect it here, where it is known dead, not in whichever later test happens to run the GC.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
@@ -127,7 +137,10 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         url = request.getfixturevalue("postgres_url")
         _truncate(url)
     yield Settings.from_env({}, home=home, database_url=url, artifact_store=str(home / "artifacts"))
-    dispose_engines()
+    if request.param == "sqlite":
+        dispose_engines()
+    else:
+        release_connections()
 
 
 @pytest.fixture

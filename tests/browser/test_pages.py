@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from regctl.local import LocalClient
+from regctl.registry.access import Caller
 from regctl.registry.entities import JobInfo
 from regctl.registry.settings import Settings
 from tests.api_server import ApiServer
@@ -402,3 +403,24 @@ def test_after_a_validate_job_each_report_downloads_as_itself(
     assert "conversion-report" in page.inner_text(".report-source")
     nothing_clipped(page, "version with both reports at 390 px")
     page.context.close()
+
+
+def test_a_pending_promotion_request_is_listed_read_only_at_both_widths(
+    browser: Any, site: Site, screenshots: Path
+) -> None:
+    admin = LocalClient(site.direct.settings, Caller("release-bot", "admin", None, "test"))
+    filed = admin.request_alias("conditional@prod", 1, "first release of the conditional model", force=True)
+    try:
+        for width in WIDTHS:
+            page = signed_in(browser, site, site.reader, width)
+            page.goto(f"{site.url}/models/conditional")
+            section = page.locator("section[aria-labelledby=requests-heading]")
+            text = section.inner_text()
+            assert "first release of the conditional model" in text and "release-bot" in text
+            assert "overrides the promotion policy" in text
+            assert section.locator("form, button, input, [data-write]").count() == 0, "read-only"
+            nothing_clipped(page, f"a model page with a pending request at {width} px")
+            shoot(page, screenshots, "model-request", width)
+            page.context.close()
+    finally:
+        admin.reject_request(filed.id)
