@@ -5,10 +5,11 @@ from __future__ import annotations
 import gc
 import os
 import textwrap
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,6 +37,29 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {value!r})")
         time.sleep(interval)
+
+
+def at_once(calls: Sequence[Callable[[], T]], timeout: float = 120.0) -> list[T | Exception]:
+    """Run `calls` in threads released together by a barrier; each one's result or exception, in order.
+
+    An exception is returned, not raised: an assertion failing in a thread would otherwise be lost.
+    """
+    barrier, outcomes = threading.Barrier(len(calls)), [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            outcomes[i] = calls[i]()
+        except Exception as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), f"some of {len(calls)} calls still run after {timeout:g}s"
+    return outcomes  # type: ignore[return-value]
 
 
 def service_missing(what: str, why: Exception | str) -> None:

@@ -6,9 +6,9 @@ through a real `regctl serve` with the CLI, the Python client and the pages.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +36,7 @@ from regctl.registry.schema import PromotionRequest, utcnow
 from regctl.registry.settings import Settings
 from regctl.remote import Client
 from tests.api_server import REGCTL, ApiServer
-from tests.conftest import cli_invoker
+from tests.conftest import at_once, cli_invoker
 from tests.factories import linear_model, promotable
 from tests.webhook_receiver import receiving
 
@@ -144,21 +144,12 @@ def test_an_expired_request_cannot_be_approved_and_frees_the_alias_for_a_new_one
 
 def test_a_second_request_waits_for_the_first_even_when_both_are_filed_at_once(registry: Settings) -> None:
     filers = 8
-    barrier, outcomes = threading.Barrier(filers), []
-
-    def file(i: int) -> None:
-        barrier.wait(timeout=30)
-        try:
-            outcomes.append(as_(registry, WRITER).request_alias("net@prod", 1 + i % 2, f"attempt {i}"))
-        except RegctlError as exc:
-            outcomes.append(exc)
-
-    running = [threading.Thread(target=file, args=(i,)) for i in range(filers)]
-    for thread in running:
-        thread.start()
-    for thread in running:
-        thread.join(timeout=120)
-    assert not any(t.is_alive() for t in running)
+    outcomes = at_once(
+        [
+            functools.partial(as_(registry, WRITER).request_alias, "net@prod", 1 + i % 2, f"attempt {i}")
+            for i in range(filers)
+        ]
+    )
     won = [o for o in outcomes if not isinstance(o, Exception)]
     lost = [o for o in outcomes if isinstance(o, Exception)]
     assert len(won) == 1 and len(lost) == filers - 1, outcomes
@@ -168,20 +159,8 @@ def test_a_second_request_waits_for_the_first_even_when_both_are_filed_at_once(r
 
 def test_two_admins_approving_at_once_move_the_alias_once(registry: Settings) -> None:
     filed = as_(registry, WRITER).request_alias("net@prod", 2, "release")
-    barrier, outcomes = threading.Barrier(2), []
-
-    def approve(caller: Caller) -> None:
-        barrier.wait(timeout=30)
-        try:
-            outcomes.append(as_(registry, caller).approve_request(filed.id))
-        except RegctlError as exc:
-            outcomes.append(exc)
-
-    running = [threading.Thread(target=approve, args=(c,)) for c in (ADMIN, SECOND_ADMIN)]
-    for thread in running:
-        thread.start()
-    for thread in running:
-        thread.join(timeout=120)
+    approvers = (as_(registry, ADMIN), as_(registry, SECOND_ADMIN))
+    outcomes = at_once([functools.partial(client.approve_request, filed.id) for client in approvers])
     assert sorted(type(o).__name__ for o in outcomes) == ["PromotionRequestInfo", "RequestDecided"], outcomes
     assert [e.name for e in LocalClient(registry).alias_history("net")] == ["prod"]  # one move
 
