@@ -18,7 +18,11 @@ PROTECTED = ("prod",)
     ("role", "allowed"),
     [
         ("reader", {"read", "fetch"}),
-        ("writer", {"read", "fetch", "register", "submit", "cancel", "retry", "alias", "tag", "archive"}),
+        (
+            "writer",
+            {"read", "fetch", "register", "submit", "cancel", "retry", "alias", "request-alias", "tag"}
+            | {"archive"},
+        ),
         (
             "admin",
             {
@@ -29,11 +33,13 @@ PROTECTED = ("prod",)
                 "cancel",
                 "retry",
                 "alias",
+                "request-alias",
                 "tag",
                 "archive",
                 "delete",
                 "gc",
                 "protected-alias",
+                "approve-alias",
                 "tokens",
                 "audit",
                 "webhooks",
