@@ -17,6 +17,7 @@ import pytest
 from regctl.registry.errors import CorruptedArtifact, InvalidInput, MissingBlob, NotFound, ServiceUnavailable
 from regctl.registry.errors.files import ChangedWhileStored
 from regctl.registry.store import ArtifactStore, LocalStore, RemoteStore, open_store, sha256_file
+from regctl.registry.store.blobs import SealedFile, file_identity
 
 MiB = 1 << 20
 
@@ -372,6 +373,38 @@ def test_adopting_a_job_output_moves_its_inode_into_the_store(store: ArtifactSto
     again.write_bytes(data)
     assert store.adopt_file(again) == ref  # already stored: the new file is left alone
     assert os.stat(again).st_ino != os.stat(ref.uri).st_ino
+
+
+def test_a_sealed_output_is_stored_under_its_seal_and_one_changed_since_is_hashed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "builder").mkdir()
+
+    def output(name: str, data: bytes, mode: int) -> tuple[Path, SealedFile]:
+        path = tmp_path / "builder" / name
+        path.write_bytes(data)
+        os.chmod(path, mode)
+        return path, SealedFile(hashlib.sha256(data).hexdigest(), file_identity(os.lstat(path)))
+
+    path, sealed = output("model.pt", b"sealed bytes", 0o444)
+    assert store.adopt_file(path, sealed).sha256 == sealed.sha256
+    # A seal is taken at its word while the inode is the one sealed (the supervisor alone seals):
+    # a seal naming other bytes is what shows the file was not read a second time.
+    path, sealed = output("trusted.pt", b"other bytes", 0o444)
+    claimed = SealedFile("ab" * 32, sealed.identity)
+    assert store.adopt_file(path, claimed).sha256 == "ab" * 32
+    # Written after its seal (here: grown by a byte), it is hashed and stored as what it now holds.
+    path, sealed = output("changed.pt", b"judged bytes", 0o444)
+    os.chmod(path, 0o644)
+    with open(path, "ab") as more:
+        more.write(b"!")
+    os.chmod(path, 0o444)
+    assert store.adopt_file(path, sealed).sha256 == hashlib.sha256(b"judged bytes!").hexdigest()
+    # Writable by others when sealed, or sealed without an identity: hashed, whatever the seal says.
+    path, sealed = output("open.pt", b"anyone's bytes", 0o666)
+    wrong = SealedFile("cd" * 32, sealed.identity)
+    assert store.adopt_file(path, wrong).sha256 == hashlib.sha256(b"anyone's bytes").hexdigest()
+    path, sealed = output("unpinned.pt", b"unpinned bytes", 0o444)
+    assert store.adopt_file(path, SealedFile("ef" * 32, None)).sha256 == sealed.sha256
 
 
 def test_adopting_refuses_links_planted_by_the_writer(store: ArtifactStore, tmp_path: Path) -> None:

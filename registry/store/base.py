@@ -39,6 +39,7 @@ from regctl.registry.errors.services import (
 from regctl.registry.store.blobs import (
     BlobRef,
     IncompleteUpload,
+    SealedFile,
     StoredFile,
     check_sha,
     facts,
@@ -129,8 +130,12 @@ class ArtifactStore(ABC):
         """Make blob `sha256` appear at `dest`, checked; a backend that cannot link copies (`copy_to`)."""
         return self.copy_to(sha256, dest)
 
-    def adopt_file(self, path: Path) -> BlobRef:
-        """Store the job output at `path`; a backend that cannot take its inode copies it (`put_file`)."""
+    def adopt_file(self, path: Path, sealed: SealedFile | None = None) -> BlobRef:
+        """Store the job output at `path`; a backend that cannot take its inode copies it (`put_file`).
+
+        `sealed` is what a trusted seal found (registry/store/blobs.py); an upload hashes what it
+        sends either way, so this backend does not use it.
+        """
         return self.put_file(path)
 
     # Naming and errors -------------------------------------------------------------------------

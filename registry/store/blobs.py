@@ -57,6 +57,19 @@ def remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
+@dataclass(frozen=True)
+class SealedFile:
+    """A file's sha256 as a trusted process took it, once no one else could write it.
+
+    `identity` is the file's `file_identity` around that hash (None when it could not be pinned:
+    the writer's processes ran as this user). A store may take the sha256 instead of hashing the
+    file again while the file's identity is unchanged and it is still this user's and read-only.
+    """
+
+    sha256: str
+    identity: tuple[int, ...] | None
+
+
 def file_identity(st: os.stat_result) -> tuple[int, ...]:
     """What changes whenever a file is replaced or written: (device, inode, size, mtime, ctime).
 

@@ -23,10 +23,19 @@ from typing import BinaryIO
 from regctl.registry.chunks import CHUNK_SIZE
 from regctl.registry.errors.files import CannotStore, ChangedWhileStored, NotOwnFile
 from regctl.registry.store.base import ArtifactStore
-from regctl.registry.store.blobs import BlobRef, check_sha, file_identity, remove_quietly
+from regctl.registry.store.blobs import BlobRef, SealedFile, check_sha, file_identity, remove_quietly
 
 # link() fails with these where a copy still works: another file system, links not supported or not allowed.
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
+
+
+def _sealed_sha(sealed: SealedFile | None, info: os.stat_result) -> str | None:
+    """The seal's sha256 when it still vouches for the inode `info` describes, else None (hash it)."""
+    if sealed is None or sealed.identity is None or file_identity(info) != sealed.identity:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o222:  # someone else could have written it
+        return None
+    return check_sha(sealed.sha256)
 
 
 def _linked(source: str | Path, dest: str | Path) -> bool:
@@ -182,13 +191,17 @@ class LocalStore(ArtifactStore):
             return BlobRef(sha256, size, self.uri_for(sha256))
         return self.copy_to(sha256, dest)
 
-    def adopt_file(self, path: Path) -> BlobRef:
+    def adopt_file(self, path: Path, sealed: SealedFile | None = None) -> BlobRef:
         """Store the file at `path` by taking its inode where possible, else by copying it (`put_file`).
 
         For job outputs: the file must be complete and nothing may write to it any more (the
         sandboxed processes that wrote it have exited). The inode hashed is the one linked, then it
         becomes the store's: owned by this process's user, read-only. The job directory's own name
         for it goes when the directory does.
+
+        With `sealed`, the seal's sha256 stands for the file while the inode opened is the one
+        sealed, unchanged since (`file_identity`), this user's and writable by no one: the file is
+        not read a second time. Anything else is hashed as usual.
         """
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -198,7 +211,7 @@ class LocalStore(ArtifactStore):
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
                 raise NotOwnFile(path=path)
-            sha = _hash_fd(fd, info.st_size, None)
+            sha = _sealed_sha(sealed, info) or _hash_fd(fd, info.st_size, None)
             if self.exists(sha):
                 return BlobRef(sha, info.st_size, self.uri_for(sha))
             tmp = self._new_temp()

@@ -11,19 +11,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 from regctl.registry.digests import sha256_file
+from regctl.registry.store.blobs import SealedFile, file_identity
 from regctl.worker.contract import ROLE_LOG
 
 MAX_SEALED_FILES = 64
 MAX_LISTED = 4096
 
 
-def seal(directory: Path, *, take_over: bool) -> dict[str, str]:
+def seal(directory: Path, *, take_over: bool) -> dict[str, SealedFile]:
     """The sha256 of every regular file a role left at the top of `directory`.
 
     With `take_over` (the worker is root) the directory and its files become root's and read-only,
-    so no later role can change a sealed byte; links, folders and the role's own log are skipped.
+    so no later role can change a sealed byte, and each file's identity around its hash is kept:
+    the store may then take the sha256 without reading the file again. Links, folders and the
+    role's own log are skipped.
     """
-    sealed: dict[str, str] = {}
+    sealed: dict[str, SealedFile] = {}
     with os.scandir(directory) as entries:
         # bounded: a role that floods its folder gets no more sealed than it could name
         names = sorted(e.name for e, _ in zip(entries, range(MAX_LISTED), strict=False))
@@ -34,7 +37,10 @@ def seal(directory: Path, *, take_over: bool) -> dict[str, str]:
         if take_over:
             os.chown(path, 0, 0, follow_symlinks=False)
             os.chmod(path, 0o444, follow_symlinks=False)
-        sealed[name] = sha256_file(path)
+        before = file_identity(os.lstat(path))
+        sha256 = sha256_file(path)
+        pinned = take_over and file_identity(os.lstat(path)) == before
+        sealed[name] = SealedFile(sha256, before if pinned else None)
     if take_over:
         os.chown(directory, 0, 0)
         os.chmod(directory, 0o755)

@@ -171,10 +171,10 @@ def _convert(work: Stage) -> list[JobInfo]:
         raise _failed(work, result.error or "conversion failed", [report], summarize(result.report))
     torch_version = result.report.get("versions", {}).get("torch")
     proved = result.report.get("proved") or {}
-    scripted = work.store.adopt_file(result.torchscript_path)
+    scripted = work.store.adopt_file(result.torchscript_path, result.seals.get(result.torchscript_path))
     artifacts = [NewArtifact("torchscript", scripted, torch_version, result.method)]
     if result.exported_path is not None and work.spec.wants("exported"):  # aoti alone: proved, not kept
-        exported = work.store.adopt_file(result.exported_path)
+        exported = work.store.adopt_file(result.exported_path, result.seals.get(result.exported_path))
         if exported.sha256 == proved.get("exported"):
             artifacts.append(NewArtifact("exported", exported, torch_version, "export"))
         else:  # changed after the judge ran it: not what was proved, so not kept

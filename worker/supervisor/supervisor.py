@@ -37,6 +37,7 @@ from typing import Any
 from regctl.registry.seeds import draw_seed
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
+from regctl.registry.store.blobs import SealedFile
 from regctl.registry.text import visible
 from regctl.worker.contract import RESULT_FILE
 from regctl.worker.engine.bounds import trim_report
@@ -65,6 +66,8 @@ class JudgedJob:
     retry: dict[str, Any] | None = None  # the lean round found nothing: the full round's `first_round`
     # each built format's file its stage proved (worker/supervisor/format_stage.py), by format
     built: dict[str, Path] = dataclasses.field(default_factory=dict)
+    # what the seal found for the proved files above (the store then need not hash them again)
+    seals: dict[Path, SealedFile] = dataclasses.field(default_factory=dict)
     reference_dir: Path | None = None  # the reference runner's outputs (eager outputs for the battery)
     seed: int | None = None  # the battery's secret seed
 
@@ -168,7 +171,7 @@ class _Sealed:
     """The builder's directory after the seal: each file's sha256, taken before the battery existed."""
 
     directory: Path
-    files: dict[str, str]  # name -> sha256
+    files: dict[str, SealedFile]  # name -> its sha256 (and identity, where the seal could pin it)
 
 
 @dataclass(frozen=True)
@@ -445,6 +448,7 @@ def _verdict(judge_dir: Path, sealed: _Sealed | None, sandbox: dict[str, Any]) -
         torchscript,
         exported,
         retry,
+        seals=_seals(sealed, torchscript, exported),
     )
 
 
@@ -452,6 +456,14 @@ def _proved_file(sealed: _Sealed | None, report: dict[str, Any], key: str) -> Pa
     """The sealed file the judge proved as `key`, if its sha256 is the sealed one; never a path or link."""
     proved = report.get("proved") or {}
     name, sha256 = proved.get(f"{key}_file"), proved.get(key)
-    if sealed is None or not isinstance(name, str) or sealed.files.get(name) != sha256:
+    found = sealed.files.get(name) if sealed is not None and isinstance(name, str) else None
+    if sealed is None or found is None or found.sha256 != sha256:
         return None
     return regular(sealed.directory / name)
+
+
+def _seals(sealed: _Sealed | None, *paths: Path | None) -> dict[Path, SealedFile]:
+    """What the seal found for each of these proved files."""
+    if sealed is None:
+        return {}
+    return {p: sealed.files[p.name] for p in paths if p is not None and p.parent == sealed.directory}
