@@ -32,6 +32,7 @@ from regctl.registry.errors.promotion import (
     UnknownRequest,
 )
 from regctl.registry.lookup import find_version
+from regctl.registry.records import request_info
 from regctl.registry.refs import Ref, check_alias_name, check_model_name
 from regctl.registry.schema import Model, ModelVersion, PromotionRequest, utcnow
 from regctl.registry.settings import Settings
@@ -99,7 +100,7 @@ def file_request(
         )
         session.add(row)
         session.flush()
-        info = _info(row, model.name, version)
+        info = request_info(row, model.name, version)
         detail: dict[str, Any] = {"request": row.id, "to": version, "reason": reason}
         if refused:
             detail["forced"] = refused
@@ -131,7 +132,7 @@ def approve_request(
         moved = move_alias(session, caller, model, target, row.alias, forced=refused, detail=detail)
         row.state, row.decided_by, row.decided_at, row.note = "approved", caller.name[:128], utcnow(), note
         row.previous = moved.previous
-        info = _info(row, model.name, target.version)
+        info = request_info(row, model.name, target.version)
         audit.record(
             session, caller, "alias.approve", info.target, model=model.name, detail={"request": row.id}
         )
@@ -147,7 +148,7 @@ def reject_request(
     with session_scope(settings.database_url) as session:
         row, model = _decidable(session, caller, request_id)
         row.state, row.decided_by, row.decided_at, row.note = "rejected", caller.name[:128], utcnow(), note
-        info = _info(row, model.name, _version_of(session, row))
+        info = request_info(row, model.name, _version_of(session, row))
         detail = {"request": row.id, **({"note": note} if note else {})}
         audit.record(session, caller, "alias.reject", info.target, model=model.name, detail=detail)
         outbox.promotion_request(session, "alias.rejected", info.to_json())
@@ -160,7 +161,7 @@ def get_request(settings: Settings, request_id: int) -> PromotionRequestInfo:
         row = session.get(PromotionRequest, request_id)
         if row is None:
             raise UnknownRequest(request_id=request_id)
-        return _info(row, session.get_one(Model, row.model_id).name, _version_of(session, row))
+        return request_info(row, session.get_one(Model, row.model_id).name, _version_of(session, row))
 
 
 def list_requests(
@@ -179,7 +180,7 @@ def list_requests(
     if pending_only:
         query = query.where(PromotionRequest.state == "pending", PromotionRequest.expires_at > utcnow())
     with session_scope(settings.database_url) as session:
-        return [_info(row, model, version) for row, model, version in session.execute(query)]
+        return [request_info(row, model, version) for row, model, version in session.execute(query)]
 
 
 def _lock(session: Session, model: Model) -> None:
@@ -226,23 +227,3 @@ def _decidable(session: Session, caller: Caller, request_id: int) -> tuple[Promo
 
 def _version_of(session: Session, row: PromotionRequest) -> int:
     return session.get_one(ModelVersion, row.version_id).version
-
-
-def _info(row: PromotionRequest, model: str, version: int) -> PromotionRequestInfo:
-    expired = row.state == "pending" and row.expires_at <= utcnow()
-    return PromotionRequestInfo(
-        id=row.id,
-        model=model,
-        alias=row.alias,
-        version=version,
-        reason=row.reason,
-        force=row.force,
-        requested_by=row.requested_by,
-        requested_at=row.requested_at,
-        expires_at=row.expires_at,
-        state="expired" if expired else row.state,
-        decided_by=row.decided_by,
-        decided_at=row.decided_at,
-        note=row.note,
-        previous=row.previous,
-    )

@@ -6,8 +6,8 @@ object decoded from `registry.version_query`'s JSON.
 
 from __future__ import annotations
 
-from regctl.registry.entities import ArtifactInfo, JobInfo, VersionInfo
-from regctl.registry.schema import Artifact, Job, ModelVersion
+from regctl.registry.entities import ArtifactInfo, JobInfo, PromotionRequestInfo, VersionInfo
+from regctl.registry.schema import Artifact, Job, ModelVersion, PromotionRequest, utcnow
 
 
 def artifact_info(row: Artifact) -> ArtifactInfo:
@@ -81,4 +81,25 @@ def version_info(
         run_url=row.run_url,
         archived_at=row.archived_at,
         card=row.card,
+    )
+
+
+def request_info(row: PromotionRequest, model: str, version: int) -> PromotionRequestInfo:
+    """The record of a promotion request row; a pending one past its time reads as expired."""
+    expired = row.state == "pending" and row.expires_at <= utcnow()
+    return PromotionRequestInfo(
+        id=row.id,
+        model=model,
+        alias=row.alias,
+        version=version,
+        reason=row.reason,
+        force=row.force,
+        requested_by=row.requested_by,
+        requested_at=row.requested_at,
+        expires_at=row.expires_at,
+        state="expired" if expired else row.state,
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+        note=row.note,
+        previous=row.previous,
     )
