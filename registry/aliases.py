@@ -60,6 +60,16 @@ def policy_refusal(session: Session, settings: Settings, version: ModelVersion, 
     )
 
 
+def lock_aliases(session: Session, model: Model) -> None:
+    """Take the model row's lock, which orders every change to its aliases and promotion requests.
+
+    A first set has no alias row to lock yet, so the model's row is the one lock; what a change then
+    reads (`previous`, an open request) is what it replaces. SQLite's transactions already hold the
+    write lock from their start (registry/db.py).
+    """
+    session.execute(select(Model.id).where(Model.id == model.id).with_for_update()).one()
+
+
 def move_alias(
     session: Session,
     caller: Caller,
@@ -74,10 +84,7 @@ def move_alias(
     refusal that was overridden; `detail`: more for the audit row) and the `alias.moved` webhook."""
     actor = caller.name[:128]
     version = target.version
-    # The model row's lock orders every change to its aliases, a first set included (there is no
-    # alias row to lock yet), so what `previous` reads is what this change replaces; SQLite's
-    # transactions already hold the write lock from their start (registry/db.py).
-    session.execute(select(Model.id).where(Model.id == model.id).with_for_update()).one()
+    lock_aliases(session, model)
     row = session.scalars(
         select(Alias).where(Alias.model_id == model.id, Alias.name == alias).with_for_update()
     ).one_or_none()

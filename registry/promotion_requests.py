@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from regctl.registry import audit, outbox
 from regctl.registry.access import Caller
-from regctl.registry.aliases import move_alias, policy_refusal
+from regctl.registry.aliases import lock_aliases, move_alias, policy_refusal
 from regctl.registry.db import session_scope
 from regctl.registry.entities import PromotionRequestInfo
 from regctl.registry.errors.inputs import PromotionRefused
@@ -72,7 +72,7 @@ def file_request(
         raise NotProtected(alias=alias, protected=protected, target=f"{name}@{alias}", version=version)
     with session_scope(settings.database_url) as session:
         model, target = find_version(session, Ref(name, version=version))
-        _lock(session, model)
+        lock_aliases(session, model)
         refused = policy_refusal(session, settings, target, alias)
         if refused and not force:
             hint = "an admin may file the request with --force, which the approver sees and the audit records"
@@ -183,12 +183,6 @@ def list_requests(
         return [request_info(row, model, version) for row, model, version in session.execute(query)]
 
 
-def _lock(session: Session, model: Model) -> None:
-    # The same lock every alias change takes (registry/aliases.py): requests and moves of one
-    # model's aliases happen one at a time.
-    session.execute(select(Model.id).where(Model.id == model.id).with_for_update()).one()
-
-
 def _open_request(session: Session, model: Model, alias: str) -> PromotionRequest | None:
     """The alias's open request; one past its time is marked expired here, so a new one may be filed."""
     row = session.scalars(
@@ -208,10 +202,10 @@ def _open_request(session: Session, model: Model, alias: str) -> PromotionReques
 def _decidable(session: Session, caller: Caller, request_id: int) -> tuple[PromotionRequest, Model]:
     """The request, locked with its model, when it is still pending and not expired."""
     row = session.get(PromotionRequest, request_id)
-    if row is None or not caller.may_see(session.get_one(Model, row.model_id).name):
+    model = session.get_one(Model, row.model_id) if row is not None else None
+    if row is None or model is None or not caller.may_see(model.name):
         raise UnknownRequest(request_id=request_id)
-    model = session.get_one(Model, row.model_id)
-    _lock(session, model)
+    lock_aliases(session, model)
     session.refresh(row, with_for_update=True)  # what another decision committed meanwhile
     if row.state != "pending":
         raise RequestDecided(request_id=row.id, state=row.state, decided_by=row.decided_by or "its expiry")
