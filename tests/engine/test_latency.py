@@ -119,3 +119,28 @@ def test_a_form_slower_than_the_slow_call_mark_is_warmed_up_once(monkeypatch: py
     measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01)
     # one warm-up call, then the slow form's minimum of blocks
     assert len(calls) == 1 + latency.MIN_SLOW_BLOCKS == 1 + measured["eager"].runs
+
+
+def test_a_fast_form_costs_its_blocks_not_the_budget() -> None:
+    started = time.perf_counter()
+    measured = interleaved({"eager": lambda x: x, "artifact": lambda x: x}, CASE, CPU)
+    took = time.perf_counter() - started
+    for form in measured.values():
+        assert form.blocks == latency.BLOCKS  # enough blocks for quartiles worth the name
+        assert form.runs >= latency.BLOCKS * 2  # each block long enough for the clock: several calls
+    assert took < 2 * latency.BUDGET_S * len(measured)  # a cost in blocks, far under the old budget
+
+
+def test_a_form_slow_only_while_it_compiles_is_warmed_up_like_the_fast_ones() -> None:
+    calls = []
+
+    def compiling(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) <= 2:  # a frozen graph's first calls profile and optimize it
+            time.sleep(latency.SLOW_CALL_S * 1.5)  # the callable under test, not a wait in the test
+        return x
+
+    measured = interleaved({"eager": lambda x: x, "optimized": compiling}, CASE, CPU, budget_s=0.01)
+    # the slow calls were the warm-up: neither lands in a block and the figures are the steady state
+    assert measured["optimized"].blocks >= latency.MIN_BLOCKS
+    assert measured["optimized"].q3_ms < latency.SLOW_CALL_S * 1e3 / 10

@@ -5,18 +5,22 @@ on the same input tensors and with this process's intra-op thread count for ever
 defaults to one thread). After `WARMUP` calls each (TorchScript's profiling executor specializes a
 graph on its first runs), the forms take turns in blocks, the order reversed every round
 (A B C, C B A, ...), so a second job starting, a CPU frequency change or a cache warming up falls on
-every form alike instead of on whichever ran last. A block repeats a call enough times to last
-about `BLOCK_S` (1 ms); each block gives one per-call time, and a form's figures are the median and
-interquartile range of its blocks. Blocks are short so that on a busy machine the ones the OS
-preempted are a minority the median ignores, rather than a share of every long block.
+every form alike instead of on whichever ran last. A block repeats a call enough times to last at
+least `BLOCK_S` (0.1 ms, some 300 times what Timer's clock adds to a block); each block gives one
+per-call time, and a form's figures are the median and interquartile range of its blocks. Blocks
+are short so that on a busy machine the ones the OS preempted are a minority the median ignores,
+rather than a share of every long block.
 
-Cost: about `BUDGET_S` (0.08 s) of timed calls per form plus the warm-up: 0.25 s for eager, a
-candidate and its optimized form on a small model, at most twice that on a busy machine (the rounds
-stop at a deadline; fewer blocks let a load that comes and goes between two jobs move the medians
-apart beyond their ranges, measured). A call slower than a block runs `WARMUP + MIN_BLOCKS` (8)
-times per form, as many as before; one slower than `SLOW_CALL_S` runs 1 + `MIN_SLOW_BLOCKS` (4)
-times: on BERT-base, 12 calls of about 0.7 s for eager, the candidate and its optimized form (24
-before).
+Cost is counted in blocks, not seconds: the quartiles' worth is their number of blocks, and a block
+need only be long enough for the clock. `BLOCKS` (41) per form, fewer when they would take more
+than `BUDGET_S` (0.08 s) of timed calls, never fewer than `MIN_BLOCKS` (5). A model that answers in
+10 us is timed in about 5 ms per form, warm-up included, so that the figure costs a small model a
+share of its proof like a real one's (it was 80 ms per form: six times the rest of the conversion).
+Fewer than about 40 blocks let two validations beside a second job claim ratio ranges that miss
+each other (15 blocks: one run in two, measured). The rounds stop at a deadline (twice the plan) on
+a busy machine. A call slower than a block runs `WARMUP + MIN_BLOCKS` (8) times per form at least.
+Where every form's first call takes `SLOW_CALL_S` or more, each runs 1 + `MIN_SLOW_BLOCKS` (4)
+times: on BERT-base, 12 calls of about 0.7 s for eager, the candidate and its optimized form.
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ from regctl.worker.engine.devices import reseed
 # second; the least of the second and third plans the blocks (the second alone, slowed by the
 # optimization, planned too few blocks on a fast model, measured).
 WARMUP = 3
-SLOW_CALL_S = 0.1  # a first call this slow is the only warm-up (see _warm_up)
-BUDGET_S = 0.08  # timed seconds per form
-BLOCK_S = 0.001  # short: a block the OS preempted lands in the upper quartile, not in every block
+SLOW_CALL_S = 0.1  # every form's first call this slow: it is the only warm-up (see _warm_up)
+BUDGET_S = 0.08  # at most this many timed seconds per form, past the minimum of blocks
+BLOCK_S = 1e-4  # short: a block the OS preempted lands in the upper quartile, not in every block
+BLOCKS = 41  # per form: quartiles worth the name, at a cost that follows the model's own
 MIN_BLOCKS = 5  # fewer give no quartiles worth the name
 MIN_SLOW_BLOCKS = 3  # for a form whose call takes SLOW_CALL_S or more: a median and a range
-MAX_BLOCKS = 100
-CALIBRATE_S = 0.001  # a fast form's calls timed together once, to plan its blocks
+CALIBRATE_S = BLOCK_S  # a fast form's calls timed together once, to plan its blocks
 NOISY_SPREAD = 0.2  # an interquartile range over 20% of the median: the machine was busy
 SLOWER_TOLERANCE = 1.05  # "slower" means a median over 5% above the other's, beyond both ranges
 
@@ -95,15 +99,20 @@ def interleaved(
     }
     reseed(device)
     with torch.no_grad():
-        per_call = {name: _warm_up(timer) for name, timer in timers.items()}
+        # profiles a TorchScript graph; the next call optimizes it
+        first = {name: _block(timer, 1) for name, timer in timers.items()}
+        # Slow is the model's cost, not a compile's: a frozen, optimized form's first calls take
+        # 0.1-0.3 s where its eager model takes 10 ms, and those calls belong in the warm-up.
+        slow = min(first.values()) >= SLOW_CALL_S
+        per_call = {name: first[name] if slow else _warm_up(timer) for name, timer in timers.items()}
         numbers = {name: max(1, round(BLOCK_S / t)) for name, t in per_call.items()}
         slowest = max(numbers[n] * per_call[n] for n in forms)
         # A form this slow costs seconds a block: three give a median and a range worth their cost.
         least = MIN_SLOW_BLOCKS if slowest >= SLOW_CALL_S else MIN_BLOCKS
-        rounds = min(MAX_BLOCKS, max(least, math.floor(budget_s / slowest)))
+        rounds = max(least, min(BLOCKS, math.floor(budget_s / slowest)))
         times: dict[str, list[float]] = {name: [] for name in forms}
-        # A busy machine stretches every block: past twice the budget, the rounds so far are enough.
-        deadline = time.perf_counter() + 2 * budget_s * len(forms)
+        # A busy machine stretches every block: past twice the plan, the rounds so far are enough.
+        deadline = time.perf_counter() + 2 * rounds * slowest * len(forms)
         for done, order in enumerate(rounds_of(list(forms), rounds), start=1):
             for name in order:
                 times[name].append(_block(timers[name], numbers[name]) / numbers[name])
@@ -154,16 +163,14 @@ def slower_beyond_noise(candidate: Figures, baseline: Figures) -> bool:
 
 
 def _warm_up(timer: Timer) -> float:
-    """Run `WARMUP` calls, then about a millisecond of them: seconds per call, to plan blocks from.
+    """After a first call, `WARMUP - 1` more and a block's worth: seconds per call, to plan blocks from.
 
     The least of the calls after the first: one the OS preempted would plan blocks far too short. A single
-    fast call is mostly the clock's own overhead, so fast calls are also timed together. A call of
-    `SLOW_CALL_S` or more is warmed up once: the second call's graph optimization is a small share
-    of it, and each saved call is a large model's latency.
+    fast call is mostly the clock's own overhead, so fast calls are also timed together. Where every
+    form's first call took `SLOW_CALL_S` or more, that call is the only warm-up (`interleaved`): the
+    second call's graph optimization is a small share of it, and each saved call is a large model's
+    latency.
     """
-    first = _block(timer, 1)  # profiles a TorchScript graph; the next call optimizes it
-    if first >= SLOW_CALL_S:  # what the second call adds is lost in a call this long: time it
-        return first
     taken = [_block(timer, 1) for _ in range(WARMUP - 1)]
     number = max(1, round(CALIBRATE_S / max(min(taken), 1e-7)))
     if number > 1:
