@@ -142,8 +142,15 @@ class Launched:
 RoleFn = Callable[[dict[str, Any], dict[str, str], int], None]
 
 
-def _launch(plan: SandboxPlan, job: Job, role: RoleFn | None = None, args: dict | None = None) -> Launched:
-    """Fork, and in the child run launch() as the zygote would: role "probe", or `role` in its place."""
+def _launch(
+    plan: SandboxPlan,
+    job: Job,
+    role: RoleFn | None = None,
+    args: dict | None = None,
+    handed: dict[str, int] | None = None,
+) -> Launched:
+    """Fork, and in the child run launch() as the zygote would: role "probe", or `role` in its place,
+    with the open files `handed` to it."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child never returns into pytest, whatever happens
@@ -165,7 +172,7 @@ def _launch(plan: SandboxPlan, job: Job, role: RoleFn | None = None, args: dict 
             # signal to report it, must forbid them.
             resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, 1 << 20))
             os.chdir(job.root)
-            launch_module.launch(plan, "probe", args or {}, write_end)
+            launch_module.launch(plan, "probe", args or {}, write_end, handed)
         finally:
             os._exit(99)
     os.close(write_end)

@@ -13,6 +13,10 @@ from typing import Any
 # The candidate builder's and the reference runner's outputs (worker/model/model_side.py).
 BUILDER_FILE = "builder.json"  # the candidate builder's ModelSide
 REFERENCE_FILE = "reference.pt"  # the reference runner's eager outputs
+# The eager outputs in memory: the supervisor hands the reference runner, then the judge and each
+# format stage, one sealed file under this name (worker/sandbox/launch.py), so they never touch the
+# disk; a role without it (in-process conversion) uses REFERENCE_FILE in the reference directory.
+OUTPUTS = "outputs"
 REFERENCE_SIDE_FILE = "reference.json"  # the reference runner's ModelSide
 COVERAGE_FILE = "coverage.json"  # the reference runner's coverage and decision points (recorder.py)
 EXPORTED_FILE = "model.pt2"  # the candidate builder's exported program

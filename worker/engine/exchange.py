@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -180,9 +181,14 @@ def save_reference(outputs: list[Any], path: Path) -> None:
     torch.save([_plain(o, f"output of case {i}") for i, o in enumerate(outputs)], path)
 
 
-def load_reference(path: Path, expected_cases: int) -> list[Any]:
-    """Load eager outputs written by `save_reference`; refuses anything but plain data."""
-    if not _is_regular(path):
+def load_reference(path: Path, expected_cases: int, *, handed: bool = False) -> list[Any]:
+    """Load eager outputs written by `save_reference`; refuses anything but plain data.
+
+    `handed`: `path` is the sealed in-memory file the supervisor handed this role, /proc/self/fd/N,
+    a link by nature (and one the model could not have chosen); anything else must not be a link.
+    """
+    present = _handed_and_written(path) if handed else _is_regular(path)
+    if not present:
         raise ExchangeError(f"the model process left no eager outputs ({path.name})")
     try:
         loaded = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
@@ -240,6 +246,14 @@ def _read_capped(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise ExchangeError(f"{path.name} is larger than {limit} bytes")
     return data
+
+
+def _handed_and_written(path: Path) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size > 0
 
 
 def _is_regular(path: Path) -> bool:

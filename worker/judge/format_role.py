@@ -24,7 +24,13 @@ import torch
 
 from regctl.registry.digests import sha256_file
 from regctl.registry.spec import ModelSpec
-from regctl.worker.contract import FORMAT_FILES, FORMAT_NAMES, empty_format_section, format_result_file
+from regctl.worker.contract import (
+    FORMAT_FILES,
+    FORMAT_NAMES,
+    OUTPUTS,
+    empty_format_section,
+    format_result_file,
+)
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception, one_line
 from regctl.worker.engine.exported import quiet_torch
@@ -142,8 +148,9 @@ def run_format_role(
     if not name or os.path.basename(name) != name or name.startswith("."):
         write_section(fmt, out, empty_format_section(fmt, True, "no proved exported program to build from"))
         return
+    handed = Path(paths[OUTPUTS]) if OUTPUTS in paths else None  # the eager outputs, in memory
     side, battery, reference, device = judge_inputs(
-        Path(paths["model"]), spec, Path(paths["reference"]), int(args["seed"]), progress
+        Path(paths["model"]), spec, Path(paths["reference"]), int(args["seed"]), progress, handed
     )
     if side.error is not None:
         write_section(fmt, out, empty_format_section(fmt, True, side.error))

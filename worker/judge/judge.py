@@ -133,16 +133,18 @@ def judge_conversion(
     runner: RunnerChoice = None,
     progress: Callable[[str], None] = lambda s: None,
     first_round: dict[str, Any] | None = None,
+    outputs: Path | None = None,
 ) -> ConversionResult:
     """Judge the builder's candidates on the battery of `seed` (module docstring); writes result.json.
 
     `first_round` is the report of a lean round whose candidates all failed (this is the full round).
+    `outputs` is the eager outputs' file the supervisor handed this role, when not in `reference_dir`.
     """
     if requested not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {requested!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = _Sources(Path(model_dir), Path(candidates_dir), Path(reference_dir), seed)
+    sources = _Sources(Path(model_dir), Path(candidates_dir), Path(reference_dir), seed, outputs)
     conversion = _Conversion(sources, spec, out_dir, requested, runner, progress, first_round)
     result = conversion.run()
     write_result(out_dir, result.ok, result.error, result.report, method=result.method, retry=result.retry)
@@ -157,12 +159,19 @@ class _Sources:
     candidates_dir: Path
     reference_dir: Path
     seed: int
+    outputs: Path | None  # the eager outputs handed to this role; None: the reference directory's file
 
 
 def judge_inputs(
-    model_dir: Path, spec: ModelSpec, reference_dir: Path, seed: int, progress: Callable[[str], None]
+    model_dir: Path,
+    spec: ModelSpec,
+    reference_dir: Path,
+    seed: int,
+    progress: Callable[[str], None],
+    outputs: Path | None = None,
 ) -> tuple[ModelSide, list[BatteryCase], list[Any], torch.device]:
-    """What the judge works from: the reference runner's claims, its own battery, the eager outputs."""
+    """What the judge works from: the reference runner's claims, its own battery, the eager outputs
+    (from `outputs`, the sealed file the supervisor handed this role, or the reference directory)."""
     side = read_side(reference_dir / REFERENCE_SIDE_FILE)
     if side.error is not None:
         return side, [], [], torch.device("cpu")
@@ -170,7 +179,10 @@ def judge_inputs(
     progress("building battery")
     battery = build_battery(spec, model_dir, seed=seed)
     battery += found_inputs(side.search, spec, seed)
-    reference = load_reference(reference_dir / REFERENCE_FILE, len(battery))
+    if outputs is not None:
+        reference = load_reference(outputs, len(battery), handed=True)
+    else:
+        reference = load_reference(reference_dir / REFERENCE_FILE, len(battery))
     return side, battery, reference, device
 
 
@@ -245,6 +257,7 @@ class _Conversion:
                     self.sources.reference_dir,
                     self.sources.seed,
                     self.progress,
+                    self.sources.outputs,
                 )
                 side_into(self.report, ran)
                 if ran.error is None:

@@ -55,8 +55,10 @@ def judge_validation(
     seed: int,
     runner: RunnerChoice = None,
     progress: Callable[[str], None] = lambda s: None,
+    outputs: Path | None = None,
 ) -> ValidationResult:
-    """Run the saved artifact on the whole battery of `seed` against the reference runner's outputs."""
+    """Run the saved artifact on the whole battery of `seed` against the reference runner's outputs
+    (`outputs`, the file the supervisor handed this role, or the reference directory's)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -77,7 +79,9 @@ def judge_validation(
         "timings": {"load_s": 0.0, "battery_s": 0.0, "libtorch_s": 0.0, "latency_s": 0.0, "total_s": 0.0},
     }
     try:
-        side, battery, reference, device = judge_inputs(model_dir, spec, reference_dir, seed, progress)
+        side, battery, reference, device = judge_inputs(
+            model_dir, spec, reference_dir, seed, progress, outputs
+        )
         side_into(report, side)
         error = side.error or _validate(
             spec, device, battery, reference, side, Path(artifact_path), report, runner, progress

@@ -117,15 +117,23 @@ def run_reference(
     *,
     seed: int,
     artifact: Path | None = None,
+    outputs: Path | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> ModelSide:
     """The reference runner: eager on the battery of `seed`; write reference.json.
 
-    A validate job passes its stored `artifact` (already proven, so this role seeing it weakens
-    nothing): eager and it are then timed interleaved here, the one process that can run both.
+    The eager outputs go to `outputs`, the file the supervisor handed this role (in memory, so
+    they never touch the disk), or else to out_dir/reference.pt. A validate job passes its stored
+    `artifact` (already proven, so this role seeing it weakens nothing): eager and it are then
+    timed interleaved here, the one process that can run both.
     """
     return _side(
-        model_dir, spec, out_dir, REFERENCE_SIDE_FILE, progress, lambda run: run.reference(seed, artifact)
+        model_dir,
+        spec,
+        out_dir,
+        REFERENCE_SIDE_FILE,
+        progress,
+        lambda run: run.reference(seed, artifact, outputs or Path(out_dir) / REFERENCE_FILE),
     )
 
 
@@ -182,9 +190,9 @@ class _ModelRun:
         self.model, self.spec, self.out_dir, self.side = model, spec, out_dir, side
         self.log, self.progress, self.lean = log, progress, lean
 
-    def reference(self, seed: int, artifact: Path | None = None) -> None:
-        """Eager on every battery case and on what the search finds, saved as plain tensors;
-        with a stored `artifact` (a validate job), its latency beside eager's."""
+    def reference(self, seed: int, artifact: Path | None, outputs: Path) -> None:
+        """Eager on every battery case and on what the search finds, saved as plain tensors to
+        `outputs`; with a stored `artifact` (a validate job), its latency beside eager's."""
         with timed(self.side.timings, "battery_s"):
             self.progress("building battery")
             battery = build_battery(self.spec, self.model.model_dir, seed=seed)
@@ -216,7 +224,7 @@ class _ModelRun:
                 budget_seconds=found.budget_seconds,
                 stopped=found.stopped,
             )
-            save_reference(reference + found.outputs, self.out_dir / REFERENCE_FILE)
+            save_reference(reference + found.outputs, outputs)
             write_json(self.out_dir / COVERAGE_FILE, record.as_json(len(battery)))
         del reference
         if artifact is not None:

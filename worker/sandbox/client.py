@@ -14,13 +14,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from regctl.worker.sandbox.plan import SandboxPlan
 from regctl.worker.sandbox.protocol import (
     CONTROL_FD_ENV,
+    MAX_HANDED,
     MAX_MESSAGE,
     PARENT_ENV,
     PROGRESS,
@@ -122,13 +123,21 @@ class Zygote:
         args: dict[str, Any],
         on_progress: Callable[[str], None],
         check: Callable[[], None],
+        files: Mapping[str, int] | None = None,
     ) -> RoleOutcome:
-        """Run `role` sandboxed; forward its progress; kill it if `check` or `on_progress` raise."""
+        """Run `role` sandboxed; forward its progress; kill it if `check` or `on_progress` raise.
+
+        `files` hands the role open files by name (at most `MAX_HANDED`): it finds each under
+        `paths[name]` as /proc/self/fd/N, a file no other role can reach through the job's folders.
+        """
+        files = dict(files or {})
+        if len(files) > MAX_HANDED:
+            raise ValueError(f"at most {MAX_HANDED} files can be handed to a role, not {len(files)}")
         self._wait_ready()
         read_end, write_end = os.pipe()
         try:
-            message = json.dumps({"op": "run", "role": role, "plan": plan.to_json(), "args": args}).encode()
-            socket.send_fds(self._socket(), [message], [write_end])
+            message = {"op": "run", "role": role, "plan": plan.to_json(), "args": args, "files": list(files)}
+            socket.send_fds(self._socket(), [json.dumps(message).encode()], [write_end, *files.values()])
             os.close(write_end)
             write_end = -1
             pid = int(self._receive(START_TIMEOUT_S)["started"])

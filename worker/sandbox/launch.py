@@ -56,12 +56,18 @@ _diagnostics = -1  # the launcher's copy of the zygote's stderr, for its own tra
 _unreported = -1  # the progress pipe, until this process's first line (S or E) is written on it
 
 
-def launch(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoReturn:
-    """Run in the zygote's child: confine, run `role`, exit with the role's status. Never returns."""
+def launch(
+    plan: SandboxPlan, role: str, args: dict, progress_fd: int, handed: dict[str, int] | None = None
+) -> NoReturn:
+    """Run in the zygote's child: confine, run `role`, exit with the role's status. Never returns.
+
+    `handed` names open files the supervisor passed (close-on-exec): the role finds each under
+    paths[name] as /proc/self/fd/N; the launcher and the init drop theirs when they exec a waiter.
+    """
     global _unreported
     _unreported = progress_fd
     try:
-        _launcher(plan, role, args, progress_fd)
+        _launcher(plan, role, args, progress_fd, dict(handed or {}))
     except BaseException:
         _report_crash(traceback.format_exc())
     os._exit(EXIT_ROLE_ERROR)
@@ -83,11 +89,11 @@ def _report_crash(text: str) -> None:
             )
 
 
-def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoReturn:
+def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int, handed: dict[str, int]) -> NoReturn:
     global _diagnostics, _unreported
     os.setsid()
     linux.die_with_parent(signal.SIGKILL)
-    _close_fds_except({0, 1, 2, progress_fd})
+    _close_fds_except({0, 1, 2, progress_fd, *handed.values()})
     with contextlib.suppress(OSError):
         _diagnostics = os.dup(2)  # close-on-exec: gone once this process execs its waiter
     _null_standard_streams()
@@ -108,7 +114,7 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
     pid = os.fork()
     if pid == 0:
         os.close(status_r)
-        _init(plan, role, args, progress_fd, status_w, protections)
+        _init(plan, role, args, progress_fd, status_w, protections, handed)
     os.close(status_w)
     os.close(progress_fd)
     _unreported = -1
@@ -117,7 +123,13 @@ def _launcher(plan: SandboxPlan, role: str, args: dict, progress_fd: int) -> NoR
 
 
 def _init(
-    plan: SandboxPlan, role: str, args: dict, progress_fd: int, status_w: int, protections: Protections
+    plan: SandboxPlan,
+    role: str,
+    args: dict,
+    progress_fd: int,
+    status_w: int,
+    protections: Protections,
+    handed: dict[str, int],
 ) -> NoReturn:
     global _diagnostics, _unreported
     if _diagnostics != -1:  # the worker's log is no business of the init's, nor of the role's
@@ -141,6 +153,7 @@ def _init(
     os.write(progress_fd, PROTECTIONS.encode() + json.dumps(protections.to_json()).encode() + b"\n")
     _unreported = -1
     paths = {name: (m.inside if private else m.host) for name, m in plan.mounts.items()}
+    paths.update({name: f"/proc/self/fd/{fd}" for name, fd in handed.items()})
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from regctl.registry.spec import ModelSpec
+from regctl.worker.contract import OUTPUTS
 from regctl.worker.sandbox.protocol import PROGRESS
 
 ROLES = ("builder", "reference", "judge", "aoti", "executorch", "onnx", "probe")
@@ -57,7 +58,13 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
 
         stored = Path(paths["artifact"]) if "artifact" in paths else None  # a validate job's, for latency
         run_reference(
-            Path(paths["model"]), spec, out, seed=int(args["seed"]), artifact=stored, progress=progress
+            Path(paths["model"]),
+            spec,
+            out,
+            seed=int(args["seed"]),
+            artifact=stored,
+            outputs=_handed(paths, OUTPUTS),
+            progress=progress,
         )
     elif role == "judge":
         _judge(spec, args, paths, out, progress)
@@ -92,6 +99,7 @@ def _judge(
             runner=runner,
             progress=progress,
             first_round=args.get("first_round"),
+            outputs=_handed(paths, OUTPUTS),
         )
     else:
         judge_validation(
@@ -103,4 +111,10 @@ def _judge(
             seed=seed,
             runner=runner,
             progress=progress,
+            outputs=_handed(paths, OUTPUTS),
         )
+
+
+def _handed(paths: dict[str, str], name: str) -> Path | None:
+    """The file the supervisor handed this role as `name` (launch.py), or None."""
+    return Path(paths[name]) if name in paths else None

@@ -8,7 +8,8 @@ the database URL, not the broker, not the store's keys. It never runs model code
 Protocol (constants in protocol.py), over a SOCK_SEQPACKET socket inherited as fd $REGCTL_ZYGOTE_FD,
 one JSON message per packet:
 
-    -> {"op": "run", "role": ..., "plan": {...}, "args": {...}}  + the progress pipe's write end
+    -> {"op": "run", "role": ..., "plan": {...}, "args": {...}, "files": [name, ...]}
+       + the progress pipe's write end, then one open file per name (handed to the role)
     <- {"started": pid}      later   <- {"exited": pid, "status": raw wait status}
     -> {"op": "kill", "pid": pid}    (kills the role's whole process group, and its leased uid's processes)
     -> {"op": "runner", "cache_dir": ..., "enabled": bool}
@@ -43,7 +44,7 @@ from regctl.registry.formats import PROGRAM_FORMATS
 from regctl.worker.sandbox import linux
 from regctl.worker.sandbox.launch import launch
 from regctl.worker.sandbox.plan import SandboxPlan
-from regctl.worker.sandbox.protocol import CONTROL_FD_ENV, MAX_MESSAGE, PARENT_ENV
+from regctl.worker.sandbox.protocol import CONTROL_FD_ENV, MAX_HANDED, MAX_MESSAGE, PARENT_ENV
 from regctl.worker.sandbox.uids import sweep
 
 
@@ -137,32 +138,39 @@ class Zygote:
 
     def _request(self) -> bool:
         try:
-            data, fds, _, _ = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+            data, fds, _, _ = socket.recv_fds(self.sock, MAX_MESSAGE, 1 + MAX_HANDED)
         except OSError:
             return False
         if not data:
             return False
         message = json.loads(data)
         op = message.get("op")
+        unused = fds[1:]
         if op == "run":
-            self._run(message, fds[0])
+            handed = dict(zip(message.get("files") or [], fds[1:], strict=False))
+            unused = fds[1 + len(handed) :]
+            for fd in handed.values():
+                os.set_inheritable(fd, False)  # the role is a fork and keeps it; the waiters' exec drops it
+            self._run(message, fds[0], handed)  # closes the pipe and the handed files, once forked
         elif op == "kill":
             self._kill(int(message["pid"]))
         elif op == "runner":
             _send(self.sock, _runner(message))
-        for fd in fds[1:]:
+        for fd in unused:
             os.close(fd)
         return True
 
-    def _run(self, message: dict[str, Any], progress_fd: int) -> None:
+    def _run(self, message: dict[str, Any], progress_fd: int, handed: dict[str, int]) -> None:
         plan = SandboxPlan.from_json(message["plan"])
         if not self.export_warm and exports(message["args"]):
             warm_export()  # in the template, so that this job's roles and every later one inherit it
             self.export_warm = True
         pid = os.fork()
         if pid == 0:
-            launch(plan, message["role"], message["args"], progress_fd)
+            launch(plan, message["role"], message["args"], progress_fd, handed)
         os.close(progress_fd)
+        for fd in handed.values():
+            os.close(fd)
         self.children[pid] = os.pidfd_open(pid)
         if plan.own_uid and plan.mode != "off":
             self.uids[pid] = plan.uid

@@ -5,14 +5,16 @@ through a link or a FIFO a sandbox planted.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+import weakref
 from pathlib import Path
 from typing import BinaryIO
 
 from regctl.registry.digests import sha256_file
 from regctl.registry.store.blobs import SealedFile, file_identity
-from regctl.worker.contract import ROLE_LOG
+from regctl.worker.contract import OUTPUTS, ROLE_LOG
 
 MAX_SEALED_FILES = 64
 MAX_LISTED = 4096
@@ -97,3 +99,63 @@ def readable_tree(directory: Path) -> None:
                 # Only add read bits: the weights are a hard link to a store blob, which stays read-only.
                 if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o444 != 0o444:
                     os.chmod(entry.path, stat.S_IMODE(mode) | 0o444)
+
+
+class HandedFile:
+    """An anonymous in-memory file (memfd) the supervisor hands to one role to write, then seals
+    and hands read-only to the roles after it: the eager outputs, which must never touch the disk.
+
+    Sealing (F_SEAL_WRITE, SHRINK, GROW, then SEAL) makes every byte final for every process,
+    whatever descriptor or uid it holds: stronger than making a file root's, and undone by no one.
+    It fails while a writable shared mapping of the file exists, i.e. while a process the role left
+    could still change it. The descriptor is closed by `close`, or when the object is collected.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self._finalizer = weakref.finalize(self, os.close, self.fd)
+
+    @classmethod
+    def create(cls, name: str) -> HandedFile | None:
+        """A new empty one, or None where this kernel or platform has no sealable memfd."""
+        if not hasattr(os, "memfd_create"):
+            return None
+        try:
+            return cls(name)
+        except OSError:
+            return None
+
+    def seal(self) -> None:
+        """Make it read-only for good; raises SealRefused while a writable mapping of it remains."""
+        seals = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, seals)
+        except OSError as exc:
+            raise SealRefused(f"the eager outputs could not be sealed: {exc.strerror}") from None
+
+    @property
+    def sealed(self) -> bool:
+        """Whether `seal` took: no byte can change any more."""
+        return bool(fcntl.fcntl(self.fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE)
+
+    def size(self) -> int:
+        """Its length in bytes."""
+        return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        """Release it (and its memory, once no role holds it)."""
+        self._finalizer()
+
+
+class SealRefused(Exception):
+    """Raised when a handed file cannot be sealed: a process still maps it writable."""
+
+
+def handed_outputs(outputs: HandedFile | None) -> dict[str, int]:
+    """The sealed eager outputs as a role is handed them (`OUTPUTS`), or nothing: then the role reads
+    the reference directory's file."""
+    if outputs is None:
+        return {}
+    if not outputs.sealed:  # only ever handed on for reading once no one can write it
+        raise RuntimeError("the eager outputs were handed on before they were sealed")
+    return {OUTPUTS: outputs.fd}

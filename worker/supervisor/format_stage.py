@@ -29,7 +29,7 @@ from regctl.worker.contract import FORMAT_FILES, FORMAT_NAMES, empty_format_sect
 from regctl.worker.sandbox.client import shared_zygote
 from regctl.worker.sandbox.plan import JOB_ROOT, Mount
 from regctl.worker.supervisor.extras import missing_extra
-from regctl.worker.supervisor.files import read_regular, regular
+from regctl.worker.supervisor.files import handed_outputs, read_regular, regular
 from regctl.worker.supervisor.supervisor import (
     JudgedJob,
     WorkDir,
@@ -108,7 +108,7 @@ def add_format(
         if skip:
             args["runner_skip"] = skip
     plan = plan_for(settings, spec.device, mounts, work.scratch(fmt), uid=work.uids.get(fmt))
-    outcome = shared_zygote().run(fmt, plan, args, progress, check)
+    outcome = shared_zygote().run(fmt, plan, args, progress, check, handed_outputs(judged.outputs))
     report.setdefault("sandbox", {})[fmt] = outcome.protections
     if not outcome.ok:
         report[fmt] = empty_format_section(fmt, True, role_failure(STAGE_NAMES[fmt], outcome, settings, out))

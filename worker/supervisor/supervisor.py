@@ -39,14 +39,23 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.store.blobs import SealedFile
 from regctl.registry.text import visible
-from regctl.worker.contract import RESULT_FILE
+from regctl.worker.contract import OUTPUTS, RESULT_FILE
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.engine.runner_location import SWITCH_ENV, default_cache_dir, enabled
 from regctl.worker.sandbox.client import RoleOutcome, allowlisted_env, shared_zygote
 from regctl.worker.sandbox.launch import EXIT_ROLE_ERROR
 from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 from regctl.worker.supervisor.exits import describe_exit
-from regctl.worker.supervisor.files import open_regular, read_regular, readable_tree, regular, seal
+from regctl.worker.supervisor.files import (
+    HandedFile,
+    SealRefused,
+    handed_outputs,
+    open_regular,
+    read_regular,
+    readable_tree,
+    regular,
+    seal,
+)
 
 logger = logging.getLogger(__name__)
 MAX_RESULT_BYTES = 64 * 1024 * 1024
@@ -68,8 +77,9 @@ class JudgedJob:
     built: dict[str, Path] = dataclasses.field(default_factory=dict)
     # what the seal found for the proved files above (the store then need not hash them again)
     seals: dict[Path, SealedFile] = dataclasses.field(default_factory=dict)
-    reference_dir: Path | None = None  # the reference runner's outputs (eager outputs for the battery)
+    reference_dir: Path | None = None  # the reference runner's directory (its side, its coverage)
     seed: int | None = None  # the battery's secret seed
+    outputs: HandedFile | None = None  # the eager outputs, sealed in memory (None: in reference_dir)
 
 
 RoleUids = Mapping[str, int]  # role name -> uid it runs as; empty when the worker is not root
@@ -180,6 +190,7 @@ class _Reference:
 
     directory: Path
     seed: int
+    outputs: HandedFile | None  # the eager outputs, sealed; None where no memfd could be made
 
 
 class _Job:
@@ -213,10 +224,19 @@ class _Job:
         mounts = {"model": self._model(), "out": self._out(out)}
         if self.work.artifact is not None:  # a validate job: timed beside eager (module docstring)
             mounts["artifact"] = Mount(str(self.work.artifact), _ARTIFACT_INSIDE)
-        outcome = self._role("reference", "reference", mounts, {"seed": seed})
+        # In memory: the eager outputs are as large as a battery pass's outputs (15 MB on BERT-base),
+        # needed only until the last stage of this job has read them.
+        outputs = HandedFile.create("regctl-eager-outputs")
+        handed = {OUTPUTS: outputs.fd} if outputs is not None else {}
+        outcome = self._role("reference", "reference", mounts, {"seed": seed}, handed)
         if not outcome.ok:
             return _failed(role_failure("the model process", outcome, self.settings, out), self.sandbox)
-        return _Reference(out, seed)
+        if outputs is not None:
+            try:
+                outputs.seal()  # the role and everything it started are gone: no byte may change now
+            except SealRefused as exc:
+                return _failed(f"the model process left a process behind: {exc}", self.sandbox)
+        return _Reference(out, seed, outputs)
 
     def judge(
         self, name: str, args: dict[str, Any], sealed: _Sealed | None, reference: _Reference
@@ -240,18 +260,28 @@ class _Job:
             args["runner_skip"] = skip
         if self.work.artifact is not None:
             mounts["artifact"] = Mount(str(self.work.artifact), _ARTIFACT_INSIDE)
-        outcome = self._role("judge", name, mounts, args)
+        outcome = self._role("judge", name, mounts, args, handed_outputs(reference.outputs))
         if not outcome.ok:
             return _failed(role_failure("the judge", outcome, self.settings, out), self.sandbox)
         judged = _verdict(out, sealed, self.sandbox)
         judged.report["battery_seed"] = reference.seed
-        return dataclasses.replace(judged, reference_dir=reference.directory, seed=reference.seed)
+        return dataclasses.replace(
+            judged, reference_dir=reference.directory, seed=reference.seed, outputs=reference.outputs
+        )
 
-    def _role(self, role: str, name: str, mounts: dict[str, Mount], args: dict[str, Any]) -> RoleOutcome:
+    def _role(
+        self,
+        role: str,
+        name: str,
+        mounts: dict[str, Mount],
+        args: dict[str, Any],
+        handed: dict[str, int] | None = None,
+    ) -> RoleOutcome:
         plan = plan_for(
             self.settings, self.spec.device, mounts, self.work.scratch(name), uid=self.work.uids.get(role)
         )
-        outcome = shared_zygote().run(role, plan, {**args, "spec": self.spec_json}, self.progress, self.check)
+        args = {**args, "spec": self.spec_json}
+        outcome = shared_zygote().run(role, plan, args, self.progress, self.check, handed)
         self.sandbox[role] = outcome.protections
         return outcome
 
