@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from regctl.worker.contract import BUILDER_FILE, REFERENCE_FILE
+from regctl.worker.engine import exchange
 from regctl.worker.engine.exchange import (
     MAX_JSON_BYTES,
     CandidateSide,
@@ -416,3 +417,32 @@ def test_a_symlinked_missing_or_directory_candidate_is_refused(tmp_path: Path) -
 def test_a_candidate_that_is_a_regular_file_in_the_directory_is_found(tmp_path: Path) -> None:
     (tmp_path / "script.pt").write_bytes(b"artifact")
     assert candidate_path(tmp_path, "script.pt") == tmp_path / "script.pt"
+
+
+@pytest.mark.parametrize("proc", ["mounted", "missing"])
+def test_eager_outputs_go_through_a_handed_file_with_or_without_a_proc(
+    proc: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fd = os.memfd_create("regctl-test-outputs", os.MFD_CLOEXEC)
+    try:
+        path = exchange.HANDED_DIR / str(fd)
+        if proc == "missing":  # a sandbox whose private root could not mount a /proc of its own
+            monkeypatch.setattr(exchange, "_proc_shows", lambda p: False)
+        with pytest.raises(ExchangeError, match="left no eager outputs"):
+            exchange.load_reference(path, 1, handed=True)  # nothing written yet
+        exchange.save_reference([torch.arange(3.0), (torch.ones(2), 7)], path)
+        loaded = exchange.load_reference(path, 2, handed=True)
+        assert torch.equal(loaded[0], torch.arange(3.0)) and torch.equal(loaded[1][0], torch.ones(2))
+        assert loaded[1][1] == 7
+    finally:
+        os.close(fd)
+
+
+def test_only_a_handed_path_may_be_a_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.pt"
+    exchange.save_reference([torch.zeros(1)], real)
+    (tmp_path / "reference.pt").symlink_to(real)  # planted by a model in its own folder
+    with pytest.raises(ExchangeError, match="left no eager outputs"):
+        exchange.load_reference(tmp_path / "reference.pt", 1)
+    assert exchange.handed_fd(tmp_path / "reference.pt") is None
+    assert exchange.handed_fd(exchange.HANDED_DIR / "7") == 7
