@@ -8,6 +8,7 @@ exportable); the judge fills them in as the stages run (libtorch.py, aoti.py).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 # The candidate builder's and the reference runner's outputs (worker/model/model_side.py).
@@ -17,6 +18,7 @@ REFERENCE_FILE = "reference.pt"  # the reference runner's eager outputs
 # format stage, one sealed file under this name (worker/sandbox/launch.py), so they never touch the
 # disk; a role without it (in-process conversion) uses REFERENCE_FILE in the reference directory.
 OUTPUTS = "outputs"
+HANDED_DIR = Path("/proc/self/fd")  # where a role finds each file handed to it, by its descriptor
 REFERENCE_SIDE_FILE = "reference.json"  # the reference runner's ModelSide
 COVERAGE_FILE = "coverage.json"  # the reference runner's coverage and decision points (recorder.py)
 EXPORTED_FILE = "model.pt2"  # the candidate builder's exported program
@@ -118,3 +120,13 @@ def _section(fmt: str, requested: bool, error: str | None, **own: Any) -> dict[s
         "warnings": [],
         **own,
     }
+
+
+def handed_path(fd: int) -> str:
+    """How a role names the file it was handed as descriptor `fd` (worker/sandbox/launch.py)."""
+    return str(HANDED_DIR / str(fd))
+
+
+def handed_file(paths: dict[str, str], name: str) -> Path | None:
+    """The file handed to this role as `name` (a `handed_path` in its paths), or None."""
+    return Path(paths[name]) if name in paths else None

@@ -20,13 +20,12 @@ from typing import Annotated, Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from regctl.worker.contract import HANDED_DIR
 from regctl.worker.engine.probes import MAX_PROBES
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_MS = 3_600_000.0  # an hour per call: a latency figure beyond it is not a measurement
 _SCALARS = (bool, int, float, complex, str, type(None))
-
-HANDED_DIR = Path("/proc/self/fd")  # where a role finds the files handed to it (launch.py)
 
 
 class ExchangeError(Exception):

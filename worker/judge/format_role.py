@@ -30,6 +30,7 @@ from regctl.worker.contract import (
     OUTPUTS,
     empty_format_section,
     format_result_file,
+    handed_file,
 )
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception, one_line
@@ -148,9 +149,13 @@ def run_format_role(
     if not name or os.path.basename(name) != name or name.startswith("."):
         write_section(fmt, out, empty_format_section(fmt, True, "no proved exported program to build from"))
         return
-    handed = Path(paths[OUTPUTS]) if OUTPUTS in paths else None  # the eager outputs, in memory
     side, battery, reference, device = judge_inputs(
-        Path(paths["model"]), spec, Path(paths["reference"]), int(args["seed"]), progress, handed
+        Path(paths["model"]),
+        spec,
+        Path(paths["reference"]),
+        int(args["seed"]),
+        progress,
+        handed_file(paths, OUTPUTS),  # the eager outputs, in memory
     )
     if side.error is not None:
         write_section(fmt, out, empty_format_section(fmt, True, side.error))

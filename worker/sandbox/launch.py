@@ -32,7 +32,7 @@ import sys
 import traceback
 from typing import NoReturn
 
-from regctl.worker.contract import ROLE_LOG
+from regctl.worker.contract import ROLE_LOG, handed_path
 from regctl.worker.sandbox import linux
 from regctl.worker.sandbox.confine import (
     Protections,
@@ -153,7 +153,7 @@ def _init(
     os.write(progress_fd, PROTECTIONS.encode() + json.dumps(protections.to_json()).encode() + b"\n")
     _unreported = -1
     paths = {name: (m.inside if private else m.host) for name, m in plan.mounts.items()}
-    paths.update({name: f"/proc/self/fd/{fd}" for name, fd in handed.items()})
+    paths.update({name: handed_path(fd) for name, fd in handed.items()})
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:

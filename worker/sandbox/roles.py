@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from regctl.registry.spec import ModelSpec
-from regctl.worker.contract import OUTPUTS
+from regctl.worker.contract import OUTPUTS, handed_file
 from regctl.worker.sandbox.protocol import PROGRESS
 
 ROLES = ("builder", "reference", "judge", "aoti", "executorch", "onnx", "probe")
@@ -63,7 +63,7 @@ def run_role(role: str, args: dict[str, Any], paths: dict[str, str], progress_fd
             out,
             seed=int(args["seed"]),
             artifact=stored,
-            outputs=_handed(paths, OUTPUTS),
+            outputs=handed_file(paths, OUTPUTS),
             progress=progress,
         )
     elif role == "judge":
@@ -99,7 +99,7 @@ def _judge(
             runner=runner,
             progress=progress,
             first_round=args.get("first_round"),
-            outputs=_handed(paths, OUTPUTS),
+            outputs=handed_file(paths, OUTPUTS),
         )
     else:
         judge_validation(
@@ -111,10 +111,5 @@ def _judge(
             seed=seed,
             runner=runner,
             progress=progress,
-            outputs=_handed(paths, OUTPUTS),
+            outputs=handed_file(paths, OUTPUTS),
         )
-
-
-def _handed(paths: dict[str, str], name: str) -> Path | None:
-    """The file the supervisor handed this role as `name` (launch.py), or None."""
-    return Path(paths[name]) if name in paths else None
