@@ -26,7 +26,7 @@ from regctl.cli.main import main as _main  # noqa: F401  (registers every comman
 from regctl.registry.figures import significant_text
 from regctl.registry.settings import Settings
 from tests.conftest import write_model_dir
-from tests.factories import MODEL_PY, SPEC_TOML, linear_model
+from tests.factories import MODEL_PY, SLOW, SPEC_TOML, linear_model
 
 
 @pytest.fixture
@@ -383,6 +383,30 @@ def test_a_job_runs_in_the_child_warmed_up_before_its_registration(
     # the convert job ran in the child started before the version existed; the validate job in its own
     assert local.job(info.jobs[0].id).worker == f"{socket.gethostname()}:{warm.pid}"
     assert dispatcher._warm is None  # type: ignore[attr-defined]
+
+
+def test_a_follower_whose_child_lost_the_claim_follows_the_job_to_its_end(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    # The API server's runner and a direct follower of the same registry both run queued jobs, and
+    # whichever claims first runs it. The follower that lost used to stop there: `wait` returned the
+    # job still running elsewhere (a browser test's validate job came back `running`).
+    from regctl.local import LocalClient
+    from regctl.worker.supervisor.embedded import EmbeddedJob
+    from tests.conftest import wait_until
+
+    local = LocalClient(sqlite_settings)
+    local.register("slow", linear_model(tmp_path / "slow", forward=SLOW), convert=False)
+    queued = local.submit("slow:1", "convert")
+    other = EmbeddedJob(sqlite_settings, queued.id)  # the other runner: it claims the job first
+    try:
+        wait_until(lambda: local.job(queued.id).state == "running", 120, "the other runner's claim")
+        last = local.wait(queued, timeout=600)  # as the follower saw it: queued, so it starts a child
+        ran = local.job(queued.id)
+        assert ran.state == "succeeded" and ran.worker == other.worker, ran
+        assert last.state == "succeeded", last
+    finally:
+        other.finish()
 
 
 def test_a_warm_child_no_job_took_goes_with_its_zygote(sqlite_settings: Settings) -> None:

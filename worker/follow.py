@@ -36,8 +36,10 @@ def watch(
 ) -> Generator[JobInfo, None, JobInfo]:
     """Yield the job at each change of state, progress or attempts until it finishes; return it.
 
-    With `child` (the process running the job here), the watch also ends when that child is gone
-    without finishing the job (a duplicate or a lost claim).
+    With `child` (the process meant to run the job here), the watch also ends when that child is
+    gone without finishing the job, unless another runner holds it: a child that lost the claim (the
+    API server's runner, or a second follower, took the job first) leaves it running elsewhere, and
+    the watch goes on reading its row until that runner finishes it.
     """
     seen = None
     while True:
@@ -46,6 +48,11 @@ def watch(
         if (current.state, current.progress, current.attempts) != seen:
             seen = (current.state, current.progress, current.attempts)
             yield current
-        if current.finished or gone:
+        if current.finished:
             return current
+        if gone:
+            assert child is not None
+            if current.state != "running" or current.worker == child.worker:
+                return current
+            child = None
         time.sleep(POLL_S)

@@ -27,6 +27,7 @@ import time
 from regctl.registry.settings import Settings
 from regctl.worker.sandbox.client import shared_zygote
 from regctl.worker.supervisor.exits import describe_exit
+from regctl.worker.supervisor.identity import worker_identity
 
 CLEANUP_GRACE_S = 60.0  # a finished job's child removing a large scratch folder
 CHILD_MODULE = "regctl.worker.supervisor.embedded"
@@ -110,6 +111,11 @@ class EmbeddedJob:
         self._kill()
         requeue_stale(self.settings, self.job_id, reason)
         self._sweep()
+
+    @property
+    def worker(self) -> str:
+        """The `host:pid` the child records on the job it claims."""
+        return worker_identity(self.process.pid)
 
     @property
     def running(self) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,28 +29,10 @@ from regctl.worker.contract import FORMAT_NAMES
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.sandbox.uids import job_uids
 from regctl.worker.supervisor.format_stage import add_formats
+from regctl.worker.supervisor.identity import owner_is_dead_here, worker_identity
 from regctl.worker.supervisor.progress import JobCancelled, JobReporter, JobTimedOut
 from regctl.worker.supervisor.scratch import job_scratch, sweep_abandoned
 from regctl.worker.supervisor.supervisor import WorkDir, run_conversion, run_validation
-
-
-def worker_identity() -> str:
-    """`host:pid` of this process, recorded on the jobs it runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_is_dead_here(worker: str) -> bool:
-    """True when `worker` names a process on this host that no longer exists."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not (pid.isascii() and pid.isdigit()):
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple[JobInfo, list[JobInfo]]:
