@@ -24,8 +24,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The suite runs on every core, at most 4 (pytest-xdist): each worker starts Celery workers, API servers
+# and sandboxes of its own, and a test file stays on one worker, so a module's fixtures are built once.
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= auto
+
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/cli_latency.py

@@ -20,11 +20,39 @@ from regctl.registry.db import dispose_engines
 from regctl.registry.engines import normalize_url
 from regctl.registry.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[1]
+# The browser tests' screenshots of every page (tests/browser/), named in the run's last lines.
+SCREENSHOTS = Path(os.environ.get("REGCTL_SCREENSHOTS", ROOT / "build" / "screenshots"))
 POSTGRES_ADMIN_URL = os.environ.get("REGCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 T = TypeVar("T")
+
+
+def xdist_worker() -> str | None:
+    """This process's pytest-xdist worker name ("gw0", "gw1", ...); None in a run of one process."""
+    return os.environ.get("PYTEST_XDIST_WORKER") or None
+
+
+def xdist_index() -> int:
+    """This process's pytest-xdist worker number (gw1 is 1); 0 when the suite runs in one process."""
+    name = xdist_worker()
+    return int(name.removeprefix("gw")) if name else 0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Empty the screenshot folder once per run: here, not in each pytest-xdist worker's session."""
+    if xdist_worker() is None and SCREENSHOTS.exists():
+        for old in SCREENSHOTS.glob("*.png"):
+            old.unlink()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the screenshots are, so a person can look at the pages the tests saw."""
+    shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.exists() else []
+    if shots:
+        terminalreporter.write_line(f"browser screenshots: {len(shots)} in {SCREENSHOTS}")
 
 
 def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
@@ -117,8 +145,15 @@ def release_connections() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def libtorch_runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One LibTorch runner build per test session, shared by every test and worker process it starts."""
-    cache = tmp_path_factory.mktemp("libtorch-runner")
+    """One LibTorch runner build per test run, shared by every test and worker process it starts.
+
+    Under pytest-xdist the run's workers share it too: their temporary roots are siblings, and the
+    build serialises on its own lock file (worker/judge/libtorch.py), so it compiles once, not once
+    per worker.
+    """
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if xdist_worker() is not None else base) / "libtorch-runner"
+    cache.mkdir(exist_ok=True)
     previous = os.environ.get("REGCTL_LIBTORCH_CACHE")
     os.environ["REGCTL_LIBTORCH_CACHE"] = str(cache)
     yield cache

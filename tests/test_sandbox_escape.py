@@ -61,6 +61,12 @@ KEY_SPEC_USER_KEYRING = -4
 CLONE_NEWUSER = 0x10000000
 
 
+# Leases these tests take from a folder of their own start here, clear of the range real jobs lease
+# (64000-64999 by default): leasing a block sweeps its uids, which must never kill the sandboxed
+# processes of a job that another test (or another pytest-xdist worker) runs meanwhile.
+PRIVATE_UIDS = 66000
+
+
 def _marker() -> str:
     """A unique argument for sleep: a duration of about an hour that no other process has."""
     return f"3601.{uuid.uuid4().int % 10**12:012d}"
@@ -353,13 +359,13 @@ def test_two_leases_never_share_a_uid_within_one_process_or_across_processes(tmp
     if os.getuid() != 0:
         pytest.skip("uid leases are made by a root worker")
     leases_dir = tmp_path / "leases"
-    held = [lease_uids(64000, lease_dir=leases_dir, blocks=8) for _ in range(3)]
+    held = [lease_uids(PRIVATE_UIDS, lease_dir=leases_dir, blocks=8) for _ in range(3)]
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     child = os.fork()
     if child == 0:
         try:
-            lease = lease_uids(64000, lease_dir=leases_dir, blocks=8)
+            lease = lease_uids(PRIVATE_UIDS, lease_dir=leases_dir, blocks=8)
             os.write(ready_w, json.dumps(lease.uids).encode())
             os.read(done_r, 1)
         finally:
@@ -371,7 +377,7 @@ def test_two_leases_never_share_a_uid_within_one_process_or_across_processes(tmp
         assert len(set(ours)) == len(ours) == 3 * len(roles)
         assert not set(ours) & set(other)
         assert held[0].by_role == dict(zip(roles, held[0].uids, strict=True))
-        assert all(64000 <= uid < 64000 + 8 * len(roles) for uid in ours + other)
+        assert all(PRIVATE_UIDS <= uid < PRIVATE_UIDS + 8 * len(roles) for uid in ours + other)
     finally:
         os.write(done_w, b"x")
         os.waitpid(child, 0)
@@ -386,15 +392,15 @@ def test_a_block_whose_holder_died_is_free_again_and_a_full_range_is_refused(tmp
     child = os.fork()
     if child == 0:
         try:
-            lease_uids(64000, lease_dir=leases_dir, blocks=1)
+            lease_uids(PRIVATE_UIDS, lease_dir=leases_dir, blocks=1)
             os.kill(os.getpid(), signal.SIGKILL)  # dies holding it, never released
         finally:
             os._exit(1)
     os.waitpid(child, 0)
-    with lease_uids(64000, lease_dir=leases_dir, blocks=1) as lease:
-        assert lease.uids == [64000, 64001, 64002, 64003, 64004, 64005]
+    with lease_uids(PRIVATE_UIDS, lease_dir=leases_dir, blocks=1) as lease:
+        assert lease.uids == [PRIVATE_UIDS + i for i in range(6)]
         with pytest.raises(UidLeaseError, match="all 1 blocks"):
-            lease_uids(64000, lease_dir=leases_dir, blocks=1)
+            lease_uids(PRIVATE_UIDS, lease_dir=leases_dir, blocks=1)
 
 
 def test_a_lease_directory_others_can_write_is_refused(tmp_path: Path) -> None:
@@ -404,7 +410,7 @@ def test_a_lease_directory_others_can_write_is_refused(tmp_path: Path) -> None:
     leases_dir.mkdir()
     os.chmod(leases_dir, 0o777)
     with pytest.raises(UidLeaseError, match="only uid 0 can write"):
-        lease_uids(64000, lease_dir=leases_dir)
+        lease_uids(PRIVATE_UIDS, lease_dir=leases_dir)
 
 
 def test_leasing_and_releasing_a_block_kills_what_its_uids_left_running(tmp_path: Path) -> None:
@@ -412,8 +418,8 @@ def test_leasing_and_releasing_a_block_kills_what_its_uids_left_running(tmp_path
         pytest.skip("uid leases are made by a root worker")
     leases_dir = tmp_path / "leases"
     before = _marker()
-    _escaped_process(64002, before)  # left by a holder that died: block 0, third role
-    lease = lease_uids(64000, lease_dir=leases_dir, blocks=1)
+    _escaped_process(PRIVATE_UIDS + 2, before)  # left by a holder that died: block 0, third role
+    lease = lease_uids(PRIVATE_UIDS, lease_dir=leases_dir, blocks=1)
     try:
         assert not processes_with(before), "acquiring a block must end its uids' processes first"
         during = _marker()

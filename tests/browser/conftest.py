@@ -18,10 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import service_missing
+from tests.conftest import SCREENSHOTS, service_missing
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = Path(os.environ.get("REGCTL_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WIDTHS = (1280, 390)
 
 
@@ -60,19 +58,9 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
-    """The folder that receives the screenshots (emptied at the start of the session)."""
-    if SCREENSHOTS.exists():
-        for old in SCREENSHOTS.glob("*.png"):
-            old.unlink()
+    """The folder that receives the screenshots (emptied once per run, tests/conftest.py)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say where the screenshots are, so a person can look at the pages the tests saw."""
-    shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.exists() else []
-    if shots:
-        terminalreporter.write_line(f"browser screenshots: {len(shots)} in {SCREENSHOTS}")
 
 
 def serve(settings: Any, root: Path) -> Any:

@@ -66,9 +66,9 @@ PYTHON_OP_SPEC = """
 
 
 @pytest.fixture(scope="session")
-def runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The runner cache of this test session."""
-    return tmp_path_factory.mktemp("libtorch-runner")
+def runner_cache(libtorch_runner_cache: Path) -> Path:
+    """The runner cache of this test run (tests/conftest.py): the runner is compiled once per run."""
+    return libtorch_runner_cache
 
 
 @pytest.fixture(scope="module", autouse=True)

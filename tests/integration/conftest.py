@@ -1,9 +1,10 @@
 """The distributed service for real: Redis, a fresh PostgreSQL database and `regctl worker` processes.
 
-Every test gets a Redis database number of its own (REGCTL_TEST_REDIS_DB, default 11) flushed
-before and after, a PostgreSQL database created for it and dropped afterwards, and a factory that
-starts workers as subprocesses (in their own session, so a whole worker can be killed with its pool)
-and stops them at teardown. A failing test shows the logs of the workers it started.
+Every test gets a Redis database number of its own (REGCTL_TEST_REDIS_DB, default 11, plus the
+pytest-xdist worker's number: gw1 flushes 12) flushed before and after, a PostgreSQL database
+created for it and dropped afterwards, and a factory that starts workers as subprocesses (in their
+own session, so a whole worker can be killed with its pool) and stops them at teardown. A failing
+test shows the logs of the workers it started.
 
 Two kinds of time limit, kept apart so that the suite passes on a loaded machine (a second job
 converting beside it) as on a quiet one:
@@ -38,10 +39,12 @@ from tests.conftest import (
     drop_postgres_database,
     service_missing,
     wait_until,
+    xdist_index,
 )
 from tests.factories import ABORT, FAST, HANG, SLOW, STUBBORN, linear_model  # noqa: F401  (re-exported)
 
-REDIS_DB = os.environ.get("REGCTL_TEST_REDIS_DB", "11")
+# Each pytest-xdist worker flushes a database of its own: the base number plus the worker's (gw1: 12).
+REDIS_DB = str(int(os.environ.get("REGCTL_TEST_REDIS_DB", "11")) + xdist_index())
 REDIS_URL = os.environ.get("REGCTL_TEST_REDIS_URL") or f"redis://127.0.0.1:6379/{REDIS_DB}"
 REGCTL = str(Path(sys.executable).with_name("regctl"))
 
