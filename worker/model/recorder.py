@@ -160,8 +160,15 @@ class CoverageRecord:
             import coverage
 
             root = self.frames.root
+            # `include` alone decides what is measured, so coverage.py's stdlib exclusion never
+            # applies: cover_pylib spares it finding the stdlib's paths (a third of its start-up)
             self._cov = coverage.Coverage(
-                data_file=None, branch=True, include=[root + "*"], config_file=False, auto_data=False
+                data_file=None,
+                branch=True,
+                include=[root + "*"],
+                cover_pylib=True,
+                config_file=False,
+                auto_data=False,
             )
             self._cov.set_option("run:disable_warnings", ["no-data-collected", "module-not-measured"])
             with warnings.catch_warnings():
