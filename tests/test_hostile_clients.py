@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from regctl.local import LocalClient
+from regctl.registry.ops.owned import UPLOAD_PREFIX
 from regctl.registry.settings import Settings
 from regctl.remote import Client
 from tests.api_server import ApiServer
@@ -79,7 +80,7 @@ def test_a_stalled_upload_is_answered_408_and_leaves_no_temp_file(  # type: igno
 
 
 def test_a_token_sends_at_most_its_share_of_uploads_at_once(  # type: ignore[no-untyped-def]
-    start, settings: Settings, tmp_path: Path
+    start, settings: Settings, tmp_path: Path, server_tmp: Path
 ) -> None:
     server = start(uploads_per_token="1", body_timeout_s="120")
     local = LocalClient(settings)
@@ -90,13 +91,17 @@ def test_a_token_sends_at_most_its_share_of_uploads_at_once(  # type: ignore[no-
         + f"Authorization: Bearer {secret}\r\nContent-Length: 100000\r\n\r\n".encode()
         + b"\0" * 512
     )
+    # Its folder is made once it holds the slot. A second upload sent before that (a loaded server
+    # reads the first one's headers late) would take the slot itself and leave the first refused.
+    wait_until(
+        lambda: list(server_tmp.glob(f"{UPLOAD_PREFIX}*/bundle.tar")),
+        DEADLINE_S,
+        "the first upload to hold the token's only slot",
+    )
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/x-tar"}
     with httpx.Client(base_url=f"{server.url}/api/v1", headers=headers, timeout=DEADLINE_S) as api:
-        busy = wait_until(
-            lambda: (r := api.post("/models/other/versions", content=b"\0" * 10240)).status_code == 429 and r,
-            DEADLINE_S,
-            "the first upload to hold the token's only slot",
-        )
+        busy = api.post("/models/other/versions", content=b"\0" * 10240)
+        assert busy.status_code == 429, busy.text
         assert busy.headers["retry-after"] == "5"
         assert "already sending 1 uploads, the most REGCTL_UPLOADS_PER_TOKEN allows" in busy.text
         other = local.create_token("other", "writer").secret  # a slot is per token
