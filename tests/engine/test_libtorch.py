@@ -65,19 +65,13 @@ PYTHON_OP_SPEC = """
 """
 
 
-@pytest.fixture(scope="session")
-def runner_cache(libtorch_runner_cache: Path) -> Path:
-    """The runner cache of this test run (tests/conftest.py): the runner is compiled once per run."""
-    return libtorch_runner_cache
-
-
 @pytest.fixture(scope="module", autouse=True)
-def shared_cache(runner_cache: Path) -> Iterator[Path]:
-    """Every conversion in this module uses the session's runner cache, with the stage enabled."""
+def shared_cache(libtorch_runner_cache: Path) -> Iterator[Path]:
+    """Every conversion in this module uses the run's runner cache, with the stage enabled."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(CACHE_ENV, str(runner_cache))
+        mp.setenv(CACHE_ENV, str(libtorch_runner_cache))
         mp.delenv(SWITCH_ENV, raising=False)
-        yield runner_cache
+        yield libtorch_runner_cache
 
 
 @pytest.fixture(scope="module")
