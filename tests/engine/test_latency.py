@@ -117,8 +117,29 @@ def test_a_form_slower_than_the_slow_call_mark_is_warmed_up_once(monkeypatch: py
         return x
 
     measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01)
-    # one warm-up call, then the slow form's minimum of blocks
+    # a plain callable (not TorchScript): one warm-up call, then the slow minimum of blocks
     assert len(calls) == 1 + latency.MIN_SLOW_BLOCKS == 1 + measured["eager"].runs
+
+
+def test_a_slow_torchscript_form_is_warmed_up_through_its_optimizing_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(latency, "SLOW_CALL_S", 0.0)  # every form is slow: the plan for large models
+    blocks: dict[str, list[int]] = {}
+    timed_block = latency._block
+
+    def counting(timer: Any, number: int) -> float:
+        name = "scripted" if isinstance(timer._globals["fn"], torch.jit.ScriptModule) else "eager"
+        blocks.setdefault(name, []).append(number)
+        return timed_block(timer, number)
+
+    monkeypatch.setattr(latency, "_block", counting)
+    eager = torch.nn.Linear(3, 3).eval()
+    measured = interleaved({"eager": eager, "scripted": torch.jit.script(eager)}, CASE, CPU, budget_s=0.0)
+    # eager: its first call, then its blocks; TorchScript: the profiling and the optimizing call first
+    assert blocks["eager"] == [1] * (1 + latency.MIN_SLOW_BLOCKS)
+    assert blocks["scripted"] == [1] * (2 + latency.MIN_SLOW_BLOCKS)
+    assert measured["eager"].runs == measured["scripted"].runs == latency.MIN_SLOW_BLOCKS
 
 
 def test_a_fast_form_costs_its_blocks_not_the_budget() -> None:
