@@ -223,3 +223,38 @@ def test_a_validate_job_meeting_a_damaged_blob_fails_itself_not_the_versions(
     assert "internal error" not in failed.error
     statuses = {ref: get_version(settings, parse_ref(ref)).status for ref in ("a:1", "b:1")}
     assert statuses == {"a:1": "ready", "b:1": "ready"}  # the store's copy is damaged, not the versions
+
+
+def test_a_convert_job_whose_weights_blob_is_damaged_fails_on_its_checksum_and_stores_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from regctl.registry.jobs import get_job
+    from regctl.worker.supervisor.pipeline import run_job
+    from tests.factories import linear_model
+
+    directory = linear_model(tmp_path / "m")
+    spec = directory / "regctl.toml"
+    spec.write_text('weights = "w.safetensors"\n' + spec.read_text())
+    torch.manual_seed(0)
+    save_file(
+        {"linear.weight": torch.randn(2, 10), "linear.bias": torch.randn(2)}, str(directory / "w.safetensors")
+    )
+    convert = register_version(settings, RegisterRequest("m"), directory, jobs=("convert",)).jobs[0]
+    weights = next(a for a in get_version(settings, parse_ref("m:1")).artifacts if a.kind == "weights")
+    # The model still loads and converts from these bytes: only their checksum can tell.
+    damage(blob_path(settings, weights.sha256))
+    run_job(settings, convert.id)
+
+    failed = get_job(settings, convert.id)
+    assert failed.state == "failed"
+    assert (
+        failed.error
+        and f"sha256:{weights.sha256}" in failed.error
+        and "does not match its checksum" in failed.error
+    )
+    version = get_version(settings, parse_ref("m:1"))
+    assert version.status == "failed"
+    assert sorted(a.kind for a in version.artifacts) == ["source", "weights"]  # no artifact, no report

@@ -351,6 +351,26 @@ def test_link_to_refuses_a_corrupted_blob(store: ArtifactStore, tmp_path: Path) 
     assert not dest.exists()
 
 
+def test_link_checking_links_at_once_and_its_check_finds_a_damaged_blob(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    sound = store.put_bytes(os.urandom(MiB))
+    linked = store.link_checking(sound.sha256, tmp_path / "job" / "sound.safetensors")
+    assert (
+        linked.ref == sound
+        and os.stat(tmp_path / "job" / "sound.safetensors").st_ino == os.stat(sound.uri).st_ino
+    )
+    linked.check.wait()  # passes
+    damaged = store.put_bytes(os.urandom(MiB))
+    _flip_last_byte(Path(damaged.uri))
+    dest = tmp_path / "job" / "damaged.safetensors"
+    pending = store.link_checking(damaged.sha256, dest)
+    assert dest.exists()  # the model process may read it meanwhile; the job waits before recording
+    for _ in range(2):  # every place that asks is told
+        with pytest.raises(CorruptedArtifact, match=damaged.sha256):
+            pending.check.wait()
+
+
 def test_link_to_a_remote_store_copies(memory_store: ArtifactStore, tmp_path: Path) -> None:
     data = os.urandom(MiB)
     ref = memory_store.put_bytes(data)

@@ -47,6 +47,7 @@ from regctl.registry.store.blobs import (
     is_sha,
     remove_quietly,
 )
+from regctl.registry.store.checks import BlobCheck, LinkedBlob
 
 
 class ArtifactStore(ABC):
@@ -129,6 +130,13 @@ class ArtifactStore(ABC):
     def link_to(self, sha256: str, dest: Path) -> BlobRef:
         """Make blob `sha256` appear at `dest`, checked; a backend that cannot link copies (`copy_to`)."""
         return self.copy_to(sha256, dest)
+
+    def link_checking(self, sha256: str, dest: Path) -> LinkedBlob:
+        """Make blob `sha256` appear at `dest` now, its check running beside the caller's work.
+
+        A backend that cannot link copies, checked, before it returns: its check is already done.
+        """
+        return LinkedBlob(self.copy_to(sha256, dest), BlobCheck())
 
     def adopt_file(self, path: Path, sealed: SealedFile | None = None) -> BlobRef:
         """Store the job output at `path`; a backend that cannot take its inode copies it (`put_file`).

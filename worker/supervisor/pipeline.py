@@ -25,6 +25,7 @@ from regctl.registry.provenance.attest import SIGNED_KINDS, Subject, sign_proofs
 from regctl.registry.settings import Settings
 from regctl.registry.spec import ModelSpec
 from regctl.registry.store import ArtifactStore, open_store
+from regctl.registry.store.checks import BlobCheck
 from regctl.worker.contract import FORMAT_NAMES
 from regctl.worker.engine.bounds import trim_report
 from regctl.worker.sandbox.uids import job_uids
@@ -56,7 +57,7 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
             version = start_stage(settings, job_id, worker)
             store = open_store(settings.artifact_store)
             reporter.checkpoint("fetching source")
-            model_dir, spec = _prepare(store, version, tmp)
+            model_dir, spec, weights_check = _prepare(store, version, tmp)
             stage = _convert if job.kind == "convert" else _validate
             work = Stage(
                 settings,
@@ -69,6 +70,7 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
                 reporter,
                 worker,
                 lease.by_role if lease is not None else {},
+                [weights_check],
             )
             return job, stage(work)
         except JobCancelled as exc:
@@ -98,16 +100,19 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
             raise
 
 
-def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Path, ModelSpec]:
-    """The model directory: the bundle unpacked as it streams from the store, the weights linked in."""
+def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Path, ModelSpec, BlobCheck]:
+    """The model directory: the bundle unpacked as it streams from the store, the weights linked in.
+
+    The weights are checked against their sha256 beside the job's work (`Stage.inputs_checked`).
+    """
     spec = ModelSpec.from_dict(version.spec)
     source = next(a for a in version.artifacts if a.kind == "source")
     model_dir = extract_stream(store.open_chunks(source.sha256), tmp / "model", f"{version.ref} source")
     weights = next((a for a in version.artifacts if a.kind == "weights"), None)
     if weights is not None and spec.weights:
         # Versions registered before weights became their own artifact carry them in the bundle.
-        store.link_to(weights.sha256, model_dir / spec.weights)
-    return model_dir, spec
+        return model_dir, spec, store.link_checking(weights.sha256, model_dir / spec.weights).check
+    return model_dir, spec, BlobCheck()
 
 
 def _store_report(store: ArtifactStore, report: dict, tmp: Path, kind: str) -> NewArtifact:
@@ -131,6 +136,16 @@ class Stage:
     reporter: JobReporter
     worker: str  # `host:pid` that claimed the job; outcomes are recorded only while it still owns it
     uids: Mapping[str, int]  # each sandboxed role's uid, leased for this job alone (empty: not root)
+    checks: list[BlobCheck]  # the stored inputs' checksums, checked while the model process reads them
+
+    def inputs_checked(self) -> None:
+        """Wait for the check of every stored input the job read; CorruptedArtifact when one is damaged.
+
+        Called before anything is stored or recorded: what the job found came from bytes that
+        match their sha256, or a damaged blob, not the model, is the reason it fails.
+        """
+        for check in self.checks:
+            check.wait()
 
 
 def _convert(work: Stage) -> list[JobInfo]:
@@ -146,6 +161,7 @@ def _convert(work: Stage) -> list[JobInfo]:
     )
     result = add_formats(work.settings, work.spec, work_dir, result, work.reporter, work.reporter.check)
     work.reporter.checkpoint("storing artifacts")
+    work.inputs_checked()
     if not result.ok or result.torchscript_path is None:
         report = _store_report(work.store, result.report, work.tmp, "conversion-report")
         raise _failed(work, result.error or "conversion failed", [report], summarize(result.report))
@@ -248,11 +264,12 @@ def _validate(work: Stage) -> list[JobInfo]:
         # create_job refuses this up front; a job that gets here anyway fails in the same words.
         raise _failed(work, NothingToValidate.render(ref=work.version.ref))
     artifact = work.tmp / "artifact" / "model.pt"
-    work.store.link_to(scripted[-1].sha256, artifact)
+    work.checks.append(work.store.link_checking(scripted[-1].sha256, artifact).check)
     work.reporter.checkpoint("validating")
     result = run_validation(
         work.settings, work.spec, _work_dir(work, artifact), progress=work.reporter, check=work.reporter.check
     )
+    work.inputs_checked()
     report = _store_report(work.store, result.report, work.tmp, "validation-report")
     summary = {"validated": result.ok, "validation": summarize(result.report)}
     if not result.ok:
