@@ -56,7 +56,7 @@ from regctl.worker.contract import (
 )
 from regctl.worker.engine.battery import BatteryCase, build_battery
 from regctl.worker.engine.calls import timed
-from regctl.worker.engine.capture import WarningLog, describe_exception
+from regctl.worker.engine.capture import WarningLog
 from regctl.worker.engine.devices import ModelLoadError, device_for
 from regctl.worker.engine.exchange import (
     CandidateSide,
@@ -381,12 +381,9 @@ class _Conversion:
             entry.update(held_back_entry(name, kept_name, self.first_round is not None, side.weights_bytes))
             return None
         path = candidate_path(self.side_dir, claimed.file)
-        try:
-            if path is None:
-                raise FileNotFoundError(f"{claimed.file!r} is not a file the model process wrote")
-            sha256 = sha256_file(path)
-        except Exception as exc:
-            entry.update(error=f"saving or reloading the {name} artifact failed: {describe_exception(exc)}")
+        if path is None:
+            wrote = f"{claimed.file!r} is not a file the model process wrote"
+            entry.update(error=f"saving or reloading the {name} artifact failed: {wrote}")
             return None
         cases, expected = battery, reference
         if kept is not None:  # its verdict can no longer change the choice: the deciding inputs decide it
@@ -424,7 +421,7 @@ class _Conversion:
             return None
         if not check.ok:
             return None
-        return JudgedArtifact(name, path, sha256, loaded, check, ran.section if kept is None else None)
+        return JudgedArtifact(name, path, ran.sha256, loaded, check, ran.section if kept is None else None)
 
     def _runner(self) -> Runner | str:
         """The LibTorch runner the candidates run in, or why there is none (resolved once per job)."""

@@ -8,17 +8,21 @@ agree. Where there is no runner (no compiler, REGCTL_LIBTORCH=0, inputs it canno
 candidate runs its inputs in Python instead, and the result says why.
 
 The C++ run comes first, before Python loads the file, so the weights are never in memory twice.
+The file is hashed (what the report says was proved) in a thread while the runner, another process,
+runs it: the supervisor sealed it, so nothing changes it meanwhile (0.26 s of BERT-base's 438 MB).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from regctl.registry.digests import sha256_file
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception
@@ -44,6 +48,7 @@ class RuntimeCheck:
     check: CandidateCheck
     runtime: str  # "libtorch" or "python"
     loaded: Any  # the module torch.jit.load returned
+    sha256: str  # of the file it ran
     section: dict[str, Any] | None = None  # the LibTorch run's section, when it ran
     note: str | None = None  # why Python ran the inputs, when it did
 
@@ -60,8 +65,28 @@ def check_in_runtime(
 ) -> RuntimeCheck:
     """Run `cases` in LibTorch when `runner` is one (else in Python, saying why) and compare with eager.
 
-    Raises ArtifactLoadError when the file does not load in Python; what `progress` raises propagates.
+    Raises ArtifactLoadError when the file cannot be read or does not load in Python; what `progress`
+    raises propagates.
     """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regctl-hash") as pool:
+        digest = pool.submit(sha256_file, path)
+        ran = _check(path, name, cases, expected, spec, device, runner, progress)
+        try:
+            return replace(ran, sha256=digest.result())
+        except OSError as exc:
+            raise ArtifactLoadError(describe_exception(exc)) from exc
+
+
+def _check(
+    path: Path,
+    name: str,
+    cases: list[BatteryCase],
+    expected: list[Any],
+    spec: ModelSpec,
+    device: torch.device,
+    runner: Runner | str,
+    progress: Callable[[str], None],
+) -> RuntimeCheck:
     if isinstance(runner, str):
         return _in_python(
             path, name, cases, expected, spec, device, progress, f"LibTorch runner unavailable: {runner}"
@@ -86,7 +111,7 @@ def check_in_runtime(
         )
         if not first.ok:
             check.fail(str(first.failed_input), f"{first.error} (in Python)")
-    return RuntimeCheck(check, "libtorch", loaded, section=section)
+    return RuntimeCheck(check, "libtorch", loaded, "", section=section)
 
 
 def _in_python(
@@ -105,7 +130,7 @@ def _in_python(
     check = check_candidate(
         loaded, cases, expected, device, rtol=v.rtol, atol=v.atol, name=name, progress=progress
     )
-    return RuntimeCheck(check, "python", loaded, note=why)
+    return RuntimeCheck(check, "python", loaded, "", note=why)
 
 
 def _quiet(message: str) -> None:
