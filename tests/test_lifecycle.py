@@ -346,6 +346,25 @@ def test_concurrent_alias_sets_never_record_a_no_op_move(settings: Settings, mod
     assert version_of(settings, parse_ref("m@prod")).version == history[-1][1]
 
 
+def test_progress_within_a_stage_is_written_at_most_every_min_interval(
+    settings: Settings, model_dir: Path
+) -> None:
+    from regctl.registry.jobs import claim_job, get_job
+    from regctl.worker.supervisor.progress import JobReporter
+
+    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
+    assert claim_job(settings, job.id, "host:1").should_run
+    # An interval no test outlasts: within the stage, only its first line is written.
+    with JobReporter(settings, job.id, "host:1", min_interval=3600) as reporter:
+        reporter("eager reference 1/28")
+        reporter("eager reference 2/28, ~3 s left")  # a count, not a colon: the same stage
+        assert get_job(settings, job.id).progress == "eager reference 1/28"
+        reporter("trace: tracing")  # a new stage is written at once
+        assert get_job(settings, job.id).progress == "trace: tracing"
+        reporter("trace: battery 3/9")
+        assert get_job(settings, job.id).progress == "trace: tracing"
+
+
 def test_a_job_keeps_a_bounded_timeline_of_its_stages(settings: Settings, model_dir: Path) -> None:
     from regctl.registry.jobs import MAX_STAGES, claim_job, finish_job, get_job, record_progress, stage_of
 

@@ -15,7 +15,7 @@ runs it: the supervisor sealed it, so nothing changes it meanwhile (0.26 s of BE
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,48 +70,37 @@ def check_in_runtime(
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regctl-hash") as pool:
         digest = pool.submit(sha256_file, path)
-        ran = _check(path, name, cases, expected, spec, device, runner, progress)
-        try:
-            return replace(ran, sha256=digest.result())
-        except OSError as exc:
-            raise ArtifactLoadError(describe_exception(exc)) from exc
+        if isinstance(runner, str):
+            why = f"LibTorch runner unavailable: {runner}"
+            return _hashed(_in_python(path, name, cases, expected, spec, device, progress, why), digest)
+        v = spec.validation
+        outcomes: list[CaseOutcome] = []
+        progress(f"{name}: battery 0/{len(cases)} in LibTorch")
+        section = run_libtorch_stage(
+            path, cases, expected, v.rtol, v.atol, progress, device=device, runner=runner, outcomes=outcomes
+        )
+        if section.get("skipped"):
+            why = f"LibTorch skipped: {section['skipped']}"
+            return _hashed(_in_python(path, name, cases, expected, spec, device, progress, why), digest)
+        progress(f"{name}: battery {len(cases)}/{len(cases)}")
+        check = _from_outcomes(outcomes, section)
+        loaded = _load(path, device)
+        if check.ok and cases:
+            # the first input once in Python: the runtime a Python deployment uses must agree with C++
+            first = check_candidate(
+                loaded, cases[:1], expected[:1], device, rtol=v.rtol, atol=v.atol, name=name, progress=_quiet
+            )
+            if not first.ok:
+                check.fail(str(first.failed_input), f"{first.error} (in Python)")
+        return _hashed(RuntimeCheck(check, "libtorch", loaded, "", section=section), digest)
 
 
-def _check(
-    path: Path,
-    name: str,
-    cases: list[BatteryCase],
-    expected: list[Any],
-    spec: ModelSpec,
-    device: torch.device,
-    runner: Runner | str,
-    progress: Callable[[str], None],
-) -> RuntimeCheck:
-    if isinstance(runner, str):
-        return _in_python(
-            path, name, cases, expected, spec, device, progress, f"LibTorch runner unavailable: {runner}"
-        )
-    v = spec.validation
-    outcomes: list[CaseOutcome] = []
-    progress(f"{name}: battery 0/{len(cases)} in LibTorch")
-    section = run_libtorch_stage(
-        path, cases, expected, v.rtol, v.atol, progress, device=device, runner=runner, outcomes=outcomes
-    )
-    if section.get("skipped"):
-        return _in_python(
-            path, name, cases, expected, spec, device, progress, f"LibTorch skipped: {section['skipped']}"
-        )
-    progress(f"{name}: battery {len(cases)}/{len(cases)}")
-    check = _from_outcomes(outcomes, section)
-    loaded = _load(path, device)
-    if check.ok and cases:
-        # the first input once in Python: the runtime a Python deployment uses must agree with C++
-        first = check_candidate(
-            loaded, cases[:1], expected[:1], device, rtol=v.rtol, atol=v.atol, name=name, progress=_quiet
-        )
-        if not first.ok:
-            check.fail(str(first.failed_input), f"{first.error} (in Python)")
-    return RuntimeCheck(check, "libtorch", loaded, "", section=section)
+def _hashed(ran: RuntimeCheck, digest: Future[str]) -> RuntimeCheck:
+    """`ran` with the sha256 of the file it ran; ArtifactLoadError when the file could not be read."""
+    try:
+        return replace(ran, sha256=digest.result())
+    except OSError as exc:
+        raise ArtifactLoadError(describe_exception(exc)) from exc
 
 
 def _in_python(

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from regctl.registry.jobs import record_progress
+from regctl.registry.jobs import record_progress, stage_of
 from regctl.registry.outcomes import record_failure
 from regctl.registry.settings import Settings
 from regctl.registry.text import visible
@@ -57,7 +57,8 @@ class JobReporter:
         visible escapes (registry/text.py) before it reaches the database, the CLI and the pages.
         """
         text = visible(" ".join(text.split()), multiline=False)[:MAX_PROGRESS_CHARS]
-        stage_changed = self._text is None or text.split(":")[0] != self._text.split(":")[0]
+        # The timeline's own rule: "eager reference 4/28" is the stage of "eager reference 2/28"
+        stage_changed = self._text is None or stage_of(text) != stage_of(self._text)
         self._text = text
         self.check()  # a cancel or the soft limit stops the job here, naming this stage
         if stage_changed or time.monotonic() - self._last_write >= self.min_interval:
