@@ -25,6 +25,7 @@ from regctl.worker.supervisor.scratch import (
     PREFIX,
     UNLOCKED_GRACE_S,
     discard,
+    job_prefix,
     job_scratch,
     remove_tree,
     sweep_abandoned,
@@ -90,6 +91,16 @@ def test_a_sweep_racing_a_job_that_is_starting_never_takes_its_folder(tmp_path: 
         stop.set()
         sweeper.join()
     assert removed == []
+
+
+def test_a_sweep_for_one_job_takes_only_that_jobs_abandoned_folders(tmp_path: Path) -> None:
+    then = time.time() - UNLOCKED_GRACE_S - 10
+    folders = [tmp_path / f"{job_prefix(job)}x" for job in (7, 70, 8)]
+    for folder in folders:
+        folder.mkdir()
+        os.utime(folder, (then, then))
+    assert sweep_abandoned(str(tmp_path), job_prefix(7)) == [folders[0]]
+    assert [f.is_dir() for f in folders] == [False, True, True]  # job 70's and job 8's are not its own
 
 
 def test_the_sweep_leaves_what_is_not_a_scratch_directory_it_owns(tmp_path: Path) -> None:

@@ -140,12 +140,16 @@ class EmbeddedJob:
         self._sweep()
 
     def _sweep(self) -> None:
-        """Remove the scratch a killed child never cleaned up (every abandoned folder in the work dir)."""
+        """Remove the scratch the killed child never cleaned up: its job's folders, no one else's.
+
+        Other abandoned folders are the next job's to sweep (run_job). Ctrl-C waits for this, and a
+        shared work dir may hold another job's tree of millions of entries (tests/test_hostile*.py).
+        """
         # Here: scratch costs 15–30 ms (measured after the dispatcher) that the CLI or server process
         # holding an EmbeddedJob pays only when a job is stopped or killed.
-        from regctl.worker.supervisor.scratch import sweep_abandoned
+        from regctl.worker.supervisor.scratch import job_prefix, sweep_abandoned
 
-        sweep_abandoned(self.settings.work_dir)
+        sweep_abandoned(self.settings.work_dir, job_prefix(self.job_id))
 
 
 def _die_with_parent(parent: int) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "PREFIX",
     "UNLOCKED_GRACE_S",
     "discard",
+    "job_prefix",
     "job_scratch",
     "locked_folder",
     "sweep_abandoned",
@@ -55,8 +56,13 @@ OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 @contextlib.contextmanager
 def job_scratch(job_id: int, root: str | None = None) -> Iterator[Path]:
     """A fresh directory for job `job_id`, locked by this process, removed when the block ends."""
-    with locked_folder(f"{PREFIX}{job_id}-", root) as path:
+    with locked_folder(job_prefix(job_id), root) as path:
         yield path
+
+
+def job_prefix(job_id: int) -> str:
+    """The name every scratch folder of job `job_id` starts with (`sweep_abandoned`'s prefix for it)."""
+    return f"{PREFIX}{job_id}-"
 
 
 @contextlib.contextmanager
