@@ -291,12 +291,31 @@ def _state(local: Any, job_id: int) -> str | None:
         return None
 
 
+def _hang_of(leader: int) -> str:
+    """What a hung command is doing: its signal dispositions and each thread's kernel wait."""
+    status = Path(f"/proc/{leader}/status").read_text(errors="replace") if _alive(leader) else ""
+    signals = [line for line in status.splitlines() if line.startswith(("Sig", "Shd"))]
+    stacks = []
+    for task in sorted(Path(f"/proc/{leader}/task").glob("*")) if _alive(leader) else []:
+        with contextlib.suppress(OSError):
+            stacks.append(f"{task.name}: {(task / 'wchan').read_text()} {(task / 'stat').read_text()[:120]}")
+    return "\n".join([*signals, *stacks])
+
+
 def _alive(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
     return "\nState:\tZ" not in status
+
+
+# A terminal runs its foreground command with SIGINT at its default; a suite started in the background
+# (`make test &` in a script) runs with it ignored, which exec keeps: regctl would never see Ctrl-C.
+TERMINAL_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 @contextlib.contextmanager
@@ -318,7 +337,7 @@ def _hanging_registration(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str
         "REGCTL_LIBTORCH_CACHE": os.environ["REGCTL_LIBTORCH_CACHE"],
     }
     caller = subprocess.Popen(
-        [REGCTL, "register", "hangs", str(directory), "--wait"],
+        [sys.executable, "-c", TERMINAL_SIGINT, REGCTL, "register", "hangs", str(directory), "--wait"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -356,7 +375,10 @@ def test_a_job_process_dies_with_the_command_that_started_it(tmp_path: Path) -> 
 def test_ctrl_c_stops_the_job_process_and_puts_the_job_back_in_the_queue(tmp_path: Path) -> None:
     with _hanging_registration(tmp_path) as (caller, children, local):
         os.killpg(caller.pid, signal.SIGINT)  # what a terminal sends its foreground process group
-        _, stderr = caller.communicate(timeout=120)
+        try:
+            _, stderr = caller.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"regctl did not stop on Ctrl-C: {_hang_of(caller.pid)}")
         assert caller.returncode != 0, stderr
         assert not any(_alive(pid) for pid in children)
         job = local.job(1)
