@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def check_in_runtime(
         digest = pool.submit(sha256_file, path)
         if isinstance(runner, str):
             why = f"LibTorch runner unavailable: {runner}"
-            return _hashed(_in_python(path, name, cases, expected, spec, device, progress, why), digest)
+            return _in_python(path, name, cases, expected, spec, device, progress, why, digest)
         v = spec.validation
         outcomes: list[CaseOutcome] = []
         progress(f"{name}: battery 0/{len(cases)} in LibTorch")
@@ -81,7 +81,7 @@ def check_in_runtime(
         )
         if section.get("skipped"):
             why = f"LibTorch skipped: {section['skipped']}"
-            return _hashed(_in_python(path, name, cases, expected, spec, device, progress, why), digest)
+            return _in_python(path, name, cases, expected, spec, device, progress, why, digest)
         progress(f"{name}: battery {len(cases)}/{len(cases)}")
         check = _from_outcomes(outcomes, section)
         loaded = _load(path, device)
@@ -92,13 +92,13 @@ def check_in_runtime(
             )
             if not first.ok:
                 check.fail(str(first.failed_input), f"{first.error} (in Python)")
-        return _hashed(RuntimeCheck(check, "libtorch", loaded, "", section=section), digest)
+        return RuntimeCheck(check, "libtorch", loaded, _sha256(digest), section=section)
 
 
-def _hashed(ran: RuntimeCheck, digest: Future[str]) -> RuntimeCheck:
-    """`ran` with the sha256 of the file it ran; ArtifactLoadError when the file could not be read."""
+def _sha256(digest: Future[str]) -> str:
+    """The hash of the file run, once computed; ArtifactLoadError when the file could not be read."""
     try:
-        return replace(ran, sha256=digest.result())
+        return digest.result()
     except OSError as exc:
         raise ArtifactLoadError(describe_exception(exc)) from exc
 
@@ -112,6 +112,7 @@ def _in_python(
     device: torch.device,
     progress: Callable[[str], None],
     why: str,
+    digest: Future[str],
 ) -> RuntimeCheck:
     """Every input in Python, where LibTorch cannot run them; `why` goes into the report."""
     loaded = _load(path, device)
@@ -119,7 +120,7 @@ def _in_python(
     check = check_candidate(
         loaded, cases, expected, device, rtol=v.rtol, atol=v.atol, name=name, progress=progress
     )
-    return RuntimeCheck(check, "python", loaded, "", note=why)
+    return RuntimeCheck(check, "python", loaded, _sha256(digest), note=why)
 
 
 def _quiet(message: str) -> None:
