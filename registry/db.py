@@ -10,7 +10,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from regctl.registry.engines import damaged, database_failure, drop_engines, get_engine, normalize_url, redact
+from regctl.registry.engines import (
+    DURABLE,
+    damaged,
+    database_failure,
+    drop_engines,
+    get_engine,
+    normalize_url,
+    redact,
+)
 from regctl.registry.errors.services import Conflict, SchemaOutdated
 from regctl.registry.migrate import upgrade
 from regctl.registry.schema import HEAD_REVISION
@@ -51,21 +59,24 @@ def current_revision(url: str) -> str | None:
         raise database_failure(url, exc) from exc
 
 
-_session_factories: dict[str, sessionmaker[Session]] = {}
+_session_factories: dict[tuple[str, bool], sessionmaker[Session]] = {}
 
 
 @contextmanager
-def session_scope(url: str) -> Iterator[Session]:
+def session_scope(url: str, *, durable: bool = True) -> Iterator[Session]:
     """The single transaction seam: commit on success, roll back on error, always close.
 
     Integrity errors become domain errors here and nowhere else; a database that cannot be
-    reached becomes ServiceUnavailable naming the URL without its password.
+    reached becomes ServiceUnavailable naming the URL without its password. `durable=False` commits
+    without waiting for the disk (registry/engines.py: DURABLE): for writes whose loss in a power
+    cut harms nothing, a running job's heartbeat and progress line.
     """
     ensure_schema(url)
-    key = normalize_url(url)
+    key = (normalize_url(url), durable)
     factory = _session_factories.get(key)
     if factory is None:
-        factory = _session_factories[key] = sessionmaker(get_engine(url), expire_on_commit=False)
+        engine = get_engine(url).execution_options(**{DURABLE: durable})
+        factory = _session_factories[key] = sessionmaker(engine, expire_on_commit=False)
     session = factory()
     try:
         yield session

@@ -6,7 +6,7 @@ The database is the source of truth for job state; a broker message only says "l
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -183,20 +183,38 @@ def _owner_gone(job: Job, now: datetime, settings: Settings, owner_is_dead: Call
     return expired or (job.worker is not None and owner_is_dead(job.worker))
 
 
-def record_progress(settings: Settings, job_id: int, worker: str, progress: str | None = None) -> bool:
+def record_progress(
+    settings: Settings,
+    job_id: int,
+    worker: str,
+    progress: str | None = None,
+    *,
+    began: Sequence[tuple[str, datetime]] | None = None,
+) -> bool:
     """Write a heartbeat (and progress text) for a running job; return True if cancel was requested.
 
-    Nothing is written when the job is no longer this worker's (taken over or finished).
+    `began` are the lines that started a stage since the last write, each with its own time (a
+    reporter writes several at once); without it, `progress` starts a stage now if it names one.
+    Nothing is written when the job is no longer this worker's (taken over or finished). Committed
+    without waiting for the disk: a power cut that loses the newest line also ended the job's process.
     """
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, durable=False) as session:
         job, _, _ = _load(session, job_id)
         if job.state != "running" or job.worker != worker:
             return True
         job.heartbeat_at = utcnow()
         if progress is not None:
             job.progress = progress[:2000]
-            _add_stage(job, job.progress, job.heartbeat_at)
+        if began is None:
+            began = [(progress, job.heartbeat_at)] if progress is not None else []
+        add_stages(job, began)
         return job.cancel_requested
+
+
+def add_stages(job: Job, began: Sequence[tuple[str, datetime]]) -> None:
+    """Add to the job's timeline each line that began a stage, at the time it began."""
+    for line, at in began:
+        _add_stage(job, line[:2000], at)
 
 
 def stage_of(progress: str) -> str:

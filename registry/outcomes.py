@@ -6,7 +6,9 @@ so a duplicate or taken-over delivery can never record a second set of artifacts
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +18,7 @@ from regctl.registry import outbox
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo, VersionInfo
 from regctl.registry.errors.inputs import JobNotOwned
-from regctl.registry.jobs import finish_job, settle_cancelled
+from regctl.registry.jobs import add_stages, finish_job, settle_cancelled
 from regctl.registry.records import job_info, version_info
 from regctl.registry.schema import Artifact, Job, Model, ModelVersion
 from regctl.registry.settings import Settings
@@ -83,16 +85,19 @@ def record_success(
     method: str | None = None,
     *,
     proved: bool = False,
+    began: Sequence[tuple[str, datetime]] = (),
 ) -> list[JobInfo]:
     """Record a finished job: its artifacts, the version summary and status, and any follow-up job.
 
     A validate job makes the version `ready`. So does a convert job whose stored artifact is
     `proved`: its bytes are exactly those the judge ran the battery and LibTorch on. Any other
     convert job queues its validate job in the same transaction (so the two can never part).
-    Returns the jobs to publish.
+    `began`: stages the job began since its last progress write, for its timeline. Returns the jobs
+    to publish.
     """
     with session_scope(settings.database_url) as session:
         job, version, name = _owned(session, job_id, worker)
+        add_stages(job, began)
         _add_artifacts(session, job, version, artifacts)
         version.summary = {**(version.summary or {}), **summary}
         if method:
@@ -131,13 +136,15 @@ def record_failure(
     summary: dict[str, Any] | None = None,
     state: str = "failed",
     keep_version: bool = False,
+    began: Sequence[tuple[str, datetime]] = (),
 ) -> JobInfo:
     """Fail (or cancel) a job and its version, keeping any report it produced; `worker=None` forces it.
 
     A cancelled job leaves its version `cancelled`, or as it stood if a validation ever passed.
 
     `keep_version` fails only the job and leaves the version as it stood before the job (for a
-    validate job that met a damaged blob: the failure is the store's, not the version's).
+    validate job that met a damaged blob: the failure is the store's, not the version's). `began`: as
+    for record_success.
     """
     with session_scope(settings.database_url) as session:
         if worker is None:
@@ -146,6 +153,7 @@ def record_failure(
             name = session.get_one(Model, version.model_id).name
         else:
             job, version, name = _owned(session, job_id, worker)
+        add_stages(job, began)
         _add_artifacts(session, job, version, artifacts or [])
         if summary is not None:
             version.summary = {**(version.summary or {}), **summary}

@@ -346,7 +346,41 @@ def test_concurrent_alias_sets_never_record_a_no_op_move(settings: Settings, mod
     assert version_of(settings, parse_ref("m@prod")).version == history[-1][1]
 
 
-def test_progress_within_a_stage_is_written_at_most_every_min_interval(
+def test_progress_is_written_at_most_once_per_min_interval_and_keeps_each_stage_start(
+    settings: Settings, model_dir: Path
+) -> None:
+    from datetime import datetime
+
+    from regctl.registry.jobs import claim_job, get_job
+    from regctl.registry.outcomes import record_failure
+    from regctl.registry.schema import utcnow
+    from regctl.worker.supervisor.progress import JobReporter
+
+    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
+    assert claim_job(settings, job.id, "host:1").should_run
+    # An interval no test outlasts: after the first line, nothing is written while the job runs.
+    with JobReporter(settings, job.id, "host:1", min_interval=3600) as reporter:
+        reporter("eager reference 1/28")
+        assert get_job(settings, job.id).progress == "eager reference 1/28"
+        reporter("eager reference 2/28, ~3 s left")  # a count, not a colon: the same stage
+        reporter("trace: tracing")
+        reporter("trace: battery 3/9")
+        reporter("script: battery 1/9")
+        assert get_job(settings, job.id).progress == "eager reference 1/28"
+        handed_at = utcnow()
+        began = reporter.unwritten_stages()
+    assert [line for line, _ in began] == ["trace: tracing", "script: battery 1/9"]
+    # The outcome is recorded with them, in one commit: the timeline ends where the job did.
+    record_failure(settings, job.id, "host:1", "the model failed", began=began)
+    stages = get_job(settings, job.id).stages
+    names = ["attempt 1 started", "eager reference", "trace", "script", "failed"]
+    assert [s["stage"] for s in stages] == names
+    times = [datetime.fromisoformat(s["at"]) for s in stages]
+    # each stage keeps the time it began, not the time it was written
+    assert times == sorted(times) and times[3] <= handed_at < times[4]
+
+
+def test_a_line_that_waits_is_written_by_the_reporter_without_another_line(
     settings: Settings, model_dir: Path
 ) -> None:
     from regctl.registry.jobs import claim_job, get_job
@@ -354,15 +388,14 @@ def test_progress_within_a_stage_is_written_at_most_every_min_interval(
 
     job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     assert claim_job(settings, job.id, "host:1").should_run
-    # An interval no test outlasts: within the stage, only its first line is written.
-    with JobReporter(settings, job.id, "host:1", min_interval=3600) as reporter:
-        reporter("eager reference 1/28")
-        reporter("eager reference 2/28, ~3 s left")  # a count, not a colon: the same stage
-        assert get_job(settings, job.id).progress == "eager reference 1/28"
-        reporter("trace: tracing")  # a new stage is written at once
-        assert get_job(settings, job.id).progress == "trace: tracing"
-        reporter("trace: battery 3/9")
-        assert get_job(settings, job.id).progress == "trace: tracing"
+    with JobReporter(settings, job.id, "host:1", min_interval=0.2) as reporter:
+        reporter("converting")
+        reporter("trace: tracing")  # within the interval: it waits, and no later line comes
+        deadline = time.monotonic() + 30
+        while get_job(settings, job.id).progress != "trace: tracing":
+            assert time.monotonic() < deadline, "the waiting line was never written"
+            time.sleep(0.05)
+    assert [s["stage"] for s in get_job(settings, job.id).stages][-2:] == ["converting", "trace"]
 
 
 def test_a_job_keeps_a_bounded_timeline_of_its_stages(settings: Settings, model_dir: Path) -> None:

@@ -107,7 +107,7 @@ def add_format(
         mounts.update(extra_mounts)
         if skip:
             args["runner_skip"] = skip
-    plan = plan_for(settings, spec.device, mounts, work.scratch(fmt), uid=work.uids.get(fmt))
+    plan = plan_for(settings, spec.device, mounts, work.scratch(), uid=work.uids.get(fmt))
     outcome = shared_zygote().run(fmt, plan, args, progress, check, handed_outputs(judged.outputs))
     report.setdefault("sandbox", {})[fmt] = outcome.protections
     if not outcome.ok:

@@ -74,28 +74,48 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
             )
             return job, stage(work)
         except JobCancelled as exc:
-            record_failure(settings, job_id, worker, str(exc), state="cancelled")
+            record_failure(
+                settings, job_id, worker, str(exc), state="cancelled", began=reporter.unwritten_stages()
+            )
             return job, []
         except JobTimedOut as exc:
-            record_failure(settings, job_id, worker, str(exc))
+            record_failure(settings, job_id, worker, str(exc), began=reporter.unwritten_stages())
             return job, []
         except ConversionFailed as exc:
             failed = exc.fields
             artifacts, summary = failed.get("artifacts"), failed.get("summary")
-            record_failure(settings, job_id, worker, failed["reason"], artifacts=artifacts, summary=summary)
+            record_failure(
+                settings,
+                job_id,
+                worker,
+                failed["reason"],
+                artifacts=artifacts,
+                summary=summary,
+                began=reporter.unwritten_stages(),
+            )
             return job, []
         except CorruptedArtifact as exc:
             # The store's copy is damaged, not the model: a ready version stays ready (its proof
             # stands, and fetch refuses the damaged bytes), like every other version sharing the blob.
             record_failure(
-                settings, job_id, worker, str(exc), state="failed", keep_version=job.kind == "validate"
+                settings,
+                job_id,
+                worker,
+                str(exc),
+                state="failed",
+                keep_version=job.kind == "validate",
+                began=reporter.unwritten_stages(),
             )
             return job, []
         except Exception as exc:
             # An engine bug or a store that went away: fail the job with the reason rather than leave
             # it running until the reconciler notices; if the database is what broke, this raises too.
             record_failure(
-                settings, job_id, worker, f"internal error in the worker: {type(exc).__name__}: {exc}"
+                settings,
+                job_id,
+                worker,
+                f"internal error in the worker: {type(exc).__name__}: {exc}",
+                began=reporter.unwritten_stages(),
             )
             raise
 
@@ -115,11 +135,11 @@ def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Pat
     return model_dir, spec, BlobCheck()
 
 
-def _store_report(store: ArtifactStore, report: dict, tmp: Path, kind: str) -> NewArtifact:
+def _store_report(store: ArtifactStore, report: dict, kind: str) -> NewArtifact:
     """The report as a JSON artifact: `conversion-report` from a convert job, `validation-report` else."""
-    path = tmp / f"{kind}.json"
-    path.write_text(json.dumps(trim_report(report), indent=2, sort_keys=True, default=str))
-    return NewArtifact(kind, store.put_file(path), torch_version=report.get("versions", {}).get("torch"))
+    text = json.dumps(trim_report(report), indent=2, sort_keys=True, default=str)
+    torch_version = report.get("versions", {}).get("torch")
+    return NewArtifact(kind, store.put_bytes(text.encode()), torch_version=torch_version)
 
 
 @dataclass(frozen=True)
@@ -163,7 +183,7 @@ def _convert(work: Stage) -> list[JobInfo]:
     work.reporter.checkpoint("storing artifacts")
     work.inputs_checked()
     if not result.ok or result.torchscript_path is None:
-        report = _store_report(work.store, result.report, work.tmp, "conversion-report")
+        report = _store_report(work.store, result.report, "conversion-report")
         raise _failed(work, result.error or "conversion failed", [report], summarize(result.report))
     torch_version = result.report.get("versions", {}).get("torch")
     proved = result.report.get("proved") or {}
@@ -179,7 +199,7 @@ def _convert(work: Stage) -> list[JobInfo]:
     for fmt, path in result.built.items():
         artifacts.extend(_proved_format(work, result.report, fmt, path, torch_version))
     proven = scripted.sha256 == proved.get("torchscript")
-    report = _store_report(work.store, result.report, work.tmp, "conversion-report")
+    report = _store_report(work.store, result.report, "conversion-report")
     artifacts.append(report)
     summary = summarize(result.report)
     if proven:
@@ -201,6 +221,7 @@ def _convert(work: Stage) -> list[JobInfo]:
         {"method": result.method, "report_sha256": report.blob.sha256, "proved": proven},
         method=result.method,
         proved=proven,
+        began=work.reporter.unwritten_stages(),
     )
 
 
@@ -270,7 +291,7 @@ def _validate(work: Stage) -> list[JobInfo]:
         work.settings, work.spec, _work_dir(work, artifact), progress=work.reporter, check=work.reporter.check
     )
     work.inputs_checked()
-    report = _store_report(work.store, result.report, work.tmp, "validation-report")
+    report = _store_report(work.store, result.report, "validation-report")
     summary = {"validated": result.ok, "validation": summarize(result.report)}
     if not result.ok:
         raise _failed(work, result.error or "validation failed", [report], summary)
@@ -286,6 +307,7 @@ def _validate(work: Stage) -> list[JobInfo]:
         [report, *attested],
         summary,
         {"report_sha256": report.blob.sha256},
+        began=work.reporter.unwritten_stages(),
     )
 
 

@@ -36,7 +36,7 @@ def _probe(settings: Settings, lease: UidLease | None) -> dict[str, Any]:
         (root / "model").mkdir()
         work = WorkDir.create(root, root / "model", None, lease.by_role if lease is not None else {})
         out = Mount(str(work.output("probe", "builder")), f"{JOB_ROOT}/out", writable=True)
-        plan = plan_for(settings, "cpu", {"out": out}, work.scratch("probe"), uid=work.uids.get("builder"))
+        plan = plan_for(settings, "cpu", {"out": out}, work.scratch(), uid=work.uids.get("builder"))
         if lease is not None:
             plan = replace(plan, own_uid=True)
         read_end, write_end = os.pipe()
