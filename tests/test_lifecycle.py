@@ -422,3 +422,21 @@ def test_a_job_keeps_a_bounded_timeline_of_its_stages(settings: Settings, model_
         record_progress(settings, flooded.id, "host:1", f"stage {i}")
     stages = [s["stage"] for s in get_job(settings, flooded.id).stages]
     assert len(stages) <= MAX_STAGES and stages[0] == "attempt 1 started" and stages[-1] == "stage 119"
+
+
+def test_a_session_told_not_to_wait_for_the_disk_commits_so_and_the_next_waits(settings: Settings) -> None:
+    from sqlalchemy import text
+
+    from regctl.registry.db import session_scope
+
+    sqlite = settings.database_url.startswith("sqlite")
+    # SQLite: PRAGMA synchronous is 2 (FULL) or 1 (NORMAL); PostgreSQL: synchronous_commit on or off
+    ask = "PRAGMA synchronous" if sqlite else "SHOW synchronous_commit"
+    waits, skips = ("2", "1") if sqlite else ("on", "off")
+
+    def setting(durable: bool) -> str:
+        with session_scope(settings.database_url, durable=durable) as session:
+            return str(session.execute(text(ask)).scalar())
+
+    # in turns, on the same pooled connections: no session's choice leaks into the next
+    assert [setting(d) for d in (True, False, True, False, True)] == [waits, skips, waits, skips, waits]
