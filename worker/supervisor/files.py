@@ -8,7 +8,9 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import threading
 import weakref
+from concurrent.futures import Future
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,32 +22,55 @@ MAX_SEALED_FILES = 64
 MAX_LISTED = 4096
 
 
-def seal(directory: Path, *, take_over: bool) -> dict[str, SealedFile]:
-    """The sha256 of every regular file a role left at the top of `directory`.
+class Seal:
+    """The sha256 of every regular file a role left at the top of a directory (`files`).
 
-    With `take_over` (the worker is root) the directory and its files become root's and read-only,
-    so no later role can change a sealed byte, and each file's identity around its hash is kept:
-    the store may then take the sha256 without reading the file again. Links, folders and the
-    role's own log are skipped.
+    With `take_over` (the worker is root) the directory and its files become root's and read-only
+    first, so no later role can change a sealed byte; each file's identity around its hash is kept,
+    and the store may then take the sha256 without reading the file again. As nothing can change
+    them any more, the files are hashed in a thread while the next roles run (`files` waits for it):
+    0.26 s off BERT-base's job, 0.8 s off BERT-large's. Without it every role shares the worker's
+    uid, so the hash is taken at once, before the next role (and the battery's seed) exists. Links,
+    folders and the role's own log are skipped.
     """
-    sealed: dict[str, SealedFile] = {}
-    with os.scandir(directory) as entries:
-        # bounded: a role that floods its folder gets no more sealed than it could name
-        names = sorted(e.name for e, _ in zip(entries, range(MAX_LISTED), strict=False))
-    for name in names:
-        path = directory / name
-        if name == ROLE_LOG or regular(path) is None or len(sealed) >= MAX_SEALED_FILES:
-            continue
-        if take_over:
-            os.chown(path, 0, 0, follow_symlinks=False)
-            os.chmod(path, 0o444, follow_symlinks=False)
-        before = file_identity(os.lstat(path))
-        sha256 = sha256_file(path)
-        pinned = take_over and file_identity(os.lstat(path)) == before
-        sealed[name] = SealedFile(sha256, before if pinned else None)
-    if take_over:
+
+    def __init__(self, directory: Path, *, take_over: bool) -> None:
+        with os.scandir(directory) as entries:
+            # bounded: a role that floods its folder gets no more sealed than it could name
+            listed = sorted(e.name for e, _ in zip(entries, range(MAX_LISTED), strict=False))
+        names = [n for n in listed if n != ROLE_LOG and regular(directory / n) is not None]
+        names = names[:MAX_SEALED_FILES]
+        self._hashed: Future[dict[str, SealedFile]] = Future()
+        if not take_over:
+            self._hashed.set_result(_hash_files(directory, names, pinned=False))
+            return
+        for name in names:
+            os.chown(directory / name, 0, 0, follow_symlinks=False)
+            os.chmod(directory / name, 0o444, follow_symlinks=False)
         os.chown(directory, 0, 0)
         os.chmod(directory, 0o755)
+        threading.Thread(target=self._hash, args=(directory, names), name="regctl-seal", daemon=True).start()
+
+    @property
+    def files(self) -> dict[str, SealedFile]:
+        """Each sealed file's name -> its sha256 (and identity, where the seal could pin it)."""
+        return self._hashed.result()
+
+    def _hash(self, directory: Path, names: list[str]) -> None:
+        try:
+            self._hashed.set_result(_hash_files(directory, names, pinned=True))
+        except BaseException as exc:  # handed to whoever asks for `files`
+            self._hashed.set_exception(exc)
+
+
+def _hash_files(directory: Path, names: list[str], *, pinned: bool) -> dict[str, SealedFile]:
+    sealed: dict[str, SealedFile] = {}
+    for name in names:
+        path = directory / name
+        before = file_identity(os.lstat(path))
+        sha256 = sha256_file(path)
+        same = pinned and file_identity(os.lstat(path)) == before
+        sealed[name] = SealedFile(sha256, before if same else None)
     return sealed
 
 

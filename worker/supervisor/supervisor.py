@@ -48,13 +48,13 @@ from regctl.worker.sandbox.plan import JOB_ROOT, Limits, Mount, SandboxPlan
 from regctl.worker.supervisor.exits import describe_exit
 from regctl.worker.supervisor.files import (
     HandedFile,
+    Seal,
     SealRefused,
     handed_outputs,
     open_regular,
     read_regular,
     readable_tree,
     regular,
-    seal,
 )
 
 logger = logging.getLogger(__name__)
@@ -182,10 +182,15 @@ def run_validation(
 
 @dataclass(frozen=True)
 class _Sealed:
-    """The builder's directory after the seal: each file's sha256, taken before the battery existed."""
+    """The builder's directory after the seal: no file can change from before the battery existed."""
 
     directory: Path
-    files: dict[str, SealedFile]  # name -> its sha256 (and identity, where the seal could pin it)
+    seal: Seal
+
+    @property
+    def files(self) -> dict[str, SealedFile]:
+        """Each file's name -> its sha256 (and identity, where the seal could pin it)."""
+        return self.seal.files
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,7 @@ class _Job:
         outcome = self._role("builder", name, {"model": self._model(), "out": self._out(out)}, args)
         if not outcome.ok:
             return _failed(role_failure("the model process", outcome, self.settings, out), self.sandbox)
-        return _Sealed(out, seal(out, take_over=bool(self.work.uids)))
+        return _Sealed(out, Seal(out, take_over=bool(self.work.uids)))
 
     def reference(self) -> _Reference | JudgedJob:
         """Draw the battery's seed and run eager on it in the reference runner."""
