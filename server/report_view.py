@@ -22,7 +22,7 @@ from regctl.server.charts import Bar, ErrorPoint, bar_chart, error_chart
 
 MAX_SHOWN_WARNINGS = 100  # per source (trace, torch, model), as the report itself keeps them
 MAX_SHOWN_CHARS = 2000
-NOT_RUN = "not run"  # a candidate's `judged_on` when it was compiled but held back (worker/judge/verdicts.py)
+NOT_RUN = "not run"  # a candidate's `judged_on` when it was held back (worker/judge/verdicts.py)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Candidate:
     cases: list[dict[str, Any]]
     chart: Markup | None
     ran: str | None = None  # "14 inputs (the whole battery) in LibTorch", or None in older reports
-    not_run: bool = False  # compiled but held back unsaved: another was kept and the weights are large
+    not_run: bool = False  # held back, not compiled: another was kept and the weights are large
 
 
 @dataclass(frozen=True)

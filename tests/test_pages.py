@@ -476,7 +476,7 @@ def test_each_candidate_says_which_inputs_it_ran_and_in_which_runtime() -> None:
 
 
 def test_a_candidate_held_back_reads_not_run_with_why_not_rejected() -> None:
-    note = "trace compiled but was not saved or run because script was kept: ..."
+    note = "trace was not compiled or run because script compiled first and was kept: ..."
     held = {"ok": False, "error": None, "judged_on": "not run", "inputs_run": 0, "judged_note": note}
     script = {"ok": True, "runtime": "libtorch", "judged_on": "battery", "inputs_run": 14}
     info = version({**REPORT, "method": "script", "candidates": {"script": script, "trace": held}})

@@ -1,8 +1,8 @@
 """Issue 25: past a weights size, a first round saves only the preferred candidate.
 
-The other one is compiled (its warnings and baked points are reported) but neither saved nor run
-while the preferred one passes; should the preferred one fail, the full round saves and judges every
-candidate. The size limit is lowered here so that small models take the large-model path.
+The other one is held back, neither compiled nor saved nor run, while the preferred one passes;
+should the preferred one fail, the full round compiles, saves and judges every candidate. The size
+limit is lowered here so that small models take the large-model path.
 """
 
 from __future__ import annotations
@@ -48,14 +48,17 @@ def large(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("large")
-def test_a_large_models_other_candidate_is_compiled_but_neither_saved_nor_run(tmp_path: Path) -> None:
+def test_a_large_models_other_candidate_is_neither_compiled_nor_saved_nor_run(tmp_path: Path) -> None:
     result = convert_model(EXAMPLES / "linear", example_spec("linear"), tmp_path / "out", seed=3)
     assert result.ok and result.report["method"] == "script"
     trace = result.report["candidates"]["trace"]
     assert (trace["judged_on"], trace["inputs_run"], trace["cases"]) == ("not run", 0, [])
     assert trace["error"] is None and trace["ok"] is False
-    assert trace["judged_note"].startswith("trace compiled but was not saved or run because script was kept")
-    assert "weights up to 0 MB" in trace["judged_note"]
+    note = trace["judged_note"]
+    assert note.startswith("trace was not compiled or run because script compiled first and was kept")
+    assert "weights up to 0 MB" in note
+    assert note.endswith("had script failed, trace would have been built and judged in full")
+    assert trace["compile_s"] == 0 and trace["warnings"] == []  # not traced at all
     assert result.report["why"] == f"script matches eager on all 14 inputs; {trace['judged_note']}"
     assert [p.name for p in (tmp_path / "out" / "builder").glob("*.pt")] == ["script.pt"]
     assert "first_round" not in result.report  # one round: nothing failed

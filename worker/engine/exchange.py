@@ -93,7 +93,7 @@ class CandidateSide(_Strict):
     baked: list[Point] = Field(
         default_factory=list, max_length=200
     )  # tensors turned into values while tracing
-    held_back: bool = False  # compiled, not saved: a first round's candidate after the preferred one
+    held_back: bool = False  # neither compiled nor saved: a large model's candidate after the preferred one
 
 
 class ExportSide(_Strict):

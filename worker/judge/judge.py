@@ -376,7 +376,7 @@ class _Conversion:
         }
         if claimed.error is not None:
             return None
-        if claimed.held_back:  # compiled, never saved: a first round's candidate after the preferred one
+        if claimed.held_back:  # neither compiled nor saved: a first round's candidate after the preferred one
             kept_name = kept.name if kept else None
             entry.update(held_back_entry(name, kept_name, self.first_round is not None, side.weights_bytes))
             return None

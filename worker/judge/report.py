@@ -13,8 +13,8 @@ Shape of a conversion report (keys are always present; values may be None):
                     compile_s, battery_s, cases (every input it ran, in battery order: {label, group,
                     ok, max_abs_error, max_rel_error, tolerance_used}; a rejected candidate's list
                     ends at the input that exposed it; inputs it raised on come last), runtime,
-                    runtime_note, judged_on ("battery", "deciding inputs", or "not run": compiled
-                    but held back unsaved, contract.UNKEPT_MAX_BYTES), inputs_run and judged_note;
+                    runtime_note, judged_on ("battery", "deciding inputs", or "not run": held
+                    back, neither compiled nor saved, contract.UNKEPT_MAX_BYTES), inputs_run and judged_note;
                     trace adds warnings [{message, file, line, count}],
                     strict and note
     shapes          per battery shape of the accepted artifact:

@@ -6,7 +6,7 @@ from typing import Any
 
 from regctl.worker.contract import UNKEPT_MAX_BYTES
 
-NOT_RUN = "not run"  # a candidate's `judged_on` when it was compiled but held back unsaved
+NOT_RUN = "not run"  # a candidate's `judged_on` when the builder held it back, neither compiled nor saved
 MB = 1_000_000
 
 
@@ -66,7 +66,7 @@ def candidate_hint(name: str, claimed_hint: str | None, ok: bool, example: str |
 
 
 def held_back_entry(name: str, kept: str | None, full_round: bool, weights_bytes: int) -> dict[str, Any]:
-    """What a candidate the builder compiled but held back unsaved gets in its report entry."""
+    """What a candidate the builder held back (neither compiled nor saved) gets in its report entry."""
     if full_round:  # the full round saves every candidate: holding one back there is not allowed
         return {"error": f"the model process did not save the {name} artifact"}
     if kept is None:  # the preferred one failed: the full round saves and judges this one
@@ -75,8 +75,9 @@ def held_back_entry(name: str, kept: str | None, full_round: bool, weights_bytes
         "judged_on": NOT_RUN,
         "inputs_run": 0,
         "judged_note": (
-            f"{name} compiled but was not saved or run because {kept} was kept: a candidate that is "
-            f"not kept is judged only for weights up to {UNKEPT_MAX_BYTES / MB:.0f} MB, and these are "
-            f"{weights_bytes / MB:.0f} MB"
+            f"{name} was not compiled or run because {kept} compiled first and was kept: a candidate "
+            f"that is not kept is built and judged only for weights up to {UNKEPT_MAX_BYTES / MB:.0f} "
+            f"MB, and these are {weights_bytes / MB:.0f} MB; had {kept} failed, {name} would have been "
+            "built and judged in full"
         ),
     }

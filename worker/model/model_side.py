@@ -21,10 +21,10 @@ candidate (the first that compiles) is frozen and optimized for inference here, 
 slower beyond the noise on the example (one interleaved measurement with eager), and the judge
 proves and stores that very file. Every other candidate is saved as compiled, so the judge still
 says why each one would be right or wrong, unless the model's weights are over
-`contract.UNKEPT_MAX_BYTES`: then it is compiled (its warnings and baked points are reported) but
-`held_back`, never saved. Should the preferred candidate fail the judge's battery while it was
-optimized or another was held back, the job runs a full round (`lean=False`): every candidate as
-compiled and saved, so an optimization that breaks a model costs time, never the conversion.
+`contract.UNKEPT_MAX_BYTES`: then it is `held_back`, neither compiled nor saved. Should the preferred
+candidate fail the judge's battery while it was optimized or another was held back, the job runs a
+full round (`lean=False`): every candidate compiled and saved, so an optimization that breaks a
+model, or a candidate held back, costs time, never the conversion.
 
 Model problems (import errors, bad weights, a forward that raises) end up as `error` in the JSON;
 only exceptions raised by the `progress` callback propagate.
@@ -247,6 +247,10 @@ class _ModelRun:
             self.side.export = self._export(examples)
 
     def _candidate(self, name: str, example: BatteryCase, example_output: Any) -> CandidateSide:
+        preferred = not any(c.file for c in self.side.candidates.values())
+        if self.lean and not preferred and self._weights_bytes() > UNKEPT_MAX_BYTES:
+            # built, saved and judged only if the preferred one fails (contract.py)
+            return CandidateSide(held_back=True)
         self.progress(f"{name}: {'compiling' if name == 'script' else 'tracing'}")
         with timed(self.side.timings, f"{name}_s"):
             if name == "script":
@@ -271,10 +275,6 @@ class _ModelRun:
                 return entry
             artifact = outcome.artifact
             del outcome
-        preferred = not any(c.file for c in self.side.candidates.values())
-        if self.lean and not preferred and self._weights_bytes() > UNKEPT_MAX_BYTES:
-            entry.held_back = True  # saved and judged only if the preferred one fails (contract.py)
-            return entry
         if self.lean and self.spec.optimize and preferred:
             with timed(self.side.timings, "optimize_s"):
                 artifact = self._optimized(artifact, entry, example)
