@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from regctl.client import Progress, RegistryClient
 from regctl.destination import check_destination
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, local_caller
 from regctl.registry.entities import (
     AliasInfo,
     AuditEntry,
@@ -33,7 +33,6 @@ from regctl.registry.entities import (
     VersionRow,
     WebhookInfo,
 )
-from regctl.registry.lookup import local_caller
 from regctl.registry.refs import parse_alias_ref
 from regctl.registry.requests import (
     RegisterRequest,
@@ -42,7 +41,6 @@ from regctl.registry.requests import (
     VersionQuery,
     WebhookRequest,
 )
-from regctl.registry.search import ModelSearch
 from regctl.registry.settings import Settings
 
 
@@ -64,6 +62,7 @@ class LocalClient(RegistryClient):
         from regctl.service.models import list_models
 
         if search is not None and search.strip():
+            from regctl.registry.search import ModelSearch
             from regctl.service.catalog import search_models
 
             return search_models(self.settings, self.caller, ModelSearch(search, limit))

@@ -6,6 +6,7 @@ user of a direct command (who holds the database credentials and so is trusted l
 
 from __future__ import annotations
 
+import getpass
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -87,3 +88,16 @@ class Caller:
 def alias_action(alias: str, protected: tuple[str, ...]) -> str:
     """The action that setting or removing `alias` needs: protected aliases are for admins only."""
     return "protected-alias" if alias.lower() in {name.lower() for name in protected} else "alias"
+
+
+def current_user() -> str:
+    """Who is acting, for `created_by` and the alias history."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def local_caller() -> Caller:
+    """The caller of a direct command: the OS user, trusted like an admin (it holds the database)."""
+    return Caller(current_user(), "admin", None, "local")

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, current_user, local_caller  # noqa: F401  (re-exported)
 from regctl.registry.errors.lookup import NoReadyVersion, UnknownAlias, UnknownModel, UnknownVersion
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, Artifact, Model, ModelVersion, VersionTag
-
-
-def current_user() -> str:
-    """Who is acting, for `created_by` and the alias history."""
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
-
-
-def local_caller() -> Caller:
-    """The caller of a direct command: the OS user, trusted like an admin (it holds the database)."""
-    return Caller(current_user(), "admin", None, "local")
 
 
 def find_model(session: Session, name: str) -> Model:

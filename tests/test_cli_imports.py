@@ -67,3 +67,37 @@ def test_the_supervisor_side_of_a_job_never_imports_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+WARM_PROBE = """
+import sys
+import regctl.worker.supervisor.embedded as embedded
+
+def start_child():
+    # the job's child (and its zygote's torch import) starts here: say what the CLI had imported
+    print("DATABASE_LAYER=" + str("sqlalchemy" in sys.modules), file=sys.stderr)
+    raise SystemExit(0)
+
+embedded.start_child = start_child
+from regctl.cli.main import main
+sys.argv = ["regctl", *sys.argv[1:]]
+main()
+"""
+
+
+def test_register_wait_starts_its_jobs_child_before_importing_the_database_layer(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    # The child's zygote imports torch (1.5 s) while the CLI registers; the database layer (0.25 s to
+    # import) would only delay its start.
+    env = {"REGCTL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", WARM_PROBE, "register", "m", str(model_dir), "--wait"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+    )
+    assert "DATABASE_LAYER=" in result.stderr, result.stderr
+    assert result.stderr.rsplit("DATABASE_LAYER=", 1)[1].strip() == "False"
