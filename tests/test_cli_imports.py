@@ -38,17 +38,22 @@ def test_registry_commands_import_neither_torch_nor_celery(
     tmp_path: Path, model_dir: Path, args: list[str]
 ) -> None:
     args = [str(model_dir) if a == "DIR" else a for a in args]
+    assert _probed(PROBE, args, tmp_path, "HEAVY") == ""
+
+
+def _probed(probe: str, args: list[str], tmp_path: Path, key: str) -> str:
+    """What `probe` (a CLI run with `args` in a fresh interpreter) printed as KEY=... on stderr."""
     env = {"REGCTL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
+        [sys.executable, "-c", probe, *args],
         capture_output=True,
         text=True,
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
         timeout=60,
     )
-    assert "HEAVY=" in result.stderr, result.stderr
-    assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
+    assert f"{key}=" in result.stderr, result.stderr
+    return result.stderr.rsplit(f"{key}=", 1)[1].strip()
 
 
 def test_the_supervisor_side_of_a_job_never_imports_torch() -> None:
@@ -90,14 +95,5 @@ def test_register_wait_starts_its_jobs_child_before_importing_the_database_layer
 ) -> None:
     # The child's zygote imports torch (1.5 s) while the CLI registers; the database layer (0.25 s to
     # import) would only delay its start.
-    env = {"REGCTL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [sys.executable, "-c", WARM_PROBE, "register", "m", str(model_dir), "--wait"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        timeout=60,
-    )
-    assert "DATABASE_LAYER=" in result.stderr, result.stderr
-    assert result.stderr.rsplit("DATABASE_LAYER=", 1)[1].strip() == "False"
+    args = ["register", "m", str(model_dir), "--wait"]
+    assert _probed(WARM_PROBE, args, tmp_path, "DATABASE_LAYER") == "False"

@@ -20,7 +20,7 @@ from regctl.registry.requests import RegisterRequest, VersionQuery
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, list_versions, register_version
-from tests.conftest import at_once, direct_cli, write_model_dir
+from tests.conftest import at_once, direct_cli, wait_until, write_model_dir
 from tests.factories import promotable
 
 DAY = 86400.0
@@ -346,18 +346,26 @@ def test_concurrent_alias_sets_never_record_a_no_op_move(settings: Settings, mod
     assert version_of(settings, parse_ref("m@prod")).version == history[-1][1]
 
 
+def _claimed_convert_job(settings: Settings, model_dir: Path):  # type: ignore[no-untyped-def]
+    """A new version's convert job, claimed by host:1 (running, as a worker's reporter finds it)."""
+    from regctl.registry.jobs import claim_job
+
+    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
+    assert claim_job(settings, job.id, "host:1").should_run
+    return job
+
+
 def test_progress_is_written_at_most_once_per_min_interval_and_keeps_each_stage_start(
     settings: Settings, model_dir: Path
 ) -> None:
     from datetime import datetime
 
-    from regctl.registry.jobs import claim_job, get_job
+    from regctl.registry.jobs import get_job
     from regctl.registry.outcomes import record_failure
     from regctl.registry.schema import utcnow
     from regctl.worker.supervisor.progress import JobReporter
 
-    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
-    assert claim_job(settings, job.id, "host:1").should_run
+    job = _claimed_convert_job(settings, model_dir)
     # An interval no test outlasts: after the first line, nothing is written while the job runs.
     with JobReporter(settings, job.id, "host:1", min_interval=3600) as reporter:
         reporter("eager reference 1/28")
@@ -383,18 +391,15 @@ def test_progress_is_written_at_most_once_per_min_interval_and_keeps_each_stage_
 def test_a_line_that_waits_is_written_by_the_reporter_without_another_line(
     settings: Settings, model_dir: Path
 ) -> None:
-    from regctl.registry.jobs import claim_job, get_job
+    from regctl.registry.jobs import get_job
     from regctl.worker.supervisor.progress import JobReporter
 
-    job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
-    assert claim_job(settings, job.id, "host:1").should_run
+    job = _claimed_convert_job(settings, model_dir)
     with JobReporter(settings, job.id, "host:1", min_interval=0.2) as reporter:
         reporter("converting")
         reporter("trace: tracing")  # within the interval: it waits, and no later line comes
-        deadline = time.monotonic() + 30
-        while get_job(settings, job.id).progress != "trace: tracing":
-            assert time.monotonic() < deadline, "the waiting line was never written"
-            time.sleep(0.05)
+        written = lambda: get_job(settings, job.id).progress == "trace: tracing"  # noqa: E731
+        wait_until(written, 30, "the waiting line to be written", interval=0.05)
     assert [s["stage"] for s in get_job(settings, job.id).stages][-2:] == ["converting", "trace"]
 
 
