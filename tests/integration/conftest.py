@@ -288,15 +288,20 @@ class Service:
 
         return wait_until(finished, timeout, f"job {job_id} to finish", interval=0.1)
 
-    def wait_running(self, job_id: int, progress: str = "", timeout: float = JOB_DONE_S) -> JobInfo:
-        """Wait until a job runs (and its progress starts with `progress`); return it."""
+    def wait_running(self, job_id: int, stage: str = "", timeout: float = JOB_DONE_S) -> JobInfo:
+        """Wait until a job runs (and its timeline has reached `stage`); return it.
+
+        The timeline, not the progress text: a job writes its progress at most every couple of
+        seconds, so a short stage may never show as the progress, but it always joins the timeline.
+        """
 
         def running() -> JobInfo | None:
             job = self.job(job_id)
             assert not job.finished, f"job {job_id} finished ({job.state}: {job.error}) before it was seen"
-            return job if job.state == "running" and job.progress.startswith(progress) else None
+            reached = not stage or any(s.get("stage") == stage for s in job.stages or ())
+            return job if job.state == "running" and reached else None
 
-        return wait_until(running, timeout, f"job {job_id} to run {progress!r}", interval=0.05)
+        return wait_until(running, timeout, f"job {job_id} to run {stage!r}", interval=0.05)
 
     def queue_length(self, queue: str) -> int:
         """Messages waiting in a broker queue."""

@@ -68,7 +68,9 @@ def test_a_running_job_is_cancelled_at_once_even_inside_a_hung_forward_and_the_w
 ) -> None:
     worker = service.start_worker("cpu", REGCTL_CANCEL_GRACE=str(CANCEL_GRACE_S))
     convert = service.register("slow", linear_model(tmp_path / "slow", forward=forward)).jobs[0]
-    service.wait_running(convert.id, progress="eager reference" if forward == SLOW else "")
+    # Once the model process loads the model, the slow forward calls (builder, latency, reference)
+    # leave seconds for the cancel to land before the job could finish.
+    service.wait_running(convert.id, stage="loading model" if forward == SLOW else "")
 
     asked = time.monotonic()
     cancelled = service.regctl("jobs", "cancel", str(convert.id))

@@ -40,7 +40,7 @@ def test_a_pool_child_killed_mid_conversion_has_its_job_delivered_again_and_reco
     worker = service.start_worker("cpu", REGCTL_WORK_DIR=str(scratch))
     convert = service.register("slow", linear_model(tmp_path / "slow", forward=SLOW)).jobs[0]
 
-    running = service.wait_running(convert.id, progress="eager reference")
+    running = service.wait_running(convert.id, stage="loading model")
     victim = pid_of(running)
     assert parent_pid(victim) == worker.pid, "the job must run in a child of the worker we started"
     assert [p.name.startswith(f"regctl-job-{convert.id}-") for p in scratch.iterdir()] == [True]
@@ -66,7 +66,7 @@ def test_a_worker_killed_whole_mid_job_has_its_job_completed_by_a_new_worker_aft
 
     first = service.start_worker("cpu")
     convert = service.register("slow", linear_model(tmp_path / "slow", forward=SLOW)).jobs[0]
-    service.wait_running(convert.id, progress="eager reference")
+    service.wait_running(convert.id, stage="loading model")
     children = first.child_pids()
     first.kill()
     assert not first.alive()
