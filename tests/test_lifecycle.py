@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,16 @@ import pytest
 from regctl.cli.main import main as _main  # noqa: F401  (registers every command)
 from regctl.registry.aliases import alias_history, set_alias
 from regctl.registry.audit import list_audit
+from regctl.registry.jobs import claim_job, get_job
 from regctl.registry.lineage import Lineage
+from regctl.registry.outcomes import record_failure
 from regctl.registry.refs import parse_ref
 from regctl.registry.requests import RegisterRequest, VersionQuery
+from regctl.registry.schema import utcnow
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version, list_versions, register_version
+from regctl.worker.supervisor.progress import JobReporter
 from tests.conftest import at_once, direct_cli, wait_until, write_model_dir
 from tests.factories import promotable
 
@@ -348,8 +353,6 @@ def test_concurrent_alias_sets_never_record_a_no_op_move(settings: Settings, mod
 
 def _claimed_convert_job(settings: Settings, model_dir: Path):  # type: ignore[no-untyped-def]
     """A new version's convert job, claimed by host:1 (running, as a worker's reporter finds it)."""
-    from regctl.registry.jobs import claim_job
-
     job = register_version(settings, RegisterRequest("m"), model_dir, jobs=("convert",)).jobs[0]
     assert claim_job(settings, job.id, "host:1").should_run
     return job
@@ -358,13 +361,6 @@ def _claimed_convert_job(settings: Settings, model_dir: Path):  # type: ignore[n
 def test_progress_is_written_at_most_once_per_min_interval_and_keeps_each_stage_start(
     settings: Settings, model_dir: Path
 ) -> None:
-    from datetime import datetime
-
-    from regctl.registry.jobs import get_job
-    from regctl.registry.outcomes import record_failure
-    from regctl.registry.schema import utcnow
-    from regctl.worker.supervisor.progress import JobReporter
-
     job = _claimed_convert_job(settings, model_dir)
     # An interval no test outlasts: after the first line, nothing is written while the job runs.
     with JobReporter(settings, job.id, "host:1", min_interval=3600) as reporter:
@@ -391,9 +387,6 @@ def test_progress_is_written_at_most_once_per_min_interval_and_keeps_each_stage_
 def test_a_line_that_waits_is_written_by_the_reporter_without_another_line(
     settings: Settings, model_dir: Path
 ) -> None:
-    from regctl.registry.jobs import get_job
-    from regctl.worker.supervisor.progress import JobReporter
-
     job = _claimed_convert_job(settings, model_dir)
     with JobReporter(settings, job.id, "host:1", min_interval=0.2) as reporter:
         reporter("converting")
