@@ -6,13 +6,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from regctl.registry import audit, outbox
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, local_caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import AliasInfo
 from regctl.registry.errors.inputs import PromotionRefused
 from regctl.registry.errors.lookup import AliasNotSet
 from regctl.registry.errors.promotion import ApprovalRequired
-from regctl.registry.lookup import find_model, find_version, local_caller
+from regctl.registry.lookup import find_model, find_version
 from regctl.registry.promotion import Candidate, refusal
 from regctl.registry.refs import Ref, check_alias_name, check_model_name
 from regctl.registry.schema import Alias, AliasEvent, Artifact, Model, ModelVersion, utcnow

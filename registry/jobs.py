@@ -15,12 +15,12 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from regctl.registry import audit, outbox
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, local_caller
 from regctl.registry.db import session_scope
 from regctl.registry.entities import JobInfo
 from regctl.registry.errors.inputs import JobFinished, JobNotOwned, JobNotRetryable, NothingToValidate
 from regctl.registry.errors.lookup import NotAChoice, UnknownJob
-from regctl.registry.lookup import find_model, find_version, local_caller
+from regctl.registry.lookup import find_model, find_version
 from regctl.registry.records import job_info
 from regctl.registry.refs import Ref
 from regctl.registry.schema import JOB_KINDS, JOB_STATES, Artifact, Job, Model, ModelVersion, utcnow

@@ -10,11 +10,11 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from regctl.registry import audit, outbox
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, local_caller
 from regctl.registry.db import session_scope
 from regctl.registry.errors.inputs import AliasesPointAt, TooManyTags, VersionBusy
 from regctl.registry.lineage import MAX_TAGS, check_tags
-from regctl.registry.lookup import find_version, local_caller, tags_of
+from regctl.registry.lookup import find_version, tags_of
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, AliasEvent, Artifact, Job, ModelVersion, VersionTag, utcnow
 from regctl.registry.settings import Settings

@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from regctl.registry.access import Caller, current_user, local_caller  # noqa: F401  (re-exported)
 from regctl.registry.errors.lookup import NoReadyVersion, UnknownAlias, UnknownModel, UnknownVersion
 from regctl.registry.refs import Ref
 from regctl.registry.schema import Alias, Artifact, Model, ModelVersion, VersionTag

@@ -11,14 +11,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from regctl.registry import audit
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, local_caller
 from regctl.registry.bundle import build_bundle, weights_file
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.entities import RegisteredVersion, VersionInfo, VersionRow
 from regctl.registry.errors.lookup import NameTooLike
 from regctl.registry.jobs import queue_for
 from regctl.registry.lineage import Lineage, with_git
-from regctl.registry.lookup import find_model, find_version, local_caller, tags_of, version_row_query
+from regctl.registry.lookup import find_model, find_version, tags_of, version_row_query
 from regctl.registry.names import name_key
 from regctl.registry.records import version_info
 from regctl.registry.refs import Ref

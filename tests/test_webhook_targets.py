@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from regctl.registry.access import local_caller
 from regctl.registry.aliases import set_alias
 from regctl.registry.deliveries import list_deliveries
-from regctl.registry.lookup import local_caller
 from regctl.registry.requests import RegisterRequest, WebhookRequest
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version

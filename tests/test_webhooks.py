@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from regctl.local import LocalClient
+from regctl.registry.access import local_caller
 from regctl.registry.aliases import set_alias
 from regctl.registry.db import session_scope
 from regctl.registry.deliveries import (
@@ -28,7 +29,6 @@ from regctl.registry.deliveries import (
     retry_delay,
 )
 from regctl.registry.entities import DeliveryInfo
-from regctl.registry.lookup import local_caller
 from regctl.registry.requests import RegisterRequest, WebhookRequest
 from regctl.registry.schema import WebhookDelivery, utcnow
 from regctl.registry.settings import Settings

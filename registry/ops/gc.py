@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from regctl.registry import audit
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, local_caller
 from regctl.registry.db import session_scope
-from regctl.registry.lookup import local_caller
 from regctl.registry.ops.doctor import GRACE_S, referenced_blobs, stale_uploads, unreferenced
 from regctl.registry.settings import Settings
 from regctl.registry.store import open_store

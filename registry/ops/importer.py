@@ -24,13 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from regctl.registry import audit
-from regctl.registry.access import Caller
+from regctl.registry.access import Caller, local_caller
 from regctl.registry.card import check_card
 from regctl.registry.db import ensure_schema, session_scope
 from regctl.registry.errors import CorruptedArtifact
 from regctl.registry.errors.files import ArchiveDamaged, NotAnArchive
 from regctl.registry.errors.lookup import NameTooLike
-from regctl.registry.lookup import local_caller
 from regctl.registry.names import alias_key, name_key
 from regctl.registry.ops.export import MANIFEST
 from regctl.registry.ops.manifest import LEGACY_REPORT, check_manifest

@@ -249,7 +249,7 @@ class Service:
         self, name: str, directory: Path, *, convert: bool = True, new_version: bool = False
     ) -> VersionInfo:
         """Register a version through the service layer, which publishes its convert job."""
-        from regctl.registry.lookup import local_caller
+        from regctl.registry.access import local_caller
         from regctl.registry.requests import RegisterRequest
         from regctl.service.models import register_directory
 

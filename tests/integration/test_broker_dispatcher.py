@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
+from regctl.registry.access import local_caller
 from regctl.registry.aliases import set_alias
 from regctl.registry.jobs import get_job, request_cancel
-from regctl.registry.lookup import local_caller
 from regctl.registry.requests import RegisterRequest, WebhookRequest
 from regctl.registry.settings import Settings
 from regctl.registry.versions import register_version

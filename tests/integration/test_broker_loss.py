@@ -62,7 +62,7 @@ def test_the_beat_schedule_runs_the_reconciler_so_jobs_redis_lost_complete_by_th
 def test_fifty_jobs_submitted_at_once_to_two_workers_all_complete_on_their_first_attempt(
     service: Service, tmp_path: Path
 ) -> None:
-    from regctl.registry.lookup import local_caller
+    from regctl.registry.access import local_caller
     from regctl.registry.requests import SubmitRequest
     from regctl.service.jobs import submit
 

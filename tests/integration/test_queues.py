@@ -39,7 +39,7 @@ def test_registration_through_the_broker_makes_models_ready_and_each_queue_is_se
         assert f"{name}:1 is ready" in done.stderr
 
     # Every example, once on each queue (the gpu one through --device cuda).
-    from regctl.registry.lookup import local_caller
+    from regctl.registry.access import local_caller
     from regctl.registry.requests import RegisterRequest
     from regctl.service.models import register_directory
 

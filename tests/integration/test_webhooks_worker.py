@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from regctl.registry.access import local_caller
 from regctl.registry.deliveries import list_deliveries
 from regctl.registry.entities import DeliveryInfo, JobInfo
-from regctl.registry.lookup import local_caller
 from regctl.registry.requests import WebhookRequest
 from regctl.registry.settings import Settings
 from regctl.webhook_signature import verify_signature
