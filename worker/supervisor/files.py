@@ -8,14 +8,13 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import threading
 import weakref
-from concurrent.futures import Future
 from pathlib import Path
 from typing import BinaryIO
 
 from regctl.registry.digests import sha256_file
 from regctl.registry.store.blobs import SealedFile, file_identity
+from regctl.registry.store.checks import BlobCheck
 from regctl.worker.contract import OUTPUTS, ROLE_LOG
 
 MAX_SEALED_FILES = 64
@@ -40,27 +39,27 @@ class Seal:
             listed = sorted(e.name for e, _ in zip(entries, range(MAX_LISTED), strict=False))
         names = [n for n in listed if n != ROLE_LOG and regular(directory / n) is not None]
         names = names[:MAX_SEALED_FILES]
-        self._hashed: Future[dict[str, SealedFile]] = Future()
+        self._files: dict[str, SealedFile] = {}
+
+        def hash_all() -> None:
+            self._files.update(_hash_files(directory, names, pinned=take_over))
+
         if not take_over:
-            self._hashed.set_result(_hash_files(directory, names, pinned=False))
+            hash_all()
+            self._hashing = BlobCheck()  # already done
             return
         for name in names:
             os.chown(directory / name, 0, 0, follow_symlinks=False)
             os.chmod(directory / name, 0o444, follow_symlinks=False)
         os.chown(directory, 0, 0)
         os.chmod(directory, 0o755)
-        threading.Thread(target=self._hash, args=(directory, names), name="regctl-seal", daemon=True).start()
+        self._hashing = BlobCheck(hash_all)  # a daemon thread; what it raises, `files` raises
 
     @property
     def files(self) -> dict[str, SealedFile]:
         """Each sealed file's name -> its sha256 (and identity, where the seal could pin it)."""
-        return self._hashed.result()
-
-    def _hash(self, directory: Path, names: list[str]) -> None:
-        try:
-            self._hashed.set_result(_hash_files(directory, names, pinned=True))
-        except BaseException as exc:  # handed to whoever asks for `files`
-            self._hashed.set_exception(exc)
+        self._hashing.wait()
+        return self._files
 
 
 def _hash_files(directory: Path, names: list[str], *, pinned: bool) -> dict[str, SealedFile]:
