@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regctl.registry.bundle import extract_stream
 from regctl.registry.entities import JobInfo, VersionInfo
@@ -74,50 +75,34 @@ def run_job(settings: Settings, job_id: int, device: str | None = None) -> tuple
             )
             return job, stage(work)
         except JobCancelled as exc:
-            record_failure(
-                settings, job_id, worker, str(exc), state="cancelled", began=reporter.unwritten_stages()
-            )
+            _record_failure(reporter, str(exc), state="cancelled")
             return job, []
         except JobTimedOut as exc:
-            record_failure(settings, job_id, worker, str(exc), began=reporter.unwritten_stages())
+            _record_failure(reporter, str(exc))
             return job, []
         except ConversionFailed as exc:
             failed = exc.fields
             artifacts, summary = failed.get("artifacts"), failed.get("summary")
-            record_failure(
-                settings,
-                job_id,
-                worker,
-                failed["reason"],
-                artifacts=artifacts,
-                summary=summary,
-                began=reporter.unwritten_stages(),
-            )
+            _record_failure(reporter, failed["reason"], artifacts=artifacts, summary=summary)
             return job, []
         except CorruptedArtifact as exc:
             # The store's copy is damaged, not the model: a ready version stays ready (its proof
             # stands, and fetch refuses the damaged bytes), like every other version sharing the blob.
-            record_failure(
-                settings,
-                job_id,
-                worker,
-                str(exc),
-                state="failed",
-                keep_version=job.kind == "validate",
-                began=reporter.unwritten_stages(),
-            )
+            keep = job.kind == "validate"
+            _record_failure(reporter, str(exc), state="failed", keep_version=keep)
             return job, []
         except Exception as exc:
             # An engine bug or a store that went away: fail the job with the reason rather than leave
             # it running until the reconciler notices; if the database is what broke, this raises too.
-            record_failure(
-                settings,
-                job_id,
-                worker,
-                f"internal error in the worker: {type(exc).__name__}: {exc}",
-                began=reporter.unwritten_stages(),
-            )
+            reason = f"internal error in the worker: {type(exc).__name__}: {exc}"
+            _record_failure(reporter, reason)
             raise
+
+
+def _record_failure(reporter: JobReporter, reason: str, **how: Any) -> None:
+    """Fail the reporter's job, with the stages it began since its last progress write, in one commit."""
+    began = reporter.unwritten_stages()
+    record_failure(reporter.settings, reporter.job_id, reporter.worker, reason, began=began, **how)
 
 
 def _prepare(store: ArtifactStore, version: VersionInfo, tmp: Path) -> tuple[Path, ModelSpec, BlobCheck]:
