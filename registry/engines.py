@@ -143,10 +143,12 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        # Set before each BEGIN, as SQLite refuses it inside a transaction, so no pooled connection
-        # carries one session's choice into the next.
-        durable = conn.get_execution_options().get(DURABLE, True)
-        conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        # Set before BEGIN, as SQLite refuses it inside a transaction, whenever the pooled connection
+        # last ran with the other choice, so none carries one session's choice into the next.
+        synchronous = "FULL" if conn.get_execution_options().get(DURABLE, True) else "NORMAL"
+        if conn.info.get("synchronous") != synchronous:
+            conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            conn.info["synchronous"] = synchronous
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
