@@ -14,8 +14,8 @@ from outside the installed packages (a leftover `helpers` of another import) hid
 during the load; installed packages and the standard library always win (a `sympy.py` in the
 model directory must not replace the sympy that torch imports lazily while converting).
 
-Weights are a `.safetensors` file or a state_dict saved with `torch.save` (read with
-`weights_only=True`); whole pickled models are never unpickled.
+The weights file is loaded by weights.py; while a model that has one builds, the random fills the
+file replaces are left undrawn (skipped_init.py).
 """
 
 from __future__ import annotations
@@ -30,24 +30,24 @@ import threading
 import types
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.capture import ModelFrames, describe_exception
 from regctl.worker.engine.devices import SEED, ModelLoadError, device_for
+from regctl.worker.model.skipped_init import SkippedInit
+from regctl.worker.model.weights import load_weights
 
 NAMESPACE_PREFIX = "_regctl_model_"
 # Import state and warning filters are process-global: one engine call runs at a time per process.
 ENGINE_LOCK = threading.RLock()
 _NEVER_SHADOWED = frozenset({"torch", "numpy", "safetensors", "registry", "worker", "typing_extensions"})
-_MAX_KEYS_SHOWN = 5
 _INSTALL_ROOT = Path(sysconfig.get_paths()["stdlib"]).resolve()
 _SITE_DIRS = tuple({Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")})
 
@@ -62,6 +62,7 @@ class LoadedModel:
     namespace: str  # the private package that holds this load's modules
     device: torch.device
     frames: ModelFrames
+    fills_skipped: bool = False  # built with undrawn fills the weights file replaced (skipped_init.py)
 
     @property
     def is_function(self) -> bool:
@@ -78,71 +79,49 @@ class LoadedModel:
 def loaded_model(model_dir: Path, spec: ModelSpec) -> Iterator[LoadedModel]:
     """Import the model, build it with a fixed seed, load its weights; unload it on exit.
 
-    Raises ModelLoadError with a one-line message for anything wrong with the directory.
+    With a weights file, the build first leaves the random fills the file replaces undrawn
+    (skipped_init.py); should that build not be provably the ordinary one, the model is imported
+    and built again the ordinary way, in a fresh namespace. Raises ModelLoadError with a one-line
+    message for anything wrong with the directory.
     """
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
     device = device_for(spec.device)
     frames = ModelFrames(model_dir)
-    importer = PrivateImporter(model_dir, f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:12]}")
-    with importer.installed():
-        built = _build(importer, spec.entrypoint, frames)
-        module = built if isinstance(built, nn.Module) else None
-        if module is not None:
-            if spec.weights:
-                load_weights(module, model_dir / spec.weights, spec.weights)
-            module.to(device).eval()
-        elif spec.weights:
-            raise ModelLoadError(
-                f"weights {spec.weights!r} given, but entrypoint {spec.entrypoint} returned a function, "
-                "which has no parameters to load them into"
-            )
-        yield LoadedModel(built, module, model_dir, importer.namespace, device, frames)
+    for skip in (SkippedInit(), None) if spec.weights else (None,):
+        importer = PrivateImporter(model_dir, f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:12]}")
+        with importer.installed():
+            try:
+                built = _build(importer, spec.entrypoint, frames, skip)
+                module = built if isinstance(built, nn.Module) else None
+                drawn = _weights_loaded(module, model_dir, spec, skip)
+            except ModelLoadError:
+                if skip is None or not skip.skipped:
+                    raise
+                continue  # an ordinary build says what is wrong, or succeeds
+            if drawn is not None:
+                continue
+            if module is not None:
+                module.to(device).eval()
+            skipped = skip is not None and skip.skipped
+            yield LoadedModel(built, module, model_dir, importer.namespace, device, frames, skipped)
+            return
 
 
-def load_weights(module: nn.Module, path: Path, name: str) -> None:
-    """Load a state_dict file into `module` strictly; a mismatch names the offending keys."""
-    if not path.is_file():
-        raise ModelLoadError(f"weights file {name!r} not found in the model directory")
-    state = _read_state_dict(path, name)
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} in file vs {tuple(expected[k].shape)} in model"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatch: {_listing(shapes)}")
-    if problems:
-        raise ModelLoadError(f"weights {name!r} do not fit the model: " + "; ".join(problems))
-    try:
-        module.load_state_dict(state, strict=True, assign=_can_assign(expected, state))
-    except Exception as exc:  # e.g. a custom _load_from_state_dict rejecting a value
-        raise ModelLoadError(f"weights {name!r} could not be loaded: {describe_exception(exc)}") from exc
-
-
-def _can_assign(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> bool:
-    """Whether the file's tensors can become the module's own instead of being copied into them.
-
-    safetensors maps the file, so assigning keeps one copy of the weights (pages of the file,
-    shared with the page cache) instead of two. Only when nothing would change: same dtypes, on
-    the CPU, and no parameter shared between two names (assigning would untie it).
-    """
-    storages = [t.untyped_storage().data_ptr() for t in expected.values() if t.numel()]
-    if len(set(storages)) != len(storages):
-        return False
-    return all(
-        state[k].dtype == t.dtype and t.device.type == "cpu" and state[k].device.type == "cpu"
-        for k, t in expected.items()
-    )
+def _weights_loaded(
+    module: nn.Module | None, model_dir: Path, spec: ModelSpec, skip: SkippedInit | None
+) -> str | None:
+    """Load the spec's weights into `module`; None, or why a build with undrawn fills may not be exact."""
+    if not spec.weights:
+        return None
+    if module is None:
+        raise ModelLoadError(
+            f"weights {spec.weights!r} given, but entrypoint {spec.entrypoint} returned a function, "
+            "which has no parameters to load them into"
+        )
+    loaded = load_weights(module, model_dir / spec.weights, spec.weights)
+    return skip.verify(module, loaded) if skip is not None else None
 
 
 class PrivateImporter(importlib.abc.MetaPathFinder):
@@ -230,7 +209,7 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self.module.__spec__
 
 
-def _build(importer: PrivateImporter, entrypoint: str, frames: ModelFrames) -> Any:
+def _build(importer: PrivateImporter, entrypoint: str, frames: ModelFrames, skip: SkippedInit | None) -> Any:
     dotted, attr_path = _parse_entrypoint(entrypoint, importer.model_dir)
     try:
         module = importer.import_module(dotted)
@@ -252,7 +231,8 @@ def _build(importer: PrivateImporter, entrypoint: str, frames: ModelFrames) -> A
         )
     torch.manual_seed(SEED)
     try:
-        built = factory()
+        with skip.building() if skip is not None else nullcontext():
+            built = factory()
     except Exception as exc:
         raise ModelLoadError(
             f"calling entrypoint {entrypoint} raised {describe_exception(exc, frames)}"
@@ -316,41 +296,3 @@ def _is_installed_name(name: str) -> bool:
 def _is_installed_file(file: str) -> bool:
     path = Path(file).resolve()
     return any(path.is_relative_to(root) for root in (_INSTALL_ROOT, *_SITE_DIRS))
-
-
-def _read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            state: Any = load_file(str(path), device="cpu")
-        else:
-            state = _torch_load(path)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"weights {name!r} cannot be read as a state_dict (.safetensors, or torch.save of a "
-            f"state_dict, read with weights_only=True): {describe_exception(exc)}"
-        ) from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        hint = (
-            " (it looks like a checkpoint: save checkpoint['state_dict'] instead)"
-            if isinstance(state, dict)
-            else ""
-        )
-        raise ModelLoadError(
-            f"weights {name!r} hold a {type(state).__name__}, not a state_dict of tensors{hint}"
-        )
-    return state
-
-
-def _torch_load(path: Path) -> Any:
-    """A state_dict saved with torch.save, memory-mapped when its format allows (zip, the default)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)  # the legacy format
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_KEYS_SHOWN])
-    return shown + (f" (+{len(items) - _MAX_KEYS_SHOWN} more)" if len(items) > _MAX_KEYS_SHOWN else "")
