@@ -258,7 +258,7 @@ def test_an_optimized_form_slower_beyond_the_noise_is_dropped_by_the_same_measur
 
     timed: list[list[str]] = []
 
-    def interleaved(forms: dict[str, Any], case: Any, device: Any) -> dict[str, Latency]:
+    def interleaved(forms: dict[str, Any], case: Any, device: Any, **how: Any) -> dict[str, Latency]:
         timed.append(list(forms))
         slow = {"optimized": Latency(2.0, 1.9, 2.1, 50, 10)}  # clearly slower than plain's 1.0-1.1
         return {name: slow.get(name, Latency(1.0, 0.95, 1.05, 100, 10)) for name in forms}

@@ -121,6 +121,22 @@ def test_a_form_slower_than_the_slow_call_mark_is_warmed_up_once(monkeypatch: py
     assert len(calls) == 1 + latency.MIN_SLOW_BLOCKS == 1 + measured["eager"].runs
 
 
+def test_a_form_the_caller_just_ran_on_the_input_is_not_called_again_for_its_first_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(latency, "SLOW_CALL_S", 0.003)
+    calls = []
+
+    def slow(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        time.sleep(0.004)  # the callable under test, not a wait in the test
+        return x
+
+    measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01, warm={"eager": 0.004})
+    # the caller's own call (the builder's, on the example) stood for the warm-up: only the blocks run
+    assert len(calls) == latency.MIN_SLOW_BLOCKS == measured["eager"].runs
+
+
 def test_a_slow_torchscript_form_is_warmed_up_through_its_optimizing_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

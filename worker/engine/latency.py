@@ -23,7 +23,8 @@ Where every form's first call takes `SLOW_CALL_S` (30 ms) or more, the calls are
 cost, not a compile's: each form runs `MIN_SLOW_BLOCKS` (3) blocks of one call after its first call,
 and a TorchScript form one more call first, the one that optimizes its graph (30-45% slower than the
 next on BERT-base, measured: in a block it would widen the range of three). On BERT-base that is 14
-calls of about 90 ms for eager, the candidate and its optimized form, where the fast plan took 24.
+calls of about 90 ms for eager, the candidate and its optimized form, where the fast plan took 24;
+13 when the builder's own call of eager on the example stands for eager's first (`warm`).
 """
 
 from __future__ import annotations
@@ -92,8 +93,14 @@ def interleaved(
     device: torch.device,
     *,
     budget_s: float = BUDGET_S,
+    warm: dict[str, float] | None = None,
 ) -> dict[str, Latency]:
-    """Each form's latency on `case`, the forms timed in alternating blocks (module docstring)."""
+    """Each form's latency on `case`, the forms timed in alternating blocks (module docstring).
+
+    `warm` names forms this process has just called on `case`, with the seconds that call took:
+    it stands for their first call (eager on the builder's example: 0.2 s of BERT-base's latency).
+    """
+    warm = warm or {}
     args = case.clone_args(device)
     threads = torch.get_num_threads()
     timers = {
@@ -103,7 +110,7 @@ def interleaved(
     reseed(device)
     with torch.no_grad():
         # profiles a TorchScript graph; the next call optimizes it
-        first = {name: _block(timer, 1) for name, timer in timers.items()}
+        first = {name: warm[name] if name in warm else _block(timer, 1) for name, timer in timers.items()}
         # Slow is the model's cost, not a compile's: a frozen, optimized form's first calls take
         # 0.1-0.3 s where its eager model takes 10 ms, and those calls belong in the warm-up.
         slow = min(first.values()) >= SLOW_CALL_S

@@ -312,7 +312,7 @@ class _ModelRun:
             # One interleaved measurement decides "never slower" and gives the report its figures.
             with timed(self.side.timings, "latency_s"):
                 forms = {"eager": self.model.eager, "plain": artifact, "optimized": optimized}
-                timed_forms = interleaved(forms, case, self.model.device)
+                timed_forms = interleaved(forms, case, self.model.device, warm=self._eager_warm())
         except Exception as exc:
             entry.optimize_note = (
                 f"freeze/optimize_for_inference failed ({describe_exception(exc)}); "
@@ -349,11 +349,17 @@ class _ModelRun:
             self.side.latency_error = clip(f"latency not measured: {describe_exception(exc)}")
             return None
 
+    def _eager_warm(self) -> dict[str, float]:
+        """Eager's call on the example (`build`), when this role made one: its first call for latency."""
+        seconds = self.side.timings.get("example_s")
+        return {"eager": seconds} if seconds else {}
+
     def _measure(self, artifact: Any, case: BatteryCase) -> LatencyPair:
         """Eager and `artifact` timed interleaved on `case`; raises what either raises there."""
         self.progress("measuring latency")
         with timed(self.side.timings, "latency_s"):
-            both = interleaved({"eager": self.model.eager, "artifact": artifact}, case, self.model.device)
+            forms = {"eager": self.model.eager, "artifact": artifact}
+            both = interleaved(forms, case, self.model.device, warm=self._eager_warm())
         return _pair(case.label, both["eager"], both["artifact"])
 
     def _export(self, examples: list[BatteryCase]) -> ExportSide:
