@@ -268,7 +268,7 @@ def _ran(entry: dict[str, Any]) -> str | None:
     if runtime not in ("libtorch", "python") or not isinstance(inputs, int) or isinstance(inputs, bool):
         return None
     scope = "the whole battery" if entry.get("judged_on") == "battery" else "the deciding inputs"
-    where = "LibTorch (C++), then its first input in Python" if runtime == "libtorch" else "Python"
+    where = "LibTorch (C++), then its smallest input in Python" if runtime == "libtorch" else "Python"
     text = f"Ran {inputs} inputs ({scope}) in {where}"
     note = _str(entry.get("judged_note")) or _str(entry.get("runtime_note"))
     return f"{text}: {note}" if note else text

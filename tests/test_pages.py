@@ -464,9 +464,10 @@ def test_each_candidate_says_which_inputs_it_ran_and_in_which_runtime() -> None:
     view = build_view(version({**REPORT, "method": "script", "candidates": candidates}))
     ran = {c.name: c.ran for c in view.candidates}
     assert (
-        ran["script"] == "Ran 14 inputs (the whole battery) in LibTorch (C++), then its first input in Python"
+        ran["script"]
+        == "Ran 14 inputs (the whole battery) in LibTorch (C++), then its smallest input in Python"
     )
-    assert ran["trace"].startswith("Ran 3 inputs (the deciding inputs) in LibTorch (C++), then its first")
+    assert ran["trace"].startswith("Ran 3 inputs (the deciding inputs) in LibTorch (C++), then its smallest")
     assert ran["trace"].endswith("not judged further because script was kept")
     python = {"ok": True, "runtime": "python", "judged_on": "battery", "inputs_run": 14, "runtime_note": "x"}
     view = build_view(version({**REPORT, "method": "script", "candidates": {"script": python}}))

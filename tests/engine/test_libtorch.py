@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from regctl.registry.spec import load_spec
-from regctl.worker.engine.battery import BatteryCase
+from regctl.worker.engine.battery import BatteryCase, build_battery
 from regctl.worker.inprocess import ConversionResult, convert_model, validate_artifact
-from regctl.worker.judge import libtorch
+from regctl.worker.judge import libtorch, runtime_check
 from regctl.worker.judge.libtorch import CACHE_ENV, SWITCH_ENV, Runner, build_runner, run_libtorch_stage
 from tests.conftest import service_missing
 from tests.engine.conftest import EXAMPLES, write_model
@@ -208,6 +208,33 @@ def test_the_kept_candidate_is_proven_once_in_libtorch_and_python_runs_one_input
     assert script["judged_on"] == "battery" and len(script["cases"]) == result.report["battery_size"]
     # the LibTorch section is that very run, not a second pass over the battery
     assert result.report["libtorch"]["cases"] == result.report["battery_size"]
+
+
+def test_python_runs_the_smallest_input_once_after_libtorch_ran_them_all(
+    tmp_path: Path, runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_spec(EXAMPLES / "linear")
+    battery = build_battery(spec, EXAMPLES / "linear", seed=3)
+    module = torch.jit.script(nn.Linear(10, 2).eval())
+    path = tmp_path / "linear.pt"
+    torch.jit.save(module, str(path))
+    with torch.no_grad():
+        expected = [module(*case.clone_args(torch.device("cpu"))) for case in battery]
+    in_python: list[list[BatteryCase]] = []
+    check = runtime_check.check_candidate
+
+    def spy(fn: object, cases: list[BatteryCase], *args: object, **kwargs: object) -> object:
+        in_python.append(cases)
+        return check(fn, cases, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime_check, "check_candidate", spy)
+    result = runtime_check.check_in_runtime(
+        path, "script", battery, expected, spec, torch.device("cpu"), runner, lambda s: None
+    )
+    assert result.runtime == "libtorch" and result.check.ok and len(result.check.results) == len(battery)
+    (ran,) = in_python
+    sizes = [sum(a.numel() for a in case.args) for case in battery]
+    assert len(ran) == 1 and sum(a.numel() for a in ran[0].args) == min(sizes) < sizes[0]
 
 
 def test_without_a_runner_the_candidates_run_in_python_and_the_report_says_why(
