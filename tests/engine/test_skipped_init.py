@@ -86,7 +86,7 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
             items = value if isinstance(value, list) else [value]
             for i, item in enumerate(items):
                 if isinstance(item, torch.Tensor):
-                    found[f"a:{prefix}.{name}[{i}]"] = item.detach()
+                    found[f"a:{prefix}.{name}[{i}]"] = item.detach().to_dense()
                 elif isinstance(item, float | int):
                     found[f"v:{prefix}.{name}[{i}]"] = torch.tensor(item)
     return found
@@ -206,6 +206,23 @@ def test_a_fill_with_its_own_generator_is_drawn(tmp_path: Path) -> None:
 
         def forward(self, x):
             return self.fc(x) @ self.proj
+    """,
+    )
+    assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is True
+
+
+def test_tensors_with_no_storage_in_the_build_leave_it_exact(tmp_path: Path) -> None:
+    model_dir = _write(
+        tmp_path,
+        """
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.adjacency = (torch.eye(4).to_sparse() * 2).coalesce()
+
+        def forward(self, x):
+            return self.fc(x) + self.adjacency.to_dense().sum()
     """,
     )
     assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is True
