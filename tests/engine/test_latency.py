@@ -107,22 +107,15 @@ def test_a_slow_form_still_gets_the_minimum_blocks_and_the_budget_bounds_the_res
     assert took < 30  # generous: about 40 ms of calls, on a machine many times slower than this one
 
 
-def test_a_form_slower_than_the_slow_call_mark_is_warmed_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(latency, "SLOW_CALL_S", 0.003)
-    calls = []
-
-    def slow(x: torch.Tensor) -> torch.Tensor:
-        calls.append(1)
-        time.sleep(0.004)  # the callable under test, not a wait in the test
-        return x
-
-    measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01)
-    # a plain callable (not TorchScript): one warm-up call, then the slow minimum of blocks
-    assert len(calls) == 1 + latency.MIN_SLOW_BLOCKS == 1 + measured["eager"].runs
-
-
-def test_a_form_the_caller_just_ran_on_the_input_is_not_called_again_for_its_first_call(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("warm", "warm_up_calls"),
+    # a plain callable (not TorchScript): one warm-up call, then the slow minimum of blocks; unless the
+    # caller's own call on the input (the builder's, on the example) stands for that warm-up
+    [(None, 1), ({"eager": 0.004}, 0)],
+    ids=["warmed-up-once", "caller-already-called-it"],
+)
+def test_a_form_slower_than_the_slow_call_mark_is_warmed_up_once(
+    monkeypatch: pytest.MonkeyPatch, warm: dict[str, float] | None, warm_up_calls: int
 ) -> None:
     monkeypatch.setattr(latency, "SLOW_CALL_S", 0.003)
     calls = []
@@ -132,9 +125,8 @@ def test_a_form_the_caller_just_ran_on_the_input_is_not_called_again_for_its_fir
         time.sleep(0.004)  # the callable under test, not a wait in the test
         return x
 
-    measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01, warm={"eager": 0.004})
-    # the caller's own call (the builder's, on the example) stood for the warm-up: only the blocks run
-    assert len(calls) == latency.MIN_SLOW_BLOCKS == measured["eager"].runs
+    measured = interleaved({"eager": slow}, CASE, CPU, budget_s=0.01, warm=warm)
+    assert len(calls) == warm_up_calls + latency.MIN_SLOW_BLOCKS == warm_up_calls + measured["eager"].runs
 
 
 def test_a_slow_torchscript_form_is_warmed_up_through_its_optimizing_call(

@@ -174,58 +174,53 @@ def test_a_build_that_reads_a_fresh_weight_is_built_again_the_ordinary_way(
     assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is False
 
 
-def test_a_view_of_a_parameter_kept_outside_the_state_dict_sees_the_files_values(tmp_path: Path) -> None:
-    # no fill to skip: the weights are assigned from the file, and the view held on would keep the
+WHOLE_MODELS = {
+    # no fill to skip: the weights are assigned from the file, and a view held on would keep the
     # values the model was built with, where loading by copy gives it the file's
-    model_dir = _write(
-        tmp_path,
+    "view-of-a-parameter": (
         """
+        self.w = nn.Parameter(torch.zeros(4, 4))
+        self.w_t = self.w.t()
+    """,
+        "x @ self.w_t",
+        False,
+    ),
+    "fill-with-its-own-generator": (
+        """
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("proj", torch.empty(4, 4), persistent=False)
+        nn.init.normal_(self.proj, generator=torch.Generator().manual_seed(3))
+    """,
+        "self.fc(x) @ self.proj",
+        True,
+    ),
+    "tensor-with-no-storage": (
+        """
+        self.fc = nn.Linear(4, 4)
+        self.adjacency = (torch.eye(4).to_sparse() * 2).coalesce()
+    """,
+        "self.fc(x) + self.adjacency.to_dense().sum()",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize(("init", "forward", "skipped"), WHOLE_MODELS.values(), ids=WHOLE_MODELS.keys())
+def test_each_model_is_the_ordinary_build_with_fills_skipped_where_that_is_exact(
+    tmp_path: Path, init: str, forward: str, skipped: bool
+) -> None:
+    body = "\n".join("            " + line.strip() for line in init.strip().splitlines())
+    source = f"""
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.w = nn.Parameter(torch.zeros(4, 4))
-            self.w_t = self.w.t()
+{body}
 
         def forward(self, x):
-            return x @ self.w_t
-    """,
-    )
-    assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is False
-
-
-def test_a_fill_with_its_own_generator_is_drawn(tmp_path: Path) -> None:
-    model_dir = _write(
-        tmp_path,
-        """
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
-            self.register_buffer("proj", torch.empty(4, 4), persistent=False)
-            nn.init.normal_(self.proj, generator=torch.Generator().manual_seed(3))
-
-        def forward(self, x):
-            return self.fc(x) @ self.proj
-    """,
-    )
-    assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is True
-
-
-def test_tensors_with_no_storage_in_the_build_leave_it_exact(tmp_path: Path) -> None:
-    model_dir = _write(
-        tmp_path,
-        """
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
-            self.adjacency = (torch.eye(4).to_sparse() * 2).coalesce()
-
-        def forward(self, x):
-            return self.fc(x) + self.adjacency.to_dense().sum()
-    """,
-    )
-    assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is True
+            return {forward}
+    """
+    model_dir = _write(tmp_path, source)
+    assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is skipped
 
 
 def test_without_a_weights_file_every_fill_is_drawn(tmp_path: Path) -> None:
