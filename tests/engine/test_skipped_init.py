@@ -15,6 +15,7 @@ from torch import nn
 
 from regctl.worker.engine.devices import SEED
 from regctl.worker.model.loader import loaded_model
+from regctl.worker.model.model_side import build_candidates
 from tests.engine.conftest import seq_spec, write_model
 
 HEADER = """
@@ -221,6 +222,32 @@ def test_each_model_is_the_ordinary_build_with_fills_skipped_where_that_is_exact
     """
     model_dir = _write(tmp_path, source)
     assert _loads_like_an_ordinary_build(model_dir, "weights.safetensors") is skipped
+
+
+def test_a_build_done_again_the_ordinary_way_reports_its_warnings_once(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="built with"):  # _write builds the model once, here
+        model_dir = _write(
+            tmp_path,
+            """
+    import warnings
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            warnings.warn("built with a scale read from the weights")
+            self.scale = float(self.fc.weight.detach().abs().max())
+
+        def forward(self, x):
+            return self.fc(x) * self.scale
+    """,
+        )
+    side = build_candidates(
+        model_dir, seq_spec(weights="weights.safetensors"), tmp_path / "out", method="script"
+    )
+    assert side.error is None and side.candidates["script"].file == "script.pt"
+    (built,) = [w for w in side.warnings if w.message == "built with a scale read from the weights"]
+    assert built.count == 1 and built.file == "model.py"
 
 
 def test_without_a_weights_file_every_fill_is_drawn(tmp_path: Path) -> None:

@@ -83,6 +83,10 @@ class ModelFrames:
         return found
 
 
+# a WarningLog's state: records kept, each one's count, how many per group, how many dropped
+LogMark = tuple[int, dict[WarningRecord, int], dict[tuple[bool, bool], int], int]
+
+
 class WarningLog:
     """Records the warnings raised while `capture()` is active: each distinct one once, bounded.
 
@@ -106,6 +110,16 @@ class WarningLog:
             warnings.simplefilter("always")
             warnings.showwarning = self._hook
             yield self
+
+    def mark(self) -> LogMark:
+        """What the log holds now, for `forget_since`."""
+        return len(self.records), dict(self._counts), dict(self._groups), self.dropped
+
+    def forget_since(self, mark: LogMark) -> None:
+        """Forget every warning raised after `mark`: work that is done again would record it twice."""
+        size, counts, groups, dropped = mark
+        del self.records[size:]
+        self._counts, self._groups, self.dropped = dict(counts), dict(groups), dropped
 
     def since(self, start: int) -> list[WarningRecord]:
         """The records first raised after `start = len(log.records)`."""

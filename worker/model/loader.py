@@ -76,13 +76,16 @@ class LoadedModel:
 
 
 @contextmanager
-def loaded_model(model_dir: Path, spec: ModelSpec) -> Iterator[LoadedModel]:
+def loaded_model(
+    model_dir: Path, spec: ModelSpec, *, before_rebuild: Callable[[], None] = lambda: None
+) -> Iterator[LoadedModel]:
     """Import the model, build it with a fixed seed, load its weights; unload it on exit.
 
     With a weights file, the build first leaves the random fills the file replaces undrawn
-    (skipped_init.py); should that build not be provably the ordinary one, the model is imported
-    and built again the ordinary way, in a fresh namespace. Raises ModelLoadError with a one-line
-    message for anything wrong with the directory.
+    (skipped_init.py); should that build not be provably the ordinary one, `before_rebuild` is
+    called (to forget the warnings the first build raised) and the model is imported and built again
+    the ordinary way, in a fresh namespace. Raises ModelLoadError with a one-line message for
+    anything wrong with the directory.
     """
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
@@ -99,8 +102,9 @@ def loaded_model(model_dir: Path, spec: ModelSpec) -> Iterator[LoadedModel]:
             except ModelLoadError:
                 if skip is None or not skip.skipped:
                     raise
-                continue  # an ordinary build says what is wrong, or succeeds
+                drawn = "the build failed"  # an ordinary build says what is wrong, or succeeds
             if drawn is not None:
+                before_rebuild()
                 continue
             if module is not None:
                 module.to(device).eval()

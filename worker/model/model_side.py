@@ -155,7 +155,8 @@ def _side(
     with ENGINE_LOCK, log.capture():
         try:
             progress("loading model")
-            with loaded_model(Path(model_dir), spec) as model:
+            mark = log.mark()
+            with loaded_model(Path(model_dir), spec, before_rebuild=lambda: log.forget_since(mark)) as model:
                 side.timings["load_s"] = time.perf_counter() - start
                 side.kind = model.kind
                 work(_ModelRun(model, spec, out_dir, side, log, progress, lean=lean))
