@@ -98,12 +98,12 @@ def loaded_model(
             try:
                 built = _build(importer, spec.entrypoint, frames, skip)
                 module = built if isinstance(built, nn.Module) else None
-                drawn = _weights_loaded(module, model_dir, spec, skip)
+                inexact = _weights_loaded(module, model_dir, spec, skip)
             except ModelLoadError:
                 if skip is None or not skip.skipped:
                     raise
-                drawn = "the build failed"  # an ordinary build says what is wrong, or succeeds
-            if drawn is not None:
+                inexact = "the build failed"  # an ordinary build says what is wrong, or succeeds
+            if inexact is not None:
                 before_rebuild()
                 continue
             if module is not None:
