@@ -36,9 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from regctl.worker.engine.capture import ModelFrames
+from regctl.worker.model import tensor_methods
 
 MAX_POINTS = 200  # distinct decision points kept; the rest are counted in `points_dropped`
 MAX_VALUES = 4  # distinct values kept per point and input
@@ -77,18 +76,8 @@ class CoverageRecord:
     @contextmanager
     def converting(self) -> Iterator[CoverageRecord]:
         """Record the model's conversions (no coverage) for the duration of the block: what a trace bakes."""
-        # most of these are inherited from torch._C.TensorBase: afterwards they are inherited again
-        own = {name: torch.Tensor.__dict__.get(name) for name in CONVERSIONS}
-        for name in CONVERSIONS:
-            setattr(torch.Tensor, name, self._patched(name, getattr(torch.Tensor, name)))
-        try:
+        with tensor_methods.replaced(CONVERSIONS, self._patched):
             yield self
-        finally:
-            for name, original in own.items():
-                if original is None:
-                    delattr(torch.Tensor, name)
-                else:
-                    setattr(torch.Tensor, name, original)
 
     def points_seen(self) -> list[str]:
         """Every decision point recorded, as "file:line"."""

@@ -25,7 +25,6 @@ runner's eager outputs on the battery, which stay the model side's word, as they
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +33,9 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from regctl.worker.model import tensor_methods
+from regctl.worker.model.weights import still_held
 
 _aten = torch.ops.aten
 _FILLS = frozenset({_aten.uniform_.default, _aten.normal_.default})  # in place: the tensor is kept
@@ -76,21 +78,12 @@ class SkippedInit:
     @contextmanager
     def building(self) -> Iterator[SkippedInit]:
         """Leave fills undrawn for the duration of the block (the entrypoint's call)."""
-        # most of these are inherited from torch._C.TensorBase: afterwards they are inherited again
-        own = {name: torch.Tensor.__dict__.get(name) for name in _RAW_READS}
-        for name in _RAW_READS:
-            setattr(torch.Tensor, name, self._watched(name, getattr(torch.Tensor, name)))
         nn.init.trunc_normal_ = self._trunc_normal_  # type: ignore[assignment]
         try:
-            with _Fills(self):
+            with tensor_methods.replaced(_RAW_READS, self._watched), _Fills(self):
                 yield self
         finally:
             nn.init.trunc_normal_ = _ORIGINAL_TRUNC_NORMAL  # type: ignore[assignment]
-            for name, original in own.items():
-                if original is None:
-                    delattr(torch.Tensor, name)
-                else:
-                    setattr(torch.Tensor, name, original)
         if self.skipped and self.inexact is None:
             state = self._state_at_first
             if not torch.equal(torch.default_generator.get_state(), state):
@@ -100,10 +93,7 @@ class SkippedInit:
         """After the weights file is loaded: None when the build is exact, else why it may not be."""
         if self.inexact is not None or not self.skipped:
             return self.inexact
-        live = {ref for ref in self._undrawn if not ref.expired()}
-        if live:
-            gc.collect()  # a reference cycle may still hold a replaced tensor
-            live = {ref for ref in live if not ref.expired()}
+        live = still_held(self._undrawn)
         if not live:
             return None  # the file's tensors replaced every one (loading by assignment)
         with self.bookkeeping():
@@ -153,7 +143,6 @@ class SkippedInit:
         return self.inexact is None and generator is None and device.type == "cpu"
 
     def _watched(self, name: str, original: Any) -> Any:
-        # a TorchFunctionMode would see these too, but its first use imports torch._dynamo (1.8 s)
         skip = self
 
         def read(tensor: Any, *args: Any, **kwargs: Any) -> Any:
@@ -202,7 +191,7 @@ class _Fills(TorchDispatchMode):
             skip.leave_undrawn(args[0])
             return args[0]
         if func in _FACTORIES and skip.undrawn_fill(_made_on(kwargs), kwargs.get("generator")):
-            out = _aten.empty.memory_format(args[0], **{k: v for k, v in kwargs.items() if k != "generator"})
+            out = _aten.empty.memory_format(args[0], **kwargs)  # the .default overloads take no generator
             skip.leave_undrawn(out)
             return out
         out = func(*args, **kwargs)

@@ -94,6 +94,15 @@ class _Replaced:
         return torch.empty(0, dtype=self.dtype).set_(storage, self.offset, self.shape, self.stride)
 
 
+def still_held(storages: set[StorageWeakRef]) -> set[StorageWeakRef]:
+    """Those of `storages` something still holds once the garbage is collected (collected only if needed)."""
+    held = {ref for ref in storages if not ref.expired()}
+    if held:
+        gc.collect()  # a reference cycle may still hold a replaced tensor
+        held = {ref for ref in held if not ref.expired()}
+    return held
+
+
 def _update_survivors(replaced: list[_Replaced], state: dict[str, torch.Tensor]) -> None:
     """Give the file's values to replaced tensors something else still holds, as copying would have.
 
@@ -101,12 +110,9 @@ def _update_survivors(replaced: list[_Replaced], state: dict[str, torch.Tensor])
     (`self.weight_t = self.fc.weight.t()` in __init__): loading by copy updates it, assigning
     alone would leave it on the values it was built with.
     """
-    alive = [r for r in replaced if not r.storage.expired()]
-    if alive:
-        gc.collect()  # a reference cycle may still hold a replaced tensor
-        alive = [r for r in alive if not r.storage.expired()]
+    held = still_held({r.storage for r in replaced})
     with torch.no_grad():
-        for record in alive:
+        for record in (r for r in replaced if r.storage in held):
             record.revived().copy_(state[record.key])
 
 
