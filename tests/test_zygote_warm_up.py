@@ -1,4 +1,5 @@
-"""The zygote warms torch.export only for jobs that export: the default formats never pay for dynamo."""
+"""The zygote warms torch.export only for jobs that export: the default formats never pay for dynamo.
+It pays coverage.py's imports for every reference runner, and leaves no tracer behind."""
 
 from __future__ import annotations
 
@@ -29,3 +30,20 @@ def test_the_zygote_warm_up_leaves_dynamo_unloaded_and_the_export_warm_up_loads_
     done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "True"]
+
+
+LEFT = """
+import sys, threading
+from regctl.worker.sandbox.zygote import warm_up
+warm_up()
+print("coverage.control" in sys.modules)
+import coverage
+print(sys.gettrace() is None, threading.gettrace() is None, coverage.Coverage.current() is None)
+"""
+
+
+def test_the_warm_up_imports_coverage_and_leaves_nothing_tracing() -> None:
+    done = subprocess.run([sys.executable, "-c", LEFT], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # what the first start of a reference runner would import, already there; and no tracer a fork inherits
+    assert done.stdout.split() == ["True"] * 4

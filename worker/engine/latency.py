@@ -6,16 +6,17 @@ defaults to one thread). After `WARMUP` calls each (TorchScript's profiling exec
 graph on its first runs), the forms take turns in blocks, the order reversed every round
 (A B C, C B A, ...), so a second job starting, a CPU frequency change or a cache warming up falls on
 every form alike instead of on whichever ran last. A block repeats a call enough times to last at
-least `BLOCK_S` (0.1 ms, some 300 times what Timer's clock adds to a block); each block gives one
-per-call time, and a form's figures are the median and interquartile range of its blocks. Blocks
-are short so that on a busy machine the ones the OS preempted are a minority the median ignores,
-rather than a share of every long block.
+least `BLOCK_S` (30 us, some 100 times the 0.3 us Timer's clock adds to a block, measured); each
+block gives one per-call time, and a form's figures are the median and interquartile range of its
+blocks. Blocks are short so that on a busy machine the ones the OS preempted are a minority the
+median ignores, rather than a share of every long block.
 
 Cost is counted in blocks, not seconds: the quartiles' worth is their number of blocks, and a block
 need only be long enough for the clock. `BLOCKS` (41) per form, fewer when they would take more
 than `BUDGET_S` (0.08 s) of timed calls, never fewer than `MIN_BLOCKS` (5). A model that answers in
-10 us is timed in about 5 ms per form, warm-up included, so that the figure costs a small model a
-share of its proof like a real one's (it was 80 ms per form: six times the rest of the conversion).
+10 us is timed in about 1.5 ms per form, warm-up included, so that the figure costs a small model a
+share of its proof like a real one's (it was 80 ms per form, then 5 ms with blocks of 0.1 ms: the
+spreads of 30 us blocks are as tight, measured on a Linear(10, 2)).
 Fewer than about 40 blocks let two validations beside a second job claim ratio ranges that miss
 each other (15 blocks: one run in two, measured). The rounds stop at a deadline (twice the plan) on
 a busy machine. A call slower than a block runs `WARMUP + MIN_BLOCKS` (8) times per form at least.
@@ -49,7 +50,7 @@ from regctl.worker.engine.devices import reseed
 WARMUP = 3
 SLOW_CALL_S = 0.03  # every form's first call this slow: the model's cost, warmed up once (_warm_up_slow)
 BUDGET_S = 0.08  # at most this many timed seconds per form, past the minimum of blocks
-BLOCK_S = 1e-4  # short: a block the OS preempted lands in the upper quartile, not in every block
+BLOCK_S = 3e-5  # short: a block the OS preempted lands in the upper quartile, not in every block
 BLOCKS = 41  # per form: quartiles worth the name, at a cost that follows the model's own
 MIN_BLOCKS = 5  # fewer give no quartiles worth the name
 MIN_SLOW_BLOCKS = 3  # for a form whose call takes SLOW_CALL_S or more: a median and a range

@@ -74,13 +74,15 @@ def _module_and_example() -> tuple[Any, Any]:
 
 
 def warm_up() -> None:
-    """Pay TorchScript's lazy one-off costs here, once, on a built-in module (no model code).
+    """Pay TorchScript's and coverage.py's lazy one-off costs here, once, on no model code.
 
     TorchScript compiles its own builtins on first script, trace and freeze. Done with one thread,
     so no OpenMP team exists yet when the zygote forks; each role sets its own thread count.
     torch.export is warmed only for the first job whose formats need it (`warm_export`).
     """
     import torch  # lazy: module docstring
+
+    from regctl.worker.model.recorder import warm_up_coverage
 
     torch.set_num_threads(1)
     module, example = _module_and_example()
@@ -92,6 +94,8 @@ def warm_up() -> None:
         torch.jit.save(scripted, saved)
         loaded = torch.jit.load(io.BytesIO(saved.getvalue()))
         torch.jit.optimize_for_inference(torch.jit.freeze(loaded.eval()))(example)
+    # every convert job's reference runner records coverage: its imports paid here, ~50 ms a job
+    warm_up_coverage()
 
 
 def warm_export() -> None:
