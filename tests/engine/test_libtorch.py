@@ -5,6 +5,7 @@ The runner is compiled once per test session into a temporary cache shared by ev
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -235,6 +236,28 @@ def test_python_runs_the_smallest_input_once_after_libtorch_ran_them_all(
     (ran,) = in_python
     sizes = [sum(a.numel() for a in case.args) for case in battery]
     assert len(ran) == 1 and sum(a.numel() for a in ran[0].args) == min(sizes) < sizes[0]
+
+
+@pytest.mark.parametrize("features", [10, 1200])  # 3 KB, hashed before the run; 5.8 MB, beside it
+def test_the_digest_is_that_of_the_file_run_small_or_large(tmp_path: Path, features: int) -> None:
+    spec = load_spec(EXAMPLES / "linear")
+    battery = build_battery(spec, EXAMPLES / "linear", seed=3)[:2]
+    torch.manual_seed(0)
+    layers = nn.Sequential(nn.Linear(10, features), nn.Linear(features, features), nn.Linear(features, 2))
+    module = torch.jit.script(layers.eval())
+    path = tmp_path / "model.pt"
+    torch.jit.save(module, str(path))
+    assert (path.stat().st_size < runtime_check.HASH_INLINE_BYTES) == (features == 10)
+    with torch.no_grad():
+        expected = [module(*case.clone_args(torch.device("cpu"))) for case in battery]
+    result = runtime_check.check_in_runtime(
+        path, "script", battery, expected, spec, torch.device("cpu"), "disabled", lambda s: None
+    )
+    assert result.check.ok and result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(runtime_check.ArtifactLoadError):  # a file that cannot be read is no proof
+        runtime_check.check_in_runtime(
+            tmp_path / "gone.pt", "script", battery, expected, spec, torch.device("cpu"), "x", lambda s: None
+        )
 
 
 def test_without_a_runner_the_candidates_run_in_python_and_the_report_says_why(
