@@ -51,8 +51,12 @@ e.g. `--formats torchscript --formats torchscript,exported`. The targets hold fo
 only; any other set reports its figures and ratios beside it with no target (meets_target null).
 `ratios` at the top of the report puts every model, set and side in one table with the load.
 
-Every side starts after an untimed sync(), so none pays for the writeback of what an earlier side or
-the preparation wrote; regctl's source is byte-compiled beforehand, as installing its wheel does.
+Every side runs --rounds times (default 3), the three taking turns in an order reversed every other
+round, and each metric is the median over its rounds (benchmarks/rounds.py: single runs of identical
+code gave BERT-base wall ratios from 1.20 to 1.60 on a shared machine); each round's figures are
+kept under the side's `rounds`. Every side starts after an untimed sync(), so none pays for the
+writeback of what an earlier side or the preparation wrote; regctl's source is byte-compiled
+beforehand, as installing its wheel does.
 
 Measured per side:
   wall_s       from starting the process to reaping it (worker: the CLI's process).
@@ -82,13 +86,13 @@ Measured per side:
 The bare script also reports its own stage timings (load, eager, trace + save, reload + battery;
 with exported: export + save, reload + battery).
 Writes by the database servers (PostgreSQL, Redis) are not counted; SQLite's, in the CLI, are.
-Ratios are regctl side / bare; targets: wall <= 1.5, peak RSS <= 1.5, written <= 2.0. Also reported,
-from `regctl versions show NAME:1 --json` after each regctl side (must be `ready`): the method chosen,
-the convert (and any validate) report's stage timings, each candidate's runtime and the inputs it
-ran, each job's queue wait and run time, the sizes of the stored artifacts.
+Ratios are regctl side / bare, of the medians; targets: wall <= 1.5, peak RSS <= 1.5, written <= 2.0.
+Also reported, from `regctl versions show NAME:1 --json` after each regctl side (must be `ready`):
+the method chosen, the convert (and any validate) report's stage timings, each candidate's runtime
+and the inputs it ran, each job's queue wait and run time, the sizes of the stored artifacts.
 
     .venv/bin/python benchmarks/end_to_end.py [--models bert-base,bert-large] [--layers N]
-        [--formats torchscript[,exported]]... [--redis-url redis://127.0.0.1:6379/15]
+        [--formats torchscript[,exported]]... [--rounds 3] [--redis-url redis://127.0.0.1:6379/15]
 
 --coverage measures instead what recording coverage (issue 24, worker/model/recorder.py) adds, per
 model: `python -m benchmarks.coverage_support DIR` in a process of its own on the prepared directory
@@ -110,7 +114,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import tomllib
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -127,6 +130,8 @@ from benchmarks.end_to_end_support import (
     side_by_side,
     summarise,
 )
+from benchmarks.ready_as_deployed import base_env, build_libtorch_runner, compile_bytecode
+from benchmarks.rounds import in_turns
 from benchmarks.service_support import direct_env, regctl, scratch_database
 
 TARGETS = {"wall_s": 1.5, "peak_rss_mb": 1.5, "written_mb": 2.0}
@@ -154,6 +159,7 @@ def parse_args() -> argparse.Namespace:
         help=f"what both sides produce, comma-separated from {', '.join(FORMATS)} (TorchScript always);"
         " repeatable, each set measured in turn; default torchscript. Targets hold for torchscript alone",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every side, taking turns (medians)")
     parser.add_argument("--coverage", action="store_true", help="coverage recording on vs off instead")
     parser.add_argument("--repeats", type=int, default=2, help="--coverage: conversions per side")
     args = parser.parse_args()
@@ -169,12 +175,6 @@ def _formats(text: str) -> tuple[str, ...]:
         return parse_formats(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def base_env() -> dict[str, str]:
-    """This environment without regctl's settings, unbuffered so logs are whole when a side fails."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGCTL_")}
-    return {**env, "PYTHONUNBUFFERED": "1"}
 
 
 def prepare_model(name: str, layers: int | None, root: Path) -> tuple[Path, Path, dict[str, Any]]:
@@ -294,28 +294,6 @@ def measure_worker(
         broker.close()
 
 
-def build_libtorch_runner() -> None:
-    """Build (or find cached) the engine's LibTorch runner, as a worker image does, before any timing."""
-    done = subprocess.run(
-        [sys.executable, "-m", "regctl.worker.judge.libtorch"], cwd=REPO, env=base_env(), capture_output=True
-    )
-    if done.returncode != 0:  # not fatal: the engine then skips that stage, and the report says so
-        tail = done.stderr.decode(errors="replace")[-2000:]
-        print(f"LibTorch runner build failed:\n{tail}", file=sys.stderr)
-
-
-def compile_bytecode() -> None:
-    """Byte-compile regctl's source, as installing its wheel does, before any timing.
-
-    An editable install compiles a module on its first import: the first regctl side measured would
-    write regctl's .pyc files (0.9 MB, measured), which a deployed regctl never writes.
-    """
-    folders = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    top = sorted({folder.split("/")[0] for folder in folders.values()})
-    argv = [sys.executable, "-m", "compileall", "-q", *(str(REPO / folder) for folder in top)]
-    subprocess.run(argv, cwd=REPO, env=base_env(), capture_output=True, check=True)
-
-
 def compare(sides: dict[str, dict[str, Any]], label: str, targeted: bool) -> tuple[dict[str, Any], list[str]]:
     """Ratios of each regctl side to bare, whether each meets its targets (where `targeted`: the
     default formats), and the misses by name; a side that failed is a miss either way."""
@@ -351,30 +329,33 @@ def measure_formats(
     database_url: str,
     sampling: Sampling,
 ) -> dict[str, Any]:
-    """One formats set's three sides, one after the other, and their ratios."""
+    """One formats set's three sides, `args.rounds` times taking turns (rounds.py), and the ratios of
+    their medians."""
     directory, battery = prepared
     label = ",".join(formats)
-    # a registry name of its own per set: the worker side's PostgreSQL database is shared
+    # a registry name of its own per set and round: the worker side's PostgreSQL database is shared
     registered = name if formats == DEFAULT_FORMATS else f"{name}-{'-'.join(formats[1:])}"
-    sides_of = {
-        "bare": lambda d: measure_bare(directory, battery, d, formats, sampling),
-        "embedded": lambda d: measure_embedded(registered, directory, formats, d, sampling),
-        "worker": lambda d: measure_worker(
-            registered, directory, formats, d, database_url, args.redis_url, sampling
-        ),
-    }
-    sides: dict[str, dict[str, Any]] = {}
-    for side, run in sides_of.items():
-        (here / side).mkdir(parents=True)
-        try:
-            sides[side] = run(here / side)
-        except Exception as exc:  # a side that cannot run fails its targets; the others still run
-            sides[side] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    def named(index: int) -> str:
+        return registered if index == 0 else f"{registered}-round{index + 1}"
+
+    sides = in_turns(
+        {
+            "bare": lambda d, i: measure_bare(directory, battery, d, formats, sampling),
+            "embedded": lambda d, i: measure_embedded(named(i), directory, formats, d, sampling),
+            "worker": lambda d, i: measure_worker(
+                named(i), directory, formats, d, database_url, args.redis_url, sampling
+            ),
+        },
+        args.rounds,
+        here,
+    )
     targeted = formats == DEFAULT_FORMATS
     ratios, missed = compare(sides, f"{name}/{label}", targeted)
     return {
         "formats": list(formats),
         "targets": TARGETS if targeted else None,
+        "rounds": args.rounds,
         "sides": sides,
         "ratios": ratios,
         "missed": missed,
@@ -470,6 +451,7 @@ def main() -> None:
             "sandbox": "REGCTL_SANDBOX default (auto)",
             "worker": "regctl worker --queues cpu --concurrency 1, PostgreSQL, Redis",
             "formats": [list(f) for f in args.formats],
+            "rounds": args.rounds,
         },
         "targets": TARGETS,
         "models": {},
