@@ -39,4 +39,4 @@ bench: install
 	$(BIN)/python benchmarks/pages.py
 	$(BIN)/python benchmarks/aoti.py  # compiles two AOTInductor packages: a few minutes
 	$(BIN)/python benchmarks/formats.py  # every format against eager, two models: about 3 minutes
-	$(BIN)/python benchmarks/end_to_end.py  # BERT-base and BERT-large, 3 rounds of each side: about 45 minutes on 2 cores
+	$(BIN)/python benchmarks/end_to_end.py  # BERT-base and BERT-large, 3 rounds of each side: about 20 minutes on 2 cores
