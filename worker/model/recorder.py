@@ -205,8 +205,8 @@ class CoverageRecord:
 def warm_up_coverage() -> None:
     """Import coverage.py and start it once on no file: for a process that forks reference runners.
 
-    A process's first start costs some 35 ms of imports (import 26 ms, first start 8 ms against 4 ms
-    for the next, measured); the zygote pays it once instead of every job's reference runner.
+    A process's first start costs 35-55 ms more than the next (the import alone 26 ms, measured); the
+    zygote pays it once instead of every job's reference runner.
     """
     cov = _started_coverage(os.path.join(os.sep, "nonexistent-regctl-warm-up", ""))
     with warnings.catch_warnings():

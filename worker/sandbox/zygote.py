@@ -96,7 +96,7 @@ def warm_up() -> None:
         torch.jit.save(scripted, saved)
         loaded = torch.jit.load(io.BytesIO(saved.getvalue()))
         torch.jit.optimize_for_inference(torch.jit.freeze(loaded.eval()))(example)
-    # every convert job's reference runner records coverage: its imports paid here, ~50 ms a job
+    # every convert job's reference runner records coverage: its imports paid here, 35-55 ms a job
     warm_up_coverage()
 
 
