@@ -164,6 +164,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="--coverage: conversions per side")
     args = parser.parse_args()
     args.formats = list(dict.fromkeys(args.formats or [DEFAULT_FORMATS]))
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     unknown = set(args.models.split(",")) - set(SIZES)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; choose from {', '.join(SIZES)}")
