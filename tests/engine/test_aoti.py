@@ -18,7 +18,7 @@ from regctl.worker.contract import PACKAGE_FILE, empty_aoti_section
 from regctl.worker.inprocess import convert_model
 from regctl.worker.inprocess.convert import BUILDER_DIR, REFERENCE_DIR
 from regctl.worker.judge.aoti import compile_and_judge, judge_package
-from regctl.worker.judge.judge import judge_inputs
+from regctl.worker.judge.inputs import judge_inputs
 from regctl.worker.judge.libtorch import build_runner
 from tests.engine.conftest import EXAMPLES, example_spec
 

@@ -38,7 +38,7 @@ from regctl.worker.engine.exported import quiet_torch
 from regctl.worker.judge.aoti import compile_and_judge
 from regctl.worker.judge.flat_runtime import FlatRuntime, output_spec
 from regctl.worker.judge.format_battery import prove_on_battery
-from regctl.worker.judge.judge import judge_inputs
+from regctl.worker.judge.inputs import judge_inputs
 from regctl.worker.judge.libtorch import Runner
 from regctl.worker.judge.proved_program import NotProved, load_proved_program
 from regctl.worker.judge.report import json_safe

@@ -37,7 +37,8 @@ candidates that lost are dropped as soon as the choice is made.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,39 +49,34 @@ from regctl.registry.digests import sha256_file
 from regctl.registry.spec import METHODS, ModelSpec
 from regctl.worker.contract import (
     BUILDER_FILE,
-    REFERENCE_FILE,
-    REFERENCE_SIDE_FILE,
     RESULT_FILE,
     candidate_order,
-    empty_section,
 )
-from regctl.worker.engine.battery import BatteryCase, build_battery
+from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.calls import timed
 from regctl.worker.engine.capture import WarningLog
 from regctl.worker.engine.devices import ModelLoadError, device_for
 from regctl.worker.engine.exchange import (
     CandidateSide,
     ExchangeError,
-    LatencyPair,
     ModelSide,
     WarningEntry,
     candidate_path,
     dumps,
-    load_reference,
     read_side,
 )
 from regctl.worker.engine.outputs import describe_outputs
 from regctl.worker.judge.baked import baked_points, baked_verdict, coverage_gaps
-from regctl.worker.judge.coverage import empty_coverage, found_inputs, judged_coverage
+from regctl.worker.judge.coverage import empty_coverage, judged_coverage
 from regctl.worker.judge.evaluate import CandidateCheck, deciding_inputs, per_shape
-from regctl.worker.judge.libtorch import Runner, resolve_runner, run_libtorch_stage
+from regctl.worker.judge.inputs import RunnerChoice, judge_inputs, latency_section, libtorch_stage, side_into
+from regctl.worker.judge.libtorch import Runner, resolve_runner
 from regctl.worker.judge.libtorch import failure as libtorch_failure
 from regctl.worker.judge.program import judge_program
 from regctl.worker.judge.report import (
     add_warnings,
     candidate_entry,
     json_safe,
-    latency_entry,
     new_report,
 )
 from regctl.worker.judge.runtime_check import ArtifactLoadError, check_in_runtime
@@ -91,9 +87,9 @@ from regctl.worker.judge.verdicts import (
     no_candidate_error,
     why_kept,
 )
+from regctl.worker.judge.warm_runner import WarmRunners
 
 MAX_LABELS = 20
-RunnerChoice = Runner | str | None  # a built runner, a reason it is skipped, or None: build one here
 
 
 @dataclass(frozen=True)
@@ -162,65 +158,6 @@ class _Sources:
     outputs: Path | None  # the eager outputs handed to this role; None: the reference directory's file
 
 
-def judge_inputs(
-    model_dir: Path,
-    spec: ModelSpec,
-    reference_dir: Path,
-    seed: int,
-    progress: Callable[[str], None],
-    outputs: Path | None = None,
-) -> tuple[ModelSide, list[BatteryCase], list[Any], torch.device]:
-    """What the judge works from: the reference runner's claims, its own battery, the eager outputs
-    (from `outputs`, the sealed file the supervisor handed this role, or the reference directory)."""
-    side = read_side(reference_dir / REFERENCE_SIDE_FILE)
-    if side.error is not None:
-        return side, [], [], torch.device("cpu")
-    device = device_for(spec.device)
-    progress("building battery")
-    battery = build_battery(spec, model_dir, seed=seed)
-    battery += found_inputs(side.search, spec, seed)
-    if outputs is not None:
-        reference = load_reference(outputs, len(battery), handed=True)
-    else:
-        reference = load_reference(reference_dir / REFERENCE_FILE, len(battery))
-    return side, battery, reference, device
-
-
-def side_into(report: dict[str, Any], side: ModelSide) -> None:
-    """Add one model role's facts (kind, size, warnings, its timings) to a report."""
-    report["model"]["kind"] = report["model"]["kind"] or side.kind
-    report["battery_size"] = report["battery_size"] or side.battery_size
-    add_warnings(report, side.warnings, dropped=side.warnings_dropped)
-    for key, value in side.timings.items():
-        if key == "model_total_s":
-            report["timings"]["total_s"] += value  # the judge adds its own time to it
-        else:
-            report["timings"][key] = report["timings"].get(key, 0.0) + value
-
-
-def latency_section(measured: LatencyPair | None, by: str) -> dict[str, Any] | None:
-    """The report's latency section from a model role's interleaved measurement (None without one)."""
-    return latency_entry(measured, by) if measured is not None else None
-
-
-def libtorch_stage(
-    runner: RunnerChoice,
-    artifact_path: Path,
-    battery: list[BatteryCase],
-    reference: list[Any],
-    spec: ModelSpec,
-    device: torch.device,
-    progress: Callable[[str], None],
-) -> dict[str, Any]:
-    """The LibTorch stage's report section: skipped with the reason `runner` gives, or run."""
-    if isinstance(runner, str):
-        return empty_section(runner)
-    v = spec.validation
-    return run_libtorch_stage(
-        artifact_path, battery, reference, v.rtol, v.atol, progress, device=device, runner=runner
-    )
-
-
 class _Conversion:
     """One judged conversion; holds the report while the stages fill it in."""
 
@@ -243,6 +180,7 @@ class _Conversion:
         self.timings = self.report["timings"]
         self.device = torch.device("cpu")
         self._resolved_runner: Runner | str | None = None
+        self._warm: WarmRunners | None = None  # while the candidates are judged
 
     def run(self) -> ConversionResult:
         start = time.perf_counter()
@@ -251,22 +189,8 @@ class _Conversion:
             try:
                 built = read_side(self.side_dir / BUILDER_FILE)
                 side_into(self.report, built)
-                ran, battery, reference, self.device = judge_inputs(
-                    self.sources.model_dir,
-                    self.spec,
-                    self.sources.reference_dir,
-                    self.sources.seed,
-                    self.progress,
-                    self.sources.outputs,
-                )
-                side_into(self.report, ran)
-                if ran.error is None:
-                    self.report["coverage"] = judged_coverage(
-                        self.sources.reference_dir, self.sources.model_dir, self.spec, ran, battery
-                    )
-                side = built.model_copy(update={"battery_size": ran.battery_size})
-                error = built.error or ran.error
-                result = self._result(None, None, error) if error else self._convert(side, battery, reference)
+                with self._warming(built):  # LibTorch starts while the judge reads its inputs
+                    result = self._judged(built)
             except (ExchangeError, ModelLoadError) as exc:
                 result = self._result(None, None, str(exc))
         add_warnings(self.report, [r for r in log.records if r.from_torch])
@@ -282,6 +206,25 @@ class _Conversion:
             result.error,
             result.retry,
         )
+
+    def _judged(self, built: ModelSide) -> ConversionResult:
+        """The builder's claims `built` judged on this job's battery and eager outputs."""
+        ran, battery, reference, self.device = judge_inputs(
+            self.sources.model_dir,
+            self.spec,
+            self.sources.reference_dir,
+            self.sources.seed,
+            self.progress,
+            self.sources.outputs,
+        )
+        side_into(self.report, ran)
+        if ran.error is None:
+            self.report["coverage"] = judged_coverage(
+                self.sources.reference_dir, self.sources.model_dir, self.spec, ran, battery
+            )
+        side = built.model_copy(update={"battery_size": ran.battery_size})
+        error = built.error or ran.error
+        return self._result(None, None, error) if error else self._convert(side, battery, reference)
 
     def _convert(self, side: ModelSide, battery: list[BatteryCase], reference: list[Any]) -> ConversionResult:
         self.report["outputs"] = describe_outputs(battery, reference)
@@ -392,8 +335,10 @@ class _Conversion:
         started = time.perf_counter()
         try:
             with timed(self.timings, "battery_s"):
+                process = self._warm.take() if self._warm is not None else None
+                runner, device = self._runner(), self.device
                 ran = check_in_runtime(
-                    path, name, cases, expected, self.spec, self.device, self._runner(), self.progress
+                    path, name, cases, expected, self.spec, device, runner, self.progress, process=process
                 )
         except ArtifactLoadError as exc:
             entry.update(error=f"saving or reloading the {name} artifact failed: {exc}")
@@ -422,6 +367,25 @@ class _Conversion:
         if not check.ok:
             return None
         return JudgedArtifact(name, path, ran.sha256, loaded, check, ran.section if kept is None else None)
+
+    @contextmanager
+    def _warming(self, built: ModelSide) -> Iterator[None]:
+        """LibTorch runners started ahead of the candidate files they will run (warm_runner.py)."""
+        order = candidate_order(self.requested)
+        files = [n for n in order if (c := built.candidates.get(n)) and c.file and not c.error]
+        runner = self._runner() if files and built.error is None else None
+        try:
+            device = device_for(self.spec.device)  # what judge_inputs finds, or refuses, next
+        except ModelLoadError:
+            runner = None
+        if not isinstance(runner, Runner):
+            yield
+            return
+        with WarmRunners(runner, str(device), len(files)) as self._warm:
+            try:
+                yield
+            finally:
+                self._warm = None
 
     def _runner(self) -> Runner | str:
         """The LibTorch runner the candidates run in, or why there is none (resolved once per job)."""

@@ -13,12 +13,14 @@ REGCTL_HOME on a machine shares it) in `<torch version>-<hash of source, flags, 
 Concurrent workers serialise the build on a lock file next to it and the binary appears by an
 atomic rename; a process remembers a failed build and does not retry it.
 
-Data exchange, checked with torch 2.13: the battery's arguments go to the runner's standard input
-as one `torch.save` stream (a list of cases, each a list of tensors and Python int/float/bool) that
-C++ reads with `torch::pickle_load`. The runner writes one `torch::pickle_save` stream to the
-standard output it started with (anything the artifact prints goes to stderr instead): a list of
-(ok, value) tuples, value being forward()'s output (tensors moved to the CPU; tuples, named
-tuples, lists, dicts, scalars, strings and None all round-trip) or the C++ exception message.
+Data exchange, checked with torch 2.13: the artifact's path is the first line of the runner's
+standard input (so a runner can be started before its artifact is known: warm_runner.py), then the
+battery's arguments follow as one `torch.save` stream (a list of cases, each a list of tensors and
+Python int/float/bool) that C++ reads with `torch::pickle_load`. The runner writes one
+`torch::pickle_save` stream to the standard output it started with (anything the artifact prints
+goes to stderr instead): a list of (ok, value) tuples, value being forward()'s output (tensors moved
+to the CPU; tuples, named tuples, lists, dicts, scalars, strings and None all round-trip) or the
+C++ exception message.
 Python reads it with `torch.load(weights_only=True)`; the only globals C++'s pickler emits are
 torch.jit._pickle's type-tag helpers, which return their argument unchanged and are allowed
 explicitly. Outputs are compared with eager exactly as in the Python stage (compare.py).
@@ -282,6 +284,7 @@ def run_libtorch_stage(
     runner: Runner | None = None,
     kind: str = "torchscript",
     outcomes: list[CaseOutcome] | None = None,
+    process: subprocess.Popen[bytes] | None = None,
 ) -> dict[str, Any]:
     """Run the artifact at `artifact_path` on the battery in the C++ runner and compare with eager.
 
@@ -289,6 +292,8 @@ def run_libtorch_stage(
     `kind` is "torchscript" (torch::jit::load) or "aoti" (an AOTInductor package, whose outputs come
     back as a flat list of tensors and are compared with the tensors of eager's output, in order).
     `outcomes`, when given, receives each case's comparison (the judge's per-input record).
+    `process` is a runner already started for this device and kind (warm_runner.py), used here: it
+    gets the artifact, or is killed when the battery cannot be exchanged.
     """
     if runner is None:
         if not enabled():
@@ -301,7 +306,7 @@ def run_libtorch_stage(
     section = {**empty_section(None), "build_s": round(runner.build_s, 4), "cases": len(battery)}
     progress(f"libtorch: battery of {len(battery)}")
     started = time.perf_counter()
-    outcome = _execute(runner, Path(artifact_path), battery, str(device), kind)
+    outcome = _execute(runner, Path(artifact_path), battery, str(device), kind, process)
     section["run_s"] = round(time.perf_counter() - started, 4)
     if isinstance(outcome, _Skip):
         return {**section, "skipped": outcome.reason, "cases": 0}
@@ -331,29 +336,67 @@ def tensor_leaves(value: Any) -> list[torch.Tensor]:
     return [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
 
 
+def start_process(runner: Runner, device: str, kind: str = "torchscript") -> subprocess.Popen[bytes]:
+    """The runner started with its artifact to come on its standard input; raises OSError if it cannot.
+
+    Threads as this process has them (the judge's share of the cores), set when it starts.
+    """
+    command = [str(runner.path), "-", "-", "-", device, str(SEED), kind]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    pipe = subprocess.PIPE
+    return subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe, env=env)
+
+
+def discard(process: subprocess.Popen[bytes] | None) -> None:
+    """Kill a started runner whose run was not collected (none, or cut short), and reap it."""
+    if process is None or process.returncode is not None:
+        return  # collected: communicate() set its exit code
+    process.kill()
+    process.communicate()
+
+
 def _execute(
-    runner: Runner, artifact: Path, battery: Sequence[BatteryCase], device: str, kind: str
+    runner: Runner,
+    artifact: Path,
+    battery: Sequence[BatteryCase],
+    device: str,
+    kind: str,
+    process: subprocess.Popen[bytes] | None = None,
 ) -> list[tuple[bool, Any]] | _Skip | _Failed:
-    """Run the runner once over the whole battery; its per-case results, or why there are none."""
+    """Run the runner once over the whole battery; its per-case results, or why there are none.
+
+    `process` is one `start_process` started for this device and kind, still waiting (else one is
+    started here).
+    """
     dtypes = {
         str(a.dtype).removeprefix("torch.") for c in battery for a in c.args if isinstance(a, torch.Tensor)
     }
     odd = sorted(dtypes - EXCHANGE_DTYPES)
     if odd:
+        discard(process)
         return _Skip(f"the LibTorch runner cannot read inputs of dtype {', '.join(odd)}")
+    if "\n" in str(artifact):  # the path goes on one line (the judge's own sealed names never hold one)
+        discard(process)
+        return _Failed(f"the artifact's path {str(artifact)!r} holds a line break")
+    if process is None:
+        try:
+            process = start_process(runner, device, kind)
+        except OSError as exc:
+            return _Skip(f"the LibTorch runner {runner.path} cannot be started: {exc}")
     cases = io.BytesIO()
-    torch.save([list(case.args) for case in battery], cases)
-    # Cases in on stdin, results out on stdout: pipes, so a large model's outputs never touch the disk.
-    command = [str(runner.path), str(artifact), "-", "-", device, str(SEED), kind]
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    cases.write(str(artifact).encode() + b"\n")
+    # Path and cases in on stdin, results out on stdout: pipes, so a large model's outputs never
+    # touch the disk.
     try:
-        done = subprocess.run(
-            command, input=cases.getvalue(), capture_output=True, timeout=RUN_TIMEOUT_S, env=env
-        )
+        torch.save([list(case.args) for case in battery], cases)
+        stdout, stderr_bytes = process.communicate(cases.getvalue(), timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        discard(process)
         return _Failed(f"the LibTorch runner did not finish the battery within {RUN_TIMEOUT_S:g}s")
-    except OSError as exc:
-        return _Skip(f"the LibTorch runner {runner.path} cannot be started: {exc}")
+    except BaseException:
+        discard(process)  # a cancelled job leaves no runner behind
+        raise
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr_bytes)
     stderr = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode == EXIT_LOAD_FAILED:
         loader = "AOTIModelPackageLoader" if kind == "aoti" else "torch::jit::load"

@@ -5,7 +5,10 @@
 //
 // CASES.pt and RESULTS.pt may each be "-": the cases are then read from standard input and the
 // results written to standard output (the judge's way: no temporary files on disk), while anything
-// the artifact itself prints goes to standard error.
+// the artifact itself prints goes to standard error. MODEL may be "-" too: its path is then the first
+// line of standard input, before the cases, so the judge can start the runner before it knows which
+// artifact it will run and LibTorch's own start (0.2 s of loading and static initialisers) is over
+// by the time it does (worker/judge/warm_runner.py).
 //
 // MODEL is a TorchScript file (torch::jit::load, the default) or, with `aoti`, an AOTInductor
 // package (.pt2) loaded with torch::inductor::AOTIModelPackageLoader, which takes the case's tensors
@@ -118,7 +121,8 @@ int main(int argc, char** argv) {
     std::cerr << "usage: " << argv[0] << " MODEL CASES.pt RESULTS.pt DEVICE SEED [torchscript|aoti]" << std::endl;
     return 2;
   }
-  const std::string model_path = argv[1], cases_path = argv[2], results_path = argv[3];
+  std::string model_path = argv[1];
+  const std::string cases_path = argv[2], results_path = argv[3];
   const c10::Device device(argv[4]);
   const uint64_t seed = std::strtoull(argv[5], nullptr, 10);
   const std::string kind = argc == 7 ? argv[6] : "torchscript";
@@ -132,6 +136,11 @@ int main(int argc, char** argv) {
   if (kind != "torchscript" && kind != "aoti") {
     std::cerr << "unknown model kind " << kind << "; expected torchscript or aoti" << std::endl;
     return 2;
+  }
+
+  if (model_path == "-" && (!std::getline(std::cin, model_path) || model_path.empty())) {
+    std::cerr << "no model path on the first line of the standard input" << std::endl;
+    return 4;
   }
 
   torch::jit::Module module;

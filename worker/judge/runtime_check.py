@@ -17,6 +17,7 @@ candidate 0.6 ms, against 17 us for hashing its 3 KB (measured).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception
 from regctl.worker.judge.evaluate import CandidateCheck, CaseResult, check_candidate
-from regctl.worker.judge.libtorch import CaseOutcome, Runner, run_libtorch_stage
+from regctl.worker.judge.libtorch import CaseOutcome, Runner, discard, run_libtorch_stage
 
 HASH_INLINE_BYTES = 4 << 20  # hashed in about a millisecond: not worth a thread
 
@@ -68,21 +69,34 @@ def check_in_runtime(
     device: torch.device,
     runner: Runner | str,
     progress: Callable[[str], None],
+    *,
+    process: subprocess.Popen[bytes] | None = None,
 ) -> RuntimeCheck:
     """Run `cases` in LibTorch when `runner` is one (else in Python, saying why) and compare with eager.
 
-    Raises ArtifactLoadError when the file cannot be read or does not load in Python; what `progress`
-    raises propagates.
+    `process`: that runner already started and waiting for its artifact (warm_runner.py); it is
+    used or killed here. Raises ArtifactLoadError when the file cannot be read or does not load in
+    Python; what `progress` raises propagates.
     """
     with _hashing(path) as digest:
         if isinstance(runner, str):
+            discard(process)
             why = f"LibTorch runner unavailable: {runner}"
             return _in_python(path, name, cases, expected, spec, device, progress, why, digest)
         v = spec.validation
         outcomes: list[CaseOutcome] = []
         progress(f"{name}: battery 0/{len(cases)} in LibTorch")
         section = run_libtorch_stage(
-            path, cases, expected, v.rtol, v.atol, progress, device=device, runner=runner, outcomes=outcomes
+            path,
+            cases,
+            expected,
+            v.rtol,
+            v.atol,
+            progress,
+            device=device,
+            runner=runner,
+            outcomes=outcomes,
+            process=process,
         )
         if section.get("skipped"):
             why = f"LibTorch skipped: {section['skipped']}"

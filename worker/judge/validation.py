@@ -23,17 +23,18 @@ from regctl.worker.engine.capture import describe_exception
 from regctl.worker.engine.devices import ModelLoadError
 from regctl.worker.engine.exchange import ExchangeError, ModelSide
 from regctl.worker.judge.evaluate import check_candidate, per_shape
-from regctl.worker.judge.judge import (
-    MAX_LABELS,
+from regctl.worker.judge.inputs import (
     RunnerChoice,
     judge_inputs,
     latency_section,
     libtorch_stage,
     side_into,
-    write_result,
 )
+from regctl.worker.judge.judge import MAX_LABELS, write_result
+from regctl.worker.judge.libtorch import Runner
 from regctl.worker.judge.libtorch import failure as libtorch_failure
 from regctl.worker.judge.report import json_safe, versions
+from regctl.worker.judge.warm_runner import WarmRunners
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,25 @@ def _validate(
     runner: RunnerChoice,
     progress: Callable[[str], None],
 ) -> str | None:
+    if not isinstance(runner, Runner):
+        return _proved(spec, device, battery, reference, side, artifact_path, report, runner, progress, None)
+    # LibTorch's start overlaps the Python pass (warm_runner.py); killed if the pass fails
+    with WarmRunners(runner, str(device), 1) as warm:
+        return _proved(spec, device, battery, reference, side, artifact_path, report, runner, progress, warm)
+
+
+def _proved(
+    spec: ModelSpec,
+    device: torch.device,
+    battery: list[BatteryCase],
+    reference: list[Any],
+    side: ModelSide,
+    artifact_path: Path,
+    report: dict[str, Any],
+    runner: RunnerChoice,
+    progress: Callable[[str], None],
+    warm: WarmRunners | None,
+) -> str | None:
     try:
         artifact = torch.jit.load(str(artifact_path), map_location=device)
     except Exception as exc:
@@ -134,7 +154,10 @@ def _validate(
         more = f" (and {len(check.failures) - 1} more inputs)" if len(check.failures) > 1 else ""
         return f"the artifact {check.error}{more}"
     started = time.perf_counter()
-    report["libtorch"] = libtorch_stage(runner, artifact_path, battery, reference, spec, device, progress)
+    process = warm.take() if warm is not None else None
+    report["libtorch"] = libtorch_stage(
+        runner, artifact_path, battery, reference, spec, device, progress, process
+    )
     report["timings"]["libtorch_s"] = time.perf_counter() - started
     if error := libtorch_failure(report["libtorch"]):
         return error
