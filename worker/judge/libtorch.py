@@ -375,7 +375,8 @@ def _execute(
     if odd:
         discard(process)
         return _Skip(f"the LibTorch runner cannot read inputs of dtype {', '.join(odd)}")
-    if "\n" in str(artifact):  # the path goes on one line (the judge's own sealed names never hold one)
+    line = os.fsencode(artifact)
+    if b"\n" in line:  # the path goes on one line (the judge's own sealed names never hold one)
         discard(process)
         return _Failed(f"the artifact's path {str(artifact)!r} holds a line break")
     if process is None:
@@ -384,7 +385,7 @@ def _execute(
         except OSError as exc:
             return _Skip(f"the LibTorch runner {runner.path} cannot be started: {exc}")
     cases = io.BytesIO()
-    cases.write(str(artifact).encode() + b"\n")
+    cases.write(line + b"\n")
     # Path and cases in on stdin, results out on stdout: pipes, so a large model's outputs never
     # touch the disk.
     try:
