@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from regctl.worker.engine.battery import BatteryCase
-from regctl.worker.inprocess import convert_model
+from regctl.worker.inprocess import convert_model, validate_artifact
 from regctl.worker.judge import libtorch
 from regctl.worker.judge.libtorch import CACHE_ENV, SWITCH_ENV, Runner, build_runner, run_libtorch_stage
 from regctl.worker.judge.warm_runner import WarmRunners
@@ -121,4 +121,20 @@ def test_a_conversion_cancelled_between_its_two_runs_leaves_no_runner(tmp_path: 
         convert_model(
             EXAMPLES / "conditional", example_spec("conditional"), tmp_path, progress=cancel_at_trace
         )
+    assert _runners_alive(runner) == []
+
+
+def test_a_validation_leaves_no_runner_whether_its_python_pass_fails_or_passes(
+    tmp_path: Path, runner: Runner
+) -> None:
+    converted = convert_model(EXAMPLES / "linear", example_spec("linear"), tmp_path / "linear", seed=2)
+    assert converted.torchscript_path is not None
+    # another model's artifact fails the Python pass: the runner started for it never runs
+    refused = validate_artifact(
+        EXAMPLES / "conditional", example_spec("conditional"), converted.torchscript_path
+    )
+    assert not refused.ok and not refused.report["libtorch"]["ran"]
+    assert _runners_alive(runner) == []
+    proved = validate_artifact(EXAMPLES / "linear", example_spec("linear"), converted.torchscript_path)
+    assert proved.ok and proved.report["libtorch"]["ran"] and proved.report["libtorch"]["ok"]
     assert _runners_alive(runner) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,60 +109,44 @@ def _validate(
     runner: RunnerChoice,
     progress: Callable[[str], None],
 ) -> str | None:
-    if not isinstance(runner, Runner):
-        return _proved(spec, device, battery, reference, side, artifact_path, report, runner, progress, None)
     # LibTorch's start overlaps the Python pass (warm_runner.py); killed if the pass fails
-    with WarmRunners(runner, str(device), 1) as warm:
-        return _proved(spec, device, battery, reference, side, artifact_path, report, runner, progress, warm)
-
-
-def _proved(
-    spec: ModelSpec,
-    device: torch.device,
-    battery: list[BatteryCase],
-    reference: list[Any],
-    side: ModelSide,
-    artifact_path: Path,
-    report: dict[str, Any],
-    runner: RunnerChoice,
-    progress: Callable[[str], None],
-    warm: WarmRunners | None,
-) -> str | None:
-    try:
-        artifact = torch.jit.load(str(artifact_path), map_location=device)
-    except Exception as exc:
-        return f"cannot load the artifact {artifact_path.name}: {describe_exception(exc)}"
-    started = time.perf_counter()
-    v = spec.validation
-    check = check_candidate(
-        artifact,
-        battery,
-        reference,
-        device,
-        rtol=v.rtol,
-        atol=v.atol,
-        name="artifact",
-        progress=progress,
-        stop_at_first=False,
-    )
-    report["timings"]["battery_s"] += time.perf_counter() - started
-    report.update(
-        shapes=per_shape(check.results),
-        failures=len(check.failures),
-        failed_inputs=check.failures[:MAX_LABELS],
-    )
-    if not check.ok:
-        more = f" (and {len(check.failures) - 1} more inputs)" if len(check.failures) > 1 else ""
-        return f"the artifact {check.error}{more}"
-    started = time.perf_counter()
-    process = warm.take() if warm is not None else None
-    report["libtorch"] = libtorch_stage(
-        runner, artifact_path, battery, reference, spec, device, progress, process
-    )
-    report["timings"]["libtorch_s"] = time.perf_counter() - started
-    if error := libtorch_failure(report["libtorch"]):
-        return error
-    # The reference runner timed this stored artifact beside eager (model_side.py): one process.
-    report["latency"] = latency_section(side.latency, "the reference runner")
-    report["latency_note"] = side.latency_error  # the model side's own words: shown, never trusted
-    return None
+    warming = WarmRunners(runner, str(device), 1) if isinstance(runner, Runner) else nullcontext(None)
+    with warming as warm:
+        try:
+            artifact = torch.jit.load(str(artifact_path), map_location=device)
+        except Exception as exc:
+            return f"cannot load the artifact {artifact_path.name}: {describe_exception(exc)}"
+        started = time.perf_counter()
+        v = spec.validation
+        check = check_candidate(
+            artifact,
+            battery,
+            reference,
+            device,
+            rtol=v.rtol,
+            atol=v.atol,
+            name="artifact",
+            progress=progress,
+            stop_at_first=False,
+        )
+        report["timings"]["battery_s"] += time.perf_counter() - started
+        report.update(
+            shapes=per_shape(check.results),
+            failures=len(check.failures),
+            failed_inputs=check.failures[:MAX_LABELS],
+        )
+        if not check.ok:
+            more = f" (and {len(check.failures) - 1} more inputs)" if len(check.failures) > 1 else ""
+            return f"the artifact {check.error}{more}"
+        started = time.perf_counter()
+        process = warm.take() if warm is not None else None
+        report["libtorch"] = libtorch_stage(
+            runner, artifact_path, battery, reference, spec, device, progress, process
+        )
+        report["timings"]["libtorch_s"] = time.perf_counter() - started
+        if error := libtorch_failure(report["libtorch"]):
+            return error
+        # The reference runner timed this stored artifact beside eager (model_side.py): one process.
+        report["latency"] = latency_section(side.latency, "the reference runner")
+        report["latency_note"] = side.latency_error  # the model side's own words: shown, never trusted
+        return None
