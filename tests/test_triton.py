@@ -30,6 +30,7 @@ from regctl.registry.settings import Settings
 from regctl.registry.spec import load_spec
 from regctl.registry.store import open_store
 from regctl.registry.versions import get_version
+from tests.examples_in_range import in_range
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 Invoke = Callable[..., Result]
@@ -80,9 +81,11 @@ def io(config: Any, kind: str) -> list[tuple[str, str, list[int]]]:
 
 
 @pytest.fixture(scope="module")
-def onnx_registry(registry: Settings, regctl: Invoke) -> Settings:
-    """lin:1, examples/linear converted with an ONNX model proved in onnxruntime."""
-    result = regctl("register", "lin", str(EXAMPLES / "linear"), "--format", "onnx", "--wait")
+def onnx_registry(registry: Settings, regctl: Invoke, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """lin:1, examples/linear (inputs in range: tests/examples_in_range.py) with an ONNX model proved
+    in onnxruntime."""
+    linear = in_range("linear", tmp_path_factory.mktemp("onnx-linear"))
+    result = regctl("register", "lin", str(linear), "--format", "onnx", "--wait")
     assert result.exit_code == 0, result.stderr
     return registry
 
