@@ -19,6 +19,7 @@ from regctl.worker.judge.libtorch import CACHE_ENV, SWITCH_ENV, Runner, build_ru
 from regctl.worker.judge.warm_runner import WarmRunners
 from tests.conftest import service_missing
 from tests.engine.conftest import EXAMPLES, example_spec
+from tests.hostile import processes_with
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +34,16 @@ def runner(libtorch_runner_cache: Path) -> Iterator[Runner]:
 
 
 def _runners_alive(runner: Runner) -> list[int]:
-    """This process's children running the runner binary (zombies, already ended, not counted)."""
-    alive = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
-        if int(parent) == os.getpid() and state != "Z" and command == str(runner.path).encode():
-            alive.append(int(entry))
-    return alive
+    """This process's children running the runner binary, alive (other test workers' judges run it too)."""
+    return [pid for pid in processes_with(str(runner.path)) if _parent(pid) == os.getpid()]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None  # ended meanwhile
+    return int(status.split("\nPPid:\t", 1)[1].split("\n", 1)[0])
 
 
 def _linear(tmp_path: Path) -> tuple[Path, list[BatteryCase], list[torch.Tensor]]:

@@ -32,7 +32,7 @@ from regctl.registry.spec import ModelSpec
 from regctl.worker.engine.battery import BatteryCase
 from regctl.worker.engine.capture import describe_exception
 from regctl.worker.judge.evaluate import CandidateCheck, CaseResult, check_candidate
-from regctl.worker.judge.libtorch import CaseOutcome, Runner, discard, run_libtorch_stage
+from regctl.worker.judge.libtorch import CaseOutcome, Runner, run_libtorch_stage
 
 HASH_INLINE_BYTES = 4 << 20  # hashed in about a millisecond: not worth a thread
 
@@ -74,13 +74,12 @@ def check_in_runtime(
 ) -> RuntimeCheck:
     """Run `cases` in LibTorch when `runner` is one (else in Python, saying why) and compare with eager.
 
-    `process`: that runner already started and waiting for its artifact (warm_runner.py); it is
-    used or killed here. Raises ArtifactLoadError when the file cannot be read or does not load in
-    Python; what `progress` raises propagates.
+    `process`: `runner` already started and waiting for its artifact (warm_runner.py, whose pool ends
+    it if this does not); only ever given with a runner. Raises ArtifactLoadError when the file
+    cannot be read or does not load in Python; what `progress` raises propagates.
     """
     with _hashing(path) as digest:
         if isinstance(runner, str):
-            discard(process)
             why = f"LibTorch runner unavailable: {runner}"
             return _in_python(path, name, cases, expected, spec, device, progress, why, digest)
         v = spec.validation
